@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing (the tansu test broker,
+# cached), starts the broker on a loopback port, then runs fmt, clippy and every test.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
+#
+# Cache: $PETITIOND_CACHE (default ~/.cache/petitiond) keeps the tansu binary between runs;
+# without it the script builds tansu once (~12 minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${PETITIOND_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/petitiond}"
+TANSU_VERSION=0.6.0
+TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION"
+TANSU_BIN="$TANSU_ROOT/bin/tansu"
+
+log() { printf '\n== %s\n' "$*"; }
+
+need_apt=()
+for pair in "make:make" "gcc:gcc" "pkg-config:pkgconf" "perl:perl"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
+done
+for hdr in "/usr/include/openssl/ssl.h:libssl-dev" "/usr/include/zlib.h:zlib1g-dev"; do
+  [ -e "${hdr%%:*}" ] || need_apt+=("${hdr#*:}")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing build dependencies: ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ ! -x "$TANSU_BIN" ]; then
+  log "installing tansu $TANSU_VERSION into $TANSU_ROOT (first run only)"
+  mkdir -p "$CACHE"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
+    --root "$TANSU_ROOT" --target-dir "$CACHE/tansu-build"
+  rm -rf "$CACHE/tansu-build"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+WORK="$(mktemp -d)"
+BROKER_PID=""
+cleanup() {
+  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT="$(free_port)"
+log "starting tansu on 127.0.0.1:$PORT"
+"$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+  --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+BROKER_PID=$!
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
+  if ! kill -0 "$BROKER_PID" 2>/dev/null; then cat "$WORK/tansu.log"; echo "tansu exited"; exit 1; fi
+  sleep 0.2
+done
+
+export PETITIOND_TEST_KAFKA="127.0.0.1:$PORT"
+export PETITIOND_TANSU_BIN="$TANSU_BIN"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+log "cargo test"
+status=0
+cargo test --locked "$@" || status=$?
+if [ $status -ne 0 ]; then
+  log "tansu log (tail)"
+  tail -50 "$WORK/tansu.log" || true
+fi
+exit $status

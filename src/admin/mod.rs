@@ -1,0 +1,75 @@
+//! Admin HTTP: `/healthz` (the process is up), `/readyz` (topics verified, brokers reachable)
+//! and `/metrics` (Prometheus text). Read-only; the SLA board joins it with the SLA issue.
+
+use crate::kafka::client::BrokerHealth;
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Metrics,
+    pub health: Arc<BrokerHealth>,
+    pub ready: Arc<AtomicBool>,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
+    if !s.ready.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: kafka topics not verified yet\n",
+        )
+    } else if s.health.is_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kafka brokers unreachable\n",
+        )
+    } else {
+        (StatusCode::OK, "ready\n")
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Binds first (so a port clash fails start-up), then serves until `stop`.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    Ok(())
+}

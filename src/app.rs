@@ -1,0 +1,214 @@
+//! Wiring: builds every part from the config, runs them as tasks, and stops them in order.
+//!
+//! Tasks: the channels (edge: watch the shutdown token), intake (ends when the channels drop
+//! their senders), the outbox relay (ends when intake is done and the outbox is empty), and the
+//! admin server. Stop order: stop polling → intake drains → relay flushes → exit. If that takes
+//! longer than `daemon.shutdown_deadline_secs`, the relay is cut off; undelivered records stay
+//! in the outbox for the next start. A task that fails stops the daemon with an error.
+
+use crate::admin::{self, AdminState};
+use crate::channels::mailbox::MaildirChannel;
+use crate::config::Config;
+use crate::intake::Intake;
+use crate::kafka::client::BrokerHealth;
+use crate::kafka::relay::Relay;
+use crate::metrics::Metrics;
+use crate::store::blobs::FsBlobStore;
+use crate::store::{SqliteStore, Store};
+use anyhow::Context;
+use futures::FutureExt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Capacity of the channel → intake queue: small, so a slow store pushes back on polling.
+const INTAKE_QUEUE: usize = 64;
+
+pub struct Application {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    blobs: Arc<FsBlobStore>,
+    metrics: Metrics,
+    admin: Option<tokio::net::TcpListener>,
+}
+
+impl Application {
+    /// Opens the store and blob store and binds the admin port. No network calls to Kafka
+    /// here: the relay verifies topics when it starts, retrying while brokers are down.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let store = SqliteStore::open(&config.store.path, config.store.busy_timeout)
+            .with_context(|| format!("opening store {}", config.store.path.display()))?;
+        let blobs = FsBlobStore::open(&config.blobs_dir)
+            .with_context(|| format!("opening blob store {}", config.blobs_dir.display()))?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                admin::bind(addr)
+                    .await
+                    .with_context(|| format!("binding admin listener {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            store: Arc::new(store),
+            blobs: Arc::new(blobs),
+            metrics: Metrics::new(),
+            admin,
+        })
+    }
+
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Runs until `shutdown` fires (then drains within the deadline) or a task fails.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let cfg = self.config.clone();
+        let health = Arc::new(BrokerHealth::default());
+        let ready = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        let intake_done = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+        let admin_stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<(&'static str, anyhow::Error)>();
+
+        let spawn =
+            |name: &'static str,
+             fut: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>| {
+                let fail = fail_tx.clone();
+                tracker.spawn(async move {
+                    let result = match AssertUnwindSafe(fut).catch_unwind().await {
+                        Ok(r) => r,
+                        Err(_) => Err(anyhow::anyhow!("task panicked")),
+                    };
+                    if let Err(e) = result {
+                        let _ = fail.send((name, e));
+                    }
+                })
+            };
+
+        let (tx, rx) = mpsc::channel(INTAKE_QUEUE);
+        if let Some(mb) = &cfg.mailbox {
+            let ch = MaildirChannel {
+                source: "mailbox".into(),
+                config: mb.clone(),
+                intake: tx.clone(),
+            };
+            spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
+        }
+        drop(tx);
+
+        let intake = Intake {
+            config: cfg.clone(),
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            metrics: self.metrics.clone(),
+            relay_wake: wake.clone(),
+        };
+        let done = intake_done.clone();
+        spawn(
+            "intake",
+            Box::pin(async move {
+                let r = intake.run(rx).await;
+                done.cancel();
+                r
+            }),
+        );
+
+        let relay = Relay {
+            config: cfg.kafka.clone(),
+            topics: cfg.topics(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            health: health.clone(),
+            wake,
+            ready: ready.clone(),
+        };
+        spawn(
+            "relay",
+            Box::pin(relay.run(intake_done.clone(), hard_stop.clone())),
+        );
+
+        let admin_task = self.admin.map(|listener| {
+            let state = AdminState {
+                metrics: self.metrics.clone(),
+                health,
+                ready,
+            };
+            tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
+        });
+        drop(fail_tx);
+
+        let failure = tokio::select! {
+            _ = shutdown.cancelled() => {
+                tracing::info!("shutdown requested: stopping channels, draining");
+                None
+            }
+            f = fail_rx.recv() => f,
+        };
+        if let Some((name, e)) = &failure {
+            tracing::error!(
+                task = name,
+                error = format!("{e:#}"),
+                "task failed; stopping"
+            );
+        }
+        shutdown.cancel();
+        if failure.is_some() {
+            // A failed task cannot drain in order; stop the relay too.
+            intake_done.cancel();
+        }
+        tracker.close();
+        if tokio::time::timeout(cfg.shutdown_deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                deadline_secs = cfg.shutdown_deadline.as_secs(),
+                "shutdown deadline reached; cutting off the relay"
+            );
+            hard_stop.cancel();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
+        }
+        admin_stop.cancel();
+        if let Some(t) = admin_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+        }
+        let failure = failure.or_else(|| fail_rx.try_recv().ok());
+        match failure {
+            Some((name, e)) => Err(e.context(format!("task `{name}` failed"))),
+            None => {
+                tracing::info!("stopped cleanly");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+        }
+        t.cancel();
+    });
+    Ok(token)
+}

@@ -1,0 +1,43 @@
+//! Intake channels: long-running adapters that read an upstream system and hand each raw
+//! record to intake over a bounded channel, moving their upstream cursor only after intake
+//! answers that the record is durable.
+//!
+//! A channel does not parse, route or produce; it reads, hands over, waits, commits.
+
+pub mod mailbox;
+
+use jiff::Timestamp;
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+
+/// What a channel hands to intake.
+#[derive(Debug)]
+pub enum Payload {
+    /// A whole mail (RFC 5322 bytes) and when the mail server received it.
+    Mail { raw: Vec<u8>, arrival: Timestamp },
+    /// A file too large to read into memory: intake streams it into quarantine.
+    Oversize {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+}
+
+/// How intake disposed of a record. Every variant means "durable": the cursor may move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    Recorded(String),
+    Duplicate(String),
+    Quarantined(i64),
+}
+
+/// A record handed to intake, with the channel's way to hear back.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Configured source name, e.g. `mailbox`.
+    pub source: String,
+    /// Upstream reference for logs and quarantine (a file name, a record id); never personal.
+    pub reference: String,
+    pub payload: Payload,
+    pub done: oneshot::Sender<anyhow::Result<Disposition>>,
+}

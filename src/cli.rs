@@ -1,0 +1,176 @@
+//! Command line: `run`, `check`, `demo`, `quarantine list`.
+
+use crate::config::{Config, LogFormat};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "petitiond", version, about = "Petition-office intake daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM/SIGINT.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file; prints every error with file, line and key path.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run on embedded defaults: an in-process Kafka-protocol broker, a Maildir with sample
+    /// scanned letters, SQLite under a data dir. Prints every routed envelope.
+    Demo {
+        /// Where the demo keeps its data (default: a new directory under the system temp dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Exit once every sample letter has been routed (instead of running until Ctrl-C).
+        #[arg(long)]
+        exit_when_done: bool,
+    },
+    /// Inspect quarantined inputs.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List the newest quarantined inputs with their reasons.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// Installs the tracing subscriber: JSON unless pretty is asked for or stderr is a terminal.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        b.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errs| {
+        eprintln!("{errs}");
+        eprintln!("{} error(s) in {}", errs.0.len(), path.display());
+        ExitCode::from(2)
+    })
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} departments, {} topics, mailbox {})",
+                    config.display(),
+                    c.departments.len(),
+                    c.topics().len(),
+                    if c.mailbox.is_some() { "on" } else { "off" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(config.log_format, &config.log_filter);
+            runtime(async move {
+                let stop = crate::app::shutdown_on_signals()?;
+                let app = crate::app::Application::build(config).await?;
+                if let Some(a) = app.admin_addr() {
+                    tracing::info!(admin = %a, "admin listening");
+                }
+                app.run_until_stopped(stop).await
+            })
+        }
+        Command::Demo {
+            data_dir,
+            exit_when_done,
+        } => {
+            init_logging(LogFormat::Pretty, "warn,petitiond=info");
+            runtime(crate::demo::run(data_dir, exit_when_done))
+        }
+        Command::Quarantine {
+            command: QuarantineCommand::List { config, limit },
+        } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match crate::store::SqliteStore::open(&config.store.path, config.store.busy_timeout)
+                .map_err(anyhow::Error::from)
+                .and_then(|s| Ok(crate::store::Store::list_quarantine(&s, limit)?))
+            {
+                Ok(rows) => {
+                    for r in rows {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{} bytes\t{}\t{}",
+                            r.id,
+                            r.at,
+                            r.entry.source,
+                            r.entry.reference,
+                            r.entry.reason,
+                            r.entry.size,
+                            r.entry.raw_ref,
+                            r.entry.detail
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "petitiond failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

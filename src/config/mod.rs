@@ -1,0 +1,627 @@
+//! Configuration: TOML in, validated types out, in two stages.
+//!
+//! Stage one (`raw`) is serde with `deny_unknown_fields`; stage two (`validate` here) checks
+//! meaning and builds the types the rest of the daemon uses. Every error found in either stage
+//! is reported at once, each with file, line and key path, so an operator fixes a file in one
+//! pass. Secrets are never read from the TOML: it names an environment variable or a file.
+//!
+//! This module does not open sockets or files other than the config file and secret files.
+
+mod raw;
+
+use raw::{RawConfig, RawSecretRef};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line, when the key exists in the file.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `kafka.partitions` or `departments[1].topic`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}: {}", self.file, l, self.path, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.path, self.message),
+        }
+    }
+}
+
+/// All problems found in a config file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A secret value. `Debug` never prints it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub data_dir: PathBuf,
+    pub shutdown_deadline: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub admin_listen: Option<std::net::SocketAddr>,
+    pub store: StoreConfig,
+    pub blobs_dir: PathBuf,
+    pub kafka: KafkaConfig,
+    pub departments: Vec<Department>,
+    pub routing: RoutingConfig,
+    pub mailbox: Option<MailboxConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub busy_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub client_id: String,
+    pub create_topics: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// `None`: librdkafka retries until the broker acknowledges (never drops on timeout).
+    pub delivery_timeout: Option<Duration>,
+    pub request_timeout: Duration,
+    pub relay_batch: usize,
+    pub retry_backoff: Duration,
+    pub dead_letter_topic: String,
+    /// Extra librdkafka properties, secrets already resolved.
+    pub properties: BTreeMap<String, String>,
+    pub secret_properties: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Department {
+    pub id: String,
+    pub name: String,
+    pub topic: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub default_lead: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    pub path: PathBuf,
+    pub poll_interval: Duration,
+    pub max_message_bytes: u64,
+    pub max_parts: usize,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; every error at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: None,
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self::parse(&text, &file, &base)
+    }
+
+    /// Parses and validates config text. Relative paths resolve against `base_dir` (the config
+    /// file's directory), so a config file and its data can move together.
+    pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+        let spans = match toml_edit::Document::parse(text.to_string()) {
+            Ok(d) => d,
+            Err(e) => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    file: file.into(),
+                    line: e.span().map(|s| line_at(text, s.start)),
+                    path: String::new(),
+                    message: format!("TOML syntax: {}", e.message()),
+                }]));
+            }
+        };
+        let mut errors = Vec::new();
+        let raw = deserialize_collecting(text, &spans, file, &mut errors);
+        let mut cx = Validator {
+            file,
+            text,
+            spans: &spans,
+            errors,
+            base_dir,
+        };
+        let config = raw.and_then(|raw| cx.validate(raw));
+        match config {
+            Some(c) if cx.errors.is_empty() => Ok(c),
+            _ => {
+                if cx.errors.is_empty() {
+                    cx.errors.push(ConfigError {
+                        file: file.into(),
+                        line: None,
+                        path: String::new(),
+                        message: "invalid configuration".into(),
+                    });
+                }
+                cx.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+                Err(ConfigErrors(cx.errors))
+            }
+        }
+    }
+
+    pub fn department(&self, id: &str) -> Option<&Department> {
+        self.departments.iter().find(|d| d.id == id)
+    }
+
+    /// Every topic the daemon produces to; verified or created at start-up.
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.departments.iter().map(|d| d.topic.clone()).collect();
+        t.push(self.kafka.dead_letter_topic.clone());
+        t.sort();
+        t.dedup();
+        t
+    }
+}
+
+/// Stage one, collecting every serde error: on an error at a key that exists in the file, the
+/// key is recorded, removed, and deserialization tried again, so one bad key does not hide the
+/// next. Stops at an error that removal cannot get past (a missing required key).
+fn deserialize_collecting(
+    text: &str,
+    spans: &toml_edit::Document<String>,
+    file: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RawConfig> {
+    let mut doc: toml_edit::DocumentMut = match text.parse() {
+        Ok(d) => d,
+        Err(_) => return None, // already reported by the span parse
+    };
+    for _ in 0..64 {
+        let de = toml_edit::de::Deserializer::from(doc.clone());
+        match serde_path_to_error::deserialize::<_, RawConfig>(de) {
+            // With the bad keys removed the rest still deserializes: validate it too, so one
+            // pass reports both shape and meaning errors.
+            Ok(raw) => return Some(raw),
+            Err(e) => {
+                let mut path: Vec<Segment> = e.path().iter().filter_map(segment).collect();
+                let inner = e.into_inner();
+                let message = inner.message().to_string();
+                // serde reports an unknown key at its table; the key itself is in the message.
+                if let Some(field) = backticked(&message, "unknown field `")
+                    && path.last() != Some(&Segment::Key(field.clone()))
+                {
+                    path.push(Segment::Key(field));
+                }
+                let line = line_of(spans.as_item(), &path, text)
+                    .or_else(|| inner.span().map(|s| line_at(text, s.start)));
+                errors.push(ConfigError {
+                    file: file.into(),
+                    line,
+                    path: render_path(&path),
+                    message: message.trim().to_string(),
+                });
+                if message.starts_with("missing field") || !remove_path(doc.as_item_mut(), &path) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+fn backticked(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.strip_prefix(prefix)?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn segment(s: &serde_path_to_error::Segment) -> Option<Segment> {
+    match s {
+        serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
+        serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+        _ => None,
+    }
+}
+
+fn render_path(path: &[Segment]) -> String {
+    let mut out = String::new();
+    for s in path {
+        match s {
+            Segment::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn parse_path(path: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, rest) = part.split_once('[').unwrap_or((part, ""));
+        if !key.is_empty() {
+            out.push(Segment::Key(key.to_string()));
+        }
+        for idx in rest.split('[') {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                out.push(Segment::Index(i));
+            }
+        }
+    }
+    out
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The 1-based line of a key path in the parsed document: the deepest part of the path that
+/// exists (the key itself, else its table).
+fn line_of(root: &toml_edit::Item, path: &[Segment], text: &str) -> Option<usize> {
+    let mut item = root;
+    let mut best = None;
+    for seg in path {
+        let (span, next) = match seg {
+            Segment::Key(k) => {
+                let Some((key, next)) = item.as_table_like().and_then(|t| t.get_key_value(k))
+                else {
+                    return best;
+                };
+                (key.span().or_else(|| next.span()), next)
+            }
+            Segment::Index(i) => {
+                let Some(next) = item.get(*i) else {
+                    return best;
+                };
+                (next.span(), next)
+            }
+        };
+        if let Some(s) = span {
+            best = Some(line_at(text, s.start));
+        }
+        item = next;
+    }
+    best
+}
+
+fn remove_path(root: &mut toml_edit::Item, path: &[Segment]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut item = root;
+    for seg in parents {
+        let next = match seg {
+            Segment::Key(k) => item.get_mut(k.as_str()),
+            Segment::Index(i) => item.get_mut(*i),
+        };
+        match next {
+            Some(n) => item = n,
+            None => return false,
+        }
+    }
+    match last {
+        Segment::Key(k) => item
+            .as_table_like_mut()
+            .is_some_and(|t| t.remove(k).is_some()),
+        Segment::Index(_) => false,
+    }
+}
+
+/// Stage two: meaning, cross-references, secrets. Pushes every error it finds.
+struct Validator<'a> {
+    file: &'a str,
+    text: &'a str,
+    spans: &'a toml_edit::Document<String>,
+    errors: Vec<ConfigError>,
+    base_dir: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        let line = line_of(self.spans.as_item(), &parse_path(path), self.text);
+        self.errors.push(ConfigError {
+            file: self.file.into(),
+            line,
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn positive(&mut self, path: &str, v: u64) {
+        if v == 0 {
+            self.err(path, "must be greater than 0");
+        }
+    }
+
+    fn topic_name(&mut self, path: &str, t: &str) {
+        let ok = !t.is_empty()
+            && t.len() <= 249
+            && t != "."
+            && t != ".."
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !ok {
+            self.err(
+                path,
+                format!("`{t}` is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])"),
+            );
+        }
+    }
+
+    fn secret(&mut self, path: &str, r: &RawSecretRef) -> Option<Secret> {
+        match (&r.env, &r.file) {
+            (Some(var), None) => match std::env::var(var) {
+                Ok(v) => Some(Secret(v)),
+                Err(_) => {
+                    self.err(path, format!("environment variable `{var}` is not set"));
+                    None
+                }
+            },
+            (None, Some(f)) => {
+                let p = self.path(f);
+                match std::fs::read_to_string(&p) {
+                    Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+                    Err(e) => {
+                        self.err(
+                            path,
+                            format!("cannot read secret file {}: {e}", p.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.err(path, "give exactly one of `env` or `file`");
+                None
+            }
+        }
+    }
+
+    fn validate(&mut self, raw: RawConfig) -> Option<Config> {
+        let d = &raw.daemon;
+        self.positive("daemon.shutdown_deadline_secs", d.shutdown_deadline_secs);
+        let log_format = match d.log_format.as_str() {
+            "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                self.err(
+                    "daemon.log_format",
+                    format!("`{other}` is not one of auto, json, pretty"),
+                );
+                LogFormat::Auto
+            }
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&d.log_filter) {
+            self.err("daemon.log_filter", format!("not a valid filter: {e}"));
+        }
+
+        let admin_listen = if raw.admin.enabled {
+            match raw.admin.listen.parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.err(
+                        "admin.listen",
+                        format!(
+                            "`{}` is not an address like 127.0.0.1:9464",
+                            raw.admin.listen
+                        ),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        let k = &raw.kafka;
+        if k.brokers.trim().is_empty() {
+            self.err("kafka.brokers", "must list at least one host:port");
+        }
+        if k.partitions < 1 {
+            self.err("kafka.partitions", "must be at least 1");
+        }
+        if k.replication_factor < 1 {
+            self.err("kafka.replication_factor", "must be at least 1");
+        }
+        self.positive("kafka.request_timeout_secs", k.request_timeout_secs);
+        self.positive("kafka.relay_batch", k.relay_batch as u64);
+        self.positive("kafka.retry_backoff_ms", k.retry_backoff_ms);
+        self.topic_name("kafka.dead_letter_topic", &k.dead_letter_topic);
+        // Keys the daemon sets itself for its guarantees; an operator must not turn them off.
+        const OWNED: [&str; 5] = [
+            "bootstrap.servers",
+            "acks",
+            "enable.idempotence",
+            "message.timeout.ms",
+            "delivery.timeout.ms",
+        ];
+        for key in k.properties.keys() {
+            let path = format!("kafka.properties.{key}");
+            if OWNED.contains(&key.as_str()) {
+                self.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts); use the kafka.* keys");
+            } else if ["password", "secret", "key.pem", "token"]
+                .iter()
+                .any(|s| key.contains(s))
+            {
+                self.err(&path, "looks like a secret: move it to [kafka.secret_properties] with `env` or `file`");
+            }
+        }
+        let mut secret_properties = BTreeMap::new();
+        for (key, r) in &k.secret_properties {
+            if let Some(s) = self.secret(&format!("kafka.secret_properties.{key}"), r) {
+                secret_properties.insert(key.clone(), s);
+            }
+        }
+
+        let mut ids = HashSet::new();
+        let mut departments = Vec::new();
+        if raw.departments.is_empty() {
+            self.err(
+                "departments",
+                "at least one [[departments]] entry is required",
+            );
+        }
+        for (i, dep) in raw.departments.iter().enumerate() {
+            if dep.id.trim().is_empty() {
+                self.err(&format!("departments[{i}].id"), "must not be empty");
+            } else if !ids.insert(dep.id.clone()) {
+                self.err(
+                    &format!("departments[{i}].id"),
+                    format!("duplicate department id `{}`", dep.id),
+                );
+            }
+            self.topic_name(&format!("departments[{i}].topic"), &dep.topic);
+            if dep.topic == k.dead_letter_topic {
+                self.err(
+                    &format!("departments[{i}].topic"),
+                    "must differ from kafka.dead_letter_topic",
+                );
+            }
+            departments.push(Department {
+                id: dep.id.clone(),
+                name: dep.name.clone(),
+                topic: dep.topic.clone(),
+            });
+        }
+        if !ids.contains(&raw.routing.default_lead) {
+            self.err(
+                "routing.default_lead",
+                format!(
+                    "department `{}` is not defined in [[departments]]",
+                    raw.routing.default_lead
+                ),
+            );
+        }
+
+        let mailbox = match &raw.channels.mailbox {
+            Some(m) if m.enabled => {
+                if m.kind != "maildir" {
+                    self.err(
+                        "channels.mailbox.kind",
+                        format!("`{}` is not supported yet (supported: maildir)", m.kind),
+                    );
+                }
+                self.positive("channels.mailbox.poll_interval_ms", m.poll_interval_ms);
+                self.positive("channels.mailbox.max_message_bytes", m.max_message_bytes);
+                self.positive("channels.mailbox.max_parts", m.max_parts as u64);
+                Some(MailboxConfig {
+                    path: self.path(&m.path),
+                    poll_interval: Duration::from_millis(m.poll_interval_ms),
+                    max_message_bytes: m.max_message_bytes,
+                    max_parts: m.max_parts,
+                })
+            }
+            _ => None,
+        };
+
+        let data_dir = self.path(&raw.daemon.data_dir);
+        let resolve_data = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                data_dir.join(p)
+            }
+        };
+        Some(Config {
+            source: self.base_dir.to_path_buf(),
+            shutdown_deadline: Duration::from_secs(d.shutdown_deadline_secs),
+            log_format,
+            log_filter: d.log_filter.clone(),
+            admin_listen,
+            store: StoreConfig {
+                path: resolve_data(&raw.store.path),
+                busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+            },
+            blobs_dir: resolve_data(&raw.blobs.dir),
+            data_dir: data_dir.clone(),
+            kafka: KafkaConfig {
+                brokers: k.brokers.clone(),
+                client_id: k.client_id.clone(),
+                create_topics: k.create_topics,
+                partitions: k.partitions,
+                replication_factor: k.replication_factor,
+                delivery_timeout: (k.delivery_timeout_secs > 0)
+                    .then(|| Duration::from_secs(k.delivery_timeout_secs)),
+                request_timeout: Duration::from_secs(k.request_timeout_secs),
+                relay_batch: k.relay_batch,
+                retry_backoff: Duration::from_millis(k.retry_backoff_ms),
+                dead_letter_topic: k.dead_letter_topic.clone(),
+                properties: k.properties.clone(),
+                secret_properties,
+            },
+            departments,
+            routing: RoutingConfig {
+                default_lead: raw.routing.default_lead.clone(),
+            },
+            mailbox,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

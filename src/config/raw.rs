@@ -1,0 +1,203 @@
+//! Stage one of configuration: the TOML file's shape, as serde sees it.
+//!
+//! Every struct denies unknown fields so a misspelled key is an error, never silently ignored.
+//! Defaults live here, next to the key they belong to. Nothing here checks meaning; that is
+//! `config::validate`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub blobs: RawBlobs,
+    pub kafka: RawKafka,
+    #[serde(default)]
+    pub departments: Vec<RawDepartment>,
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub channels: RawChannels,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDaemon {
+    pub data_dir: String,
+    pub shutdown_deadline_secs: u64,
+    pub log_format: String,
+    pub log_filter: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        Self {
+            data_dir: "data".into(),
+            shutdown_deadline_secs: 30,
+            log_format: "auto".into(),
+            log_filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub enabled: bool,
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub path: String,
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            path: "petitiond.db".into(),
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBlobs {
+    pub dir: String,
+}
+
+impl Default for RawBlobs {
+    fn default() -> Self {
+        Self {
+            dir: "blobs".into(),
+        }
+    }
+}
+
+/// Where a secret's value comes from: an environment variable or a file. Never the TOML.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretRef {
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+fn default_partitions() -> i32 {
+    3
+}
+fn default_rf() -> i32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_client_id() -> String {
+    "petitiond".into()
+}
+fn default_dlq() -> String {
+    "petitiond.dead-letter".into()
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_relay_batch() -> usize {
+    500
+}
+fn default_retry_backoff_ms() -> u64 {
+    1000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    pub brokers: String,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default = "default_true")]
+    pub create_topics: bool,
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default = "default_rf")]
+    pub replication_factor: i32,
+    #[serde(default)]
+    pub delivery_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    #[serde(default = "default_relay_batch")]
+    pub relay_batch: usize,
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    #[serde(default = "default_dlq")]
+    pub dead_letter_topic: String,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secret_properties: BTreeMap<String, RawSecretRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDepartment {
+    pub id: String,
+    pub name: String,
+    pub topic: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    pub default_lead: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannels {
+    pub mailbox: Option<RawMailbox>,
+}
+
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_max_message_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+fn default_max_parts() -> usize {
+    200
+}
+fn default_maildir_kind() -> String {
+    "maildir".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMailbox {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_maildir_kind")]
+    pub kind: String,
+    pub path: String,
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    #[serde(default = "default_max_parts")]
+    pub max_parts: usize,
+}

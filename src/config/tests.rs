@@ -1,0 +1,152 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, "test.toml", Path::new("/cfg"))
+}
+
+const MINIMAL: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[[departments]]
+id = "intake-desk"
+name = "接待科"
+topic = "t.intake"
+
+[routing]
+default_lead = "intake-desk"
+"#;
+
+#[test]
+fn shipped_example_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/petitiond.toml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.departments.len(), 2);
+    assert!(c.mailbox.is_some());
+    assert_eq!(c.kafka.delivery_timeout, None);
+    assert_eq!(
+        c.topics(),
+        vec![
+            "petitiond.dead-letter",
+            "petitiond.dept.hrss",
+            "petitiond.dept.intake-desk"
+        ]
+    );
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.data_dir, Path::new("/cfg/data"));
+    assert_eq!(c.store.path, Path::new("/cfg/data/petitiond.db"));
+    assert_eq!(c.kafka.partitions, 3);
+    assert_eq!(c.shutdown_deadline, Duration::from_secs(30));
+    assert!(c.mailbox.is_none());
+}
+
+#[test]
+fn misspelled_key_and_bad_value_are_both_reported_with_lines() {
+    let text = "[daemon]\nshutdown_deadline_secs = 5\nlog_formt = \"json\"\n\n[kafka]\nbrokers = \"b:9092\"\npartitions = \"three\"\n\n[[departments]]\nid = \"a\"\nname = \"A\"\ntopic = \"t\"\n\n[routing]\ndefault_lead = \"a\"\n";
+    let errs = parse(text).unwrap_err().0;
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(errs[0].line, Some(3));
+    assert_eq!(errs[0].path, "daemon.log_formt");
+    assert!(
+        errs[0].message.contains("unknown field"),
+        "{}",
+        errs[0].message
+    );
+    assert_eq!(errs[1].line, Some(7));
+    assert_eq!(errs[1].path, "kafka.partitions");
+}
+
+#[test]
+fn semantic_errors_are_all_reported() {
+    let text = r#"
+[daemon]
+log_format = "xml"
+
+[kafka]
+brokers = "b:9092"
+partitions = 0
+dead_letter_topic = "bad topic"
+
+[kafka.properties]
+acks = "1"
+"sasl.password" = "hunter2"
+
+[[departments]]
+id = "a"
+name = "A"
+topic = "t"
+
+[[departments]]
+id = "a"
+name = "B"
+topic = "t2"
+
+[routing]
+default_lead = "nobody"
+"#;
+    let errs = parse(text).unwrap_err().0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "daemon.log_format",
+        "kafka.partitions",
+        "kafka.dead_letter_topic",
+        "kafka.properties.acks",
+        "kafka.properties.sasl.password",
+        "departments[1].id",
+        "routing.default_lead",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    let dup = errs.iter().find(|e| e.path == "departments[1].id").unwrap();
+    assert_eq!(dup.line, Some(20));
+    // The secret's value never appears in an error.
+    assert!(!errs.iter().any(|e| e.to_string().contains("hunter2")));
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let errs = parse("[kafka]\nbrokers = \n").unwrap_err().0;
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, Some(2));
+    assert!(errs[0].message.starts_with("TOML syntax"));
+}
+
+#[test]
+fn missing_required_section_is_reported() {
+    let errs = parse("[routing]\ndefault_lead = \"a\"\n").unwrap_err().0;
+    assert!(
+        errs[0].message.contains("missing field `kafka`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn secrets_come_from_env_or_file_never_the_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+    let with = |secrets: &str| {
+        MINIMAL.replace(
+            "[[departments]]",
+            &format!("[kafka.secret_properties]\n{secrets}\n[[departments]]"),
+        )
+    };
+    let bad = with(
+        "\"sasl.password\" = { file = \"pw\" }\n\"ssl.key.password\" = { env = \"PETITIOND_TEST_UNSET_VAR\" }\n",
+    );
+    let errs = Config::parse(&bad, "t.toml", dir.path()).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "kafka.secret_properties.ssl.key.password");
+    assert!(errs[0].message.contains("PETITIOND_TEST_UNSET_VAR"));
+
+    let good = with("\"sasl.password\" = { file = \"pw\" }\n");
+    let c = Config::parse(&good, "t.toml", dir.path()).unwrap();
+    assert_eq!(
+        c.kafka.secret_properties["sasl.password"].expose(),
+        "s3cret"
+    );
+    assert!(!format!("{c:?}").contains("s3cret"));
+}

@@ -1,0 +1,146 @@
+//! Every Kafka client is configured here, in one place, from `KafkaConfig`.
+//!
+//! The producer's guarantees (acks=all, idempotence, no silent drop on timeout) are set here
+//! and cannot be overridden from config. The client context turns librdkafka's error and log
+//! callbacks into tracing events, metrics and the broker-health flag.
+
+use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Shared view of whether the brokers are reachable, for logs and `/readyz`.
+#[derive(Debug, Default)]
+pub struct BrokerHealth {
+    down: AtomicBool,
+}
+
+impl BrokerHealth {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Marks the brokers down; logs once per outage.
+    pub fn set_down(&self, reason: &str) {
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                reason,
+                "kafka brokers unreachable; items stay in the outbox until they return"
+            );
+        }
+    }
+
+    /// Marks the brokers up after a successful request; logs the recovery once.
+    pub fn set_up(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("kafka brokers reachable again; outbox relay resumed");
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct KafkaContext {
+    pub metrics: Metrics,
+    pub health: Arc<BrokerHealth>,
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics.kafka_client_errors.inc();
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => self.health.set_down(reason),
+            Some(RDKafkaErrorCode::BrokerTransportFailure) => {
+                tracing::warn!(error = %error, reason, "kafka broker connection failed")
+            }
+            _ => tracing::error!(error = %error, reason, "kafka client error"),
+        }
+    }
+}
+
+/// Base client config: brokers, client id, operator properties and secrets.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("client.id", &k.client_id)
+        .set(
+            "socket.timeout.ms",
+            k.request_timeout.as_millis().to_string(),
+        )
+        .set("log.connection.close", "false");
+    for (key, v) in &k.properties {
+        c.set(key, v);
+    }
+    for (key, s) in &k.secret_properties {
+        c.set(key, s.expose());
+    }
+    c
+}
+
+/// Producer config with the delivery guarantees petitiond relies on.
+pub fn producer_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = client_config(k);
+    c.set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("max.in.flight.requests.per.connection", "5")
+        // 0 = infinite: librdkafka keeps retrying; nothing is dropped on a timer.
+        .set(
+            "message.timeout.ms",
+            k.delivery_timeout.map_or(0, |d| d.as_millis()).to_string(),
+        )
+        .set("linger.ms", "5");
+    c
+}
+
+pub fn create_producer(
+    k: &KafkaConfig,
+    ctx: KafkaContext,
+) -> Result<FutureProducer<KafkaContext>, KafkaError> {
+    producer_config(k).create_with_context(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_guarantees_are_set_last_and_not_overridable() {
+        let text = r#"
+[kafka]
+brokers = "b1:9092,b2:9092"
+[kafka.properties]
+"security.protocol" = "ssl"
+[[departments]]
+id = "a"
+name = "A"
+topic = "t"
+[routing]
+default_lead = "a"
+"#;
+        let c = crate::config::Config::parse(text, "t", std::path::Path::new(".")).unwrap();
+        let p = producer_config(&c.kafka);
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("message.timeout.ms"), Some("0"));
+        assert_eq!(p.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
+        assert_eq!(p.get("security.protocol"), Some("ssl"));
+    }
+}

@@ -1,0 +1,154 @@
+//! The Kafka wire form: CloudEvents 1.0, Kafka protocol binding, binary content mode.
+//!
+//! The record value is the envelope's JSON (schema `schema/envelope.v1.json`), the record key
+//! is the item id (per-item ordering), and the CloudEvents attributes travel as `ce_*`
+//! headers. The JSON is written here field by field from the domain type, on purpose: the
+//! wire is a published, versioned contract and must not change when a domain struct does.
+
+use crate::config::Department;
+use crate::envelope::{Attachment, Envelope};
+use crate::store::NewOutbox;
+use serde_json::{Value, json};
+
+pub const SPEC_VERSION: &str = "1.0";
+pub const TYPE_ROUTED: &str = "cn.gov.petition.item.routed.v1";
+pub const DATASCHEMA_V1: &str = "urn:petitiond:schema:envelope:v1";
+pub const CONTENT_TYPE: &str = "application/json";
+/// Header naming why a record went to the dead-letter topic.
+pub const DLQ_REASON: &str = "petitiond_dlq_reason";
+pub const DLQ_TOPIC: &str = "petitiond_dlq_topic";
+
+/// Which part a receiving department plays for this item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// 主办: responsible for the answer.
+    Lead,
+    /// 协办: assists the lead.
+    Assist,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Lead => "lead",
+            Role::Assist => "assist",
+        }
+    }
+}
+
+/// A CloudEvents id unique per (item, event, department): the same item routed to two
+/// departments is two records with two ids; a re-send of one record keeps its id, which is
+/// what consumers and the relay's recovery use to recognise it.
+pub fn event_id(item_id: &str, event: &str, department: &str) -> String {
+    let ns = uuid::Uuid::NAMESPACE_URL;
+    uuid::Uuid::new_v5(
+        &ns,
+        format!("petitiond:{item_id}:{event}:{department}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// The record that tells `dept` about a routed item.
+pub fn routed_record(e: &Envelope, dept: &Department, role: Role) -> NewOutbox {
+    let ce_id = event_id(e.id.as_str(), "routed", &dept.id);
+    let time = e
+        .routing
+        .as_ref()
+        .map(|r| r.decided_at)
+        .unwrap_or(e.received_at);
+    let mut headers = vec![
+        ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
+        ("ce_id".into(), ce_id.clone()),
+        (
+            "ce_source".into(),
+            format!("urn:petitiond:{}:{}", e.channel, e.upstream.source),
+        ),
+        ("ce_type".into(), TYPE_ROUTED.into()),
+        ("ce_time".into(), time.to_string()),
+        ("ce_subject".into(), e.id.to_string()),
+        ("ce_dataschema".into(), DATASCHEMA_V1.into()),
+        ("ce_channel".into(), e.channel.as_str().into()),
+        ("ce_department".into(), dept.id.clone()),
+        ("ce_role".into(), role.as_str().into()),
+        ("content-type".into(), CONTENT_TYPE.into()),
+    ];
+    if let Some(c) = e.category {
+        headers.push(("ce_category".into(), c.as_str().into()));
+    }
+    if let Some(due) = e.next_due() {
+        headers.push(("ce_sladue".into(), due.to_string()));
+    }
+    if let Some(a) = e.attachments.first() {
+        headers.push(("ce_dataref".into(), a.dataref.clone()));
+    }
+    NewOutbox {
+        topic: dept.topic.clone(),
+        key: e.id.to_string(),
+        ce_id,
+        headers,
+        payload: serde_json::to_vec(&envelope_v1(e)).expect("JSON values always serialize"),
+    }
+}
+
+fn opt<T: serde::Serialize>(v: &Option<T>) -> Value {
+    v.as_ref().map_or(Value::Null, |x| json!(x))
+}
+
+fn attachment_v1(a: &Attachment) -> Value {
+    json!({
+        "name": a.name.as_ref().map(|n| n.expose()),
+        "media_type": a.media_type,
+        "size": a.size,
+        "sha256": a.sha256,
+        "dataref": a.dataref,
+    })
+}
+
+/// Envelope v1 as JSON, field by field. Optional fields are `null` when absent, so consumers
+/// see every key.
+pub fn envelope_v1(e: &Envelope) -> Value {
+    let p = &e.petitioner;
+    let personal =
+        |v: &Option<crate::envelope::Personal>| v.as_ref().map(|x| x.expose().to_string());
+    json!({
+        "version": 1,
+        "id": e.id.as_str(),
+        "channel": e.channel.as_str(),
+        "upstream": {
+            "id": e.upstream.id,
+            "url": e.upstream.url,
+            "source": e.upstream.source,
+            "raw_ref": e.upstream.raw_ref,
+        },
+        "received_at": e.received_at.to_string(),
+        "upstream_created_at": e.upstream_created_at.map(|t| t.to_string()),
+        "petitioner": {
+            "name": personal(&p.name),
+            "id_number": personal(&p.id_number),
+            "phone": personal(&p.phone),
+            "address": personal(&p.address),
+        },
+        "request": {
+            "title": personal(&e.request.title),
+            "content": e.request.content.expose(),
+        },
+        "involved_departments": e.involved_departments,
+        "attachments": e.attachments.iter().map(attachment_v1).collect::<Vec<_>>(),
+        "category": e.category.map(|c| c.as_str()),
+        "routing": e.routing.as_ref().map(|r| json!({
+            "lead": r.lead,
+            "assists": r.assists,
+            "rule_id": r.rule_id,
+            "rules_version": r.rules_version,
+            "decided_at": r.decided_at.to_string(),
+        })),
+        "sla": e.sla.iter().map(|c| json!({
+            "clock": c.clock,
+            "due_at": c.due_at.to_string(),
+            "state": c.state,
+        })).collect::<Vec<_>>(),
+        "stage": opt(&Some(e.stage)),
+        "related": e.related.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "flags": e.flags,
+    })
+}

@@ -1,0 +1,19 @@
+//! petitiond: the daemon between a petition office's intake channels and its departments.
+//!
+//! Data flow (see ARCHITECTURE.md): `channels` → `intake` (normalize, dedupe, route) →
+//! `store` (item + outbox in one transaction) → `kafka::relay` (CloudEvents, confirmed
+//! delivery). `config` builds validated settings; `admin` serves health and metrics; `demo`
+//! runs it all on embedded defaults.
+
+pub mod admin;
+pub mod app;
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod envelope;
+pub mod intake;
+pub mod kafka;
+pub mod metrics;
+pub mod routing;
+pub mod store;

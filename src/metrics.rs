@@ -1,0 +1,136 @@
+//! Prometheus metrics. Labels are channels, sources, topics and reasons — never personal data.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuarantineLabels {
+    pub source: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+/// Cheap to clone: every metric is an `Arc` inside.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub items_received: Family<ChannelLabel, Counter>,
+    pub items_duplicate: Family<ChannelLabel, Counter>,
+    pub quarantined: Family<QuarantineLabels, Counter>,
+    pub delivered: Family<TopicLabel, Counter>,
+    pub dead_lettered: Family<TopicLabel, Counter>,
+    pub delivery_retries: Counter,
+    pub recovered_in_flight: Counter,
+    pub producer_recreated: Counter,
+    pub kafka_client_errors: Counter,
+    pub outbox_pending: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("petitiond");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            items_received: Family::default(),
+            items_duplicate: Family::default(),
+            quarantined: Family::default(),
+            delivered: Family::default(),
+            dead_lettered: Family::default(),
+            delivery_retries: Counter::default(),
+            recovered_in_flight: Counter::default(),
+            producer_recreated: Counter::default(),
+            kafka_client_errors: Counter::default(),
+            outbox_pending: Gauge::default(),
+        };
+        r.register(
+            "items_received",
+            "New items recorded, by channel",
+            m.items_received.clone(),
+        );
+        r.register(
+            "items_duplicate",
+            "Items seen again and recognised by id",
+            m.items_duplicate.clone(),
+        );
+        r.register(
+            "quarantined",
+            "Bad inputs quarantined, by source and reason",
+            m.quarantined.clone(),
+        );
+        r.register(
+            "outbox_delivered",
+            "Records acknowledged by Kafka, by topic",
+            m.delivered.clone(),
+        );
+        r.register(
+            "outbox_dead_lettered",
+            "Records sent to the dead-letter topic, by original topic",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "delivery_retries",
+            "Retriable delivery failures",
+            m.delivery_retries.clone(),
+        );
+        r.register(
+            "recovered_in_flight",
+            "In-flight records found already on Kafka after a crash",
+            m.recovered_in_flight.clone(),
+        );
+        r.register(
+            "producer_recreated",
+            "Producers recreated after a fatal error",
+            m.producer_recreated.clone(),
+        );
+        r.register(
+            "kafka_client_errors",
+            "Errors reported by the Kafka client",
+            m.kafka_client_errors.clone(),
+        );
+        r.register(
+            "outbox_pending",
+            "Outbox records not yet acknowledged",
+            m.outbox_pending.clone(),
+        );
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    pub fn quarantine(&self, source: &str, reason: &str) {
+        self.quarantined
+            .get_or_create(&QuarantineLabels {
+                source: source.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,145 @@
+//! Content-addressed blob store: raw upstream records, scans and quarantined bytes.
+//!
+//! Envelopes carry claim checks (`sha256:<hex>`), never the bytes. A blob is written to a
+//! temporary file, fsynced and renamed into `<dir>/<aa>/<hex>`, so a name that exists is a
+//! complete blob; writing the same bytes twice is a no-op. Behind [`BlobStore`] so an object
+//! store can follow.
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A stored blob's reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl BlobRef {
+    /// The claim-check string carried in envelopes and quarantine rows.
+    pub fn claim(&self) -> String {
+        format!("sha256:{}", self.sha256)
+    }
+}
+
+pub trait BlobStore: Send + Sync + 'static {
+    fn put(&self, bytes: &[u8]) -> std::io::Result<BlobRef>;
+    /// Streams a file in without holding it in memory (oversize inputs).
+    fn put_file(&self, path: &Path) -> std::io::Result<BlobRef>;
+    fn get(&self, sha256: &str) -> std::io::Result<Vec<u8>>;
+    /// The URI a consumer uses to fetch the blob (CloudEvents `dataref`).
+    fn dataref(&self, r: &BlobRef) -> String;
+}
+
+pub struct FsBlobStore {
+    dir: PathBuf,
+}
+
+impl FsBlobStore {
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path_of(&self, hex: &str) -> PathBuf {
+        self.dir.join(&hex[..2]).join(hex)
+    }
+
+    fn commit(
+        &self,
+        tmp: &Path,
+        file: std::fs::File,
+        hex: String,
+        size: u64,
+    ) -> std::io::Result<BlobRef> {
+        file.sync_all()?;
+        drop(file);
+        let dest = self.path_of(&hex);
+        if dest.exists() {
+            std::fs::remove_file(tmp)?;
+        } else {
+            let parent = dest.parent().expect("blob path has a parent");
+            std::fs::create_dir_all(parent)?;
+            std::fs::rename(tmp, &dest)?;
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(BlobRef { sha256: hex, size })
+    }
+
+    fn tmp(&self) -> std::io::Result<(PathBuf, std::fs::File)> {
+        let name = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let path = self.dir.join("tmp").join(name);
+        let f = std::fs::File::create(&path)?;
+        Ok((path, f))
+    }
+}
+
+impl BlobStore for FsBlobStore {
+    fn put(&self, bytes: &[u8]) -> std::io::Result<BlobRef> {
+        let hex = hex::encode(Sha256::digest(bytes));
+        if self.path_of(&hex).exists() {
+            return Ok(BlobRef {
+                sha256: hex,
+                size: bytes.len() as u64,
+            });
+        }
+        let (tmp, mut f) = self.tmp()?;
+        f.write_all(bytes)?;
+        self.commit(&tmp, f, hex, bytes.len() as u64)
+    }
+
+    fn put_file(&self, path: &Path) -> std::io::Result<BlobRef> {
+        let mut src = std::fs::File::open(path)?;
+        let (tmp, mut f) = self.tmp()?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            f.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+        self.commit(&tmp, f, hex::encode(hasher.finalize()), size)
+    }
+
+    fn get(&self, sha256: &str) -> std::io::Result<Vec<u8>> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a sha256 hex digest",
+            ));
+        }
+        std::fs::read(self.path_of(sha256))
+    }
+
+    fn dataref(&self, r: &BlobRef) -> String {
+        format!("urn:petitiond:blob:sha256:{}", r.sha256)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_is_content_addressed_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsBlobStore::open(dir.path()).unwrap();
+        let a = s.put(b"scan bytes").unwrap();
+        let b = s.put(b"scan bytes").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.size, 10);
+        assert_eq!(s.get(&a.sha256).unwrap(), b"scan bytes");
+        let f = dir.path().join("in.bin");
+        std::fs::write(&f, b"scan bytes").unwrap();
+        assert_eq!(s.put_file(&f).unwrap(), a);
+        assert!(s.get("../../etc/passwd").is_err());
+    }
+}

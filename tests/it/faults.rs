@@ -1,0 +1,203 @@
+use crate::helpers::*;
+use std::time::Duration;
+
+/// The daemon is SIGKILLed again and again while mails stream in; after a last clean run every
+/// item is on the topic exactly once.
+#[test]
+fn sigkill_mid_stream_repeatedly_loses_nothing_and_duplicates_nothing() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let mut ids = Vec::new();
+    let mut n = 0;
+    // Kill points spread from "still starting" to "mid-batch".
+    for (round, wait_ms) in [150u64, 400, 700, 250, 1000, 550].into_iter().enumerate() {
+        for _ in 0..30 {
+            ids.push(app.deliver(&letter(n)));
+            n += 1;
+        }
+        app.start();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        app.kill();
+        eprintln!("round {round}: killed after {wait_ms} ms");
+    }
+    app.start();
+    let records = consume(
+        &brokers,
+        &app.topic,
+        ids.len(),
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    );
+    assert_exactly_once(&records, &ids);
+    assert_eq!(
+        std::fs::read_dir(app.maildir.join("new")).unwrap().count(),
+        0
+    );
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// The broker goes away mid-stream and comes back (tansu on SQLite storage): nothing lost,
+/// nothing twice, the outage logged, and the daemon recovers without a restart.
+#[test]
+fn broker_outage_is_survived_without_restart() {
+    let Some(bin) = tansu_bin() else { return };
+    let bdir = tempfile::tempdir().unwrap();
+    let mut b = OwnBroker::start(&bin, bdir.path());
+    let mut app = TestApp::new(&b.addr, "");
+    app.start();
+    let mut ids: Vec<String> = (0..10).map(|i| app.deliver(&letter(i))).collect();
+    consume(
+        &b.addr,
+        &app.topic,
+        10,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+
+    b.down();
+    ids.extend((10..25).map(|i| app.deliver(&letter(i))));
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(app.is_running(), "petitiond must ride out a broker outage");
+    let (status, _) = app.http_get("/readyz");
+    assert_eq!(status, 503, "not ready while the brokers are down");
+    // Items keep being recorded and committed while Kafka is down.
+    assert_eq!(
+        std::fs::read_dir(app.maildir.join("new")).unwrap().count(),
+        0
+    );
+
+    b.up(&bin);
+    let records = consume(
+        &b.addr,
+        &app.topic,
+        ids.len(),
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    );
+    assert_exactly_once(&records, &ids);
+    assert!(app.is_running());
+    let logs = app.logs();
+    assert!(
+        logs.contains("kafka brokers unreachable"),
+        "outage not logged:\n{logs}"
+    );
+    assert!(
+        logs.contains("kafka brokers reachable again"),
+        "recovery not logged:\n{logs}"
+    );
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// A malformed mail is quarantined with its bytes and reason, counted, and the next mail flows.
+#[test]
+fn malformed_mail_is_quarantined_and_the_next_one_flows() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    app.start();
+    let garbage: &[u8] = b"\x00\x1f\x8b\x08 scanner transfer interrupted \xff\xfe";
+    app.deliver(garbage);
+    let good = app.deliver(&letter(7));
+    let records = consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    assert_exactly_once(&records, &[good]);
+
+    let out = app.petitiond(&["quarantine", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("malformed_mime"))
+        .unwrap_or_else(|| panic!("not quarantined: {text}"));
+    assert!(
+        line.contains("mailbox") && line.contains(".M1P1.test"),
+        "{line}"
+    );
+    // The original bytes are kept, content-addressed.
+    let claim = line.split('\t').find(|f| f.starts_with("sha256:")).unwrap();
+    let hex = &claim["sha256:".len()..];
+    let kept = std::fs::read(app.dir.path().join("data/blobs").join(&hex[..2]).join(hex)).unwrap();
+    assert_eq!(kept, garbage);
+    let (_, metrics) = app.http_get("/metrics");
+    assert!(
+        metrics.contains(
+            "petitiond_quarantined_total{source=\"mailbox\",reason=\"malformed_mime\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+/// A record the broker can never take goes to the dead-letter topic with the reason in a
+/// header; the rest keep flowing.
+#[test]
+fn permanently_undeliverable_record_goes_to_the_dead_letter_topic() {
+    let Some(brokers) = broker() else { return };
+    // The producer refuses records over 4000 bytes: a permanent error for a long letter.
+    let mut app = TestApp::new(
+        &brokers,
+        "[kafka.properties]\n\"message.max.bytes\" = \"4000\"\n",
+    );
+    app.start();
+    let long = String::from_utf8(letter(1))
+        .unwrap()
+        .replace("供暖不足", &"供暖不足".repeat(600));
+    let big = app.deliver(long.as_bytes());
+    let small = app.deliver(&letter(2));
+    let routed = consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    assert_exactly_once(&routed, std::slice::from_ref(&small));
+    let dead = consume(
+        &brokers,
+        &app.dlq,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, big);
+    assert_eq!(dead[0].headers["petitiond_dlq_topic"], app.topic);
+    assert!(
+        dead[0].headers["petitiond_dlq_reason"].contains("too large"),
+        "{:?}",
+        dead[0].headers
+    );
+    assert_eq!(dead[0].headers["ce_subject"], big);
+    let (_, metrics) = app.http_get("/metrics");
+    assert!(
+        metrics.contains("petitiond_outbox_dead_lettered_total"),
+        "{metrics}"
+    );
+}
+
+/// On a locked-down cluster (topic creation not allowed) a missing topic stops start-up with
+/// an error naming it.
+#[test]
+fn missing_topic_with_creation_disabled_is_a_clear_start_up_error() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "create_topics = false");
+    app.start();
+    let code = app.wait_exit(Duration::from_secs(60));
+    assert_ne!(code, Some(0));
+    let logs = app.logs();
+    assert!(
+        logs.contains("kafka topics missing and kafka.create_topics = false"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&app.topic),
+        "the missing topic is named: {logs}"
+    );
+}

@@ -1,0 +1,486 @@
+//! The one harness: starts the real `petitiond` binary against the real broker, one
+//! temporary directory and unique topics per test (like zero2prod's `spawn_app`).
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_petitiond");
+
+/// The shared broker started by the test script. Under `CI=true` a missing broker fails the
+/// test; elsewhere the test is skipped with a note (so `cargo test` works without services).
+pub fn broker() -> Option<String> {
+    match std::env::var("PETITIOND_TEST_KAFKA") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "PETITIOND_TEST_KAFKA is not set: the test broker is missing (run scripts/test.sh)"
+                );
+            }
+            eprintln!(
+                "skipped: PETITIOND_TEST_KAFKA not set (run scripts/test.sh for the broker tests)"
+            );
+            None
+        }
+    }
+}
+
+/// The tansu binary, for tests that stop and restart their own broker.
+pub fn tansu_bin() -> Option<PathBuf> {
+    match std::env::var("PETITIOND_TANSU_BIN") {
+        Ok(b) if !b.is_empty() => Some(PathBuf::from(b)),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("PETITIOND_TANSU_BIN is not set (run scripts/test.sh)");
+            }
+            eprintln!("skipped: PETITIOND_TANSU_BIN not set");
+            None
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}.{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A tansu broker owned by one test, with SQLite storage so it survives a restart.
+pub struct OwnBroker {
+    pub addr: String,
+    port: u16,
+    db: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    pub fn start(bin: &Path, dir: &Path) -> OwnBroker {
+        let port = free_port();
+        let mut b = OwnBroker {
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            db: dir.join("tansu.db"),
+            log: dir.join("tansu.log"),
+            child: None,
+        };
+        b.up(bin);
+        b
+    }
+
+    pub fn up(&mut self, bin: &Path) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{}", self.db.display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(30));
+    }
+
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub maildir: PathBuf,
+    pub topic: String,
+    pub dlq: String,
+    pub admin_port: u16,
+    pub log: PathBuf,
+    child: Option<Child>,
+    delivered: u64,
+}
+
+impl TestApp {
+    /// Writes a config for `brokers` with fresh topics; `extra_kafka` lands inside `[kafka]`.
+    pub fn new(brokers: &str, extra_kafka: &str) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = unique("it.desk");
+        let dlq = unique("it.dlq");
+        let admin_port = free_port();
+        let config = dir.path().join("petitiond.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[daemon]
+data_dir = "data"
+shutdown_deadline_secs = 20
+log_format = "json"
+log_filter = "info,librdkafka=warn"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[kafka]
+brokers = "{brokers}"
+partitions = 3
+retry_backoff_ms = 200
+dead_letter_topic = "{dlq}"
+{extra_kafka}
+
+[[departments]]
+id = "intake-desk"
+name = "信访接待科"
+topic = "{topic}"
+
+[routing]
+default_lead = "intake-desk"
+
+[channels.mailbox]
+path = "mail"
+poll_interval_ms = 100
+"#
+            ),
+        )
+        .unwrap();
+        let maildir = dir.path().join("mail");
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        let log = dir.path().join("petitiond.log");
+        TestApp {
+            dir,
+            config,
+            maildir,
+            topic,
+            dlq,
+            admin_port,
+            log,
+            child: None,
+            delivered: 0,
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start petitiond");
+        self.child = Some(child);
+        wait_for_port(self.admin_port, Duration::from_secs(30));
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let mut c = self.child.take().expect("not running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!(
+                    "petitiond did not stop within {timeout:?} after SIGTERM\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to exit on its own; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut c = self.child.take().expect("not running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("petitiond did not exit within {timeout:?}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Delivers a mail into the Maildir as an MDA would; returns its expected item id.
+    pub fn deliver(&mut self, raw: &[u8]) -> String {
+        self.delivered += 1;
+        let name = format!(
+            "{}.M{}P1.test",
+            1_772_413_200 + self.delivered,
+            self.delivered
+        );
+        let tmp = self.maildir.join("tmp").join(&name);
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        f.write_all(raw).unwrap();
+        f.sync_all().unwrap();
+        std::fs::rename(&tmp, self.maildir.join("new").join(&name)).unwrap();
+        petitiond::envelope::ItemId::derive(
+            petitiond::envelope::Channel::Letter,
+            &petitiond::channels::mailbox::parse::upstream_id(raw),
+        )
+        .to_string()
+    }
+
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::get(&url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    }
+
+    pub fn petitiond(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- petitiond log ---\n{}", self.logs());
+        }
+    }
+}
+
+/// A test scanned letter: unique by `n`, with a small PDF scan.
+pub fn letter(n: usize) -> Vec<u8> {
+    format!(
+        "From: scanner-01@xfj.example.gov.cn\r\n\
+To: letters@xfj.example.gov.cn\r\n\
+Date: Mon, 02 Mar 2026 09:{:02}:00 +0800\r\n\
+Subject: =?UTF-8?B?{}?=\r\n\
+Message-ID: <it-{n}@scanner-01.example>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+来信人反映第{n}号小区供暖不足，电话13812345678。\r\n\
+--b\r\n\
+Content-Type: application/pdf\r\n\
+Content-Disposition: attachment; filename=\"scan-{n}.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+JVBERi0xLjQKJcOkw7zDtsOfCg==\r\n\
+--b--\r\n",
+        n % 60,
+        b64(&format!("来信扫描 第{n}号"))
+    )
+    .into_bytes()
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: String,
+    pub headers: HashMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// Reads `topic` from the beginning until `expected` records have arrived, then keeps reading
+/// for `settle` to catch any duplicate; panics after `timeout`.
+pub fn consume(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    settle: Duration,
+) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("it-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    // The topic exists once petitiond has verified its topics.
+    let partitions = loop {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+        if let Ok(md) = md {
+            let ps: Vec<i32> = md
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if !ps.is_empty() {
+                break ps;
+            }
+        }
+        assert!(Instant::now() < deadline, "topic {topic} never appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        if let Some(s) = settle_until
+            && Instant::now() > s
+        {
+            break;
+        }
+        if settle_until.is_none() && Instant::now() > deadline {
+            panic!(
+                "only {} of {expected} records arrived on {topic}",
+                out.len()
+            );
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Record {
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                headers,
+                payload: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+        if out.len() >= expected && settle_until.is_none() {
+            settle_until = Some(Instant::now() + settle);
+        }
+    }
+    out
+}
+
+/// Asserts every id in `expected` arrived exactly once (no loss, no duplicate).
+pub fn assert_exactly_once(records: &[Record], expected: &[String]) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for r in records {
+        *count.entry(r.key.as_str()).or_default() += 1;
+    }
+    let dups: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "duplicates on the topic: {dups:?}");
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !count.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} items lost: {missing:?}",
+        missing.len(),
+        expected.len()
+    );
+    assert_eq!(records.len(), expected.len(), "unexpected extra records");
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `petitiond` binary against a real Kafka-protocol broker
+//! (tansu, started by scripts/test.sh), one binary so the build happens once.
+
+mod helpers;
+
+mod check;
+mod delivery;
+mod demo;
+mod faults;
+mod mock_faults;

@@ -1,0 +1,191 @@
+//! Fault injection a real broker cannot do on cue: librdkafka's mock cluster answers produce
+//! requests with chosen errors. The relay must dead-letter permanent errors and retry the rest.
+
+use petitiond::config::Config;
+use petitiond::envelope::{Channel, Envelope, Personal, Request, Upstream};
+use petitiond::kafka::client::BrokerHealth;
+use petitiond::kafka::relay::Relay;
+use petitiond::kafka::wire::{Role, routed_record};
+use petitiond::metrics::Metrics;
+use petitiond::store::{Decision, NewItem, SqliteStore, Store};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn config(brokers: &str) -> Config {
+    let text = format!(
+        "[kafka]\nbrokers = \"{brokers}\"\npartitions = 1\nretry_backoff_ms = 50\ndead_letter_topic = \"dlq\"\n\n[[departments]]\nid = \"desk\"\nname = \"D\"\ntopic = \"desk\"\n\n[routing]\ndefault_lead = \"desk\"\n"
+    );
+    Config::parse(&text, "mock.toml", std::path::Path::new(".")).unwrap()
+}
+
+fn item(cfg: &Config, n: usize) -> NewItem {
+    let env = Envelope::new(
+        Channel::Hotline,
+        Upstream {
+            id: format!("order-{n}"),
+            url: None,
+            source: "hotline".into(),
+            raw_ref: format!("sha256:{:064x}", n),
+        },
+        "2026-03-02T01:00:00Z".parse().unwrap(),
+        Request {
+            title: None,
+            content: Personal::new("内容"),
+        },
+    );
+    NewItem {
+        outbox: vec![routed_record(&env, &cfg.departments[0], Role::Lead)],
+        decision: Decision {
+            rule_id: "default".into(),
+            rules_version: "t".into(),
+            lead: "desk".into(),
+            assists: vec![],
+            decided_at: env.received_at,
+        },
+        envelope: env,
+    }
+}
+
+async fn relay_until_drained(cfg: &Config, store: Arc<dyn Store>, metrics: Metrics) {
+    let relay = Relay {
+        config: cfg.kafka.clone(),
+        topics: cfg.topics(),
+        store,
+        metrics,
+        health: Arc::new(BrokerHealth::default()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        ready: Arc::new(Default::default()),
+    };
+    let input_done = CancellationToken::new();
+    input_done.cancel();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        relay.run(input_done, CancellationToken::new()),
+    )
+    .await
+    .expect("relay drained in time")
+    .unwrap();
+}
+
+fn read(brokers: &str, topic: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "mock-reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < end {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let h = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((String::from_utf8_lossy(m.key().unwrap()).into_owned(), h));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_failure_is_dead_lettered_with_reason_and_later_items_flow() {
+    let mock = MockCluster::new(1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    mock.create_topic("desk", 1, 1).unwrap();
+    mock.create_topic("dlq", 1, 1).unwrap();
+    let cfg = config(&brokers);
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
+    let metrics = Metrics::new();
+
+    let first = item(&cfg, 1);
+    let first_id = first.envelope.id.to_string();
+    store.record_item(&first).unwrap();
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    relay_until_drained(&cfg, store.clone(), metrics.clone()).await;
+
+    let second = item(&cfg, 2);
+    let second_id = second.envelope.id.to_string();
+    store.record_item(&second).unwrap();
+    relay_until_drained(&cfg, store.clone(), metrics.clone()).await;
+
+    let dead = read(&brokers, "dlq");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, first_id);
+    let reason = dead[0]
+        .1
+        .iter()
+        .find(|(k, _)| k == "petitiond_dlq_reason")
+        .unwrap();
+    assert!(reason.1.contains("TopicAuthorizationFailed"), "{reason:?}");
+    let routed = read(&brokers, "desk");
+    assert_eq!(
+        routed.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        vec![second_id]
+    );
+    assert_eq!(store.pending_count().unwrap(), 0);
+    assert!(
+        metrics
+            .encode()
+            .contains("petitiond_outbox_dead_lettered_total{topic=\"desk\"} 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retriable_broker_errors_are_retried_until_delivered_once() {
+    let mock = MockCluster::new(1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    mock.create_topic("desk", 1, 1).unwrap();
+    mock.create_topic("dlq", 1, 1).unwrap();
+    let cfg = config(&brokers);
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
+    let items: Vec<NewItem> = (0..5).map(|n| item(&cfg, n)).collect();
+    for i in &items {
+        store.record_item(i).unwrap();
+    }
+    use RDKafkaRespErr::*;
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        ],
+    );
+    relay_until_drained(&cfg, store.clone(), Metrics::new()).await;
+    let routed = read(&brokers, "desk");
+    let mut keys: Vec<String> = routed.into_iter().map(|r| r.0).collect();
+    keys.sort();
+    let mut want: Vec<String> = items.iter().map(|i| i.envelope.id.to_string()).collect();
+    want.sort();
+    assert_eq!(
+        keys, want,
+        "each item delivered exactly once despite injected errors"
+    );
+    assert!(read(&brokers, "dlq").is_empty());
+}
