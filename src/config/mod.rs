@@ -281,7 +281,11 @@ fn render_path(path: &[Segment]) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                out.push_str(k);
+                if k.contains(['.', '[', '"']) {
+                    out.push_str(&format!("\"{k}\""));
+                } else {
+                    out.push_str(k);
+                }
             }
             Segment::Index(i) => out.push_str(&format!("[{i}]")),
         }
@@ -289,20 +293,36 @@ fn render_path(path: &[Segment]) -> String {
     out
 }
 
+/// Splits `a.b[2]."c.d"` into segments; quoted parts may contain dots.
 fn parse_path(path: &str) -> Vec<Segment> {
     let mut out = Vec::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let (key, rest) = part.split_once('[').unwrap_or((part, ""));
-        if !key.is_empty() {
-            out.push(Segment::Key(key.to_string()));
-        }
-        for idx in rest.split('[') {
-            if let Ok(i) = idx.trim_end_matches(']').parse() {
-                out.push(Segment::Index(i));
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(q) = rest.strip_prefix('"') {
+            let end = q.find('"').unwrap_or(q.len());
+            out.push(Segment::Key(q[..end].to_string()));
+            rest = q.get(end + 1..).unwrap_or("");
+        } else if let Some(i) = rest.strip_prefix('[') {
+            let end = i.find(']').unwrap_or(i.len());
+            if let Ok(n) = i[..end].parse() {
+                out.push(Segment::Index(n));
             }
+            rest = i.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            if end > 0 {
+                out.push(Segment::Key(rest[..end].to_string()));
+            }
+            rest = &rest[end..];
         }
+        rest = rest.strip_prefix('.').unwrap_or(rest);
     }
     out
+}
+
+/// A key as it appears in a rendered path: quoted when it contains a dot.
+fn quote(key: &str) -> String {
+    render_path(&[Segment::Key(key.to_string())])
 }
 
 fn line_at(text: &str, offset: usize) -> usize {
@@ -500,7 +520,7 @@ impl Validator<'_> {
             "delivery.timeout.ms",
         ];
         for key in k.properties.keys() {
-            let path = format!("kafka.properties.{key}");
+            let path = format!("kafka.properties.{}", quote(key));
             if OWNED.contains(&key.as_str()) {
                 self.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts); use the kafka.* keys");
             } else if ["password", "secret", "key.pem", "token"]
@@ -512,7 +532,7 @@ impl Validator<'_> {
         }
         let mut secret_properties = BTreeMap::new();
         for (key, r) in &k.secret_properties {
-            if let Some(s) = self.secret(&format!("kafka.secret_properties.{key}"), r) {
+            if let Some(s) = self.secret(&format!("kafka.secret_properties.{}", quote(key)), r) {
                 secret_properties.insert(key.clone(), s);
             }
         }

@@ -95,7 +95,7 @@ default_lead = "nobody"
         "kafka.partitions",
         "kafka.dead_letter_topic",
         "kafka.properties.acks",
-        "kafka.properties.sasl.password",
+        "kafka.properties.\"sasl.password\"",
         "departments[1].id",
         "routing.default_lead",
     ] {
@@ -139,7 +139,8 @@ fn secrets_come_from_env_or_file_never_the_toml() {
     );
     let errs = Config::parse(&bad, "t.toml", dir.path()).unwrap_err().0;
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_eq!(errs[0].path, "kafka.secret_properties.ssl.key.password");
+    assert_eq!(errs[0].path, "kafka.secret_properties.\"ssl.key.password\"");
+    assert_eq!(errs[0].line, Some(7), "the secret's own line");
     assert!(errs[0].message.contains("PETITIOND_TEST_UNSET_VAR"));
 
     let good = with("\"sasl.password\" = { file = \"pw\" }\n");
@@ -149,4 +150,35 @@ fn secrets_come_from_env_or_file_never_the_toml() {
         "s3cret"
     );
     assert!(!format!("{c:?}").contains("s3cret"));
+}
+
+#[test]
+fn errors_inside_arrays_of_tables_name_index_and_line() {
+    let text = MINIMAL.replace("topic = \"t.intake\"", "topc = \"t.intake\"");
+    let errs = parse(&text).unwrap_err().0;
+    let typo = errs
+        .iter()
+        .find(|e| e.path == "departments[0].topc")
+        .expect("typo reported");
+    assert_eq!(typo.line, Some(8));
+    // Without `topic` the entry is incomplete: reported too, at the table's header.
+    let missing = errs
+        .iter()
+        .find(|e| e.message.contains("missing field `topic`"))
+        .unwrap();
+    assert_eq!(
+        (missing.path.as_str(), missing.line),
+        ("departments[0]", Some(5))
+    );
+}
+
+#[test]
+fn paths_round_trip_through_rendering() {
+    for p in [
+        "a.b",
+        "departments[3].topic",
+        "kafka.properties.\"sasl.password\"",
+    ] {
+        assert_eq!(render_path(&parse_path(p)), p);
+    }
 }

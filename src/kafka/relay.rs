@@ -188,6 +188,9 @@ impl Relay {
                     _ = tokio::time::sleep(self.config.retry_backoff) => {}
                     _ = hard_stop.cancelled() => break,
                 }
+                // A failed delivery (a timeout, say) may still have reached the broker: look
+                // before re-sending, as after a crash.
+                self.recover().await?;
             }
         }
         let left = blocking(&self.store, |s| s.pending_count()).await?;

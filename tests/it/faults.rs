@@ -201,3 +201,40 @@ fn missing_topic_with_creation_disabled_is_a_clear_start_up_error() {
         "the missing topic is named: {logs}"
     );
 }
+
+/// A mail over the size limit is not read into memory: it is streamed into quarantine with
+/// its bytes intact, and the next mail flows.
+#[test]
+fn oversize_mail_is_quarantined_with_its_bytes() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    // [channels.mailbox] is the config's last table: append the limit to it.
+    let mut cfg = std::fs::read_to_string(&app.config).unwrap();
+    cfg.push_str("max_message_bytes = 3000\n");
+    std::fs::write(&app.config, cfg).unwrap();
+    app.start();
+    let big = String::from_utf8(letter(1))
+        .unwrap()
+        .replace("供暖不足", &"供暖不足".repeat(300));
+    app.deliver(big.as_bytes());
+    let good = app.deliver(&letter(2));
+    let records = consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    assert_exactly_once(&records, &[good]);
+    let out = app.petitiond(&["quarantine", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("\toversize\t"))
+        .unwrap_or_else(|| panic!("not quarantined: {text}"));
+    assert!(line.contains(&format!("{} bytes", big.len())), "{line}");
+    let claim = line.split('\t').find(|f| f.starts_with("sha256:")).unwrap();
+    let hex = &claim["sha256:".len()..];
+    let kept = std::fs::read(app.dir.path().join("data/blobs").join(&hex[..2]).join(hex)).unwrap();
+    assert_eq!(kept, big.as_bytes());
+}
