@@ -189,3 +189,36 @@ async fn retriable_broker_errors_are_retried_until_delivered_once() {
     );
     assert!(read(&brokers, "dlq").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_producer_error_recreates_the_producer_and_delivers_once() {
+    let mock = MockCluster::new(1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    mock.create_topic("desk", 1, 1).unwrap();
+    mock.create_topic("dlq", 1, 1).unwrap();
+    let cfg = config(&brokers);
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
+    let items: Vec<NewItem> = (0..3).map(|n| item(&cfg, n)).collect();
+    for i in &items {
+        store.record_item(i).unwrap();
+    }
+    // An idempotent producer refused its producer id is in a fatal state.
+    mock.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+    );
+    let metrics = Metrics::new();
+    relay_until_drained(&cfg, store.clone(), metrics.clone()).await;
+    let text = metrics.encode();
+    assert!(
+        text.contains("petitiond_producer_recreated_total 1"),
+        "{text}"
+    );
+    let mut keys: Vec<String> = read(&brokers, "desk").into_iter().map(|r| r.0).collect();
+    keys.sort();
+    let mut want: Vec<String> = items.iter().map(|i| i.envelope.id.to_string()).collect();
+    want.sort();
+    assert_eq!(keys, want);
+}
