@@ -16,4 +16,5 @@ pub mod intake;
 pub mod kafka;
 pub mod metrics;
 pub mod routing;
+pub mod sla;
 pub mod store;

@@ -61,7 +61,7 @@ pub fn unique(prefix: &str) -> String {
 pub struct OwnBroker {
     pub addr: String,
     port: u16,
-    db: PathBuf,
+    dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -72,7 +72,7 @@ impl OwnBroker {
         let mut b = OwnBroker {
             addr: format!("127.0.0.1:{port}"),
             port,
-            db: dir.join("tansu.db"),
+            dir: dir.to_path_buf(),
             log: dir.join("tansu.log"),
             child: None,
         };
@@ -95,8 +95,9 @@ impl OwnBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .arg("--storage-engine")
-            .arg(format!("sqlite://{}", self.db.display()))
+            // tansu resolves the sqlite path against its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
