@@ -1,9 +1,9 @@
-//! SLA time: which days are working days, and when a clock started at some instant is due.
+//! SLA: the working-day calendar, due-time rules, clock policies and clock state.
 //!
-//! `calendar` owns the working-day calendar (per-year data files with their source, local
-//! overrides, office hours, time zone); `due` owns the due-time rules that turn a start instant
-//! into a deadline. Both are pure: no clocks, timers, storage or alerts live here, and nothing
-//! reads the current time. Clock state (start, pause, resume) and timers are built on top.
+//! `calendar`, `due`, `policy` and `clock` are pure; the timer engine that fires alerts lives
+//! in `engine` (I/O: the store and the alert outbox).
 
 pub mod calendar;
+pub mod clock;
 pub mod due;
+pub mod policy;

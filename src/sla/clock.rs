@@ -1,0 +1,425 @@
+//! One SLA clock's state and its alert schedule, as pure functions.
+//!
+//! A running clock has a start and a due instant. Its alerts, in time order: a warning at each
+//! configured percentage of the span, the breach at the due instant, then a reminder every N
+//! working days after it and, for statutory clocks, one escalation N working days past it.
+//! `last_alert_at` remembers the schedule instant of the last alert fired, so the next one is
+//! the first scheduled strictly after it: restarts, pauses and extensions need no other
+//! bookkeeping. Pausing shifts start and due by the paused time; stopping ends the schedule.
+//!
+//! No I/O and no clock reads: `now` is always a parameter.
+
+use super::calendar::{Calendar, CalendarError};
+use super::due::due;
+use super::policy::{ClockPolicy, EventKind};
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        [State::Running, State::Paused, State::Stopped]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// What an alert says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// `percent` of the span has passed.
+    Warning(u8),
+    Breach,
+    /// The n-th reminder after breach.
+    Reminder(u32),
+    /// Past the statutory deadline by the configured working days.
+    Escalation,
+}
+
+impl fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AlertKind::Warning(p) => write!(f, "warning_{p}"),
+            AlertKind::Breach => f.write_str("breach"),
+            AlertKind::Reminder(n) => write!(f, "reminder_{n}"),
+            AlertKind::Escalation => f.write_str("escalation"),
+        }
+    }
+}
+
+/// A clock as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clock {
+    pub item_id: String,
+    pub clock_id: String,
+    /// The responsible department (the item's lead); alerts go to it.
+    pub department: String,
+    pub state: State,
+    pub started_at: Timestamp,
+    pub due_at: Timestamp,
+    pub paused_at: Option<Timestamp>,
+    pub extended_days: u32,
+    /// Schedule instant of the last alert fired.
+    pub last_alert_at: Option<Timestamp>,
+}
+
+/// What a status event did to a clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    Stopped,
+    Paused,
+    Resumed,
+    Extended(u32),
+}
+
+impl Clock {
+    /// Starts a clock for `policy` at `start`.
+    pub fn start(
+        policy: &ClockPolicy,
+        item_id: &str,
+        department: &str,
+        start: Timestamp,
+        cal: &Calendar,
+    ) -> Result<Clock, CalendarError> {
+        Ok(Clock {
+            item_id: item_id.into(),
+            clock_id: policy.id.clone(),
+            department: department.into(),
+            state: State::Running,
+            started_at: start,
+            due_at: due(&policy.rule, start, cal)?,
+            paused_at: None,
+            extended_days: 0,
+            last_alert_at: None,
+        })
+    }
+
+    /// Applies a department status event at `at`. Events that do not apply in the current
+    /// state (a resume while running, anything after stop) change nothing: duplicates and
+    /// out-of-order delivery are harmless.
+    pub fn apply(
+        &mut self,
+        policy: &ClockPolicy,
+        event: EventKind,
+        at: Timestamp,
+        extend_days: Option<u32>,
+        cal: &Calendar,
+    ) -> Result<Change, CalendarError> {
+        if self.state == State::Stopped {
+            return Ok(Change::Unchanged);
+        }
+        if policy.stop_on.contains(&event) {
+            self.state = State::Stopped;
+            self.paused_at = None;
+            return Ok(Change::Stopped);
+        }
+        if policy.pause_on.contains(&event) && self.state == State::Running {
+            self.state = State::Paused;
+            self.paused_at = Some(at);
+            return Ok(Change::Paused);
+        }
+        if policy.resume_on.contains(&event) && self.state == State::Paused {
+            let paused = self.paused_at.take().unwrap_or(at);
+            let held = if at > paused {
+                at.duration_since(paused)
+            } else {
+                SignedDuration::ZERO
+            };
+            self.started_at = self
+                .started_at
+                .saturating_add(held)
+                .unwrap_or(self.started_at);
+            self.due_at = self.due_at.saturating_add(held).unwrap_or(self.due_at);
+            self.state = State::Running;
+            return Ok(Change::Resumed);
+        }
+        if policy.extend_on.contains(&event) {
+            let room = policy.max_extension_days.saturating_sub(self.extended_days);
+            let days = extend_days.unwrap_or(room).min(room);
+            if days == 0 {
+                return Ok(Change::Unchanged);
+            }
+            let local = cal.local_date(self.due_at);
+            let target = local
+                .checked_add(i64::from(days).days())
+                .map_err(|e| CalendarError::Arithmetic(e.to_string()))?;
+            self.due_at = cal.close_of(cal.next_working_day_on_or_after(target)?)?;
+            self.extended_days += days;
+            return Ok(Change::Extended(days));
+        }
+        Ok(Change::Unchanged)
+    }
+
+    /// The next alert after `last_alert_at`: (kind, scheduled instant). `None` when the clock
+    /// is not running or nothing more is scheduled.
+    pub fn next_alert(
+        &self,
+        policy: &ClockPolicy,
+        cal: &Calendar,
+    ) -> Result<Option<(AlertKind, Timestamp)>, CalendarError> {
+        if self.state != State::Running {
+            return Ok(None);
+        }
+        let after = self.last_alert_at;
+        let later = |t: Timestamp| after.is_none_or(|a| t > a);
+        let mut best: Option<(AlertKind, Timestamp)> = None;
+        let mut offer = |k: AlertKind, t: Timestamp| {
+            if later(t) && best.is_none_or(|(_, b)| t < b) {
+                best = Some((k, t));
+            }
+        };
+        let span = self.due_at.duration_since(self.started_at);
+        for &p in &policy.warn_at_percent {
+            let at = self
+                .started_at
+                .saturating_add(span * i32::from(p) / 100)
+                .unwrap_or(self.due_at);
+            if at < self.due_at {
+                offer(AlertKind::Warning(p), at);
+            }
+        }
+        offer(AlertKind::Breach, self.due_at);
+        let due_local = cal.local(self.due_at);
+        let after_due = |n: u32| -> Result<Timestamp, CalendarError> {
+            let d = cal.add_working_days(due_local.date(), n)?;
+            cal.instant(d, due_local.time())
+        };
+        if let Some(n) = policy.escalate_after_working_days {
+            offer(AlertKind::Escalation, after_due(n)?);
+        }
+        let every = policy.remind_every_working_days;
+        if every > 0 {
+            // The first reminder strictly after the last alert (bounded: ~30 years of them).
+            for k in 1..=2500u32 {
+                let at = after_due(every * k)?;
+                if later(at) {
+                    offer(AlertKind::Reminder(k), at);
+                    break;
+                }
+            }
+        }
+        Ok(best)
+    }
+}
+
+/// When a restart finds several alerts of one clock overdue, warnings whose deadline has also
+/// passed are skipped: the breach says more. Returns true if this alert should be sent.
+pub fn worth_sending(kind: AlertKind, clock: &Clock, now: Timestamp) -> bool {
+    !matches!(kind, AlertKind::Warning(_)) || clock.due_at > now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sla::policy::defaults;
+
+    fn cal() -> Calendar {
+        Calendar::builtin().unwrap()
+    }
+
+    fn pol(id: &str) -> ClockPolicy {
+        defaults().into_iter().find(|p| p.id == id).unwrap()
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn hotline_schedule_is_warnings_breach_then_reminders() {
+        let (c, p) = (cal(), pol("hotline.view"));
+        let mut clock = Clock::start(&p, "i", "desk", ts("2026-03-02T01:00:00Z"), &c).unwrap();
+        assert_eq!(clock.due_at, ts("2026-03-02T01:30:00Z"));
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let (k, at) = clock.next_alert(&p, &c).unwrap().unwrap();
+            seen.push((k.to_string(), at.to_string()));
+            clock.last_alert_at = Some(at);
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("warning_50".into(), "2026-03-02T01:15:00Z".into()),
+                ("warning_80".into(), "2026-03-02T01:24:00Z".into()),
+                ("breach".into(), "2026-03-02T01:30:00Z".into()),
+                // 3 working days later at the same local time: Mon 03-02 → Thu 03-05.
+                ("reminder_1".into(), "2026-03-05T01:30:00Z".into()),
+                ("reminder_2".into(), "2026-03-10T01:30:00Z".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn viewed_stops_the_clock_and_nothing_follows() {
+        let (c, p) = (cal(), pol("hotline.view"));
+        let mut clock = Clock::start(&p, "i", "desk", ts("2026-03-02T01:00:00Z"), &c).unwrap();
+        assert_eq!(
+            clock
+                .apply(&p, EventKind::Viewed, ts("2026-03-02T01:05:00Z"), None, &c)
+                .unwrap(),
+            Change::Stopped
+        );
+        assert_eq!(clock.next_alert(&p, &c).unwrap(), None);
+        // A late duplicate or an out-of-order resume changes nothing.
+        assert_eq!(
+            clock
+                .apply(&p, EventKind::Resumed, ts("2026-03-02T01:06:00Z"), None, &c)
+                .unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(
+            clock
+                .apply(&p, EventKind::Viewed, ts("2026-03-02T01:05:00Z"), None, &c)
+                .unwrap(),
+            Change::Unchanged
+        );
+    }
+
+    #[test]
+    fn pause_and_resume_keep_the_remaining_time() {
+        let (c, p) = (cal(), pol("portal.sign_in"));
+        let mut clock = Clock::start(&p, "i", "desk", ts("2026-03-02T01:00:00Z"), &c).unwrap();
+        assert_eq!(clock.due_at, ts("2026-03-02T03:00:00Z"));
+        clock
+            .apply(&p, EventKind::Paused, ts("2026-03-02T01:30:00Z"), None, &c)
+            .unwrap();
+        assert_eq!(
+            clock.next_alert(&p, &c).unwrap(),
+            None,
+            "a paused clock fires nothing"
+        );
+        // Resumed 4 hours later: 90 minutes remained, so due at 05:30 + 90 min = 07:00.
+        clock
+            .apply(&p, EventKind::Resumed, ts("2026-03-02T05:30:00Z"), None, &c)
+            .unwrap();
+        assert_eq!(clock.due_at, ts("2026-03-02T07:00:00Z"));
+        let (k, at) = clock.next_alert(&p, &c).unwrap().unwrap();
+        assert_eq!(
+            (k, at),
+            (AlertKind::Warning(50), ts("2026-03-02T06:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn extension_is_bounded_and_rolls_to_a_working_day() {
+        let (c, p) = (cal(), pol("statutory.handle"));
+        // Accepted Mon 2026-03-02 10:00 +08:00: 60 days later is Fri 05-01 (holiday) → Wed 05-06.
+        let mut clock = Clock::start(&p, "i", "desk", ts("2026-03-02T02:00:00Z"), &c).unwrap();
+        assert_eq!(clock.due_at, ts("2026-05-06T09:30:00Z"));
+        assert_eq!(
+            clock
+                .apply(
+                    &p,
+                    EventKind::Extended,
+                    ts("2026-04-01T02:00:00Z"),
+                    Some(20),
+                    &c
+                )
+                .unwrap(),
+            Change::Extended(20)
+        );
+        // 05-06 + 20 = 05-26 (Tue, working day).
+        assert_eq!(clock.due_at, ts("2026-05-26T09:30:00Z"));
+        assert_eq!(
+            clock
+                .apply(
+                    &p,
+                    EventKind::Extended,
+                    ts("2026-04-02T02:00:00Z"),
+                    Some(30),
+                    &c
+                )
+                .unwrap(),
+            Change::Extended(10)
+        );
+        assert_eq!(
+            clock
+                .apply(
+                    &p,
+                    EventKind::Extended,
+                    ts("2026-04-03T02:00:00Z"),
+                    Some(5),
+                    &c
+                )
+                .unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(clock.extended_days, 30);
+    }
+
+    #[test]
+    fn statutory_escalation_comes_ten_working_days_after_the_deadline() {
+        let (c, p) = (cal(), pol("statutory.accept"));
+        // Arrived Mon 2026-09-14: +15 days = Tue 09-29 17:30.
+        let mut clock = Clock::start(&p, "i", "desk", ts("2026-09-14T02:00:00Z"), &c).unwrap();
+        assert_eq!(clock.due_at, ts("2026-09-29T09:30:00Z"));
+        clock.last_alert_at = Some(clock.due_at);
+        let mut kinds = Vec::new();
+        while let Some((k, at)) = clock.next_alert(&p, &c).unwrap() {
+            kinds.push((k, at.to_string()));
+            clock.last_alert_at = Some(at);
+            if kinds.len() == 5 {
+                break;
+            }
+        }
+        // Working days after 09-29: 09-30, 10-08, 10-09, 10-10 (make-up Sat), 10-12 ...
+        assert_eq!(
+            kinds[0],
+            (AlertKind::Reminder(1), "2026-10-09T09:30:00Z".into())
+        );
+        assert_eq!(
+            kinds[1],
+            (AlertKind::Reminder(2), "2026-10-13T09:30:00Z".into())
+        );
+        assert_eq!(
+            kinds[2],
+            (AlertKind::Reminder(3), "2026-10-16T09:30:00Z".into())
+        );
+        assert_eq!(
+            kinds[3],
+            (AlertKind::Escalation, "2026-10-19T09:30:00Z".into())
+        );
+        assert_eq!(
+            kinds[4],
+            (AlertKind::Reminder(4), "2026-10-21T09:30:00Z".into())
+        );
+    }
+
+    #[test]
+    fn catch_up_skips_warnings_whose_deadline_has_passed() {
+        let (c, p) = (cal(), pol("hotline.view"));
+        let clock = Clock::start(&p, "i", "desk", ts("2026-03-02T01:00:00Z"), &c).unwrap();
+        assert!(!worth_sending(
+            AlertKind::Warning(50),
+            &clock,
+            ts("2026-03-02T02:00:00Z")
+        ));
+        assert!(worth_sending(
+            AlertKind::Warning(50),
+            &clock,
+            ts("2026-03-02T01:20:00Z")
+        ));
+        assert!(worth_sending(
+            AlertKind::Breach,
+            &clock,
+            ts("2026-03-02T02:00:00Z")
+        ));
+    }
+}
