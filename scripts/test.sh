@@ -30,6 +30,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# A real SMTP server for the alert-mail tests: Debian's aiosmtpd, run by Debian's Python (the
+# `python3` on PATH may be another one, e.g. pyenv's, without it).
+SMTPD_PYTHON=/usr/bin/python3
+if ! "$SMTPD_PYTHON" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  smtpd_pkgs=(python3-aiosmtpd)
+  [ -x "$SMTPD_PYTHON" ] || smtpd_pkgs=(python3 python3-aiosmtpd)
+  log "installing the test SMTP server: ${smtpd_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${smtpd_pkgs[@]}"
+fi
+export PETITIOND_SMTPD_PYTHON="$SMTPD_PYTHON"
+
 if [ ! -x "$TANSU_BIN" ]; then
   log "installing tansu $TANSU_VERSION into $TANSU_ROOT (first run only)"
   mkdir -p "$CACHE"

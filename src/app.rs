@@ -13,6 +13,8 @@ use crate::intake::Intake;
 use crate::kafka::client::BrokerHealth;
 use crate::kafka::relay::Relay;
 use crate::metrics::Metrics;
+use crate::sla::engine::Engine;
+use crate::status::StatusConsumer;
 use crate::store::blobs::FsBlobStore;
 use crate::store::{SqliteStore, Store};
 use anyhow::Context;
@@ -20,7 +22,7 @@ use futures::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -109,19 +111,67 @@ impl Application {
         }
         drop(tx);
 
+        // The relay drains once every producer of outbox rows (intake, the SLA engine, the
+        // status consumer) has finished.
+        let producers = Arc::new(AtomicUsize::new(3));
+        let producer_done = {
+            let (producers, intake_done) = (producers.clone(), intake_done.clone());
+            move || {
+                if producers.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    intake_done.cancel();
+                }
+            }
+        };
+        let (timers_tx, timers_rx) = mpsc::unbounded_channel();
         let intake = Intake {
             config: cfg.clone(),
             store: self.store.clone(),
             blobs: self.blobs.clone(),
             metrics: self.metrics.clone(),
             relay_wake: wake.clone(),
+            timers: timers_tx.clone(),
         };
-        let done = intake_done.clone();
+        let done = producer_done.clone();
         spawn(
             "intake",
             Box::pin(async move {
                 let r = intake.run(rx).await;
-                done.cancel();
+                done();
+                r
+            }),
+        );
+
+        let engine = Engine {
+            config: cfg.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            relay_wake: wake.clone(),
+            input: timers_rx,
+        };
+        let (done, stop) = (producer_done.clone(), shutdown.clone());
+        spawn(
+            "sla-engine",
+            Box::pin(async move {
+                let r = engine.run(stop).await;
+                done();
+                r
+            }),
+        );
+
+        let status = StatusConsumer {
+            config: cfg.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            health: health.clone(),
+            timers: timers_tx,
+            topics_ready: ready.clone(),
+        };
+        let (done, stop) = (producer_done, shutdown.clone());
+        spawn(
+            "status",
+            Box::pin(async move {
+                let r = status.run(stop).await;
+                done();
                 r
             }),
         );

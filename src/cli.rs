@@ -34,10 +34,30 @@ enum Command {
         #[arg(long)]
         exit_when_done: bool,
     },
+    /// SLA tools.
+    Sla {
+        #[command(subcommand)]
+        command: SlaCommand,
+    },
     /// Inspect quarantined inputs.
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SlaCommand {
+    /// Print when a clock started at START is due, as one RFC 3339 line in the office's zone.
+    Due {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Clock policy id, e.g. letter.register.
+        #[arg(long)]
+        clock: String,
+        /// Start instant, RFC 3339 with offset, e.g. 2026-09-30T18:00:00+08:00.
+        #[arg(long)]
+        start: String,
     },
 }
 
@@ -121,6 +141,29 @@ pub fn main() -> ExitCode {
             init_logging(LogFormat::Pretty, "warn,petitiond=info");
             runtime(crate::demo::run(data_dir, exit_when_done))
         }
+        Command::Sla {
+            command:
+                SlaCommand::Due {
+                    config,
+                    clock,
+                    start,
+                },
+        } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match sla_due(&config, &clock, &start) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Quarantine {
             command: QuarantineCommand::List { config, limit },
         } => {
@@ -173,4 +216,18 @@ fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
             ExitCode::FAILURE
         }
     }
+}
+
+/// `petitiond sla due`: the due instant of `clock` started at `start`.
+pub fn sla_due(config: &Config, clock: &str, start: &str) -> Result<String, String> {
+    let policy = config.sla.clock(clock).ok_or_else(|| {
+        let known: Vec<&str> = config.sla.clocks.iter().map(|c| c.id.as_str()).collect();
+        format!("unknown clock `{clock}` (configured: {})", known.join(", "))
+    })?;
+    let start: jiff::Timestamp = start
+        .parse()
+        .map_err(|e| format!("--start `{start}` is not an RFC 3339 instant with offset: {e}"))?;
+    let cal = &config.sla.calendar;
+    let due = crate::sla::due::due(&policy.rule, start, cal).map_err(|e| e.to_string())?;
+    Ok(cal.local(due).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
 }

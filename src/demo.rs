@@ -12,6 +12,7 @@ use crate::envelope::Envelope;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -62,6 +63,10 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     std::fs::write(&config_path, &text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
     let topics: Vec<String> = config.departments.iter().map(|d| d.topic.clone()).collect();
+    let (alerts_topic, status_topic) = (
+        config.sla.alerts_topic.clone(),
+        config.sla.status_topic.clone(),
+    );
     let mailbox = config
         .mailbox
         .clone()
@@ -98,7 +103,13 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     let stop = shutdown_on_signals()?;
     let printer = {
         let (brokers, stop, done) = (brokers.clone(), stop.clone(), exit_when_done);
-        tokio::task::spawn_blocking(move || print_routed(&brokers, &topics, expected, &stop, done))
+        let watch = Watch {
+            topics,
+            alerts_topic,
+            status_topic,
+            expected,
+        };
+        tokio::task::spawn_blocking(move || print_routed(&brokers, &watch, &stop, done))
     };
     let result = app.run_until_stopped(stop.clone()).await;
     stop.cancel();
@@ -124,12 +135,29 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     result
 }
 
-/// Consumes the department topics and prints each envelope (masked). Returns how many it saw;
-/// with `exit_when_done`, cancels `stop` once `expected` distinct items have arrived.
+/// What the demo's printer watches.
+struct Watch {
+    topics: Vec<String>,
+    alerts_topic: String,
+    status_topic: String,
+    /// Letters that should be routed.
+    expected: usize,
+}
+
+fn header(m: &rdkafka::message::BorrowedMessage<'_>, k: &str) -> String {
+    m.headers()
+        .and_then(|h| h.iter().find(|h| h.key == k).and_then(|h| h.value))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+/// Consumes the department and alert topics and prints each envelope (masked) and alert. Plays
+/// a department: the first letter routed is registered at once (a status event), so its clock
+/// stops; the others breach. With `exit_when_done`, cancels `stop` once every letter is routed
+/// and every unregistered one has breached. Returns how many envelopes it saw.
 fn print_routed(
     brokers: &str,
-    topics: &[String],
-    expected: usize,
+    w: &Watch,
     stop: &CancellationToken,
     exit_when_done: bool,
 ) -> anyhow::Result<usize> {
@@ -138,13 +166,23 @@ fn print_routed(
         .set("group.id", "petitiond-demo-printer")
         .set("enable.auto.commit", "false")
         .create()?;
+    let department: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
     let mut seen = HashSet::new();
+    let mut registered = HashSet::new();
+    let mut breached = HashSet::new();
     let mut assigned = false;
+    let watched: Vec<&String> = w
+        .topics
+        .iter()
+        .chain(std::iter::once(&w.alerts_topic))
+        .collect();
     while !stop.is_cancelled() {
         if !assigned {
-            // Topics appear once the relay has created them.
+            // Topics appear once the relay has verified them.
             let mut tpl = TopicPartitionList::new();
-            for t in topics {
+            for t in &watched {
                 if let Ok(md) = consumer.fetch_metadata(Some(t), Duration::from_secs(2)) {
                     for p in md.topics().iter().flat_map(|t| t.partitions()) {
                         tpl.add_partition_offset(t, p.id(), Offset::Beginning)?;
@@ -158,29 +196,67 @@ fn print_routed(
             consumer.assign(&tpl)?;
             assigned = true;
         }
+        department.poll(Duration::ZERO);
         let Some(m) = consumer.poll(Duration::from_millis(300)) else {
             continue;
         };
         let m = m?;
-        let header = |k: &str| {
-            m.headers()
-                .and_then(|h| h.iter().find(|h| h.key == k).and_then(|h| h.value))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        let env: Envelope = serde_json::from_slice(m.payload().unwrap_or_default())?;
-        println!(
-            "\nrouted → {} [partition {} offset {}] role={} ce_type={} ce_id={}",
-            m.topic(),
-            m.partition(),
-            m.offset(),
-            header("ce_role"),
-            header("ce_type"),
-            header("ce_id")
-        );
-        println!("{}", serde_json::to_string_pretty(&env.redacted())?);
-        seen.insert(env.id.to_string());
-        if exit_when_done && seen.len() >= expected {
+        if m.topic() == w.alerts_topic {
+            let a: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+            println!(
+                "\nSLA alert → {}: {} {} for item {} (department {}, due {}{})",
+                m.topic(),
+                a["kind"].as_str().unwrap_or_default(),
+                a["clock"].as_str().unwrap_or_default(),
+                a["item_id"].as_str().unwrap_or_default(),
+                a["department"].as_str().unwrap_or_default(),
+                a["due_at"].as_str().unwrap_or_default(),
+                if a["late"].as_bool() == Some(true) {
+                    ", late"
+                } else {
+                    ""
+                },
+            );
+            if a["kind"] == "breach" {
+                breached.insert(a["item_id"].as_str().unwrap_or_default().to_string());
+            }
+        } else {
+            let env: Envelope = serde_json::from_slice(m.payload().unwrap_or_default())?;
+            println!(
+                "\nrouted → {} [partition {} offset {}] role={} ce_type={} ce_id={} ce_sladue={}",
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                header(&m, "ce_role"),
+                header(&m, "ce_type"),
+                header(&m, "ce_id"),
+                header(&m, "ce_sladue"),
+            );
+            println!("{}", serde_json::to_string_pretty(&env.redacted())?);
+            let id = env.id.to_string();
+            if registered.is_empty() {
+                let event = serde_json::json!({
+                    "event_id": format!("demo-registered-{id}"),
+                    "item_id": id,
+                    "event": "registered",
+                    "time": jiff::Timestamp::now().to_string(),
+                    "actor": { "department": "intake-desk", "person": "clerk-07" },
+                })
+                .to_string();
+                department
+                    .send(BaseRecord::to(&w.status_topic).key(&id).payload(&event))
+                    .map_err(|(e, _)| e)?;
+                department.flush(Duration::from_secs(5))?;
+                println!(
+                    "\nstatus → {}: the intake desk registered item {id}; its clock stops",
+                    w.status_topic
+                );
+                registered.insert(id.clone());
+            }
+            seen.insert(id);
+        }
+        let unregistered = seen.len() - registered.len();
+        if exit_when_done && seen.len() >= w.expected && breached.len() >= unregistered {
             stop.cancel();
         }
     }

@@ -6,6 +6,7 @@
 //! runs it all on embedded defaults.
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod channels;
 pub mod cli;
@@ -17,4 +18,5 @@ pub mod kafka;
 pub mod metrics;
 pub mod routing;
 pub mod sla;
+pub mod status;
 pub mod store;

@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
@@ -16,6 +17,24 @@ pub struct ChannelLabel {
 pub struct QuarantineLabels {
     pub source: String,
     pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub clock: String,
+    pub kind: String,
+    pub late: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClockLabel {
+    pub clock: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub event: String,
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +56,18 @@ pub struct Metrics {
     pub producer_recreated: Counter,
     pub kafka_client_errors: Counter,
     pub outbox_pending: Gauge,
+    /// Alerts recorded, by clock, kind (warning_50, breach, ...) and whether late.
+    pub alerts: Family<AlertLabels, Counter>,
+    /// Seconds between an alert's scheduled instant and its firing.
+    pub alert_lateness: Histogram,
+    pub open_timers: Gauge,
+    /// Clocks that could not start or be computed (e.g. a calendar year not loaded).
+    pub clock_errors: Family<ClockLabel, Counter>,
+    pub status_events: Family<StatusLabels, Counter>,
+    pub mail_sent: Counter,
+    pub mail_failed: Counter,
+    /// Mails interrupted mid-send by a stop: not re-sent (no duplicates), counted here.
+    pub mail_unknown: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +91,16 @@ impl Metrics {
             producer_recreated: Counter::default(),
             kafka_client_errors: Counter::default(),
             outbox_pending: Gauge::default(),
+            alerts: Family::default(),
+            alert_lateness: Histogram::new(
+                [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 60.0],
+            ),
+            open_timers: Gauge::default(),
+            clock_errors: Family::default(),
+            status_events: Family::default(),
+            mail_sent: Counter::default(),
+            mail_failed: Counter::default(),
+            mail_unknown: Counter::default(),
         };
         r.register(
             "items_received",

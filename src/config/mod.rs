@@ -91,6 +91,9 @@ pub struct Config {
     pub departments: Vec<Department>,
     pub routing: RoutingConfig,
     pub mailbox: Option<MailboxConfig>,
+    pub sla: SlaConfig,
+    /// Alert e-mail; `None` when not configured.
+    pub email: Option<EmailConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +125,46 @@ pub struct Department {
     pub id: String,
     pub name: String,
     pub topic: String,
+    pub alert_emails: Vec<String>,
+}
+
+/// SLA settings: the calendar, the clock policies and the topics of the closed loop.
+#[derive(Debug, Clone)]
+pub struct SlaConfig {
+    pub calendar: std::sync::Arc<crate::sla::calendar::Calendar>,
+    pub clocks: Vec<crate::sla::policy::ClockPolicy>,
+    /// Departments' status events are consumed from here.
+    pub status_topic: String,
+    /// Alerts are produced here (CloudEvents).
+    pub alerts_topic: String,
+    pub consumer_group: String,
+    pub supervisors: Vec<String>,
+}
+
+impl SlaConfig {
+    pub fn clock(&self, id: &str) -> Option<&crate::sla::policy::ClockPolicy> {
+        self.clocks.iter().find(|c| c.id == id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    StartTls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub timeout: Duration,
+    pub digest_threshold: usize,
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +245,8 @@ impl Config {
     pub fn topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.departments.iter().map(|d| d.topic.clone()).collect();
         t.push(self.kafka.dead_letter_topic.clone());
+        t.push(self.sla.alerts_topic.clone());
+        t.push(self.sla.status_topic.clone());
         t.sort();
         t.dedup();
         t
@@ -561,10 +606,14 @@ impl Validator<'_> {
                     "must differ from kafka.dead_letter_topic",
                 );
             }
+            for (j, m) in dep.alert_emails.iter().enumerate() {
+                self.email_address(&format!("departments[{i}].alert_emails[{j}]"), m);
+            }
             departments.push(Department {
                 id: dep.id.clone(),
                 name: dep.name.clone(),
                 topic: dep.topic.clone(),
+                alert_emails: dep.alert_emails.clone(),
             });
         }
         if !ids.contains(&raw.routing.default_lead) {
@@ -597,6 +646,14 @@ impl Validator<'_> {
             }
             _ => None,
         };
+
+        let sla = self.sla(&raw.sla, &k.dead_letter_topic);
+        let email = raw
+            .alerts
+            .email
+            .as_ref()
+            .filter(|e| e.enabled)
+            .map(|e| self.email(e));
 
         let data_dir = self.path(&raw.daemon.data_dir);
         let resolve_data = |p: &str| {
@@ -639,6 +696,231 @@ impl Validator<'_> {
                 default_lead: raw.routing.default_lead.clone(),
             },
             mailbox,
+            sla: sla?,
+            email,
+        })
+    }
+
+    fn email_address(&mut self, path: &str, m: &str) {
+        let ok = m.split_once('@').is_some_and(|(u, d)| {
+            !u.is_empty() && d.contains('.') && !m.contains(char::is_whitespace)
+        });
+        if !ok {
+            self.err(path, format!("`{m}` is not an e-mail address"));
+        }
+    }
+
+    fn email(&mut self, e: &raw::RawEmail) -> EmailConfig {
+        let tls = match e.tls.as_str() {
+            "starttls" => SmtpTls::StartTls,
+            "tls" => SmtpTls::Tls,
+            "none" => SmtpTls::None,
+            other => {
+                self.err(
+                    "alerts.email.tls",
+                    format!("`{other}` is not one of starttls, tls, none"),
+                );
+                SmtpTls::StartTls
+            }
+        };
+        if e.smtp_host.trim().is_empty() {
+            self.err("alerts.email.smtp_host", "must not be empty");
+        }
+        self.email_address("alerts.email.from", &e.from);
+        self.positive("alerts.email.timeout_secs", e.timeout_secs);
+        self.positive("alerts.email.digest_threshold", e.digest_threshold as u64);
+        self.positive("alerts.email.poll_interval_ms", e.poll_interval_ms);
+        let password = e
+            .password
+            .as_ref()
+            .and_then(|r| self.secret("alerts.email.password", r));
+        if password.is_some() != e.username.is_some() {
+            self.err(
+                "alerts.email.username",
+                "give both `username` and `password`, or neither",
+            );
+        }
+        EmailConfig {
+            host: e.smtp_host.clone(),
+            port: e.smtp_port,
+            tls,
+            username: e.username.clone(),
+            password,
+            from: e.from.clone(),
+            timeout: Duration::from_secs(e.timeout_secs),
+            digest_threshold: e.digest_threshold,
+            poll_interval: Duration::from_millis(e.poll_interval_ms),
+        }
+    }
+
+    fn event_kinds(&mut self, path: &str, names: &[String]) -> Vec<crate::sla::policy::EventKind> {
+        let mut out = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            match crate::sla::policy::EventKind::parse(n) {
+                Some(k) => out.push(k),
+                None => self.err(
+                    &format!("{path}[{i}]"),
+                    format!("`{n}` is not a status event"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn sla(&mut self, s: &raw::RawSla, dlq: &str) -> Option<SlaConfig> {
+        use crate::sla::calendar::{Calendar, OfficeHours};
+        use crate::sla::policy::{ClockPolicy, Trigger};
+        self.topic_name("sla.status_topic", &s.status_topic);
+        self.topic_name("sla.alerts_topic", &s.alerts_topic);
+        if s.alerts_topic == dlq || s.status_topic == dlq || s.alerts_topic == s.status_topic {
+            self.err(
+                "sla.alerts_topic",
+                "alerts, status and dead-letter topics must all differ",
+            );
+        }
+        if s.consumer_group.trim().is_empty() {
+            self.err("sla.consumer_group", "must not be empty");
+        }
+        for (i, m) in s.supervisors.iter().enumerate() {
+            self.email_address(&format!("sla.supervisors[{i}]"), m);
+        }
+        let mut hours = Vec::new();
+        for (i, h) in s.office_hours.iter().enumerate() {
+            let parsed = h.split_once('-').and_then(|(a, b)| {
+                Some((
+                    a.trim().parse::<jiff::civil::Time>().ok()?,
+                    b.trim().parse::<jiff::civil::Time>().ok()?,
+                ))
+            });
+            match parsed {
+                Some(p) => hours.push(p),
+                None => self.err(
+                    &format!("sla.office_hours[{i}]"),
+                    format!("`{h}` is not an interval like 08:30-12:00"),
+                ),
+            }
+        }
+        let calendar = match OfficeHours::new(hours) {
+            Err(e) => {
+                self.err("sla.office_hours", e.to_string());
+                None
+            }
+            Ok(hours) => {
+                let built = if s.calendar_files.is_empty() {
+                    Calendar::builtin_with(s.overrides.clone(), hours, &s.time_zone)
+                } else {
+                    let files: Vec<PathBuf> =
+                        s.calendar_files.iter().map(|f| self.path(f)).collect();
+                    Calendar::load(&files, s.overrides.clone(), hours, &s.time_zone)
+                };
+                match built {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        self.err("sla.calendar_files", e.to_string());
+                        None
+                    }
+                }
+            }
+        };
+        let clocks = match &s.clocks {
+            None => crate::sla::policy::defaults(),
+            Some(raw) => {
+                let mut ids = HashSet::new();
+                let mut out = Vec::new();
+                for (i, c) in raw.iter().enumerate() {
+                    let at = |k: &str| format!("sla.clocks[{i}].{k}");
+                    if !ids.insert(c.id.clone()) {
+                        self.err(&at("id"), format!("duplicate clock id `{}`", c.id));
+                    }
+                    if let Err(e) = c.rule.validate() {
+                        self.err(&at("rule"), e);
+                    }
+                    let start = if c.start_on == "received" {
+                        Trigger::Received
+                    } else {
+                        match crate::sla::policy::EventKind::parse(&c.start_on) {
+                            Some(k) => Trigger::Event(k),
+                            None => {
+                                self.err(
+                                    &at("start_on"),
+                                    format!(
+                                        "`{}` is neither `received` nor a status event",
+                                        c.start_on
+                                    ),
+                                );
+                                Trigger::Received
+                            }
+                        }
+                    };
+                    let mut channels = Vec::new();
+                    for (j, ch) in c.channels.iter().enumerate() {
+                        match serde_json::from_value(serde_json::Value::String(ch.clone())) {
+                            Ok(v) => channels.push(v),
+                            Err(_) => self.err(
+                                &format!("sla.clocks[{i}].channels[{j}]"),
+                                format!("`{ch}` is not one of hotline, portal, letter"),
+                            ),
+                        }
+                    }
+                    let mut categories = Vec::new();
+                    for (j, ca) in c.categories.iter().enumerate() {
+                        match serde_json::from_value(serde_json::Value::String(ca.clone())) {
+                            Ok(v) => categories.push(v),
+                            Err(_) => self.err(
+                                &format!("sla.clocks[{i}].categories[{j}]"),
+                                format!(
+                                    "`{ca}` is not one of livelihood, rights, policy, historical"
+                                ),
+                            ),
+                        }
+                    }
+                    if c.warn_at_percent.iter().any(|p| *p == 0 || *p >= 100) {
+                        self.err(
+                            &at("warn_at_percent"),
+                            "each warning point must be between 1 and 99",
+                        );
+                    }
+                    if c.stop_on.is_empty() {
+                        self.err(
+                            &at("stop_on"),
+                            "a clock needs at least one event that stops it",
+                        );
+                    }
+                    if c.citation.trim().is_empty() {
+                        self.err(
+                            &at("citation"),
+                            "say where the deadline comes from (plan, regulation article)",
+                        );
+                    }
+                    let policy = ClockPolicy {
+                        id: c.id.clone(),
+                        rule: c.rule,
+                        start,
+                        channels,
+                        categories,
+                        flags: c.flags.clone(),
+                        stop_on: self.event_kinds(&at("stop_on"), &c.stop_on),
+                        pause_on: self.event_kinds(&at("pause_on"), &c.pause_on),
+                        resume_on: self.event_kinds(&at("resume_on"), &c.resume_on),
+                        extend_on: self.event_kinds(&at("extend_on"), &c.extend_on),
+                        max_extension_days: c.max_extension_days,
+                        warn_at_percent: c.warn_at_percent.clone(),
+                        remind_every_working_days: c.remind_every_working_days,
+                        escalate_after_working_days: c.escalate_after_working_days,
+                        citation: c.citation.clone(),
+                    };
+                    out.push(policy);
+                }
+                out
+            }
+        };
+        Some(SlaConfig {
+            calendar: std::sync::Arc::new(calendar?),
+            clocks,
+            status_topic: s.status_topic.clone(),
+            alerts_topic: s.alerts_topic.clone(),
+            consumer_group: s.consumer_group.clone(),
+            supervisors: s.supervisors.clone(),
         })
     }
 }

@@ -24,6 +24,10 @@ pub struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub channels: RawChannels,
+    #[serde(default)]
+    pub sla: RawSla,
+    #[serde(default)]
+    pub alerts: RawAlerts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +163,9 @@ pub struct RawDepartment {
     pub id: String,
     pub name: String,
     pub topic: String,
+    /// Who is mailed when one of this department's clocks warns or breaches.
+    #[serde(default)]
+    pub alert_emails: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,4 +207,155 @@ pub struct RawMailbox {
     pub max_message_bytes: u64,
     #[serde(default = "default_max_parts")]
     pub max_parts: usize,
+}
+
+fn default_tz() -> String {
+    "Asia/Shanghai".into()
+}
+fn default_office_hours() -> Vec<String> {
+    vec!["08:30-12:00".into(), "14:00-17:30".into()]
+}
+fn default_status_topic() -> String {
+    "petitiond.status".into()
+}
+fn default_alerts_topic() -> String {
+    "petitiond.alerts".into()
+}
+fn default_consumer_group() -> String {
+    "petitiond-status".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSla {
+    #[serde(default = "default_tz")]
+    pub time_zone: String,
+    /// Calendar data files, one per year; empty = the shipped 2026 calendar.
+    #[serde(default)]
+    pub calendar_files: Vec<String>,
+    #[serde(default = "default_office_hours")]
+    pub office_hours: Vec<String>,
+    #[serde(default)]
+    pub overrides: Vec<crate::sla::calendar::Override>,
+    #[serde(default = "default_status_topic")]
+    pub status_topic: String,
+    #[serde(default = "default_alerts_topic")]
+    pub alerts_topic: String,
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
+    /// Mailed on every alert, in addition to the department's recipients.
+    #[serde(default)]
+    pub supervisors: Vec<String>,
+    /// Clock policies; absent = the plan's defaults.
+    pub clocks: Option<Vec<RawClock>>,
+}
+
+impl Default for RawSla {
+    fn default() -> Self {
+        Self {
+            time_zone: default_tz(),
+            calendar_files: Vec::new(),
+            office_hours: default_office_hours(),
+            overrides: Vec::new(),
+            status_topic: default_status_topic(),
+            alerts_topic: default_alerts_topic(),
+            consumer_group: default_consumer_group(),
+            supervisors: Vec::new(),
+            clocks: None,
+        }
+    }
+}
+
+fn default_start() -> String {
+    "received".into()
+}
+fn default_pause() -> Vec<String> {
+    vec!["paused".into()]
+}
+fn default_resume() -> Vec<String> {
+    vec!["resumed".into()]
+}
+fn default_extend() -> Vec<String> {
+    vec!["extended".into()]
+}
+fn default_warn() -> Vec<u8> {
+    vec![50, 80]
+}
+fn default_remind() -> u32 {
+    3
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClock {
+    pub id: String,
+    pub rule: crate::sla::due::DueRule,
+    /// `received` or a status event name.
+    #[serde(default = "default_start")]
+    pub start_on: String,
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    pub stop_on: Vec<String>,
+    #[serde(default = "default_pause")]
+    pub pause_on: Vec<String>,
+    #[serde(default = "default_resume")]
+    pub resume_on: Vec<String>,
+    #[serde(default = "default_extend")]
+    pub extend_on: Vec<String>,
+    #[serde(default)]
+    pub max_extension_days: u32,
+    #[serde(default = "default_warn")]
+    pub warn_at_percent: Vec<u8>,
+    #[serde(default = "default_remind")]
+    pub remind_every_working_days: u32,
+    #[serde(default)]
+    pub escalate_after_working_days: Option<u32>,
+    #[serde(default)]
+    pub citation: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub email: Option<RawEmail>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_smtp_tls() -> String {
+    "starttls".into()
+}
+fn default_smtp_timeout() -> u64 {
+    30
+}
+fn default_digest() -> usize {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    pub smtp_host: String,
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+    /// starttls | tls | none
+    #[serde(default = "default_smtp_tls")]
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<RawSecretRef>,
+    pub from: String,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+    /// When more alerts than this wait for the same recipients, they go as one digest mail.
+    #[serde(default = "default_digest")]
+    pub digest_threshold: usize,
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
 }

@@ -27,9 +27,11 @@ fn shipped_example_config_parses() {
     assert_eq!(
         c.topics(),
         vec![
+            "petitiond.alerts",
             "petitiond.dead-letter",
             "petitiond.dept.hrss",
-            "petitiond.dept.intake-desk"
+            "petitiond.dept.intake-desk",
+            "petitiond.status"
         ]
     );
 }

@@ -14,8 +14,10 @@ use crate::envelope::Envelope;
 use crate::kafka::wire::{Role, routed_record};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::routing;
+use crate::sla::clock::Clock;
+use crate::sla::policy::Trigger;
 use crate::store::blobs::BlobStore;
-use crate::store::{NewItem, Quarantined, Recorded, Store, blocking};
+use crate::store::{NewItem, Quarantined, Recorded, Store, Timer, blocking};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
@@ -34,6 +36,8 @@ pub struct Intake {
     pub metrics: Metrics,
     /// Poked after each commit so the relay produces without waiting for its tick.
     pub relay_wake: Arc<Notify>,
+    /// New clocks' timers for the SLA engine.
+    pub timers: mpsc::UnboundedSender<Vec<Timer>>,
 }
 
 impl Intake {
@@ -96,6 +100,14 @@ impl Intake {
             rules_version: decision.rules_version.clone(),
             decided_at: decision.decided_at,
         });
+        let arrived = env.received_at;
+        let clocks = start_clocks(
+            &self.config,
+            &self.metrics,
+            &mut env,
+            &Trigger::Received,
+            arrived,
+        );
         let outbox = departments
             .iter()
             .enumerate()
@@ -107,13 +119,17 @@ impl Intake {
             envelope: env,
             decision,
             outbox,
+            clocks,
         };
         let recorded = blocking(&self.store, move |s| s.record_item(&item)).await?;
         let label = ChannelLabel { channel };
         match recorded {
-            Recorded::New => {
+            Recorded::New(timers) => {
                 self.metrics.items_received.get_or_create(&label).inc();
                 self.relay_wake.notify_one();
+                if !timers.is_empty() {
+                    let _ = self.timers.send(timers);
+                }
                 tracing::info!(item = %id, "item recorded");
                 Ok(Disposition::Recorded(id))
             }
@@ -151,4 +167,53 @@ impl Intake {
         tracing::warn!(quarantine_id = id, reason = bad.reason(), detail = %bad, "input quarantined");
         Ok(Disposition::Quarantined(id))
     }
+}
+
+/// Starts the clocks whose policy applies to `env` on `trigger` at `at`, with each one's next
+/// alert, and lists them on the envelope (`sla`). A clock that cannot be computed (a calendar
+/// year not loaded) is logged and counted, never a reason to drop the item.
+pub fn start_clocks(
+    config: &Config,
+    metrics: &Metrics,
+    env: &mut Envelope,
+    trigger: &Trigger,
+    at: jiff::Timestamp,
+) -> Vec<(Clock, Option<jiff::Timestamp>)> {
+    let cal = &config.sla.calendar;
+    let lead = env
+        .routing
+        .as_ref()
+        .map(|r| r.lead.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let applying: Vec<_> = config
+        .sla
+        .clocks
+        .iter()
+        .filter(|p| p.applies(env, trigger))
+        .collect();
+    for policy in applying {
+        let started = Clock::start(policy, env.id.as_str(), &lead, at, cal)
+            .and_then(|c| Ok((c.next_alert(policy, cal)?.map(|(_, t)| t), c)));
+        match started {
+            Ok((next, clock)) => {
+                env.sla.push(crate::envelope::SlaClock {
+                    clock: clock.clock_id.clone(),
+                    due_at: clock.due_at,
+                    state: clock.state.as_str().into(),
+                });
+                out.push((clock, next));
+            }
+            Err(e) => {
+                metrics
+                    .clock_errors
+                    .get_or_create(&crate::metrics::ClockLabel {
+                        clock: policy.id.clone(),
+                    })
+                    .inc();
+                tracing::error!(item = %env.id, clock = %policy.id, error = %e, "cannot start SLA clock");
+            }
+        }
+    }
+    out
 }

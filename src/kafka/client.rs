@@ -76,6 +76,10 @@ impl ClientContext for KafkaContext {
     }
 }
 
+/// The status consumer uses the same context; rebalances need nothing special (offsets are
+/// committed per record after it is applied).
+impl rdkafka::consumer::ConsumerContext for KafkaContext {}
+
 /// Base client config: brokers, client id, operator properties and secrets.
 pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();

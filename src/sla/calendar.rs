@@ -751,6 +751,16 @@ impl Calendar {
         )
     }
 
+    /// The shipped 2026 calendar with the operator's overrides, office hours and zone.
+    pub fn builtin_with(
+        overrides: Vec<Override>,
+        hours: OfficeHours,
+        tz: &str,
+    ) -> Result<Calendar, CalendarError> {
+        let year = YearCalendar::parse(BUILTIN_2026, BUILTIN_2026_FILE)?;
+        Calendar::new(vec![year], overrides, hours, time_zone(tz)?)
+    }
+
     pub fn time_zone(&self) -> &TimeZone {
         &self.tz
     }

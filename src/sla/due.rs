@@ -25,6 +25,8 @@ pub enum DueRule {
     /// Start + `minutes`, 24×7, ignoring the calendar (hotline view 30, portal sign-in 120,
     /// incomplete-item contact 1440).
     WallClock { minutes: u32 },
+    /// Start + `seconds`, 24×7: for drills, the demo and tests, where minutes are too slow.
+    WallClockSeconds { seconds: u32 },
     /// Office close of the arrival day if it is a working day and the start is before close
     /// (17:30:00 exactly is not before close); otherwise office close of the next working day
     /// (paper letter registration, 拆封登记).
@@ -55,6 +57,7 @@ impl DueRule {
     pub fn validate(&self) -> Result<(), String> {
         let zero = match *self {
             DueRule::WallClock { minutes } | DueRule::WorkingHours { minutes } => minutes == 0,
+            DueRule::WallClockSeconds { seconds } => seconds == 0,
             DueRule::WorkingDays { days } | DueRule::CalendarDays { days, .. } => days == 0,
             DueRule::SameWorkingDay => false,
         };
@@ -70,6 +73,7 @@ impl fmt::Display for DueRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             DueRule::WallClock { minutes } => write!(f, "{minutes} minutes (wall clock)"),
+            DueRule::WallClockSeconds { seconds } => write!(f, "{seconds} seconds (wall clock)"),
             DueRule::SameWorkingDay => f.write_str("end of the working day"),
             DueRule::WorkingDays { days } => write!(f, "{days} working days"),
             DueRule::CalendarDays {
@@ -93,6 +97,9 @@ pub fn due(rule: &DueRule, start: Timestamp, cal: &Calendar) -> Result<Timestamp
     match *rule {
         DueRule::WallClock { minutes } => {
             Ok(start.checked_add(SignedDuration::from_mins(i64::from(minutes)))?)
+        }
+        DueRule::WallClockSeconds { seconds } => {
+            Ok(start.checked_add(SignedDuration::from_secs(i64::from(seconds)))?)
         }
         DueRule::SameWorkingDay => {
             let local = cal.local(start);

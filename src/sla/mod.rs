@@ -6,4 +6,5 @@
 pub mod calendar;
 pub mod clock;
 pub mod due;
+pub mod engine;
 pub mod policy;

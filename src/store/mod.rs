@@ -10,6 +10,7 @@ mod sqlite;
 pub use sqlite::SqliteStore;
 
 use crate::envelope::Envelope;
+use crate::sla::clock::Clock;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,107 @@ pub struct NewItem {
     pub envelope: Envelope,
     pub decision: Decision,
     pub outbox: Vec<NewOutbox>,
+    /// SLA clocks started on arrival, each with its next alert instant.
+    pub clocks: Vec<(Clock, Option<jiff::Timestamp>)>,
+}
+
+/// A clock's next alert, for the timer engine: the store's row id and the instant in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timer {
+    pub clock_row: i64,
+    /// `i64::MIN`: nothing scheduled any more (remove the timer).
+    pub at_ms: i64,
+}
+
+/// An alert to record, with its Kafka record and its mail.
+#[derive(Debug, Clone)]
+pub struct FiredAlert {
+    /// Deterministic from (item, clock, kind, scheduled instant): recording it twice is a no-op.
+    pub id: String,
+    pub item_id: String,
+    pub clock_id: String,
+    pub kind: String,
+    pub department: String,
+    pub due_at: jiff::Timestamp,
+    pub scheduled_at: jiff::Timestamp,
+    pub fired_at: jiff::Timestamp,
+    pub late: bool,
+    pub record: NewOutbox,
+    pub mail: Option<NewMail>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMail {
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+/// What the engine decided for one clock that fell due.
+#[derive(Debug, Clone, Default)]
+pub struct Fired {
+    pub alerts: Vec<FiredAlert>,
+    pub last_alert_at: Option<jiff::Timestamp>,
+    pub next: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FireResult {
+    /// Alerts newly recorded (an alert recorded before is not counted again).
+    pub alerts: usize,
+    pub timers: Vec<Timer>,
+}
+
+/// A department status event as recorded for idempotence.
+#[derive(Debug, Clone)]
+pub struct StatusRecord {
+    pub event_id: String,
+    pub item_id: String,
+    pub event: String,
+    pub at: jiff::Timestamp,
+}
+
+/// The clock changes a status event causes: indexes into the loaded clocks with their next
+/// alert, and newly started clocks.
+#[derive(Debug, Clone, Default)]
+pub struct ClockWrites {
+    pub updated: Vec<(usize, Option<jiff::Timestamp>)>,
+    pub started: Vec<(Clock, Option<jiff::Timestamp>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusOutcome {
+    Applied(Vec<Timer>),
+    Duplicate,
+    UnknownItem,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailRow {
+    pub alert_id: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailState {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl MailState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailState::Pending => "pending",
+            MailState::Sending => "sending",
+            MailState::Sent => "sent",
+            MailState::Failed => "failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,9 +198,10 @@ pub struct QuarantineRow {
 }
 
 /// What [`Store::record_item`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    New,
+    /// Recorded, with the timers of the clocks it started.
+    New(Vec<Timer>),
     /// The id was already known: nothing written (a re-poll or a re-read after a crash).
     Duplicate,
 }
@@ -122,6 +225,33 @@ pub trait Store: Send + Sync + 'static {
     fn pending_count(&self) -> Result<u64, StoreError>;
     /// Next offset to read per partition of a topic, from delivery reports recorded so far.
     fn topic_positions(&self, topic: &str) -> Result<Vec<(i32, i64)>, StoreError>;
+    /// Every clock with an alert still to come (start-up of the timer engine).
+    fn open_timers(&self) -> Result<Vec<Timer>, StoreError>;
+    /// For each clock row: `f` decides the alerts and the next instant; alerts (with their
+    /// outbox and mail rows) and the clock update commit in one transaction.
+    fn fire(
+        &self,
+        rows: &[i64],
+        f: &mut dyn FnMut(&Clock) -> Fired,
+    ) -> Result<FireResult, StoreError>;
+    /// Applies a status event once (by event id) to the item's clocks, in one transaction.
+    fn apply_status(
+        &self,
+        ev: &StatusRecord,
+        f: &mut dyn FnMut(&Envelope, &mut Vec<Clock>) -> ClockWrites,
+    ) -> Result<StatusOutcome, StoreError>;
+    fn pending_mail(&self, limit: usize) -> Result<Vec<MailRow>, StoreError>;
+    fn mark_mail(
+        &self,
+        alert_ids: &[String],
+        state: MailState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// At start-up: mails that were being sent when the process stopped are marked `unknown`
+    /// and not sent again (no duplicate mail); returns how many.
+    fn settle_interrupted_mail(&self) -> Result<u64, StoreError>;
+    /// (clock, kind, late) of an item's alerts, oldest first.
+    fn alerts_for(&self, item_id: &str) -> Result<Vec<(String, String, bool)>, StoreError>;
     fn cursor(&self, source: &str) -> Result<Option<String>, StoreError>;
     fn set_cursor(&self, source: &str, value: &str) -> Result<(), StoreError>;
 }

@@ -5,14 +5,17 @@
 //! `rusqlite_migration` (versioned through `PRAGMA user_version`).
 
 use super::*;
+use crate::sla::clock::{Clock, State};
+use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    r#"
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        r#"
 CREATE TABLE items (
     id TEXT PRIMARY KEY,
     channel TEXT NOT NULL,
@@ -84,7 +87,46 @@ CREATE TABLE quarantine (
     at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
 );
 "#,
-)];
+    ),
+    M::up(
+        r#"
+ALTER TABLE sla_clocks ADD COLUMN department TEXT NOT NULL DEFAULT '';
+ALTER TABLE sla_clocks ADD COLUMN extended_days INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sla_clocks ADD COLUMN last_alert_at TEXT;
+ALTER TABLE sla_clocks ADD COLUMN next_alert_ms INTEGER;
+CREATE INDEX sla_clocks_next ON sla_clocks(next_alert_ms) WHERE next_alert_ms IS NOT NULL;
+CREATE TABLE alerts (
+    id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    clock_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    department TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    scheduled_at TEXT NOT NULL,
+    fired_at TEXT NOT NULL,
+    late INTEGER NOT NULL
+);
+CREATE TABLE mail_outbox (
+    alert_id TEXT PRIMARY KEY,
+    recipients TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','sending','sent','unknown','failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    sent_at TEXT
+);
+CREATE TABLE status_events (
+    event_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    at TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+"#,
+    ),
+];
 
 pub struct SqliteStore {
     // One connection: SQLite has one writer at a time; a pool would only add lock waits.
@@ -132,6 +174,113 @@ fn row_to_outbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     })
 }
 
+fn ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(|t| t.as_millisecond())
+}
+
+fn ts(s: Option<String>) -> rusqlite::Result<Option<Timestamp>> {
+    s.map(|s| {
+        s.parse::<Timestamp>().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .transpose()
+}
+
+fn insert_clock(
+    tx: &rusqlite::Transaction<'_>,
+    c: &Clock,
+    next: Option<Timestamp>,
+) -> Result<Option<Timer>, StoreError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, next_alert_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            c.item_id,
+            c.clock_id,
+            c.department,
+            c.state.as_str(),
+            c.started_at.to_string(),
+            c.due_at.to_string(),
+            c.paused_at.map(|t| t.to_string()),
+            c.extended_days,
+            c.last_alert_at.map(|t| t.to_string()),
+            ms(next),
+        ],
+    )?;
+    let row = tx.last_insert_rowid();
+    Ok(next.map(|t| Timer {
+        clock_row: row,
+        at_ms: t.as_millisecond(),
+    }))
+}
+
+fn update_clock(
+    tx: &rusqlite::Transaction<'_>,
+    row: i64,
+    c: &Clock,
+    next: Option<Timestamp>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE sla_clocks SET state = ?2, started_at = ?3, due_at = ?4, paused_at = ?5, extended_days = ?6,
+         last_alert_at = ?7, next_alert_ms = ?8 WHERE rowid = ?1",
+        params![
+            row,
+            c.state.as_str(),
+            c.started_at.to_string(),
+            c.due_at.to_string(),
+            c.paused_at.map(|t| t.to_string()),
+            c.extended_days,
+            c.last_alert_at.map(|t| t.to_string()),
+            ms(next),
+        ],
+    )?;
+    Ok(())
+}
+
+const CLOCK_COLS: &str = "rowid, item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at";
+
+fn row_to_clock(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Clock)> {
+    let state: String = r.get(4)?;
+    Ok((
+        r.get(0)?,
+        Clock {
+            item_id: r.get(1)?,
+            clock_id: r.get(2)?,
+            department: r.get(3)?,
+            state: State::parse(&state).unwrap_or(State::Stopped),
+            started_at: ts(Some(r.get(5)?))?.unwrap_or_default(),
+            due_at: ts(Some(r.get(6)?))?.unwrap_or_default(),
+            paused_at: ts(r.get(7)?)?,
+            extended_days: r.get(8)?,
+            last_alert_at: ts(r.get(9)?)?,
+        },
+    ))
+}
+
+fn insert_alert(tx: &rusqlite::Transaction<'_>, a: &FiredAlert) -> Result<bool, StoreError> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO alerts (id, item_id, clock_id, kind, department, due_at, scheduled_at, fired_at, late)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![a.id, a.item_id, a.clock_id, a.kind, a.department, a.due_at.to_string(), a.scheduled_at.to_string(), a.fired_at.to_string(), a.late],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    let o = &a.record;
+    tx.execute(
+        "INSERT INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![a.item_id, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
+    )?;
+    if let Some(m) = &a.mail {
+        tx.execute(
+            "INSERT OR IGNORE INTO mail_outbox (alert_id, recipients, subject, body) VALUES (?1, ?2, ?3, ?4)",
+            params![a.id, serde_json::to_string(&m.recipients)?, m.subject, m.body],
+        )?;
+    }
+    Ok(true)
+}
+
 const OUTBOX_COLS: &str = "seq, item_id, topic, msg_key, ce_id, headers, payload, attempts";
 
 impl Store for SqliteStore {
@@ -176,14 +325,12 @@ impl Store for SqliteStore {
                 params![e.id.as_str(), o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
             )?;
         }
-        for c in &e.sla {
-            tx.execute(
-                "INSERT INTO sla_clocks (item_id, clock_id, state, started_at, due_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![e.id.as_str(), c.clock, c.state, e.received_at.to_string(), c.due_at.to_string()],
-            )?;
+        let mut timers = Vec::new();
+        for (c, next) in &item.clocks {
+            timers.push(insert_clock(&tx, c, *next)?);
         }
         tx.commit()?;
-        Ok(Recorded::New)
+        Ok(Recorded::New(timers.into_iter().flatten().collect()))
     }
 
     fn item_envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError> {
@@ -324,6 +471,171 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn open_timers(&self) -> Result<Vec<Timer>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT rowid, next_alert_ms FROM sla_clocks WHERE next_alert_ms IS NOT NULL",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(Timer {
+                    clock_row: r.get(0)?,
+                    at_ms: r.get(1)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn fire(
+        &self,
+        rows: &[i64],
+        f: &mut dyn FnMut(&Clock) -> Fired,
+    ) -> Result<FireResult, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut result = FireResult::default();
+        {
+            let mut get = tx.prepare_cached(&format!(
+                "SELECT {CLOCK_COLS} FROM sla_clocks WHERE rowid = ?1"
+            ))?;
+            for row in rows {
+                let Some((_, mut clock)) = get.query_row([row], row_to_clock).optional()? else {
+                    continue;
+                };
+                let fired = f(&clock);
+                for a in &fired.alerts {
+                    if insert_alert(&tx, a)? {
+                        result.alerts += 1;
+                    }
+                }
+                clock.last_alert_at = fired.last_alert_at;
+                update_clock(&tx, *row, &clock, fired.next)?;
+                if let Some(t) = fired.next {
+                    result.timers.push(Timer {
+                        clock_row: *row,
+                        at_ms: t.as_millisecond(),
+                    });
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(result)
+    }
+
+    fn apply_status(
+        &self,
+        ev: &StatusRecord,
+        f: &mut dyn FnMut(&Envelope, &mut Vec<Clock>) -> ClockWrites,
+    ) -> Result<StatusOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let envelope: Option<String> = tx
+            .query_row(
+                "SELECT envelope FROM items WHERE id = ?1",
+                [&ev.item_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(envelope) = envelope else {
+            return Ok(StatusOutcome::UnknownItem);
+        };
+        let fresh = tx.execute(
+            "INSERT OR IGNORE INTO status_events (event_id, item_id, event, at) VALUES (?1, ?2, ?3, ?4)",
+            params![ev.event_id, ev.item_id, ev.event, ev.at.to_string()],
+        )?;
+        if fresh == 0 {
+            return Ok(StatusOutcome::Duplicate);
+        }
+        let envelope: Envelope = serde_json::from_str(&envelope)?;
+        let loaded: Vec<(i64, Clock)> = {
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT {CLOCK_COLS} FROM sla_clocks WHERE item_id = ?1"
+            ))?;
+            st.query_map([&ev.item_id], row_to_clock)?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let (rows, mut clocks): (Vec<i64>, Vec<Clock>) = loaded.into_iter().unzip();
+        let writes = f(&envelope, &mut clocks);
+        let mut timers = Vec::new();
+        for (i, next) in writes.updated {
+            update_clock(&tx, rows[i], &clocks[i], next)?;
+            timers.push(Timer {
+                clock_row: rows[i],
+                at_ms: next.map_or(i64::MIN, |t| t.as_millisecond()),
+            });
+        }
+        for (c, next) in &writes.started {
+            if let Some(t) = insert_clock(&tx, c, *next)? {
+                timers.push(t);
+            }
+        }
+        tx.commit()?;
+        Ok(StatusOutcome::Applied(timers))
+    }
+
+    fn pending_mail(&self, limit: usize) -> Result<Vec<MailRow>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT alert_id, recipients, subject, body, attempts FROM mail_outbox WHERE state = 'pending' ORDER BY created_at, alert_id LIMIT ?1",
+        )?;
+        let rows = st
+            .query_map([limit as i64], |r| {
+                let rcpt: String = r.get(1)?;
+                Ok(MailRow {
+                    alert_id: r.get(0)?,
+                    recipients: serde_json::from_str(&rcpt).unwrap_or_default(),
+                    subject: r.get(2)?,
+                    body: r.get(3)?,
+                    attempts: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn mark_mail(
+        &self,
+        alert_ids: &[String],
+        state: MailState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE mail_outbox SET state = ?2, last_error = ?3,
+                 attempts = attempts + (?2 = 'sending'),
+                 sent_at = CASE WHEN ?2 = 'sent' THEN strftime('%Y-%m-%dT%H:%M:%fZ','now') ELSE sent_at END
+                 WHERE alert_id = ?1",
+            )?;
+            for id in alert_ids {
+                st.execute(params![id, state.as_str(), error])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn settle_interrupted_mail(&self) -> Result<u64, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE mail_outbox SET state = 'unknown', last_error = 'interrupted while sending: not re-sent, to avoid a duplicate' WHERE state = 'sending'",
+            [],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn alerts_for(&self, item_id: &str) -> Result<Vec<(String, String, bool)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT clock_id, kind, late FROM alerts WHERE item_id = ?1 ORDER BY scheduled_at",
+        )?;
+        let rows = st
+            .query_map([item_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     fn cursor(&self, source: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
@@ -386,6 +698,20 @@ mod tests {
                 assists: vec![],
                 decided_at: "2026-03-02T01:00:00Z".parse().unwrap(),
             },
+            clocks: vec![(
+                Clock {
+                    item_id: env.id.to_string(),
+                    clock_id: "c".into(),
+                    department: "desk".into(),
+                    state: State::Running,
+                    started_at: env.received_at,
+                    due_at: "2026-03-02T02:00:00Z".parse().unwrap(),
+                    paused_at: None,
+                    extended_days: 0,
+                    last_alert_at: None,
+                },
+                Some("2026-03-02T01:30:00Z".parse().unwrap()),
+            )],
             envelope: env,
         }
     }
@@ -393,7 +719,10 @@ mod tests {
     #[test]
     fn record_is_idempotent_by_item_id() {
         let (_d, s) = store();
-        assert_eq!(s.record_item(&item("a")).unwrap(), Recorded::New);
+        let Recorded::New(timers) = s.record_item(&item("a")).unwrap() else {
+            panic!("not new")
+        };
+        assert_eq!(timers.len(), 1);
         assert_eq!(s.record_item(&item("a")).unwrap(), Recorded::Duplicate);
         assert_eq!(s.pending_count().unwrap(), 1);
     }
@@ -433,6 +762,132 @@ mod tests {
         let s = SqliteStore::open(&path, Duration::from_secs(1)).unwrap();
         assert_eq!(s.cursor("src").unwrap().as_deref(), Some("42"));
         assert_eq!(s.pending_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn clocks_fire_once_and_status_events_apply_once() {
+        let (_d, s) = store();
+        let it = item("a");
+        let id = it.envelope.id.to_string();
+        s.record_item(&it).unwrap();
+        let timers = s.open_timers().unwrap();
+        assert_eq!(timers.len(), 1);
+        let row = timers[0].clock_row;
+        let alert = |n: &str| FiredAlert {
+            id: n.into(),
+            item_id: id.clone(),
+            clock_id: "c".into(),
+            kind: "warning_50".into(),
+            department: "desk".into(),
+            due_at: Timestamp::UNIX_EPOCH,
+            scheduled_at: Timestamp::UNIX_EPOCH,
+            fired_at: Timestamp::UNIX_EPOCH,
+            late: false,
+            record: NewOutbox {
+                ce_id: n.into(),
+                ..it.outbox[0].clone()
+            },
+            mail: Some(NewMail {
+                recipients: vec!["a@b.cn".into()],
+                subject: "s".into(),
+                body: "b".into(),
+            }),
+        };
+        let mut fired = |_: &Clock| Fired {
+            alerts: vec![alert("al-1")],
+            last_alert_at: Some(Timestamp::UNIX_EPOCH),
+            next: Some("2026-03-02T02:00:00Z".parse().unwrap()),
+        };
+        // Firing the same alert twice (a crash between fire and the engine's bookkeeping)
+        // records it once: one alert, one extra outbox row, one mail.
+        assert_eq!(s.fire(&[row], &mut fired).unwrap().alerts, 1);
+        let again = s.fire(&[row], &mut fired).unwrap();
+        assert_eq!(again.alerts, 0);
+        assert_eq!(
+            again.timers[0].at_ms,
+            "2026-03-02T02:00:00Z"
+                .parse::<Timestamp>()
+                .unwrap()
+                .as_millisecond()
+        );
+        assert_eq!(s.pending_mail(10).unwrap().len(), 1);
+        assert_eq!(
+            s.alerts_for(&id).unwrap(),
+            vec![("c".into(), "warning_50".into(), false)]
+        );
+
+        let ev = StatusRecord {
+            event_id: "e1".into(),
+            item_id: id.clone(),
+            event: "viewed".into(),
+            at: Timestamp::UNIX_EPOCH,
+        };
+        let mut stop = |_: &Envelope, clocks: &mut Vec<Clock>| {
+            clocks[0].state = State::Stopped;
+            ClockWrites {
+                updated: vec![(0, None)],
+                started: vec![],
+            }
+        };
+        let StatusOutcome::Applied(t) = s.apply_status(&ev, &mut stop).unwrap() else {
+            panic!("not applied")
+        };
+        assert_eq!(
+            t,
+            vec![Timer {
+                clock_row: row,
+                at_ms: i64::MIN
+            }]
+        );
+        assert_eq!(
+            s.apply_status(&ev, &mut stop).unwrap(),
+            StatusOutcome::Duplicate
+        );
+        assert!(s.open_timers().unwrap().is_empty());
+        let unknown = StatusRecord {
+            item_id: "nope".into(),
+            ..ev
+        };
+        assert_eq!(
+            s.apply_status(&unknown, &mut stop).unwrap(),
+            StatusOutcome::UnknownItem
+        );
+    }
+
+    #[test]
+    fn interrupted_mail_is_not_sent_again() {
+        let (_d, s) = store();
+        let it = item("a");
+        s.record_item(&it).unwrap();
+        let row = s.open_timers().unwrap()[0].clock_row;
+        let mut fired = |_: &Clock| Fired {
+            alerts: vec![FiredAlert {
+                id: "al".into(),
+                item_id: it.envelope.id.to_string(),
+                clock_id: "c".into(),
+                kind: "breach".into(),
+                department: "desk".into(),
+                due_at: Timestamp::UNIX_EPOCH,
+                scheduled_at: Timestamp::UNIX_EPOCH,
+                fired_at: Timestamp::UNIX_EPOCH,
+                late: true,
+                record: NewOutbox {
+                    ce_id: "al".into(),
+                    ..it.outbox[0].clone()
+                },
+                mail: Some(NewMail {
+                    recipients: vec!["a@b.cn".into()],
+                    subject: "s".into(),
+                    body: "b".into(),
+                }),
+            }],
+            ..Fired::default()
+        };
+        s.fire(&[row], &mut fired).unwrap();
+        s.mark_mail(&["al".into()], MailState::Sending, None)
+            .unwrap();
+        assert_eq!(s.settle_interrupted_mail().unwrap(), 1);
+        assert!(s.pending_mail(10).unwrap().is_empty());
     }
 
     #[test]

@@ -296,6 +296,24 @@ poll_interval_ms = 100
         .to_string()
     }
 
+    /// Delivers a mail with a Maildir name carrying the current time (so SLA clocks start now).
+    pub fn deliver_now(&mut self, raw: &[u8]) -> String {
+        self.delivered += 1;
+        let name = format!(
+            "{}.M{}P2.test",
+            jiff::Timestamp::now().as_second(),
+            self.delivered
+        );
+        let tmp = self.maildir.join("tmp").join(&name);
+        std::fs::write(&tmp, raw).unwrap();
+        std::fs::rename(&tmp, self.maildir.join("new").join(&name)).unwrap();
+        petitiond::envelope::ItemId::derive(
+            petitiond::envelope::Channel::Letter,
+            &petitiond::channels::mailbox::parse::upstream_id(raw),
+        )
+        .to_string()
+    }
+
     pub fn http_get(&self, path: &str) -> (u16, String) {
         let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
         let rt = tokio::runtime::Builder::new_current_thread()

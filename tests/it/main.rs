@@ -7,4 +7,6 @@ mod check;
 mod delivery;
 mod demo;
 mod faults;
+mod mail;
 mod mock_faults;
+mod sla;

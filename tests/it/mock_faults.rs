@@ -48,6 +48,7 @@ fn item(cfg: &Config, n: usize) -> NewItem {
             assists: vec![],
             decided_at: env.received_at,
         },
+        clocks: vec![],
         envelope: env,
     }
 }

@@ -1,0 +1,106 @@
+//! Alerts: what petitiond says when an SLA clock warns, breaches, reminds or escalates.
+//!
+//! An alert is recorded once (its id is derived from item, clock, kind and scheduled instant),
+//! goes out as a CloudEvent on the alerts topic through the same outbox as routed items, as a
+//! mail to the department's recipients and the supervisors (`mail`), and as a log line. It
+//! carries item id, clock, due time, state and department — never petitioner data.
+
+pub mod mail;
+
+use crate::config::Config;
+use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
+use crate::sla::clock::{AlertKind, Clock};
+use crate::sla::policy::ClockPolicy;
+use crate::store::{FiredAlert, NewMail, NewOutbox};
+use jiff::Timestamp;
+use serde_json::json;
+
+pub const TYPE_ALERT: &str = "cn.gov.petition.sla.alert.v1";
+pub const DATASCHEMA_ALERT_V1: &str = "urn:petitiond:schema:alert:v1";
+
+/// An alert later than this after its scheduled instant is marked late (fired on catch-up).
+pub const LATE_AFTER_MS: i64 = 1000;
+
+pub fn alert_id(item_id: &str, clock_id: &str, kind: AlertKind, at: Timestamp) -> String {
+    let name = format!(
+        "petitiond:alert:{item_id}:{clock_id}:{kind}:{}",
+        at.as_millisecond()
+    );
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+}
+
+/// Builds the alert for `clock` reaching `kind` at `scheduled_at`, observed at `now`.
+pub fn build(
+    cfg: &Config,
+    policy: &ClockPolicy,
+    clock: &Clock,
+    kind: AlertKind,
+    scheduled_at: Timestamp,
+    now: Timestamp,
+) -> FiredAlert {
+    let id = alert_id(&clock.item_id, &clock.clock_id, kind, scheduled_at);
+    let late = now.as_millisecond() - scheduled_at.as_millisecond() > LATE_AFTER_MS;
+    let payload = json!({
+        "version": 1,
+        "alert_id": id,
+        "item_id": clock.item_id,
+        "clock": clock.clock_id,
+        "kind": kind.to_string(),
+        "department": clock.department,
+        "state": clock.state.as_str(),
+        "started_at": clock.started_at.to_string(),
+        "due_at": clock.due_at.to_string(),
+        "scheduled_at": scheduled_at.to_string(),
+        "fired_at": now.to_string(),
+        "late": late,
+        "rule": policy.rule.to_string(),
+        "citation": policy.citation,
+    });
+    let headers = vec![
+        ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
+        ("ce_id".into(), id.clone()),
+        ("ce_source".into(), "urn:petitiond:sla".into()),
+        ("ce_type".into(), TYPE_ALERT.into()),
+        ("ce_time".into(), now.to_string()),
+        ("ce_subject".into(), clock.item_id.clone()),
+        ("ce_dataschema".into(), DATASCHEMA_ALERT_V1.into()),
+        ("ce_clock".into(), clock.clock_id.clone()),
+        ("ce_alertkind".into(), kind.to_string()),
+        ("ce_sladue".into(), clock.due_at.to_string()),
+        ("ce_department".into(), clock.department.clone()),
+        ("ce_late".into(), late.to_string()),
+        ("content-type".into(), CONTENT_TYPE.into()),
+    ];
+    let record = NewOutbox {
+        topic: cfg.sla.alerts_topic.clone(),
+        key: clock.item_id.clone(),
+        ce_id: id.clone(),
+        headers,
+        payload: serde_json::to_vec(&payload).expect("JSON values always serialize"),
+    };
+    let mut recipients: Vec<String> = cfg
+        .department(&clock.department)
+        .map(|d| d.alert_emails.clone())
+        .unwrap_or_default();
+    recipients.extend(cfg.sla.supervisors.iter().cloned());
+    recipients.sort();
+    recipients.dedup();
+    let mail = (cfg.email.is_some() && !recipients.is_empty()).then(|| NewMail {
+        recipients,
+        subject: mail::subject(&clock.clock_id, kind, &clock.item_id, late),
+        body: mail::body(cfg, policy, clock, kind, scheduled_at, now, late),
+    });
+    FiredAlert {
+        id,
+        item_id: clock.item_id.clone(),
+        clock_id: clock.clock_id.clone(),
+        kind: kind.to_string(),
+        department: clock.department.clone(),
+        due_at: clock.due_at,
+        scheduled_at,
+        fired_at: now,
+        late,
+        record,
+        mail,
+    }
+}

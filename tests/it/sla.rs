@@ -1,0 +1,284 @@
+//! SLA end to end: the real daemon, the real broker, short clocks.
+
+use crate::helpers::*;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
+
+struct Sla {
+    alerts: String,
+    status: String,
+}
+
+/// Adds an `[sla]` section with fresh topics and the given clocks to the app's config.
+fn with_sla(app: &TestApp, clocks: &str) -> Sla {
+    let sla = Sla {
+        alerts: unique("it.alerts"),
+        status: unique("it.status"),
+    };
+    let mut cfg = std::fs::read_to_string(&app.config).unwrap();
+    cfg.push_str(&format!(
+        "\n[sla]\nalerts_topic = \"{}\"\nstatus_topic = \"{}\"\nconsumer_group = \"{}\"\n{clocks}",
+        sla.alerts,
+        sla.status,
+        unique("it.group")
+    ));
+    std::fs::write(&app.config, cfg).unwrap();
+    sla
+}
+
+fn letter_clock(seconds: u32) -> String {
+    format!(
+        "[[sla.clocks]]\nid = \"letter.test\"\nrule = {{ kind = \"wall_clock_seconds\", seconds = {seconds} }}\nchannels = [\"letter\"]\nstop_on = [\"registered\"]\nwarn_at_percent = [50]\nremind_every_working_days = 0\ncitation = \"test\"\n"
+    )
+}
+
+fn send_status(brokers: &str, topic: &str, item: &str, body: serde_json::Value) {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let payload = body.to_string();
+    rt.block_on(p.send(
+        FutureRecord::to(topic).key(item).payload(&payload),
+        Duration::from_secs(10),
+    ))
+    .map_err(|(e, _)| e)
+    .unwrap();
+}
+
+fn alerts_of(records: &[Record], item: &str) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap())
+        .filter(|a| a["item_id"] == item)
+        .collect()
+}
+
+fn ts(v: &serde_json::Value) -> jiff::Timestamp {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn alert_schema() -> jsonschema::Validator {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/alert.v1.json"))
+            .unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+/// An item nobody touches gets its warning and its breach on time, as CloudEvents.
+#[test]
+fn untouched_item_gets_warning_and_breach_on_time() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let sla = with_sla(&app, &letter_clock(6));
+    app.start();
+    // Maildir time "now", so the clock starts now.
+    let item = app.deliver_now(&letter(1));
+    let alerts = consume(
+        &brokers,
+        &sla.alerts,
+        2,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mine = alerts_of(&alerts, &item);
+    let kinds: Vec<&str> = mine.iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["warning_50", "breach"], "{mine:?}");
+    let schema = alert_schema();
+    for (a, r) in mine.iter().zip(&alerts) {
+        assert!(
+            schema.is_valid(a),
+            "alert does not match schema/alert.v1.json: {a}"
+        );
+        assert_eq!(a["late"], false);
+        // Fired within one second of its instant.
+        let lateness = ts(&a["fired_at"]).duration_since(ts(&a["scheduled_at"]));
+        assert!(lateness.as_millis() < 1000, "fired {lateness:?} late");
+        assert_eq!(r.headers["ce_type"], "cn.gov.petition.sla.alert.v1");
+        assert_eq!(r.headers["ce_clock"], "letter.test");
+        assert_eq!(r.key, item);
+    }
+    let breach = &mine[1];
+    assert_eq!(breach["scheduled_at"], breach["due_at"]);
+    assert_eq!(breach["department"], "intake-desk");
+    let text = String::from_utf8_lossy(&alerts[1].payload).to_string();
+    assert!(
+        !text.contains("13812345678") && !text.contains("供暖"),
+        "petitioner data in an alert: {text}"
+    );
+}
+
+/// A status event stops the clock and no alert follows; duplicates, out-of-order and bad
+/// events are harmless, and the bad ones are dead-lettered with their reason.
+#[test]
+fn status_event_stops_the_clock_and_bad_events_are_dead_lettered() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let sla = with_sla(&app, &letter_clock(8));
+    app.start();
+    let stopped = app.deliver_now(&letter(1));
+    let running = app.deliver_now(&letter(2));
+    consume(
+        &brokers,
+        &app.topic,
+        2,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    let now = jiff::Timestamp::now().to_string();
+    let event = |id: &str, kind: &str| {
+        serde_json::json!({"event_id": id, "item_id": stopped, "event": kind, "time": now,
+                           "actor": {"department": "intake-desk", "person": "clerk-1"}})
+    };
+    send_status(&brokers, &sla.status, &stopped, event("e1", "registered"));
+    send_status(&brokers, &sla.status, &stopped, event("e1", "registered")); // duplicate
+    send_status(&brokers, &sla.status, &stopped, event("e2", "resumed")); // out of order
+    send_status(
+        &brokers,
+        &sla.status,
+        &stopped,
+        serde_json::json!({"nonsense": true}),
+    );
+    send_status(
+        &brokers,
+        &sla.status,
+        "x",
+        serde_json::json!({"event_id": "e3", "item_id": "no-such-item", "event": "viewed", "time": now}),
+    );
+
+    let alerts = consume(
+        &brokers,
+        &sla.alerts,
+        2,
+        Duration::from_secs(60),
+        Duration::from_secs(3),
+    );
+    assert!(
+        alerts_of(&alerts, &stopped).is_empty(),
+        "a stopped clock alerted: {:?}",
+        alerts_of(&alerts, &stopped)
+    );
+    let kinds: Vec<String> = alerts_of(&alerts, &running)
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, vec!["warning_50", "breach"]);
+
+    let dead = consume(
+        &brokers,
+        &app.dlq,
+        2,
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    );
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|r| r.headers["petitiond_dlq_reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("bad shape")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("unknown item `no-such-item`")),
+        "{reasons:?}"
+    );
+    assert!(
+        dead.iter()
+            .all(|r| r.headers["petitiond_dlq_topic"] == sla.status)
+    );
+}
+
+/// A paused clock resumes with the time it had left.
+#[test]
+fn paused_clock_resumes_with_the_remaining_time() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let sla = with_sla(&app, &letter_clock(10));
+    app.start();
+    let item = app.deliver_now(&letter(1));
+    let routed = consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    let env: serde_json::Value = serde_json::from_slice(&routed[0].payload).unwrap();
+    let start = ts(&env["received_at"]);
+    let due = ts(&env["sla"][0]["due_at"]);
+    assert_eq!(due.duration_since(start).as_secs(), 10);
+    let at = |s: i64| {
+        start
+            .checked_add(jiff::SignedDuration::from_secs(s))
+            .unwrap()
+            .to_string()
+    };
+    // Paused 1 s after start (before the 50% warning), resumed 5 s later: 9 s were left.
+    send_status(
+        &brokers,
+        &sla.status,
+        &item,
+        serde_json::json!({"event_id": "p", "item_id": item, "event": "paused", "time": at(1)}),
+    );
+    send_status(
+        &brokers,
+        &sla.status,
+        &item,
+        serde_json::json!({"event_id": "r", "item_id": item, "event": "resumed", "time": at(6)}),
+    );
+    let alerts = consume(
+        &brokers,
+        &sla.alerts,
+        2,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mine = alerts_of(&alerts, &item);
+    let breach = mine.iter().find(|a| a["kind"] == "breach").expect("breach");
+    assert_eq!(
+        ts(&breach["due_at"]),
+        due.checked_add(jiff::SignedDuration::from_secs(5)).unwrap()
+    );
+}
+
+/// Alerts that fell due while the daemon was down fire at once after a restart, marked late.
+#[test]
+fn restart_catches_up_on_missed_alerts_marked_late() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let sla = with_sla(&app, &letter_clock(4));
+    app.start();
+    let item = app.deliver_now(&letter(1));
+    consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    app.kill();
+    std::thread::sleep(Duration::from_secs(6));
+    app.start();
+    let alerts = consume(
+        &brokers,
+        &sla.alerts,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    let mine = alerts_of(&alerts, &item);
+    let breach = mine
+        .iter()
+        .find(|a| a["kind"] == "breach")
+        .unwrap_or_else(|| panic!("no breach: {mine:?}"));
+    assert_eq!(breach["late"], true, "{breach}");
+    assert_eq!(mine.iter().filter(|a| a["kind"] == "breach").count(), 1);
+}
