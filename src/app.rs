@@ -176,6 +176,15 @@ impl Application {
             }),
         );
 
+        if let Some(email) = &cfg.email {
+            let mailer = crate::alerts::mail::Mailer {
+                config: email.clone(),
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+            };
+            spawn("mailer", Box::pin(mailer.run(shutdown.clone())));
+        }
+
         let relay = Relay {
             config: cfg.kafka.clone(),
             topics: cfg.topics(),

@@ -92,9 +92,7 @@ impl Metrics {
             kafka_client_errors: Counter::default(),
             outbox_pending: Gauge::default(),
             alerts: Family::default(),
-            alert_lateness: Histogram::new(
-                [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 60.0],
-            ),
+            alert_lateness: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 60.0]),
             open_timers: Gauge::default(),
             clock_errors: Family::default(),
             status_events: Family::default(),
@@ -152,6 +150,46 @@ impl Metrics {
             "Outbox records not yet acknowledged",
             m.outbox_pending.clone(),
         );
+        r.register(
+            "sla_alerts",
+            "SLA alerts recorded, by clock, kind and lateness",
+            m.alerts.clone(),
+        );
+        r.register(
+            "sla_alert_lateness_seconds",
+            "Delay between an alert's scheduled instant and its firing",
+            m.alert_lateness.clone(),
+        );
+        r.register(
+            "sla_open_timers",
+            "Clocks with an alert still to come",
+            m.open_timers.clone(),
+        );
+        r.register(
+            "sla_clock_errors",
+            "Clocks that could not be computed, by clock",
+            m.clock_errors.clone(),
+        );
+        r.register(
+            "status_events",
+            "Department status events, by event and outcome",
+            m.status_events.clone(),
+        );
+        r.register(
+            "alert_mail_sent",
+            "Alert mails accepted by the SMTP server",
+            m.mail_sent.clone(),
+        );
+        r.register(
+            "alert_mail_failed",
+            "Alert mails the SMTP server refused for good",
+            m.mail_failed.clone(),
+        );
+        r.register(
+            "alert_mail_unknown",
+            "Alert mails whose sending was interrupted, not re-sent",
+            m.mail_unknown.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -173,5 +211,47 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported() {
+        let m = Metrics::new();
+        // Label families print only once they have a sample.
+        m.quarantine("mailbox", "malformed_mime");
+        let clock = ClockLabel { clock: "c".into() };
+        m.clock_errors.get_or_create(&clock).inc();
+        m.status_events
+            .get_or_create(&StatusLabels {
+                event: "viewed".into(),
+                outcome: "applied".into(),
+            })
+            .inc();
+        m.alerts
+            .get_or_create(&AlertLabels {
+                clock: "c".into(),
+                kind: "breach".into(),
+                late: "false".into(),
+            })
+            .inc();
+        let text = m.encode();
+        for name in [
+            "petitiond_quarantined_total",
+            "petitiond_outbox_pending",
+            "petitiond_sla_alerts_total",
+            "petitiond_sla_alert_lateness_seconds",
+            "petitiond_sla_open_timers",
+            "petitiond_sla_clock_errors_total",
+            "petitiond_status_events_total",
+            "petitiond_alert_mail_sent_total",
+            "petitiond_alert_mail_failed_total",
+            "petitiond_alert_mail_unknown_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+        }
     }
 }

@@ -24,6 +24,9 @@ fn shipped_example_config_parses() {
     assert_eq!(c.departments.len(), 2);
     assert!(c.mailbox.is_some());
     assert_eq!(c.kafka.delivery_timeout, None);
+    // The example lists the plan's clocks: exactly the built-in defaults.
+    assert_eq!(c.sla.clocks, crate::sla::policy::defaults());
+    assert!(c.email.is_none(), "e-mail is disabled in the example");
     assert_eq!(
         c.topics(),
         vec![

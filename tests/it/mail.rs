@@ -21,7 +21,7 @@ const DEPT: &str = "hrss-alerts@hrss.example.gov.cn";
 const SUPERVISOR: &str = "supervisor@petition.example.gov.cn";
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn smtpd_python() -> Option<String> {
+pub(crate) fn smtpd_python() -> Option<String> {
     match std::env::var("PETITIOND_SMTPD_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
@@ -53,9 +53,9 @@ class RefusingMailbox(Mailbox):
 "#;
 
 /// An aiosmtpd server owned by one test; every accepted message lands in `maildir`.
-struct Smtpd {
+pub(crate) struct Smtpd {
     python: String,
-    port: u16,
+    pub(crate) port: u16,
     dir: PathBuf,
     maildir: PathBuf,
     handler: &'static str,
@@ -63,7 +63,7 @@ struct Smtpd {
 }
 
 impl Smtpd {
-    fn new(python: &str, dir: &Path) -> Smtpd {
+    pub(crate) fn new(python: &str, dir: &Path) -> Smtpd {
         Smtpd {
             python: python.to_string(),
             port: free_port(),
@@ -80,7 +80,7 @@ impl Smtpd {
         self
     }
 
-    fn up(&mut self) {
+    pub(crate) fn up(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -109,7 +109,7 @@ impl Smtpd {
     }
 
     /// Every message received so far, parsed.
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         let mut out = Vec::new();
         for sub in ["new", "cur"] {
             let Ok(dir) = std::fs::read_dir(self.maildir.join(sub)) else {
@@ -149,12 +149,12 @@ impl Drop for Smtpd {
 }
 
 #[derive(Debug)]
-struct Received {
-    subject: String,
-    message_id: String,
-    rcpt_to: String,
-    auto_submitted: String,
-    body: String,
+pub(crate) struct Received {
+    pub(crate) subject: String,
+    pub(crate) message_id: String,
+    pub(crate) rcpt_to: String,
+    pub(crate) auto_submitted: String,
+    pub(crate) body: String,
 }
 
 /// A store with mail rows inserted as the alert engine would (plain SQL into `mail_outbox`).
