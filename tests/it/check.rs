@@ -45,3 +45,74 @@ fn check_names_a_misspelled_key_and_a_bad_value_with_their_lines() {
     );
     assert!(err.contains("2 error(s)"), "{err}");
 }
+
+fn sla_due(clock: &str, start: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args([
+            "sla",
+            "due",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/petitiond.toml"),
+        ])
+        .args(["--clock", clock, "--start", start])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn sla_due_answers_with_one_rfc3339_line() {
+    let cases = [
+        // Arrived after close on the eve of the National Day holiday: next working day 10-08.
+        (
+            "letter.register",
+            "2026-09-30T18:00:00+08:00",
+            "2026-10-08T17:30:00+08:00",
+        ),
+        // Exactly at close is not before close.
+        (
+            "letter.register",
+            "2026-03-02T17:30:00+08:00",
+            "2026-03-03T17:30:00+08:00",
+        ),
+        // Another offset: 20:00 -05:00 is 09:00 next morning in Shanghai.
+        (
+            "letter.register",
+            "2026-03-02T20:00:00-05:00",
+            "2026-03-03T17:30:00+08:00",
+        ),
+        (
+            "rights.feedback",
+            "2026-02-12T10:00:00+08:00",
+            "2026-02-26T17:30:00+08:00",
+        ),
+        (
+            "hotline.view",
+            "2026-03-02T01:00:00Z",
+            "2026-03-02T09:30:00+08:00",
+        ),
+    ];
+    for (clock, start, want) in cases {
+        let out = sla_due(clock, start);
+        assert!(
+            out.status.success(),
+            "{clock} {start}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{want}\n"),
+            "{clock} {start}"
+        );
+    }
+}
+
+#[test]
+fn sla_due_fails_clearly_on_an_unknown_clock_or_an_unloaded_year() {
+    let out = sla_due("no.such.clock", "2026-03-02T01:00:00Z");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown clock `no.such.clock`"));
+    let out = sla_due("statutory.accept", "2026-12-20T10:00:00+08:00");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2027"), "the missing year is named: {err}");
+}

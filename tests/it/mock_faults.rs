@@ -111,9 +111,10 @@ fn read(brokers: &str, topic: &str) -> Vec<(String, Vec<(String, String)>)> {
 async fn authorization_failure_is_dead_lettered_with_reason_and_later_items_flow() {
     let mock = MockCluster::new(1).unwrap();
     let brokers = mock.bootstrap_servers();
-    mock.create_topic("desk", 1, 1).unwrap();
-    mock.create_topic("dlq", 1, 1).unwrap();
     let cfg = config(&brokers);
+    for t in cfg.topics() {
+        mock.create_topic(&t, 1, 1).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
@@ -159,9 +160,10 @@ async fn authorization_failure_is_dead_lettered_with_reason_and_later_items_flow
 async fn retriable_broker_errors_are_retried_until_delivered_once() {
     let mock = MockCluster::new(1).unwrap();
     let brokers = mock.bootstrap_servers();
-    mock.create_topic("desk", 1, 1).unwrap();
-    mock.create_topic("dlq", 1, 1).unwrap();
     let cfg = config(&brokers);
+    for t in cfg.topics() {
+        mock.create_topic(&t, 1, 1).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
@@ -195,9 +197,10 @@ async fn retriable_broker_errors_are_retried_until_delivered_once() {
 async fn fatal_producer_error_recreates_the_producer_and_delivers_once() {
     let mock = MockCluster::new(1).unwrap();
     let brokers = mock.bootstrap_servers();
-    mock.create_topic("desk", 1, 1).unwrap();
-    mock.create_topic("dlq", 1, 1).unwrap();
     let cfg = config(&brokers);
+    for t in cfg.topics() {
+        mock.create_topic(&t, 1, 1).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());

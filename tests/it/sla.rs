@@ -288,15 +288,18 @@ fn restart_catches_up_on_missed_alerts_marked_late() {
 #[test]
 fn alerts_are_mailed_to_the_department_and_supervisors() {
     let Some(brokers) = broker() else { return };
-    let Some(python) = crate::mail::smtpd_python() else { return };
+    let Some(python) = crate::mail::smtpd_python() else {
+        return;
+    };
     let sdir = tempfile::tempdir().unwrap();
     let mut smtpd = crate::mail::Smtpd::new(&python, sdir.path());
     smtpd.up();
     let mut app = TestApp::new(&brokers, "");
     // The department gets an alert address; mail goes to a plain-SMTP server on loopback.
-    let cfg = std::fs::read_to_string(&app.config)
-        .unwrap()
-        .replace("name = \"信访接待科\"", "name = \"信访接待科\"\nalert_emails = [\"desk@xfj.example.gov.cn\"]");
+    let cfg = std::fs::read_to_string(&app.config).unwrap().replace(
+        "name = \"信访接待科\"",
+        "name = \"信访接待科\"\nalert_emails = [\"desk@xfj.example.gov.cn\"]",
+    );
     std::fs::write(&app.config, cfg).unwrap();
     let clocks = format!(
         "supervisors = [\"boss@xfj.example.gov.cn\"]\n{}\n[alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\nfrom = \"petitiond@xfj.example.gov.cn\"\npoll_interval_ms = 200\n",
@@ -306,7 +309,13 @@ fn alerts_are_mailed_to_the_department_and_supervisors() {
     let sla = with_sla(&app, &clocks);
     app.start();
     let item = app.deliver_now(&letter(3));
-    consume(&brokers, &sla.alerts, 2, Duration::from_secs(60), Duration::ZERO);
+    consume(
+        &brokers,
+        &sla.alerts,
+        2,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mails = loop {
         let got = smtpd.received();
@@ -316,13 +325,37 @@ fn alerts_are_mailed_to_the_department_and_supervisors() {
         std::thread::sleep(Duration::from_millis(200));
     };
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(smtpd.received().len(), 2, "one mail per alert, no duplicates: {mails:?}");
+    assert_eq!(
+        smtpd.received().len(),
+        2,
+        "one mail per alert, no duplicates: {mails:?}"
+    );
     for m in &mails {
-        assert!(m.subject.contains("letter.test") && m.subject.contains(&item), "{}", m.subject);
-        assert!(m.rcpt_to.contains("desk@xfj.example.gov.cn") && m.rcpt_to.contains("boss@xfj.example.gov.cn"), "{}", m.rcpt_to);
-        assert!(!m.body.contains("13812345678") && !m.body.contains("供暖"), "petitioner data in a mail");
+        assert!(
+            m.subject.contains("letter.test") && m.subject.contains(&item),
+            "{}",
+            m.subject
+        );
+        assert!(
+            m.rcpt_to.contains("desk@xfj.example.gov.cn")
+                && m.rcpt_to.contains("boss@xfj.example.gov.cn"),
+            "{}",
+            m.rcpt_to
+        );
+        assert!(
+            !m.body.contains("13812345678") && !m.body.contains("供暖"),
+            "petitioner data in a mail"
+        );
     }
-    assert!(mails.iter().any(|m| m.body.contains("breach") || m.subject.contains("超期")), "{mails:?}");
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.body.contains("breach") || m.subject.contains("超期")),
+        "{mails:?}"
+    );
     let (_, metrics) = app.http_get("/metrics");
-    assert!(metrics.contains("petitiond_alert_mail_sent_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("petitiond_alert_mail_sent_total 2"),
+        "{metrics}"
+    );
 }
