@@ -31,6 +31,9 @@ use tokio_util::task::TaskTracker;
 const INTAKE_QUEUE: usize = 64;
 
 pub struct Application {
+    /// Held for the process's life: one daemon per data dir (the store, the Maildir cursor and
+    /// the outbox assume a single writer).
+    _lock: std::fs::File,
     config: Arc<Config>,
     store: Arc<dyn Store>,
     blobs: Arc<FsBlobStore>,
@@ -44,6 +47,16 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let lock_path = config.data_dir.join("petitiond.lock");
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "another petitiond is running with data dir {} (lock {} is held)",
+                config.data_dir.display(),
+                lock_path.display()
+            )
+        })?;
         let store = SqliteStore::open(&config.store.path, config.store.busy_timeout)
             .with_context(|| format!("opening store {}", config.store.path.display()))?;
         let blobs = FsBlobStore::open(&config.blobs_dir)
@@ -57,6 +70,7 @@ impl Application {
             None => None,
         };
         Ok(Self {
+            _lock: lock,
             config: Arc::new(config),
             store: Arc::new(store),
             blobs: Arc::new(blobs),

@@ -37,8 +37,13 @@ pub struct FsBlobStore {
 }
 
 impl FsBlobStore {
+    /// Opens (creating) the store; temporary files left by a crash mid-write are removed —
+    /// their blobs were never committed, so nothing refers to them.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("tmp"))?;
+        for e in std::fs::read_dir(dir.join("tmp"))?.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
         })

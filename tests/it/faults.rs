@@ -238,3 +238,21 @@ fn oversize_mail_is_quarantined_with_its_bytes() {
     let kept = std::fs::read(app.dir.path().join("data/blobs").join(&hex[..2]).join(hex)).unwrap();
     assert_eq!(kept, big.as_bytes());
 }
+
+/// Two daemons on one data dir would break the outbox and the Maildir cursor: the second
+/// refuses to start, naming the lock.
+#[test]
+fn a_second_daemon_on_the_same_data_dir_refuses_to_start() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    app.start();
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&app.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another petitiond is running"), "{err}");
+    assert!(app.is_running(), "the first daemon is unaffected");
+}
