@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: SlaCommand,
     },
+    /// Dead letters: records the broker refused for good.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Inspect quarantined inputs.
     Quarantine {
         #[command(subcommand)]
@@ -58,6 +63,28 @@ enum SlaCommand {
         /// Start instant, RFC 3339 with offset, e.g. 2026-09-30T18:00:00+08:00.
         #[arg(long)]
         start: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters with their reasons.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Send chosen dead letters again once the cause is fixed (a running daemon picks them up).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Outbox sequence numbers from `dlq list`.
+        #[arg(required = true)]
+        seq: Vec<i64>,
+        /// Send to this topic instead of the original one.
+        #[arg(long)]
+        topic: Option<String>,
     },
 }
 
@@ -160,6 +187,44 @@ pub fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Dlq { command } => {
+            let path = match &command {
+                DlqCommand::List { config, .. } | DlqCommand::Replay { config, .. } => config,
+            };
+            let config = match load(path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let result = crate::store::SqliteStore::open(&config.store.path, config.store.busy_timeout)
+                .map_err(anyhow::Error::from)
+                .and_then(|s| {
+                    use crate::store::Store;
+                    match command {
+                        DlqCommand::List { limit, .. } => {
+                            for d in s.dead_letters(limit)? {
+                                println!("{}\t{}\t{}\t{}\t{}\t{}", d.seq, d.at, d.item_id, d.topic, d.ce_id, d.reason);
+                            }
+                        }
+                        DlqCommand::Replay { seq, topic, .. } => {
+                            if let Some(t) = &topic
+                                && !config.topics().contains(t)
+                            {
+                                anyhow::bail!("topic `{t}` is not one petitiond produces to (see `petitiond check`)");
+                            }
+                            let n = s.replay_dead(&seq, topic.as_deref())?;
+                            println!("{n} of {} dead letter(s) back in the outbox", seq.len());
+                        }
+                    }
+                    Ok(())
+                });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }

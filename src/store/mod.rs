@@ -167,6 +167,17 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
+/// A record the broker refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub seq: i64,
+    pub item_id: String,
+    pub topic: String,
+    pub ce_id: String,
+    pub reason: String,
+    pub at: String,
+}
+
 /// A delivery report to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -222,6 +233,11 @@ pub trait Store: Send + Sync + 'static {
     fn mark_delivered(&self, d: &[Delivered]) -> Result<(), StoreError>;
     fn mark_failed(&self, seq: i64, error: &str) -> Result<(), StoreError>;
     fn mark_dead(&self, seq: i64, reason: &str) -> Result<(), StoreError>;
+    /// Records that could never be delivered (they also went to the dead-letter topic).
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Puts dead records back in the outbox (optionally to another topic) once the operator
+    /// has fixed the cause; the relay sends them again. Returns how many.
+    fn replay_dead(&self, seqs: &[i64], topic: Option<&str>) -> Result<usize, StoreError>;
     fn pending_count(&self) -> Result<u64, StoreError>;
     /// Next offset to read per partition of a topic, from delivery reports recorded so far.
     fn topic_positions(&self, topic: &str) -> Result<Vec<(i32, i64)>, StoreError>;

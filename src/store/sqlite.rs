@@ -452,6 +452,44 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT seq, item_id, topic, ce_id, coalesce(last_error, ''), coalesce(done_at, '') FROM outbox
+             WHERE state = 'dead' ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = st
+            .query_map([limit as i64], |r| {
+                Ok(DeadLetter {
+                    seq: r.get(0)?,
+                    item_id: r.get(1)?,
+                    topic: r.get(2)?,
+                    ce_id: r.get(3)?,
+                    reason: r.get(4)?,
+                    at: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn replay_dead(&self, seqs: &[i64], topic: Option<&str>) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE outbox SET state = 'pending', attempts = 0, done_at = NULL,
+                 topic = coalesce(?2, topic) WHERE seq = ?1 AND state = 'dead'",
+            )?;
+            for s in seqs {
+                n += st.execute(params![s, topic])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     fn pending_count(&self) -> Result<u64, StoreError> {
         let n: i64 = self.conn().query_row(
             "SELECT count(*) FROM outbox WHERE state = 'pending'",
