@@ -9,8 +9,9 @@ use crate::sla::clock::{Clock, State};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const MIGRATIONS: &[M<'static>] = &[
@@ -131,6 +132,30 @@ CREATE TABLE status_events (
 pub struct SqliteStore {
     // One connection: SQLite has one writer at a time; a pool would only add lock waits.
     conn: Mutex<Connection>,
+    // Tells the checkpoint thread to stop when the store is dropped.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Checkpoints the WAL from its own connection, off the writers' path: automatic checkpoints
+/// inside a commit (copying pages into the database file and fsyncing it) made bursts of
+/// alerts late (benches/sla_timers.rs). PASSIVE never blocks the writer.
+fn checkpointer(path: PathBuf, stop: Arc<AtomicBool>) {
+    let Ok(conn) = Connection::open(&path) else {
+        return;
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(1));
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint skipped");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -145,9 +170,19 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, st) = (path.to_path_buf(), stop.clone());
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpointer(p, st))
+            .map_err(|e| {
+                StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            })?;
         Ok(Self {
             conn: Mutex::new(conn),
+            stop,
         })
     }
 
@@ -192,10 +227,11 @@ fn insert_clock(
     c: &Clock,
     next: Option<Timestamp>,
 ) -> Result<Option<Timer>, StoreError> {
-    tx.execute(
+    let inserted = tx.prepare_cached(
         "INSERT OR IGNORE INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, next_alert_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+    )?
+    .execute(params![
             c.item_id,
             c.clock_id,
             c.department,
@@ -206,8 +242,11 @@ fn insert_clock(
             c.extended_days,
             c.last_alert_at.map(|t| t.to_string()),
             ms(next),
-        ],
-    )?;
+        ])?;
+    if inserted == 0 {
+        // The item already has this clock (a status event started it before): keep that one.
+        return Ok(None);
+    }
     let row = tx.last_insert_rowid();
     Ok(next.map(|t| Timer {
         clock_row: row,
@@ -221,10 +260,11 @@ fn update_clock(
     c: &Clock,
     next: Option<Timestamp>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE sla_clocks SET state = ?2, started_at = ?3, due_at = ?4, paused_at = ?5, extended_days = ?6,
          last_alert_at = ?7, next_alert_ms = ?8 WHERE rowid = ?1",
-        params![
+    )?
+    .execute(params![
             row,
             c.state.as_str(),
             c.started_at.to_string(),
@@ -233,8 +273,7 @@ fn update_clock(
             c.extended_days,
             c.last_alert_at.map(|t| t.to_string()),
             ms(next),
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 
@@ -259,24 +298,24 @@ fn row_to_clock(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Clock)> {
 }
 
 fn insert_alert(tx: &rusqlite::Transaction<'_>, a: &FiredAlert) -> Result<bool, StoreError> {
-    let n = tx.execute(
+    let n = tx.prepare_cached(
         "INSERT OR IGNORE INTO alerts (id, item_id, clock_id, kind, department, due_at, scheduled_at, fired_at, late)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![a.id, a.item_id, a.clock_id, a.kind, a.department, a.due_at.to_string(), a.scheduled_at.to_string(), a.fired_at.to_string(), a.late],
-    )?;
+    )?
+    .execute(params![a.id, a.item_id, a.clock_id, a.kind, a.department, a.due_at.to_string(), a.scheduled_at.to_string(), a.fired_at.to_string(), a.late])?;
     if n == 0 {
         return Ok(false);
     }
     let o = &a.record;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![a.item_id, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
-    )?;
+    )?
+    .execute(params![a.item_id, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload])?;
     if let Some(m) = &a.mail {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO mail_outbox (alert_id, recipients, subject, body) VALUES (?1, ?2, ?3, ?4)",
-            params![a.id, serde_json::to_string(&m.recipients)?, m.subject, m.body],
-        )?;
+        )?
+        .execute(params![a.id, serde_json::to_string(&m.recipients)?, m.subject, m.body])?;
     }
     Ok(true)
 }
