@@ -137,7 +137,23 @@ impl Application {
             }
         };
         let (timers_tx, timers_rx) = mpsc::unbounded_channel();
+        let router = Arc::new(
+            crate::routing::Router::new(cfg.clone())
+                .map_err(|d| anyhow::anyhow!("routing rules:\n{d}"))?,
+        );
+        tracing::info!(rules_version = %router.version(), "routing rules in force");
+        if cfg.routing.rules.is_some() {
+            let reloader = crate::routing::reload::Reloader {
+                config: cfg.clone(),
+                router: router.clone(),
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+                relay_wake: wake.clone(),
+            };
+            spawn("rules-reload", Box::pin(reloader.run(shutdown.clone())));
+        }
         let intake = Intake {
+            router,
             config: cfg.clone(),
             store: self.store.clone(),
             blobs: self.blobs.clone(),

@@ -39,6 +39,22 @@ enum Command {
         #[command(subcommand)]
         command: SlaCommand,
     },
+    /// Routing rules: check them, run operator test cases.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Normalise, classify and route one raw upstream record without touching Kafka; print
+    /// the envelope (personal data masked) and every rule evaluated.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Which channel the record comes from: letter (an .eml file); hotline and portal
+        /// records arrive with the REST channels.
+        #[arg(long, default_value = "letter")]
+        channel: String,
+        record: PathBuf,
+    },
     /// Dead letters: records the broker refused for good.
     Dlq {
         #[command(subcommand)]
@@ -63,6 +79,21 @@ enum SlaCommand {
         /// Start instant, RFC 3339 with offset, e.g. 2026-09-30T18:00:00+08:00.
         #[arg(long)]
         start: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Parse and validate the rules and dictionaries; errors and warnings with file and line.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run operator-written cases; non-zero exit on any mismatch, with a diff.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+        cases: PathBuf,
     },
 }
 
@@ -191,6 +222,12 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Rules { command } => rules_command(command),
+        Command::Explain {
+            config,
+            channel,
+            record,
+        } => explain(&config, &channel, &record),
         Command::Dlq { command } => {
             let path = match &command {
                 DlqCommand::List { config, .. } | DlqCommand::Replay { config, .. } => config,
@@ -295,4 +332,147 @@ pub fn sla_due(config: &Config, clock: &str, start: &str) -> Result<String, Stri
     let cal = &config.sla.calendar;
     let due = crate::sla::due::due(&policy.rule, start, cal).map_err(|e| e.to_string())?;
     Ok(cal.local(due).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+}
+
+fn rules_of(
+    config: &Config,
+) -> Result<
+    (
+        crate::routing::rules::RuleSet,
+        Vec<crate::config::ConfigError>,
+    ),
+    ExitCode,
+> {
+    let Some(r) = &config.routing.rules else {
+        eprintln!(
+            "no [routing] rules_file in the config: every item goes to `{}`",
+            config.routing.default_lead
+        );
+        return Err(ExitCode::from(2));
+    };
+    crate::routing::rules::RuleSet::load(&r.rules_file, &r.dictionaries_dir, &config.departments)
+        .map_err(|d| {
+            eprintln!("{d}");
+            ExitCode::from(2)
+        })
+}
+
+fn rules_command(command: RulesCommand) -> ExitCode {
+    let path = match &command {
+        RulesCommand::Check { config } | RulesCommand::Test { config, .. } => config.clone(),
+    };
+    let config = match load(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (rules, warnings) = match rules_of(&config) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    match command {
+        RulesCommand::Check { .. } => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}: ok ({} rules, version {}, {} warning(s))",
+                rules.file(),
+                rules.rules().len(),
+                rules.version(),
+                warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        RulesCommand::Test { cases, .. } => {
+            match crate::routing::rules::run_cases(&rules, &cases) {
+                Ok(report) => {
+                    println!("{report}");
+                    if report.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(errs) => {
+                    for e in errs {
+                        eprintln!("{e}");
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if channel != "letter" {
+        eprintln!(
+            "error: --channel {channel}: only `letter` (.eml) records can be explained until the hotline and portal channels exist"
+        );
+        return ExitCode::from(2);
+    }
+    let raw = match std::fs::read(record) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", record.display());
+            return ExitCode::from(2);
+        }
+    };
+    let limits = crate::channels::mailbox::parse::Limits {
+        max_parts: config.mailbox.as_ref().map_or(200, |m| m.max_parts),
+    };
+    let blobs = crate::store::blobs::DryRunBlobStore;
+    let mut env = match crate::channels::mailbox::parse::normalize(
+        &raw,
+        jiff::Timestamp::now(),
+        "explain",
+        limits,
+        &blobs,
+    ) {
+        Ok(e) => e,
+        Err(bad) => {
+            eprintln!(
+                "{}: would be quarantined: {} ({bad})",
+                record.display(),
+                bad.reason()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let trace = match &config.routing.rules {
+        Some(_) => match rules_of(&config) {
+            Ok((rules, _)) => {
+                let input = crate::routing::rules::Input::from_envelope(&env, None, None);
+                let (outcome, trace) = rules.evaluate(&input);
+                env.category = outcome.category;
+                let d = outcome.decision(jiff::Timestamp::now());
+                env.routing = Some(crate::envelope::Routing {
+                    lead: d.lead,
+                    assists: d.assists,
+                    rule_id: d.rule_id,
+                    rules_version: d.rules_version,
+                    decided_at: d.decided_at,
+                });
+                format!("{outcome}\n{trace}")
+            }
+            Err(code) => return code,
+        },
+        None => format!(
+            "no rules file: every item goes to `{}`",
+            config.routing.default_lead
+        ),
+    };
+    match serde_json::to_string_pretty(&env.redacted()) {
+        Ok(json) => println!("{json}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("\n{trace}");
+    ExitCode::SUCCESS
 }

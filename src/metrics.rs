@@ -68,6 +68,8 @@ pub struct Metrics {
     pub mail_failed: Counter,
     /// Mails interrupted mid-send by a stop: not re-sent (no duplicates), counted here.
     pub mail_unknown: Counter,
+    pub rules_reloaded: Counter,
+    pub rules_reload_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,8 @@ impl Metrics {
             mail_sent: Counter::default(),
             mail_failed: Counter::default(),
             mail_unknown: Counter::default(),
+            rules_reloaded: Counter::default(),
+            rules_reload_failed: Counter::default(),
         };
         r.register(
             "items_received",
@@ -189,6 +193,16 @@ impl Metrics {
             "alert_mail_unknown",
             "Alert mails whose sending was interrupted, not re-sent",
             m.mail_unknown.clone(),
+        );
+        r.register(
+            "rules_reloaded",
+            "Routing rules reloaded and in force",
+            m.rules_reloaded.clone(),
+        );
+        r.register(
+            "rules_reload_failed",
+            "Routing rules reloads rejected (old rules kept)",
+            m.rules_reload_failed.clone(),
         );
         Metrics {
             registry: Arc::new(r),

@@ -170,6 +170,15 @@ pub struct EmailConfig {
 #[derive(Debug, Clone)]
 pub struct RoutingConfig {
     pub default_lead: String,
+    /// Rules file and dictionaries directory; `None`: every item to `default_lead`.
+    pub rules: Option<RulesFiles>,
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesFiles {
+    pub rules_file: PathBuf,
+    pub dictionaries_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -648,6 +657,25 @@ impl Validator<'_> {
         };
 
         let sla = self.sla(&raw.sla, &k.dead_letter_topic);
+        let rules = raw.routing.rules_file.as_ref().map(|f| RulesFiles {
+            rules_file: self.path(f),
+            dictionaries_dir: self.path(
+                raw.routing
+                    .dictionaries_dir
+                    .as_deref()
+                    .unwrap_or("dictionaries"),
+            ),
+        });
+        if let Some(r) = &rules {
+            // The rules are part of the configuration: `check` reports their errors too.
+            if let Err(d) = crate::routing::rules::RuleSet::load(
+                &r.rules_file,
+                &r.dictionaries_dir,
+                &departments,
+            ) {
+                self.errors.extend(d.errors);
+            }
+        }
         let email = raw
             .alerts
             .email
@@ -694,6 +722,8 @@ impl Validator<'_> {
             departments,
             routing: RoutingConfig {
                 default_lead: raw.routing.default_lead.clone(),
+                rules,
+                reload_interval: Duration::from_millis(raw.routing.reload_interval_ms.max(100)),
             },
             mailbox,
             sla: sla?,

@@ -172,6 +172,17 @@ pub struct RawDepartment {
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
     pub default_lead: String,
+    /// Operator rules (config/rules.toml); absent = every item to `default_lead`.
+    pub rules_file: Option<String>,
+    /// Keyword dictionaries for classification (every *.toml in it).
+    pub dictionaries_dir: Option<String>,
+    /// How often the rules files are checked for changes (SIGHUP reloads at once).
+    #[serde(default = "default_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_reload_ms() -> u64 {
+    2000
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,23 +36,19 @@ pub struct Intake {
     pub metrics: Metrics,
     /// Poked after each commit so the relay produces without waiting for its tick.
     pub relay_wake: Arc<Notify>,
+    /// The routing rules in force (swapped on reload).
+    pub router: Arc<routing::Router>,
     /// New clocks' timers for the SLA engine.
     pub timers: mpsc::UnboundedSender<Vec<Timer>>,
 }
 
 impl Intake {
     pub async fn run(self, mut rx: mpsc::Receiver<Incoming>) -> anyhow::Result<()> {
-        let version = routing::rules_version(&self.config);
         while let Some(inc) = rx.recv().await {
             let span =
                 tracing::info_span!("intake", source = %inc.source, reference = %inc.reference);
             let result = self
-                .handle(
-                    &version,
-                    inc.source.clone(),
-                    inc.reference.clone(),
-                    inc.payload,
-                )
+                .handle(inc.source.clone(), inc.reference.clone(), inc.payload)
                 .instrument(span)
                 .await;
             // The channel may have stopped waiting (shutdown); the item is durable either way.
@@ -64,7 +60,6 @@ impl Intake {
 
     async fn handle(
         &self,
-        version: &str,
         source: String,
         reference: String,
         payload: Payload,
@@ -85,14 +80,16 @@ impl Intake {
         })
         .await?;
         match normalized {
-            Ok(env) => self.record(version, env).await,
+            Ok(env) => self.record(env).await,
             Err((bad, original)) => self.quarantine(source, reference, bad, original).await,
         }
     }
 
-    async fn record(&self, version: &str, mut env: Envelope) -> anyhow::Result<Disposition> {
-        let (decision, departments) =
-            routing::route(&self.config, version, &env, jiff::Timestamp::now());
+    async fn record(&self, mut env: Envelope) -> anyhow::Result<Disposition> {
+        let routed = self.router.route(&env, jiff::Timestamp::now());
+        env.category = routed.category;
+        env.flags.extend(routed.flags);
+        let (decision, departments) = (routed.decision, routed.departments);
         env.routing = Some(crate::envelope::Routing {
             lead: decision.lead.clone(),
             assists: decision.assists.clone(),

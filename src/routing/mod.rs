@@ -1,8 +1,12 @@
-//! Routing: which department leads an item and which assist.
+//! Routing: which department leads an item (主办) and which assist (协办).
 //!
-//! For now one fixed rule sends every item to `routing.default_lead` (the intake desk); the
-//! operator-edited rules engine replaces this behind the same `Decision` (issue 4). Pure: no
-//! I/O.
+//! `rules` and `classify` are the operator-edited engine (pure). [`Router`] holds the rules
+//! now in force and swaps them atomically on reload; without a rules file every item goes to
+//! `routing.default_lead`. The router does no I/O except reading rules files on reload.
+
+pub mod classify;
+pub mod reload;
+pub mod rules;
 
 use crate::config::{Config, Department};
 use crate::envelope::Envelope;
@@ -22,7 +26,101 @@ pub fn rules_version(config: &Config) -> String {
     hex::encode(&h.finalize()[..6])
 }
 
-/// The decision for one item, and the departments it names (lead first).
+/// What routing decided for one item.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub decision: Decision,
+    /// Lead first, then assists.
+    pub departments: Vec<Department>,
+    pub category: Option<crate::envelope::Category>,
+    /// Flags for the envelope: `unclassified`, `priority:<p>`, `tag:<t>`.
+    pub flags: Vec<String>,
+}
+
+/// The rules in force. Reads take a snapshot (`Arc`); a reload swaps it whole.
+pub struct Router {
+    config: std::sync::Arc<Config>,
+    rules: std::sync::RwLock<Option<std::sync::Arc<rules::RuleSet>>>,
+    fixed_version: String,
+}
+
+impl Router {
+    /// Loads the configured rules (already validated by config loading).
+    pub fn new(config: std::sync::Arc<Config>) -> Result<Router, rules::Diagnostics> {
+        let loaded = match &config.routing.rules {
+            Some(r) => Some(std::sync::Arc::new(
+                rules::RuleSet::load(&r.rules_file, &r.dictionaries_dir, &config.departments)?.0,
+            )),
+            None => None,
+        };
+        Ok(Router {
+            fixed_version: rules_version(&config),
+            rules: std::sync::RwLock::new(loaded),
+            config,
+        })
+    }
+
+    pub fn version(&self) -> String {
+        match self.snapshot() {
+            Some(r) => r.version().to_string(),
+            None => self.fixed_version.clone(),
+        }
+    }
+
+    fn snapshot(&self) -> Option<std::sync::Arc<rules::RuleSet>> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the rules; on success swaps them in and returns (old, new) versions. On error
+    /// the old rules stay in force.
+    pub fn reload(&self) -> Result<(String, String), rules::Diagnostics> {
+        let Some(r) = &self.config.routing.rules else {
+            return Ok((self.version(), self.version()));
+        };
+        let (new, _warnings) =
+            rules::RuleSet::load(&r.rules_file, &r.dictionaries_dir, &self.config.departments)?;
+        let old = self.version();
+        let new_version = new.version().to_string();
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(new));
+        Ok((old, new_version))
+    }
+
+    /// Routes one item.
+    pub fn route(&self, env: &Envelope, now: jiff::Timestamp) -> Routed {
+        let Some(rules) = self.snapshot() else {
+            let (decision, deps) = route(&self.config, &self.fixed_version, env, now);
+            return Routed {
+                decision,
+                departments: deps.into_iter().cloned().collect(),
+                category: env.category,
+                flags: Vec::new(),
+            };
+        };
+        let input = rules::Input::from_envelope(env, None, None);
+        let outcome = rules.decide(&input);
+        let mut flags = Vec::new();
+        if outcome.unclassified() {
+            flags.push(rules::UNCLASSIFIED.to_string());
+        }
+        if outcome.priority != rules::Priority::Normal {
+            flags.push(format!("priority:{}", outcome.priority.as_str()));
+        }
+        flags.extend(outcome.tags.iter().map(|t| format!("tag:{t}")));
+        let decision = outcome.decision(now);
+        let departments = std::iter::once(&decision.lead)
+            .chain(decision.assists.iter())
+            .filter_map(|id| self.config.department(id).cloned())
+            .collect();
+        Routed {
+            category: outcome.category,
+            decision,
+            departments,
+            flags,
+        }
+    }
+}
+
+/// The fixed route: every item to `routing.default_lead`.
 pub fn route<'c>(
     config: &'c Config,
     version: &str,

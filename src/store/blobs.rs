@@ -129,6 +129,33 @@ impl BlobStore for FsBlobStore {
     }
 }
 
+/// Hashes and forgets: for `explain`, which must not write anything.
+pub struct DryRunBlobStore;
+
+impl BlobStore for DryRunBlobStore {
+    fn put(&self, bytes: &[u8]) -> std::io::Result<BlobRef> {
+        Ok(BlobRef {
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len() as u64,
+        })
+    }
+
+    fn put_file(&self, path: &Path) -> std::io::Result<BlobRef> {
+        self.put(&std::fs::read(path)?)
+    }
+
+    fn get(&self, _sha256: &str) -> std::io::Result<Vec<u8>> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "dry run keeps no blobs",
+        ))
+    }
+
+    fn dataref(&self, r: &BlobRef) -> String {
+        format!("urn:petitiond:blob:sha256:{}", r.sha256)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

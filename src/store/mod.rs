@@ -233,6 +233,8 @@ pub trait Store: Send + Sync + 'static {
     fn mark_delivered(&self, d: &[Delivered]) -> Result<(), StoreError>;
     fn mark_failed(&self, seq: i64, error: &str) -> Result<(), StoreError>;
     fn mark_dead(&self, seq: i64, reason: &str) -> Result<(), StoreError>;
+    /// Queues a record that belongs to no item's transaction (an operational event).
+    fn enqueue(&self, item_id: &str, o: &NewOutbox) -> Result<(), StoreError>;
     /// Records that could never be delivered (they also went to the dead-letter topic).
     fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
     /// Puts dead records back in the outbox (optionally to another topic) once the operator

@@ -491,6 +491,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn enqueue(&self, item_id: &str, o: &NewOutbox) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![item_id, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
+        )?;
+        Ok(())
+    }
+
     fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(

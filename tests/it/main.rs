@@ -9,4 +9,5 @@ mod demo;
 mod faults;
 mod mail;
 mod mock_faults;
+mod routing;
 mod sla;

@@ -1,0 +1,201 @@
+//! Routing rules end to end: lead and assists over Kafka, hot reload during a run.
+
+use crate::helpers::*;
+use std::time::Duration;
+
+const RULES_V1: &str = r#"
+[[rule]]
+id = "demolition"
+when.keywords_any = ["拆迁"]
+then.lead = "natural-resources"
+then.assists = ["housing"]
+
+[[rule]]
+id = "default"
+then.lead = "intake-desk"
+"#;
+
+struct Depts {
+    land: String,
+    housing: String,
+}
+
+/// Adds two departments with fresh topics and a rules file to the app's config.
+fn with_rules(app: &TestApp, rules: &str) -> Depts {
+    let d = Depts {
+        land: unique("it.land"),
+        housing: unique("it.housing"),
+    };
+    let dir = app.config.parent().unwrap();
+    std::fs::write(dir.join("rules.toml"), rules).unwrap();
+    let dicts = dir.join("dictionaries");
+    std::fs::create_dir_all(&dicts).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dictionaries");
+    for f in std::fs::read_dir(shipped).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dicts.join(f.file_name())).unwrap();
+    }
+    let cfg = std::fs::read_to_string(&app.config).unwrap().replace(
+        "[routing]\ndefault_lead = \"intake-desk\"\n",
+        &format!(
+            "[[departments]]\nid = \"natural-resources\"\nname = \"自然资源局\"\ntopic = \"{}\"\n\n[[departments]]\nid = \"housing\"\nname = \"住建局\"\ntopic = \"{}\"\n\n[routing]\ndefault_lead = \"intake-desk\"\nrules_file = \"rules.toml\"\ndictionaries_dir = \"dictionaries\"\nreload_interval_ms = 300\n",
+            d.land, d.housing
+        ),
+    );
+    std::fs::write(&app.config, cfg).unwrap();
+    d
+}
+
+fn letter_about(n: usize, topic: &str) -> Vec<u8> {
+    String::from_utf8(letter(n))
+        .unwrap()
+        .replace("供暖不足", topic)
+        .into_bytes()
+}
+
+#[test]
+fn a_multi_department_item_reaches_lead_and_assist_once_with_roles() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let d = with_rules(&app, RULES_V1);
+    app.start();
+    let item = app.deliver(&letter_about(1, "旧城改造拆迁补偿不一致"));
+    let other = app.deliver(&letter(2));
+    let lead = consume(
+        &brokers,
+        &d.land,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    let assist = consume(
+        &brokers,
+        &d.housing,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let desk = consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_exactly_once(&lead, std::slice::from_ref(&item));
+    assert_exactly_once(&assist, std::slice::from_ref(&item));
+    assert_exactly_once(&desk, &[other]);
+    assert_eq!(lead[0].headers["ce_role"], "lead");
+    assert_eq!(lead[0].headers["ce_department"], "natural-resources");
+    assert_eq!(assist[0].headers["ce_role"], "assist");
+    assert_eq!(assist[0].headers["ce_department"], "housing");
+    assert_ne!(lead[0].headers["ce_id"], assist[0].headers["ce_id"]);
+    let env: serde_json::Value = serde_json::from_slice(&lead[0].payload).unwrap();
+    assert_eq!(env["routing"]["rule_id"], "demolition");
+    assert_eq!(env["routing"]["assists"][0], "housing");
+    assert_eq!(
+        env["category"], "rights",
+        "classified by the shipped dictionaries"
+    );
+    assert_eq!(
+        env["routing"]["rules_version"].as_str().unwrap().len() > 4,
+        true
+    );
+}
+
+#[test]
+fn a_bad_rules_file_keeps_routing_and_alerts_a_good_one_takes_effect_live() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let d = with_rules(&app, RULES_V1);
+    let alerts = unique("it.alerts");
+    let mut cfg = std::fs::read_to_string(&app.config).unwrap();
+    cfg.push_str(&format!(
+        "\n[sla]\nalerts_topic = \"{alerts}\"\nstatus_topic = \"{}\"\n",
+        unique("it.status")
+    ));
+    std::fs::write(&app.config, cfg).unwrap();
+    app.start();
+    let rules = app.config.parent().unwrap().join("rules.toml");
+    let first = app.deliver(&letter_about(1, "拆迁补偿"));
+    consume(
+        &brokers,
+        &d.land,
+        1,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+
+    // A typo: an unknown department. The old rules stay; an alert names file and line.
+    std::fs::write(
+        &rules,
+        RULES_V1.replace(
+            "then.lead = \"natural-resources\"",
+            "then.lead = \"natrual-resources\"",
+        ),
+    )
+    .unwrap();
+    let events = consume(
+        &brokers,
+        &alerts,
+        1,
+        Duration::from_secs(30),
+        Duration::ZERO,
+    );
+    let failed = events
+        .iter()
+        .find(|r| r.headers["ce_type"] == "cn.gov.petition.rules.reload_failed.v1")
+        .expect("reload failure alert");
+    let body = String::from_utf8_lossy(&failed.payload).to_string();
+    assert!(
+        body.contains("rules.toml:5"),
+        "the alert names file and line: {body}"
+    );
+    assert!(body.contains("natrual-resources"), "{body}");
+    let second = app.deliver(&letter_about(2, "拆迁补偿"));
+    let land = consume(
+        &brokers,
+        &d.land,
+        2,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_exactly_once(&land, &[first.clone(), second.clone()]);
+
+    // A good edit takes effect without a restart: demolition now goes to housing alone.
+    std::fs::write(
+        &rules,
+        RULES_V1.replace(
+            "then.lead = \"natural-resources\"\nthen.assists = [\"housing\"]",
+            "then.lead = \"housing\"",
+        ),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !app.logs().contains("routing rules reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload logged:\n{}",
+            app.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let third = app.deliver(&letter_about(3, "拆迁补偿"));
+    let housing = consume(
+        &brokers,
+        &d.housing,
+        3,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    // first and second as assists, third as lead: each once.
+    assert_exactly_once(&housing, &[first, second, third.clone()]);
+    let lead = housing.iter().find(|r| r.key == third).unwrap();
+    assert_eq!(lead.headers["ce_role"], "lead");
+    assert!(app.is_running());
+    let logs = app.logs();
+    assert!(
+        logs.contains("old_version") && logs.contains("new_version"),
+        "{logs}"
+    );
+}
