@@ -21,7 +21,8 @@ default_lead = "intake-desk"
 fn shipped_example_config_parses() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/petitiond.toml");
     let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.departments.len(), 2);
+    assert_eq!(c.departments.len(), 8);
+    assert!(c.routing.rules.is_some(), "the example ships routing rules");
     assert!(c.mailbox.is_some());
     assert_eq!(c.kafka.delivery_timeout, None);
     // The example lists the plan's clocks: exactly the built-in defaults.
@@ -32,8 +33,14 @@ fn shipped_example_config_parses() {
         vec![
             "petitiond.alerts",
             "petitiond.dead-letter",
+            "petitiond.dept.civil-affairs",
+            "petitiond.dept.health",
+            "petitiond.dept.housing",
             "petitiond.dept.hrss",
             "petitiond.dept.intake-desk",
+            "petitiond.dept.key-cases",
+            "petitiond.dept.natural-resources",
+            "petitiond.dept.policy-desk",
             "petitiond.status"
         ]
     );

@@ -107,8 +107,10 @@ fn a_bad_rules_file_keeps_routing_and_alerts_a_good_one_takes_effect_live() {
     let d = with_rules(&app, RULES_V1);
     let alerts = unique("it.alerts");
     let mut cfg = std::fs::read_to_string(&app.config).unwrap();
+    // Only a hotline clock: the letters here start none, so the alerts topic carries just the
+    // reload event.
     cfg.push_str(&format!(
-        "\n[sla]\nalerts_topic = \"{alerts}\"\nstatus_topic = \"{}\"\n",
+        "\n[sla]\nalerts_topic = \"{alerts}\"\nstatus_topic = \"{}\"\n\n[[sla.clocks]]\nid = \"hotline.view\"\nrule = {{ kind = \"wall_clock\", minutes = 30 }}\nchannels = [\"hotline\"]\nstop_on = [\"viewed\"]\ncitation = \"test\"\n",
         unique("it.status")
     ));
     std::fs::write(&app.config, cfg).unwrap();
