@@ -1369,6 +1369,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn shipped_dictionaries_load_cleanly_and_classify() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dictionaries");
+        let (d, warnings) = Dictionaries::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let files: Vec<Category> = d.entries().iter().map(|e| e.category).collect();
+        for c in CATEGORIES {
+            assert!(files.contains(&c), "no {} keywords", c.as_str());
+        }
+        let c = Classifier::new(d).unwrap();
+        let cases = [
+            ("關於拆遷補償", "补偿款一直沒有到位", Some(Category::Rights)),
+            ("", "请问失业金如何申请？", Some(Category::Policy)),
+            ("", "医保报销比例太低", Some(Category::Livelihood)),
+            ("", "十多年前的问题至今未解决", Some(Category::Historical)),
+            ("", "你好", None),
+        ];
+        for (title, content, want) in cases {
+            assert_eq!(c.classify(title, content, None).category, want, "{content}");
+        }
+        let missing = Dictionaries::load_dir(&dir.join("nope")).unwrap_err();
+        assert!(
+            missing.errors[0].message.starts_with("cannot read"),
+            "{missing}"
+        );
+    }
+
     fn dicts(files: &[(&str, &str)]) -> Result<(Dictionaries, Vec<ConfigError>), Diagnostics> {
         let files: Vec<(String, String)> = files
             .iter()
