@@ -8,6 +8,7 @@
 //! This module does not open sockets or files other than the config file and secret files.
 
 mod raw;
+pub(crate) mod toml_file;
 
 use raw::{RawConfig, RawSecretRef};
 use std::collections::{BTreeMap, HashSet};
@@ -208,23 +209,11 @@ impl Config {
     /// Parses and validates config text. Relative paths resolve against `base_dir` (the config
     /// file's directory), so a config file and its data can move together.
     pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-        let spans = match toml_edit::Document::parse(text.to_string()) {
-            Ok(d) => d,
-            Err(e) => {
-                return Err(ConfigErrors(vec![ConfigError {
-                    file: file.into(),
-                    line: e.span().map(|s| line_at(text, s.start)),
-                    path: String::new(),
-                    message: format!("TOML syntax: {}", e.message()),
-                }]));
-            }
-        };
+        let toml = toml_file::TomlFile::parse(file, text).map_err(|e| ConfigErrors(vec![e]))?;
         let mut errors = Vec::new();
-        let raw = deserialize_collecting(text, &spans, file, &mut errors);
+        let raw: Option<RawConfig> = toml.deserialize_repaired(&mut errors);
         let mut cx = Validator {
-            file,
-            text,
-            spans: &spans,
+            toml: &toml,
             errors,
             base_dir,
         };
@@ -262,197 +251,17 @@ impl Config {
     }
 }
 
-/// Stage one, collecting every serde error: on an error at a key that exists in the file, the
-/// key is recorded, removed, and deserialization tried again, so one bad key does not hide the
-/// next. Stops at an error that removal cannot get past (a missing required key).
-fn deserialize_collecting(
-    text: &str,
-    spans: &toml_edit::Document<String>,
-    file: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<RawConfig> {
-    let mut doc: toml_edit::DocumentMut = match text.parse() {
-        Ok(d) => d,
-        Err(_) => return None, // already reported by the span parse
-    };
-    for _ in 0..64 {
-        let de = toml_edit::de::Deserializer::from(doc.clone());
-        match serde_path_to_error::deserialize::<_, RawConfig>(de) {
-            // With the bad keys removed the rest still deserializes: validate it too, so one
-            // pass reports both shape and meaning errors.
-            Ok(raw) => return Some(raw),
-            Err(e) => {
-                let mut path: Vec<Segment> = e.path().iter().filter_map(segment).collect();
-                let inner = e.into_inner();
-                let message = inner.message().to_string();
-                // serde reports an unknown key at its table; the key itself is in the message.
-                if let Some(field) = backticked(&message, "unknown field `")
-                    && path.last() != Some(&Segment::Key(field.clone()))
-                {
-                    path.push(Segment::Key(field));
-                }
-                let line = line_of(spans.as_item(), &path, text)
-                    .or_else(|| inner.span().map(|s| line_at(text, s.start)));
-                errors.push(ConfigError {
-                    file: file.into(),
-                    line,
-                    path: render_path(&path),
-                    message: message.trim().to_string(),
-                });
-                if message.starts_with("missing field") || !remove_path(doc.as_item_mut(), &path) {
-                    return None;
-                }
-            }
-        }
-    }
-    None
-}
-
-fn backticked(message: &str, prefix: &str) -> Option<String> {
-    let rest = message.strip_prefix(prefix)?;
-    Some(rest[..rest.find('`')?].to_string())
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Key(String),
-    Index(usize),
-}
-
-fn segment(s: &serde_path_to_error::Segment) -> Option<Segment> {
-    match s {
-        serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
-        serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
-        _ => None,
-    }
-}
-
-fn render_path(path: &[Segment]) -> String {
-    let mut out = String::new();
-    for s in path {
-        match s {
-            Segment::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                if k.contains(['.', '[', '"']) {
-                    out.push_str(&format!("\"{k}\""));
-                } else {
-                    out.push_str(k);
-                }
-            }
-            Segment::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
-}
-
-/// Splits `a.b[2]."c.d"` into segments; quoted parts may contain dots.
-fn parse_path(path: &str) -> Vec<Segment> {
-    let mut out = Vec::new();
-    let mut rest = path;
-    while !rest.is_empty() {
-        if let Some(q) = rest.strip_prefix('"') {
-            let end = q.find('"').unwrap_or(q.len());
-            out.push(Segment::Key(q[..end].to_string()));
-            rest = q.get(end + 1..).unwrap_or("");
-        } else if let Some(i) = rest.strip_prefix('[') {
-            let end = i.find(']').unwrap_or(i.len());
-            if let Ok(n) = i[..end].parse() {
-                out.push(Segment::Index(n));
-            }
-            rest = i.get(end + 1..).unwrap_or("");
-        } else {
-            let end = rest.find(['.', '[']).unwrap_or(rest.len());
-            if end > 0 {
-                out.push(Segment::Key(rest[..end].to_string()));
-            }
-            rest = &rest[end..];
-        }
-        rest = rest.strip_prefix('.').unwrap_or(rest);
-    }
-    out
-}
-
-/// A key as it appears in a rendered path: quoted when it contains a dot.
-fn quote(key: &str) -> String {
-    render_path(&[Segment::Key(key.to_string())])
-}
-
-fn line_at(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The 1-based line of a key path in the parsed document: the deepest part of the path that
-/// exists (the key itself, else its table).
-fn line_of(root: &toml_edit::Item, path: &[Segment], text: &str) -> Option<usize> {
-    let mut item = root;
-    let mut best = None;
-    for seg in path {
-        let (span, next) = match seg {
-            Segment::Key(k) => {
-                let Some((key, next)) = item.as_table_like().and_then(|t| t.get_key_value(k))
-                else {
-                    return best;
-                };
-                (key.span().or_else(|| next.span()), next)
-            }
-            Segment::Index(i) => {
-                let Some(next) = item.get(*i) else {
-                    return best;
-                };
-                (next.span(), next)
-            }
-        };
-        if let Some(s) = span {
-            best = Some(line_at(text, s.start));
-        }
-        item = next;
-    }
-    best
-}
-
-fn remove_path(root: &mut toml_edit::Item, path: &[Segment]) -> bool {
-    let Some((last, parents)) = path.split_last() else {
-        return false;
-    };
-    let mut item = root;
-    for seg in parents {
-        let next = match seg {
-            Segment::Key(k) => item.get_mut(k.as_str()),
-            Segment::Index(i) => item.get_mut(*i),
-        };
-        match next {
-            Some(n) => item = n,
-            None => return false,
-        }
-    }
-    match last {
-        Segment::Key(k) => item
-            .as_table_like_mut()
-            .is_some_and(|t| t.remove(k).is_some()),
-        Segment::Index(_) => false,
-    }
-}
-
 /// Stage two: meaning, cross-references, secrets. Pushes every error it finds.
 struct Validator<'a> {
-    file: &'a str,
-    text: &'a str,
-    spans: &'a toml_edit::Document<String>,
+    toml: &'a toml_file::TomlFile<'a>,
     errors: Vec<ConfigError>,
     base_dir: &'a Path,
 }
 
 impl Validator<'_> {
     fn err(&mut self, path: &str, message: impl Into<String>) {
-        let line = line_of(self.spans.as_item(), &parse_path(path), self.text);
-        self.errors.push(ConfigError {
-            file: self.file.into(),
-            line,
-            path: path.into(),
-            message: message.into(),
-        });
+        let e = self.toml.err(path, message);
+        self.errors.push(e);
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -574,7 +383,7 @@ impl Validator<'_> {
             "delivery.timeout.ms",
         ];
         for key in k.properties.keys() {
-            let path = format!("kafka.properties.{}", quote(key));
+            let path = format!("kafka.properties.{}", toml_file::quote_key(key));
             if OWNED.contains(&key.as_str()) {
                 self.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts); use the kafka.* keys");
             } else if ["password", "secret", "key.pem", "token"]
@@ -586,7 +395,10 @@ impl Validator<'_> {
         }
         let mut secret_properties = BTreeMap::new();
         for (key, r) in &k.secret_properties {
-            if let Some(s) = self.secret(&format!("kafka.secret_properties.{}", quote(key)), r) {
+            if let Some(s) = self.secret(
+                &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
+                r,
+            ) {
                 secret_properties.insert(key.clone(), s);
             }
         }

@@ -183,14 +183,3 @@ fn errors_inside_arrays_of_tables_name_index_and_line() {
         ("departments[0]", Some(5))
     );
 }
-
-#[test]
-fn paths_round_trip_through_rendering() {
-    for p in [
-        "a.b",
-        "departments[3].topic",
-        "kafka.properties.\"sasl.password\"",
-    ] {
-        assert_eq!(render_path(&parse_path(p)), p);
-    }
-}

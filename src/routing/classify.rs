@@ -36,8 +36,9 @@
 //! Personal data: a [`Classification`] carries keywords from the dictionaries and numbers,
 //! never text from the item.
 
-use super::rules::{Diagnostics, TomlFile};
+use super::rules::Diagnostics;
 use crate::config::ConfigError;
+use crate::config::toml_file::TomlFile;
 use crate::envelope::Category;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -859,7 +860,10 @@ impl Dictionaries {
                 continue;
             };
             for (code, &weight) in &raw.service_codes {
-                let path = format!("service_codes.{}", super::rules::quote_key(code));
+                let path = format!(
+                    "service_codes.{}",
+                    crate::config::toml_file::quote_key(code)
+                );
                 let norm = normalize_code(code);
                 if norm.is_empty() {
                     d.errors
@@ -904,7 +908,7 @@ impl Dictionaries {
                 ));
             }
             for (kw, &weight) in &raw.keywords {
-                let path = format!("keywords.{}", super::rules::quote_key(kw));
+                let path = format!("keywords.{}", crate::config::toml_file::quote_key(kw));
                 let norm = normalize(kw);
                 if norm.is_empty() {
                     d.errors.push(src.err(&path, "keyword must not be empty"));
