@@ -17,6 +17,49 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// A mock cluster with every configured topic, and an empty store.
+struct Fixture {
+    mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    brokers: String,
+    cfg: Config,
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let mock = MockCluster::new(1).unwrap();
+        let brokers = mock.bootstrap_servers();
+        let cfg = config(&brokers);
+        for t in cfg.topics() {
+            mock.create_topic(&t, 1, 1).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
+        Fixture {
+            mock,
+            brokers,
+            cfg,
+            _dir: dir,
+            store,
+        }
+    }
+}
+
+/// Collects the keys of what reached `topic`, sorted.
+fn keys_on(brokers: &str, topic: &str) -> Vec<String> {
+    let mut keys: Vec<String> = read(brokers, topic).into_iter().map(|r| r.0).collect();
+    keys.sort();
+    keys
+}
+
+fn ids(items: &[NewItem]) -> Vec<String> {
+    let mut want: Vec<String> = items.iter().map(|i| i.envelope.id.to_string()).collect();
+    want.sort();
+    want
+}
+
 fn config(brokers: &str) -> Config {
     let text = format!(
         "[kafka]\nbrokers = \"{brokers}\"\npartitions = 1\nretry_backoff_ms = 50\ndead_letter_topic = \"dlq\"\n\n[[departments]]\nid = \"desk\"\nname = \"D\"\ntopic = \"desk\"\n\n[routing]\ndefault_lead = \"desk\"\n"
@@ -109,15 +152,13 @@ fn read(brokers: &str, topic: &str) -> Vec<(String, Vec<(String, String)>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_failure_is_dead_lettered_with_reason_and_later_items_flow() {
-    let mock = MockCluster::new(1).unwrap();
-    let brokers = mock.bootstrap_servers();
-    let cfg = config(&brokers);
-    for t in cfg.topics() {
-        mock.create_topic(&t, 1, 1).unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
+    let Fixture {
+        mock,
+        brokers,
+        cfg,
+        _dir,
+        store,
+    } = Fixture::new();
     let metrics = Metrics::new();
 
     let first = item(&cfg, 1);
@@ -158,15 +199,13 @@ async fn authorization_failure_is_dead_lettered_with_reason_and_later_items_flow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retriable_broker_errors_are_retried_until_delivered_once() {
-    let mock = MockCluster::new(1).unwrap();
-    let brokers = mock.bootstrap_servers();
-    let cfg = config(&brokers);
-    for t in cfg.topics() {
-        mock.create_topic(&t, 1, 1).unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
+    let Fixture {
+        mock,
+        brokers,
+        cfg,
+        _dir,
+        store,
+    } = Fixture::new();
     let items: Vec<NewItem> = (0..5).map(|n| item(&cfg, n)).collect();
     for i in &items {
         store.record_item(i).unwrap();
@@ -181,13 +220,9 @@ async fn retriable_broker_errors_are_retried_until_delivered_once() {
         ],
     );
     relay_until_drained(&cfg, store.clone(), Metrics::new()).await;
-    let routed = read(&brokers, "desk");
-    let mut keys: Vec<String> = routed.into_iter().map(|r| r.0).collect();
-    keys.sort();
-    let mut want: Vec<String> = items.iter().map(|i| i.envelope.id.to_string()).collect();
-    want.sort();
     assert_eq!(
-        keys, want,
+        keys_on(&brokers, "desk"),
+        ids(&items),
         "each item delivered exactly once despite injected errors"
     );
     assert!(read(&brokers, "dlq").is_empty());
@@ -195,15 +230,13 @@ async fn retriable_broker_errors_are_retried_until_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fatal_producer_error_recreates_the_producer_and_delivers_once() {
-    let mock = MockCluster::new(1).unwrap();
-    let brokers = mock.bootstrap_servers();
-    let cfg = config(&brokers);
-    for t in cfg.topics() {
-        mock.create_topic(&t, 1, 1).unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1)).unwrap());
+    let Fixture {
+        mock,
+        brokers,
+        cfg,
+        _dir,
+        store,
+    } = Fixture::new();
     let items: Vec<NewItem> = (0..3).map(|n| item(&cfg, n)).collect();
     for i in &items {
         store.record_item(i).unwrap();
@@ -220,9 +253,5 @@ async fn fatal_producer_error_recreates_the_producer_and_delivers_once() {
         text.contains("petitiond_producer_recreated_total 1"),
         "{text}"
     );
-    let mut keys: Vec<String> = read(&brokers, "desk").into_iter().map(|r| r.0).collect();
-    keys.sort();
-    let mut want: Vec<String> = items.iter().map(|i| i.envelope.id.to_string()).collect();
-    want.sort();
-    assert_eq!(keys, want);
+    assert_eq!(keys_on(&brokers, "desk"), ids(&items));
 }
