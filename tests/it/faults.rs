@@ -1,6 +1,27 @@
 use crate::helpers::*;
 use std::time::Duration;
 
+/// The `quarantine list` line containing `needle`, and the bytes its claim check points to in
+/// the content-addressed blob store.
+fn quarantined(app: &TestApp, needle: &str) -> (String, Vec<u8>) {
+    let out = app.petitiond(&["quarantine", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("not quarantined: {text}"))
+        .to_string();
+    let claim = line.split('\t').find(|f| f.starts_with("sha256:")).unwrap();
+    let hex = &claim["sha256:".len()..];
+    let kept = std::fs::read(app.dir.path().join("data/blobs").join(&hex[..2]).join(hex)).unwrap();
+    (line, kept)
+}
+
 /// The daemon is SIGKILLed again and again while mails stream in; after a last clean run every
 /// item is on the topic exactly once.
 #[test]
@@ -106,26 +127,12 @@ fn malformed_mail_is_quarantined_and_the_next_one_flows() {
     );
     assert_exactly_once(&records, &[good]);
 
-    let out = app.petitiond(&["quarantine", "list"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = text
-        .lines()
-        .find(|l| l.contains("malformed_mime"))
-        .unwrap_or_else(|| panic!("not quarantined: {text}"));
+    let (line, kept) = quarantined(&app, "\tmalformed_mime\t");
     assert!(
         line.contains("mailbox") && line.contains(".M1P1.test"),
         "{line}"
     );
-    // The original bytes are kept, content-addressed.
-    let claim = line.split('\t').find(|f| f.starts_with("sha256:")).unwrap();
-    let hex = &claim["sha256:".len()..];
-    let kept = std::fs::read(app.dir.path().join("data/blobs").join(&hex[..2]).join(hex)).unwrap();
-    assert_eq!(kept, garbage);
+    assert_eq!(kept, garbage, "the original bytes are kept");
     let (_, metrics) = app.http_get("/metrics");
     assert!(
         metrics.contains(
@@ -226,16 +233,8 @@ fn oversize_mail_is_quarantined_with_its_bytes() {
         Duration::from_secs(2),
     );
     assert_exactly_once(&records, &[good]);
-    let out = app.petitiond(&["quarantine", "list"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("\toversize\t"))
-        .unwrap_or_else(|| panic!("not quarantined: {text}"));
+    let (line, kept) = quarantined(&app, "\toversize\t");
     assert!(line.contains(&format!("{} bytes", big.len())), "{line}");
-    let claim = line.split('\t').find(|f| f.starts_with("sha256:")).unwrap();
-    let hex = &claim["sha256:".len()..];
-    let kept = std::fs::read(app.dir.path().join("data/blobs").join(&hex[..2]).join(hex)).unwrap();
     assert_eq!(kept, big.as_bytes());
 }
 
