@@ -161,6 +161,7 @@ fn populate(db: &Path, n: usize) -> anyhow::Result<()> {
             url: None,
             source: "mailbox".into(),
             raw_ref: format!("sha256:{:064x}", 0),
+            ..Default::default()
         },
         now,
         Request {

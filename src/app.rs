@@ -7,8 +7,10 @@
 //! in the outbox for the next start. A task that fails stops the daemon with an error.
 
 use crate::admin::{self, AdminState};
+use crate::channels::http::{ChannelHealth, HttpChannel};
 use crate::channels::mailbox::MaildirChannel;
 use crate::config::Config;
+use crate::envelope::Channel;
 use crate::intake::Intake;
 use crate::kafka::client::BrokerHealth;
 use crate::kafka::relay::Relay;
@@ -123,6 +125,25 @@ impl Application {
             };
             spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
         }
+        let channel_health = ChannelHealth::default();
+        for source in &cfg.http_sources {
+            let ch = HttpChannel {
+                config: Arc::new(source.clone()),
+                tz: cfg.sla.calendar.time_zone().clone(),
+                store: self.store.clone(),
+                blobs: self.blobs.clone(),
+                intake: tx.clone(),
+                metrics: self.metrics.clone(),
+                health: channel_health.clone(),
+                alerts_topic: cfg.sla.alerts_topic.clone(),
+                relay_wake: wake.clone(),
+            };
+            let name = match source.channel {
+                Channel::Hotline => "hotline",
+                _ => "portal",
+            };
+            spawn(name, Box::pin(ch.run(shutdown.clone())));
+        }
         drop(tx);
 
         // The relay drains once every producer of outbox rows (intake, the SLA engine, the
@@ -234,6 +255,7 @@ impl Application {
                 metrics: self.metrics.clone(),
                 health,
                 ready,
+                channels: channel_health,
             };
             tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
         });

@@ -446,7 +446,11 @@ fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
     let trace = match &config.routing.rules {
         Some(_) => match rules_of(&config) {
             Ok((rules, _)) => {
-                let input = crate::routing::rules::Input::from_envelope(&env, None, None);
+                let input = crate::routing::rules::Input::from_envelope(
+                    &env,
+                    env.upstream.service_code.as_deref(),
+                    env.upstream.region.as_deref(),
+                );
                 let (outcome, trace) = rules.evaluate(&input);
                 env.category = outcome.category;
                 let d = outcome.decision(jiff::Timestamp::now());

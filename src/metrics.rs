@@ -38,6 +38,17 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceOutcome {
+    pub source: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
     pub topic: String,
 }
@@ -70,6 +81,16 @@ pub struct Metrics {
     pub mail_unknown: Counter,
     pub rules_reloaded: Counter,
     pub rules_reload_failed: Counter,
+    /// Upstream changes to known items, recorded as update events, by channel.
+    pub items_updated: Family<ChannelLabel, Counter>,
+    /// HTTP requests to upstreams, by source and outcome (ok, http_5xx, http_429, ...).
+    pub upstream_requests: Family<SourceOutcome, Counter>,
+    /// Unix time of each source's last successful poll.
+    pub upstream_last_success: Family<SourceLabel, Gauge>,
+    /// 1 while a source is stale (no successful poll for its `stale_after`).
+    pub channel_stale: Family<SourceLabel, Gauge>,
+    /// Attachments fetched by URL, by source and outcome (stored, too_large, bad_type, ...).
+    pub attachments: Family<SourceOutcome, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +124,11 @@ impl Metrics {
             mail_unknown: Counter::default(),
             rules_reloaded: Counter::default(),
             rules_reload_failed: Counter::default(),
+            items_updated: Family::default(),
+            upstream_requests: Family::default(),
+            upstream_last_success: Family::default(),
+            channel_stale: Family::default(),
+            attachments: Family::default(),
         };
         r.register(
             "items_received",
@@ -204,6 +230,31 @@ impl Metrics {
             "Routing rules reloads rejected (old rules kept)",
             m.rules_reload_failed.clone(),
         );
+        r.register(
+            "items_updated",
+            "Upstream changes to known items, recorded as update events, by channel",
+            m.items_updated.clone(),
+        );
+        r.register(
+            "upstream_requests",
+            "HTTP requests to upstream systems, by source and outcome",
+            m.upstream_requests.clone(),
+        );
+        r.register(
+            "upstream_last_success_timestamp_seconds",
+            "Unix time of each source's last successful poll",
+            m.upstream_last_success.clone(),
+        );
+        r.register(
+            "channel_stale",
+            "1 while a source has had no successful poll for its stale_after",
+            m.channel_stale.clone(),
+        );
+        r.register(
+            "attachments_fetched",
+            "Attachments fetched by URL, by source and outcome",
+            m.attachments.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -215,6 +266,15 @@ impl Metrics {
             .get_or_create(&QuarantineLabels {
                 source: source.into(),
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn upstream_request(&self, source: &str, outcome: &str) {
+        self.upstream_requests
+            .get_or_create(&SourceOutcome {
+                source: source.into(),
+                outcome: outcome.into(),
             })
             .inc();
     }

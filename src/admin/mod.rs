@@ -1,5 +1,7 @@
-//! Admin HTTP: `/healthz` (the process is up), `/readyz` (topics verified, brokers reachable)
-//! and `/metrics` (Prometheus text). Read-only; the SLA board joins it with the SLA issue.
+//! Admin HTTP: `/healthz` (the process is up), `/readyz` (topics verified, brokers reachable),
+//! `/channels` (each HTTP source's last successful poll, last error, staleness; JSON) and
+//! `/metrics` (Prometheus text). A stale upstream does not make the daemon unready: restarting
+//! petitiond cannot fix another organisation's server; the stale alert tells the operator. Read-only; the SLA board joins it with the SLA issue.
 
 use crate::kafka::client::BrokerHealth;
 use crate::metrics::Metrics;
@@ -18,6 +20,12 @@ pub struct AdminState {
     pub metrics: Metrics,
     pub health: Arc<BrokerHealth>,
     pub ready: Arc<AtomicBool>,
+    pub channels: crate::channels::http::ChannelHealth,
+}
+
+async fn channels(State(s): State<AdminState>) -> impl IntoResponse {
+    let snapshot = s.channels.lock().map(|c| c.clone()).unwrap_or_default();
+    axum::Json(snapshot)
 }
 
 async fn healthz() -> &'static str {
@@ -54,6 +62,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/channels", get(channels))
         .route("/metrics", get(metrics))
         .with_state(state)
 }

@@ -4,6 +4,7 @@
 //!
 //! A channel does not parse, route or produce; it reads, hands over, waits, commits.
 
+pub mod http;
 pub mod mailbox;
 
 use jiff::Timestamp;
@@ -21,6 +22,18 @@ pub enum Payload {
         size: u64,
         limit: u64,
     },
+    /// An upstream record already read into an envelope (HTTP channels), with its version:
+    /// a known item at another version is an update, at the same version a re-poll.
+    Record {
+        envelope: Box<crate::envelope::Envelope>,
+        version: String,
+    },
+    /// An upstream record that cannot become an item: quarantined with its bytes.
+    Rejected {
+        raw: Vec<u8>,
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 /// How intake disposed of a record. Every variant means "durable": the cursor may move.
@@ -28,6 +41,8 @@ pub enum Payload {
 pub enum Disposition {
     Recorded(String),
     Duplicate(String),
+    /// An upstream change to a known item, recorded as an update event.
+    Updated(String),
     Quarantined(i64),
 }
 

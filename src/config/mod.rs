@@ -7,9 +7,12 @@
 //!
 //! This module does not open sockets or files other than the config file and secret files.
 
+pub mod http;
 mod raw;
 pub(crate) mod toml_file;
 
+use crate::envelope::Channel;
+pub use http::HttpSourceConfig;
 use raw::{RawConfig, RawSecretRef};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -92,6 +95,8 @@ pub struct Config {
     pub departments: Vec<Department>,
     pub routing: RoutingConfig,
     pub mailbox: Option<MailboxConfig>,
+    /// The HTTP channels (hotline, portal) that are enabled.
+    pub http_sources: Vec<HttpSourceConfig>,
     pub sla: SlaConfig,
     /// Alert e-mail; `None` when not configured.
     pub email: Option<EmailConfig>,
@@ -468,6 +473,18 @@ impl Validator<'_> {
             _ => None,
         };
 
+        let mut http_sources = Vec::new();
+        for (name, channel, section) in [
+            ("hotline", Channel::Hotline, &raw.channels.hotline),
+            ("portal", Channel::Portal, &raw.channels.portal),
+        ] {
+            if let Some(s) = section.as_ref().filter(|s| s.enabled)
+                && let Some(c) = self.http_source(name, channel, s)
+            {
+                http_sources.push(c);
+            }
+        }
+
         let sla = self.sla(&raw.sla, &k.dead_letter_topic);
         let rules = raw.routing.rules_file.as_ref().map(|f| RulesFiles {
             rules_file: self.path(f),
@@ -538,6 +555,7 @@ impl Validator<'_> {
                 reload_interval: Duration::from_millis(raw.routing.reload_interval_ms.max(100)),
             },
             mailbox,
+            http_sources,
             sla: sla?,
             email,
         })

@@ -189,6 +189,8 @@ fn default_reload_ms() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RawChannels {
     pub mailbox: Option<RawMailbox>,
+    pub hotline: Option<super::http::RawHttpSource>,
+    pub portal: Option<super::http::RawHttpSource>,
 }
 
 fn default_poll_ms() -> u64 {

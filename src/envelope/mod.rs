@@ -105,7 +105,7 @@ impl fmt::Display for ItemId {
 }
 
 /// Where the item came from upstream.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Upstream {
     /// The upstream system's id for the record (for mail: `sha256:` of the raw message).
     pub id: String,
@@ -116,6 +116,18 @@ pub struct Upstream {
     pub source: String,
     /// Claim check of the raw upstream bytes in the blob store (`sha256:<hex>`).
     pub raw_ref: String,
+    /// When the upstream record last changed (HTTP channels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+    /// The upstream system's status for the record (e.g. Open311 `open`, a portal's `待受理`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The upstream service / matter code (Open311 `service_code`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_code: Option<String>,
+    /// Region or district the record names (routing can match on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// The petitioner, as the visit register (来访事项登记表) records them. All optional: a scanned
@@ -273,6 +285,7 @@ mod tests {
                 url: None,
                 source: "mailbox".into(),
                 raw_ref: "sha256:abc".into(),
+                ..Default::default()
             },
             "2026-03-02T01:00:00Z".parse().unwrap(),
             Request {

@@ -11,13 +11,13 @@ use crate::channels::mailbox::parse::{self, BadMail, Limits};
 use crate::channels::{Disposition, Incoming, Payload};
 use crate::config::Config;
 use crate::envelope::Envelope;
-use crate::kafka::wire::{Role, routed_record};
+use crate::kafka::wire::{Role, routed_record, updated_record};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::routing;
 use crate::sla::clock::Clock;
 use crate::sla::policy::Trigger;
 use crate::store::blobs::BlobStore;
-use crate::store::{NewItem, Quarantined, Recorded, Store, Timer, blocking};
+use crate::store::{ItemUpdate, NewItem, Quarantined, Recorded, Store, Timer, blocking};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
@@ -64,6 +64,21 @@ impl Intake {
         reference: String,
         payload: Payload,
     ) -> anyhow::Result<Disposition> {
+        let payload = match payload {
+            Payload::Record { envelope, version } => {
+                return self.record_or_update(*envelope, version).await;
+            }
+            Payload::Rejected {
+                raw,
+                reason,
+                detail,
+            } => {
+                return self
+                    .quarantine(source, reference, reason, detail, Original::Bytes(raw))
+                    .await;
+            }
+            p => p,
+        };
         let blobs = Arc::clone(&self.blobs);
         let limits = Limits {
             max_parts: self.config.mailbox.as_ref().map_or(200, |m| m.max_parts),
@@ -77,15 +92,93 @@ impl Intake {
             Payload::Oversize { path, size, limit } => {
                 Err((BadMail::Oversize { size, limit }, Original::File(path)))
             }
+            Payload::Record { .. } | Payload::Rejected { .. } => {
+                unreachable!("handled above")
+            }
         })
         .await?;
         match normalized {
-            Ok(env) => self.record(env).await,
-            Err((bad, original)) => self.quarantine(source, reference, bad, original).await,
+            Ok(env) => self.record(env, None).await,
+            Err((bad, original)) => {
+                self.quarantine(source, reference, bad.reason(), bad.to_string(), original)
+                    .await
+            }
         }
     }
 
-    async fn record(&self, mut env: Envelope) -> anyhow::Result<Disposition> {
+    /// An upstream record: new → recorded and routed; known at the same version → a re-poll;
+    /// known at another version → an update event to the departments it was routed to.
+    async fn record_or_update(
+        &self,
+        env: Envelope,
+        version: String,
+    ) -> anyhow::Result<Disposition> {
+        let id = env.id.to_string();
+        let known = blocking(&self.store, move |s| s.item_state(&id)).await?;
+        let Some((old, old_version)) = known else {
+            return self.record(env, Some(version)).await;
+        };
+        let label = ChannelLabel {
+            channel: env.channel.as_str().to_string(),
+        };
+        let id = env.id.to_string();
+        let stale = matches!(
+            (env.upstream.updated_at, old.upstream.updated_at),
+            (Some(new), Some(was)) if new < was
+        );
+        if old_version.as_deref() == Some(version.as_str()) || stale {
+            self.metrics.items_duplicate.get_or_create(&label).inc();
+            tracing::debug!(item = %id, stale, "item already known at this version");
+            return Ok(Disposition::Duplicate(id));
+        }
+        let now = jiff::Timestamp::now();
+        let mut merged = old.clone();
+        merged.upstream = env.upstream;
+        merged.upstream_created_at = env.upstream_created_at;
+        merged.petitioner = env.petitioner;
+        merged.request = env.request;
+        merged.attachments = env.attachments;
+        for f in env.flags {
+            if !merged.flags.contains(&f) {
+                merged.flags.push(f);
+            }
+        }
+        let routing = merged.routing.clone();
+        let outbox = routing
+            .iter()
+            .flat_map(|r| {
+                std::iter::once((r.lead.clone(), Role::Lead))
+                    .chain(r.assists.iter().map(|a| (a.clone(), Role::Assist)))
+            })
+            .filter_map(|(d, role)| {
+                self.config
+                    .department(&d)
+                    .map(|dept| updated_record(&merged, dept, role, &version, now))
+            })
+            .collect();
+        let update = ItemUpdate {
+            envelope: merged,
+            expected_version: old_version,
+            version,
+            outbox,
+        };
+        let applied = blocking(&self.store, move |s| s.record_update(&update)).await?;
+        if applied {
+            self.metrics.items_updated.get_or_create(&label).inc();
+            self.relay_wake.notify_one();
+            tracing::info!(item = %id, "upstream update recorded");
+            Ok(Disposition::Updated(id))
+        } else {
+            self.metrics.items_duplicate.get_or_create(&label).inc();
+            Ok(Disposition::Duplicate(id))
+        }
+    }
+
+    async fn record(
+        &self,
+        mut env: Envelope,
+        version: Option<String>,
+    ) -> anyhow::Result<Disposition> {
         let routed = self.router.route(&env, jiff::Timestamp::now());
         env.category = routed.category;
         env.flags.extend(routed.flags);
@@ -117,6 +210,7 @@ impl Intake {
             decision,
             outbox,
             clocks,
+            version,
         };
         let recorded = blocking(&self.store, move |s| s.record_item(&item)).await?;
         let label = ChannelLabel { channel };
@@ -142,7 +236,8 @@ impl Intake {
         &self,
         source: String,
         reference: String,
-        bad: BadMail,
+        reason: &'static str,
+        detail: String,
         original: Original,
     ) -> anyhow::Result<Disposition> {
         let blobs = Arc::clone(&self.blobs);
@@ -154,14 +249,14 @@ impl Intake {
         let q = Quarantined {
             source: source.clone(),
             reference: reference.clone(),
-            reason: bad.reason().to_string(),
-            detail: bad.to_string(),
+            reason: reason.to_string(),
+            detail: detail.clone(),
             raw_ref: stored.claim(),
             size: stored.size,
         };
         let id = blocking(&self.store, move |s| s.quarantine(&q)).await?;
-        self.metrics.quarantine(&source, bad.reason());
-        tracing::warn!(quarantine_id = id, reason = bad.reason(), detail = %bad, "input quarantined");
+        self.metrics.quarantine(&source, reason);
+        tracing::warn!(quarantine_id = id, reason, detail = %detail, "input quarantined");
         Ok(Disposition::Quarantined(id))
     }
 }

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 pub const SPEC_VERSION: &str = "1.0";
 pub const TYPE_ROUTED: &str = "cn.gov.petition.item.routed.v1";
+/// An upstream change to an item already routed: the new envelope, to the same departments.
+pub const TYPE_UPDATED: &str = "cn.gov.petition.item.updated.v1";
 pub const DATASCHEMA_V1: &str = "urn:petitiond:schema:envelope:v1";
 pub const CONTENT_TYPE: &str = "application/json";
 /// Header naming why a record went to the dead-letter topic.
@@ -50,12 +52,42 @@ pub fn event_id(item_id: &str, event: &str, department: &str) -> String {
 
 /// The record that tells `dept` about a routed item.
 pub fn routed_record(e: &Envelope, dept: &Department, role: Role) -> NewOutbox {
-    let ce_id = event_id(e.id.as_str(), "routed", &dept.id);
     let time = e
         .routing
         .as_ref()
         .map(|r| r.decided_at)
         .unwrap_or(e.received_at);
+    item_record(e, dept, role, TYPE_ROUTED, "routed", time)
+}
+
+/// The record that tells `dept` an item changed upstream. One id per (item, version,
+/// department), so a re-poll of the same version is recognised.
+pub fn updated_record(
+    e: &Envelope,
+    dept: &Department,
+    role: Role,
+    version: &str,
+    at: jiff::Timestamp,
+) -> NewOutbox {
+    item_record(
+        e,
+        dept,
+        role,
+        TYPE_UPDATED,
+        &format!("updated:{version}"),
+        at,
+    )
+}
+
+fn item_record(
+    e: &Envelope,
+    dept: &Department,
+    role: Role,
+    ce_type: &str,
+    event: &str,
+    time: jiff::Timestamp,
+) -> NewOutbox {
+    let ce_id = event_id(e.id.as_str(), event, &dept.id);
     let mut headers = vec![
         ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
         ("ce_id".into(), ce_id.clone()),
@@ -63,7 +95,7 @@ pub fn routed_record(e: &Envelope, dept: &Department, role: Role) -> NewOutbox {
             "ce_source".into(),
             format!("urn:petitiond:{}:{}", e.channel, e.upstream.source),
         ),
-        ("ce_type".into(), TYPE_ROUTED.into()),
+        ("ce_type".into(), ce_type.into()),
         ("ce_time".into(), time.to_string()),
         ("ce_subject".into(), e.id.to_string()),
         ("ce_dataschema".into(), DATASCHEMA_V1.into()),
@@ -119,6 +151,10 @@ pub fn envelope_v1(e: &Envelope) -> Value {
             "url": e.upstream.url,
             "source": e.upstream.source,
             "raw_ref": e.upstream.raw_ref,
+            "updated_at": e.upstream.updated_at.map(|t| t.to_string()),
+            "status": e.upstream.status,
+            "service_code": e.upstream.service_code,
+            "region": e.upstream.region,
         },
         "received_at": e.received_at.to_string(),
         "upstream_created_at": e.upstream_created_at.map(|t| t.to_string()),

@@ -96,7 +96,11 @@ impl Router {
                 flags: Vec::new(),
             };
         };
-        let input = rules::Input::from_envelope(env, None, None);
+        let input = rules::Input::from_envelope(
+            env,
+            env.upstream.service_code.as_deref(),
+            env.upstream.region.as_deref(),
+        );
         let outcome = rules.decide(&input);
         let mut flags = Vec::new();
         if outcome.unclassified() {

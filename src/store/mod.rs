@@ -54,6 +54,19 @@ pub struct NewItem {
     pub outbox: Vec<NewOutbox>,
     /// SLA clocks started on arrival, each with its next alert instant.
     pub clocks: Vec<(Clock, Option<jiff::Timestamp>)>,
+    /// The upstream record's version (a hash of its mapped fields), for channels whose records
+    /// change upstream; `None` for mail, which never changes.
+    pub version: Option<String>,
+}
+
+/// An upstream change to a known item: its new envelope and the update events, recorded only
+/// if the stored version is still `expected_version` (so a stale or repeated update is a no-op).
+#[derive(Debug, Clone)]
+pub struct ItemUpdate {
+    pub envelope: Envelope,
+    pub expected_version: Option<String>,
+    pub version: String,
+    pub outbox: Vec<NewOutbox>,
 }
 
 /// A clock's next alert, for the timer engine: the store's row id and the instant in ms.
@@ -221,6 +234,12 @@ pub trait Store: Send + Sync + 'static {
     /// Records an item, its routing decision and its outbox rows atomically.
     fn record_item(&self, item: &NewItem) -> Result<Recorded, StoreError>;
     fn item_envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError>;
+    /// The stored envelope of an item and its upstream version.
+    fn item_state(&self, id: &str) -> Result<Option<(Envelope, Option<String>)>, StoreError>;
+    /// The upstream version of an item, if the item is known and has one.
+    fn item_version(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Records an upstream update (see [`ItemUpdate`]); `false` when the version moved meanwhile.
+    fn record_update(&self, u: &ItemUpdate) -> Result<bool, StoreError>;
     fn quarantine(&self, q: &Quarantined) -> Result<i64, StoreError>;
     fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError>;
     /// Pending rows in outbox order.

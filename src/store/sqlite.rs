@@ -127,6 +127,12 @@ CREATE TABLE status_events (
 );
 "#,
     ),
+    // v3: the upstream version of an item (HTTP channels), to tell an update from a re-poll.
+    M::up(
+        r#"
+ALTER TABLE items ADD COLUMN upstream_version TEXT;
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -329,8 +335,8 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let inserted = tx.execute(
-            "INSERT OR IGNORE INTO items (id, channel, upstream_id, source, received_at, category, stage, envelope)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO items (id, channel, upstream_id, source, received_at, category, stage, envelope, upstream_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 e.id.as_str(),
                 e.channel.as_str(),
@@ -340,6 +346,7 @@ impl Store for SqliteStore {
                 e.category.map(|c| c.as_str()),
                 serde_json::to_value(e.stage)?.as_str().unwrap_or("received"),
                 envelope,
+                item.version,
             ],
         )?;
         if inserted == 0 {
@@ -370,6 +377,60 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(Recorded::New(timers.into_iter().flatten().collect()))
+    }
+
+    fn item_state(&self, id: &str) -> Result<Option<(Envelope, Option<String>)>, StoreError> {
+        let row: Option<(String, Option<String>)> = self
+            .conn()
+            .query_row(
+                "SELECT envelope, upstream_version FROM items WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            Some((j, v)) => Some((serde_json::from_str(&j)?, v)),
+            None => None,
+        })
+    }
+
+    fn item_version(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT upstream_version FROM items WHERE id = ?1",
+                [id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    fn record_update(&self, u: &ItemUpdate) -> Result<bool, StoreError> {
+        let e = &u.envelope;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE items SET envelope = ?2, upstream_version = ?3
+             WHERE id = ?1 AND upstream_version IS ?4",
+            params![
+                e.id.as_str(),
+                serde_json::to_string(e)?,
+                u.version,
+                u.expected_version
+            ],
+        )?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        for o in &u.outbox {
+            tx.execute(
+                "INSERT OR IGNORE INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![e.id.as_str(), o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
     fn item_envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError> {
@@ -761,6 +822,7 @@ mod tests {
                 url: None,
                 source: "mailbox".into(),
                 raw_ref: "sha256:00".into(),
+                ..Default::default()
             },
             "2026-03-02T01:00:00Z".parse().unwrap(),
             Request {
@@ -798,6 +860,7 @@ mod tests {
                 Some("2026-03-02T01:30:00Z".parse().unwrap()),
             )],
             envelope: env,
+            version: None,
         }
     }
 

@@ -75,6 +75,7 @@ fn item(cfg: &Config, n: usize) -> NewItem {
             url: None,
             source: "hotline".into(),
             raw_ref: format!("sha256:{:064x}", n),
+            ..Default::default()
         },
         "2026-03-02T01:00:00Z".parse().unwrap(),
         Request {
@@ -93,6 +94,7 @@ fn item(cfg: &Config, n: usize) -> NewItem {
         },
         clocks: vec![],
         envelope: env,
+        version: None,
     }
 }
 

@@ -96,6 +96,7 @@ pub fn normalize(
             url: None,
             source: source.to_string(),
             raw_ref: raw_ref.claim(),
+            ..Default::default()
         },
         arrival,
         Request {

@@ -1,0 +1,793 @@
+//! The HTTP channels' settings: `[channels.hotline]` and `[channels.portal]`.
+//!
+//! Both sections have one shape (an HTTP source): where the upstream is, how to ask it
+//! (the Open311 GeoReport v2 dialect, or a generic paged JSON API), how to read its records
+//! (a field mapping of JSON pointers), how to authenticate, and how patient to be. The raw
+//! serde shape and the validated type live together here so the rest of `config` only calls
+//! [`Validator::http_source`].
+
+use super::raw::RawSecretRef;
+use super::{Secret, Validator};
+use crate::envelope::Channel;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+// ---- raw shape ----------------------------------------------------------------------------
+
+fn default_true() -> bool {
+    true
+}
+fn d_poll() -> u64 {
+    5000
+}
+fn d_overlap() -> u64 {
+    300
+}
+fn d_lookback() -> u64 {
+    72
+}
+fn d_connect() -> u64 {
+    3000
+}
+fn d_request() -> u64 {
+    15000
+}
+fn d_rps() -> u32 {
+    5
+}
+fn d_backoff_initial() -> u64 {
+    500
+}
+fn d_backoff_max() -> u64 {
+    60_000
+}
+fn d_breaker_failures() -> u32 {
+    5
+}
+fn d_breaker_cooldown() -> u64 {
+    30_000
+}
+fn d_stale() -> u64 {
+    900
+}
+fn d_max_record() -> u64 {
+    256 * 1024
+}
+fn d_max_body() -> u64 {
+    64 * 1024 * 1024
+}
+fn d_max_per_response() -> usize {
+    1000
+}
+fn d_max_window_days() -> u64 {
+    90
+}
+fn d_change_polling() -> String {
+    "updated_after".into()
+}
+fn d_method() -> String {
+    "GET".into()
+}
+fn d_updated_after_format() -> String {
+    "rfc3339".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpSource {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `open311` (GeoReport v2) or `paged` (generic JSON with pagination and a mapping).
+    pub protocol: String,
+    pub base_url: String,
+    // Open311
+    pub jurisdiction_id: Option<String>,
+    pub api_key: Option<RawSecretRef>,
+    #[serde(default = "d_change_polling")]
+    pub change_polling: String,
+    #[serde(default = "d_max_per_response")]
+    pub max_per_response: usize,
+    #[serde(default = "d_max_window_days")]
+    pub max_window_days: u64,
+    // Paged
+    #[serde(default = "d_method")]
+    pub method: String,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    pub updated_after_param: Option<String>,
+    #[serde(default = "d_updated_after_format")]
+    pub updated_after_format: String,
+    pub items_pointer: Option<String>,
+    pub pagination: Option<RawPagination>,
+    // Common
+    pub mapping: Option<RawMapping>,
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub attachments: RawAttachments,
+    #[serde(default = "d_poll")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "d_overlap")]
+    pub overlap_secs: u64,
+    #[serde(default = "d_lookback")]
+    pub initial_lookback_hours: u64,
+    #[serde(default = "d_connect")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "d_request")]
+    pub request_timeout_ms: u64,
+    #[serde(default = "d_rps")]
+    pub requests_per_second: u32,
+    #[serde(default = "d_backoff_initial")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "d_backoff_max")]
+    pub backoff_max_ms: u64,
+    #[serde(default = "d_breaker_failures")]
+    pub breaker_failures: u32,
+    #[serde(default = "d_breaker_cooldown")]
+    pub breaker_cooldown_ms: u64,
+    #[serde(default = "d_stale")]
+    pub stale_after_secs: u64,
+    #[serde(default = "d_max_record")]
+    pub max_record_bytes: u64,
+    #[serde(default = "d_max_body")]
+    pub max_body_bytes: u64,
+}
+
+fn d_page_param() -> String {
+    "page".into()
+}
+fn d_size_param() -> String {
+    "page_size".into()
+}
+fn d_page_size() -> u32 {
+    100
+}
+fn d_first_page() -> u32 {
+    1
+}
+fn d_cursor_param() -> String {
+    "cursor".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagination {
+    /// `page` (number + size), `cursor` (token from the body), `link` (RFC 8288 rel="next").
+    pub kind: String,
+    #[serde(default = "d_page_param")]
+    pub page_param: String,
+    #[serde(default = "d_size_param")]
+    pub size_param: String,
+    #[serde(default = "d_page_size")]
+    pub page_size: u32,
+    #[serde(default = "d_first_page")]
+    pub first_page: u32,
+    #[serde(default = "d_cursor_param")]
+    pub cursor_param: String,
+    pub next_cursor_pointer: Option<String>,
+}
+
+/// A field's source: one JSON pointer, or several whose values are joined.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawPointer {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    pub id: Option<RawPointer>,
+    pub created: Option<RawPointer>,
+    pub updated: Option<RawPointer>,
+    pub title: Option<RawPointer>,
+    pub content: Option<RawPointer>,
+    pub name: Option<RawPointer>,
+    pub id_number: Option<RawPointer>,
+    pub phone: Option<RawPointer>,
+    pub address: Option<RawPointer>,
+    pub region: Option<RawPointer>,
+    pub service_code: Option<RawPointer>,
+    pub status: Option<RawPointer>,
+    pub url: Option<RawPointer>,
+    pub attachments: Option<String>,
+    pub attachment_url: Option<String>,
+    pub attachment_name: Option<String>,
+    /// Format of time fields without an offset: `rfc3339` tolerant (default) or a strftime
+    /// pattern such as `%Y-%m-%d %H:%M:%S`; either way, no offset means the office's time zone.
+    pub time_format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// `none`, `bearer`, `basic` or `hmac`.
+    pub kind: String,
+    pub token: Option<RawSecretRef>,
+    pub username: Option<String>,
+    pub password: Option<RawSecretRef>,
+    pub app_key: Option<String>,
+    pub secret: Option<RawSecretRef>,
+    pub canonical: Option<String>,
+    pub signature_encoding: Option<String>,
+    pub timestamp_unit: Option<String>,
+    pub header_app_key: Option<String>,
+    pub header_timestamp: Option<String>,
+    pub header_nonce: Option<String>,
+    pub header_signature: Option<String>,
+}
+
+fn d_att_max() -> u64 {
+    20 * 1024 * 1024
+}
+fn d_att_types() -> Vec<String> {
+    [
+        "image/jpeg",
+        "image/png",
+        "image/tiff",
+        "image/gif",
+        "application/pdf",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttachments {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "d_att_max")]
+    pub max_bytes: u64,
+    #[serde(default = "d_att_types")]
+    pub allowed_types: Vec<String>,
+    #[serde(default = "d_att_per_item")]
+    pub max_per_item: usize,
+}
+
+fn d_att_per_item() -> usize {
+    10
+}
+
+impl Default for RawAttachments {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: d_att_max(),
+            allowed_types: d_att_types(),
+            max_per_item: d_att_per_item(),
+        }
+    }
+}
+
+// ---- validated ----------------------------------------------------------------------------
+
+/// One HTTP upstream, validated.
+#[derive(Debug, Clone)]
+pub struct HttpSourceConfig {
+    /// Source name: `hotline` or `portal` (the config section), used for cursors and metrics.
+    pub name: String,
+    pub channel: Channel,
+    pub base_url: String,
+    pub protocol: Protocol,
+    pub mapping: Mapping,
+    pub auth: Auth,
+    pub attachments: AttachmentLimits,
+    pub poll_interval: Duration,
+    /// Each poll re-reads this far behind the cursor: records that became visible late
+    /// upstream are still seen; records already known are recognised by id and version.
+    pub overlap: Duration,
+    /// Where a source with no cursor yet starts.
+    pub initial_lookback: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub requests_per_second: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub stale_after: Duration,
+    pub max_record_bytes: u64,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Protocol {
+    Open311 {
+        jurisdiction_id: Option<String>,
+        api_key: Option<Secret>,
+        /// Poll by `updated_after`/`updated_before` (sees updates) instead of
+        /// `start_date`/`end_date` on the request time (sees only new records).
+        updated_after: bool,
+        max_per_response: usize,
+        max_window: Duration,
+    },
+    Paged {
+        method: reqwest::Method,
+        path: String,
+        query: Vec<(String, String)>,
+        updated_after_param: Option<String>,
+        /// Format of the `updated_after` value: RFC 3339, or a strftime pattern in local time.
+        updated_after_format: Option<String>,
+        items_pointer: String,
+        pagination: Pagination,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Pagination {
+    Page {
+        page_param: String,
+        size_param: String,
+        page_size: u32,
+        first_page: u32,
+    },
+    Cursor {
+        cursor_param: String,
+        size_param: String,
+        page_size: u32,
+        next_cursor_pointer: String,
+    },
+    Link {
+        size_param: String,
+        page_size: u32,
+    },
+}
+
+/// JSON pointers (RFC 6901) into one upstream record. A field with several pointers takes
+/// the non-empty values joined (e.g. Open311's `last_name` + `first_name`).
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    pub id: Vec<String>,
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub title: Vec<String>,
+    pub content: Vec<String>,
+    pub name: Vec<String>,
+    pub id_number: Vec<String>,
+    pub phone: Vec<String>,
+    pub address: Vec<String>,
+    pub region: Vec<String>,
+    pub service_code: Vec<String>,
+    pub status: Vec<String>,
+    pub url: Vec<String>,
+    /// Where the attachments are: a string URL, an array of URLs, or an array of objects
+    /// read with `attachment_url` / `attachment_name`.
+    pub attachments: Option<String>,
+    pub attachment_url: String,
+    pub attachment_name: Option<String>,
+    pub time_format: Option<String>,
+}
+
+impl Mapping {
+    /// Open311 GeoReport v2, plus the contact fields 12345 vendors add to it.
+    pub fn open311() -> Self {
+        let p = |s: &str| vec![s.to_string()];
+        Self {
+            id: p("/service_request_id"),
+            created: p("/requested_datetime"),
+            updated: p("/updated_datetime"),
+            title: p("/service_name"),
+            content: p("/description"),
+            name: vec!["/last_name".into(), "/first_name".into()],
+            id_number: p("/id_number"),
+            phone: p("/phone"),
+            address: p("/address"),
+            region: p("/district"),
+            service_code: p("/service_code"),
+            status: p("/status"),
+            url: vec![],
+            attachments: Some("/media_url".into()),
+            attachment_url: String::new(),
+            attachment_name: None,
+            time_format: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+    Hmac(HmacAuth),
+}
+
+/// The app-key + secret signature of Chinese government API gateways.
+#[derive(Debug, Clone)]
+pub struct HmacAuth {
+    pub app_key: String,
+    pub secret: Secret,
+    /// The string to sign, with `{method}`, `{path}`, `{query}` (sorted, percent-encoded),
+    /// `{timestamp}`, `{nonce}`, `{app_key}` and `\n` escapes.
+    pub canonical: String,
+    pub base64: bool,
+    pub millis: bool,
+    pub header_app_key: String,
+    pub header_timestamp: String,
+    pub header_nonce: String,
+    pub header_signature: String,
+}
+
+pub const DEFAULT_CANONICAL: &str = "{method}\\n{path}\\n{query}\\n{timestamp}\\n{nonce}";
+
+#[derive(Debug, Clone)]
+pub struct AttachmentLimits {
+    pub enabled: bool,
+    pub max_bytes: u64,
+    pub allowed_types: Vec<String>,
+    pub max_per_item: usize,
+}
+
+// ---- validation ---------------------------------------------------------------------------
+
+impl Validator<'_> {
+    /// Validates `[channels.<name>]`; pushes every error found.
+    pub(super) fn http_source(
+        &mut self,
+        name: &str,
+        channel: Channel,
+        r: &RawHttpSource,
+    ) -> Option<HttpSourceConfig> {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        let url_ok = reqwest::Url::parse(&r.base_url)
+            .map(|u| matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(false);
+        if !url_ok {
+            self.err(
+                &at("base_url"),
+                format!("`{}` is not an http(s) URL", r.base_url),
+            );
+        }
+        for (k, v) in [
+            ("poll_interval_ms", r.poll_interval_ms),
+            ("connect_timeout_ms", r.connect_timeout_ms),
+            ("request_timeout_ms", r.request_timeout_ms),
+            ("requests_per_second", r.requests_per_second as u64),
+            ("backoff_initial_ms", r.backoff_initial_ms),
+            ("backoff_max_ms", r.backoff_max_ms),
+            ("breaker_failures", r.breaker_failures as u64),
+            ("stale_after_secs", r.stale_after_secs),
+            ("max_record_bytes", r.max_record_bytes),
+            ("max_body_bytes", r.max_body_bytes),
+        ] {
+            self.positive(&at(k), v);
+        }
+        let protocol = match r.protocol.as_str() {
+            "open311" => {
+                let updated_after = match r.change_polling.as_str() {
+                    "updated_after" => true,
+                    "requested_window" => false,
+                    other => {
+                        self.err(
+                            &at("change_polling"),
+                            format!("`{other}`: expected `updated_after` or `requested_window`"),
+                        );
+                        true
+                    }
+                };
+                self.positive(&at("max_per_response"), r.max_per_response as u64);
+                self.positive(&at("max_window_days"), r.max_window_days);
+                let api_key = r
+                    .api_key
+                    .as_ref()
+                    .and_then(|k| self.secret(&at("api_key"), k));
+                Some(Protocol::Open311 {
+                    jurisdiction_id: r.jurisdiction_id.clone(),
+                    api_key,
+                    updated_after,
+                    max_per_response: r.max_per_response,
+                    max_window: Duration::from_secs(r.max_window_days * 86_400),
+                })
+            }
+            "paged" => self.paged(name, r),
+            other => {
+                self.err(
+                    &at("protocol"),
+                    format!("`{other}`: expected `open311` or `paged`"),
+                );
+                None
+            }
+        };
+        let mapping = self.mapping(name, &r.protocol, r.mapping.as_ref());
+        let auth = match &r.auth {
+            None => Auth::None,
+            Some(a) => self.auth(name, a),
+        };
+        let a = &r.attachments;
+        self.positive(&at("attachments.max_bytes"), a.max_bytes);
+        Some(HttpSourceConfig {
+            name: name.to_string(),
+            channel,
+            base_url: r.base_url.trim_end_matches('/').to_string(),
+            protocol: protocol?,
+            mapping,
+            auth,
+            attachments: AttachmentLimits {
+                enabled: a.enabled,
+                max_bytes: a.max_bytes,
+                allowed_types: a.allowed_types.iter().map(|t| t.to_lowercase()).collect(),
+                max_per_item: a.max_per_item,
+            },
+            poll_interval: Duration::from_millis(r.poll_interval_ms),
+            overlap: Duration::from_secs(r.overlap_secs),
+            initial_lookback: Duration::from_secs(r.initial_lookback_hours * 3600),
+            connect_timeout: Duration::from_millis(r.connect_timeout_ms),
+            request_timeout: Duration::from_millis(r.request_timeout_ms),
+            requests_per_second: r.requests_per_second.max(1),
+            backoff_initial: Duration::from_millis(r.backoff_initial_ms),
+            backoff_max: Duration::from_millis(r.backoff_max_ms.max(r.backoff_initial_ms)),
+            breaker_failures: r.breaker_failures.max(1),
+            breaker_cooldown: Duration::from_millis(r.breaker_cooldown_ms),
+            stale_after: Duration::from_secs(r.stale_after_secs),
+            max_record_bytes: r.max_record_bytes,
+            max_body_bytes: r.max_body_bytes,
+        })
+    }
+
+    fn pointer(&mut self, path: &str, p: &str) {
+        if !p.is_empty() && !p.starts_with('/') {
+            self.err(
+                path,
+                format!("`{p}` is not a JSON pointer (RFC 6901: empty or starting with `/`)"),
+            );
+        }
+    }
+
+    fn paged(&mut self, name: &str, r: &RawHttpSource) -> Option<Protocol> {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        let method = match r.method.to_uppercase().as_str() {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            other => {
+                self.err(&at("method"), format!("`{other}`: expected GET or POST"));
+                reqwest::Method::GET
+            }
+        };
+        let Some(path) = r.path.clone() else {
+            self.err(&at("path"), "required for protocol `paged`");
+            return None;
+        };
+        let items_pointer = r.items_pointer.clone().unwrap_or_default();
+        self.pointer(&at("items_pointer"), &items_pointer);
+        let Some(p) = &r.pagination else {
+            self.err(&at("pagination"), "required for protocol `paged`");
+            return None;
+        };
+        self.positive(&at("pagination.page_size"), p.page_size as u64);
+        let pagination = match p.kind.as_str() {
+            "page" => Pagination::Page {
+                page_param: p.page_param.clone(),
+                size_param: p.size_param.clone(),
+                page_size: p.page_size,
+                first_page: p.first_page,
+            },
+            "cursor" => {
+                let ptr = p.next_cursor_pointer.clone().unwrap_or_default();
+                if ptr.is_empty() {
+                    self.err(
+                        &at("pagination.next_cursor_pointer"),
+                        "required for pagination `cursor`",
+                    );
+                }
+                self.pointer(&at("pagination.next_cursor_pointer"), &ptr);
+                Pagination::Cursor {
+                    cursor_param: p.cursor_param.clone(),
+                    size_param: p.size_param.clone(),
+                    page_size: p.page_size,
+                    next_cursor_pointer: ptr,
+                }
+            }
+            "link" => Pagination::Link {
+                size_param: p.size_param.clone(),
+                page_size: p.page_size,
+            },
+            other => {
+                self.err(
+                    &at("pagination.kind"),
+                    format!("`{other}`: expected `page`, `cursor` or `link`"),
+                );
+                return None;
+            }
+        };
+        let updated_after_format = match r.updated_after_format.as_str() {
+            "rfc3339" => None,
+            f => Some(f.to_string()),
+        };
+        Some(Protocol::Paged {
+            method,
+            path: if path.starts_with('/') {
+                path
+            } else {
+                format!("/{path}")
+            },
+            query: r
+                .query
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            updated_after_param: r.updated_after_param.clone(),
+            updated_after_format,
+            items_pointer,
+            pagination,
+        })
+    }
+
+    fn mapping(&mut self, name: &str, protocol: &str, m: Option<&RawMapping>) -> Mapping {
+        let at = |k: &str| format!("channels.{name}.mapping.{k}");
+        let mut out = if protocol == "open311" {
+            Mapping::open311()
+        } else {
+            Mapping::default()
+        };
+        let Some(m) = m else {
+            if protocol != "open311" {
+                self.err(
+                    &format!("channels.{name}.mapping"),
+                    "required for protocol `paged`",
+                );
+            }
+            return out;
+        };
+        let fields: [(&str, &Option<RawPointer>, &mut Vec<String>); 13] = [
+            ("id", &m.id, &mut out.id),
+            ("created", &m.created, &mut out.created),
+            ("updated", &m.updated, &mut out.updated),
+            ("title", &m.title, &mut out.title),
+            ("content", &m.content, &mut out.content),
+            ("name", &m.name, &mut out.name),
+            ("id_number", &m.id_number, &mut out.id_number),
+            ("phone", &m.phone, &mut out.phone),
+            ("address", &m.address, &mut out.address),
+            ("region", &m.region, &mut out.region),
+            ("service_code", &m.service_code, &mut out.service_code),
+            ("status", &m.status, &mut out.status),
+            ("url", &m.url, &mut out.url),
+        ];
+        let mut bad = Vec::new();
+        for (key, raw, slot) in fields {
+            if let Some(r) = raw {
+                let list = match r {
+                    RawPointer::One(s) => vec![s.clone()],
+                    RawPointer::Many(v) => v.clone(),
+                };
+                for p in &list {
+                    if !p.is_empty() && !p.starts_with('/') {
+                        bad.push((key, p.clone()));
+                    }
+                }
+                *slot = list;
+            }
+        }
+        for (key, p) in bad {
+            self.pointer(&at(key), &p);
+        }
+        if let Some(a) = &m.attachments {
+            self.pointer(&at("attachments"), a);
+            out.attachments = Some(a.clone());
+        }
+        if let Some(a) = &m.attachment_url {
+            self.pointer(&at("attachment_url"), a);
+            out.attachment_url = a.clone();
+        }
+        if let Some(a) = &m.attachment_name {
+            self.pointer(&at("attachment_name"), a);
+            out.attachment_name = Some(a.clone());
+        }
+        if m.time_format.is_some() {
+            out.time_format = m.time_format.clone();
+        }
+        if out.id.is_empty() {
+            self.err(&at("id"), "required: the record's upstream id");
+        }
+        if out.content.is_empty() && out.title.is_empty() {
+            self.err(
+                &at("content"),
+                "required: the record's text (content or title)",
+            );
+        }
+        out
+    }
+
+    fn auth(&mut self, name: &str, a: &RawAuth) -> Auth {
+        let at = |k: &str| format!("channels.{name}.auth.{k}");
+        let need_secret = |v: &mut Self, key: &str, r: &Option<RawSecretRef>| -> Option<Secret> {
+            match r {
+                Some(r) => v.secret(&at(key), r),
+                None => {
+                    v.err(&at(key), format!("required for auth kind `{}`", a.kind));
+                    None
+                }
+            }
+        };
+        match a.kind.as_str() {
+            "none" => Auth::None,
+            "bearer" => need_secret(self, "token", &a.token).map_or(Auth::None, Auth::Bearer),
+            "basic" => {
+                let password = need_secret(self, "password", &a.password);
+                let Some(username) = a.username.clone() else {
+                    self.err(&at("username"), "required for auth kind `basic`");
+                    return Auth::None;
+                };
+                password.map_or(Auth::None, |password| Auth::Basic { username, password })
+            }
+            "hmac" => {
+                let secret = need_secret(self, "secret", &a.secret);
+                let Some(app_key) = a.app_key.clone() else {
+                    self.err(&at("app_key"), "required for auth kind `hmac`");
+                    return Auth::None;
+                };
+                let base64 = match a.signature_encoding.as_deref().unwrap_or("hex") {
+                    "hex" => false,
+                    "base64" => true,
+                    other => {
+                        self.err(
+                            &at("signature_encoding"),
+                            format!("`{other}`: expected `hex` or `base64`"),
+                        );
+                        false
+                    }
+                };
+                let millis = match a.timestamp_unit.as_deref().unwrap_or("millis") {
+                    "millis" => true,
+                    "seconds" => false,
+                    other => {
+                        self.err(
+                            &at("timestamp_unit"),
+                            format!("`{other}`: expected `millis` or `seconds`"),
+                        );
+                        true
+                    }
+                };
+                let canonical = a
+                    .canonical
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_CANONICAL.into());
+                if let Some(bad) = unknown_placeholder(&canonical) {
+                    self.err(
+                        &at("canonical"),
+                        format!("unknown placeholder `{{{bad}}}` (known: method, path, query, timestamp, nonce, app_key)"),
+                    );
+                }
+                let h = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
+                secret.map_or(Auth::None, |secret| {
+                    Auth::Hmac(HmacAuth {
+                        app_key,
+                        secret,
+                        canonical,
+                        base64,
+                        millis,
+                        header_app_key: h(&a.header_app_key, "X-App-Key"),
+                        header_timestamp: h(&a.header_timestamp, "X-Timestamp"),
+                        header_nonce: h(&a.header_nonce, "X-Nonce"),
+                        header_signature: h(&a.header_signature, "X-Signature"),
+                    })
+                })
+            }
+            other => {
+                self.err(
+                    &at("kind"),
+                    format!("`{other}`: expected `none`, `bearer`, `basic` or `hmac`"),
+                );
+                Auth::None
+            }
+        }
+    }
+}
+
+fn unknown_placeholder(template: &str) -> Option<String> {
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after.find('}')?;
+        let name = &after[..end];
+        if !["method", "path", "query", "timestamp", "nonce", "app_key"].contains(&name) {
+            return Some(name.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    None
+}
