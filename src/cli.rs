@@ -404,17 +404,79 @@ fn rules_command(command: RulesCommand) -> ExitCode {
     }
 }
 
+/// A scanned-letter mail as the mailbox channel would read it.
+fn explain_letter(
+    config: &Config,
+    raw: &[u8],
+) -> Result<crate::envelope::Envelope, (&'static str, String)> {
+    let limits = crate::channels::mailbox::parse::Limits {
+        max_parts: config.mailbox.as_ref().map_or(200, |m| m.max_parts),
+    };
+    crate::channels::mailbox::parse::normalize(
+        raw,
+        jiff::Timestamp::now(),
+        "explain",
+        limits,
+        &crate::store::blobs::DryRunBlobStore,
+    )
+    .map_err(|bad| (bad.reason(), bad.to_string()))
+}
+
+/// One hotline or portal JSON record, read through the configured source's mapping (for a
+/// hotline without a `[channels.hotline]` section: the built-in Open311 mapping). Attachment
+/// URLs are listed, not fetched.
+fn explain_record(
+    config: &Config,
+    channel: &str,
+    raw: &[u8],
+) -> Result<crate::envelope::Envelope, (&'static str, String)> {
+    use crate::channels::http::record;
+    let source = config.http_sources.iter().find(|s| s.name == channel);
+    let (mapping, max) = match (source, channel) {
+        (Some(s), _) => (s.mapping.clone(), s.max_record_bytes),
+        (None, "hotline") => (crate::config::http::Mapping::open311(), 256 * 1024),
+        (None, _) => {
+            return Err((
+                "no_mapping",
+                format!(
+                    "no enabled [channels.{channel}] section in the config: its field mapping is needed"
+                ),
+            ));
+        }
+    };
+    let text =
+        String::from_utf8(raw.to_vec()).map_err(|_| ("invalid_json", "not UTF-8".to_string()))?;
+    let value = serde_json::value::RawValue::from_string(text)
+        .map_err(|e| ("invalid_json", e.to_string()))?;
+    let m = record::map(&value, &mapping, config.sla.calendar.time_zone(), max)
+        .map_err(|bad| (bad.reason(), bad.to_string()))?;
+    for (url, _) in &m.attachments {
+        eprintln!("attachment (not fetched by explain): {url}");
+    }
+    let channel = if channel == "hotline" {
+        crate::envelope::Channel::Hotline
+    } else {
+        crate::envelope::Channel::Portal
+    };
+    use crate::store::blobs::BlobStore;
+    let raw_ref = crate::store::blobs::DryRunBlobStore
+        .put(raw)
+        .map(|r| r.claim())
+        .unwrap_or_default();
+    Ok(crate::channels::http::build_envelope(
+        channel,
+        "explain",
+        &m,
+        raw_ref,
+        jiff::Timestamp::now(),
+    ))
+}
+
 fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if channel != "letter" {
-        eprintln!(
-            "error: --channel {channel}: only `letter` (.eml) records can be explained until the hotline and portal channels exist"
-        );
-        return ExitCode::from(2);
-    }
     let raw = match std::fs::read(record) {
         Ok(r) => r,
         Err(e) => {
@@ -422,23 +484,20 @@ fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let limits = crate::channels::mailbox::parse::Limits {
-        max_parts: config.mailbox.as_ref().map_or(200, |m| m.max_parts),
+    let normalized = match channel {
+        "letter" => explain_letter(&config, &raw),
+        "hotline" | "portal" => explain_record(&config, channel, &raw),
+        other => {
+            eprintln!("error: --channel {other}: expected `letter`, `hotline` or `portal`");
+            return ExitCode::from(2);
+        }
     };
-    let blobs = crate::store::blobs::DryRunBlobStore;
-    let mut env = match crate::channels::mailbox::parse::normalize(
-        &raw,
-        jiff::Timestamp::now(),
-        "explain",
-        limits,
-        &blobs,
-    ) {
+    let mut env = match normalized {
         Ok(e) => e,
-        Err(bad) => {
+        Err((reason, detail)) => {
             eprintln!(
-                "{}: would be quarantined: {} ({bad})",
-                record.display(),
-                bad.reason()
+                "{}: would be quarantined: {reason} ({detail})",
+                record.display()
             );
             return ExitCode::FAILURE;
         }

@@ -183,3 +183,63 @@ fn errors_inside_arrays_of_tables_name_index_and_line() {
         ("departments[0]", Some(5))
     );
 }
+
+#[test]
+fn shipped_http_channel_sections_parse_when_enabled() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/petitiond.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Enable the two HTTP channel sections only.
+    let text = text
+        .replacen(
+            "[channels.hotline]\nenabled = false",
+            "[channels.hotline]\nenabled = true",
+            1,
+        )
+        .replacen(
+            "[channels.portal]\nenabled = false",
+            "[channels.portal]\nenabled = true",
+            1,
+        )
+        .replace("PETITIOND_PORTAL_SECRET", "PATH");
+    let c = Config::parse(&text, "petitiond.toml", path.parent().unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.http_sources.len(), 2);
+    let hotline = &c.http_sources[0];
+    assert_eq!(hotline.name, "hotline");
+    assert!(matches!(
+        hotline.protocol,
+        http::Protocol::Open311 {
+            updated_after: true,
+            max_per_response: 1000,
+            ..
+        }
+    ));
+    let portal = &c.http_sources[1];
+    assert_eq!(portal.mapping.id, vec!["/petitionNo".to_string()]);
+    let http::Auth::Hmac(h) = &portal.auth else {
+        panic!("hmac auth expected")
+    };
+    assert_eq!(h.canonical, http::DEFAULT_CANONICAL);
+}
+
+#[test]
+fn http_channel_errors_name_their_keys_and_lines() {
+    let text = format!(
+        "{MINIMAL}\n[channels.portal]\nprotocol = \"paged\"\nbase_url = \"ftp://x\"\npath = \"/p\"\n\
+         [channels.portal.pagination]\nkind = \"pages\"\n[channels.portal.mapping]\nid = \"petitionNo\"\n\
+         [channels.portal.auth]\nkind = \"hmac\"\napp_key = \"k\"\nsecret = {{ env = \"PETITIOND_NO_SUCH_VAR\" }}\n"
+    );
+    let e = parse(&text).unwrap_err().to_string();
+    for needle in [
+        "channels.portal.base_url",
+        "not an http(s) URL",
+        "channels.portal.pagination.kind",
+        "channels.portal.mapping.id",
+        "not a JSON pointer",
+        "channels.portal.mapping.content",
+        "PETITIOND_NO_SUCH_VAR",
+    ] {
+        assert!(e.contains(needle), "{needle} missing in:\n{e}");
+    }
+    assert!(e.contains("test.toml:"), "errors carry file:line\n{e}");
+}

@@ -116,3 +116,107 @@ fn sla_due_fails_clearly_on_an_unknown_clock_or_an_unloaded_year() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2027"), "the missing year is named: {err}");
 }
+
+fn explain(config: &std::path::Path, channel: &str, record: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args(["explain", "--config"])
+        .arg(config)
+        .args(["--channel", channel])
+        .arg(format!(
+            "{}/tests/fixtures/http/{record}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn explain_reads_hotline_and_portal_records_masked() {
+    let shipped = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/petitiond.toml"
+    ));
+    // Hotline: the built-in Open311 mapping, even with the section disabled.
+    let out = explain(shipped, "hotline", "hotline-order.json");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json_end = stdout.find("\n}\n").unwrap() + 2;
+    let env: serde_json::Value = serde_json::from_str(&stdout[..json_end]).unwrap();
+    assert_eq!(env["channel"], "hotline");
+    assert_eq!(env["upstream"]["id"], "638201");
+    assert_eq!(env["upstream"]["service_code"], "LS01");
+    assert_eq!(env["received_at"], "2026-11-27T08:05:00Z");
+    assert_eq!(env["routing"]["lead"], "hrss");
+    assert!(stdout.contains("rule wage-arrears"), "{stdout}");
+    for raw in [
+        "13800138000",
+        "138 0013 8000",
+        "11010519491231002X",
+        "建国",
+        "拖欠工资三个月",
+    ] {
+        assert!(!stdout.contains(raw), "`{raw}` printed unmasked:\n{stdout}");
+    }
+    // Portal: needs its mapping; the shipped config has the section disabled → clear error.
+    let out = explain(shipped, "portal", "portal-petition.json");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no enabled [channels.portal] section"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With the section enabled (its secret from any set variable), the mapping reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(shipped)
+        .unwrap()
+        .replacen(
+            "[channels.portal]\nenabled = false",
+            "[channels.portal]\nenabled = true",
+            1,
+        )
+        .replace("PETITIOND_PORTAL_SECRET", "PATH");
+    let cfg = dir.path().join("petitiond.toml");
+    std::fs::write(&cfg, text).unwrap();
+    for f in ["rules.toml", "dictionaries"] {
+        let from = shipped.parent().unwrap().join(f);
+        let to = dir.path().join(f);
+        if from.is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            for e in std::fs::read_dir(&from).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        } else {
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    let out = explain(&cfg, "portal", "portal-petition.json");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"id\": \"WS20261127000315\""), "{stdout}");
+    assert!(
+        stdout.contains("\"received_at\": \"2026-11-27T12:15:00Z\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"lead\": \"housing\""), "{stdout}");
+    assert!(!stdout.contains("李娜") && !stdout.contains("139-0000-1111"));
+    // A record that is not an item fails clearly, naming the reason.
+    std::fs::write(dir.path().join("bad.json"), r#"{"title":"no id"}"#).unwrap();
+    let out = Command::new(BIN)
+        .args(["explain", "--config"])
+        .arg(&cfg)
+        .args(["--channel", "portal"])
+        .arg(dir.path().join("bad.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would be quarantined: no_id"));
+}

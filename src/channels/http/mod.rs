@@ -372,34 +372,13 @@ impl HttpChannel {
             .await
             .map_err(anyhow::Error::from)?
             .map_err(anyhow::Error::from)?;
-        let now = Timestamp::now();
-        let mut env = Envelope::new(
+        let mut env = build_envelope(
             self.config.channel,
-            Upstream {
-                id: m.upstream_id.clone(),
-                url: m.url.clone(),
-                source: self.name().to_string(),
-                raw_ref: raw_ref.claim(),
-                updated_at: m.updated,
-                status: m.status.clone(),
-                service_code: m.service_code.clone(),
-                region: m.region.clone(),
-            },
-            // The item reached the office when the upstream received it, not when we polled:
-            // a poll delay or an outage must not move its clocks.
-            m.created.filter(|c| *c <= now).unwrap_or(now),
-            Request {
-                title: m.title.clone().map(Personal::new),
-                content: Personal::new(m.content.clone()),
-            },
+            self.name(),
+            &m,
+            raw_ref.claim(),
+            Timestamp::now(),
         );
-        env.upstream_created_at = m.created;
-        env.petitioner = Petitioner {
-            name: m.name.clone().map(Personal::new),
-            id_number: m.id_number.clone().map(Personal::new),
-            phone: m.phone.clone().map(Personal::new),
-            address: m.address.clone().map(Personal::new),
-        };
         env.attachments = attachments;
         env.flags = flags;
         Ok(Payload::Record {
@@ -492,6 +471,44 @@ impl HttpChannel {
             dataref: self.blobs.dataref(&stored),
         }))
     }
+}
+
+/// The envelope for a mapped record (attachments and flags are the caller's).
+pub fn build_envelope(
+    channel: crate::envelope::Channel,
+    source: &str,
+    m: &Mapped,
+    raw_ref: String,
+    now: Timestamp,
+) -> Envelope {
+    let mut env = Envelope::new(
+        channel,
+        Upstream {
+            id: m.upstream_id.clone(),
+            url: m.url.clone(),
+            source: source.to_string(),
+            raw_ref,
+            updated_at: m.updated,
+            status: m.status.clone(),
+            service_code: m.service_code.clone(),
+            region: m.region.clone(),
+        },
+        // The item reached the office when the upstream received it, not when we polled:
+        // a poll delay or an outage must not move its clocks.
+        m.created.filter(|c| *c <= now).unwrap_or(now),
+        Request {
+            title: m.title.clone().map(Personal::new),
+            content: Personal::new(m.content.clone()),
+        },
+    );
+    env.upstream_created_at = m.created;
+    env.petitioner = Petitioner {
+        name: m.name.clone().map(Personal::new),
+        id_number: m.id_number.clone().map(Personal::new),
+        phone: m.phone.clone().map(Personal::new),
+        address: m.address.clone().map(Personal::new),
+    };
+    env
 }
 
 fn media_type(r: &client::Resp) -> String {
