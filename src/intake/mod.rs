@@ -254,7 +254,11 @@ impl Intake {
             raw_ref: stored.claim(),
             size: stored.size,
         };
-        let id = blocking(&self.store, move |s| s.quarantine(&q)).await?;
+        let (id, new) = blocking(&self.store, move |s| s.quarantine(&q)).await?;
+        if !new {
+            tracing::debug!(quarantine_id = id, reason, "input already in quarantine");
+            return Ok(Disposition::Quarantined(id));
+        }
         self.metrics.quarantine(&source, reason);
         tracing::warn!(quarantine_id = id, reason, detail = %detail, "input quarantined");
         Ok(Disposition::Quarantined(id))

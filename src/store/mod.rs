@@ -240,7 +240,9 @@ pub trait Store: Send + Sync + 'static {
     fn item_version(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Records an upstream update (see [`ItemUpdate`]); `false` when the version moved meanwhile.
     fn record_update(&self, u: &ItemUpdate) -> Result<bool, StoreError>;
-    fn quarantine(&self, q: &Quarantined) -> Result<i64, StoreError>;
+    /// Quarantines an input; the same bytes from the same source again return the first entry's
+    /// id and `false` (a re-poll or a re-read after a crash does not fill quarantine).
+    fn quarantine(&self, q: &Quarantined) -> Result<(i64, bool), StoreError>;
     fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError>;
     /// Pending rows in outbox order.
     fn pending_outbox(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;

@@ -131,6 +131,7 @@ CREATE TABLE status_events (
     M::up(
         r#"
 ALTER TABLE items ADD COLUMN upstream_version TEXT;
+CREATE INDEX quarantine_source_raw ON quarantine(source, raw_ref);
 "#,
     ),
 ];
@@ -446,13 +447,23 @@ impl Store for SqliteStore {
         })
     }
 
-    fn quarantine(&self, q: &Quarantined) -> Result<i64, StoreError> {
+    fn quarantine(&self, q: &Quarantined) -> Result<(i64, bool), StoreError> {
         let conn = self.conn();
+        let known: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM quarantine WHERE source = ?1 AND raw_ref = ?2 ORDER BY id LIMIT 1",
+                params![q.source, q.raw_ref],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = known {
+            return Ok((id, false));
+        }
         conn.execute(
             "INSERT INTO quarantine (source, reference, reason, detail, raw_ref, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![q.source, q.reference, q.reason, q.detail, q.raw_ref, q.size as i64],
         )?;
-        Ok(conn.last_insert_rowid())
+        Ok((conn.last_insert_rowid(), true))
     }
 
     fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError> {

@@ -201,6 +201,15 @@ poll_interval_ms = 100
         }
     }
 
+    /// Appends TOML to the config file (e.g. channel sections).
+    pub fn append_config(&self, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.config)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()

@@ -306,7 +306,27 @@ impl HttpChannel {
                     let env = self.envelope(f, stop, &raw, m).await?;
                     (reference, env)
                 }
-                Err(bad) => (format!("{page}#{i}"), rejected(&raw, bad)),
+                Err(bad) => {
+                    // Name the record by its id when it has one, so the operator can find it.
+                    let id = serde_json::from_str::<serde_json::Value>(raw.get())
+                        .ok()
+                        .and_then(|v| {
+                            self.config
+                                .mapping
+                                .id
+                                .iter()
+                                .find_map(|p| v.pointer(p).cloned())
+                        })
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        });
+                    let reference = match id {
+                        Some(id) => format!("{page}#{i} id={id}"),
+                        None => format!("{page}#{i}"),
+                    };
+                    (reference, rejected(&raw, bad))
+                }
             };
             let (done, answer) = oneshot::channel();
             let inc = Incoming {

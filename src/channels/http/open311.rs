@@ -3,7 +3,8 @@
 //! A poll covers `[cursor − overlap, now]` in windows of at most `max_window` (servers cap a
 //! window at 90 days), oldest first. Servers also cap a response (1000 records): a full
 //! response means the window may hold more, so it is split in two and both halves asked
-//! again, down to one second. After each window's records are all durable the cursor moves
+//! again, down to one millisecond (RFC 3339 carries fractions; a server that ignores them
+//! gives a full one-second window, which is logged as an error). After each window's records are all durable the cursor moves
 //! to the window's end. With `change_polling = "updated_after"` windows are on
 //! `updated_datetime` (`updated_after`/`updated_before`, the widely deployed extension), so
 //! updates to old records are seen; with `requested_window`, on `requested_datetime`
@@ -76,14 +77,14 @@ pub(super) async fn poll(
             .await?;
         if records.len() >= *max_per_response {
             let span = to.duration_since(from);
-            if span > SignedDuration::from_secs(1) {
+            if span > SignedDuration::from_millis(1) {
                 let mid = from + span / 2;
                 tracing::debug!(source = %ch.config.name, from = %from, to = %to, "full response: splitting the window");
                 windows.push_front((mid, to));
                 windows.push_front((from, mid));
                 continue;
             }
-            tracing::error!(source = %ch.config.name, from = %from, to = %to, records = records.len(), "a one-second window is still full: the server may be withholding records");
+            tracing::error!(source = %ch.config.name, from = %from, to = %to, records = records.len(), "a one-millisecond window is still full: the server may be withholding records");
         }
         handed += records.len();
         let page = format!("requests.json[{from}..{to}]");
