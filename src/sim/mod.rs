@@ -24,7 +24,9 @@ macro_rules! record_methods {
     () => {
         /// Creates `n` records whose creation (and update) time is now; returns the ids that
         /// appear on the wire — valid records and bad records that keep their id (a record made
-        /// bad without an id is created but not listed).
+        /// bad without an id is created but not listed). All `n` share one second: for more
+        /// than the hotline's cap, that is a window no split can shrink — use
+        /// `add_records_between` to spread a large batch.
         pub fn add_records(&self, n: usize) -> Vec<String> {
             self.core
                 .add(std::iter::repeat_n($crate::sim::now_secs(), n))
@@ -1028,7 +1030,8 @@ pub(crate) fn secs_at_or_before(ms: i64) -> i64 {
 // Files
 
 /// A small file for `GET /files/{name}`: `.jpg`/`.jpeg`, `.png` or `.pdf`, each a valid file
-/// whose bytes embed the name (so two names never share content). `None` for other names.
+/// whose bytes embed the name (so two names never share content). Any such name (letters,
+/// digits, `-_.`) is served, whether or not a record links to it; `None` (404) for others.
 pub(crate) fn file_body(name: &str) -> Option<(&'static str, Vec<u8>)> {
     if name.is_empty()
         || name.len() > 200

@@ -155,6 +155,11 @@ pub fn canonical_request(
 /// string as `application/x-www-form-urlencoded` (`+` is a space) before sorting and
 /// re-encoding it, so the client may encode its query either way.
 ///
+/// Answers (401, `{"code":401,"msg":...}`): a header missing, an unknown app key, a signature
+/// that is not hex or does not match → `signature mismatch`; an `X-Timestamp` that is not an
+/// integer or is more than 300 s from the server's clock → `timestamp expired`; a nonce seen in
+/// the last 10 minutes → `nonce reused` (a rejected request does not use up its nonce).
+///
 /// Test vector (also `signature_matches_the_published_vector` below; checked with
 /// `printf 'GET\n/api/petitions\npage=1&page_size=50&updated_after=2026-11-28T10%%3A00%%3A00%%2B08%%3A00\n1795831200000\nn-0001' | openssl dgst -sha256 -hmac sim-secret`):
 /// - secret `sim-secret`, method `GET`, path `/api/petitions`
