@@ -159,7 +159,12 @@ fn assert_each_routed_once(records: &[Record], ids: &[String]) {
         .iter()
         .filter(|id| !counts.contains_key(&((*id).clone(), ROUTED.to_string())))
         .collect();
-    assert!(missing.is_empty(), "{} of {} lost: {missing:?}", missing.len(), ids.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {} lost: {missing:?}",
+        missing.len(),
+        ids.len()
+    );
     assert_eq!(routed.len(), ids.len(), "unexpected extra items");
 }
 
@@ -170,14 +175,21 @@ fn every_fault_on_both_channels_each_record_once_and_updates_as_updates() {
     let (hotline, portal) = sims(&rt);
     hotline.set_faults(every_fault());
     portal.set_faults(every_fault());
-    hotline.add_records(260);
+    // Spread over ten minutes: the hotline's 100-record cap forces window splits (a server's
+    // one-second resolution cannot split records of the same second).
+    let now = jiff::Timestamp::now();
+    hotline.add_records_between(260, now - jiff::SignedDuration::from_mins(10), now);
     portal.add_records(130);
     let mut app = TestApp::new(&brokers, "");
     channels(&app, &hotline.base_url(), &portal.base_url(), "");
     app.start();
 
     let ids = expected_ids(&hotline, &portal);
-    assert_eq!(ids.len(), 260 + 130 - 10 - 5, "the sims made some records bad");
+    assert_eq!(
+        ids.len(),
+        260 + 130 - 10 - 5,
+        "the sims made some records bad"
+    );
     let records = consume(
         &brokers,
         &app.topic,
@@ -228,8 +240,15 @@ fn every_fault_on_both_channels_each_record_once_and_updates_as_updates() {
     // Quarantine holds each bad record that has an id, by name, with its reason.
     let out = app.petitiond(&["quarantine", "list"]);
     let listing = String::from_utf8_lossy(&out.stdout);
-    for id in hotline.bad_record_ids().iter().chain(portal.bad_record_ids().iter()) {
-        assert!(listing.contains(&format!("id={id}")), "{id} not in quarantine:\n{listing}");
+    for id in hotline
+        .bad_record_ids()
+        .iter()
+        .chain(portal.bad_record_ids().iter())
+    {
+        assert!(
+            listing.contains(&format!("id={id}")),
+            "{id} not in quarantine:\n{listing}"
+        );
     }
     let (_, metrics) = app.http_get("/metrics");
     for (source, reason) in [
@@ -281,7 +300,8 @@ fn sigkill_mid_page_repeatedly_loses_nothing_and_duplicates_nothing() {
     let mut app = TestApp::new(&brokers, "");
     channels(&app, &hotline.base_url(), &portal.base_url(), "");
     for (round, wait_ms) in [300u64, 900, 1500, 600, 1200].into_iter().enumerate() {
-        hotline.add_records(120);
+        let now = jiff::Timestamp::now();
+        hotline.add_records_between(120, now - jiff::SignedDuration::from_secs(90), now);
         portal.add_records(60);
         app.start();
         std::thread::sleep(Duration::from_millis(wait_ms));
