@@ -2,13 +2,18 @@
 //!
 //! An in-process Kafka-protocol broker (librdkafka's mock cluster, on a loopback port that real
 //! clients such as kcat can use), a Maildir that a pretend scanner fills with sample letters
-//! (one of them damaged, to show quarantine), SQLite under a data dir. A consumer prints every
+//! (one of them damaged, to show quarantine), the hotline and portal simulators on loopback
+//! ports (with a few 500s, one bad record and, after a few seconds, an upstream status change),
+//! SQLite under a data dir. A consumer prints every
 //! routed envelope — personal fields masked — and where it went.
 
 use crate::app::{Application, shutdown_on_signals};
 use crate::channels::mailbox::deliver;
 use crate::config::Config;
 use crate::envelope::Envelope;
+use crate::sim::Faults;
+use crate::sim::hotline::{HotlineSim, HotlineSimConfig};
+use crate::sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
@@ -20,6 +25,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const CONFIG: &str = include_str!("../demo/petitiond-demo.toml");
+/// The simulators' credentials: demo values, written to files the config names.
+const DEMO_API_KEY: &str = "demo-api-key";
+const DEMO_PORTAL_SECRET: &str = "demo-portal-secret";
 
 /// The pretend scanner's mails: (file, bytes, should route).
 const LETTERS: [(&str, &[u8], bool); 5] = [
@@ -58,7 +66,34 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     let dir = dir.canonicalize()?;
     let mock = MockCluster::new(1)?;
     let brokers = mock.bootstrap_servers();
-    let text = CONFIG.replace("{brokers}", &brokers);
+    let hotline = HotlineSim::start(HotlineSimConfig {
+        jurisdiction_id: Some("demo.12345".into()),
+        api_key: Some(DEMO_API_KEY.into()),
+        ..Default::default()
+    })
+    .await?;
+    let portal = PortalSim::start(PortalSimConfig {
+        pagination: Pagination::Cursor,
+        signing: Some(SigningSecret {
+            app_key: "petitiond-demo".into(),
+            secret: DEMO_PORTAL_SECRET.into(),
+        }),
+        ..Default::default()
+    })
+    .await?;
+    hotline.set_faults(Faults {
+        error_500_every: Some(4),
+        bad_record_every: Some(4),
+        ..Default::default()
+    });
+    hotline.add_records(4);
+    portal.add_records(3);
+    std::fs::write(dir.join("hotline.key"), DEMO_API_KEY)?;
+    std::fs::write(dir.join("portal.secret"), DEMO_PORTAL_SECRET)?;
+    let text = CONFIG
+        .replace("{brokers}", &brokers)
+        .replace("{hotline_url}", &hotline.base_url())
+        .replace("{portal_url}", &portal.base_url());
     let config_path = dir.join("petitiond.toml");
     std::fs::write(&config_path, &text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
@@ -92,13 +127,29 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
         "  maildir       {}  (drop .eml files into new/ to route more)",
         mailbox.display()
     );
+    println!(
+        "  hotline       {}/requests.json  (Open311 simulator)",
+        hotline.base_url()
+    );
+    println!(
+        "  portal        {}/petitions  (signed, cursor-paged simulator)",
+        portal.base_url()
+    );
     println!();
 
     for (i, (name, bytes, _)) in LETTERS.iter().enumerate() {
         deliver(&mailbox, i as u64, bytes)?;
         println!("scanner delivered {name}");
     }
-    let expected = LETTERS.iter().filter(|l| l.2).count();
+    let expected = LETTERS.iter().filter(|l| l.2).count()
+        + hotline.record_ids().len()
+        + portal.record_ids().len();
+    println!(
+        "hotline has {} order(s) ({} bad), portal {} petition(s)",
+        hotline.record_count(),
+        hotline.record_count() - hotline.record_ids().len(),
+        portal.record_count()
+    );
 
     let stop = shutdown_on_signals()?;
     let printer = {
@@ -111,7 +162,21 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
         };
         tokio::task::spawn_blocking(move || print_routed(&brokers, &watch, &stop, done))
     };
+    // An upstream change a few seconds in: it reaches the department as an update event.
+    let changed = hotline.record_ids().first().cloned();
+    let upstream = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        if let Some(id) = changed
+            && hotline.update_record(&id)
+        {
+            println!("\nupstream: the hotline changed the status of order {id}");
+        }
+        hotline
+    });
     let result = app.run_until_stopped(stop.clone()).await;
+    let hotline = upstream.await?;
+    hotline.stop().await;
+    portal.stop().await;
     stop.cancel();
     let seen = printer.await??;
     let q = crate::store::SqliteStore::open(&dir.join("petitiond.db"), Duration::from_secs(5))?;

@@ -29,7 +29,7 @@ fn demo_routes_the_sample_letters_and_quarantines_the_damaged_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("routed 4 envelope(s); quarantined 1 input(s)"),
+        stdout.contains("routed 10 envelope(s); quarantined 2 input(s)"),
         "{stdout}"
     );
     assert!(
@@ -37,6 +37,16 @@ fn demo_routes_the_sample_letters_and_quarantines_the_damaged_one() {
         "{stdout}"
     );
     assert!(stdout.contains("malformed_mime"), "{stdout}");
+    // The hotline and portal simulators feed the demo too: routed items from both, the
+    // simulator's bad record quarantined, and the upstream change delivered as an update.
+    assert!(stdout.contains("\"channel\": \"hotline\""), "{stdout}");
+    assert!(stdout.contains("\"channel\": \"portal\""), "{stdout}");
+    assert!(stdout.contains("hotline requests.json"), "{stdout}");
+    assert!(stdout.contains("no_id"), "{stdout}");
+    assert!(
+        stdout.contains("ce_type=cn.gov.petition.item.updated.v1"),
+        "{stdout}"
+    );
     // Personal fields are masked in what the demo prints.
     assert!(!stdout.contains("拖欠其工资"), "{stdout}");
     assert!(stdout.contains("kafka broker  127.0.0.1:"), "{stdout}");
