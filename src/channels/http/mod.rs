@@ -28,6 +28,7 @@ use crate::metrics::{Metrics, SourceLabel, SourceOutcome};
 use crate::store::blobs::BlobStore;
 use crate::store::{NewOutbox, Store, blocking};
 use client::{FetchError, Fetcher, Req};
+use futures::StreamExt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use record::{BadRecord, Mapped};
@@ -36,6 +37,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+/// Records of a page prepared at once (their blob writes and fsyncs overlap).
+const PREPARE_CONCURRENCY: usize = 16;
 
 pub const TYPE_CHANNEL_STALE: &str = "cn.gov.petition.channel.stale.v1";
 pub const TYPE_CHANNEL_RECOVERED: &str = "cn.gov.petition.channel.recovered.v1";
@@ -290,44 +294,18 @@ impl HttpChannel {
     ) -> Result<Option<Timestamp>, PollError> {
         let mut waiting = Vec::with_capacity(records.len());
         let mut latest: Option<Timestamp> = None;
-        for (i, raw) in records.into_iter().enumerate() {
-            let mapped = record::map(
-                &raw,
-                &self.config.mapping,
-                &self.tz,
-                self.config.max_record_bytes,
-            );
-            let (reference, payload) = match mapped {
-                Ok(m) => {
-                    if let Some(t) = m.updated.or(m.created) {
-                        latest = Some(latest.map_or(t, |l| l.max(t)));
-                    }
-                    let reference = format!("{page}#{i} id={}", m.upstream_id);
-                    let env = self.envelope(f, stop, &raw, m).await?;
-                    (reference, env)
-                }
-                Err(bad) => {
-                    // Name the record by its id when it has one, so the operator can find it.
-                    let id = serde_json::from_str::<serde_json::Value>(raw.get())
-                        .ok()
-                        .and_then(|v| {
-                            self.config
-                                .mapping
-                                .id
-                                .iter()
-                                .find_map(|p| v.pointer(p).cloned())
-                        })
-                        .map(|v| match v {
-                            serde_json::Value::String(s) => s,
-                            other => other.to_string(),
-                        });
-                    let reference = match id {
-                        Some(id) => format!("{page}#{i} id={id}"),
-                        None => format!("{page}#{i}"),
-                    };
-                    (reference, rejected(&raw, bad))
-                }
-            };
+        // Records are prepared (mapped, attachments fetched, raw bytes stored) a few at a time
+        // so their blob writes overlap, then handed to intake in page order.
+        let records = &records;
+        let prepared = futures::stream::iter(0..records.len())
+            .map(|i| self.prepare(f, stop, page, i, &records[i]))
+            .buffered(PREPARE_CONCURRENCY);
+        futures::pin_mut!(prepared);
+        while let Some(next) = futures::StreamExt::next(&mut prepared).await {
+            let (reference, payload, time) = next?;
+            if let Some(t) = time {
+                latest = Some(latest.map_or(t, |l| l.max(t)));
+            }
             let (done, answer) = oneshot::channel();
             let inc = Incoming {
                 source: self.name().to_string(),
@@ -348,6 +326,51 @@ impl HttpChannel {
             }
         }
         Ok(latest)
+    }
+
+    /// One record → what intake gets: an envelope with its version, or a rejection.
+    async fn prepare(
+        &self,
+        f: &Fetcher,
+        stop: &CancellationToken,
+        page: &str,
+        i: usize,
+        raw: &RawValue,
+    ) -> Result<(String, Payload, Option<Timestamp>), PollError> {
+        let mapped = record::map(
+            raw,
+            &self.config.mapping,
+            &self.tz,
+            self.config.max_record_bytes,
+        );
+        Ok(match mapped {
+            Ok(m) => {
+                let reference = format!("{page}#{i} id={}", m.upstream_id);
+                let time = m.updated.or(m.created);
+                (reference, self.envelope(f, stop, raw, m).await?, time)
+            }
+            Err(bad) => {
+                // Name the record by its id when it has one, so the operator can find it.
+                let id = serde_json::from_str::<serde_json::Value>(raw.get())
+                    .ok()
+                    .and_then(|v| {
+                        self.config
+                            .mapping
+                            .id
+                            .iter()
+                            .find_map(|p| v.pointer(p).cloned())
+                    })
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    });
+                let reference = match id {
+                    Some(id) => format!("{page}#{i} id={id}"),
+                    None => format!("{page}#{i}"),
+                };
+                (reference, rejected(raw, bad), None)
+            }
+        })
     }
 
     /// Builds the envelope for a mapped record: raw bytes and attachments into the blob store.

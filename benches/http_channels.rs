@@ -1,0 +1,423 @@
+//! HTTP channels end to end: records/s from the simulators to Kafka-acknowledged envelopes,
+//! and the latency from a record becoming visible upstream to its delivery report, for the
+//! hotline alone, the portal alone, and both at once. The daemon runs in this process
+//! (`Application`), against the librdkafka mock cluster by default or a real broker when
+//! `PETITIOND_BENCH_KAFKA` names one (e.g. the tansu the test script starts).
+//!
+//! Baseline in the same run: the same pages fetched and split into records by the same HTTP
+//! client code without intake, store or Kafka — what the upstream and parsing alone allow.
+//!
+//! ```text
+//! cargo bench --bench http_channels
+//! HTTP_BENCH_RECORDS=500 HTTP_BENCH_RATE=50 HTTP_BENCH_SECS=5 cargo bench --bench http_channels
+//! ```
+//!
+//! Environment: `HTTP_BENCH_RECORDS` (backlog per channel, default 5,000), `HTTP_BENCH_RATE`
+//! (records/s per channel in the latency run, default 100), `HTTP_BENCH_SECS` (length of the
+//! latency run, default 10), `PETITIOND_BENCH_KAFKA` (brokers). Run without `--bench` (as
+//! `cargo test --benches` does) it is a short smoke run.
+
+use petitiond::app::Application;
+use petitiond::config::Config;
+use petitiond::envelope::{Channel, ItemId};
+use petitiond::sim::hotline::{HotlineSim, HotlineSimConfig};
+use petitiond::sim::portal::{Pagination, PortalSim, PortalSimConfig};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+fn env_num<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Which {
+    Hotline,
+    Portal,
+    Both,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Hotline => "hotline",
+            Which::Portal => "portal",
+            Which::Both => "both",
+        }
+    }
+}
+
+fn config_text(brokers: &str, hotline: Option<&str>, portal: Option<&str>) -> String {
+    let mut s = format!(
+        r#"
+[daemon]
+data_dir = "data"
+log_format = "json"
+log_filter = "error"
+
+[kafka]
+brokers = "{brokers}"
+partitions = 3
+
+[[departments]]
+id = "intake-desk"
+name = "接待科"
+topic = "bench.intake-desk"
+
+[routing]
+default_lead = "intake-desk"
+"#
+    );
+    let common = r#"
+poll_interval_ms = 200
+overlap_secs = 5
+initial_lookback_hours = 2
+requests_per_second = 1000
+backoff_initial_ms = 50
+backoff_max_ms = 500
+"#;
+    if let Some(h) = hotline {
+        s += &format!(
+            "\n[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"{h}\"\nmax_per_response = 1000\n{common}"
+        );
+    }
+    if let Some(p) = portal {
+        s += &format!(
+            r#"
+[channels.portal]
+protocol = "paged"
+base_url = "{p}"
+path = "/petitions"
+updated_after_param = "updated_after"
+items_pointer = "/data/items"
+{common}
+[channels.portal.pagination]
+kind = "cursor"
+page_size = 100
+next_cursor_pointer = "/data/next_cursor"
+[channels.portal.mapping]
+id = "/petitionNo"
+created = "/createTime"
+updated = "/updateTime"
+title = "/title"
+content = "/content"
+name = "/petitioner/name"
+id_number = "/petitioner/idCard"
+phone = "/petitioner/mobile"
+address = "/petitioner/address"
+region = "/regionName"
+service_code = "/matterCode"
+status = "/status"
+attachments = "/attachments"
+attachment_url = "/url"
+attachment_name = "/name"
+"#
+        );
+    }
+    s
+}
+
+struct Run {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _mock:
+        Option<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+}
+
+async fn start(which: Which, hotline: &HotlineSim, portal: &PortalSim) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (brokers, mock) = match std::env::var("PETITIOND_BENCH_KAFKA") {
+        Ok(b) => (b, None),
+        Err(_) => {
+            let m = rdkafka::mocking::MockCluster::new(1).unwrap();
+            (m.bootstrap_servers(), Some(m))
+        }
+    };
+    let h = (which != Which::Portal).then(|| hotline.base_url());
+    let p = (which != Which::Hotline).then(|| portal.base_url());
+    let text = config_text(&brokers, h.as_deref(), p.as_deref()).replace(
+        "bench.intake-desk",
+        &format!("bench.{}.{}", which.name(), std::process::id()),
+    );
+    let path = dir.path().join("petitiond.toml");
+    std::fs::write(&path, &text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(m) = &mock {
+        for t in config.topics() {
+            m.create_topic(&t, 3, 1).unwrap();
+        }
+    }
+    let db = config.store.path.clone();
+    let app = Application::build(config).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    Run {
+        _dir: dir,
+        db,
+        stop,
+        task,
+        _mock: mock,
+    }
+}
+
+impl Run {
+    fn delivered(&self) -> i64 {
+        let Ok(c) = rusqlite::Connection::open(&self.db) else {
+            return 0;
+        };
+        c.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'delivered'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
+    }
+
+    /// Delivery instant (the store's `done_at`) of each delivered item.
+    fn done_at(&self) -> HashMap<String, jiff::Timestamp> {
+        let c = rusqlite::Connection::open(&self.db).unwrap();
+        let mut st = c
+            .prepare("SELECT item_id, done_at FROM outbox WHERE state = 'delivered'")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .filter_map(|r| r.ok())
+            .filter_map(|(id, t)| t.parse().ok().map(|t| (id, t)))
+            .collect()
+    }
+
+    async fn finish(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn sims() -> (HotlineSim, PortalSim) {
+    let h = HotlineSim::start(HotlineSimConfig {
+        media_every: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let p = PortalSim::start(PortalSimConfig {
+        pagination: Pagination::Cursor,
+        media_every: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (h, p)
+}
+
+fn fill(which: Which, h: &HotlineSim, p: &PortalSim, n: usize) -> usize {
+    let now = jiff::Timestamp::now();
+    let mut total = 0;
+    if which != Which::Portal {
+        // Spread over an hour: the server's 1,000-record cap splits windows, as in production.
+        h.add_records_between(n, now - jiff::SignedDuration::from_hours(1), now);
+        total += n;
+    }
+    if which != Which::Hotline {
+        p.add_records(n);
+        total += n;
+    }
+    total
+}
+
+/// Backlog throughput: `n` records per channel waiting upstream when the daemon starts.
+async fn throughput(which: Which, n: usize) -> f64 {
+    let (h, p) = sims().await;
+    let total = fill(which, &h, &p, n);
+    let t0 = Instant::now();
+    let run = start(which, &h, &p).await;
+    let deadline = t0 + Duration::from_secs(600);
+    while run.delivered() < total as i64 {
+        assert!(Instant::now() < deadline, "backlog not delivered in 10 min");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    run.finish().await;
+    total as f64 / secs
+}
+
+/// Steady arrivals at `rate` records/s per channel for `secs`: latency from a record being
+/// visible upstream to its delivery report.
+async fn latency(which: Which, rate: u32, secs: u64) -> (usize, f64, f64, f64) {
+    let (h, p) = sims().await;
+    let run = start(which, &h, &p).await;
+    // Let topics be verified and the first empty polls pass.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut visible: HashMap<String, jiff::Timestamp> = HashMap::new();
+    let tick = Duration::from_millis(20);
+    let per_tick = (rate as f64 * tick.as_secs_f64()).max(1.0);
+    let mut owed = 0.0;
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        owed += per_tick;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let now = jiff::Timestamp::now();
+            if which != Which::Portal {
+                let id = h.add_record_at(now);
+                visible.insert(ItemId::derive(Channel::Hotline, &id).to_string(), now);
+            }
+            if which != Which::Hotline {
+                let id = p.add_records(1).remove(0);
+                visible.insert(ItemId::derive(Channel::Portal, &id).to_string(), now);
+            }
+        }
+        tokio::time::sleep(tick).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while run.delivered() < visible.len() as i64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = run.done_at();
+    run.finish().await;
+    let mut lat: Vec<f64> = visible
+        .iter()
+        .filter_map(|(id, t)| {
+            done.get(id)
+                .map(|d| d.duration_since(*t).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |f: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * f) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (
+        lat.len(),
+        q(0.5),
+        q(0.99),
+        lat.last().copied().unwrap_or(f64::NAN),
+    )
+}
+
+/// Baseline: the same backlog fetched and split into records, nothing recorded.
+async fn baseline(which: Which, n: usize) -> f64 {
+    let (h, p) = sims().await;
+    let total = fill(which, &h, &p, n);
+    let client = reqwest::Client::new();
+    let t0 = Instant::now();
+    let mut got = 0;
+    if which != Which::Portal {
+        // The same splitting the adapter does, on the same windows.
+        let now = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+        let mut windows = vec![(now - jiff::SignedDuration::from_hours(2), now)];
+        while let Some((a, b)) = windows.pop() {
+            let body = client
+                .get(format!("{}/requests.json", h.base_url()))
+                .query(&[
+                    ("updated_after", a.to_string()),
+                    ("updated_before", b.to_string()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let recs = petitiond::channels::http::record::records(&body, "").unwrap();
+            if recs.len() >= 1000 {
+                let mid = a + b.duration_since(a) / 2;
+                windows.push((mid, b));
+                windows.push((a, mid));
+                continue;
+            }
+            got += recs.len();
+        }
+    }
+    if which != Which::Hotline {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = vec![("page_size".to_string(), "100".to_string())];
+            if let Some(c) = &cursor {
+                q.push(("cursor".into(), c.clone()));
+            }
+            let body = client
+                .get(format!("{}/petitions", p.base_url()))
+                .query(&q)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            got += petitiond::channels::http::record::records(&body, "/data/items")
+                .unwrap()
+                .len();
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            match v.pointer("/data/next_cursor").and_then(|c| c.as_str()) {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+    }
+    assert!(got >= total, "baseline read {got} of {total}");
+    total as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let n: usize = env_num("HTTP_BENCH_RECORDS", if smoke { 300 } else { 5000 });
+    let rate: u32 = env_num("HTTP_BENCH_RATE", if smoke { 20 } else { 100 });
+    let secs: u64 = env_num("HTTP_BENCH_SECS", if smoke { 2 } else { 10 });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let kafka = std::env::var("PETITIOND_BENCH_KAFKA")
+        .map(|b| format!("broker {b}"))
+        .unwrap_or_else(|_| "librdkafka mock cluster (in process)".into());
+    println!(
+        "HTTP channels bench: {kafka}; poll interval 200 ms; SQLite synchronous=FULL on {}",
+        Path::new(".")
+            .canonicalize()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    println!();
+    println!("backlog of {n} records per channel → Kafka-acked envelopes");
+    println!(
+        "{:<8} {:>16} {:>22} {:>8}",
+        "channel", "petitiond rec/s", "baseline fetch rec/s", "ratio"
+    );
+    for which in [Which::Hotline, Which::Portal, Which::Both] {
+        let base = rt.block_on(baseline(which, n));
+        let full = rt.block_on(throughput(which, n));
+        println!(
+            "{:<8} {:>16.0} {:>22.0} {:>7.1}%",
+            which.name(),
+            full,
+            base,
+            100.0 * full / base
+        );
+    }
+    println!();
+    println!(
+        "steady arrivals, {rate} records/s per channel for {secs} s: visible upstream → delivery report"
+    );
+    println!(
+        "{:<8} {:>8} {:>10} {:>10} {:>10}",
+        "channel", "records", "p50 ms", "p99 ms", "max ms"
+    );
+    for which in [Which::Hotline, Which::Portal, Which::Both] {
+        let (count, p50, p99, max) = rt.block_on(latency(which, rate, secs));
+        println!(
+            "{:<8} {:>8} {:>10.0} {:>10.0} {:>10.0}",
+            which.name(),
+            count,
+            p50,
+            p99,
+            max
+        );
+    }
+}
