@@ -41,6 +41,8 @@ pub struct Application {
     blobs: Arc<FsBlobStore>,
     metrics: Metrics,
     admin: Option<tokio::net::TcpListener>,
+    /// Repeat-petition linking with its key (read or generated under the data-dir lock).
+    repeat: Option<Arc<crate::routing::repeat::Repeat>>,
 }
 
 impl Application {
@@ -63,6 +65,13 @@ impl Application {
             .with_context(|| format!("opening store {}", config.store.path.display()))?;
         let blobs = FsBlobStore::open(&config.blobs_dir)
             .with_context(|| format!("opening blob store {}", config.blobs_dir.display()))?;
+        let repeat = match &config.routing.repeat {
+            Some(r) => Some(Arc::new(
+                crate::routing::repeat::Repeat::load(r, &config.data_dir)
+                    .context("repeat-petition key")?,
+            )),
+            None => None,
+        };
         let admin = match config.admin_listen {
             Some(addr) => Some(
                 admin::bind(addr)
@@ -78,6 +87,7 @@ impl Application {
             blobs: Arc::new(blobs),
             metrics: Metrics::new(),
             admin,
+            repeat,
         })
     }
 
@@ -181,6 +191,7 @@ impl Application {
             metrics: self.metrics.clone(),
             relay_wake: wake.clone(),
             timers: timers_tx.clone(),
+            repeat: self.repeat.clone(),
         };
         let done = producer_done.clone();
         spawn(

@@ -512,7 +512,30 @@ fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
                 );
                 let (outcome, trace) = rules.evaluate(&input);
                 env.category = outcome.category;
-                let d = outcome.decision(jiff::Timestamp::now());
+                let mut d = outcome.decision(jiff::Timestamp::now());
+                let mut check = String::new();
+                if let Some(c) = &config.routing.completeness {
+                    let mut flags = outcome.tags.iter().map(|t| format!("tag:{t}")).collect();
+                    let desk = &config.routing.intake_desk;
+                    let missing = crate::routing::completeness::check(
+                        c,
+                        desk,
+                        &env,
+                        outcome.category,
+                        &mut flags,
+                        &mut d,
+                    );
+                    check = if missing.is_empty() {
+                        "\ncompleteness: nothing missing".to_string()
+                    } else {
+                        format!(
+                            "\ncompleteness: missing {} → lead {desk} (rule needs-supplement)",
+                            missing.join(", ")
+                        )
+                    };
+                    env.flags
+                        .extend(flags.into_iter().filter(|f| !f.starts_with("tag:")));
+                }
                 env.routing = Some(crate::envelope::Routing {
                     lead: d.lead,
                     assists: d.assists,
@@ -520,7 +543,7 @@ fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
                     rules_version: d.rules_version,
                     decided_at: d.decided_at,
                 });
-                format!("{outcome}\n{trace}")
+                format!("{outcome}{check}\n{trace}")
             }
             Err(code) => return code,
         },

@@ -91,6 +91,12 @@ pub struct Metrics {
     pub channel_stale: Family<SourceLabel, Gauge>,
     /// Attachments fetched by URL, by source and outcome (stored, too_large, bad_type, ...).
     pub attachments: Family<SourceOutcome, Counter>,
+    /// New items flagged `needs_supplement` (sent to the intake desk), by channel.
+    pub needs_supplement: Family<ChannelLabel, Counter>,
+    /// New items linked to earlier items of the same petitioner on the same matter, by channel.
+    pub items_linked: Family<ChannelLabel, Counter>,
+    /// New items flagged `repeat_petition`, by channel.
+    pub repeat_petitions: Family<ChannelLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -129,6 +135,9 @@ impl Metrics {
             upstream_last_success: Family::default(),
             channel_stale: Family::default(),
             attachments: Family::default(),
+            needs_supplement: Family::default(),
+            items_linked: Family::default(),
+            repeat_petitions: Family::default(),
         };
         r.register(
             "items_received",
@@ -254,6 +263,21 @@ impl Metrics {
             "attachments_fetched",
             "Attachments fetched by URL, by source and outcome",
             m.attachments.clone(),
+        );
+        r.register(
+            "items_needs_supplement",
+            "New items flagged needs_supplement and sent to the intake desk, by channel",
+            m.needs_supplement.clone(),
+        );
+        r.register(
+            "items_linked",
+            "New items linked to the same petitioner's earlier items on the same matter, by channel",
+            m.items_linked.clone(),
+        );
+        r.register(
+            "repeat_petitions",
+            "New items flagged repeat_petition, by channel",
+            m.repeat_petitions.clone(),
         );
         Metrics {
             registry: Arc::new(r),

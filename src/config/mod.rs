@@ -9,6 +9,7 @@
 
 pub mod http;
 mod raw;
+pub mod routing;
 pub(crate) mod toml_file;
 
 use crate::envelope::Channel;
@@ -179,6 +180,12 @@ pub struct RoutingConfig {
     /// Rules file and dictionaries directory; `None`: every item to `default_lead`.
     pub rules: Option<RulesFiles>,
     pub reload_interval: Duration,
+    /// Where incomplete items go (`routing.intake_desk`, default `default_lead`).
+    pub intake_desk: String,
+    /// The incomplete-item check; `None`: disabled.
+    pub completeness: Option<crate::routing::completeness::Completeness>,
+    /// Repeat-petition linking; `None`: disabled.
+    pub repeat: Option<routing::RepeatConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -452,6 +459,20 @@ impl Validator<'_> {
             );
         }
 
+        let intake_desk = raw
+            .routing
+            .intake_desk
+            .clone()
+            .unwrap_or_else(|| raw.routing.default_lead.clone());
+        if raw.routing.intake_desk.is_some() && !ids.contains(&intake_desk) {
+            self.err(
+                "routing.intake_desk",
+                format!("department `{intake_desk}` is not defined in [[departments]]"),
+            );
+        }
+        let completeness = self.completeness(&raw.routing.completeness);
+        let repeat = self.repeat(&raw.routing.repeat);
+
         let mailbox = match &raw.channels.mailbox {
             Some(m) if m.enabled => {
                 if m.kind != "maildir" {
@@ -553,6 +574,9 @@ impl Validator<'_> {
                 default_lead: raw.routing.default_lead.clone(),
                 rules,
                 reload_interval: Duration::from_millis(raw.routing.reload_interval_ms.max(100)),
+                intake_desk,
+                completeness,
+                repeat,
             },
             mailbox,
             http_sources,

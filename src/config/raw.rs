@@ -179,6 +179,12 @@ pub struct RawRouting {
     /// How often the rules files are checked for changes (SIGHUP reloads at once).
     #[serde(default = "default_reload_ms")]
     pub reload_interval_ms: u64,
+    /// Where incomplete items go; absent = `default_lead`.
+    pub intake_desk: Option<String>,
+    #[serde(default)]
+    pub completeness: super::routing::RawCompleteness,
+    #[serde(default)]
+    pub repeat: super::routing::RawRepeat,
 }
 
 fn default_reload_ms() -> u64 {

@@ -4,6 +4,7 @@
 //! not own the Kafka wire form (that is `kafka::wire`, converted by hand from this type so the
 //! wire can be versioned on its own) nor how items are stored (`store`).
 
+pub mod person;
 pub mod pii;
 
 use jiff::Timestamp;
@@ -95,6 +96,13 @@ impl ItemId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// An id as the store keeps it (a hyphenated UUID); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(s)
+            .ok()
+            .map(|u| Self(u.hyphenated().to_string()))
     }
 }
 

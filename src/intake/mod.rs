@@ -5,7 +5,14 @@
 //! and its outbox rows in one store transaction; then answer the channel (which may now move
 //! its cursor) and wake the relay. Intake never talks to Kafka.
 //!
+//! Routing includes the incomplete-item check (`routing::completeness`) and, in `link`, the
+//! repeat-petition look-up, so their flags are on the envelope before its clocks start.
+//!
 //! Ends when every channel has dropped its sender, after answering everything it received.
+
+mod link;
+#[cfg(test)]
+mod tests;
 
 use crate::channels::mailbox::parse::{self, BadMail, Limits};
 use crate::channels::{Disposition, Incoming, Payload};
@@ -40,6 +47,8 @@ pub struct Intake {
     pub router: Arc<routing::Router>,
     /// New clocks' timers for the SLA engine.
     pub timers: mpsc::UnboundedSender<Vec<Timer>>,
+    /// Repeat-petition linking with its key; `None`: disabled.
+    pub repeat: Option<Arc<routing::repeat::Repeat>>,
 }
 
 impl Intake {
@@ -179,7 +188,9 @@ impl Intake {
         mut env: Envelope,
         version: Option<String>,
     ) -> anyhow::Result<Disposition> {
-        let routed = self.router.route(&env, jiff::Timestamp::now());
+        let (routed, person_index) = self
+            .route_and_link(&mut env, jiff::Timestamp::now())
+            .await?;
         env.category = routed.category;
         env.flags.extend(routed.flags);
         let (decision, departments) = (routed.decision, routed.departments);
@@ -205,18 +216,34 @@ impl Intake {
             .collect();
         let id = env.id.to_string();
         let channel = env.channel.as_str().to_string();
+        let has = |flag: &str| env.flags.iter().any(|f| f == flag);
+        let counts = [
+            (
+                has(routing::completeness::NEEDS_SUPPLEMENT),
+                &self.metrics.needs_supplement,
+            ),
+            (!env.related.is_empty(), &self.metrics.items_linked),
+            (
+                has(routing::rules::REPEAT_PETITION_FLAG),
+                &self.metrics.repeat_petitions,
+            ),
+        ];
         let item = NewItem {
             envelope: env,
             decision,
             outbox,
             clocks,
             version,
+            person_index,
         };
         let recorded = blocking(&self.store, move |s| s.record_item(&item)).await?;
         let label = ChannelLabel { channel };
         match recorded {
             Recorded::New(timers) => {
                 self.metrics.items_received.get_or_create(&label).inc();
+                for (_, counter) in counts.iter().filter(|(yes, _)| *yes) {
+                    counter.get_or_create(&label).inc();
+                }
                 self.relay_wake.notify_one();
                 if !timers.is_empty() {
                     let _ = self.timers.send(timers);

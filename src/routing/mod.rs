@@ -2,10 +2,15 @@
 //!
 //! `rules` and `classify` are the operator-edited engine (pure). [`Router`] holds the rules
 //! now in force and swaps them atomically on reload; without a rules file every item goes to
-//! `routing.default_lead`. The router does no I/O except reading rules files on reload.
+//! `routing.default_lead`. After the rules, [`completeness`] sends incomplete items to the
+//! intake desk; [`repeat`] says who and what an item is about for repeat-petition linking
+//! (the look-up itself is intake's, `intake::link`). The router does no I/O except reading
+//! rules files on reload.
 
 pub mod classify;
+pub mod completeness;
 pub mod reload;
+pub mod repeat;
 pub mod rules;
 
 use crate::config::{Config, Department};
@@ -33,8 +38,12 @@ pub struct Routed {
     /// Lead first, then assists.
     pub departments: Vec<Department>,
     pub category: Option<crate::envelope::Category>,
-    /// Flags for the envelope: `unclassified`, `priority:<p>`, `tag:<t>`.
+    /// Flags for the envelope: `unclassified`, `priority:<p>`, `tag:<t>`, and from the
+    /// incomplete-item check `needs_supplement`, `missing:<what>`, `suggested_lead:<d>`.
     pub flags: Vec<String>,
+    /// The matter for repeat-petition linking ([`repeat::matter`]): from the rules' decision,
+    /// before the incomplete-item check changes the lead.
+    pub matter: Option<String>,
 }
 
 /// The rules in force. Reads take a snapshot (`Arc`); a reload swaps it whole.
@@ -85,11 +94,20 @@ impl Router {
         Ok((old, new_version))
     }
 
-    /// Routes one item.
+    /// Routes one item: the rules (or the fixed route), then the incomplete-item check.
     pub fn route(&self, env: &Envelope, now: jiff::Timestamp) -> Routed {
+        let mut routed = self.route_by_rules(env, now);
+        if let Some(c) = &self.config.routing.completeness {
+            completeness::apply(c, &self.config, env, &mut routed);
+        }
+        routed
+    }
+
+    fn route_by_rules(&self, env: &Envelope, now: jiff::Timestamp) -> Routed {
         let Some(rules) = self.snapshot() else {
             let (decision, deps) = route(&self.config, &self.fixed_version, env, now);
             return Routed {
+                matter: repeat::matter(env.category, &decision.lead),
                 decision,
                 departments: deps.into_iter().cloned().collect(),
                 category: env.category,
@@ -116,6 +134,7 @@ impl Router {
             .filter_map(|id| self.config.department(id).cloned())
             .collect();
         Routed {
+            matter: repeat::matter(outcome.category, &decision.lead),
             category: outcome.category,
             decision,
             departments,

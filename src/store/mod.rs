@@ -57,6 +57,16 @@ pub struct NewItem {
     /// The upstream record's version (a hash of its mapped fields), for channels whose records
     /// change upstream; `None` for mail, which never changes.
     pub version: Option<String>,
+    /// The item's entry in the repeat-petition index; `None`: not counted.
+    pub person_index: Option<PersonIndex>,
+}
+
+/// Who an item is from and what it is about, for repeat-petition linking: keyed hashes only,
+/// never a personal value (`routing::repeat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonIndex {
+    pub person_keys: Vec<String>,
+    pub matter: String,
 }
 
 /// An upstream change to a known item: its new envelope and the update events, recorded only
@@ -234,6 +244,15 @@ pub trait Store: Send + Sync + 'static {
     /// Records an item, its routing decision and its outbox rows atomically.
     fn record_item(&self, item: &NewItem) -> Result<Recorded, StoreError>;
     fn item_envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError>;
+    /// Items recorded before with any of `person_keys` on `matter`, received at or after
+    /// `since`, other than `except`: distinct ids, oldest first.
+    fn related_items(
+        &self,
+        person_keys: &[String],
+        matter: &str,
+        since: jiff::Timestamp,
+        except: &str,
+    ) -> Result<Vec<String>, StoreError>;
     /// The stored envelope of an item and its upstream version.
     fn item_state(&self, id: &str) -> Result<Option<(Envelope, Option<String>)>, StoreError>;
     /// The upstream version of an item, if the item is known and has one.

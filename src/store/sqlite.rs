@@ -134,6 +134,20 @@ ALTER TABLE items ADD COLUMN upstream_version TEXT;
 CREATE INDEX quarantine_source_raw ON quarantine(source, raw_ref);
 "#,
     ),
+    // v4: the repeat-petition index. person_key is a keyed hash (HMAC-SHA256, hex) of a
+    // normalised ID number or mobile, never the value; one row per (key, item).
+    M::up(
+        r#"
+CREATE TABLE person_items (
+    person_key TEXT NOT NULL,
+    item_id TEXT NOT NULL REFERENCES items(id),
+    matter TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (person_key, item_id)
+);
+CREATE INDEX person_items_matter ON person_items(person_key, matter, received_ms);
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -376,8 +390,50 @@ impl Store for SqliteStore {
         for (c, next) in &item.clocks {
             timers.push(insert_clock(&tx, c, *next)?);
         }
+        if let Some(p) = &item.person_index {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO person_items (person_key, item_id, matter, received_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for k in &p.person_keys {
+                st.execute(params![
+                    k,
+                    e.id.as_str(),
+                    p.matter,
+                    e.received_at.as_millisecond()
+                ])?;
+            }
+        }
         tx.commit()?;
         Ok(Recorded::New(timers.into_iter().flatten().collect()))
+    }
+
+    fn related_items(
+        &self,
+        person_keys: &[String],
+        matter: &str,
+        since: Timestamp,
+        except: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT item_id, received_ms FROM person_items
+             WHERE person_key = ?1 AND matter = ?2 AND received_ms >= ?3 AND item_id <> ?4",
+        )?;
+        // (received, id) of every distinct item, whichever key found it.
+        let mut found: Vec<(i64, String)> = Vec::new();
+        for k in person_keys {
+            let rows = st.query_map(params![k, matter, since.as_millisecond(), except], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, String>(0)?))
+            })?;
+            for row in rows {
+                let row = row?;
+                if !found.iter().any(|(_, id)| *id == row.1) {
+                    found.push(row);
+                }
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
     }
 
     fn item_state(&self, id: &str) -> Result<Option<(Envelope, Option<String>)>, StoreError> {
@@ -872,6 +928,7 @@ mod tests {
             )],
             envelope: env,
             version: None,
+            person_index: None,
         }
     }
 
@@ -884,6 +941,60 @@ mod tests {
         assert_eq!(timers.len(), 1);
         assert_eq!(s.record_item(&item("a")).unwrap(), Recorded::Duplicate);
         assert_eq!(s.pending_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn related_items_by_person_matter_and_window() {
+        let (_d, s) = store();
+        // (upstream, received, keys, matter)
+        let rows: &[(&str, &str, &[&str], &str)] = &[
+            ("a", "2026-01-10T00:00:00Z", &["k1"], "rights/hrss"),
+            ("b", "2026-03-01T00:00:00Z", &["k2", "k1"], "rights/hrss"),
+            ("c", "2026-03-02T00:00:00Z", &["k1"], "livelihood/health"),
+            ("d", "2026-03-03T00:00:00Z", &["k3"], "rights/hrss"),
+            ("e", "2026-02-01T00:00:00.500Z", &["k2"], "rights/hrss"),
+        ];
+        let mut ids = std::collections::HashMap::new();
+        for (up, at, keys, matter) in rows {
+            let mut it = item(up);
+            it.envelope.received_at = at.parse().unwrap();
+            it.person_index = Some(PersonIndex {
+                person_keys: keys.iter().map(|k| k.to_string()).collect(),
+                matter: matter.to_string(),
+            });
+            ids.insert(*up, it.envelope.id.to_string());
+            assert!(matches!(s.record_item(&it).unwrap(), Recorded::New(_)));
+            // A re-delivery of the same item adds nothing.
+            assert_eq!(s.record_item(&it).unwrap(), Recorded::Duplicate);
+        }
+        let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let since: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let got = s
+            .related_items(&keys(&["k1", "k2"]), "rights/hrss", since, "new")
+            .unwrap();
+        // b is found by both keys but listed once; oldest first (sub-second times compare
+        // as numbers, not text); c is another matter, d another person.
+        assert_eq!(
+            got,
+            vec![ids["a"].clone(), ids["e"].clone(), ids["b"].clone()]
+        );
+        // The window, and the item itself, are left out.
+        let since: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
+        let got = s
+            .related_items(&keys(&["k1", "k2"]), "rights/hrss", since, &ids["b"])
+            .unwrap();
+        assert_eq!(got, vec![ids["e"].clone()]);
+        assert!(
+            s.related_items(&[], "rights/hrss", since, "x")
+                .unwrap()
+                .is_empty()
+        );
+        // Only hashes are stored.
+        let conn = s.conn();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM person_items", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 6);
     }
 
     #[test]

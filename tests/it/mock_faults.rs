@@ -95,6 +95,7 @@ fn item(cfg: &Config, n: usize) -> NewItem {
         clocks: vec![],
         envelope: env,
         version: None,
+        person_index: None,
     }
 }
 

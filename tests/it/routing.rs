@@ -198,3 +198,96 @@ fn a_bad_rules_file_keeps_routing_and_alerts_a_good_one_takes_effect_live() {
         "{logs}"
     );
 }
+
+#[test]
+fn the_third_letter_from_one_phone_on_one_matter_arrives_flagged_as_a_repeat_petition() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let rules = format!(
+        "[[rule]]\nid = \"repeat-petition\"\nwhen.repeat_petition = true\nthen.priority = \"high\"\nthen.tags = [\"repeat-petition\"]\nthen.continue = true\n{RULES_V1}"
+    );
+    let d = with_rules(&app, &rules);
+    app.start();
+    // One petitioner, the phone written three ways in the letters' cover text (a letter has no
+    // phone field: petitiond finds it in the text); every letter about the same demolition.
+    let phones = [
+        "138 1234 5678",
+        "+86-138-1234-5678",
+        "１３８１２３４５６７８",
+    ];
+    let letters: Vec<Vec<u8>> = phones
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            String::from_utf8(letter_about(i + 1, "拆迁补偿款未落实"))
+                .unwrap()
+                .replace("13812345678", p)
+                .into_bytes()
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for (i, l) in letters.iter().enumerate() {
+        ids.push(app.deliver(l));
+        if i == 1 {
+            // The first letter delivered again: a duplicate, it must not count.
+            assert_eq!(app.deliver(&letters[0]), ids[0]);
+        }
+        // One at a time, so "the third" is the third recorded.
+        consume(
+            &brokers,
+            &d.land,
+            i + 1,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        );
+    }
+    let land = consume(
+        &brokers,
+        &d.land,
+        3,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    assert_exactly_once(&land, &ids);
+    let env = |id: &str| -> serde_json::Value {
+        let r = land.iter().find(|r| r.key == id).unwrap();
+        serde_json::from_slice(&r.payload).unwrap()
+    };
+    let flags = |e: &serde_json::Value| -> Vec<String> {
+        e["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (first, second, third) = (env(&ids[0]), env(&ids[1]), env(&ids[2]));
+    assert_eq!(first["related"], serde_json::json!([]));
+    assert_eq!(second["related"], serde_json::json!([ids[0]]));
+    assert!(!flags(&second).contains(&"repeat_petition".to_string()));
+    assert_eq!(third["related"], serde_json::json!([ids[0], ids[1]]));
+    let f = flags(&third);
+    for want in ["repeat_petition", "priority:high", "tag:repeat-petition"] {
+        assert!(f.contains(&want.to_string()), "{want} not in {f:?}");
+    }
+    assert_eq!(third["routing"]["lead"], "natural-resources");
+    assert_eq!(third["routing"]["rule_id"], "demolition");
+    assert_eq!(third["category"], "rights");
+    let (_, metrics) = app.http_get("/metrics");
+    assert!(
+        metrics.contains("petitiond_repeat_petitions_total{channel=\"letter\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("petitiond_items_linked_total{channel=\"letter\"} 2"),
+        "{metrics}"
+    );
+    for raw in ["13812345678", "138 1234 5678"] {
+        assert!(
+            !metrics.contains(raw) && !app.logs().contains(raw),
+            "{raw} leaked"
+        );
+    }
+    let key = app.dir.path().join("data/repeat-petition.key");
+    assert!(key.exists(), "the generated key lives in the data dir");
+}

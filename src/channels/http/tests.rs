@@ -61,6 +61,7 @@ impl H {
             metrics: metrics.clone(),
             relay_wake: Arc::new(Notify::new()),
             timers,
+            repeat: None,
         };
         tokio::spawn(async move {
             let _keep = _timers_rx;

@@ -1,0 +1,415 @@
+//! Intake with the shipped routing rules and a real SQLite store (no Kafka: intake never talks
+//! to it): the incomplete-item check and repeat-petition linking, end to end through
+//! `record`.
+
+use super::*;
+use crate::envelope::{Channel, Personal, Request, Upstream};
+use crate::store::SqliteStore;
+use crate::store::blobs::FsBlobStore;
+use std::path::Path;
+use std::time::Duration;
+
+const DEPARTMENTS: [&str; 8] = [
+    "intake-desk",
+    "hrss",
+    "housing",
+    "natural-resources",
+    "health",
+    "civil-affairs",
+    "policy-desk",
+    "key-cases",
+];
+
+struct H {
+    _dir: tempfile::TempDir,
+    intake: Intake,
+    store: Arc<SqliteStore>,
+    timers: mpsc::UnboundedReceiver<Vec<Timer>>,
+}
+
+/// An intake over a fresh store; `rules`: a rules file's text, or `None` for the shipped one.
+fn harness(rules: Option<&str>, extra: &str) -> H {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let rules_file = match rules {
+        Some(text) => {
+            let p = dir.path().join("rules.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+        None => shipped.join("rules.toml"),
+    };
+    let mut text = String::from("[kafka]\nbrokers = \"127.0.0.1:9\"\n");
+    for d in DEPARTMENTS {
+        text.push_str(&format!(
+            "\n[[departments]]\nid = \"{d}\"\nname = \"{d}\"\ntopic = \"t.{d}\"\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\n[routing]\ndefault_lead = \"intake-desk\"\nrules_file = \"{}\"\ndictionaries_dir = \"{}\"\n{extra}",
+        rules_file.display(),
+        shipped.join("dictionaries").display()
+    ));
+    let cfg =
+        Arc::new(Config::parse(&text, "test.toml", dir.path()).unwrap_or_else(|e| panic!("{e}")));
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("p.db"), Duration::from_secs(5)).unwrap());
+    let (tx, timers) = mpsc::unbounded_channel();
+    let repeat = cfg
+        .routing
+        .repeat
+        .clone()
+        .map(|r| Arc::new(routing::repeat::Repeat::with_key(r, "k".repeat(32))));
+    let intake = Intake {
+        router: Arc::new(routing::Router::new(cfg.clone()).unwrap()),
+        config: cfg,
+        store: store.clone(),
+        blobs: Arc::new(FsBlobStore::open(&dir.path().join("b")).unwrap()),
+        metrics: Metrics::new(),
+        relay_wake: Arc::new(Notify::new()),
+        timers: tx,
+        repeat,
+    };
+    H {
+        _dir: dir,
+        intake,
+        store,
+        timers,
+    }
+}
+
+/// A new item from `channel` received `day` days after 2026-03-02 08:00 (+08:00).
+fn item(channel: Channel, upstream: &str, day: i64, phone: &str, content: &str) -> Envelope {
+    let t0: jiff::Timestamp = "2026-03-02T00:00:00Z".parse().unwrap();
+    let mut e = Envelope::new(
+        channel,
+        Upstream {
+            id: upstream.into(),
+            source: channel.as_str().into(),
+            raw_ref: format!("sha256:{}", "0".repeat(64)),
+            ..Default::default()
+        },
+        t0 + jiff::SignedDuration::from_hours(24 * day),
+        Request {
+            title: None,
+            content: Personal::new(content),
+        },
+    );
+    if !phone.is_empty() {
+        e.petitioner.phone = Some(Personal::new(phone));
+    }
+    e
+}
+
+impl H {
+    /// Records `env` as its channel would hand it over (a letter as a parsed mail, the others
+    /// as upstream records); returns the stored envelope.
+    async fn record(&self, env: Envelope) -> (Disposition, Envelope) {
+        let id = env.id.to_string();
+        let d = if env.channel == Channel::Letter {
+            self.intake.record(env, None).await
+        } else {
+            let payload = Payload::Record {
+                envelope: Box::new(env),
+                version: "v1".into(),
+            };
+            self.intake.handle("test".into(), id.clone(), payload).await
+        }
+        .unwrap();
+        let stored = self.store.item_envelope(&id).unwrap().expect("recorded");
+        (d, stored)
+    }
+
+    fn outbox_topics(&self, id: &str) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .store
+            .pending_outbox(1000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.item_id == id)
+            .map(|r| r.topic)
+            .collect();
+        t.sort();
+        t
+    }
+
+    fn counter(&self, name: &str) -> String {
+        self.intake
+            .metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn has(e: &Envelope, flag: &str) -> bool {
+    e.flags.iter().any(|f| f == flag)
+}
+
+const WAGES: &str = "本人在某建筑公司务工，公司拖欠工资三个月共计两万余元，多次讨要无果。";
+
+#[tokio::test]
+async fn a_hotline_item_without_phone_or_address_needs_supplement_and_goes_to_the_desk() {
+    let mut h = harness(None, "");
+    let (d, e) = h.record(item(Channel::Hotline, "h-1", 0, "", WAGES)).await;
+    assert!(matches!(d, Disposition::Recorded(_)), "{d:?}");
+    assert!(has(&e, "needs_supplement"), "{:?}", e.flags);
+    assert!(has(&e, "missing:contact"), "{:?}", e.flags);
+    assert!(!has(&e, "missing:content"), "{:?}", e.flags);
+    assert!(
+        has(&e, "suggested_lead:hrss"),
+        "the rules' lead stays visible: {:?}",
+        e.flags
+    );
+    let r = e.routing.as_ref().unwrap();
+    assert_eq!(
+        (r.lead.as_str(), r.rule_id.as_str()),
+        ("intake-desk", "needs-supplement")
+    );
+    assert!(r.assists.is_empty());
+    assert_eq!(
+        e.category,
+        Some(crate::envelope::Category::Rights),
+        "still classified"
+    );
+    // The flag was there before the clocks started: the 24-hour supplement clock runs, from
+    // arrival, alongside the hotline's own.
+    let clocks: Vec<&str> = e.sla.iter().map(|c| c.clock.as_str()).collect();
+    assert!(clocks.contains(&"intake.supplement"), "{clocks:?}");
+    assert!(clocks.contains(&"hotline.view"), "{clocks:?}");
+    let sup = e
+        .sla
+        .iter()
+        .find(|c| c.clock == "intake.supplement")
+        .unwrap();
+    assert_eq!(
+        sup.due_at,
+        e.received_at + jiff::SignedDuration::from_hours(24)
+    );
+    assert!(
+        !h.timers.try_recv().unwrap().is_empty(),
+        "timers handed to the engine"
+    );
+    // Only the intake desk is told.
+    assert_eq!(h.outbox_topics(e.id.as_str()), ["t.intake-desk"]);
+    assert!(
+        h.counter("petitiond_items_needs_supplement_total")
+            .contains("channel=\"hotline\"} 1")
+    );
+
+    // With a phone, the same item goes to its department and starts no supplement clock.
+    let (_, ok) = h
+        .record(item(Channel::Hotline, "h-2", 0, "138 0013 8000", WAGES))
+        .await;
+    assert!(!has(&ok, "needs_supplement"), "{:?}", ok.flags);
+    assert_eq!(ok.routing.as_ref().unwrap().lead, "hrss");
+    assert!(!ok.sla.iter().any(|c| c.clock == "intake.supplement"));
+    // A scanned letter is the registering clerk's to judge.
+    let (_, letter) = h.record(item(Channel::Letter, "l-1", 0, "", WAGES)).await;
+    assert!(!has(&letter, "needs_supplement"), "{:?}", letter.flags);
+}
+
+#[tokio::test]
+async fn the_third_item_of_one_phone_on_one_matter_is_a_repeat_petition() {
+    let h = harness(None, "");
+    // The same mobile written three ways, through three channels; all about unpaid wages.
+    let (_, first) = h
+        .record(item(Channel::Hotline, "h-1", 0, "138 0013 8000", WAGES))
+        .await;
+    let (_, second) = h
+        .record(item(Channel::Portal, "p-1", 10, "+86-13800138000", WAGES))
+        .await;
+    let letter = format!("{WAGES}联系电话：１３８００１３８０００");
+    let (_, third) = h
+        .record(item(Channel::Letter, "l-1", 20, "", &letter))
+        .await;
+
+    assert!(first.related.is_empty());
+    assert!(!has(&first, "repeat_petition"));
+    assert_eq!(second.related, std::slice::from_ref(&first.id));
+    assert!(
+        !has(&second, "repeat_petition"),
+        "the second time links only"
+    );
+    assert_eq!(third.related, [first.id.clone(), second.id.clone()]);
+    assert!(has(&third, "repeat_petition"), "{:?}", third.flags);
+    // Routed with the flag set: the shipped `repeat-petition` rule raised priority and tagged
+    // it; the subject rule still chose the lead.
+    assert!(has(&third, "priority:high"), "{:?}", third.flags);
+    assert!(has(&third, "tag:repeat-petition"), "{:?}", third.flags);
+    assert_eq!(third.routing.as_ref().unwrap().lead, "hrss");
+    assert!(!has(&second, "tag:repeat-petition"));
+    // The envelope on the wire carries the links and validates against the schema.
+    let wire = crate::kafka::wire::envelope_v1(&third);
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/envelope.v1.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&wire)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(wire["related"].as_array().unwrap().len(), 2);
+
+    // The third re-delivered is a duplicate and does not count again: a fourth links to
+    // exactly three.
+    let again = h
+        .record(item(Channel::Letter, "l-1", 20, "", &letter))
+        .await
+        .0;
+    assert!(matches!(again, Disposition::Duplicate(_)), "{again:?}");
+    let (_, fourth) = h
+        .record(item(Channel::Hotline, "h-2", 30, "13800138000", WAGES))
+        .await;
+    assert_eq!(fourth.related, [first.id, second.id, third.id]);
+    assert!(has(&fourth, "repeat_petition"));
+
+    let m = h.intake.metrics.encode();
+    assert!(
+        m.contains("petitiond_repeat_petitions_total{channel=\"letter\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("petitiond_repeat_petitions_total{channel=\"hotline\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("petitiond_items_linked_total{channel=\"portal\"} 1"),
+        "{m}"
+    );
+    assert!(!m.contains("13800138000"));
+    // The index holds hashes only.
+    let db = h._dir.path().join("p.db");
+    let c = rusqlite::Connection::open(db).unwrap();
+    let keys: Vec<String> = c
+        .prepare("SELECT DISTINCT person_key || ' ' || matter FROM person_items")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(keys.len(), 1, "one person, one matter: {keys:?}");
+    assert!(keys[0].ends_with(" rights/hrss"), "{keys:?}");
+    assert!(!keys[0].contains("13800138000"));
+}
+
+#[tokio::test]
+async fn another_matter_or_an_old_item_does_not_make_a_repeat() {
+    let h = harness(None, "");
+    let medical = "在市医院住院的医保报销比例与政策规定不符，请核实处理。";
+    let (_, a) = h
+        .record(item(Channel::Hotline, "a", 0, "13800138000", WAGES))
+        .await;
+    let (_, b) = h
+        .record(item(Channel::Hotline, "b", 10, "13800138000", WAGES))
+        .await;
+    // Same person, a different matter (another department): neither linked nor flagged.
+    let (_, c) = h
+        .record(item(Channel::Hotline, "c", 20, "13800138000", medical))
+        .await;
+    assert_eq!(c.routing.as_ref().unwrap().lead, "health");
+    assert!(c.related.is_empty(), "{:?}", c.related);
+    assert!(!has(&c, "repeat_petition"));
+    // Same matter, but the first item is older than the window (180 days): linked to the
+    // second only, not flagged.
+    let (_, d) = h
+        .record(item(Channel::Hotline, "d", 185, "13800138000", WAGES))
+        .await;
+    assert_eq!(d.related, std::slice::from_ref(&b.id));
+    assert!(!has(&d, "repeat_petition"));
+    // Another person on the same matter is not linked at all.
+    let (_, e) = h
+        .record(item(Channel::Hotline, "e", 20, "13900001111", WAGES))
+        .await;
+    assert!(e.related.is_empty());
+    // A mistyped number (landline-length, not a mobile) is no key.
+    let (_, f) = h
+        .record(item(Channel::Hotline, "f", 21, "1380013800", WAGES))
+        .await;
+    assert!(f.related.is_empty());
+    assert!(!d.related.contains(&a.id), "outside the window");
+}
+
+#[tokio::test]
+async fn a_rule_on_the_repeat_flag_can_change_the_lead_without_changing_the_matter() {
+    let rules = r#"
+[[rule]]
+id = "repeat-to-key-cases"
+when.repeat_petition = true
+then.lead = "key-cases"
+then.continue = true
+
+[[rule]]
+id = "wages"
+when.keywords_any = ["拖欠工资"]
+then.lead = "hrss"
+
+[[rule]]
+id = "default"
+then.lead = "intake-desk"
+"#;
+    let h = harness(Some(rules), "");
+    let mut ids = Vec::new();
+    let mut last = None;
+    for (i, day) in [0, 5, 10, 15].into_iter().enumerate() {
+        let (_, e) = h
+            .record(item(
+                Channel::Hotline,
+                &format!("x{i}"),
+                day,
+                "13800138000",
+                WAGES,
+            ))
+            .await;
+        assert_eq!(e.related, ids, "item {i}");
+        ids.push(e.id.clone());
+        last = Some(e);
+    }
+    let e = last.unwrap();
+    let r = e.routing.as_ref().unwrap();
+    assert_eq!(
+        (r.lead.as_str(), r.rule_id.as_str()),
+        ("key-cases", "repeat-to-key-cases")
+    );
+    assert_eq!(r.assists, ["hrss"], "the subject department assists");
+    assert!(has(&e, "repeat_petition"));
+    // The fourth still found all three: the matter is the one routed without the flag.
+    assert_eq!(e.related.len(), 3);
+}
+
+#[tokio::test]
+async fn both_checks_can_be_switched_off() {
+    let h = harness(
+        None,
+        "\n[routing.completeness]\nenabled = false\n\n[routing.repeat]\nenabled = false\n",
+    );
+    assert!(h.intake.repeat.is_none());
+    let mut last = None;
+    for i in 0..3 {
+        let (_, e) = h
+            .record(item(
+                Channel::Hotline,
+                &format!("o{i}"),
+                i,
+                "13800138000",
+                "拖欠工资",
+            ))
+            .await;
+        last = Some(e);
+    }
+    let e = last.unwrap();
+    assert!(
+        e.flags.iter().all(|f| !f.starts_with("missing:")),
+        "{:?}",
+        e.flags
+    );
+    assert!(!has(&e, "needs_supplement"));
+    assert!(e.related.is_empty());
+}
