@@ -161,6 +161,8 @@ fn populate(db: &Path, n: usize) -> anyhow::Result<()> {
             url: None,
             source: "mailbox".into(),
             raw_ref: format!("sha256:{:064x}", 0),
+            reference: None,
+            sender: None,
         },
         now,
         Request {

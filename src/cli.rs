@@ -422,15 +422,13 @@ fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let limits = crate::channels::mailbox::parse::Limits {
-        max_parts: config.mailbox.as_ref().map_or(200, |m| m.max_parts),
-    };
+    let limits = crate::channels::mailbox::parse::Limits::of(config.mailbox.as_ref());
     let blobs = crate::store::blobs::DryRunBlobStore;
     let mut env = match crate::channels::mailbox::parse::normalize(
         &raw,
         jiff::Timestamp::now(),
         "explain",
-        limits,
+        &limits,
         &blobs,
     ) {
         Ok(e) => e,

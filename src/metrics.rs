@@ -14,6 +14,11 @@ pub struct ChannelLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QuarantineLabels {
     pub source: String,
     pub reason: String,
@@ -70,6 +75,14 @@ pub struct Metrics {
     pub mail_unknown: Counter,
     pub rules_reloaded: Counter,
     pub rules_reload_failed: Counter,
+    /// IMAP connections or sessions that failed (connect, TLS, login, select, a dropped link).
+    pub mailbox_connection_failures: Family<SourceLabel, Counter>,
+    /// 1 while an IMAP session is logged in with its folder selected.
+    pub mailbox_connected: Family<SourceLabel, Gauge>,
+    /// UIDVALIDITY changes seen (each one re-scans the folder from UID 1).
+    pub mailbox_uidvalidity_changes: Family<SourceLabel, Counter>,
+    /// Flag or move after commit refused by the server (the mail is recorded all the same).
+    pub mailbox_after_commit_failed: Family<SourceLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +116,10 @@ impl Metrics {
             mail_unknown: Counter::default(),
             rules_reloaded: Counter::default(),
             rules_reload_failed: Counter::default(),
+            mailbox_connection_failures: Family::default(),
+            mailbox_connected: Family::default(),
+            mailbox_uidvalidity_changes: Family::default(),
+            mailbox_after_commit_failed: Family::default(),
         };
         r.register(
             "items_received",
@@ -203,6 +220,26 @@ impl Metrics {
             "rules_reload_failed",
             "Routing rules reloads rejected (old rules kept)",
             m.rules_reload_failed.clone(),
+        );
+        r.register(
+            "mailbox_connection_failures",
+            "IMAP connection or session failures, by source",
+            m.mailbox_connection_failures.clone(),
+        );
+        r.register(
+            "mailbox_connected",
+            "1 while the IMAP session is up, by source",
+            m.mailbox_connected.clone(),
+        );
+        r.register(
+            "mailbox_uidvalidity_changes",
+            "IMAP UIDVALIDITY changes (folder re-scanned), by source",
+            m.mailbox_uidvalidity_changes.clone(),
+        );
+        r.register(
+            "mailbox_after_commit_failed",
+            "IMAP flag/move after commit refused by the server, by source",
+            m.mailbox_after_commit_failed.clone(),
         );
         Metrics {
             registry: Arc::new(r),

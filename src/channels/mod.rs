@@ -4,6 +4,7 @@
 //!
 //! A channel does not parse, route or produce; it reads, hands over, waits, commits.
 
+pub mod imap;
 pub mod mailbox;
 
 use jiff::Timestamp;

@@ -183,3 +183,94 @@ fn errors_inside_arrays_of_tables_name_index_and_line() {
         ("departments[0]", Some(5))
     );
 }
+
+#[test]
+fn imap_mailbox_is_validated_with_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("imap-password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let text = format!(
+        "{MINIMAL}\n[channels.mailbox]\nkind = \"imap\"\nhost = \"imap.example.gov.cn\"\nusername = \"scans\"\npassword = {{ file = \"{}\" }}\nletter_reference_pattern = '信件编号[:：]\\s*([A-Z0-9-]+)'\n",
+        pw.display()
+    );
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let m = c.mailbox.unwrap();
+    let MailboxKind::Imap(i) = &m.kind else {
+        panic!("not imap: {:?}", m.kind)
+    };
+    assert_eq!((i.port, i.tls), (993, ImapTls::Tls));
+    assert_eq!(i.mailbox, "INBOX");
+    assert_eq!(i.auth, ImapAuth::Login);
+    assert_eq!(i.after_commit, AfterCommit::None);
+    assert!(i.idle);
+    assert_eq!(i.password.expose(), "s3cret");
+    assert!(
+        !format!("{i:?}").contains("s3cret"),
+        "Debug hides the password"
+    );
+    assert_eq!(m.max_decoded_bytes, m.max_message_bytes);
+    assert!(m.letter_reference.is_some());
+}
+
+#[test]
+fn imap_mailbox_errors_are_all_reported_with_lines() {
+    let text = format!(
+        "{MINIMAL}
+[channels.mailbox]
+kind = \"imap\"
+tls = \"ssl\"
+auth = \"cram-md5\"
+after_commit = \"move\"
+commit_flag = \"$Done\"
+path = \"mail\"
+letter_reference_pattern = \"([A-Z\"
+password = \"plain-text-password\"
+"
+    );
+    let errs = parse(&text).unwrap_err().0;
+    let got: Vec<(&str, Option<usize>)> = errs.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    for want in [
+        ("channels.mailbox.tls", Some(15)),
+        ("channels.mailbox.auth", Some(16)),
+        ("channels.mailbox.commit_flag", Some(18)),
+        ("channels.mailbox.path", Some(19)),
+        ("channels.mailbox.letter_reference_pattern", Some(20)),
+        ("channels.mailbox.password", Some(21)),
+        ("channels.mailbox.host", None),
+        ("channels.mailbox.username", None),
+        ("channels.mailbox.move_to", None),
+    ] {
+        assert!(
+            got.iter()
+                .any(|(p, l)| *p == want.0 && (want.1.is_none() || *l == want.1)),
+            "missing {want:?} in {got:?}"
+        );
+    }
+    // A password in the TOML text is refused and never echoed.
+    assert!(
+        !errs
+            .iter()
+            .any(|e| e.to_string().contains("plain-text-password"))
+    );
+}
+
+#[test]
+fn imap_keys_on_a_maildir_mailbox_are_errors() {
+    let text = format!(
+        "{MINIMAL}\n[channels.mailbox]\npath = \"mail\"\nhost = \"imap.example.gov.cn\"\nidle = false\n"
+    );
+    let errs = parse(&text).unwrap_err().0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["channels.mailbox.host", "channels.mailbox.idle"],
+        "{errs:#?}"
+    );
+    // And a Maildir without a path.
+    let errs = parse(&format!(
+        "{MINIMAL}\n[channels.mailbox]\nkind = \"maildir\"\n"
+    ))
+    .unwrap_err()
+    .0;
+    assert_eq!(errs[0].path, "channels.mailbox.path");
+}

@@ -116,6 +116,14 @@ pub struct Upstream {
     pub source: String,
     /// Claim check of the raw upstream bytes in the blob store (`sha256:<hex>`).
     pub raw_ref: String,
+    /// The reference number people use for the record, when the upstream has one besides its
+    /// id (a scanned letter's barcode / 信件编号, found by `letter_reference_pattern`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Who sent it upstream (for mail: the From address — the scanner or clerk, not the
+    /// petitioner). May name a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Personal>,
 }
 
 /// The petitioner, as the visit register (来访事项登记表) records them. All optional: a scanned
@@ -245,6 +253,7 @@ impl Envelope {
             phone: m(&self.petitioner.phone, PiiKind::Phone),
             address: m(&self.petitioner.address, PiiKind::Address),
         };
+        e.upstream.sender = m(&self.upstream.sender, PiiKind::FreeText);
         e.request = Request {
             title: m(&self.request.title, PiiKind::FreeText),
             content: Personal::new(self.request.content.masked(PiiKind::FreeText)),
@@ -273,6 +282,8 @@ mod tests {
                 url: None,
                 source: "mailbox".into(),
                 raw_ref: "sha256:abc".into(),
+                reference: None,
+                sender: None,
             },
             "2026-03-02T01:00:00Z".parse().unwrap(),
             Request {

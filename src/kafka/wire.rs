@@ -119,6 +119,8 @@ pub fn envelope_v1(e: &Envelope) -> Value {
             "url": e.upstream.url,
             "source": e.upstream.source,
             "raw_ref": e.upstream.raw_ref,
+            "reference": e.upstream.reference,
+            "sender": personal(&e.upstream.sender),
         },
         "received_at": e.received_at.to_string(),
         "upstream_created_at": e.upstream_created_at.map(|t| t.to_string()),

@@ -2551,6 +2551,8 @@ category = "policy"
                 url: None,
                 source: "mailbox".into(),
                 raw_ref: "sha256:x".into(),
+                reference: None,
+                sender: None,
             },
             "2026-03-02T01:00:00Z".parse().unwrap(),
             Request {

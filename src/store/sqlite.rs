@@ -761,6 +761,8 @@ mod tests {
                 url: None,
                 source: "mailbox".into(),
                 raw_ref: "sha256:00".into(),
+                reference: None,
+                sender: None,
             },
             "2026-03-02T01:00:00Z".parse().unwrap(),
             Request {

@@ -75,6 +75,8 @@ fn item(cfg: &Config, n: usize) -> NewItem {
             url: None,
             source: "hotline".into(),
             raw_ref: format!("sha256:{:064x}", n),
+            reference: None,
+            sender: None,
         },
         "2026-03-02T01:00:00Z".parse().unwrap(),
         Request {
