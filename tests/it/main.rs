@@ -7,6 +7,7 @@ mod check;
 mod delivery;
 mod demo;
 mod faults;
+mod imap;
 mod mail;
 mod mock_faults;
 mod routing;
