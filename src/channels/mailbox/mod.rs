@@ -10,6 +10,9 @@
 
 pub mod parse;
 
+#[cfg(test)]
+mod golden;
+
 use super::{Disposition, Incoming, Payload};
 use crate::config::MailboxConfig;
 use jiff::Timestamp;

@@ -125,7 +125,7 @@ pub fn normalize(
     let raw_ref = blob(raw)?;
     let mut attachments = Vec::new();
     let mut scans = 0;
-    for part in leaf_attachments(&msg) {
+    for (owner, part) in leaf_attachments(&msg) {
         let bytes = part.contents();
         let media_type = part
             .content_type()
@@ -140,20 +140,29 @@ pub fn normalize(
         }
         let r = blob(bytes)?;
         attachments.push(Attachment {
-            name: part
-                .attachment_name()
-                .map(|n| Personal::new(n.trim().to_string())),
+            name: attachment_name(owner, part).map(Personal::new),
             media_type,
             size: r.size,
             sha256: r.sha256.clone(),
             dataref: blobs.dataref(&r),
         });
     }
+    // The mail's subject, its text, then a forwarded letter's subject and text.
     let reference = limits.letter_reference.as_ref().and_then(|re| {
         title
             .as_deref()
             .and_then(|t| find_reference(re, t))
             .or_else(|| find_reference(re, &content))
+            .or_else(|| {
+                messages(&msg)
+                    .into_iter()
+                    .filter(|(_, depth)| *depth > 1)
+                    .find_map(|(m, _)| {
+                        m.subject()
+                            .and_then(|t| find_reference(re, t))
+                            .or_else(|| find_reference(re, &text_of(m).ok()?))
+                    })
+            })
     });
     let mut env = Envelope::new(
         Channel::Letter,
@@ -417,7 +426,8 @@ fn text_of(m: &Message<'_>) -> Result<String, BadMail> {
         return Ok(String::new());
     };
     if !text.contains(REPLACEMENT) {
-        return Ok(text.trim().to_string());
+        // One line ending whatever the transport used (Maildir files vs IMAP's CRLF).
+        return Ok(text.replace("\r\n", "\n").trim().to_string());
     }
     let part: Option<&MessagePart<'_>> = m.text_bodies().next();
     let fixed = part
@@ -443,16 +453,135 @@ fn text_of(m: &Message<'_>) -> Result<String, BadMail> {
     }
 }
 
-/// Attachments of the mail and of every message forwarded inside it, without the forwarded
-/// messages themselves (their bytes are in the raw mail).
-fn leaf_attachments<'a>(msg: &'a Message<'a>) -> Vec<&'a MessagePart<'a>> {
+/// Attachments of the mail and of every message forwarded inside it (each with the message it
+/// belongs to), without the forwarded messages themselves (their bytes are in the raw mail).
+fn leaf_attachments<'a>(msg: &'a Message<'a>) -> Vec<(&'a Message<'a>, &'a MessagePart<'a>)> {
     let mut out = Vec::new();
     for (m, _) in messages(msg) {
         for part in m.attachments() {
             if !matches!(part.body, PartType::Message(_)) {
-                out.push(part);
+                out.push((m, part));
             }
         }
+    }
+    out
+}
+
+/// The file name of an attachment. RFC 2231 parameters (`filename*=`, and continuations
+/// `filename*0*=`, `filename*1*=` whose charset is named once, in the first piece, and which
+/// mailers split anywhere, even inside a character) are put together from the raw header
+/// here; otherwise mail-parser's reading (RFC 2047 or plain).
+fn attachment_name(owner: &Message<'_>, part: &MessagePart<'_>) -> Option<String> {
+    let from_raw = |header: &str, param: &str| {
+        let h = part
+            .headers
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case(header))?;
+        let raw = owner
+            .raw_message()
+            .get(h.offset_start() as usize..h.offset_end() as usize)?;
+        rfc2231_param(raw, param)
+    };
+    from_raw("Content-Disposition", "filename")
+        .or_else(|| from_raw("Content-Type", "name"))
+        .or_else(|| part.attachment_name().map(str::to_string))
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+}
+
+/// An RFC 2231 extended parameter (`param*=` or `param*0*=`, `param*1=`, ...) of a raw header
+/// value; `None` when the parameter is not in that form.
+pub fn rfc2231_param(raw: &[u8], param: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let unfolded: String = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    let mut pieces: Vec<(usize, bool, String)> = Vec::new();
+    for item in split_params(&unfolded) {
+        let Some((name, value)) = item.split_once('=') else {
+            continue;
+        };
+        let name = name.trim().to_ascii_lowercase();
+        let Some(rest) = name.strip_prefix(&param.to_ascii_lowercase()) else {
+            continue;
+        };
+        let Some(rest) = rest.strip_prefix('*') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"').to_string();
+        if rest.is_empty() {
+            pieces.push((0, true, value));
+        } else {
+            let (index, extended) = match rest.strip_suffix('*') {
+                Some(i) => (i, true),
+                None => (rest, false),
+            };
+            pieces.push((index.parse().ok()?, extended, value));
+        }
+    }
+    if pieces.is_empty() {
+        return None;
+    }
+    pieces.sort_by_key(|p| p.0);
+    let mut charset = String::new();
+    let mut bytes = Vec::new();
+    for (i, (_, extended, value)) in pieces.iter().enumerate() {
+        let mut v = value.as_str();
+        if i == 0 && *extended {
+            // charset'language'value
+            let mut it = v.splitn(3, '\'');
+            if let (Some(cs), Some(_lang), Some(rest)) = (it.next(), it.next(), it.next()) {
+                charset = cs.to_string();
+                v = rest;
+            }
+        }
+        if *extended {
+            bytes.extend(percent_decode(v));
+        } else {
+            bytes.extend_from_slice(v.as_bytes());
+        }
+    }
+    let label = if charset.is_empty() {
+        "utf-8"
+    } else {
+        &charset
+    };
+    let enc = encoding_rs::Encoding::for_label(label.as_bytes()).unwrap_or(encoding_rs::UTF_8);
+    Some(enc.decode_without_bom_handling(&bytes).0.into_owned())
+}
+
+/// `a; b="x;y"; c` → the items after the first `;`, quotes respected.
+fn split_params(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in value.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ';' if !quoted => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().skip(1).collect()
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(h) = b.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(h).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
     }
     out
 }
