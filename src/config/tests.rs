@@ -23,7 +23,20 @@ fn shipped_example_config_parses() {
     let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.departments.len(), 8);
     assert!(c.routing.rules.is_some(), "the example ships routing rules");
-    assert!(c.mailbox.is_some());
+    let mb = c.mailbox.as_ref().unwrap();
+    assert!(
+        matches!(mb.kind, MailboxKind::Maildir { .. }),
+        "the example stays Maildir"
+    );
+    let re = mb.letter_reference.as_ref().unwrap();
+    assert_eq!(
+        re.captures("来信扫描 信件编号：XF-2026-000123")
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .as_str(),
+        "XF-2026-000123"
+    );
     assert_eq!(c.kafka.delivery_timeout, None);
     // The example lists the plan's clocks: exactly the built-in defaults.
     assert_eq!(c.sla.clocks, crate::sla::policy::defaults());
