@@ -297,7 +297,92 @@ fn is_utf8_label(l: &str) -> bool {
 
 fn known_charset(label: &str) -> bool {
     let l = label.trim().trim_matches('"').to_ascii_lowercase();
-    is_utf8_label(&l) || charset_decoder(l.as_bytes()).is_some()
+    is_utf8_label(&l) || charset_decoder(l.as_bytes()).is_some() || alias_encoding(&l).is_some()
+}
+
+/// A charset label mail-parser does not know that encoding_rs does once normalised, or a
+/// common alias (Python's mail library writes its codec names, e.g. `big5_tw`).
+fn alias_encoding(label: &str) -> Option<&'static encoding_rs::Encoding> {
+    let l = label
+        .trim()
+        .trim_matches('"')
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    let l = match l.as_str() {
+        "big5-tw" | "big5tw" | "cp950" | "ms950" => "big5",
+        "gb2312-80" | "euc-cn" | "euccn" => "gbk",
+        other => other,
+    };
+    encoding_rs::Encoding::for_label(l.as_bytes())
+}
+
+/// Decodes `bytes` in charset `label`: mail-parser's decoders, else an alias; `None` if the
+/// label is unknown or the bytes do not decode cleanly.
+fn decode_charset(label: &str, bytes: &[u8]) -> Option<String> {
+    let l = label.trim().trim_matches('"').to_ascii_lowercase();
+    let text = if is_utf8_label(&l) {
+        String::from_utf8(bytes.to_vec()).ok()?
+    } else if let Some(enc) = alias_encoding(&l) {
+        enc.decode_without_bom_handling_and_without_replacement(bytes)?
+            .into_owned()
+    } else {
+        charset_decoder(l.as_bytes())?(bytes)
+    };
+    (!text.contains(REPLACEMENT)).then_some(text)
+}
+
+/// RFC 2047 decoding of a raw header value, for the charsets mail-parser lacks; `None` if a
+/// word cannot be decoded.
+fn decode_encoded_words(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let unfolded: String = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    let mut out = String::new();
+    let mut rest = unfolded.as_str();
+    let mut pending_space = String::new();
+    let mut after_word = false;
+    while let Some(start) = rest.find("=?") {
+        let before = &rest[..start];
+        let word = &rest[start + 2..];
+        let mut parts = word.splitn(3, '?');
+        let (Some(cs), Some(enc), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
+            break;
+        };
+        let Some(end) = tail.find("?=") else {
+            break;
+        };
+        let data = &tail[..end];
+        if !(after_word && before.trim().is_empty()) {
+            out.push_str(&pending_space);
+            out.push_str(before);
+        }
+        pending_space.clear();
+        let bytes = match enc {
+            "B" | "b" => mail_parser::decoders::base64::base64_decode(data.as_bytes())?,
+            "Q" | "q" => q_decode(data),
+            _ => return None,
+        };
+        out.push_str(&decode_charset(
+            cs.split('*').next().unwrap_or_default(),
+            &bytes,
+        )?);
+        after_word = true;
+        rest = &tail[end + 2..];
+        if rest.trim().is_empty() {
+            rest = "";
+        } else {
+            let trimmed = rest.trim_start();
+            pending_space = rest[..rest.len() - trimmed.len()].to_string();
+            rest = trimmed;
+        }
+    }
+    out.push_str(&pending_space);
+    out.push_str(rest);
+    (!out.contains(REPLACEMENT)).then(|| out.trim().to_string())
+}
+
+/// The `Q` encoding of RFC 2047 (`_` is a space).
+fn q_decode(data: &str) -> Vec<u8> {
+    percent_decode(&data.replace('_', " ").replace('=', "%"))
 }
 
 /// The charset label for an operator: short and printable (it comes from the mail).
@@ -379,7 +464,10 @@ fn subject(msg: &Message<'_>) -> Result<Option<String>, BadMail> {
         return Ok(None);
     };
     let s = if s.contains(REPLACEMENT) {
-        let fixed = raw_header(msg, "Subject").and_then(gb18030_fallback);
+        let raw = raw_header(msg, "Subject");
+        let fixed = raw
+            .and_then(decode_encoded_words)
+            .or_else(|| raw.and_then(gb18030_fallback));
         match fixed {
             Some(f) => unfold(&f),
             None => {
@@ -430,21 +518,35 @@ fn text_of(m: &Message<'_>) -> Result<String, BadMail> {
         return Ok(text.replace("\r\n", "\n").trim().to_string());
     }
     let part: Option<&MessagePart<'_>> = m.text_bodies().next();
-    let fixed = part
-        .filter(|p| p.encoding == Encoding::None && matches!(p.body, PartType::Text(_)))
-        .filter(|p| {
-            p.content_type()
-                .and_then(|ct| ct.attribute("charset"))
-                .is_none_or(|c| {
-                    let c = c.to_ascii_lowercase();
-                    c == "us-ascii" || c == "ascii"
-                })
-        })
-        .and_then(|p| {
-            m.raw_message()
-                .get(p.raw_body_offset() as usize..p.raw_end_offset() as usize)
-        })
-        .and_then(gb18030_fallback);
+    let fixed = part.and_then(|p| {
+        if !matches!(p.body, PartType::Text(_)) {
+            return None;
+        }
+        let raw = m
+            .raw_message()
+            .get(p.raw_body_offset() as usize..p.raw_end_offset() as usize)?;
+        let label = p
+            .content_type()
+            .and_then(|ct| ct.attribute("charset"))
+            .map(|c| c.trim().to_ascii_lowercase());
+        match label.as_deref() {
+            None | Some("us-ascii" | "ascii") if p.encoding == Encoding::None => {
+                gb18030_fallback(raw)
+            }
+            // A label only our aliases know: mail-parser decoded it as UTF-8.
+            Some(l) if charset_decoder(l.as_bytes()).is_none() && !is_utf8_label(l) => {
+                let bytes = match p.encoding {
+                    Encoding::Base64 => mail_parser::decoders::base64::base64_decode(raw)?,
+                    Encoding::QuotedPrintable => {
+                        mail_parser::decoders::quoted_printable::quoted_printable_decode(raw)?
+                    }
+                    Encoding::None => raw.to_vec(),
+                };
+                decode_charset(l, &bytes)
+            }
+            _ => None,
+        }
+    });
     match fixed {
         Some(t) => Ok(t.replace("\r\n", "\n").trim().to_string()),
         None => Err(BadMail::BadCharset(
