@@ -289,6 +289,13 @@ mod tests {
                 late: "false".into(),
             })
             .inc();
+        let source = SourceLabel {
+            source: "mailbox".into(),
+        };
+        m.mailbox_connection_failures.get_or_create(&source).inc();
+        m.mailbox_connected.get_or_create(&source).set(1);
+        m.mailbox_uidvalidity_changes.get_or_create(&source).inc();
+        m.mailbox_after_commit_failed.get_or_create(&source).inc();
         let text = m.encode();
         for name in [
             "petitiond_quarantined_total",
@@ -301,6 +308,10 @@ mod tests {
             "petitiond_alert_mail_sent_total",
             "petitiond_alert_mail_failed_total",
             "petitiond_alert_mail_unknown_total",
+            "petitiond_mailbox_connection_failures_total{source=\"mailbox\"} 1",
+            "petitiond_mailbox_connected{source=\"mailbox\"} 1",
+            "petitiond_mailbox_uidvalidity_changes_total{source=\"mailbox\"} 1",
+            "petitiond_mailbox_after_commit_failed_total{source=\"mailbox\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
         }
