@@ -5,6 +5,9 @@
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
 #
+# Also starts a throwaway Dovecot (scripts/dovecot-test.sh; installs Debian's dovecot-imapd if
+# missing) for the IMAP tests and exports PETITIOND_TEST_IMAP* and PETITIOND_TEST_DOVECOT_DIR.
+#
 # Cache: $PETITIOND_CACHE (default ~/.cache/petitiond) keeps the tansu binary between runs;
 # without it the script builds tansu once (~12 minutes on 2 cores).
 set -euo pipefail
@@ -53,8 +56,11 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 WORK="$(mktemp -d)"
+# Dovecot's mail processes run as their own user and must reach $WORK/dovecot.
+chmod 755 "$WORK"
 BROKER_PID=""
 cleanup() {
+  scripts/dovecot-test.sh stop "$WORK/dovecot" || true
   [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
   rm -rf "$WORK"
 }
@@ -73,6 +79,11 @@ done
 
 export PETITIOND_TEST_KAFKA="127.0.0.1:$PORT"
 export PETITIOND_TANSU_BIN="$TANSU_BIN"
+
+log "starting dovecot (test IMAP server)"
+scripts/dovecot-test.sh start "$WORK/dovecot" >/dev/null
+# shellcheck disable=SC1091
+. "$WORK/dovecot/env"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -8,8 +8,9 @@
 
 use crate::admin::{self, AdminState};
 use crate::channels::http::{ChannelHealth, HttpChannel};
+use crate::channels::imap::ImapChannel;
 use crate::channels::mailbox::MaildirChannel;
-use crate::config::Config;
+use crate::config::{Config, MailboxKind};
 use crate::envelope::Channel;
 use crate::intake::Intake;
 use crate::kafka::client::BrokerHealth;
@@ -128,12 +129,30 @@ impl Application {
 
         let (tx, rx) = mpsc::channel(INTAKE_QUEUE);
         if let Some(mb) = &cfg.mailbox {
-            let ch = MaildirChannel {
-                source: "mailbox".into(),
-                config: mb.clone(),
-                intake: tx.clone(),
-            };
-            spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
+            match &mb.kind {
+                MailboxKind::Maildir { path } => {
+                    let ch = MaildirChannel {
+                        source: "mailbox".into(),
+                        path: path.clone(),
+                        config: mb.clone(),
+                        intake: tx.clone(),
+                    };
+                    spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
+                }
+                MailboxKind::Imap(imap) => {
+                    let ch = ImapChannel {
+                        source: "mailbox".into(),
+                        imap: imap.clone(),
+                        max_message_bytes: mb.max_message_bytes,
+                        poll_interval: mb.poll_interval,
+                        spool: cfg.data_dir.join("imap-spool"),
+                        intake: tx.clone(),
+                        store: self.store.clone(),
+                        metrics: self.metrics.clone(),
+                    };
+                    spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
+                }
+            }
         }
         let channel_health = ChannelHealth::default();
         for source in &cfg.http_sources {

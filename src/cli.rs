@@ -409,14 +409,12 @@ fn explain_letter(
     config: &Config,
     raw: &[u8],
 ) -> Result<crate::envelope::Envelope, (&'static str, String)> {
-    let limits = crate::channels::mailbox::parse::Limits {
-        max_parts: config.mailbox.as_ref().map_or(200, |m| m.max_parts),
-    };
+    let limits = crate::channels::mailbox::parse::Limits::of(config.mailbox.as_ref());
     crate::channels::mailbox::parse::normalize(
         raw,
         jiff::Timestamp::now(),
         "explain",
-        limits,
+        &limits,
         &crate::store::blobs::DryRunBlobStore,
     )
     .map_err(|bad| (bad.reason(), bad.to_string()))

@@ -102,11 +102,10 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
         config.sla.alerts_topic.clone(),
         config.sla.status_topic.clone(),
     );
-    let mailbox = config
-        .mailbox
-        .clone()
-        .expect("demo config has a mailbox")
-        .path;
+    let mailbox = match config.mailbox.clone().map(|m| m.kind) {
+        Some(crate::config::MailboxKind::Maildir { path }) => path,
+        _ => anyhow::bail!("the demo config needs a Maildir mailbox"),
+    };
     // An operator would create topics on a real cluster; the mock cluster gets them here.
     for t in config.topics() {
         mock.create_topic(&t, config.kafka.partitions, 1)?;

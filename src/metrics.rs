@@ -14,6 +14,11 @@ pub struct ChannelLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QuarantineLabels {
     pub source: String,
     pub reason: String,
@@ -35,11 +40,6 @@ pub struct ClockLabel {
 pub struct StatusLabels {
     pub event: String,
     pub outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabel {
-    pub source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +97,14 @@ pub struct Metrics {
     pub items_linked: Family<ChannelLabel, Counter>,
     /// New items flagged `repeat_petition`, by channel.
     pub repeat_petitions: Family<ChannelLabel, Counter>,
+    /// IMAP connections or sessions that failed (connect, TLS, login, select, a dropped link).
+    pub mailbox_connection_failures: Family<SourceLabel, Counter>,
+    /// 1 while an IMAP session is logged in with its folder selected.
+    pub mailbox_connected: Family<SourceLabel, Gauge>,
+    /// UIDVALIDITY changes seen (each one re-scans the folder from UID 1).
+    pub mailbox_uidvalidity_changes: Family<SourceLabel, Counter>,
+    /// Flag or move after commit refused by the server (the mail is recorded all the same).
+    pub mailbox_after_commit_failed: Family<SourceLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -138,6 +146,10 @@ impl Metrics {
             needs_supplement: Family::default(),
             items_linked: Family::default(),
             repeat_petitions: Family::default(),
+            mailbox_connection_failures: Family::default(),
+            mailbox_connected: Family::default(),
+            mailbox_uidvalidity_changes: Family::default(),
+            mailbox_after_commit_failed: Family::default(),
         };
         r.register(
             "items_received",
@@ -279,6 +291,26 @@ impl Metrics {
             "New items flagged repeat_petition, by channel",
             m.repeat_petitions.clone(),
         );
+        r.register(
+            "mailbox_connection_failures",
+            "IMAP connection or session failures, by source",
+            m.mailbox_connection_failures.clone(),
+        );
+        r.register(
+            "mailbox_connected",
+            "1 while the IMAP session is up, by source",
+            m.mailbox_connected.clone(),
+        );
+        r.register(
+            "mailbox_uidvalidity_changes",
+            "IMAP UIDVALIDITY changes (folder re-scanned), by source",
+            m.mailbox_uidvalidity_changes.clone(),
+        );
+        r.register(
+            "mailbox_after_commit_failed",
+            "IMAP flag/move after commit refused by the server, by source",
+            m.mailbox_after_commit_failed.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -336,6 +368,13 @@ mod tests {
                 late: "false".into(),
             })
             .inc();
+        let source = SourceLabel {
+            source: "mailbox".into(),
+        };
+        m.mailbox_connection_failures.get_or_create(&source).inc();
+        m.mailbox_connected.get_or_create(&source).set(1);
+        m.mailbox_uidvalidity_changes.get_or_create(&source).inc();
+        m.mailbox_after_commit_failed.get_or_create(&source).inc();
         let text = m.encode();
         for name in [
             "petitiond_quarantined_total",
@@ -348,6 +387,10 @@ mod tests {
             "petitiond_alert_mail_sent_total",
             "petitiond_alert_mail_failed_total",
             "petitiond_alert_mail_unknown_total",
+            "petitiond_mailbox_connection_failures_total{source=\"mailbox\"} 1",
+            "petitiond_mailbox_connected{source=\"mailbox\"} 1",
+            "petitiond_mailbox_uidvalidity_changes_total{source=\"mailbox\"} 1",
+            "petitiond_mailbox_after_commit_failed_total{source=\"mailbox\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
         }

@@ -5,6 +5,7 @@
 //! A channel does not parse, route or produce; it reads, hands over, waits, commits.
 
 pub mod http;
+pub mod imap;
 pub mod mailbox;
 
 use jiff::Timestamp;

@@ -196,10 +196,70 @@ pub struct RulesFiles {
 
 #[derive(Debug, Clone)]
 pub struct MailboxConfig {
-    pub path: PathBuf,
+    pub kind: MailboxKind,
     pub poll_interval: Duration,
     pub max_message_bytes: u64,
     pub max_parts: usize,
+    pub max_nesting_depth: usize,
+    pub max_decoded_bytes: u64,
+    /// Finds the letter's reference (barcode) number in the subject or body.
+    pub letter_reference: Option<regex::Regex>,
+}
+
+/// Where the scanned letters come from.
+#[derive(Debug, Clone)]
+pub enum MailboxKind {
+    Maildir { path: PathBuf },
+    Imap(ImapConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapTls {
+    /// Plain TCP (loopback or a trusted network only).
+    None,
+    StartTls,
+    /// Implicit TLS (imaps, port 993).
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapAuth {
+    /// The LOGIN command.
+    Login,
+    /// AUTHENTICATE PLAIN (SASL).
+    Plain,
+}
+
+/// What to do on the server with a mail once intake has it durably. Cosmetic for humans; the
+/// cursor in the store is what decides what is read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterCommit {
+    None,
+    /// Sets this flag or keyword (e.g. `$PetitiondRecorded`).
+    Flag(String),
+    /// Moves the mail to this folder.
+    Move(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: ImapTls,
+    /// Extra CA certificates (PEM) trusted besides the system's.
+    pub tls_ca_file: Option<PathBuf>,
+    pub username: String,
+    pub password: Secret,
+    /// Folder name as a person writes it (UTF-8); encoded to modified UTF-7 on the wire.
+    pub mailbox: String,
+    pub auth: ImapAuth,
+    pub after_commit: AfterCommit,
+    /// Use IDLE when the server offers it; otherwise poll every `poll_interval`.
+    pub idle: bool,
+    /// Connect, TLS handshake and every command.
+    pub timeout: Duration,
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
 }
 
 impl Config {
@@ -224,6 +284,13 @@ impl Config {
         let toml = toml_file::TomlFile::parse(file, text).map_err(|e| ConfigErrors(vec![e]))?;
         let mut errors = Vec::new();
         let raw: Option<RawConfig> = toml.deserialize_repaired(&mut errors);
+        // serde quotes the offending value ("invalid type: string \"...\""): never a secret's.
+        for e in &mut errors {
+            let key = e.path.rsplit('.').next().unwrap_or_default();
+            if key.contains("password") || e.path.starts_with("kafka.secret_properties") {
+                e.message = "must be `{ env = \"VAR\" }` or `{ file = \"PATH\" }` (the value given is not shown)".into();
+            }
+        }
         let mut cx = Validator {
             toml: &toml,
             errors,
@@ -474,23 +541,7 @@ impl Validator<'_> {
         let repeat = self.repeat(&raw.routing.repeat);
 
         let mailbox = match &raw.channels.mailbox {
-            Some(m) if m.enabled => {
-                if m.kind != "maildir" {
-                    self.err(
-                        "channels.mailbox.kind",
-                        format!("`{}` is not supported yet (supported: maildir)", m.kind),
-                    );
-                }
-                self.positive("channels.mailbox.poll_interval_ms", m.poll_interval_ms);
-                self.positive("channels.mailbox.max_message_bytes", m.max_message_bytes);
-                self.positive("channels.mailbox.max_parts", m.max_parts as u64);
-                Some(MailboxConfig {
-                    path: self.path(&m.path),
-                    poll_interval: Duration::from_millis(m.poll_interval_ms),
-                    max_message_bytes: m.max_message_bytes,
-                    max_parts: m.max_parts,
-                })
-            }
+            Some(m) if m.enabled => self.mailbox(m),
             _ => None,
         };
 
@@ -582,6 +633,223 @@ impl Validator<'_> {
             http_sources,
             sla: sla?,
             email,
+        })
+    }
+
+    fn mailbox(&mut self, m: &raw::RawMailbox) -> Option<MailboxConfig> {
+        const AT: &str = "channels.mailbox";
+        let at = |k: &str| format!("{AT}.{k}");
+        self.positive(&at("poll_interval_ms"), m.poll_interval_ms);
+        self.positive(&at("max_message_bytes"), m.max_message_bytes);
+        self.positive(&at("max_parts"), m.max_parts as u64);
+        self.positive(&at("max_nesting_depth"), m.max_nesting_depth as u64);
+        if let Some(d) = m.max_decoded_bytes {
+            self.positive(&at("max_decoded_bytes"), d);
+        }
+        let letter_reference = m.letter_reference_pattern.as_ref().and_then(|p| {
+            match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.err(
+                        &at("letter_reference_pattern"),
+                        format!("not a valid regex: {e}"),
+                    );
+                    None
+                }
+            }
+        });
+        let imap_keys: [(&str, bool); 15] = [
+            ("host", m.host.is_some()),
+            ("port", m.port.is_some()),
+            ("tls", m.tls.is_some()),
+            ("tls_ca_file", m.tls_ca_file.is_some()),
+            ("username", m.username.is_some()),
+            ("password", m.password.is_some()),
+            ("mailbox", m.mailbox.is_some()),
+            ("auth", m.auth.is_some()),
+            ("after_commit", m.after_commit.is_some()),
+            ("commit_flag", m.commit_flag.is_some()),
+            ("move_to", m.move_to.is_some()),
+            ("idle", m.idle.is_some()),
+            ("timeout_secs", m.timeout_secs.is_some()),
+            ("reconnect_initial_ms", m.reconnect_initial_ms.is_some()),
+            ("reconnect_max_ms", m.reconnect_max_ms.is_some()),
+        ];
+        let kind = match m.kind.as_str() {
+            "maildir" => {
+                for (k, set) in imap_keys {
+                    if set {
+                        self.err(
+                            &at(k),
+                            "is an IMAP key; this mailbox has kind = \"maildir\"",
+                        );
+                    }
+                }
+                match &m.path {
+                    Some(p) => Some(MailboxKind::Maildir { path: self.path(p) }),
+                    None => {
+                        self.err(&at("path"), "kind = \"maildir\" needs `path`");
+                        None
+                    }
+                }
+            }
+            "imap" => {
+                if m.path.is_some() {
+                    self.err(
+                        &at("path"),
+                        "is a Maildir key; this mailbox has kind = \"imap\"",
+                    );
+                }
+                self.imap(m).map(MailboxKind::Imap)
+            }
+            other => {
+                self.err(
+                    &at("kind"),
+                    format!("`{other}` is not one of maildir, imap"),
+                );
+                None
+            }
+        };
+        Some(MailboxConfig {
+            kind: kind?,
+            poll_interval: Duration::from_millis(m.poll_interval_ms),
+            max_message_bytes: m.max_message_bytes,
+            max_parts: m.max_parts,
+            max_nesting_depth: m.max_nesting_depth,
+            max_decoded_bytes: m.max_decoded_bytes.unwrap_or(m.max_message_bytes),
+            letter_reference,
+        })
+    }
+
+    fn imap(&mut self, m: &raw::RawMailbox) -> Option<ImapConfig> {
+        let at = |k: &str| format!("channels.mailbox.{k}");
+        let tls = match m.tls.as_deref().unwrap_or("tls") {
+            "none" => ImapTls::None,
+            "starttls" => ImapTls::StartTls,
+            "tls" => ImapTls::Tls,
+            other => {
+                self.err(
+                    &at("tls"),
+                    format!("`{other}` is not one of none, starttls, tls"),
+                );
+                ImapTls::Tls
+            }
+        };
+        let auth = match m.auth.as_deref().unwrap_or("login") {
+            "login" => ImapAuth::Login,
+            "plain" => ImapAuth::Plain,
+            other => {
+                self.err(&at("auth"), format!("`{other}` is not one of login, plain"));
+                ImapAuth::Login
+            }
+        };
+        let host = m.host.clone().unwrap_or_default();
+        if host.trim().is_empty() {
+            self.err(&at("host"), "kind = \"imap\" needs `host`");
+        }
+        let username = m.username.clone().unwrap_or_default();
+        if username.is_empty() {
+            self.err(&at("username"), "kind = \"imap\" needs `username`");
+        }
+        let password = match &m.password {
+            Some(r) => self.secret(&at("password"), r),
+            None => {
+                self.err(
+                    &at("password"),
+                    "kind = \"imap\" needs `password = { env = \"VAR\" }` or `{ file = \"PATH\" }`",
+                );
+                None
+            }
+        };
+        let mailbox = m.mailbox.clone().unwrap_or_else(|| "INBOX".into());
+        if let Err(e) = crate::channels::imap::mailbox_name(&mailbox) {
+            self.err(&at("mailbox"), e);
+        }
+        let after_commit = match m.after_commit.as_deref().unwrap_or("none") {
+            "none" => AfterCommit::None,
+            "flag" => {
+                let f = m
+                    .commit_flag
+                    .clone()
+                    .unwrap_or_else(|| "$PetitiondRecorded".into());
+                if let Err(e) = crate::channels::imap::flag_name(&f) {
+                    self.err(&at("commit_flag"), e);
+                }
+                AfterCommit::Flag(f)
+            }
+            "move" => match &m.move_to {
+                Some(t) => {
+                    if let Err(e) = crate::channels::imap::mailbox_name(t) {
+                        self.err(&at("move_to"), e);
+                    } else if *t == mailbox {
+                        self.err(&at("move_to"), "must differ from `mailbox`");
+                    }
+                    AfterCommit::Move(t.clone())
+                }
+                None => {
+                    self.err(&at("move_to"), "after_commit = \"move\" needs `move_to`");
+                    AfterCommit::None
+                }
+            },
+            other => {
+                self.err(
+                    &at("after_commit"),
+                    format!("`{other}` is not one of none, flag, move"),
+                );
+                AfterCommit::None
+            }
+        };
+        if m.commit_flag.is_some() && !matches!(after_commit, AfterCommit::Flag(_)) {
+            self.err(&at("commit_flag"), "only used with after_commit = \"flag\"");
+        }
+        if m.move_to.is_some() && !matches!(after_commit, AfterCommit::Move(_)) {
+            self.err(&at("move_to"), "only used with after_commit = \"move\"");
+        }
+        let timeout_secs = m.timeout_secs.unwrap_or(60);
+        self.positive(&at("timeout_secs"), timeout_secs);
+        let initial = m.reconnect_initial_ms.unwrap_or(1000);
+        let max = m.reconnect_max_ms.unwrap_or(60_000);
+        self.positive(&at("reconnect_initial_ms"), initial);
+        if max < initial {
+            self.err(
+                &at("reconnect_max_ms"),
+                "must be at least reconnect_initial_ms",
+            );
+        }
+        if m.port == Some(0) {
+            self.err(&at("port"), "must be greater than 0");
+        }
+        let tls_ca_file = m.tls_ca_file.as_ref().map(|f| self.path(f));
+        if let Some(p) = &tls_ca_file
+            && !p.is_file()
+        {
+            self.err(
+                &at("tls_ca_file"),
+                format!("{} is not a readable file", p.display()),
+            );
+        }
+        if tls_ca_file.is_some() && tls == ImapTls::None {
+            self.err(
+                &at("tls_ca_file"),
+                "only used with tls = \"starttls\" or \"tls\"",
+            );
+        }
+        Some(ImapConfig {
+            host,
+            port: m
+                .port
+                .unwrap_or(if tls == ImapTls::Tls { 993 } else { 143 }),
+            tls,
+            tls_ca_file,
+            username,
+            password: password?,
+            mailbox,
+            auth,
+            after_commit,
+            idle: m.idle.unwrap_or(true),
+            timeout: Duration::from_secs(timeout_secs),
+            reconnect_initial: Duration::from_millis(initial),
+            reconnect_max: Duration::from_millis(max),
         })
     }
 

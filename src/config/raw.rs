@@ -212,6 +212,12 @@ fn default_maildir_kind() -> String {
     "maildir".into()
 }
 
+fn default_max_nesting_depth() -> usize {
+    10
+}
+
+/// `[channels.mailbox]`: the keys of both kinds side by side; `config::validate` rejects the
+/// keys that do not belong to the chosen `kind`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMailbox {
@@ -219,13 +225,42 @@ pub struct RawMailbox {
     pub enabled: bool,
     #[serde(default = "default_maildir_kind")]
     pub kind: String,
-    pub path: String,
+    /// Maildir only.
+    pub path: Option<String>,
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: u64,
     #[serde(default = "default_max_parts")]
     pub max_parts: usize,
+    /// Multipart and message/rfc822 levels a mail may nest.
+    #[serde(default = "default_max_nesting_depth")]
+    pub max_nesting_depth: usize,
+    /// Decoded bytes of all parts together; absent = `max_message_bytes`.
+    pub max_decoded_bytes: Option<u64>,
+    /// Regex that finds the letter's reference (barcode) number in the subject or body.
+    pub letter_reference_pattern: Option<String>,
+    // IMAP only, below.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// none | starttls | tls
+    pub tls: Option<String>,
+    /// PEM file of extra CA certificates (an office CA), besides the system's.
+    pub tls_ca_file: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<RawSecretRef>,
+    /// The IMAP folder to read (default INBOX).
+    pub mailbox: Option<String>,
+    /// login | plain
+    pub auth: Option<String>,
+    /// none | flag | move
+    pub after_commit: Option<String>,
+    pub commit_flag: Option<String>,
+    pub move_to: Option<String>,
+    pub idle: Option<bool>,
+    pub timeout_secs: Option<u64>,
+    pub reconnect_initial_ms: Option<u64>,
+    pub reconnect_max_ms: Option<u64>,
 }
 
 fn default_tz() -> String {

@@ -23,7 +23,20 @@ fn shipped_example_config_parses() {
     let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.departments.len(), 8);
     assert!(c.routing.rules.is_some(), "the example ships routing rules");
-    assert!(c.mailbox.is_some());
+    let mb = c.mailbox.as_ref().unwrap();
+    assert!(
+        matches!(mb.kind, MailboxKind::Maildir { .. }),
+        "the example stays Maildir"
+    );
+    let re = mb.letter_reference.as_ref().unwrap();
+    assert_eq!(
+        re.captures("来信扫描 信件编号：XF-2026-000123")
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .as_str(),
+        "XF-2026-000123"
+    );
     assert_eq!(c.kafka.delivery_timeout, None);
     // The example lists the plan's clocks: exactly the built-in defaults.
     assert_eq!(c.sla.clocks, crate::sla::policy::defaults());
@@ -242,4 +255,95 @@ fn http_channel_errors_name_their_keys_and_lines() {
         assert!(e.contains(needle), "{needle} missing in:\n{e}");
     }
     assert!(e.contains("test.toml:"), "errors carry file:line\n{e}");
+}
+
+#[test]
+fn imap_mailbox_is_validated_with_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("imap-password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let text = format!(
+        "{MINIMAL}\n[channels.mailbox]\nkind = \"imap\"\nhost = \"imap.example.gov.cn\"\nusername = \"scans\"\npassword = {{ file = \"{}\" }}\nletter_reference_pattern = '信件编号[:：]\\s*([A-Z0-9-]+)'\n",
+        pw.display()
+    );
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let m = c.mailbox.unwrap();
+    let MailboxKind::Imap(i) = &m.kind else {
+        panic!("not imap: {:?}", m.kind)
+    };
+    assert_eq!((i.port, i.tls), (993, ImapTls::Tls));
+    assert_eq!(i.mailbox, "INBOX");
+    assert_eq!(i.auth, ImapAuth::Login);
+    assert_eq!(i.after_commit, AfterCommit::None);
+    assert!(i.idle);
+    assert_eq!(i.password.expose(), "s3cret");
+    assert!(
+        !format!("{i:?}").contains("s3cret"),
+        "Debug hides the password"
+    );
+    assert_eq!(m.max_decoded_bytes, m.max_message_bytes);
+    assert!(m.letter_reference.is_some());
+}
+
+#[test]
+fn imap_mailbox_errors_are_all_reported_with_lines() {
+    let text = format!(
+        "{MINIMAL}
+[channels.mailbox]
+kind = \"imap\"
+tls = \"ssl\"
+auth = \"cram-md5\"
+after_commit = \"move\"
+commit_flag = \"$Done\"
+path = \"mail\"
+letter_reference_pattern = \"([A-Z\"
+password = \"plain-text-password\"
+"
+    );
+    let errs = parse(&text).unwrap_err().0;
+    let got: Vec<(&str, Option<usize>)> = errs.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    for want in [
+        ("channels.mailbox.tls", Some(15)),
+        ("channels.mailbox.auth", Some(16)),
+        ("channels.mailbox.commit_flag", Some(18)),
+        ("channels.mailbox.path", Some(19)),
+        ("channels.mailbox.letter_reference_pattern", Some(20)),
+        ("channels.mailbox.password", Some(21)),
+        ("channels.mailbox.host", None),
+        ("channels.mailbox.username", None),
+        ("channels.mailbox.move_to", None),
+    ] {
+        assert!(
+            got.iter()
+                .any(|(p, l)| *p == want.0 && (want.1.is_none() || *l == want.1)),
+            "missing {want:?} in {got:?}"
+        );
+    }
+    // A password in the TOML text is refused and never echoed.
+    assert!(
+        !errs
+            .iter()
+            .any(|e| e.to_string().contains("plain-text-password"))
+    );
+}
+
+#[test]
+fn imap_keys_on_a_maildir_mailbox_are_errors() {
+    let text = format!(
+        "{MINIMAL}\n[channels.mailbox]\npath = \"mail\"\nhost = \"imap.example.gov.cn\"\nidle = false\n"
+    );
+    let errs = parse(&text).unwrap_err().0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["channels.mailbox.host", "channels.mailbox.idle"],
+        "{errs:#?}"
+    );
+    // And a Maildir without a path.
+    let errs = parse(&format!(
+        "{MINIMAL}\n[channels.mailbox]\nkind = \"maildir\"\n"
+    ))
+    .unwrap_err()
+    .0;
+    assert_eq!(errs[0].path, "channels.mailbox.path");
 }

@@ -136,6 +136,14 @@ pub struct Upstream {
     /// Region or district the record names (routing can match on it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The reference number people use for the record, when the upstream has one besides its
+    /// id (a scanned letter's barcode / 信件编号, found by `letter_reference_pattern`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Who sent it upstream (for mail: the From address — the scanner or clerk, not the
+    /// petitioner). May name a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Personal>,
 }
 
 /// The petitioner, as the visit register (来访事项登记表) records them. All optional: a scanned
@@ -265,6 +273,7 @@ impl Envelope {
             phone: m(&self.petitioner.phone, PiiKind::Phone),
             address: m(&self.petitioner.address, PiiKind::Address),
         };
+        e.upstream.sender = m(&self.upstream.sender, PiiKind::FreeText);
         e.request = Request {
             title: m(&self.request.title, PiiKind::FreeText),
             content: Personal::new(self.request.content.masked(PiiKind::FreeText)),

@@ -89,13 +89,11 @@ impl Intake {
             p => p,
         };
         let blobs = Arc::clone(&self.blobs);
-        let limits = Limits {
-            max_parts: self.config.mailbox.as_ref().map_or(200, |m| m.max_parts),
-        };
+        let limits = Limits::of(self.config.mailbox.as_ref());
         let src = source.clone();
         let normalized = tokio::task::spawn_blocking(move || match payload {
             Payload::Mail { raw, arrival } => {
-                parse::normalize(&raw, arrival, &src, limits, blobs.as_ref())
+                parse::normalize(&raw, arrival, &src, &limits, blobs.as_ref())
                     .map_err(|bad| (bad, Original::Bytes(raw)))
             }
             Payload::Oversize { path, size, limit } => {

@@ -155,6 +155,8 @@ pub fn envelope_v1(e: &Envelope) -> Value {
             "status": e.upstream.status,
             "service_code": e.upstream.service_code,
             "region": e.upstream.region,
+            "reference": e.upstream.reference,
+            "sender": personal(&e.upstream.sender),
         },
         "received_at": e.received_at.to_string(),
         "upstream_created_at": e.upstream_created_at.map(|t| t.to_string()),

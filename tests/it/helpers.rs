@@ -512,3 +512,75 @@ pub fn assert_exactly_once(records: &[Record], expected: &[String]) {
     );
     assert_eq!(records.len(), expected.len(), "unexpected extra records");
 }
+
+/// The Dovecot started by the test script (scripts/dovecot-test.sh). Under `CI=true` a missing
+/// server fails the test; elsewhere the test is skipped with a note.
+pub fn imap_server() -> Option<ImapServer> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        var("PETITIOND_TEST_IMAP"),
+        var("PETITIOND_TEST_IMAPS"),
+        var("PETITIOND_TEST_DOVECOT_DIR"),
+    ) {
+        (Some(addr), Some(tls_addr), Some(dir)) => Some(ImapServer {
+            addr,
+            tls_addr,
+            dir: PathBuf::from(dir),
+        }),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "PETITIOND_TEST_IMAP / PETITIOND_TEST_IMAPS / PETITIOND_TEST_DOVECOT_DIR are not set: the test IMAP server is missing (run scripts/test.sh)"
+                );
+            }
+            eprintln!(
+                "skipped: PETITIOND_TEST_IMAP not set (run scripts/test.sh for the IMAP tests)"
+            );
+            None
+        }
+    }
+}
+
+/// The test Dovecot: plain/STARTTLS address, implicit-TLS address, and its directory (config,
+/// passwd-file, test CA).
+pub struct ImapServer {
+    pub addr: String,
+    pub tls_addr: String,
+    pub dir: PathBuf,
+}
+
+impl ImapServer {
+    /// A fresh user of its own (appended to Dovecot's passwd-file): (name, password).
+    pub fn new_user(&self) -> (String, String) {
+        let user = format!("it-{}", uuid::Uuid::new_v4().simple());
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("passwd"))
+            .unwrap();
+        // One write per line: concurrent tests append whole lines.
+        f.write_all(format!("{user}:{{PLAIN}}{password}::::::\n").as_bytes())
+            .unwrap();
+        (user, password)
+    }
+
+    /// Runs `doveadm` against this server; panics if it fails.
+    pub fn doveadm(&self, args: &[&str]) -> String {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.dir.join("dovecot.conf"))
+            .args(args)
+            .output()
+            .expect("run doveadm");
+        assert!(
+            out.status.success(),
+            "doveadm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+}

@@ -8,6 +8,7 @@ mod delivery;
 mod demo;
 mod faults;
 mod http;
+mod imap;
 mod mail;
 mod mock_faults;
 mod routing;

@@ -535,6 +535,7 @@ pub fn build_envelope(
             status: m.status.clone(),
             service_code: m.service_code.clone(),
             region: m.region.clone(),
+            ..Default::default()
         },
         // The item reached the office when the upstream received it, not when we polled:
         // a poll delay or an outage must not move its clocks.

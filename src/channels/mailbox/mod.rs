@@ -6,9 +6,12 @@
 //! between the two leaves the mail in `new/`; it is read again and recognised by its id.
 //! Arrival time is the Maildir delivery time (the file name's leading seconds), not `Date:`.
 //!
-//! IMAP is its own issue; parsing lives in `parse`.
+//! IMAP is `channels::imap`; parsing, shared by both, lives in `parse`.
 
 pub mod parse;
+
+#[cfg(test)]
+mod golden;
 
 use super::{Disposition, Incoming, Payload};
 use crate::config::MailboxConfig;
@@ -19,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct MaildirChannel {
     pub source: String,
+    /// The Maildir (with new/, cur/, tmp/).
+    pub path: PathBuf,
     pub config: MailboxConfig,
     pub intake: mpsc::Sender<Incoming>,
 }
@@ -62,7 +67,7 @@ fn commit(root: &Path, name: &str) -> std::io::Result<()> {
 impl MaildirChannel {
     /// Polls until `stop` fires. Returns an error only when intake is gone.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let root = self.config.path.clone();
+        let root = self.path.clone();
         for sub in ["new", "cur", "tmp"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
