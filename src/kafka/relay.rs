@@ -330,6 +330,10 @@ impl Relay {
         if rows.is_empty() {
             return Ok(());
         }
+        // A produce request the previous producer (or process) had already written to a
+        // broker socket may still be applied after we look: give it a moment to land first,
+        // so the scan sees it instead of us sending the record a second time.
+        tokio::time::sleep(RECOVERY_SETTLE).await;
         let mut by_topic: HashMap<String, HashMap<String, i64>> = HashMap::new();
         for r in &rows {
             by_topic
@@ -365,6 +369,9 @@ impl Relay {
         Ok(())
     }
 }
+
+/// How long recovery waits, when there are in-flight rows, before reading the topics back.
+const RECOVERY_SETTLE: Duration = Duration::from_millis(1500);
 
 /// Reads `topic` from the recorded positions to the current end and returns the rows whose
 /// `ce_id` is there.
