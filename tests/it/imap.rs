@@ -59,9 +59,23 @@ impl Mailbox {
     /// APPENDs a mail with the test INTERNALDATE.
     fn append(&mut self, mailbox: &str, raw: &[u8]) {
         let date = format!("\"{ARRIVAL_IMAP}\"");
-        self.rt
-            .block_on(self.s.append(mailbox, None, Some(&date), raw))
-            .unwrap();
+        // Right after a folder is re-created Dovecot may refuse with "Mailbox was deleted under
+        // us" while the daemon's session still has the old one open: ask again (as `select`).
+        let mut tries = 0;
+        loop {
+            match self
+                .rt
+                .block_on(self.s.append(mailbox, None, Some(&date), raw))
+            {
+                Ok(()) => return,
+                Err(e) if tries < 20 => {
+                    eprintln!("test client append to {mailbox}: {e}; retrying");
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("append to {mailbox}: {e}"),
+            }
+        }
     }
 
     /// Selects `mailbox`; returns (UIDVALIDITY, messages).

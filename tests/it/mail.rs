@@ -398,7 +398,11 @@ async fn with_the_smtp_server_down_mail_waits_and_goes_out_once_when_it_is_up() 
     let run = fx.start(fx.email(smtpd.port, 5));
     eventually("two refused attempts", || fx.state(&id).1 >= 2).await;
     let (state, _, error) = fx.state(&id);
-    assert_eq!(state, "pending", "a refused connection is retried");
+    // Not given up: waiting for the next try, or (the mailer is quick) in the middle of it.
+    assert!(
+        state == "pending" || state == "sending",
+        "a refused connection is retried, got {state}"
+    );
     assert!(error.is_some_and(|e| !e.is_empty()));
     assert_eq!(fx.metrics.mail_failed.get(), 0);
 
