@@ -594,3 +594,83 @@ async fn a_source_without_success_goes_stale_and_raises_an_alert() {
             .contains("HTTP 500")
     );
 }
+
+#[tokio::test]
+async fn the_breaker_opens_after_consecutive_failures_and_lets_one_trial_through_later() {
+    let server = MockServer::start().await;
+    Mock::given(path("/open311/v2/requests.json"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let h = H::new(&open311_section(&server.uri(), "").replace(
+        "breaker_failures = 100",
+        "breaker_failures = 3\nbreaker_cooldown_ms = 400",
+    ))
+    .await;
+    let req = Req {
+        method: reqwest::Method::GET,
+        url: h.ch.url("/requests.json").unwrap(),
+        query: vec![],
+        auth: true,
+        max_body: 1 << 20,
+    };
+    let calls = || async { server.received_requests().await.unwrap().len() };
+    // Three failures (with retries inside one fetch) open the circuit...
+    let mut f = Fetcher::new(&h.ch.config, h.ch.metrics.clone()).unwrap();
+    f.attempts = 3;
+    let e = f.fetch(&req, &h.stop, |_| Ok(())).await.unwrap_err();
+    assert!(matches!(e, FetchError::Transient { .. }), "{e}");
+    assert_eq!(calls().await, 3);
+    // ...so the next call fails fast, without a request.
+    f.attempts = 1;
+    let e = f.fetch(&req, &h.stop, |_| Ok(())).await.unwrap_err();
+    assert!(matches!(e, FetchError::CircuitOpen(_)), "{e}");
+    assert_eq!(calls().await, 3, "no request while open");
+    // After the cool-down one trial goes through; it fails, so the circuit opens again at once.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let e = f.fetch(&req, &h.stop, |_| Ok(())).await.unwrap_err();
+    assert!(matches!(e, FetchError::Transient { .. }), "{e}");
+    assert_eq!(calls().await, 4, "exactly one trial request");
+    let e = f.fetch(&req, &h.stop, |_| Ok(())).await.unwrap_err();
+    assert!(matches!(e, FetchError::CircuitOpen(_)), "{e}");
+    // A success closes it.
+    server.reset().await;
+    Mock::given(path("/open311/v2/requests.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    f.fetch(&req, &h.stop, |_| Ok(())).await.unwrap();
+    f.fetch(&req, &h.stop, |_| Ok(())).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_rate_limit_spaces_requests() {
+    let server = MockServer::start().await;
+    Mock::given(path("/open311/v2/requests.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .mount(&server)
+        .await;
+    let h = H::new(
+        &open311_section(&server.uri(), "")
+            .replace("requests_per_second = 1000", "requests_per_second = 5"),
+    )
+    .await;
+    let req = Req {
+        method: reqwest::Method::GET,
+        url: h.ch.url("/requests.json").unwrap(),
+        query: vec![],
+        auth: true,
+        max_body: 1 << 20,
+    };
+    let t0 = std::time::Instant::now();
+    for _ in 0..10 {
+        h.fetcher.fetch(&req, &h.stop, |_| Ok(())).await.unwrap();
+    }
+    // A burst of 5, then one every 200 ms: the 10th request no earlier than ~1 s in.
+    assert!(
+        t0.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        t0.elapsed()
+    );
+}
