@@ -578,13 +578,20 @@ async fn a_source_without_success_goes_stale_and_raises_an_alert() {
     task.await.unwrap().unwrap();
     assert!(stale, "stale within the test's 10 s");
     let pending = store.pending_outbox(10).unwrap();
-    assert!(
-        pending.iter().any(|r| r
-            .headers
-            .iter()
-            .any(|(k, v)| k == "ce_type" && v == TYPE_CHANNEL_STALE)),
-        "a stale-channel event on the alerts topic"
-    );
+    let stale_event = pending
+        .iter()
+        .find(|r| {
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "ce_type" && v == TYPE_CHANNEL_STALE)
+        })
+        .expect("a stale-channel event on the alerts topic");
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../schema/channel-event.v1.json")).unwrap();
+    let payload: Value = serde_json::from_slice(&stale_event.payload).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&payload), "{payload}");
+    assert_eq!(payload["kind"], "channel_stale");
     let h = health.lock().unwrap();
     assert!(
         h["hotline"]
