@@ -86,6 +86,7 @@ backoff_max_ms = 500
         );
     }
     if let Some(p) = portal {
+        let mapping = petitiond::sim::portal::MAPPING_TOML;
         s += &format!(
             r#"
 [channels.portal]
@@ -100,21 +101,7 @@ kind = "cursor"
 page_size = 100
 next_cursor_pointer = "/data/next_cursor"
 [channels.portal.mapping]
-id = "/petitionNo"
-created = "/createTime"
-updated = "/updateTime"
-title = "/title"
-content = "/content"
-name = "/petitioner/name"
-id_number = "/petitioner/idCard"
-phone = "/petitioner/mobile"
-address = "/petitioner/address"
-region = "/regionName"
-service_code = "/matterCode"
-status = "/status"
-attachments = "/attachments"
-attachment_url = "/url"
-attachment_name = "/name"
+{mapping}
 "#
         );
     }

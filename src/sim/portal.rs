@@ -68,6 +68,26 @@ pub const TIMESTAMP_TOLERANCE_MS: i64 = 300_000;
 /// How long a nonce is remembered (a reuse within it is rejected), in milliseconds.
 pub const NONCE_TTL_MS: i64 = 600_000;
 
+/// The keys of a `[channels.<name>.mapping]` section that read this simulator's items (the
+/// shipped `config/petitiond.toml` portal mapping says the same): for tests, benchmarks and
+/// anything else that points a paged source at the simulator.
+pub const MAPPING_TOML: &str = r#"id = "/petitionNo"
+created = "/createTime"
+updated = "/updateTime"
+title = "/title"
+content = "/content"
+name = "/petitioner/name"
+id_number = "/petitioner/idCard"
+phone = "/petitioner/mobile"
+address = "/petitioner/address"
+region = "/regionName"
+service_code = "/matterCode"
+status = "/status"
+attachments = "/attachments"
+attachment_url = "/url"
+attachment_name = "/name"
+"#;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Pagination {
     /// `page` & `page_size`, with `total`.

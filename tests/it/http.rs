@@ -37,6 +37,7 @@ fn every_fault() -> Faults {
 
 /// The channel sections for the two simulators. Secrets come from files, as in production.
 fn channels(app: &TestApp, hotline: &str, portal: &str, extra: &str) {
+    let mapping = petitiond::sim::portal::MAPPING_TOML;
     std::fs::write(app.dir.path().join("hotline.key"), "it-api-key\n").unwrap();
     std::fs::write(app.dir.path().join("portal.secret"), "it-secret-不要用\n").unwrap();
     app.append_config(&format!(
@@ -79,21 +80,7 @@ page_size = 20
 next_cursor_pointer = "/data/next_cursor"
 
 [channels.portal.mapping]
-id = "/petitionNo"
-created = "/createTime"
-updated = "/updateTime"
-title = "/title"
-content = "/content"
-name = "/petitioner/name"
-id_number = "/petitioner/idCard"
-phone = "/petitioner/mobile"
-address = "/petitioner/address"
-region = "/regionName"
-service_code = "/matterCode"
-status = "/status"
-attachments = "/attachments"
-attachment_url = "/url"
-attachment_name = "/name"
+{mapping}
 
 [channels.portal.auth]
 kind = "hmac"

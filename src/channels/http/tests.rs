@@ -478,6 +478,7 @@ fn portal_item(i: usize) -> Value {
 #[tokio::test]
 async fn every_pagination_style_walks_all_pages() {
     for style in ["page", "cursor", "link"] {
+        let mapping = crate::sim::portal::MAPPING_TOML;
         let server = MockServer::start().await;
         let items: Vec<Value> = (0..23).map(portal_item).collect();
         Mock::given(path("/api/petitions"))
@@ -502,18 +503,7 @@ kind = "{style}"
 page_size = 5
 next_cursor_pointer = "/data/next_cursor"
 [channels.portal.mapping]
-id = "/petitionNo"
-created = "/createTime"
-updated = "/updateTime"
-title = "/title"
-content = "/content"
-name = "/petitioner/name"
-id_number = "/petitioner/idCard"
-phone = "/petitioner/mobile"
-address = "/petitioner/address"
-region = "/regionName"
-service_code = "/matterCode"
-status = "/status"
+{mapping}
 "#,
             server.uri()
         ))
