@@ -139,12 +139,10 @@ impl HttpChannel {
                         h.failed_polls += 1;
                         h.last_error = Some(msg.clone());
                     });
-                    if let PollError::Other(_) = e {
-                        // A store failure: let the daemon's supervisor decide after a few.
-                        if failures >= 10 {
-                            return Err(anyhow::anyhow!("{}: {msg}", self.name()));
-                        }
-                    }
+                    // Whatever failed (the upstream, a bad Link header, the store), the cursor
+                    // stays and the next poll retries; a source that keeps failing goes stale
+                    // and raises the alert. A broken store also stops intake, which stops the
+                    // daemon: that is not this loop's decision.
                     match e {
                         PollError::Fetch(FetchError::CircuitOpen(d)) => d,
                         _ => fetcher.backoff(failures.min(10)),
