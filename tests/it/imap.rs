@@ -18,6 +18,8 @@ const ARRIVAL: &str = "2026-03-02T01:16:00Z";
 struct Mailbox {
     rt: tokio::runtime::Runtime,
     s: Session<TcpStream>,
+    /// (address, user, password): to log in again when a session is left unusable.
+    login: (String, String, String),
 }
 
 impl Mailbox {
@@ -45,7 +47,26 @@ impl Mailbox {
                 Err(e) => panic!("test client cannot log in as {user}: {e}"),
             }
         };
-        Mailbox { rt, s }
+        Mailbox {
+            rt,
+            s,
+            login: (server.addr.clone(), user.to_string(), password.to_string()),
+        }
+    }
+
+    /// A fresh session in place of one a failed command left unusable.
+    fn relogin(&mut self) {
+        let (addr, user, password) = self.login.clone();
+        let s = self.rt.block_on(async {
+            let tcp = TcpStream::connect(&addr).await.unwrap();
+            let mut c = Client::new(tcp);
+            c.read_response().await.unwrap().expect("greeting");
+            c.login(&user, &password).await.map_err(|(e, _)| e)
+        });
+        match s {
+            Ok(s) => self.s = s,
+            Err(e) => eprintln!("test client re-login: {e}"),
+        }
     }
 
     fn create(&mut self, name: &str) {
@@ -69,9 +90,11 @@ impl Mailbox {
             {
                 Ok(()) => return,
                 Err(e) if tries < 20 => {
-                    eprintln!("test client append to {mailbox}: {e}; retrying");
+                    // The failed APPEND can leave the session unusable: start a new one.
+                    eprintln!("test client append to {mailbox}: {e}; retrying on a new session");
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(100));
+                    self.relogin();
                 }
                 Err(e) => panic!("append to {mailbox}: {e}"),
             }
