@@ -110,9 +110,11 @@ impl Mailbox {
             match self.rt.block_on(self.s.select(mailbox)) {
                 Ok(m) => return (m.uid_validity.unwrap(), m.exists),
                 Err(e) if tries < 20 => {
-                    eprintln!("test client select {mailbox}: {e}; retrying");
+                    // Dovecot may keep answering so on this session: start a new one.
+                    eprintln!("test client select {mailbox}: {e}; retrying on a new session");
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(100));
+                    self.relogin();
                 }
                 Err(e) => panic!("select {mailbox}: {e}"),
             }
