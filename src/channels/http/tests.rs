@@ -90,6 +90,17 @@ impl H {
         }
     }
 
+    /// A bare `GET requests.json` with the source's auth, for client-level tests.
+    fn requests_json(&self) -> Req {
+        Req {
+            method: reqwest::Method::GET,
+            url: self.ch.url("/requests.json").unwrap(),
+            query: vec![],
+            auth: true,
+            max_body: 1 << 20,
+        }
+    }
+
     async fn poll(&self) -> Result<usize, PollError> {
         self.ch.poll(&self.fetcher, &self.stop).await
     }
@@ -604,13 +615,7 @@ async fn the_breaker_opens_after_consecutive_failures_and_lets_one_trial_through
         "breaker_failures = 3\nbreaker_cooldown_ms = 400",
     ))
     .await;
-    let req = Req {
-        method: reqwest::Method::GET,
-        url: h.ch.url("/requests.json").unwrap(),
-        query: vec![],
-        auth: true,
-        max_body: 1 << 20,
-    };
+    let req = h.requests_json();
     let calls = || async { server.received_requests().await.unwrap().len() };
     // Three failures (with retries inside one fetch) open the circuit...
     let mut f = Fetcher::new(&h.ch.config, h.ch.metrics.clone()).unwrap();
@@ -653,13 +658,7 @@ async fn the_rate_limit_spaces_requests() {
             .replace("requests_per_second = 1000", "requests_per_second = 5"),
     )
     .await;
-    let req = Req {
-        method: reqwest::Method::GET,
-        url: h.ch.url("/requests.json").unwrap(),
-        query: vec![],
-        auth: true,
-        max_body: 1 << 20,
-    };
+    let req = h.requests_json();
     let t0 = std::time::Instant::now();
     for _ in 0..10 {
         h.fetcher.fetch(&req, &h.stop, |_| Ok(())).await.unwrap();
