@@ -62,6 +62,9 @@ impl Application {
                 lock_path.display()
             )
         })?;
+        for w in crate::sla::calendar_warnings(&config.sla, jiff::Timestamp::now()) {
+            tracing::warn!("{w}");
+        }
         let store = SqliteStore::open(&config.store.path, config.store.busy_timeout)
             .with_context(|| format!("opening store {}", config.store.path.display()))?;
         let blobs = FsBlobStore::open(&config.blobs_dir)

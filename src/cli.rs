@@ -166,6 +166,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match load(&config) {
             Ok(c) => {
+                for w in crate::sla::calendar_warnings(&c.sla, jiff::Timestamp::now()) {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: ok ({} departments, {} topics, mailbox {})",
                     config.display(),
@@ -350,11 +353,10 @@ fn rules_of(
         );
         return Err(ExitCode::from(2));
     };
-    crate::routing::rules::RuleSet::load(&r.rules_file, &r.dictionaries_dir, &config.departments)
-        .map_err(|d| {
-            eprintln!("{d}");
-            ExitCode::from(2)
-        })
+    crate::routing::load_rules(r, &config.departments, &config.sla.clocks).map_err(|d| {
+        eprintln!("{d}");
+        ExitCode::from(2)
+    })
 }
 
 fn rules_command(command: RulesCommand) -> ExitCode {
@@ -540,6 +542,8 @@ fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
                     rule_id: d.rule_id,
                     rules_version: d.rules_version,
                     decided_at: d.decided_at,
+                    sla_add: outcome.sla_add.iter().map(|c| c.to_string()).collect(),
+                    sla_skip: outcome.sla_skip.iter().map(|c| c.to_string()).collect(),
                 });
                 format!("{outcome}{check}\n{trace}")
             }

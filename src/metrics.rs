@@ -72,6 +72,8 @@ pub struct Metrics {
     /// Seconds between an alert's scheduled instant and its firing.
     pub alert_lateness: Histogram,
     pub open_timers: Gauge,
+    /// Clocks waiting for a calendar year that is not loaded (computed at the next start).
+    pub pending_clocks: Gauge,
     /// Clocks that could not start or be computed (e.g. a calendar year not loaded).
     pub clock_errors: Family<ClockLabel, Counter>,
     pub status_events: Family<StatusLabels, Counter>,
@@ -131,6 +133,7 @@ impl Metrics {
             alerts: Family::default(),
             alert_lateness: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 60.0]),
             open_timers: Gauge::default(),
+            pending_clocks: Gauge::default(),
             clock_errors: Family::default(),
             status_events: Family::default(),
             mail_sent: Counter::default(),
@@ -215,6 +218,11 @@ impl Metrics {
             "sla_open_timers",
             "Clocks with an alert still to come",
             m.open_timers.clone(),
+        );
+        r.register(
+            "sla_pending_clocks",
+            "Clocks waiting for a calendar year that is not loaded (computed at the next start)",
+            m.pending_clocks.clone(),
         );
         r.register(
             "sla_clock_errors",
@@ -382,6 +390,7 @@ mod tests {
             "petitiond_sla_alerts_total",
             "petitiond_sla_alert_lateness_seconds",
             "petitiond_sla_open_timers",
+            "petitiond_sla_pending_clocks",
             "petitiond_sla_clock_errors_total",
             "petitiond_status_events_total",
             "petitiond_alert_mail_sent_total",

@@ -569,11 +569,18 @@ impl Validator<'_> {
         });
         if let Some(r) = &rules {
             // The rules are part of the configuration: `check` reports their errors too.
-            if let Err(d) = crate::routing::rules::RuleSet::load(
-                &r.rules_file,
-                &r.dictionaries_dir,
-                &departments,
-            ) {
+            // Clock ids in `sla_overrides` are checked only against an SLA section that is
+            // itself valid (its errors are reported on their own).
+            let loaded = match &sla {
+                Some(sla) => crate::routing::load_rules(r, &departments, &sla.clocks).map(|_| ()),
+                None => crate::routing::rules::RuleSet::load(
+                    &r.rules_file,
+                    &r.dictionaries_dir,
+                    &departments,
+                )
+                .map(|_| ()),
+            };
+            if let Err(d) = loaded {
                 self.errors.extend(d.errors);
             }
         }

@@ -190,6 +190,14 @@ pub struct Routing {
     pub rule_id: String,
     pub rules_version: String,
     pub decided_at: Timestamp,
+    /// The rules' `sla_overrides`: clocks started although their policy does not apply, and
+    /// clocks not started although it does. Kept with the item so that clocks started later
+    /// by a status event honour them too. Not on the wire (the envelope's `sla` lists the
+    /// clocks that run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sla_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sla_skip: Vec<String>,
 }
 
 /// One SLA clock's state as carried on the envelope.

@@ -198,6 +198,8 @@ impl Intake {
             rule_id: decision.rule_id.clone(),
             rules_version: decision.rules_version.clone(),
             decided_at: decision.decided_at,
+            sla_add: routed.sla_add,
+            sla_skip: routed.sla_skip,
         });
         let arrived = env.received_at;
         let clocks = start_clocks(
@@ -290,9 +292,16 @@ impl Intake {
     }
 }
 
+/// Flag prefix on an envelope whose clock `<id>` is pending (`sla_pending:<id>`): its due
+/// instant needs a calendar year that is not loaded yet.
+pub const SLA_PENDING_FLAG: &str = "sla_pending:";
+
 /// Starts the clocks whose policy applies to `env` on `trigger` at `at`, with each one's next
-/// alert, and lists them on the envelope (`sla`). A clock that cannot be computed (a calendar
-/// year not loaded) is logged and counted, never a reason to drop the item.
+/// alert, and lists them on the envelope (`sla`). The routing rules' `sla_overrides` come
+/// first: a clock they skip is not started, a clock they add is started on its own trigger
+/// even where its channel/category/flag filter would not apply. A clock that cannot be
+/// computed (a calendar year not loaded) is logged and counted, never a reason to drop the
+/// item.
 pub fn start_clocks(
     config: &Config,
     metrics: &Metrics,
@@ -307,11 +316,16 @@ pub fn start_clocks(
         .map(|r| r.lead.clone())
         .unwrap_or_default();
     let mut out = Vec::new();
+    let (add, skip) = env
+        .routing
+        .as_ref()
+        .map_or((&[][..], &[][..]), |r| (&r.sla_add[..], &r.sla_skip[..]));
     let applying: Vec<_> = config
         .sla
         .clocks
         .iter()
-        .filter(|p| p.applies(env, trigger))
+        .filter(|p| !skip.contains(&p.id))
+        .filter(|p| p.applies(env, trigger) || (&p.start == trigger && add.contains(&p.id)))
         .collect();
     for policy in applying {
         let started = Clock::start(policy, env.id.as_str(), &lead, at, cal)
@@ -324,6 +338,23 @@ pub fn start_clocks(
                     state: clock.state.as_str().into(),
                 });
                 out.push((clock, next));
+            }
+            Err(e @ crate::sla::calendar::CalendarError::YearNotLoaded(_)) => {
+                // Kept, not dropped: computed when petitiond starts with that year's calendar.
+                // The envelope says so (no due instant to carry yet).
+                metrics
+                    .clock_errors
+                    .get_or_create(&crate::metrics::ClockLabel {
+                        clock: policy.id.clone(),
+                    })
+                    .inc();
+                metrics.pending_clocks.inc();
+                tracing::warn!(item = %env.id, clock = %policy.id, error = %e, "SLA clock pending: its due instant needs a calendar year that is not loaded");
+                let flag = format!("{SLA_PENDING_FLAG}{}", policy.id);
+                if !env.flags.contains(&flag) {
+                    env.flags.push(flag);
+                }
+                out.push((Clock::pending(policy, env.id.as_str(), &lead, at), None));
             }
             Err(e) => {
                 metrics

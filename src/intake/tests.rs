@@ -413,3 +413,82 @@ async fn both_checks_can_be_switched_off() {
     assert!(!has(&e, "needs_supplement"));
     assert!(e.related.is_empty());
 }
+
+/// The rules' `sla_overrides` decide which clocks start: the shipped `safety-risk` rule adds
+/// the 24-hour contact clock to a complete item, and a rule can skip a channel's own clock.
+#[tokio::test]
+async fn rule_sla_overrides_add_and_skip_clocks() {
+    let h = harness(None, "");
+    let danger = "公司拖欠工资三个月，再不解决我就去跳楼。";
+    let (_, e) = h
+        .record(item(Channel::Hotline, "s-1", 0, "138 0013 8000", danger))
+        .await;
+    assert!(!has(&e, "needs_supplement"), "{:?}", e.flags);
+    let clocks: Vec<&str> = e.sla.iter().map(|c| c.clock.as_str()).collect();
+    assert!(clocks.contains(&"intake.supplement"), "added: {clocks:?}");
+    assert!(clocks.contains(&"hotline.view"), "{clocks:?}");
+    assert_eq!(
+        e.routing.as_ref().unwrap().sla_add,
+        ["intake.supplement"],
+        "kept with the item for clocks started later"
+    );
+
+    let rules = r#"
+[[rule]]
+id = "no-view-clock"
+when.keywords_any = ["测试工单"]
+then.lead = "hrss"
+then.sla_overrides = { skip = ["hotline.view"] }
+
+[[rule]]
+id = "default"
+then.lead = "intake-desk"
+"#;
+    let h = harness(Some(rules), "");
+    let (_, e) = h
+        .record(item(
+            Channel::Hotline,
+            "s-2",
+            0,
+            "138 0013 8000",
+            "这是测试工单，请忽略。",
+        ))
+        .await;
+    assert!(
+        !e.sla.iter().any(|c| c.clock == "hotline.view"),
+        "skipped: {:?}",
+        e.sla
+    );
+    let (_, other) = h
+        .record(item(Channel::Hotline, "s-3", 0, "138 0013 8000", WAGES))
+        .await;
+    assert!(other.sla.iter().any(|c| c.clock == "hotline.view"));
+}
+
+/// A clock id in `sla_overrides` that no `[[sla.clocks]]` defines is a config error naming the
+/// rules file and the rule's line, not a silent no-op.
+#[test]
+fn an_unknown_clock_in_sla_overrides_is_an_error_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "\n[[rule]]\nid = \"x\"\nwhen.keywords_any = [\"拆迁\"]\nthen.lead = \"hrss\"\nthen.sla_overrides = { add = [\"hotline.veiw\"] }\n\n[[rule]]\nid = \"default\"\nthen.lead = \"intake-desk\"\n";
+    let p = dir.path().join("rules.toml");
+    std::fs::write(&p, rules).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut text = String::from("[kafka]\nbrokers = \"127.0.0.1:9\"\n");
+    for d in DEPARTMENTS {
+        text.push_str(&format!(
+            "\n[[departments]]\nid = \"{d}\"\nname = \"{d}\"\ntopic = \"t.{d}\"\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\n[routing]\ndefault_lead = \"intake-desk\"\nrules_file = \"{}\"\ndictionaries_dir = \"{}\"\n",
+        p.display(),
+        shipped.join("dictionaries").display()
+    ));
+    let err = Config::parse(&text, "test.toml", dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("rules.toml:2"), "{err}");
+    assert!(err.contains("`hotline.veiw` is not an SLA clock"), "{err}");
+}

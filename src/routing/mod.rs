@@ -44,6 +44,55 @@ pub struct Routed {
     /// The matter for repeat-petition linking ([`repeat::matter`]): from the rules' decision,
     /// before the incomplete-item check changes the lead.
     pub matter: Option<String>,
+    /// The rules' `sla_overrides`: clock ids started although their policy would not apply,
+    /// and clock ids not started although it would (see [`crate::intake::start_clocks`]).
+    pub sla_add: Vec<String>,
+    pub sla_skip: Vec<String>,
+}
+
+/// Loads the configured rules file and checks what the rules engine cannot know alone: every
+/// clock named in a rule's `sla_overrides` must be an `[[sla.clocks]]` id. Errors name the
+/// rules file and the rule's line.
+pub fn load_rules(
+    files: &crate::config::RulesFiles,
+    departments: &[Department],
+    clocks: &[crate::sla::policy::ClockPolicy],
+) -> Result<(rules::RuleSet, Vec<crate::config::ConfigError>), rules::Diagnostics> {
+    let (set, warnings) =
+        rules::RuleSet::load(&files.rules_file, &files.dictionaries_dir, departments)?;
+    let errors = unknown_sla_clocks(&set, &files.rules_file.display().to_string(), clocks);
+    if errors.is_empty() {
+        Ok((set, warnings))
+    } else {
+        Err(rules::Diagnostics { errors, warnings })
+    }
+}
+
+/// The `sla_overrides` entries of `set` that name no configured clock.
+fn unknown_sla_clocks(
+    set: &rules::RuleSet,
+    file: &str,
+    clocks: &[crate::sla::policy::ClockPolicy],
+) -> Vec<crate::config::ConfigError> {
+    let mut errors = Vec::new();
+    for (i, rule) in set.rules().iter().enumerate() {
+        for (key, list) in [("add", &rule.then.sla_add), ("skip", &rule.then.sla_skip)] {
+            for c in list.iter().filter(|c| !clocks.iter().any(|p| &p.id == *c)) {
+                let known: Vec<&str> = clocks.iter().map(|p| p.id.as_str()).collect();
+                errors.push(crate::config::ConfigError {
+                    file: file.to_string(),
+                    line: rule.line,
+                    path: format!("rule[{i}].then.sla_overrides.{key}"),
+                    message: format!(
+                        "rule `{}`: `{c}` is not an SLA clock (configured: {})",
+                        rule.id,
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    errors
 }
 
 /// The rules in force. Reads take a snapshot (`Arc`); a reload swaps it whole.
@@ -58,7 +107,7 @@ impl Router {
     pub fn new(config: std::sync::Arc<Config>) -> Result<Router, rules::Diagnostics> {
         let loaded = match &config.routing.rules {
             Some(r) => Some(std::sync::Arc::new(
-                rules::RuleSet::load(&r.rules_file, &r.dictionaries_dir, &config.departments)?.0,
+                load_rules(r, &config.departments, &config.sla.clocks)?.0,
             )),
             None => None,
         };
@@ -86,8 +135,7 @@ impl Router {
         let Some(r) = &self.config.routing.rules else {
             return Ok((self.version(), self.version()));
         };
-        let (new, _warnings) =
-            rules::RuleSet::load(&r.rules_file, &r.dictionaries_dir, &self.config.departments)?;
+        let (new, _warnings) = load_rules(r, &self.config.departments, &self.config.sla.clocks)?;
         let old = self.version();
         let new_version = new.version().to_string();
         *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(new));
@@ -112,6 +160,8 @@ impl Router {
                 departments: deps.into_iter().cloned().collect(),
                 category: env.category,
                 flags: Vec::new(),
+                sla_add: Vec::new(),
+                sla_skip: Vec::new(),
             };
         };
         let input = rules::Input::from_envelope(
@@ -139,6 +189,8 @@ impl Router {
             decision,
             departments,
             flags,
+            sla_add: outcome.sla_add.iter().map(|c| c.to_string()).collect(),
+            sla_skip: outcome.sla_skip.iter().map(|c| c.to_string()).collect(),
         }
     }
 }

@@ -43,7 +43,8 @@
 //!
 //! **Actions**: `category` (override), `lead` (department id), `assists` (department ids),
 //! `priority` (low, normal, high, urgent), `tags`, `sla_overrides = { add = [...], skip = [...] }`
-//! (SLA clock ids, carried through to the caller unchecked), and `continue` (bool).
+//! (SLA clock ids: `routing::load_rules` checks them against `[[sla.clocks]]`; intake starts an
+//! added clock on its own trigger and never starts a skipped one), and `continue` (bool).
 //!
 //! # Evaluation semantics (exact)
 //!

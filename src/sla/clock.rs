@@ -22,6 +22,10 @@ pub enum State {
     Running,
     Paused,
     Stopped,
+    /// Started, but its due instant cannot be computed yet: the calendar of a year it needs
+    /// is not loaded. Kept (never dropped) and computed from its start when petitiond next
+    /// starts with that calendar ([`Clock::compute_pending`]); until then it fires nothing.
+    Pending,
 }
 
 impl State {
@@ -30,13 +34,19 @@ impl State {
             State::Running => "running",
             State::Paused => "paused",
             State::Stopped => "stopped",
+            State::Pending => "pending",
         }
     }
 
     pub fn parse(s: &str) -> Option<State> {
-        [State::Running, State::Paused, State::Stopped]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            State::Running,
+            State::Paused,
+            State::Stopped,
+            State::Pending,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }
 
@@ -111,9 +121,50 @@ impl Clock {
         })
     }
 
+    /// A clock for `policy` started at `start` whose due instant cannot be computed yet
+    /// ([`State::Pending`]). `due_at` holds the start until it is computed.
+    pub fn pending(
+        policy: &ClockPolicy,
+        item_id: &str,
+        department: &str,
+        start: Timestamp,
+    ) -> Clock {
+        Clock {
+            item_id: item_id.into(),
+            clock_id: policy.id.clone(),
+            department: department.into(),
+            state: State::Pending,
+            started_at: start,
+            due_at: start,
+            paused_at: None,
+            extended_days: 0,
+            last_alert_at: None,
+        }
+    }
+
+    /// Computes a pending clock from its start, as if it had started running then: its due
+    /// instant, and the alerts that fell due meanwhile fire late on the engine's catch-up.
+    /// Still `Err` while the calendar is missing.
+    pub fn compute_pending(
+        &self,
+        policy: &ClockPolicy,
+        cal: &Calendar,
+    ) -> Result<Clock, CalendarError> {
+        debug_assert_eq!(self.state, State::Pending);
+        Clock::start(
+            policy,
+            &self.item_id,
+            &self.department,
+            self.started_at,
+            cal,
+        )
+    }
+
     /// Applies a department status event at `at`. Events that do not apply in the current
     /// state (a resume while running, anything after stop) change nothing: duplicates and
-    /// out-of-order delivery are harmless.
+    /// out-of-order delivery are harmless. A pending clock can be stopped (the department did
+    /// what the clock waits for); pause, resume and extension need its due instant and are
+    /// ignored until it has one.
     pub fn apply(
         &mut self,
         policy: &ClockPolicy,
@@ -129,6 +180,9 @@ impl Clock {
             self.state = State::Stopped;
             self.paused_at = None;
             return Ok(Change::Stopped);
+        }
+        if self.state == State::Pending {
+            return Ok(Change::Unchanged);
         }
         if policy.pause_on.contains(&event) && self.state == State::Running {
             self.state = State::Paused;
@@ -180,9 +234,9 @@ impl Clock {
         let after = self.last_alert_at;
         let later = |t: Timestamp| after.is_none_or(|a| t > a);
         let mut best: Option<(AlertKind, Timestamp)> = None;
-        let mut offer = |k: AlertKind, t: Timestamp| {
+        let offer = |best: &mut Option<(AlertKind, Timestamp)>, k: AlertKind, t: Timestamp| {
             if later(t) && best.is_none_or(|(_, b)| t < b) {
-                best = Some((k, t));
+                *best = Some((k, t));
             }
         };
         let span = self.due_at.duration_since(self.started_at);
@@ -192,17 +246,23 @@ impl Clock {
                 .saturating_add(span * i32::from(p) / 100)
                 .unwrap_or(self.due_at);
             if at < self.due_at {
-                offer(AlertKind::Warning(p), at);
+                offer(&mut best, AlertKind::Warning(p), at);
             }
         }
-        offer(AlertKind::Breach, self.due_at);
+        offer(&mut best, AlertKind::Breach, self.due_at);
+        // Reminders and the escalation come after the breach: when a warning or the breach is
+        // still ahead, it is the next alert, whether or not the later ones can be computed (a
+        // clock due in late December must warn and breach before next year's calendar is in).
+        if best.is_some() {
+            return Ok(best);
+        }
         let due_local = cal.local(self.due_at);
         let after_due = |n: u32| -> Result<Timestamp, CalendarError> {
             let d = cal.add_working_days(due_local.date(), n)?;
             cal.instant(d, due_local.time())
         };
         if let Some(n) = policy.escalate_after_working_days {
-            offer(AlertKind::Escalation, after_due(n)?);
+            offer(&mut best, AlertKind::Escalation, after_due(n)?);
         }
         let every = policy.remind_every_working_days;
         if every > 0 {
@@ -210,7 +270,7 @@ impl Clock {
             for k in 1..=2500u32 {
                 let at = after_due(every * k)?;
                 if later(at) {
-                    offer(AlertKind::Reminder(k), at);
+                    offer(&mut best, AlertKind::Reminder(k), at);
                     break;
                 }
             }
@@ -219,10 +279,24 @@ impl Clock {
     }
 }
 
-/// When a restart finds several alerts of one clock overdue, warnings whose deadline has also
-/// passed are skipped: the breach says more. Returns true if this alert should be sent.
-pub fn worth_sending(kind: AlertKind, clock: &Clock, now: Timestamp) -> bool {
-    !matches!(kind, AlertKind::Warning(_)) || clock.due_at > now
+/// When several alerts of one clock are overdue at once (a restart's catch-up, or an item that
+/// arrives long after its upstream creation), `later` holds those after `kind`. Sent: the
+/// breach and the escalation; a warning only while the deadline is still ahead (the breach
+/// says more); a reminder only if it is the last one due (its number says how many were
+/// missed: one reminder, not one per missed interval). Returns true if `kind` should be sent.
+pub fn worth_sending(
+    kind: AlertKind,
+    clock: &Clock,
+    later: &[(AlertKind, Timestamp)],
+    now: Timestamp,
+) -> bool {
+    match kind {
+        AlertKind::Warning(_) => clock.due_at > now,
+        AlertKind::Reminder(_) => !later
+            .iter()
+            .any(|(k, _)| matches!(k, AlertKind::Reminder(_))),
+        AlertKind::Breach | AlertKind::Escalation => true,
+    }
 }
 
 #[cfg(test)]
@@ -409,17 +483,54 @@ mod tests {
         assert!(!worth_sending(
             AlertKind::Warning(50),
             &clock,
+            &[],
             ts("2026-03-02T02:00:00Z")
         ));
         assert!(worth_sending(
             AlertKind::Warning(50),
             &clock,
+            &[],
             ts("2026-03-02T01:20:00Z")
         ));
         assert!(worth_sending(
             AlertKind::Breach,
             &clock,
+            &[],
             ts("2026-03-02T02:00:00Z")
         ));
+    }
+
+    /// Regression: a letter arriving months after its upstream time (or a restart after a long
+    /// outage) sent every missed reminder at once — dozens per clock, thousands per batch.
+    #[test]
+    fn catch_up_sends_one_reminder_not_one_per_missed_interval() {
+        let (c, p) = (cal(), pol("statutory.accept"));
+        let mut clock = Clock::start(&p, "i", "desk", ts("2026-03-02T02:00:00Z"), &c).unwrap();
+        let now = ts("2026-11-02T02:00:00Z");
+        let mut due = Vec::new();
+        while let Some((k, at)) = clock.next_alert(&p, &c).unwrap() {
+            if at > now {
+                break;
+            }
+            due.push((k, at));
+            clock.last_alert_at = Some(at);
+        }
+        let sent: Vec<String> = (0..due.len())
+            .filter(|&i| worth_sending(due[i].0, &clock, &due[i + 1..], now))
+            .map(|i| due[i].0.to_string())
+            .collect();
+        let reminders = due
+            .iter()
+            .filter(|(k, _)| matches!(k, AlertKind::Reminder(_)))
+            .count();
+        assert!(reminders > 40, "months of missed reminders: {reminders}");
+        assert_eq!(
+            sent,
+            vec![
+                "breach".to_string(),
+                "escalation".to_string(),
+                format!("reminder_{reminders}")
+            ]
+        );
     }
 }

@@ -13,6 +13,7 @@
 use crate::alerts;
 use crate::config::Config;
 use crate::metrics::{AlertLabels, Metrics};
+use crate::sla::calendar::CalendarError;
 use crate::sla::clock::worth_sending;
 use crate::store::{Fired, Store, Timer, blocking};
 use jiff::Timestamp;
@@ -93,6 +94,7 @@ impl Engine {
 
     pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
+        self.compute_pending().await?;
         let mut timers = Self::load(&self.store).await?;
         tracing::info!(
             open = timers.len(),
@@ -137,6 +139,31 @@ impl Engine {
         Ok(())
     }
 
+    /// Clocks that could not be computed when they started (see [`State::Pending`]) are
+    /// computed now, before the timers load, so what fell due meanwhile fires on catch-up.
+    ///
+    /// [`State::Pending`]: crate::sla::clock::State::Pending
+    async fn compute_pending(&self) -> anyhow::Result<()> {
+        let pending = blocking(&self.store, |s| s.pending_clocks()).await?;
+        if pending.is_empty() {
+            self.metrics.pending_clocks.set(0);
+            return Ok(());
+        }
+        let (computed, still) = compute_pending(&self.config, pending);
+        let n = computed.len();
+        if n > 0 {
+            blocking(&self.store, move |s| s.compute_clocks(&computed)).await?;
+        }
+        self.metrics.pending_clocks.set(still as i64);
+        if still > 0 {
+            let years: Vec<i16> = self.config.sla.calendar.years().collect();
+            tracing::warn!(computed = n, pending = still, calendars = ?years, "SLA clocks still pending: a calendar year they need is not loaded; add it to sla.calendar_files and restart");
+        } else {
+            tracing::info!(computed = n, "every pending SLA clock computed");
+        }
+        Ok(())
+    }
+
     async fn fire_due(&self, timers: &mut Timers) -> anyhow::Result<()> {
         loop {
             let now = Timestamp::now();
@@ -161,8 +188,10 @@ impl Engine {
     }
 }
 
-/// For one clock that fell due: every alert scheduled up to `now` (catch-up after a restart
-/// fires them all at once, marked late; superseded warnings are skipped), and the next instant.
+/// For one clock that fell due: every alert scheduled up to `now`, and the next instant.
+/// Catch-up after a restart (or an item that arrives long after its upstream creation) finds
+/// several at once: they are recorded as fired, but only those still worth saying are sent,
+/// marked late (see [`worth_sending`]).
 fn decide(
     cfg: &Config,
     metrics: &Metrics,
@@ -179,35 +208,18 @@ fn decide(
     };
     let cal = &cfg.sla.calendar;
     let mut c = clock.clone();
+    let mut due = Vec::new();
     loop {
         match c.next_alert(policy, cal) {
             Ok(Some((kind, at))) if at <= now => {
-                if worth_sending(kind, &c, now) {
-                    let alert = alerts::build(cfg, policy, &c, kind, at, now);
-                    let late_s = (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
-                    metrics.alert_lateness.observe(late_s.max(0.0));
-                    metrics
-                        .alerts
-                        .get_or_create(&AlertLabels {
-                            clock: c.clock_id.clone(),
-                            kind: kind.to_string(),
-                            late: alert.late.to_string(),
-                        })
-                        .inc();
-                    tracing::warn!(
-                        item = %c.item_id, clock = %c.clock_id, alert = %kind, department = %c.department,
-                        due_at = %c.due_at, late = alert.late, "SLA alert"
-                    );
-                    fired.alerts.push(alert);
-                }
+                due.push((kind, at));
                 c.last_alert_at = Some(at);
-                fired.last_alert_at = Some(at);
             }
             Ok(Some((_, at))) => {
                 fired.next = Some(at);
-                return fired;
+                break;
             }
-            Ok(None) => return fired,
+            Ok(None) => break,
             Err(e) => {
                 metrics
                     .clock_errors
@@ -215,16 +227,168 @@ fn decide(
                         clock: c.clock_id.clone(),
                     })
                     .inc();
-                tracing::error!(item = %c.item_id, clock = %c.clock_id, error = %e, "cannot compute the next SLA alert");
-                return fired;
+                fired.next = Some(retry_at(cal, &e, now));
+                tracing::error!(item = %c.item_id, clock = %c.clock_id, error = %e, retry_at = ?fired.next, "cannot compute the next SLA alert");
+                break;
             }
         }
     }
+    for (i, &(kind, at)) in due.iter().enumerate() {
+        if worth_sending(kind, &c, &due[i + 1..], now) {
+            let alert = alerts::build(cfg, policy, &c, kind, at, now);
+            let late_s = (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
+            metrics.alert_lateness.observe(late_s.max(0.0));
+            metrics
+                .alerts
+                .get_or_create(&AlertLabels {
+                    clock: c.clock_id.clone(),
+                    kind: kind.to_string(),
+                    late: alert.late.to_string(),
+                })
+                .inc();
+            tracing::warn!(
+                item = %c.item_id, clock = %c.clock_id, alert = %kind, department = %c.department,
+                due_at = %c.due_at, late = alert.late, "SLA alert"
+            );
+            fired.alerts.push(alert);
+        }
+        fired.last_alert_at = Some(at);
+    }
+    fired
+}
+
+/// When to look again at a clock whose next alert cannot be computed. A missing calendar year
+/// `y`: the alert lies in `y` (it is after the last instant that could be computed), so the
+/// first instant of `y` is early enough, and a restart with that year's calendar before then
+/// computes it on time; the timer stays in the store either way. Otherwise, and once `y` has
+/// begun without its calendar, hourly.
+fn retry_at(cal: &crate::sla::calendar::Calendar, e: &CalendarError, now: Timestamp) -> Timestamp {
+    let hourly = now + jiff::SignedDuration::from_hours(1);
+    match e {
+        CalendarError::YearNotLoaded(y) => jiff::civil::date(*y, 1, 1)
+            .to_datetime(jiff::civil::Time::midnight())
+            .to_zoned(cal.time_zone().clone())
+            .map(|z| z.timestamp())
+            .ok()
+            .filter(|t| *t > now)
+            .unwrap_or(hourly),
+        _ => hourly,
+    }
+}
+
+/// Computes the clocks left pending (their calendar year was not loaded when they started)
+/// with the calendars loaded now. Returns the timers of those computed and how many stay
+/// pending.
+fn compute_pending(
+    cfg: &Config,
+    pending: Vec<(i64, crate::sla::clock::Clock)>,
+) -> (
+    Vec<(i64, crate::sla::clock::Clock, Option<Timestamp>)>,
+    usize,
+) {
+    let cal = &cfg.sla.calendar;
+    let mut computed = Vec::new();
+    let mut still = 0;
+    for (row, c) in pending {
+        let Some(policy) = cfg.sla.clock(&c.clock_id) else {
+            still += 1;
+            continue;
+        };
+        let started = c
+            .compute_pending(policy, cal)
+            .and_then(|n| Ok((n.next_alert(policy, cal)?.map(|(_, t)| t), n)));
+        match started {
+            Ok((next, clock)) => {
+                tracing::info!(item = %clock.item_id, clock = %clock.clock_id, due_at = %clock.due_at, "pending SLA clock computed");
+                computed.push((row, clock, next));
+            }
+            Err(_) => still += 1,
+        }
+    }
+    (computed, still)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config() -> Config {
+        Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"hrss\"\nname = \"hrss\"\ntopic = \"t.hrss\"\n[routing]\ndefault_lead = \"hrss\"\n",
+            "t.toml",
+            std::path::Path::new("."),
+        )
+        .unwrap()
+    }
+
+    /// The shipped 2026 calendar plus a made-up 2027 with one holiday (Jan 1). Test data only: petitiond ships
+    /// no calendar that the State Council has not published.
+    fn with_2027(cfg: &mut Config) {
+        use crate::sla::calendar::{Calendar, OfficeHours, YearCalendar};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendars");
+        let y2026 = YearCalendar::read(&dir.join("cn-2026.toml")).unwrap();
+        let y2027 =
+            YearCalendar::parse(
+            "year = 2027\nsource = \"test\"\n[[holiday]]\nname = \"元旦\"\nfrom = 2027-01-01\nto = 2027-01-01\nnotice = \"test\"\n",
+            "test-2027.toml",
+        ).unwrap();
+        let tz = cfg.sla.calendar.time_zone().clone();
+        cfg.sla.calendar = Arc::new(
+            Calendar::new(vec![y2026, y2027], Vec::new(), OfficeHours::default(), tz).unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_pending_clock_waits_for_its_calendar_then_runs_from_its_start() {
+        let mut cfg = config();
+        let policy = cfg.sla.clock("statutory.handle").unwrap().clone();
+        let start: Timestamp = "2026-12-02T02:00:00Z".parse().unwrap();
+        assert!(matches!(
+            crate::sla::clock::Clock::start(&policy, "i", "hrss", start, &cfg.sla.calendar),
+            Err(CalendarError::YearNotLoaded(2027))
+        ));
+        let pending = crate::sla::clock::Clock::pending(&policy, "i", "hrss", start);
+        let (computed, still) = compute_pending(&cfg, vec![(7, pending.clone())]);
+        assert!(computed.is_empty());
+        assert_eq!(still, 1);
+
+        with_2027(&mut cfg);
+        let (computed, still) = compute_pending(&cfg, vec![(7, pending)]);
+        assert_eq!(still, 0);
+        let (row, clock, next) = &computed[0];
+        assert_eq!(*row, 7);
+        assert_eq!(clock.state, crate::sla::clock::State::Running);
+        assert_eq!(
+            clock.started_at, start,
+            "from the item's arrival, not from now"
+        );
+        // 60 days after Wed 12-02 is Sun 2027-01-31 → the next working day, Mon 02-01, 17:30.
+        assert_eq!(
+            clock.due_at,
+            "2027-02-01T09:30:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert!(next.is_some());
+    }
+
+    #[test]
+    fn a_clock_due_before_a_missing_year_still_warns_and_breaches() {
+        let cfg = config();
+        let policy = cfg.sla.clock("statutory.accept").unwrap().clone();
+        // Arrived Mon 12-14: due Tue 12-29; its reminders and escalation need 2027.
+        let start: Timestamp = "2026-12-14T02:00:00Z".parse().unwrap();
+        let clock = crate::sla::clock::Clock::start(&policy, "i", "hrss", start, &cfg.sla.calendar)
+            .unwrap();
+        let now: Timestamp = "2026-12-30T02:00:00Z".parse().unwrap();
+        let fired = decide(&cfg, &Metrics::new(), &clock, now);
+        let kinds: Vec<&str> = fired.alerts.iter().map(|a| a.kind.as_str()).collect();
+        assert_eq!(kinds, ["breach"], "warnings superseded, breach sent");
+        // The first reminder needs 2027: looked at again when 2027 begins, not dropped.
+        assert_eq!(
+            fired.next,
+            Some("2026-12-31T16:00:00Z".parse().unwrap()),
+            "2027-01-01 00:00 in the office's zone"
+        );
+    }
 
     #[test]
     fn timers_move_and_fall_due_in_order() {

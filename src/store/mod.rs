@@ -285,6 +285,14 @@ pub trait Store: Send + Sync + 'static {
     fn topic_positions(&self, topic: &str) -> Result<Vec<(i32, i64)>, StoreError>;
     /// Every clock with an alert still to come (start-up of the timer engine).
     fn open_timers(&self) -> Result<Vec<Timer>, StoreError>;
+    /// Every clock left pending (a calendar year it needs was not loaded when it started).
+    fn pending_clocks(&self) -> Result<Vec<(i64, Clock)>, StoreError>;
+    /// Writes pending clocks now computed (row, clock, next alert), in one transaction; a row
+    /// that is no longer pending (stopped meanwhile) is left alone.
+    fn compute_clocks(
+        &self,
+        clocks: &[(i64, Clock, Option<jiff::Timestamp>)],
+    ) -> Result<(), StoreError>;
     /// For each clock row: `f` decides the alerts and the next instant; alerts (with their
     /// outbox and mail rows) and the clock update commit in one transaction.
     fn fire(

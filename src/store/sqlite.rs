@@ -148,6 +148,13 @@ CREATE TABLE person_items (
 CREATE INDEX person_items_matter ON person_items(person_key, matter, received_ms);
 "#,
     ),
+    // v5: clocks waiting for a calendar year (state 'pending') are found at start without a
+    // scan of every clock.
+    M::up(
+        r#"
+CREATE INDEX sla_clocks_pending ON sla_clocks(state) WHERE state = 'pending';
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -700,6 +707,36 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn pending_clocks(&self) -> Result<Vec<(i64, Clock)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {CLOCK_COLS} FROM sla_clocks WHERE state = 'pending'"
+        ))?;
+        let rows = st
+            .query_map([], row_to_clock)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn compute_clocks(&self, clocks: &[(i64, Clock, Option<Timestamp>)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (row, clock, next) in clocks {
+            let still: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM sla_clocks WHERE rowid = ?1",
+                    [row],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if still.as_deref() == Some(State::Pending.as_str()) {
+                update_clock(&tx, *row, clock, *next)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn fire(
         &self,
         rows: &[i64],
@@ -930,6 +967,60 @@ mod tests {
             version: None,
             person_index: None,
         }
+    }
+
+    #[test]
+    fn a_pending_clock_is_kept_and_computed_once_unless_stopped_meanwhile() {
+        let (_d, s) = store();
+        let mut it = item("p");
+        let pending = |id: &str, clock: &str| Clock {
+            item_id: id.into(),
+            clock_id: clock.into(),
+            department: "desk".into(),
+            state: State::Pending,
+            started_at: "2026-12-02T01:00:00Z".parse().unwrap(),
+            due_at: "2026-12-02T01:00:00Z".parse().unwrap(),
+            paused_at: None,
+            extended_days: 0,
+            last_alert_at: None,
+        };
+        let id = it.envelope.id.to_string();
+        it.clocks = vec![(pending(&id, "a"), None), (pending(&id, "b"), None)];
+        let Recorded::New(timers) = s.record_item(&it).unwrap() else {
+            panic!("not new")
+        };
+        assert!(timers.is_empty(), "a pending clock has no timer");
+        let found = s.pending_clocks().unwrap();
+        assert_eq!(found.len(), 2);
+        assert!(s.open_timers().unwrap().is_empty());
+        // "b" is stopped by a status event before the calendar arrives.
+        s.conn()
+            .execute(
+                "UPDATE sla_clocks SET state = 'stopped' WHERE clock_id = 'b'",
+                [],
+            )
+            .unwrap();
+        let computed: Vec<(i64, Clock, Option<Timestamp>)> = found
+            .into_iter()
+            .map(|(row, mut c)| {
+                c.state = State::Running;
+                c.due_at = "2027-02-01T09:30:00Z".parse().unwrap();
+                (row, c, Some("2027-01-01T00:00:00Z".parse().unwrap()))
+            })
+            .collect();
+        s.compute_clocks(&computed).unwrap();
+        assert!(s.pending_clocks().unwrap().is_empty());
+        let timers = s.open_timers().unwrap();
+        assert_eq!(timers.len(), 1, "only the clock still pending was computed");
+        let states: Vec<String> = s
+            .conn()
+            .prepare("SELECT state FROM sla_clocks ORDER BY clock_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(states, ["running", "stopped"]);
     }
 
     #[test]

@@ -509,6 +509,8 @@ base_url = "{}/api"
 path = "/petitions"
 items_pointer = "/data/items"
 requests_per_second = 1000
+# The records are dated 2026-11-28: look back far enough whatever day the test runs.
+initial_lookback_hours = 87600
 [channels.portal.pagination]
 kind = "{style}"
 page_size = 5
