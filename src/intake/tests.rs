@@ -485,10 +485,10 @@ fn an_unknown_clock_in_sla_overrides_is_an_error_with_its_line() {
         p.display(),
         shipped.join("dictionaries").display()
     ));
-    let err = Config::parse(&text, "test.toml", dir.path())
-        .err()
-        .expect("refused")
-        .to_string();
+    let Err(err) = Config::parse(&text, "test.toml", dir.path()) else {
+        panic!("an unknown clock id must be refused");
+    };
+    let err = err.to_string();
     assert!(err.contains("rules.toml:2"), "{err}");
     assert!(err.contains("`hotline.veiw` is not an SLA clock"), "{err}");
 }

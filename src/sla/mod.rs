@@ -34,13 +34,13 @@ pub fn calendar_warnings(sla: &crate::config::SlaConfig, now: Timestamp) -> Vec<
     if let Some(last) = cal.years().max() {
         let today = cal.local_date(now);
         let end = jiff::civil::date(last, 12, 31);
-        if let Ok(left) = today.until((jiff::Unit::Day, end)).map(|s| s.get_days()) {
-            if (0..=CALENDAR_NOTICE_DAYS).contains(&i64::from(left)) {
-                out.push(format!(
-                    "the working-day calendars end on {end} ({left} days from today): add the {} file from the State Council's notice to sla.calendar_files",
-                    last + 1
-                ));
-            }
+        if let Ok(left) = today.until((jiff::Unit::Day, end)).map(|s| s.get_days())
+            && (0..=CALENDAR_NOTICE_DAYS).contains(&i64::from(left))
+        {
+            out.push(format!(
+                "the working-day calendars end on {end} ({left} days from today): add the {} file from the State Council's notice to sla.calendar_files",
+                last + 1
+            ));
         }
     }
     out
