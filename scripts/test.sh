@@ -5,6 +5,7 @@
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
 #
+# Installs Debian's chromium if missing and exports PETITIOND_TEST_CHROMIUM (the board test).
 # Also starts a throwaway Dovecot (scripts/dovecot-test.sh; installs Debian's dovecot-imapd if
 # missing) for the IMAP tests and exports PETITIOND_TEST_IMAP* and PETITIOND_TEST_DOVECOT_DIR.
 #
@@ -20,6 +21,13 @@ TANSU_BIN="$TANSU_ROOT/bin/tansu"
 
 log() { printf '\n== %s\n' "$*"; }
 
+# Debian packages, with one `apt-get update` per run however many groups are missing.
+APT_UPDATED=""
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
 need_apt=()
 for pair in "make:make" "gcc:gcc" "pkg-config:pkgconf" "perl:perl"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
@@ -29,8 +37,7 @@ for hdr in "/usr/include/openssl/ssl.h:libssl-dev" "/usr/include/zlib.h:zlib1g-d
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing build dependencies: ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  apt_install "${need_apt[@]}"
 fi
 
 # A real SMTP server for the alert-mail tests: Debian's aiosmtpd, run by Debian's Python (the
@@ -40,10 +47,18 @@ if ! "$SMTPD_PYTHON" -c 'import aiosmtpd' >/dev/null 2>&1; then
   smtpd_pkgs=(python3-aiosmtpd)
   [ -x "$SMTPD_PYTHON" ] || smtpd_pkgs=(python3 python3-aiosmtpd)
   log "installing the test SMTP server: ${smtpd_pkgs[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${smtpd_pkgs[@]}"
+  apt_install "${smtpd_pkgs[@]}"
 fi
 export PETITIOND_SMTPD_PYTHON="$SMTPD_PYTHON"
+
+# A real browser for the SLA board test: Debian's chromium, run headless with --dump-dom (no
+# driver needed).
+CHROMIUM=/usr/bin/chromium
+if [ ! -x "$CHROMIUM" ]; then
+  log "installing the test browser: chromium"
+  apt_install chromium
+fi
+export PETITIOND_TEST_CHROMIUM="$CHROMIUM"
 
 if [ ! -x "$TANSU_BIN" ]; then
   log "installing tansu $TANSU_VERSION into $TANSU_ROOT (first run only)"

@@ -289,6 +289,8 @@ impl Application {
                 health,
                 ready,
                 channels: channel_health,
+                store: self.store.clone(),
+                board: Arc::new(admin::board::BoardConfig::from_config(&cfg)),
             };
             tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
         });

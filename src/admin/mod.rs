@@ -1,7 +1,11 @@
 //! Admin HTTP: `/healthz` (the process is up), `/readyz` (topics verified, brokers reachable),
-//! `/channels` (each HTTP source's last successful poll, last error, staleness; JSON) and
-//! `/metrics` (Prometheus text). A stale upstream does not make the daemon unready: restarting
-//! petitiond cannot fix another organisation's server; the stale alert tells the operator. Read-only; the SLA board joins it with the SLA issue.
+//! `/channels` (each HTTP source's last successful poll, last error, staleness; JSON),
+//! `/metrics` (Prometheus text) and the SLA board (`/board`, `/board.json`: [`board`]). A
+//! stale upstream does not make the daemon unready: restarting petitiond cannot fix another
+//! organisation's server; the stale alert tells the operator. Everything here is read-only;
+//! nothing here shows petitioner data.
+
+pub mod board;
 
 use crate::kafka::client::BrokerHealth;
 use crate::metrics::Metrics;
@@ -21,6 +25,9 @@ pub struct AdminState {
     pub health: Arc<BrokerHealth>,
     pub ready: Arc<AtomicBool>,
     pub channels: crate::channels::http::ChannelHealth,
+    /// The board reads through it (its own read-only connection, on the blocking pool).
+    pub store: std::sync::Arc<dyn crate::store::Store>,
+    pub board: Arc<board::BoardConfig>,
 }
 
 async fn channels(State(s): State<AdminState>) -> impl IntoResponse {
@@ -64,6 +71,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/channels", get(channels))
         .route("/metrics", get(metrics))
+        .route("/board", get(board::board_html))
+        .route("/board.json", get(board::board_json))
         .with_state(state)
 }
 

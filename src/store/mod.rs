@@ -231,6 +231,73 @@ pub struct QuarantineRow {
     pub entry: Quarantined,
 }
 
+/// What the SLA board asks the store for: optional filters, the instant that decides overdue,
+/// and row limits. Every query it causes is bounded by an index range and a LIMIT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardQuery {
+    pub department: Option<String>,
+    pub clock: Option<String>,
+    pub now: jiff::Timestamp,
+    /// Most rows in each clock list (overdue, due next).
+    pub limit: usize,
+    /// Most recent alerts shown.
+    pub alerts_limit: usize,
+    /// The configured clock ids: alerts filtered by department only are read per clock id
+    /// (with the clock ids of open clocks), each from the (department, clock_id) index.
+    pub clock_ids: Vec<String>,
+}
+
+/// Open clocks of one clock id. `overdue` and `warning` count running clocks only: a paused
+/// clock has no due instant until it resumes (its due moves by the time held).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoardCount {
+    pub clock_id: String,
+    pub running: u64,
+    /// Running and past due.
+    pub overdue: u64,
+    /// Running, not yet due, and a warning alert has already fired.
+    pub warning: u64,
+    pub paused: u64,
+    /// Waiting for a calendar year that is not loaded: no due instant, no alerts yet.
+    pub pending: u64,
+}
+
+/// One open clock on the board. Deliberately no envelope field: the board shows ids,
+/// departments, times and states only, never petitioner data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardClock {
+    pub item_id: String,
+    pub clock_id: String,
+    pub department: String,
+    pub state: crate::sla::clock::State,
+    pub started_at: jiff::Timestamp,
+    pub due_at: jiff::Timestamp,
+}
+
+/// One recorded alert on the board (the alerts table holds no personal data either).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardAlert {
+    pub kind: String,
+    pub clock_id: String,
+    pub item_id: String,
+    pub department: String,
+    pub due_at: jiff::Timestamp,
+    pub fired_at: jiff::Timestamp,
+    pub late: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoardData {
+    /// By clock id.
+    pub counts: Vec<BoardCount>,
+    /// Running clocks past due, most overdue first.
+    pub overdue: Vec<BoardClock>,
+    /// Running clocks not yet due, soonest first.
+    pub upcoming: Vec<BoardClock>,
+    /// Newest first.
+    pub alerts: Vec<BoardAlert>,
+}
+
 /// What [`Store::record_item`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -318,6 +385,9 @@ pub trait Store: Send + Sync + 'static {
     fn settle_interrupted_mail(&self) -> Result<u64, StoreError>;
     /// (clock, kind, late) of an item's alerts, oldest first.
     fn alerts_for(&self, item_id: &str) -> Result<Vec<(String, String, bool)>, StoreError>;
+    /// The SLA board's snapshot (read from its own read-only connection, so a board refresh
+    /// never waits for, or holds up, a writer).
+    fn board(&self, q: &BoardQuery) -> Result<BoardData, StoreError>;
     fn cursor(&self, source: &str) -> Result<Option<String>, StoreError>;
     fn set_cursor(&self, source: &str, value: &str) -> Result<(), StoreError>;
 }

@@ -148,7 +148,30 @@ CREATE TABLE person_items (
 CREATE INDEX person_items_matter ON person_items(person_key, matter, received_ms);
 "#,
     ),
-    // v5: clocks waiting for a calendar year (state 'pending') are found at start without a
+    // v5: the SLA board. `due_ms` (the due instant in ms: exact order, where RFC 3339 text
+    // with a varying number of fraction digits is not) and `alerted` (`last_alert_at` is set)
+    // are plain columns written with every clock (SQLite does not treat an index on virtual
+    // generated columns as covering, and the counts must not touch the table); existing rows
+    // are filled here from the same values. The partial indexes hold open clocks only
+    // (stopped ones, the majority over time, cost nothing) and cover the board's counts; the
+    // clock lists are read per clock id from them, so every read is an index range + LIMIT.
+    // Alerts are read newest first by rowid (insertion order) within an index's equal prefix.
+    M::up(
+        r#"
+ALTER TABLE sla_clocks ADD COLUMN due_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sla_clocks ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
+UPDATE sla_clocks SET
+    due_ms = CAST(round((julianday(due_at) - 2440587.5) * 86400000.0) AS INTEGER),
+    alerted = (last_alert_at IS NOT NULL);
+CREATE INDEX sla_clocks_board_clock
+    ON sla_clocks(clock_id, state, due_ms, department, alerted) WHERE state <> 'stopped';
+CREATE INDEX sla_clocks_board_department
+    ON sla_clocks(department, clock_id, state, due_ms, alerted) WHERE state <> 'stopped';
+CREATE INDEX alerts_clock ON alerts(clock_id);
+CREATE INDEX alerts_department_clock ON alerts(department, clock_id);
+"#,
+    ),
+    // v6: clocks waiting for a calendar year (state 'pending') are found at start without a
     // scan of every clock.
     M::up(
         r#"
@@ -160,6 +183,9 @@ CREATE INDEX sla_clocks_pending ON sla_clocks(state) WHERE state = 'pending';
 pub struct SqliteStore {
     // One connection: SQLite has one writer at a time; a pool would only add lock waits.
     conn: Mutex<Connection>,
+    // Read-only connection for the SLA board: WAL lets it read a snapshot while the writer
+    // commits, so an operator's refresh never holds the writers' mutex (alerts stay on time).
+    read: Mutex<Connection>,
     // Tells the checkpoint thread to stop when the store is dropped.
     stop: Arc<AtomicBool>,
 }
@@ -200,6 +226,14 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        let read = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        read.busy_timeout(busy_timeout)?;
+        // The board's counts walk the open-clock index: keep its pages in this connection's
+        // cache (up to 64 MiB; a million open clocks' index is about 40 MB).
+        read.pragma_update(None, "cache_size", -65536)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (p, st) = (path.to_path_buf(), stop.clone());
         std::thread::Builder::new()
@@ -210,6 +244,7 @@ impl SqliteStore {
             })?;
         Ok(Self {
             conn: Mutex::new(conn),
+            read: Mutex::new(read),
             stop,
         })
     }
@@ -256,8 +291,8 @@ fn insert_clock(
     next: Option<Timestamp>,
 ) -> Result<Option<Timer>, StoreError> {
     let inserted = tx.prepare_cached(
-        "INSERT OR IGNORE INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, next_alert_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT OR IGNORE INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, next_alert_ms, due_ms, alerted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
             c.item_id,
@@ -270,6 +305,8 @@ fn insert_clock(
             c.extended_days,
             c.last_alert_at.map(|t| t.to_string()),
             ms(next),
+            c.due_at.as_millisecond(),
+            c.last_alert_at.is_some(),
         ])?;
     if inserted == 0 {
         // The item already has this clock (a status event started it before): keep that one.
@@ -290,7 +327,7 @@ fn update_clock(
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE sla_clocks SET state = ?2, started_at = ?3, due_at = ?4, paused_at = ?5, extended_days = ?6,
-         last_alert_at = ?7, next_alert_ms = ?8 WHERE rowid = ?1",
+         last_alert_at = ?7, next_alert_ms = ?8, due_ms = ?9, alerted = ?10 WHERE rowid = ?1",
     )?
     .execute(params![
             row,
@@ -301,6 +338,8 @@ fn update_clock(
             c.extended_days,
             c.last_alert_at.map(|t| t.to_string()),
             ms(next),
+            c.due_at.as_millisecond(),
+            c.last_alert_at.is_some(),
         ])?;
     Ok(())
 }
@@ -346,6 +385,248 @@ fn insert_alert(tx: &rusqlite::Transaction<'_>, a: &FiredAlert) -> Result<bool, 
         .execute(params![a.id, serde_json::to_string(&m.recipients)?, m.subject, m.body])?;
     }
     Ok(true)
+}
+
+/// The SLA board's SQL, as functions so that the query-plan test checks exactly what runs.
+/// Named parameters: `:now` (ms), `:clock`, `:department`, `:limit`.
+mod board_sql {
+    fn dept(department: bool) -> &'static str {
+        if department {
+            " AND department = :department"
+        } else {
+            ""
+        }
+    }
+
+    /// The next clock id with open clocks after `:after`: one index seek (a loose index scan
+    /// in steps, where `SELECT DISTINCT` would read every open clock).
+    pub fn next_clock_id(department: bool) -> String {
+        format!(
+            "SELECT clock_id FROM sla_clocks WHERE state <> 'stopped'{} AND clock_id > :after
+             ORDER BY clock_id LIMIT 1",
+            dept(department)
+        )
+    }
+
+    /// What one count counts.
+    #[derive(Debug, Clone, Copy)]
+    pub enum Count {
+        Running,
+        Overdue,
+        Warned,
+        Paused,
+        Pending,
+    }
+
+    pub const COUNTS: [Count; 5] = [
+        Count::Running,
+        Count::Overdue,
+        Count::Warned,
+        Count::Paused,
+        Count::Pending,
+    ];
+
+    /// Open clocks of one clock id: `COUNT(*)` over a range of `sla_clocks_board_clock` (or
+    /// `_department`), never the table. These are the only reads that grow with the number of
+    /// open clocks.
+    pub fn count(department: bool, what: Count) -> String {
+        let cond = match what {
+            Count::Running => "state = 'running'",
+            Count::Overdue => "state = 'running' AND due_ms <= :now",
+            Count::Warned => "state = 'running' AND due_ms > :now AND alerted = 1",
+            Count::Paused => "state = 'paused'",
+            Count::Pending => "state = 'pending'",
+        };
+        format!(
+            "SELECT COUNT(*) FROM sla_clocks WHERE state <> 'stopped' AND clock_id = :clock{} AND {cond}",
+            dept(department)
+        )
+    }
+
+    /// Running clocks of one clock id, overdue (most overdue first) or not yet due (soonest
+    /// first): an index range in due order, stopped by the LIMIT.
+    pub fn clocks(department: bool, overdue: bool) -> String {
+        let cmp = if overdue { "<=" } else { ">" };
+        let dept = if department {
+            " AND department = :department"
+        } else {
+            ""
+        };
+        format!(
+            "SELECT item_id, clock_id, department, state, started_at, due_at, due_ms FROM sla_clocks
+             WHERE state <> 'stopped' AND clock_id = :clock{dept} AND state = 'running' AND due_ms {cmp} :now
+             ORDER BY due_ms LIMIT :limit"
+        )
+    }
+
+    /// Newest alerts (rowid = insertion order), optionally within a clock id and department.
+    pub fn alerts(department: bool, clock: bool) -> String {
+        let mut w = Vec::new();
+        if department {
+            w.push("department = :department");
+        }
+        if clock {
+            w.push("clock_id = :clock");
+        }
+        let w = if w.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", w.join(" AND "))
+        };
+        format!(
+            "SELECT rowid, kind, clock_id, item_id, department, due_at, fired_at, late FROM alerts {w}
+             ORDER BY rowid DESC LIMIT :limit"
+        )
+    }
+}
+
+fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData, StoreError> {
+    use rusqlite::ToSql;
+    let now = q.now.as_millisecond();
+    let limit = q.limit as i64;
+    let alerts_limit = q.alerts_limit as i64;
+    let dept = q.department.as_deref();
+    let mut data = BoardData::default();
+
+    {
+        // The clock ids with open clocks (under the department filter), ascending.
+        let clock_ids: Vec<String> = match &q.clock {
+            Some(c) => vec![c.clone()],
+            None => {
+                let mut st = conn.prepare_cached(&board_sql::next_clock_id(dept.is_some()))?;
+                let mut ids: Vec<String> = Vec::new();
+                loop {
+                    let after = ids.last().cloned().unwrap_or_default();
+                    let mut p: Vec<(&str, &dyn ToSql)> = vec![(":after", &after)];
+                    if let Some(d) = &dept {
+                        p.push((":department", d));
+                    }
+                    match st.query_row(p.as_slice(), |r| r.get(0)).optional()? {
+                        Some(id) => ids.push(id),
+                        None => break,
+                    }
+                }
+                ids
+            }
+        };
+        let mut stmts = Vec::new();
+        for what in board_sql::COUNTS {
+            stmts.push((
+                conn.prepare_cached(&board_sql::count(dept.is_some(), what))?,
+                what,
+            ));
+        }
+        for clock_id in clock_ids {
+            let mut n = [0u64; 5];
+            for (i, (st, what)) in stmts.iter_mut().enumerate() {
+                let mut p: Vec<(&str, &dyn ToSql)> = vec![(":clock", &clock_id)];
+                if let Some(d) = &dept {
+                    p.push((":department", d));
+                }
+                if matches!(what, board_sql::Count::Overdue | board_sql::Count::Warned) {
+                    p.push((":now", &now));
+                }
+                n[i] = st.query_row(p.as_slice(), |r| r.get::<_, i64>(0))?.max(0) as u64;
+            }
+            if n[0] + n[3] + n[4] > 0 {
+                data.counts.push(BoardCount {
+                    clock_id,
+                    running: n[0],
+                    overdue: n[1],
+                    warning: n[2],
+                    paused: n[3],
+                    pending: n[4],
+                });
+            }
+        }
+    }
+
+    // The lists: per clock id (index order is due order within one), merged here.
+    for overdue in [true, false] {
+        let sql = board_sql::clocks(dept.is_some(), overdue);
+        let mut st = conn.prepare_cached(&sql)?;
+        let mut all: Vec<(i64, BoardClock)> = Vec::new();
+        for c in &data.counts {
+            let mut p: Vec<(&str, &dyn ToSql)> =
+                vec![(":now", &now), (":clock", &c.clock_id), (":limit", &limit)];
+            if let Some(d) = &dept {
+                p.push((":department", d));
+            }
+            let rows = st.query_map(p.as_slice(), |r| {
+                let state: String = r.get(3)?;
+                Ok((
+                    r.get::<_, i64>(6)?,
+                    BoardClock {
+                        item_id: r.get(0)?,
+                        clock_id: r.get(1)?,
+                        department: r.get(2)?,
+                        state: State::parse(&state).unwrap_or(State::Running),
+                        started_at: ts(Some(r.get(4)?))?.unwrap_or_default(),
+                        due_at: ts(Some(r.get(5)?))?.unwrap_or_default(),
+                    },
+                ))
+            })?;
+            for row in rows {
+                all.push(row?);
+            }
+        }
+        all.sort_by_key(|a| a.0);
+        all.truncate(q.limit);
+        let list = all.into_iter().map(|(_, c)| c).collect();
+        if overdue {
+            data.overdue = list;
+        } else {
+            data.upcoming = list;
+        }
+    }
+
+    // Alerts: one index range, except "department only", read per clock id and merged.
+    let per_clock: Vec<Option<String>> = match (&dept, &q.clock) {
+        (Some(_), None) => {
+            let mut ids: Vec<String> = q.clock_ids.clone();
+            ids.extend(data.counts.iter().map(|c| c.clock_id.clone()));
+            ids.sort();
+            ids.dedup();
+            ids.into_iter().map(Some).collect()
+        }
+        (_, c) => vec![c.clone()],
+    };
+    let sql = board_sql::alerts(
+        dept.is_some(),
+        per_clock.first().is_some_and(|c| c.is_some()),
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let mut alerts: Vec<(i64, BoardAlert)> = Vec::new();
+    for clock in &per_clock {
+        let mut p: Vec<(&str, &dyn ToSql)> = vec![(":limit", &alerts_limit)];
+        if let Some(c) = clock {
+            p.push((":clock", c));
+        }
+        if let Some(d) = &dept {
+            p.push((":department", d));
+        }
+        let rows = st.query_map(p.as_slice(), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                BoardAlert {
+                    kind: r.get(1)?,
+                    clock_id: r.get(2)?,
+                    item_id: r.get(3)?,
+                    department: r.get(4)?,
+                    due_at: ts(Some(r.get(5)?))?.unwrap_or_default(),
+                    fired_at: ts(Some(r.get(6)?))?.unwrap_or_default(),
+                    late: r.get(7)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            alerts.push(row?);
+        }
+    }
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.0));
+    alerts.truncate(q.alerts_limit);
+    data.alerts = alerts.into_iter().map(|(_, a)| a).collect();
+    Ok(data)
 }
 
 const OUTBOX_COLS: &str = "seq, item_id, topic, msg_key, ce_id, headers, payload, attempts";
@@ -886,6 +1167,15 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn board(&self, q: &BoardQuery) -> Result<BoardData, StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        // One read transaction: counts, lists and alerts come from the same snapshot.
+        conn.execute_batch("BEGIN")?;
+        let result = board_query(&conn, q);
+        let _ = conn.execute_batch("COMMIT");
+        result
+    }
+
     fn cursor(&self, source: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
@@ -1254,5 +1544,449 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         Migrations::from_slice(MIGRATIONS).validate().unwrap();
+    }
+
+    /// Board fixtures straight into the tables (no item rows needed for the board's reads).
+    fn board_store() -> (tempfile::TempDir, SqliteStore) {
+        let (d, s) = store();
+        s.conn().execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        (d, s)
+    }
+
+    fn put_clock(
+        s: &SqliteStore,
+        item: &str,
+        clock: &str,
+        dept: &str,
+        state: &str,
+        due: &str,
+        alerted: bool,
+    ) {
+        s.conn()
+            .execute(
+                "INSERT INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, last_alert_at, due_ms, alerted)
+                 VALUES (?1, ?2, ?3, ?4, '2026-03-02T00:00:00Z', ?5, ?6, ?7, ?8)",
+                params![
+                    item,
+                    clock,
+                    dept,
+                    state,
+                    due,
+                    alerted.then_some("2026-03-02T00:10:00Z"),
+                    due.parse::<Timestamp>().unwrap().as_millisecond(),
+                    alerted
+                ],
+            )
+            .unwrap();
+    }
+
+    fn put_alert(s: &SqliteStore, id: &str, item: &str, clock: &str, dept: &str) {
+        s.conn()
+            .execute(
+                "INSERT INTO alerts (id, item_id, clock_id, kind, department, due_at, scheduled_at, fired_at, late)
+                 VALUES (?1, ?2, ?3, 'breach', ?4, '2026-03-02T01:00:00Z', '2026-03-02T01:00:00Z', '2026-03-02T01:00:00Z', 0)",
+                params![id, item, clock, dept],
+            )
+            .unwrap();
+    }
+
+    fn bq(department: Option<&str>, clock: Option<&str>) -> BoardQuery {
+        BoardQuery {
+            department: department.map(Into::into),
+            clock: clock.map(Into::into),
+            now: "2026-03-02T02:00:00Z".parse().unwrap(),
+            limit: 3,
+            alerts_limit: 2,
+            clock_ids: vec!["c.a".into(), "c.b".into()],
+        }
+    }
+
+    fn ids(l: &[BoardClock]) -> Vec<&str> {
+        l.iter().map(|c| c.item_id.as_str()).collect()
+    }
+
+    #[test]
+    fn board_counts_orders_filters_and_limits() {
+        let (_d, s) = board_store();
+        // now = 02:00:00Z. Sub-second dues order by time, not by text ("…00Z" > "…00.5Z").
+        put_clock(
+            &s,
+            "o1",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T01:00:00Z",
+            true,
+        );
+        put_clock(
+            &s,
+            "o2",
+            "c.b",
+            "hrss",
+            "running",
+            "2026-03-02T00:30:00Z",
+            true,
+        );
+        put_clock(
+            &s,
+            "o3",
+            "c.a",
+            "desk",
+            "running",
+            "2026-03-02T01:59:59.500Z",
+            false,
+        );
+        put_clock(
+            &s,
+            "o4",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T02:00:00Z",
+            false,
+        ); // due = now
+        put_clock(
+            &s,
+            "u1",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T02:00:00.5Z",
+            true,
+        ); // warned
+        put_clock(
+            &s,
+            "u2",
+            "c.b",
+            "desk",
+            "running",
+            "2026-03-02T02:10:00Z",
+            false,
+        );
+        put_clock(
+            &s,
+            "u3",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T02:00:01Z",
+            false,
+        );
+        put_clock(
+            &s,
+            "u4",
+            "c.b",
+            "hrss",
+            "running",
+            "2026-03-02T03:00:00Z",
+            false,
+        );
+        put_clock(
+            &s,
+            "p1",
+            "c.a",
+            "hrss",
+            "paused",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        // Waiting for a calendar year: counted, never listed (it has no due instant yet).
+        put_clock(
+            &s,
+            "w1",
+            "c.b",
+            "hrss",
+            "pending",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        put_clock(
+            &s,
+            "s1",
+            "c.a",
+            "hrss",
+            "stopped",
+            "2026-03-02T01:00:00Z",
+            true,
+        );
+
+        let d = s.board(&bq(None, None)).unwrap();
+        assert_eq!(
+            d.counts,
+            vec![
+                BoardCount {
+                    clock_id: "c.a".into(),
+                    running: 5,
+                    overdue: 3,
+                    warning: 1,
+                    paused: 1,
+                    pending: 0
+                },
+                BoardCount {
+                    clock_id: "c.b".into(),
+                    running: 3,
+                    overdue: 1,
+                    warning: 0,
+                    paused: 0,
+                    pending: 1
+                },
+            ]
+        );
+        // Most overdue first, across clock ids; limited to 3; paused and stopped never listed.
+        assert_eq!(ids(&d.overdue), vec!["o2", "o1", "o3"]);
+        assert_eq!(ids(&d.upcoming), vec!["u1", "u3", "u2"]);
+        assert_eq!(
+            d.upcoming[0].due_at,
+            "2026-03-02T02:00:00.5Z".parse::<Timestamp>().unwrap()
+        );
+
+        let d = s.board(&bq(Some("hrss"), None)).unwrap();
+        assert_eq!(ids(&d.overdue), vec!["o2", "o1", "o4"]);
+        assert_eq!(ids(&d.upcoming), vec!["u1", "u3", "u4"]);
+        assert!(
+            d.overdue
+                .iter()
+                .chain(&d.upcoming)
+                .all(|c| c.department == "hrss")
+        );
+        assert_eq!(d.counts[0].running, 4);
+
+        let d = s.board(&bq(None, Some("c.b"))).unwrap();
+        assert_eq!(d.counts.len(), 1);
+        assert_eq!(ids(&d.overdue), vec!["o2"]);
+        assert_eq!(ids(&d.upcoming), vec!["u2", "u4"]);
+
+        let d = s.board(&bq(Some("desk"), Some("c.a"))).unwrap();
+        assert_eq!(ids(&d.overdue), vec!["o3"]);
+        assert!(d.upcoming.is_empty());
+
+        let d = s.board(&bq(Some("nobody"), Some("<x>"))).unwrap();
+        assert_eq!(d, BoardData::default());
+    }
+
+    #[test]
+    fn board_alerts_newest_first_with_filters() {
+        let (_d, s) = board_store();
+        put_alert(&s, "a1", "i1", "c.a", "hrss");
+        put_alert(&s, "a2", "i2", "c.b", "hrss");
+        put_alert(&s, "a3", "i3", "c.a", "desk");
+        put_alert(&s, "a4", "i4", "c.old", "hrss"); // a clock no longer configured
+        put_alert(&s, "a5", "i5", "c.a", "hrss");
+        let items = |d: &BoardData| {
+            d.alerts
+                .iter()
+                .map(|a| a.item_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(items(&s.board(&bq(None, None)).unwrap()), vec!["i5", "i4"]);
+        assert_eq!(
+            items(&s.board(&bq(None, Some("c.a"))).unwrap()),
+            vec!["i5", "i3"]
+        );
+        // Department only: read per configured clock id and merged.
+        assert_eq!(
+            items(&s.board(&bq(Some("hrss"), None)).unwrap()),
+            vec!["i5", "i2"]
+        );
+        assert_eq!(
+            items(&s.board(&bq(Some("desk"), Some("c.a"))).unwrap()),
+            vec!["i3"]
+        );
+    }
+
+    /// Clocks recorded before v5 get their `due_ms` and `alerted` from the migration, exact
+    /// to the millisecond whatever the number of fraction digits.
+    #[test]
+    fn board_migration_fills_due_ms_of_existing_clocks() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        Migrations::from_slice(&MIGRATIONS[..4])
+            .to_latest(&mut conn)
+            .unwrap();
+        let dues = [
+            "2026-03-02T01:59:59.999Z",
+            "2026-03-02T02:00:00Z",
+            "2026-10-08T09:30:00.123456789Z",
+            "2026-03-02T02:00:00.5Z",
+        ];
+        for (i, due) in dues.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, last_alert_at)
+                 VALUES (?1, 'c', 'd', 'running', '2026-03-01T00:00:00Z', ?2, ?3)",
+                params![format!("i{i}"), due, (i % 2 == 0).then_some("2026-03-01T01:00:00Z")],
+            )
+            .unwrap();
+        }
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut conn)
+            .unwrap();
+        for (i, due) in dues.iter().enumerate() {
+            let (got, alerted): (i64, bool) = conn
+                .query_row(
+                    "SELECT due_ms, alerted FROM sla_clocks WHERE item_id = ?1",
+                    [format!("i{i}")],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(
+                got,
+                due.parse::<Timestamp>().unwrap().as_millisecond(),
+                "{due}"
+            );
+            assert_eq!(alerted, i % 2 == 0);
+        }
+    }
+
+    /// Every board query is an index range: no table scan, no sort of the whole set.
+    #[test]
+    fn board_queries_use_the_board_indexes() {
+        let (_d, s) = board_store();
+        let conn = s.conn();
+        let plan = |sql: &str| -> String {
+            let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let n = st.parameter_count();
+            let rows = st
+                .query_map(rusqlite::params_from_iter((0..n).map(|_| 1i64)), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            rows.join(" | ")
+        };
+        let mut checked = 0;
+        for dept in [false, true] {
+            let want = if dept {
+                "sla_clocks_board_department"
+            } else {
+                "sla_clocks_board_clock"
+            };
+            let p = plan(&board_sql::next_clock_id(dept));
+            assert!(
+                p.starts_with(&format!("SEARCH sla_clocks USING COVERING INDEX {want}")),
+                "next clock id {dept}: {p}"
+            );
+            assert!(!p.contains("TEMP B-TREE"), "next clock id {dept}: {p}");
+            for what in board_sql::COUNTS {
+                let p = plan(&board_sql::count(dept, what));
+                assert!(
+                    p.starts_with(&format!("SEARCH sla_clocks USING COVERING INDEX {want}")),
+                    "count {dept} {what:?}: {p}"
+                );
+                checked += 1;
+            }
+            for clock in [false, true] {
+                // "Department only" is read per clock id (see `board_query`), never like this.
+                let p = if dept && !clock {
+                    plan(&board_sql::alerts(true, true))
+                } else {
+                    plan(&board_sql::alerts(dept, clock))
+                };
+                if dept || clock {
+                    let want = if dept {
+                        "alerts_department_clock"
+                    } else {
+                        "alerts_clock"
+                    };
+                    assert!(p.contains(want), "alerts {dept} {clock}: {p}");
+                } else {
+                    // Newest rowids first: reads only LIMIT rows from the table's end.
+                    assert_eq!(p, "SCAN alerts", "alerts unfiltered");
+                }
+                assert!(!p.contains("TEMP B-TREE"), "alerts {dept} {clock}: {p}");
+                checked += 1;
+            }
+            for overdue in [false, true] {
+                let p = plan(&board_sql::clocks(dept, overdue));
+                let want = if dept {
+                    "sla_clocks_board_department"
+                } else {
+                    "sla_clocks_board_clock"
+                };
+                assert!(
+                    p.contains(&format!("SEARCH sla_clocks USING INDEX {want}")),
+                    "clocks {dept} {overdue}: {p}"
+                );
+                assert!(p.contains("due_ms"), "a range on due_ms: {p}");
+                assert!(!p.contains("TEMP B-TREE"), "clocks {dept} {overdue}: {p}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 18);
+    }
+
+    /// A million open clocks: the board's read stays well under a second. Run with
+    /// `cargo test --release --lib board_with_a_million -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "slow: builds a million clocks"]
+    fn board_with_a_million_open_clocks() {
+        let (_d, s) = board_store();
+        {
+            let mut conn = s.conn();
+            conn.pragma_update(None, "synchronous", "OFF").unwrap();
+            let tx = conn.transaction().unwrap();
+            {
+                let mut st = tx
+                    .prepare(
+                        "INSERT INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, last_alert_at, due_ms, alerted)
+                         VALUES (?1, ?2, ?3, ?4, '2026-03-01T00:00:00Z', ?5, ?6, ?7, ?8)",
+                    )
+                    .unwrap();
+                let clocks = [
+                    "hotline.view",
+                    "portal.sign_in",
+                    "letter.register",
+                    "intake.supplement",
+                    "rights.feedback",
+                    "statutory.accept",
+                    "statutory.handle",
+                ];
+                let base: Timestamp = "2026-03-02T00:00:00Z".parse().unwrap();
+                for i in 0..1_000_000i64 {
+                    let due = base
+                        .checked_add(jiff::SignedDuration::from_secs(i * 7 % 400_000))
+                        .unwrap();
+                    let state = if i % 10 == 0 {
+                        "paused"
+                    } else if i % 3 == 0 {
+                        "stopped"
+                    } else {
+                        "running"
+                    };
+                    st.execute(params![
+                        format!("item-{i}"),
+                        clocks[(i % 7) as usize],
+                        format!("dept-{}", i % 40),
+                        state,
+                        due.to_string(),
+                        (i % 4 == 0).then_some("2026-03-01T01:00:00Z"),
+                        due.as_millisecond(),
+                        i % 4 == 0,
+                    ])
+                    .unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        for (dept, clock) in [
+            (None, None),
+            (Some("dept-7"), None),
+            (None, Some("hotline.view")),
+            (Some("dept-7"), Some("letter.register")),
+        ] {
+            let mut q = bq(dept, clock);
+            q.limit = 50;
+            q.alerts_limit = 50;
+            let _ = s.board(&q).unwrap(); // warm the page cache, as a refreshing board does
+            let t = std::time::Instant::now();
+            let d = s.board(&q).unwrap();
+            let ms = t.elapsed().as_millis();
+            eprintln!(
+                "board {dept:?} {clock:?}: {ms} ms, {} clock ids, {} overdue listed",
+                d.counts.len(),
+                d.overdue.len()
+            );
+            assert!(ms < 2000, "{ms} ms");
+        }
     }
 }

@@ -584,3 +584,89 @@ impl ImapServer {
         self.dir.join("ca.pem")
     }
 }
+
+/// Debian's headless Chromium for the board tests: `PETITIOND_TEST_CHROMIUM` (set by
+/// scripts/test.sh), else `/usr/bin/chromium`. Under `CI=true` a missing browser fails the
+/// test; elsewhere the test is skipped with a note.
+pub fn chromium() -> Option<PathBuf> {
+    let path = std::env::var("PETITIOND_TEST_CHROMIUM")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "no Chromium at {} (set PETITIOND_TEST_CHROMIUM or run scripts/test.sh, which installs Debian's chromium)",
+            path.display()
+        );
+    }
+    eprintln!(
+        "skipped: no Chromium at {} (run scripts/test.sh for the browser tests)",
+        path.display()
+    );
+    None
+}
+
+/// Loads `url` in headless Chromium (fresh profile, no network besides the page) and returns
+/// the DOM after load (`--dump-dom`); with `screenshot`, writes a PNG instead and returns "".
+pub fn browse(chromium: &Path, url: &str, screenshot: Option<&Path>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()));
+    match screenshot {
+        Some(png) => cmd
+            .arg(format!("--screenshot={}", png.display()))
+            .arg("--window-size=1280,900"),
+        None => cmd.arg("--dump-dom"),
+    };
+    let mut child = cmd
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish loading {url} within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.success(),
+        "chromium failed ({status}) on {url}:\n{err}"
+    );
+    out
+}

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod board;
 mod check;
 mod delivery;
 mod demo;

@@ -1,0 +1,363 @@
+use super::*;
+use crate::envelope::{Channel, Envelope, Personal, Request, Upstream};
+use crate::sla::clock::{Clock, State as ClockState};
+use crate::store::{BoardCount, Decision, FiredAlert, NewItem, NewOutbox, SqliteStore, Store};
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn shanghai() -> TimeZone {
+    TimeZone::get("Asia/Shanghai").unwrap()
+}
+
+fn cfg() -> BoardConfig {
+    BoardConfig {
+        tz: shanghai(),
+        clock_ids: vec!["hotline.view".into(), "letter.register".into()],
+        departments: vec![
+            ("hrss".into(), "人社局".into()),
+            ("intake-desk".into(), "信访接待科".into()),
+        ],
+        refresh_secs: 15,
+    }
+}
+
+fn params(kv: &[(&str, &str)]) -> HashMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn clock(item: &str, clock: &str, dept: &str, started: &str, due: &str) -> BoardClock {
+    BoardClock {
+        item_id: item.into(),
+        clock_id: clock.into(),
+        department: dept.into(),
+        state: ClockState::Running,
+        started_at: ts(started),
+        due_at: ts(due),
+    }
+}
+
+#[test]
+fn escapes_every_special_character() {
+    assert_eq!(
+        esc(r#"<script>alert('x')</script> & "q""#),
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+    );
+    assert_eq!(esc("hotline.view 人社局"), "hotline.view 人社局");
+}
+
+#[test]
+fn durations_read_as_two_units() {
+    for (secs, text) in [
+        (0, "0s"),
+        (45, "45s"),
+        (60, "1m 00s"),
+        (725, "12m 05s"),
+        (3600, "1h 00m"),
+        (11_220, "3h 07m"),
+        (86_400, "1d 0h"),
+        (187_200, "2d 4h"),
+    ] {
+        assert_eq!(human(secs), text, "{secs}");
+    }
+}
+
+#[test]
+fn filters_are_optional_bounded_and_validated() {
+    let f = parse_filter(&params(&[])).unwrap();
+    assert_eq!(
+        f,
+        Filter {
+            department: None,
+            clock: None,
+            limit: DEFAULT_LIMIT
+        }
+    );
+    // An empty select ("all") is no filter.
+    let f = parse_filter(&params(&[
+        ("department", "hrss"),
+        ("clock", ""),
+        ("limit", "5"),
+        ("other", "ignored"),
+    ]))
+    .unwrap();
+    assert_eq!(f.department.as_deref(), Some("hrss"));
+    assert_eq!(f.clock, None);
+    assert_eq!(f.limit, 5);
+    for bad in ["0", "501", "-1", "ten"] {
+        assert!(parse_filter(&params(&[("limit", bad)])).is_err(), "{bad}");
+    }
+    let long = "x".repeat(129);
+    assert!(parse_filter(&params(&[("clock", &long)])).is_err());
+}
+
+#[test]
+fn overdue_and_due_in_are_computed_from_now_in_the_office_zone() {
+    let now = ts("2026-03-02T02:00:00Z"); // 10:00 in Shanghai
+    let data = BoardData {
+        counts: vec![BoardCount {
+            clock_id: "hotline.view".into(),
+            running: 10,
+            overdue: 3,
+            warning: 2,
+            paused: 4,
+            pending: 1,
+        }],
+        overdue: vec![
+            clock(
+                "a",
+                "hotline.view",
+                "hrss",
+                "2026-03-02T00:00:00Z",
+                "2026-03-02T01:00:00Z",
+            ),
+            // Due exactly now: overdue (the store's rule too: due_ms <= now).
+            clock(
+                "b",
+                "hotline.view",
+                "hrss",
+                "2026-03-02T01:30:00Z",
+                "2026-03-02T02:00:00Z",
+            ),
+        ],
+        upcoming: vec![clock(
+            "c",
+            "hotline.view",
+            "hrss",
+            "2026-03-02T01:50:00Z",
+            "2026-03-02T02:12:04.500Z",
+        )],
+        alerts: vec![BoardAlert {
+            kind: "breach".into(),
+            clock_id: "hotline.view".into(),
+            item_id: "a".into(),
+            department: "hrss".into(),
+            due_at: ts("2026-03-02T01:00:00Z"),
+            fired_at: ts("2026-03-02T01:00:00.250Z"),
+            late: false,
+        }],
+    };
+    let f = parse_filter(&params(&[])).unwrap();
+    let v = view(&data, &f, now, &shanghai());
+    assert_eq!(v.generated_at, "2026-03-02T10:00:00+08:00");
+    assert_eq!(v.time_zone, "Asia/Shanghai");
+    assert_eq!(
+        v.counts[0],
+        CountView {
+            clock_id: "hotline.view".into(),
+            within: 5,
+            warning: 2,
+            overdue: 3,
+            running: 10,
+            paused: 4,
+            pending: 1,
+            open: 15
+        }
+    );
+    let a = &v.overdue[0];
+    assert_eq!(a.due_at, "2026-03-02T09:00:00+08:00");
+    assert_eq!(a.started_at, "2026-03-02T08:00:00+08:00");
+    assert!(a.overdue);
+    assert_eq!(a.due_in_secs, -3600);
+    assert_eq!(a.due_in, "1h 00m overdue");
+    assert!(v.overdue[1].overdue);
+    assert_eq!(v.overdue[1].due_in, "0s overdue");
+    let c = &v.upcoming[0];
+    assert!(!c.overdue);
+    assert_eq!(c.due_in_secs, 724);
+    assert_eq!(c.due_in, "in 12m 05s", "rounded up: it is not due yet");
+    assert_eq!(c.due_at, "2026-03-02T10:12:04+08:00");
+    assert_eq!(v.alerts[0].fired_at, "2026-03-02T09:00:00+08:00");
+
+    let html = render_html(&v, &cfg());
+    assert!(html.contains("data-item=\"a\" data-clock=\"hotline.view\" data-department=\"hrss\" data-state=\"running\" data-due=\"2026-03-02T09:00:00+08:00\""));
+    assert!(html.contains("<td data-col=\"due\"><time datetime=\"2026-03-02T09:00:00+08:00\">2026-03-02 09:00:00</time></td>"));
+    assert!(html.contains("<td class=\"n\" data-count=\"within\">5</td>"));
+    assert!(html.contains("<td class=\"n overdue\" data-count=\"overdue\">3</td>"));
+    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"15\">"));
+    assert!(!html.contains("<script"), "the page has no script");
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["overdue"][0]["due_in_secs"], -3600);
+    assert_eq!(json["upcoming"][0]["due_at"], "2026-03-02T10:12:04+08:00");
+    assert_eq!(json["filter"]["department"], serde_json::Value::Null);
+}
+
+#[test]
+fn hostile_values_are_escaped_everywhere() {
+    let evil = "<img src=x onerror=alert(1)>\"'&";
+    let data = BoardData {
+        counts: vec![BoardCount {
+            clock_id: evil.into(),
+            running: 1,
+            ..Default::default()
+        }],
+        overdue: vec![],
+        upcoming: vec![clock(
+            evil,
+            evil,
+            evil,
+            "2026-03-02T01:00:00Z",
+            "2026-03-02T03:00:00Z",
+        )],
+        alerts: vec![BoardAlert {
+            kind: evil.into(),
+            clock_id: evil.into(),
+            item_id: evil.into(),
+            department: evil.into(),
+            due_at: ts("2026-03-02T03:00:00Z"),
+            fired_at: ts("2026-03-02T01:30:00Z"),
+            late: true,
+        }],
+    };
+    let f = parse_filter(&params(&[("department", evil), ("clock", evil)])).unwrap();
+    let v = view(&data, &f, ts("2026-03-02T02:00:00Z"), &shanghai());
+    let mut c = cfg();
+    c.departments.push((evil.into(), evil.into()));
+    let html = render_html(&v, &c);
+    assert!(!html.contains("<img"), "{html}");
+    assert!(!html.contains("\"'&"), "an unescaped quote or ampersand");
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;"));
+    // The JSON link percent-encodes the filter.
+    assert!(html.contains("/board.json?department=%3Cimg%20src%3Dx"));
+}
+
+#[test]
+fn the_filter_form_shows_the_current_filter() {
+    let f = parse_filter(&params(&[("department", "hrss"), ("clock", "old.clock")])).unwrap();
+    let v = view(
+        &BoardData::default(),
+        &f,
+        ts("2026-03-02T02:00:00Z"),
+        &shanghai(),
+    );
+    let html = render_html(&v, &cfg());
+    assert!(html.contains("<option value=\"hrss\" selected>hrss — 人社局</option>"));
+    assert!(html.contains("<option value=\"intake-desk\">intake-desk — 信访接待科</option>"));
+    // A clock id the config no longer lists stays selected.
+    assert!(html.contains("<option value=\"old.clock\" selected>old.clock</option>"));
+    assert!(html.contains("id=\"counts-empty\""));
+    assert!(html.contains("id=\"overdue-empty\""));
+    assert!(html.contains("id=\"alerts-empty\""));
+}
+
+/// A letter with every personal field filled, recorded with its clocks and an alert: none of
+/// its personal values reach the page or the JSON, only ids, clocks, departments and times.
+#[test]
+fn no_personal_field_reaches_the_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        SqliteStore::open(&dir.path().join("t.db"), std::time::Duration::from_secs(1)).unwrap();
+    let personal = [
+        "张三丰",
+        "11010519491231002X",
+        "13812345678",
+        "北京市东城区某街道1号",
+        "关于拖欠工资的投诉",
+        "来信人反映某公司拖欠工资三个月",
+        "scanner-01@xfj.example.gov.cn",
+    ];
+    let mut env = Envelope::new(
+        Channel::Letter,
+        Upstream {
+            id: "u-1".into(),
+            source: "mailbox".into(),
+            raw_ref: "sha256:00".into(),
+            sender: Some(Personal::new(personal[6])),
+            ..Default::default()
+        },
+        ts("2026-03-02T01:00:00Z"),
+        Request {
+            title: Some(Personal::new(personal[4])),
+            content: Personal::new(personal[5]),
+        },
+    );
+    env.petitioner.name = Some(Personal::new(personal[0]));
+    env.petitioner.id_number = Some(Personal::new(personal[1]));
+    env.petitioner.phone = Some(Personal::new(personal[2]));
+    env.petitioner.address = Some(Personal::new(personal[3]));
+    let id = env.id.to_string();
+    let mk = |clock_id: &str, due: &str| Clock {
+        item_id: id.clone(),
+        clock_id: clock_id.into(),
+        department: "hrss".into(),
+        state: ClockState::Running,
+        started_at: ts("2026-03-02T01:00:00Z"),
+        due_at: ts(due),
+        paused_at: None,
+        extended_days: 0,
+        last_alert_at: None,
+    };
+    store
+        .record_item(&NewItem {
+            outbox: vec![],
+            decision: Decision {
+                rule_id: "default".into(),
+                rules_version: "v0".into(),
+                lead: "hrss".into(),
+                assists: vec![],
+                decided_at: ts("2026-03-02T01:00:00Z"),
+            },
+            clocks: vec![
+                (mk("letter.register", "2026-03-02T09:30:00Z"), None),
+                (mk("hotline.view", "2026-03-02T01:30:00Z"), None),
+            ],
+            envelope: env,
+            version: None,
+            person_index: None,
+        })
+        .unwrap();
+    let fired = crate::store::Fired {
+        alerts: vec![FiredAlert {
+            id: "a-1".into(),
+            item_id: id.clone(),
+            clock_id: "hotline.view".into(),
+            kind: "breach".into(),
+            department: "hrss".into(),
+            due_at: ts("2026-03-02T01:30:00Z"),
+            scheduled_at: ts("2026-03-02T01:30:00Z"),
+            fired_at: ts("2026-03-02T01:30:01Z"),
+            late: false,
+            record: NewOutbox {
+                topic: "alerts".into(),
+                key: id.clone(),
+                ce_id: "ce-a-1".into(),
+                headers: vec![],
+                payload: b"{}".to_vec(),
+            },
+            mail: None,
+        }],
+        last_alert_at: Some(ts("2026-03-02T01:30:00Z")),
+        next: None,
+    };
+    store.fire(&[2], &mut |_| fired.clone()).unwrap();
+    let now = ts("2026-03-02T02:00:00Z");
+    let data = store
+        .board(&BoardQuery {
+            department: None,
+            clock: None,
+            now,
+            limit: 50,
+            alerts_limit: 50,
+            clock_ids: cfg().clock_ids,
+        })
+        .unwrap();
+    assert_eq!(data.overdue.len(), 1);
+    assert_eq!(data.upcoming.len(), 1);
+    assert_eq!(data.alerts.len(), 1);
+    let v = view(
+        &data,
+        &parse_filter(&params(&[])).unwrap(),
+        now,
+        &shanghai(),
+    );
+    let html = render_html(&v, &cfg());
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(html.contains(&id) && json.contains(&id));
+    for value in personal {
+        assert!(!html.contains(value), "{value} on the page");
+        assert!(!json.contains(value), "{value} in the JSON");
+    }
+}
