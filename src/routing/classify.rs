@@ -1007,6 +1007,42 @@ impl Dictionaries {
         &self.sources
     }
 
+    /// What [`Dictionaries::score`] decides (category and scores) without listing the hits:
+    /// the routing hot path. `code` is already normalised ([`normalize_code`]); `seen` is a
+    /// scratch buffer.
+    pub(crate) fn score_only(
+        &self,
+        spans: &mut [Span],
+        code: Option<&str>,
+        seen: &mut Vec<u32>,
+    ) -> (Option<Category>, Scores) {
+        if !spans.is_sorted_by_key(|s| (s.start, s.end)) {
+            spans.sort_unstable_by_key(|s| (s.start, s.end));
+        }
+        seen.clear();
+        let mut scores = Scores::default();
+        let mut max_end = 0;
+        for (i, s) in spans.iter().enumerate() {
+            let last_at_start = spans.get(i + 1).is_none_or(|n| n.start != s.start);
+            if last_at_start && s.end > max_end {
+                max_end = s.end;
+                if seen.contains(&s.pattern) {
+                    continue;
+                }
+                seen.push(s.pattern);
+                for &e in &self.pattern_entries[s.pattern as usize] {
+                    let entry = &self.entries[e as usize];
+                    scores.0[category_index(entry.category)] += entry.weight;
+                }
+            }
+        }
+        if let Some(&i) = code.and_then(|c| self.code_index.get(c)) {
+            let entry = &self.codes[i as usize];
+            scores.0[category_index(entry.category)] += entry.weight;
+        }
+        (scores.best().0, scores)
+    }
+
     /// Scores the dictionary hits of one item. `spans` holds every occurrence of a dictionary
     /// pattern (ids below `patterns().len()`), in any order; it is sorted (a no-op for what
     /// [`Matcher::find`] reports).

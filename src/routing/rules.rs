@@ -1436,12 +1436,57 @@ impl Csr {
     }
 }
 
-/// Reusable per-thread buffers of [`RuleSet::decide`].
+/// Reusable per-thread buffers of [`RuleSet::decide`]: the hot path allocates only the
+/// outcome's own lists.
 #[derive(Default)]
 struct DecideScratch {
     spans: Vec<Span>,
-    hits: Vec<u32>,
+    found: Found,
     cands: Vec<u32>,
+    seen: Vec<u32>,
+}
+
+/// The distinct patterns found in one item: a bit per pattern (O(1) condition checks) and
+/// the list of those set (to visit the rules they trigger and to clear the bits after).
+#[derive(Default)]
+struct Found {
+    bits: Vec<u64>,
+    list: Vec<u32>,
+}
+
+impl Found {
+    fn new(patterns: usize) -> Found {
+        let mut f = Found::default();
+        f.reset(patterns);
+        f
+    }
+
+    /// Empty, with room for `patterns` bits.
+    fn reset(&mut self, patterns: usize) {
+        for &p in &self.list {
+            self.bits[p as usize / 64] = 0;
+        }
+        self.list.clear();
+        let words = patterns.div_ceil(64);
+        if self.bits.len() != words {
+            self.bits.clear();
+            self.bits.resize(words, 0);
+        }
+    }
+
+    #[inline]
+    fn insert(&mut self, p: u32) {
+        let (w, b) = (p as usize / 64, 1u64 << (p % 64));
+        if self.bits[w] & b == 0 {
+            self.bits[w] |= b;
+            self.list.push(p);
+        }
+    }
+
+    #[inline]
+    fn contains(&self, p: u32) -> bool {
+        self.bits[p as usize / 64] & (1u64 << (p % 64)) != 0
+    }
 }
 
 thread_local! {
@@ -1484,8 +1529,8 @@ trait Facts {
 }
 
 struct Indexed<'a> {
-    /// Sorted, distinct pattern ids found in the text.
-    hits: &'a [u32],
+    /// The pattern ids found in the text.
+    found: &'a Found,
     item: &'a Prepared<'a>,
     set: &'a RegexSet,
     /// Computed the first time a rule with a regex is reached: most items never need it.
@@ -1494,7 +1539,7 @@ struct Indexed<'a> {
 
 impl Facts for Indexed<'_> {
     fn has(&mut self, k: &Keyword) -> bool {
-        self.hits.binary_search(&k.pattern).is_ok()
+        self.found.contains(k.pattern)
     }
 
     fn regex(&mut self, id: u32) -> bool {
@@ -1636,7 +1681,12 @@ impl<'r> State<'r> {
         stop
     }
 
-    fn finish(mut self, rs: &'r RuleSet, classification: &Classification<'_>) -> Outcome<'r> {
+    fn finish(
+        mut self,
+        rs: &'r RuleSet,
+        classified: Option<Category>,
+        scores: classify::Scores,
+    ) -> Outcome<'r> {
         let (lead, rule_id) = self.lead.unwrap_or_else(|| {
             // Unreachable when validated (the default rule always matches and has a lead);
             // kept total rather than panicking on an item.
@@ -1649,8 +1699,8 @@ impl<'r> State<'r> {
         self.assists.retain(|a| *a != lead);
         Outcome {
             category: self.category,
-            classified: classification.category,
-            scores: classification.scores,
+            classified,
+            scores,
             lead,
             rule_id,
             assists: self.assists,
@@ -1856,9 +1906,9 @@ fn check(
 }
 
 impl RuleSet {
-    /// Scans the item once: dictionary spans (for classification) and the sorted, distinct
-    /// pattern ids found (for rule conditions).
-    fn scan(&self, input: &Input<'_>, spans: &mut Vec<Span>, hits: &mut Vec<u32>) {
+    /// Scans the item once: dictionary spans (for classification) and the distinct pattern
+    /// ids found (for rule conditions).
+    fn scan(&self, input: &Input<'_>, spans: &mut Vec<Span>, found: &mut Found) {
         let dict = self.dicts.patterns().len() as u32;
         self.matcher
             .find(input.title, input.content, |pattern, start, end| {
@@ -1869,10 +1919,8 @@ impl RuleSet {
                         end,
                     });
                 }
-                hits.push(pattern);
+                found.insert(pattern);
             });
-        hits.sort_unstable();
-        hits.dedup();
     }
 
     /// The routing outcome for one item (the fast path: one pass over the text, only the rules
@@ -1880,15 +1928,22 @@ impl RuleSet {
     pub fn decide(&self, input: &Input<'_>) -> Outcome<'_> {
         DECIDE.with(|cell| {
             let mut guard = cell.borrow_mut();
-            let DecideScratch { spans, hits, cands } = &mut *guard;
+            let DecideScratch {
+                spans,
+                found,
+                cands,
+                seen,
+            } = &mut *guard;
             spans.clear();
-            hits.clear();
+            found.reset(self.pattern_count);
             cands.clear();
             let item = Prepared::new(input);
-            self.scan(input, spans, hits);
-            let classification = self.dicts.score(spans, input.service_code);
+            self.scan(input, spans, found);
+            let (category, scores) =
+                self.dicts
+                    .score_only(spans, item.service_code.as_deref(), seen);
             cands.extend_from_slice(&self.always);
-            for &p in hits.iter() {
+            for &p in &found.list {
                 cands.extend_from_slice(self.triggers.get(p));
             }
             if let Some(rules) = item
@@ -1901,12 +1956,12 @@ impl RuleSet {
             cands.sort_unstable();
             cands.dedup();
             let mut facts = Indexed {
-                hits,
+                found,
                 item: &item,
                 set: &self.regex_set,
                 matches: None,
             };
-            let mut state = State::new(classification.category);
+            let mut state = State::new(category);
             for &r in cands.iter() {
                 let rule = &self.rules[r as usize];
                 if check(rule, &item, state.category, &mut facts, &[], None)
@@ -1915,7 +1970,7 @@ impl RuleSet {
                     break;
                 }
             }
-            state.finish(self, &classification)
+            state.finish(self, category, scores)
         })
     }
 
@@ -1924,11 +1979,11 @@ impl RuleSet {
     pub fn evaluate(&self, input: &Input<'_>) -> (Outcome<'_>, Trace<'_>) {
         let item = Prepared::new(input);
         let mut spans = Vec::new();
-        let mut hits = Vec::new();
-        self.scan(input, &mut spans, &mut hits);
+        let mut found = Found::new(self.pattern_count);
+        self.scan(input, &mut spans, &mut found);
         let classification = self.dicts.score(&mut spans, input.service_code);
         let mut facts = Indexed {
-            hits: &hits,
+            found: &found,
             item: &item,
             set: &self.regex_set,
             matches: None,
@@ -1959,7 +2014,7 @@ impl RuleSet {
                 break;
             }
         }
-        let outcome = state.finish(self, &classification);
+        let outcome = state.finish(self, classification.category, classification.scores);
         (
             outcome,
             Trace {
@@ -2002,7 +2057,7 @@ impl RuleSet {
                 break;
             }
         }
-        state.finish(self, &classification)
+        state.finish(self, classification.category, classification.scores)
     }
 
     fn regex_sources(&self) -> Vec<String> {
