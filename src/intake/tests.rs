@@ -27,6 +27,23 @@ struct H {
     timers: mpsc::UnboundedReceiver<Vec<Timer>>,
 }
 
+/// The test config: the eight departments, `rules_file`, the shipped dictionaries, `extra`.
+fn config_text(rules_file: &Path, extra: &str) -> String {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut text = String::from("[kafka]\nbrokers = \"127.0.0.1:9\"\n");
+    for d in DEPARTMENTS {
+        text.push_str(&format!(
+            "\n[[departments]]\nid = \"{d}\"\nname = \"{d}\"\ntopic = \"t.{d}\"\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\n[routing]\ndefault_lead = \"intake-desk\"\nrules_file = \"{}\"\ndictionaries_dir = \"{}\"\n{extra}",
+        rules_file.display(),
+        shipped.join("dictionaries").display()
+    ));
+    text
+}
+
 /// An intake over a fresh store; `rules`: a rules file's text, or `None` for the shipped one.
 fn harness(rules: Option<&str>, extra: &str) -> H {
     let dir = tempfile::tempdir().unwrap();
@@ -39,17 +56,7 @@ fn harness(rules: Option<&str>, extra: &str) -> H {
         }
         None => shipped.join("rules.toml"),
     };
-    let mut text = String::from("[kafka]\nbrokers = \"127.0.0.1:9\"\n");
-    for d in DEPARTMENTS {
-        text.push_str(&format!(
-            "\n[[departments]]\nid = \"{d}\"\nname = \"{d}\"\ntopic = \"t.{d}\"\n"
-        ));
-    }
-    text.push_str(&format!(
-        "\n[routing]\ndefault_lead = \"intake-desk\"\nrules_file = \"{}\"\ndictionaries_dir = \"{}\"\n{extra}",
-        rules_file.display(),
-        shipped.join("dictionaries").display()
-    ));
+    let text = config_text(&rules_file, extra);
     let cfg =
         Arc::new(Config::parse(&text, "test.toml", dir.path()).unwrap_or_else(|e| panic!("{e}")));
     let store =
@@ -473,18 +480,7 @@ fn an_unknown_clock_in_sla_overrides_is_an_error_with_its_line() {
     let rules = "\n[[rule]]\nid = \"x\"\nwhen.keywords_any = [\"拆迁\"]\nthen.lead = \"hrss\"\nthen.sla_overrides = { add = [\"hotline.veiw\"] }\n\n[[rule]]\nid = \"default\"\nthen.lead = \"intake-desk\"\n";
     let p = dir.path().join("rules.toml");
     std::fs::write(&p, rules).unwrap();
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut text = String::from("[kafka]\nbrokers = \"127.0.0.1:9\"\n");
-    for d in DEPARTMENTS {
-        text.push_str(&format!(
-            "\n[[departments]]\nid = \"{d}\"\nname = \"{d}\"\ntopic = \"t.{d}\"\n"
-        ));
-    }
-    text.push_str(&format!(
-        "\n[routing]\ndefault_lead = \"intake-desk\"\nrules_file = \"{}\"\ndictionaries_dir = \"{}\"\n",
-        p.display(),
-        shipped.join("dictionaries").display()
-    ));
+    let text = config_text(&p, "");
     let Err(err) = Config::parse(&text, "test.toml", dir.path()) else {
         panic!("an unknown clock id must be refused");
     };

@@ -156,7 +156,7 @@ CREATE INDEX person_items_matter ON person_items(person_key, matter, received_ms
     // (stopped ones, the majority over time, cost nothing) and cover the board's counts; the
     // clock lists are read per clock id from them, so every read is an index range + LIMIT.
     // Alerts are read newest first by rowid (insertion order), filtered as read: no index on
-    // alerts (two cost the timer engine over a second of lateness with a million clocks).
+    // alerts, which the timer engine would maintain on every alert.
     M::up(
         r#"
 ALTER TABLE sla_clocks ADD COLUMN due_ms INTEGER NOT NULL DEFAULT 0;
@@ -1914,8 +1914,8 @@ mod tests {
                     plan(&board_sql::alerts(dept, clock))
                 };
                 // Newest rowids first, filtered as read: stops after LIMIT matching rows. No
-                // index on alerts: two of them cost the timer engine more than a second of
-                // lateness with a million clocks (benches/sla_timers; ARCHITECTURE.md).
+                // index on alerts: the timer engine's transactions would pay for it on every
+                // alert (ARCHITECTURE.md, the SLA board).
                 assert_eq!(p, "SCAN alerts", "alerts {dept} {clock}");
                 assert!(!p.contains("TEMP B-TREE"), "alerts {dept} {clock}: {p}");
                 checked += 1;
