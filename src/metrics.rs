@@ -72,7 +72,8 @@ pub struct Metrics {
     /// Seconds between an alert's scheduled instant and its firing.
     pub alert_lateness: Histogram,
     pub open_timers: Gauge,
-    /// Clocks waiting for a calendar year that is not loaded (computed at the next start).
+    /// Clocks still waiting for a calendar year after the last start's computation. New
+    /// pending clocks during a run count in `clock_errors`; the board shows the live number.
     pub pending_clocks: Gauge,
     /// Clocks that could not start or be computed (e.g. a calendar year not loaded).
     pub clock_errors: Family<ClockLabel, Counter>,
@@ -221,7 +222,7 @@ impl Metrics {
         );
         r.register(
             "sla_pending_clocks",
-            "Clocks waiting for a calendar year that is not loaded (computed at the next start)",
+            "Clocks still waiting for a calendar year that is not loaded, as of the last start (new ones count in sla_clock_errors; the board shows the live number)",
             m.pending_clocks.clone(),
         );
         r.register(

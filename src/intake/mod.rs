@@ -348,7 +348,6 @@ pub fn start_clocks(
                         clock: policy.id.clone(),
                     })
                     .inc();
-                metrics.pending_clocks.inc();
                 tracing::warn!(item = %env.id, clock = %policy.id, error = %e, "SLA clock pending: its due instant needs a calendar year that is not loaded");
                 let flag = format!("{SLA_PENDING_FLAG}{}", policy.id);
                 if !env.flags.contains(&flag) {
