@@ -373,8 +373,8 @@ impl Relay {
 /// How long recovery waits, when there are in-flight rows, before reading the topics back.
 const RECOVERY_SETTLE: Duration = Duration::from_millis(1500);
 
-/// Reads `topic` from the recorded positions to the current end and returns the rows whose
-/// `ce_id` is there.
+/// Reads `topic` from one batch before the recorded positions to the current end and returns
+/// the rows whose `ce_id` is there.
 fn scan_topic(
     cfg: &KafkaConfig,
     topic: &str,
@@ -396,7 +396,13 @@ fn scan_topic(
     let mut ends = HashMap::new();
     for p in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, cfg.request_timeout)?;
-        let start = positions.get(&p).copied().unwrap_or(low).max(low);
+        // From a batch before the highest offset recorded: cheap, and it covers an in-flight
+        // record that sits below a delivered one (the highest is a max over all deliveries).
+        let margin = cfg.relay_batch as i64;
+        let start = positions
+            .get(&p)
+            .map_or(low, |at| at.saturating_sub(margin))
+            .max(low);
         if start < high {
             tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
             ends.insert(p, high);
