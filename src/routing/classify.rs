@@ -225,8 +225,9 @@ pub fn normalize_into(text: &str, out: &mut String) {
 #[derive(Clone)]
 pub struct Alphabet {
     /// For every BMP code point: its code, 0 (in no keyword) or one of `DROP`, `SPACE`, `WIDE`.
-    /// 128 KB; a petition touches the lines of its own characters only.
-    table: Box<[u16]>,
+    /// 128 KB; a petition touches the lines of its own characters only. An array, so that a
+    /// 16-bit index needs no bounds check.
+    table: Box<[u16; 0x10000]>,
     /// Code → its bytes (bits 0-23), length (bits 24-25) and the ASCII flag.
     entries: Vec<u32>,
     /// Codes of characters outside the BMP, or too large for the table (never in practice),
@@ -283,7 +284,10 @@ impl Alphabet {
             entries.push(Self::entry(k, c.is_ascii()));
             code_of.insert(*c, k);
         }
-        let mut table = vec![0u16; 0x10000].into_boxed_slice();
+        let mut table: Box<[u16; 0x10000]> = vec![0u16; 0x10000]
+            .into_boxed_slice()
+            .try_into()
+            .expect("0x10000 entries");
         let mut wide = HashMap::new();
         for (cp, slot) in table.iter_mut().enumerate() {
             let Some(c) = char::from_u32(cp as u32) else {
@@ -347,56 +351,46 @@ impl Alphabet {
             .unwrap_or(0)
     }
 
-    /// Appends the codes of `text` to `codes`. With filters, also appends to `starts[i]` the
-    /// index of every code where a keyword of part `i` may start (a superset of the real
-    /// starts, ascending, maybe repeated).
+    /// Appends the codes of `text` to `codes`.
     ///
     /// One table load and one store per character, and no data-dependent branch on the
     /// common path: petition text alternates at random between keyword characters and others.
-    fn codes_imp<const FILTER: bool>(
-        &self,
-        text: &str,
-        codes: &mut Vec<u32>,
-        parts: &[Part],
-        starts: &mut [Vec<u32>],
-    ) {
-        let bytes = text.as_bytes();
-        let singles = parts.iter().any(|p| p.filter.singles);
-        codes.reserve(bytes.len() / 2 + 2);
+    /// The vector is worked on as a local (taken and put back), so its length and capacity
+    /// stay in registers instead of being reloaded through the reference at every push.
+    pub fn codes_into(&self, text: &str, codes: &mut Vec<u32>) {
+        let mut out = std::mem::take(codes);
+        out.reserve(text.len() + 1);
         let mut prev = 0u32;
         let mut space = false;
-        let mut i = 0;
-        while i < bytes.len() {
-            let b0 = bytes[i];
-            let (cp, len) = if b0 < 0x80 {
-                (u32::from(b0), 1)
-            } else if (0xE0..0xF0).contains(&b0) {
-                (
-                    (u32::from(b0 & 0x0F) << 12)
-                        | (u32::from(bytes[i + 1] & 0x3F) << 6)
-                        | u32::from(bytes[i + 2] & 0x3F),
-                    3,
-                )
-            } else if b0 < 0xE0 {
-                (
-                    (u32::from(b0 & 0x1F) << 6) | u32::from(bytes[i + 1] & 0x3F),
-                    2,
-                )
-            } else {
-                (
-                    (u32::from(b0 & 0x07) << 18)
-                        | (u32::from(bytes[i + 1] & 0x3F) << 12)
-                        | (u32::from(bytes[i + 2] & 0x3F) << 6)
-                        | u32::from(bytes[i + 3] & 0x3F),
-                    4,
-                )
+        // Slice patterns decode without bounds checks (the text is valid UTF-8, so a lead
+        // byte is always followed by its continuation bytes). Chinese text is almost all
+        // three-byte sequences: that arm comes first.
+        let mut rest = text.as_bytes();
+        loop {
+            let (t, cp, tail) = match *rest {
+                [b0 @ 0xE0..=0xEF, b1, b2, ref tail @ ..] => {
+                    let cp = (u16::from(b0 & 0x0F) << 12)
+                        | (u16::from(b1 & 0x3F) << 6)
+                        | u16::from(b2 & 0x3F);
+                    (self.table[usize::from(cp)], u32::from(cp), tail)
+                }
+                [b0 @ 0..=0x7F, ref tail @ ..] => {
+                    (self.table[usize::from(b0)], u32::from(b0), tail)
+                }
+                [b0 @ 0xC0..=0xDF, b1, ref tail @ ..] => {
+                    let cp = (u16::from(b0 & 0x1F) << 6) | u16::from(b1 & 0x3F);
+                    (self.table[usize::from(cp)], u32::from(cp), tail)
+                }
+                [b0, b1, b2, b3, ref tail @ ..] => {
+                    let cp = (u32::from(b0 & 0x07) << 18)
+                        | (u32::from(b1 & 0x3F) << 12)
+                        | (u32::from(b2 & 0x3F) << 6)
+                        | u32::from(b3 & 0x3F);
+                    (WIDE, cp, tail)
+                }
+                _ => break,
             };
-            i += len;
-            let t = if cp < 0x10000 {
-                self.table[cp as usize]
-            } else {
-                WIDE
-            };
+            rest = tail;
             let code = if t >= WIDE {
                 match t {
                     DROP => continue,
@@ -415,43 +409,13 @@ impl Alphabet {
                 space = false;
                 let ascii = |k: u32| self.entries[k as usize] & ASCII != 0;
                 if prev != 0 && code != 0 && (ascii(prev) || ascii(code)) {
-                    let sc = self.space;
-                    if FILTER && sc != 0 {
-                        Self::test(parts, starts, prev, sc, codes.len());
-                    }
-                    codes.push(sc);
-                    prev = sc;
+                    out.push(self.space);
                 }
             }
-            if FILTER && (prev != 0) & (code != 0) {
-                Self::test(parts, starts, prev, code, codes.len());
-            }
-            if FILTER && singles && code != 0 {
-                for (p, s) in parts.iter().zip(starts.iter_mut()) {
-                    if p.filter.single(code) {
-                        s.push(codes.len() as u32);
-                    }
-                }
-            }
-            codes.push(code);
+            out.push(code);
             prev = code;
         }
-    }
-
-    /// The pair (`a` at `at - 1`, `b` at `at`) against every filter.
-    #[inline(always)]
-    fn test(parts: &[Part], starts: &mut [Vec<u32>], a: u32, b: u32, at: usize) {
-        let h = StartFilter::hash(a, b);
-        for (p, s) in parts.iter().zip(starts.iter_mut()) {
-            if p.filter.test(h) {
-                s.push(at as u32 - 1);
-            }
-        }
-    }
-
-    /// The codes of `text` (see [`Alphabet::codes_item`]).
-    pub fn codes_into(&self, text: &str, codes: &mut Vec<u32>) {
-        self.codes_imp::<false>(text, codes, &[], &mut []);
+        *codes = out;
     }
 
     /// The codes of an item's title and content, with a 0 between them.
@@ -476,43 +440,54 @@ impl Alphabet {
     }
 }
 
-/// Where a keyword may start: one bit per hashed pair of adjacent codes that begins some
-/// keyword (and per one-character keyword). A petition's characters are tested independently
-/// of each other (no chain of dependent loads, unlike an automaton walk), and the automaton
-/// then runs only from the few positions that pass.
+/// Where a keyword may start: for every hashed pair of adjacent codes, one bit per group of
+/// keywords (at most two: the dictionaries' and the rules'), set when the pair begins some
+/// keyword of that group (and likewise for one-character keywords, hashed alone). A petition's
+/// characters are tested independently of each other (no chain of dependent loads, unlike an
+/// automaton walk), and the automata then run only from the few positions that pass. The two
+/// groups' bits of a pair sit side by side, so one hash and one load answer for both.
 #[derive(Clone)]
 struct StartFilter {
+    /// Two bits per slot: bit 0 for group 0, bit 1 for group 1.
     bits: Box<[u64]>,
-    /// `64 - log2(bits)`: a hash is the top bits of one multiplication, shared by all filters.
+    /// `64 - log2(slots)`: a hash is the top bits of one multiplication.
     shift: u32,
     /// Some keyword is one character long (then every character is tested alone too).
     singles: bool,
 }
 
 impl StartFilter {
-    /// About 32 bits per keyword (2^14 at least, 2^22 at most): 10,000 rules' ~20,000 first
-    /// pairs take 2^20 bits (128 KB) and set ~2% of them; the dictionaries' few hundred fit in
-    /// 2 KB, which stays in L1. A false start costs one short walk.
-    fn build(keywords: &[Vec<u32>]) -> StartFilter {
-        let log = (keywords.len() * 32)
+    /// Most groups one filter holds.
+    const GROUPS: usize = 2;
+
+    /// About 32 slots per keyword (2^14 at least, 2^22 at most): 10,000 rules' and the
+    /// dictionaries' ~20,000 first pairs take 2^20 slots (256 KB) and set ~2% of them. A false
+    /// start costs one short walk.
+    fn build(groups: &[&[Vec<u32>]]) -> StartFilter {
+        assert!(groups.len() <= Self::GROUPS, "at most two keyword groups");
+        let total: usize = groups.iter().map(|g| g.len()).sum();
+        let log = (total * 32)
             .next_power_of_two()
             .trailing_zeros()
             .clamp(14, 22);
         let mut f = StartFilter {
-            bits: vec![0u64; (1usize << log) / 64].into_boxed_slice(),
+            bits: vec![0u64; (1usize << log) * 2 / 64].into_boxed_slice(),
             shift: 64 - log,
             singles: false,
         };
-        for k in keywords {
-            let h = match k.as_slice() {
-                [] => continue,
-                [one] => {
-                    f.singles = true;
-                    Self::hash(*one, u32::MAX)
-                }
-                [a, b, ..] => Self::hash(*a, *b),
-            };
-            f.set(h);
+        for (g, keywords) in groups.iter().enumerate() {
+            for k in *keywords {
+                let h = match k.as_slice() {
+                    [] => continue,
+                    [one] => {
+                        f.singles = true;
+                        Self::hash(*one, u32::MAX)
+                    }
+                    [a, b, ..] => Self::hash(*a, *b),
+                };
+                let i = f.slot(h);
+                f.bits[i / 32] |= 1 << (2 * (i % 32) + g);
+            }
         }
         f
     }
@@ -522,20 +497,78 @@ impl StartFilter {
         ((u64::from(a) << 32) | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
-    fn set(&mut self, h: u64) {
-        let i = (h >> self.shift) as usize;
-        self.bits[i / 64] |= 1 << (i % 64);
+    #[inline(always)]
+    fn slot(&self, h: u64) -> usize {
+        (h >> self.shift) as usize
+    }
+
+    /// The two group bits of a hash (bit 0: group 0, bit 1: group 1).
+    #[inline(always)]
+    fn test(&self, h: u64) -> u64 {
+        let i = self.slot(h);
+        (self.bits[i / 32] >> (2 * (i % 32))) & 3
+    }
+
+    /// Writes to `out[g]` every index of `codes` where a keyword of group `g` may start (a
+    /// superset of the real starts, ascending, each once) and returns how many per group;
+    /// each `out[g]` is grown to `codes.len()` when shorter and never shrunk, and what lies
+    /// past its count is stale.
+    ///
+    /// A pass of its own over the codes, after encoding: a tight loop without calls or
+    /// data-dependent branches, where a candidate is written unconditionally and kept by
+    /// advancing the count by the test's outcome. (Testing inside the encoding loop, with a
+    /// branch and a push per hit, cost about twice the time: petition text passes and fails
+    /// the test at random, so those branches were mispredicted.)
+    fn starts(&self, codes: &[u32], out: &mut [Vec<u32>; 2]) -> [usize; 2] {
+        for o in out.iter_mut() {
+            if o.len() < codes.len() {
+                o.resize(codes.len(), 0);
+            }
+        }
+        let [o0, o1] = out;
+        if self.singles {
+            self.starts_imp::<true>(codes, o0, o1)
+        } else {
+            self.starts_imp::<false>(codes, o0, o1)
+        }
     }
 
     #[inline(always)]
-    fn test(&self, h: u64) -> bool {
-        let i = (h >> self.shift) as usize;
-        self.bits[i / 64] & (1 << (i % 64)) != 0
-    }
-
-    #[inline(always)]
-    fn single(&self, a: u32) -> bool {
-        self.test(Self::hash(a, u32::MAX))
+    fn starts_imp<const SINGLES: bool>(
+        &self,
+        codes: &[u32],
+        o0: &mut [u32],
+        o1: &mut [u32],
+    ) -> [usize; 2] {
+        let (o0, o1) = (&mut o0[..codes.len()], &mut o1[..codes.len()]);
+        let (mut m0, mut m1) = (0, 0);
+        let Some((&first, rest)) = codes.split_first() else {
+            return [0, 0];
+        };
+        let mut a = first;
+        for (i, &b) in rest.iter().enumerate() {
+            let both = u64::from((a != 0) & (b != 0));
+            let mut hit = self.test(Self::hash(a, b)) & (both | (both << 1));
+            if SINGLES {
+                let one = u64::from(a != 0);
+                hit |= self.test(Self::hash(a, u32::MAX)) & (one | (one << 1));
+            }
+            // m0, m1 <= i < codes.len()
+            o0[m0] = i as u32;
+            o1[m1] = i as u32;
+            m0 += (hit & 1) as usize;
+            m1 += (hit >> 1) as usize;
+            a = b;
+        }
+        if SINGLES && a != 0 {
+            let hit = self.test(Self::hash(a, u32::MAX));
+            let last = (codes.len() - 1) as u32;
+            o0[m0] = last;
+            o1[m1] = last;
+            m0 += (hit & 1) as usize;
+            m1 += (hit >> 1) as usize;
+        }
+        [m0, m1]
     }
 }
 
@@ -637,10 +670,9 @@ fn walk<A: aho_corasick::automaton::Automaton>(
     }
 }
 
-/// One group of keywords: its start filter, its automaton, and its first pattern id.
+/// One group of keywords: its automaton and its first pattern id.
 #[derive(Clone)]
 struct Part {
-    filter: StartFilter,
     engine: Engine,
     offset: u32,
 }
@@ -654,6 +686,7 @@ struct Part {
 #[derive(Clone)]
 pub struct Matcher {
     alphabet: Alphabet,
+    filter: StartFilter,
     parts: Vec<Part>,
 }
 
@@ -667,7 +700,7 @@ impl fmt::Debug for Matcher {
 #[derive(Default)]
 struct Scratch {
     codes: Vec<u32>,
-    starts: Vec<Vec<u32>>,
+    starts: [Vec<u32>; 2],
 }
 
 thread_local! {
@@ -680,21 +713,29 @@ impl Matcher {
     pub fn new(keywords: &[String], groups: &[usize]) -> Result<Matcher, String> {
         let alphabet = Alphabet::build(keywords.iter().map(String::as_str))?;
         let mut parts = Vec::new();
+        let mut group_codes: Vec<Vec<Vec<u32>>> = Vec::new();
         let mut from = 0;
         for &to in groups {
             let group = &keywords[from..to.min(keywords.len())];
             if !group.is_empty() {
+                if parts.len() == StartFilter::GROUPS {
+                    return Err(format!(
+                        "at most {} keyword groups are supported",
+                        StartFilter::GROUPS
+                    ));
+                }
                 let encoded: Vec<Vec<u8>> = group.iter().map(|k| alphabet.encode(k)).collect();
-                let codes: Vec<Vec<u32>> = group
-                    .iter()
-                    .map(|k| {
-                        let mut c = Vec::new();
-                        alphabet.codes_into(k, &mut c);
-                        c
-                    })
-                    .collect();
+                group_codes.push(
+                    group
+                        .iter()
+                        .map(|k| {
+                            let mut c = Vec::new();
+                            alphabet.codes_into(k, &mut c);
+                            c
+                        })
+                        .collect(),
+                );
                 parts.push(Part {
-                    filter: StartFilter::build(&codes),
                     engine: Engine::build(&encoded)
                         .map_err(|e| format!("keyword automaton: {e}"))?,
                     offset: from as u32,
@@ -702,7 +743,13 @@ impl Matcher {
             }
             from = to;
         }
-        Ok(Matcher { alphabet, parts })
+        let refs: Vec<&[Vec<u32>]> = group_codes.iter().map(Vec::as_slice).collect();
+        let filter = StartFilter::build(&refs);
+        Ok(Matcher {
+            alphabet,
+            filter,
+            parts,
+        })
     }
 
     /// Calls `f(pattern, start, end)` for every keyword occurrence in the item (offsets are
@@ -713,17 +760,11 @@ impl Matcher {
             let mut guard = s.borrow_mut();
             let Scratch { codes, starts } = &mut *guard;
             codes.clear();
-            starts.resize_with(self.parts.len(), Vec::new);
-            for s in starts.iter_mut() {
-                s.clear();
-            }
             let a = &self.alphabet;
-            a.codes_imp::<true>(title, codes, &self.parts, starts);
-            codes.push(0);
-            a.codes_imp::<true>(content, codes, &self.parts, starts);
-            for (part, st) in self.parts.iter().zip(starts.iter_mut()) {
-                st.dedup();
-                for &s in st.iter() {
+            a.codes_item(title, content, codes);
+            let counts = self.filter.starts(codes, starts);
+            for ((part, st), n) in self.parts.iter().zip(starts.iter()).zip(counts) {
+                for &s in &st[..n] {
                     part.engine
                         .walk(&a.entries, codes, s as usize, &mut |p, end| {
                             f(p + part.offset, s, end as u32)
