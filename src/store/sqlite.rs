@@ -177,6 +177,25 @@ CREATE INDEX sla_clocks_board_department
 CREATE INDEX sla_clocks_pending ON sla_clocks(state) WHERE state = 'pending';
 "#,
     ),
+    // v7: `alerted` leaves the board's two indexes over every open clock. Firing a clock's
+    // first alert sets it, and SQLite rewrites every index holding a column of the SET list:
+    // with a million open clocks that was a delete and an insert in two large indexes per
+    // alert, on random pages (benches/sla_timers.rs: max lateness 0.8-2.4 s, from 0.6 s
+    // before). The warned count reads a partial index of the alerted running clocks instead,
+    // which the first alert enters once (one insert into a small index); firing later alerts
+    // touches only `sla_clocks_next`.
+    M::up(
+        r#"
+DROP INDEX sla_clocks_board_clock;
+DROP INDEX sla_clocks_board_department;
+CREATE INDEX sla_clocks_board_clock
+    ON sla_clocks(clock_id, state, due_ms, department) WHERE state <> 'stopped';
+CREATE INDEX sla_clocks_board_department
+    ON sla_clocks(department, clock_id, state, due_ms) WHERE state <> 'stopped';
+CREATE INDEX sla_clocks_board_alerted
+    ON sla_clocks(clock_id, due_ms, department) WHERE state = 'running' AND alerted = 1;
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -452,13 +471,21 @@ mod board_sql {
     ];
 
     /// Open clocks of one clock id: `COUNT(*)` over a range of `sla_clocks_board_clock` (or
-    /// `_department`), never the table. These are the only reads that grow with the number of
+    /// `_department`; warned ones: `_alerted`), never the table. These are the only reads that grow with the number of
     /// open clocks.
     pub fn count(department: bool, what: Count) -> String {
         let cond = match what {
             Count::Running => "state = 'running'",
             Count::Overdue => "state = 'running' AND due_ms <= :now",
-            Count::Warned => "state = 'running' AND due_ms > :now AND alerted = 1",
+            // From `sla_clocks_board_alerted`: the state condition is its own, without the
+            // `state <> 'stopped'` of the others (which would let the planner pick those).
+            Count::Warned => {
+                return format!(
+                    "SELECT COUNT(*) FROM sla_clocks WHERE state = 'running' AND alerted = 1 \
+                     AND clock_id = :clock AND due_ms > :now{}",
+                    dept(department)
+                );
+            }
             Count::Paused => "state = 'paused'",
             Count::Pending => "state = 'pending'",
         };
@@ -1900,6 +1927,10 @@ mod tests {
             assert!(!p.contains("TEMP B-TREE"), "next clock id {dept}: {p}");
             for what in board_sql::COUNTS {
                 let p = plan(&board_sql::count(dept, what));
+                let want = match what {
+                    board_sql::Count::Warned => "sla_clocks_board_alerted",
+                    _ => want,
+                };
                 assert!(
                     p.starts_with(&format!("SEARCH sla_clocks USING COVERING INDEX {want}")),
                     "count {dept} {what:?}: {p}"
