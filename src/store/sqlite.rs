@@ -180,8 +180,8 @@ CREATE INDEX sla_clocks_pending ON sla_clocks(state) WHERE state = 'pending';
     // v7: `alerted` leaves the board's two indexes over every open clock. Firing a clock's
     // first alert sets it, and SQLite rewrites every index holding a column of the SET list:
     // with a million open clocks that was a delete and an insert in two large indexes per
-    // alert, on random pages (benches/sla_timers.rs: max lateness 0.8-2.4 s, from 0.6 s
-    // before). The warned count reads a partial index of the alerted running clocks instead,
+    // alert, on random pages: the likely cause of benches/sla_timers.rs's max lateness going
+    // from 0.6 s to 0.8-2.4 s with the board (not yet re-measured since). The warned count reads a partial index of the alerted running clocks instead,
     // which the first alert enters once (one insert into a small index); firing later alerts
     // touches only `sla_clocks_next`.
     M::up(
@@ -471,8 +471,8 @@ mod board_sql {
     ];
 
     /// Open clocks of one clock id: `COUNT(*)` over a range of `sla_clocks_board_clock` (or
-    /// `_department`; warned ones: `_alerted`), never the table. These are the only reads that grow with the number of
-    /// open clocks.
+    /// `_department`; warned ones: `_alerted`), never the table. These are the only reads
+    /// that grow with the number of open clocks.
     pub fn count(department: bool, what: Count) -> String {
         let cond = match what {
             Count::Running => "state = 'running'",
