@@ -230,6 +230,9 @@ fn checkpointer(path: PathBuf, stop: Arc<AtomicBool>) {
     }
 }
 
+/// Each connection's page cache: up to 64 MiB (`PRAGMA cache_size` in KiB when negative).
+const CACHE_SIZE: i64 = -65536;
+
 impl SqliteStore {
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
@@ -245,8 +248,8 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // A burst of alerts updates clocks spread over the whole table and its indexes: with
         // the default 2 MiB cache, pages were evicted (and dirty ones spilled to the WAL)
-        // within one transaction. Up to 64 MiB is kept (benches/sla_timers.rs).
-        conn.pragma_update(None, "cache_size", -65536)?;
+        // within one transaction (benches/sla_timers.rs).
+        conn.pragma_update(None, "cache_size", CACHE_SIZE)?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         let read = Connection::open_with_flags(
             path,
@@ -255,7 +258,7 @@ impl SqliteStore {
         read.busy_timeout(busy_timeout)?;
         // The board's counts walk the open-clock index: keep its pages in this connection's
         // cache (up to 64 MiB; a million open clocks' index is about 40 MB).
-        read.pragma_update(None, "cache_size", -65536)?;
+        read.pragma_update(None, "cache_size", CACHE_SIZE)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (p, st) = (path.to_path_buf(), stop.clone());
         std::thread::Builder::new()
