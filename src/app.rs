@@ -50,10 +50,11 @@ impl Application {
     /// Opens the store and blob store and binds the admin port. No network calls to Kafka
     /// here: the relay verifies topics when it starts, retrying while brokers are down.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
+        check_private_dirs(&config)?;
+        crate::store::files::create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let lock_path = config.data_dir.join("petitiond.lock");
-        let lock = std::fs::File::create(&lock_path)
+        let lock = crate::store::files::open_private(&lock_path)
             .with_context(|| format!("creating {}", lock_path.display()))?;
         lock.try_lock().map_err(|_| {
             anyhow::anyhow!(
@@ -340,6 +341,33 @@ impl Application {
             }
         }
     }
+}
+
+/// Refuses directories holding personal data (the data dir, the store's directory, the blob
+/// store) that group or others can read, unless `daemon.allow_shared_data_dir` (or
+/// `--allow-shared-data-dir`) says the wider mode is deliberate; then it only warns. Used by
+/// `run` at start and by `check`. Directories not created yet pass (they are created 0700).
+pub fn check_private_dirs(config: &Config) -> anyhow::Result<()> {
+    let mut dirs = vec![config.data_dir.clone(), config.blobs_dir.clone()];
+    if let Some(d) = config.store.path.parent() {
+        dirs.push(d.to_path_buf());
+    }
+    dirs.dedup();
+    let problems: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| crate::store::files::check_private(d).err())
+        .map(|e| e.to_string())
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    if config.allow_shared_data_dir {
+        for p in &problems {
+            tracing::warn!("allowed by allow_shared_data_dir: {p}");
+        }
+        return Ok(());
+    }
+    anyhow::bail!("{}", problems.join("\n"))
 }
 
 /// A token cancelled on SIGTERM or SIGINT.

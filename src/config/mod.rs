@@ -86,6 +86,8 @@ pub enum LogFormat {
 pub struct Config {
     pub source: PathBuf,
     pub data_dir: PathBuf,
+    /// Start even when group or others can read the data directory (`app::check_private_dirs`).
+    pub allow_shared_data_dir: bool,
     pub shutdown_deadline: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -612,6 +614,7 @@ impl Validator<'_> {
             },
             blobs_dir: resolve_data(&raw.blobs.dir),
             data_dir: data_dir.clone(),
+            allow_shared_data_dir: d.allow_shared_data_dir,
             kafka: KafkaConfig {
                 brokers: k.brokers.clone(),
                 client_id: k.client_id.clone(),

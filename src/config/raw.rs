@@ -37,6 +37,8 @@ pub struct RawDaemon {
     pub shutdown_deadline_secs: u64,
     pub log_format: String,
     pub log_filter: String,
+    /// Start even when group or others can read the data directory (default: refuse).
+    pub allow_shared_data_dir: bool,
 }
 
 impl Default for RawDaemon {
@@ -46,6 +48,7 @@ impl Default for RawDaemon {
             shutdown_deadline_secs: 30,
             log_format: "auto".into(),
             log_filter: "info".into(),
+            allow_shared_data_dir: false,
         }
     }
 }

@@ -307,12 +307,20 @@ pub enum Recorded {
     Duplicate,
 }
 
+/// Most earlier items [`Store::related_items`] returns (the newest): enough to link and to
+/// count a repeat (`routing.repeat.flag_at` is at most this), and a bound on what one item costs.
+pub const MAX_RELATED_ITEMS: usize = 100;
+
+/// Most person keys one look-up uses (intake passes at most `routing::repeat::MAX_PERSON_KEYS`).
+pub const MAX_LOOKUP_KEYS: usize = 64;
+
 pub trait Store: Send + Sync + 'static {
     /// Records an item, its routing decision and its outbox rows atomically.
     fn record_item(&self, item: &NewItem) -> Result<Recorded, StoreError>;
     fn item_envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError>;
-    /// Items recorded before with any of `person_keys` on `matter`, received at or after
-    /// `since`, other than `except`: distinct ids, oldest first.
+    /// Items recorded before with any of `person_keys` (the first [`MAX_LOOKUP_KEYS`]) on
+    /// `matter`, received at or after `since`, other than `except`: distinct ids, oldest first;
+    /// at most [`MAX_RELATED_ITEMS`] (the newest). One bounded query.
     fn related_items(
         &self,
         person_keys: &[String],
@@ -405,3 +413,4 @@ where
 }
 
 pub mod blobs;
+pub mod files;
