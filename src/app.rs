@@ -292,6 +292,8 @@ impl Application {
                 channels: channel_health,
                 store: self.store.clone(),
                 board: Arc::new(admin::board::BoardConfig::from_config(&cfg)),
+                auth: Arc::new(admin::auth::Auth::new(cfg.admin.token.as_ref())),
+                limits: admin::Limits::from_config(&cfg.admin),
             };
             tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
         });
@@ -352,6 +354,9 @@ pub fn check_private_dirs(config: &Config) -> anyhow::Result<()> {
     if let Some(d) = config.store.path.parent() {
         dirs.push(d.to_path_buf());
     }
+    // `dir/.` and `dir` are one directory: compare normalised components.
+    let mut dirs: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.components().collect()).collect();
+    dirs.sort();
     dirs.dedup();
     let problems: Vec<String> = dirs
         .iter()

@@ -92,6 +92,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub admin_listen: Option<std::net::SocketAddr>,
+    pub admin: AdminConfig,
     pub store: StoreConfig,
     pub blobs_dir: PathBuf,
     pub kafka: KafkaConfig,
@@ -103,6 +104,22 @@ pub struct Config {
     pub sla: SlaConfig,
     /// Alert e-mail; `None` when not configured.
     pub email: Option<EmailConfig>,
+}
+
+/// Shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// `[admin]` besides the address: who may read it and how much one client may ask of it.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Required (as `Authorization: Bearer`, or the login cookie) on everything but
+    /// `/healthz`, `/readyz` and `/login`; `None`: those are all the admin API serves.
+    pub token: Option<Secret>,
+    pub max_body_bytes: usize,
+    /// Open connections at once (HTTP/1: one request at a time each); more are closed.
+    pub max_connections: usize,
+    /// Per request, and for a client to send its request headers.
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -289,8 +306,13 @@ impl Config {
         // serde quotes the offending value ("invalid type: string \"...\""): never a secret's.
         for e in &mut errors {
             let key = e.path.rsplit('.').next().unwrap_or_default();
-            if key.contains("password") || e.path.starts_with("kafka.secret_properties") {
-                e.message = "must be `{ env = \"VAR\" }` or `{ file = \"PATH\" }` (the value given is not shown)".into();
+            let secret_key = ["password", "token", "secret"]
+                .iter()
+                .any(|s| key.contains(s))
+                || key == "key"
+                || key == "api_key";
+            if secret_key || e.path.starts_with("kafka.secret_properties") {
+                e.message = "must be `{ env = \"VAR\" }`, `{ file = \"PATH\" }` or `{ credential = \"NAME\" }` (the value given is not shown)".into();
             }
         }
         let mut cx = Validator {
@@ -376,6 +398,13 @@ impl Validator<'_> {
     }
 
     fn secret(&mut self, path: &str, r: &RawSecretRef) -> Option<Secret> {
+        if let Some(name) = &r.credential {
+            if r.env.is_some() || r.file.is_some() {
+                self.err(path, "give exactly one of `env`, `file` or `credential`");
+                return None;
+            }
+            return self.credential(path, name);
+        }
         match (&r.env, &r.file) {
             (Some(var), None) => match std::env::var(var) {
                 Ok(v) => Some(Secret(v)),
@@ -398,7 +427,36 @@ impl Validator<'_> {
                 }
             }
             _ => {
-                self.err(path, "give exactly one of `env` or `file`");
+                self.err(path, "give exactly one of `env`, `file` or `credential`");
+                None
+            }
+        }
+    }
+
+    /// A systemd credential (`LoadCredential=NAME:...` in the unit): the file `NAME` in
+    /// `$CREDENTIALS_DIRECTORY`, which systemd makes readable by the service alone.
+    fn credential(&mut self, path: &str, name: &str) -> Option<Secret> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            self.err(path, format!("`{name}` is not a credential name"));
+            return None;
+        }
+        let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+            self.err(
+                path,
+                format!(
+                    "credential `{name}`: $CREDENTIALS_DIRECTORY is not set (start petitiond from a unit with LoadCredential={name}:...)"
+                ),
+            );
+            return None;
+        };
+        let p = Path::new(&dir).join(name);
+        match std::fs::read_to_string(&p) {
+            Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+            Err(e) => {
+                self.err(
+                    path,
+                    format!("cannot read credential `{name}` ({}): {e}", p.display()),
+                );
                 None
             }
         }
@@ -440,6 +498,7 @@ impl Validator<'_> {
         } else {
             None
         };
+        let admin = self.admin(&raw.admin, admin_listen);
 
         let k = &raw.kafka;
         if k.brokers.trim().is_empty() {
@@ -608,6 +667,7 @@ impl Validator<'_> {
             log_format,
             log_filter: d.log_filter.clone(),
             admin_listen,
+            admin,
             store: StoreConfig {
                 path: resolve_data(&raw.store.path),
                 busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
@@ -861,6 +921,42 @@ impl Validator<'_> {
             reconnect_initial: Duration::from_millis(initial),
             reconnect_max: Duration::from_millis(max),
         })
+    }
+
+    /// `[admin]`: the token and the bounds. Off loopback the token is required: the admin
+    /// API shows item ids, departments and metrics, and is closed without it.
+    fn admin(&mut self, a: &raw::RawAdmin, listen: Option<std::net::SocketAddr>) -> AdminConfig {
+        let token = a.token.as_ref().and_then(|r| self.secret("admin.token", r));
+        if let Some(t) = &token
+            && t.expose().trim().chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            self.err(
+                "admin.token",
+                format!(
+                    "too short: use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
+                ),
+            );
+        }
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+            && a.token.is_none()
+        {
+            self.err(
+                "admin.listen",
+                format!(
+                    "`{addr}` is not a loopback address: set admin.token (`{{ file = ... }}`, `{{ env = ... }}` or `{{ credential = ... }}`) before opening the admin API to the network"
+                ),
+            );
+        }
+        self.positive("admin.max_body_bytes", a.max_body_bytes as u64);
+        self.positive("admin.max_connections", a.max_connections as u64);
+        self.positive("admin.request_timeout_secs", a.request_timeout_secs);
+        AdminConfig {
+            token,
+            max_body_bytes: a.max_body_bytes,
+            max_connections: a.max_connections,
+            request_timeout: Duration::from_secs(a.request_timeout_secs),
+        }
     }
 
     fn email_address(&mut self, path: &str, m: &str) {

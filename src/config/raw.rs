@@ -58,6 +58,11 @@ impl Default for RawDaemon {
 pub struct RawAdmin {
     pub enabled: bool,
     pub listen: String,
+    /// Bearer token required on everything but /healthz and /readyz.
+    pub token: Option<RawSecretRef>,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub request_timeout_secs: u64,
 }
 
 impl Default for RawAdmin {
@@ -65,6 +70,10 @@ impl Default for RawAdmin {
         Self {
             enabled: true,
             listen: "127.0.0.1:9464".into(),
+            token: None,
+            max_body_bytes: 16 * 1024,
+            max_connections: 32,
+            request_timeout_secs: 10,
         }
     }
 }
@@ -99,12 +108,14 @@ impl Default for RawBlobs {
     }
 }
 
-/// Where a secret's value comes from: an environment variable or a file. Never the TOML.
+/// Where a secret's value comes from: an environment variable, a file, or a systemd
+/// credential (`$CREDENTIALS_DIRECTORY/<name>`, from `LoadCredential=`). Never the TOML.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecretRef {
     pub env: Option<String>,
     pub file: Option<String>,
+    pub credential: Option<String>,
 }
 
 fn default_partitions() -> i32 {

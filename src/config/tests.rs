@@ -347,3 +347,66 @@ fn imap_keys_on_a_maildir_mailbox_are_errors() {
     .0;
     assert_eq!(errs[0].path, "channels.mailbox.path");
 }
+
+/// `admin.listen = "0.0.0.0:..."` started an admin API without authentication on every
+/// interface. Now off loopback a token is required (run and `check` both refuse), a token is
+/// a secret like the others (env, file, systemd credential), never a TOML value, and short
+/// tokens are refused.
+#[test]
+fn a_non_loopback_admin_listener_without_a_token_is_refused() {
+    let with = |admin: &str| MINIMAL.replace("[kafka]", &format!("[admin]\n{admin}\n\n[kafka]"));
+    let errs = parse(&with("listen = \"0.0.0.0:9464\"")).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(
+        (errs[0].path.as_str(), errs[0].line),
+        ("admin.listen", Some(3))
+    );
+    assert!(
+        errs[0].message.contains("not a loopback address"),
+        "{}",
+        errs[0]
+    );
+    assert!(errs[0].message.contains("admin.token"), "{}", errs[0]);
+    for listen in ["127.0.0.1:9464", "[::1]:9464"] {
+        let c = parse(&with(&format!("listen = \"{listen}\""))).unwrap();
+        assert!(
+            c.admin.token.is_none(),
+            "loopback without a token: closed, not refused"
+        );
+    }
+    assert!(parse(&with("enabled = false\nlisten = \"0.0.0.0:9464\"")).is_ok());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "0123456789abcdef0123\n").unwrap();
+    std::fs::write(dir.path().join("short"), "abc\n").unwrap();
+    let at = |admin: &str| Config::parse(&with(admin), "t.toml", dir.path());
+    let c = at("listen = \"0.0.0.0:9464\"\ntoken = { file = \"admin.token\" }").unwrap();
+    assert_eq!(
+        c.admin.token.as_ref().unwrap().expose(),
+        "0123456789abcdef0123"
+    );
+    let errs = at("token = { file = \"short\" }").unwrap_err().0;
+    assert!(errs[0].message.contains("too short"), "{errs:?}");
+    // A token written into the TOML is an error that does not repeat it.
+    let errs = at("token = \"0123456789abcdef-in-the-toml\"")
+        .unwrap_err()
+        .0;
+    assert_eq!(errs[0].path, "admin.token");
+    assert!(!errs[0].message.contains("in-the-toml"), "{}", errs[0]);
+    assert!(errs[0].message.contains("credential"), "{}", errs[0]);
+    // A systemd credential: $CREDENTIALS_DIRECTORY/<name>; without it, a clear error.
+    let errs = at("token = { credential = \"petitiond-admin\" }")
+        .unwrap_err()
+        .0;
+    assert!(
+        errs[0]
+            .message
+            .contains("$CREDENTIALS_DIRECTORY is not set"),
+        "{errs:?}"
+    );
+    let errs = at("token = { credential = \"../x\" }").unwrap_err().0;
+    assert!(
+        errs[0].message.contains("not a credential name"),
+        "{errs:?}"
+    );
+}

@@ -255,3 +255,52 @@ fn a_second_daemon_on_the_same_data_dir_refuses_to_start() {
     assert!(err.contains("another petitiond is running"), "{err}");
     assert!(app.is_running(), "the first daemon is unaffected");
 }
+
+/// Under a permissive umask the data dir, the store (and its WAL), blobs (scans, quarantined
+/// mail), the repeat-petition key and the lock were created readable — and writable — by
+/// every local user. Every file petitiond writes in its data dir is now 0600 and every
+/// directory 0700, whatever the umask.
+#[test]
+fn data_files_are_private_even_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    app.start_with_umask(Some("000"));
+    app.deliver(b"\x00\x1f\x8b\x08 not a mail \xff\xfe");
+    let good = app.deliver(&letter(3));
+    let records = consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_exactly_once(&records, &[good]);
+    let data = app.dir.path().join("data");
+    let mut seen = Vec::new();
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        if p.is_dir() {
+            assert_eq!(mode, 0o700, "{}", p.display());
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        seen.push(p.strip_prefix(&data).unwrap().display().to_string());
+    }
+    for f in [
+        "petitiond.db",
+        "petitiond.db-wal",
+        "petitiond.lock",
+        "repeat-petition.key",
+        "blobs/tmp",
+    ] {
+        assert!(seen.iter().any(|s| s == f), "{f} not found in {seen:?}");
+    }
+    assert!(
+        seen.iter().filter(|s| s.starts_with("blobs/")).count() >= 4,
+        "scan, raw mails and the quarantined bytes: {seen:?}"
+    );
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
