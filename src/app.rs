@@ -278,6 +278,7 @@ impl Application {
             health: health.clone(),
             wake,
             ready: ready.clone(),
+            alerts_topic: cfg.sla.alerts_topic.clone(),
         };
         spawn(
             "relay",

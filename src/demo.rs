@@ -102,9 +102,13 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
     let store_path = config.store.path.clone();
     let topics: Vec<String> = config.departments.iter().map(|d| d.topic.clone()).collect();
+    // The demo plays the intake desk: it reports on that department's own status topic.
     let (alerts_topic, status_topic) = (
         config.sla.alerts_topic.clone(),
-        config.sla.status_topic.clone(),
+        config
+            .department("intake-desk")
+            .map(|d| d.status_topic.clone())
+            .ok_or_else(|| anyhow::anyhow!("the demo config needs the intake-desk department"))?,
     );
     let mailbox = match config.mailbox.clone().map(|m| m.kind) {
         Some(crate::config::MailboxKind::Maildir { path }) => path,
@@ -235,6 +239,7 @@ fn print_routed(
         .set("bootstrap.servers", brokers)
         .set("group.id", "petitiond-demo-printer")
         .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
         .create()?;
     let department: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)

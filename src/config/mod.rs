@@ -140,6 +140,11 @@ pub struct KafkaConfig {
     pub request_timeout: Duration,
     pub relay_batch: usize,
     pub retry_backoff: Duration,
+    /// The recovery scan reads at most this many records per partition (the newest).
+    pub recovery_scan_max_records: u64,
+    /// The recovery scan starts at records written this long before the oldest in-flight row
+    /// was created (clock skew between this host and the brokers).
+    pub recovery_time_margin: Duration,
     pub dead_letter_topic: String,
     /// Extra librdkafka properties, secrets already resolved.
     pub properties: BTreeMap<String, String>,
@@ -151,7 +156,21 @@ pub struct Department {
     pub id: String,
     pub name: String,
     pub topic: String,
+    /// Where this department's system reports status events (`departments[].status_topic`,
+    /// default `<topic>.status`). Producer identity: only this department may write there
+    /// (Kafka ACLs), so its events are the department's.
+    pub status_topic: String,
     pub alert_emails: Vec<String>,
+}
+
+/// Whose status events a status topic carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusSource {
+    /// A department's own topic: every event on it is that department's.
+    Department(String),
+    /// The shared `sla.status_topic`: the event's `actor.department`, accepted only for
+    /// `sla.shared_status_departments`.
+    Shared,
 }
 
 /// SLA settings: the calendar, the clock policies and the topics of the closed loop.
@@ -159,8 +178,12 @@ pub struct Department {
 pub struct SlaConfig {
     pub calendar: std::sync::Arc<crate::sla::calendar::Calendar>,
     pub clocks: Vec<crate::sla::policy::ClockPolicy>,
-    /// Departments' status events are consumed from here.
+    /// The shared status topic: events there count only for `shared_status_departments`
+    /// (by `actor.department`); departments report on their own `status_topic`.
     pub status_topic: String,
+    pub shared_status_departments: Vec<String>,
+    /// Events dated further in the future than this are rejected (dead-lettered).
+    pub status_max_future_skew: Duration,
     /// Alerts are produced here (CloudEvents).
     pub alerts_topic: String,
     pub consumer_group: String,
@@ -338,13 +361,30 @@ impl Config {
         }
     }
 
+    /// The topics status events are read from, each with whose events it carries.
+    pub fn status_topics(&self) -> Vec<(String, StatusSource)> {
+        let mut t: Vec<(String, StatusSource)> = self
+            .departments
+            .iter()
+            .map(|d| {
+                (
+                    d.status_topic.clone(),
+                    StatusSource::Department(d.id.clone()),
+                )
+            })
+            .collect();
+        t.push((self.sla.status_topic.clone(), StatusSource::Shared));
+        t
+    }
+
     pub fn department(&self, id: &str) -> Option<&Department> {
         self.departments.iter().find(|d| d.id == id)
     }
 
-    /// Every topic the daemon produces to; verified or created at start-up.
+    /// Every topic the daemon produces to or consumes from; verified or created at start-up.
     pub fn topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.departments.iter().map(|d| d.topic.clone()).collect();
+        t.extend(self.status_topics().into_iter().map(|(topic, _)| topic));
         t.push(self.kafka.dead_letter_topic.clone());
         t.push(self.sla.alerts_topic.clone());
         t.push(self.sla.status_topic.clone());
@@ -513,19 +553,28 @@ impl Validator<'_> {
         self.positive("kafka.request_timeout_secs", k.request_timeout_secs);
         self.positive("kafka.relay_batch", k.relay_batch as u64);
         self.positive("kafka.retry_backoff_ms", k.retry_backoff_ms);
+        self.positive(
+            "kafka.recovery_scan_max_records",
+            k.recovery_scan_max_records,
+        );
         self.topic_name("kafka.dead_letter_topic", &k.dead_letter_topic);
         // Keys the daemon sets itself for its guarantees; an operator must not turn them off.
-        const OWNED: [&str; 5] = [
+        const OWNED: [&str; 9] = [
             "bootstrap.servers",
             "acks",
             "enable.idempotence",
             "message.timeout.ms",
             "delivery.timeout.ms",
+            // Consumers: petitiond commits after the work is durable and never skips records.
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "auto.offset.reset",
         ];
         for key in k.properties.keys() {
             let path = format!("kafka.properties.{}", toml_file::quote_key(key));
             if OWNED.contains(&key.as_str()) {
-                self.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts); use the kafka.* keys");
+                self.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts, consumer offsets); use the kafka.* and sla.* keys");
             } else if ["password", "secret", "key.pem", "token"]
                 .iter()
                 .any(|s| key.contains(s))
@@ -570,12 +619,52 @@ impl Validator<'_> {
             for (j, m) in dep.alert_emails.iter().enumerate() {
                 self.email_address(&format!("departments[{i}].alert_emails[{j}]"), m);
             }
+            let status_topic = dep
+                .status_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}.status", dep.topic));
+            self.topic_name(&format!("departments[{i}].status_topic"), &status_topic);
             departments.push(Department {
                 id: dep.id.clone(),
                 name: dep.name.clone(),
                 topic: dep.topic.clone(),
+                status_topic,
                 alert_emails: dep.alert_emails.clone(),
             });
+        }
+        // Every status topic is one department's (or the shared one): a topic read as two
+        // sources, or also written by petitiond, would blur who sent an event.
+        let mut seen: HashSet<&str> = [
+            k.dead_letter_topic.as_str(),
+            raw.sla.alerts_topic.as_str(),
+            raw.sla.status_topic.as_str(),
+        ]
+        .into_iter()
+        .chain(departments.iter().map(|d| d.topic.as_str()))
+        .collect();
+        for (i, d) in departments.iter().enumerate() {
+            if !seen.insert(d.status_topic.as_str()) {
+                let key = if raw.departments[i].status_topic.is_some() {
+                    format!("departments[{i}].status_topic")
+                } else {
+                    format!("departments[{i}].topic")
+                };
+                self.err(
+                    &key,
+                    format!(
+                        "status topic `{}` is also another topic of this config (each department's status topic must be its own)",
+                        d.status_topic
+                    ),
+                );
+            }
+        }
+        for (j, id) in raw.sla.shared_status_departments.iter().enumerate() {
+            if !ids.contains(id) {
+                self.err(
+                    &format!("sla.shared_status_departments[{j}]"),
+                    format!("department `{id}` is not defined in [[departments]]"),
+                );
+            }
         }
         if !ids.contains(&raw.routing.default_lead) {
             self.err(
@@ -686,6 +775,8 @@ impl Validator<'_> {
                 request_timeout: Duration::from_secs(k.request_timeout_secs),
                 relay_batch: k.relay_batch,
                 retry_backoff: Duration::from_millis(k.retry_backoff_ms),
+                recovery_scan_max_records: k.recovery_scan_max_records,
+                recovery_time_margin: Duration::from_secs(k.recovery_time_margin_secs),
                 dead_letter_topic: k.dead_letter_topic.clone(),
                 properties: k.properties.clone(),
                 secret_properties,
@@ -1176,6 +1267,8 @@ impl Validator<'_> {
             calendar: std::sync::Arc::new(calendar?),
             clocks,
             status_topic: s.status_topic.clone(),
+            shared_status_departments: s.shared_status_departments.clone(),
+            status_max_future_skew: Duration::from_secs(s.status_max_future_skew_secs),
             alerts_topic: s.alerts_topic.clone(),
             consumer_group: s.consumer_group.clone(),
             supervisors: s.supervisors.clone(),

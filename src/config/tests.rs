@@ -47,13 +47,21 @@ fn shipped_example_config_parses() {
             "petitiond.alerts",
             "petitiond.dead-letter",
             "petitiond.dept.civil-affairs",
+            "petitiond.dept.civil-affairs.status",
             "petitiond.dept.health",
+            "petitiond.dept.health.status",
             "petitiond.dept.housing",
+            "petitiond.dept.housing.status",
             "petitiond.dept.hrss",
+            "petitiond.dept.hrss.status",
             "petitiond.dept.intake-desk",
+            "petitiond.dept.intake-desk.status",
             "petitiond.dept.key-cases",
+            "petitiond.dept.key-cases.status",
             "petitiond.dept.natural-resources",
+            "petitiond.dept.natural-resources.status",
             "petitiond.dept.policy-desk",
+            "petitiond.dept.policy-desk.status",
             "petitiond.status"
         ]
     );
@@ -409,4 +417,40 @@ fn a_non_loopback_admin_listener_without_a_token_is_refused() {
         errs[0].message.contains("not a credential name"),
         "{errs:?}"
     );
+}
+
+/// Each department reports on its own status topic (`<topic>.status` unless given); a status
+/// topic shared with anything else, or a trusted department that does not exist, is an error.
+#[test]
+fn each_department_has_its_own_status_topic() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.departments[0].status_topic, "t.intake.status");
+    assert_eq!(
+        c.status_topics(),
+        vec![
+            (
+                "t.intake.status".to_string(),
+                StatusSource::Department("intake-desk".into())
+            ),
+            ("petitiond.status".to_string(), StatusSource::Shared),
+        ]
+    );
+    assert!(
+        c.sla.shared_status_departments.is_empty(),
+        "none trusted by default"
+    );
+    let two = MINIMAL.replace(
+        "[routing]",
+        "status_topic = \"t.hrss\"\n\n[[departments]]\nid = \"hrss\"\nname = \"H\"\ntopic = \"t.hrss\"\n\n[routing]",
+    );
+    let errs = parse(&two).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "departments[0].status_topic");
+    assert!(errs[0].message.contains("`t.hrss`"), "{}", errs[0]);
+    let trusted = format!(
+        "{MINIMAL}\n[sla]\nshared_status_departments = [\"intake-desk\", \"nobody\"]\nstatus_max_future_skew_secs = 60\n"
+    );
+    let errs = parse(&trusted).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "sla.shared_status_departments[1]");
 }

@@ -342,6 +342,16 @@ pub trait Store: Send + Sync + 'static {
     fn pending_outbox(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
     /// Pending rows that were handed to a producer before: they may be on Kafka already.
     fn in_flight_outbox(&self) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Pending rows in outbox order, leaving out rows for `held` topics (whose in-flight rows
+    /// could not be checked against Kafka yet, so nothing goes to them).
+    fn pending_outbox_except(
+        &self,
+        limit: usize,
+        held: &[String],
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// When the oldest in-flight row for `topic` was created: its record, if it reached
+    /// Kafka, carries a later timestamp (bounds the recovery scan).
+    fn in_flight_since(&self, topic: &str) -> Result<Option<jiff::Timestamp>, StoreError>;
     /// Counts an attempt before the rows are produced (committed first, so a crash after the
     /// produce leaves them recognisable as in flight).
     fn mark_attempted(&self, seqs: &[i64]) -> Result<(), StoreError>;

@@ -939,6 +939,38 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn pending_outbox_except(
+        &self,
+        limit: usize,
+        held: &[String],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        if held.is_empty() {
+            return self.pending_outbox(limit);
+        }
+        let marks = vec!["?"; held.len()].join(", ");
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLS} FROM outbox WHERE state = 'pending' AND topic NOT IN ({marks})
+             ORDER BY seq LIMIT ?"
+        ))?;
+        let limit = limit as i64;
+        let mut args: Vec<&dyn rusqlite::ToSql> = held.iter().map(|t| t as _).collect();
+        args.push(&limit);
+        let rows = st
+            .query_map(args.as_slice(), row_to_outbox)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn in_flight_since(&self, topic: &str) -> Result<Option<Timestamp>, StoreError> {
+        let at: Option<String> = self.conn().query_row(
+            "SELECT min(created_at) FROM outbox WHERE state = 'pending' AND attempts > 0 AND topic = ?1",
+            [topic],
+            |r| r.get(0),
+        )?;
+        ts(at).map_err(StoreError::from)
+    }
+
     fn mark_attempted(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -1527,8 +1559,22 @@ mod tests {
         let rows = s.pending_outbox(10).unwrap();
         assert_eq!(rows.len(), 2);
         assert!(s.in_flight_outbox().unwrap().is_empty());
+        assert!(s.in_flight_since("t").unwrap().is_none());
         s.mark_attempted(&[rows[0].seq]).unwrap();
         assert_eq!(s.in_flight_outbox().unwrap()[0].ce_id, "ce-a");
+        let since = s.in_flight_since("t").unwrap().unwrap();
+        assert!(
+            (Timestamp::now() - since).get_seconds().abs() < 60,
+            "{since}"
+        );
+        assert!(s.in_flight_since("other").unwrap().is_none());
+        // A held topic's rows are left out; others still come.
+        assert!(
+            s.pending_outbox_except(10, &["t".into()])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.pending_outbox_except(10, &["x".into()]).unwrap().len(), 2);
         s.mark_delivered(&[Delivered {
             seq: rows[0].seq,
             topic: "t".into(),
