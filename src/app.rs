@@ -144,12 +144,17 @@ impl Application {
                     spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
                 }
                 MailboxKind::Imap(imap) => {
+                    // The spool holds whole mails: created owner-only here, whatever the
+                    // channel does with it (the umask covers its files).
+                    let spool = cfg.data_dir.join("imap-spool");
+                    crate::store::files::create_private_dir(&spool)
+                        .with_context(|| format!("creating {}", spool.display()))?;
                     let ch = ImapChannel {
                         source: "mailbox".into(),
                         imap: imap.clone(),
                         max_message_bytes: mb.max_message_bytes,
                         poll_interval: mb.poll_interval,
-                        spool: cfg.data_dir.join("imap-spool"),
+                        spool,
                         intake: tx.clone(),
                         store: self.store.clone(),
                         metrics: self.metrics.clone(),
