@@ -11,6 +11,8 @@
 pub mod parse;
 
 #[cfg(test)]
+mod crafted;
+#[cfg(test)]
 mod golden;
 
 use super::{Disposition, Incoming, Payload};
