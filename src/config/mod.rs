@@ -74,6 +74,35 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A URL as logs and error messages may show it: without user and password, query string and
+/// fragment (where tokens, keys and signatures travel). Text that does not parse as a URL is
+/// cut at its first `?` or `#`, and whatever comes before its last `@` (after a `scheme://`)
+/// becomes `…`.
+pub fn url_for_log(url: &str) -> String {
+    if let Ok(mut u) = reqwest::Url::parse(url)
+        && u.has_host()
+    {
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.set_query(None);
+        u.set_fragment(None);
+        return u.to_string();
+    }
+    let cut = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..cut];
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}…{}", &rest[at..]),
+        None => format!("{scheme}{rest}"),
+    }
+}
+
+/// Why a password with a plaintext transport is refused (config errors).
+const PLAINTEXT_AUTH: &str = "the password would cross the network in clear text; use TLS, or set `allow_plaintext_auth = true` (loopback or a trusted network only)";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Pretty on a terminal, JSON otherwise.
@@ -472,6 +501,21 @@ impl Validator<'_> {
                 self.err(&path, "looks like a secret: move it to [kafka.secret_properties] with `env` or `file`");
             }
         }
+        let tls = k
+            .properties
+            .get("security.protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("sasl_ssl") || p.eq_ignore_ascii_case("ssl"));
+        for key in k.secret_properties.keys() {
+            // sasl.password, sasl.oauthbearer.client.secret...: sent to the broker.
+            if key.starts_with("sasl.") && !tls && !k.allow_plaintext_auth {
+                self.err(
+                    &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
+                    format!(
+                        "with security.protocol other than SASL_SSL {PLAINTEXT_AUTH} in [kafka]"
+                    ),
+                );
+            }
+        }
         let mut secret_properties = BTreeMap::new();
         for (key, r) in &k.secret_properties {
             if let Some(s) = self.secret(
@@ -665,7 +709,8 @@ impl Validator<'_> {
                 }
             }
         });
-        let imap_keys: [(&str, bool); 15] = [
+        let imap_keys: [(&str, bool); 16] = [
+            ("allow_plaintext_auth", m.allow_plaintext_auth.is_some()),
             ("host", m.host.is_some()),
             ("port", m.port.is_some()),
             ("tls", m.tls.is_some()),
@@ -835,6 +880,9 @@ impl Validator<'_> {
                 format!("{} is not a readable file", p.display()),
             );
         }
+        if tls == ImapTls::None && m.allow_plaintext_auth != Some(true) {
+            self.err(&at("tls"), format!("`none`: {PLAINTEXT_AUTH}"));
+        }
         if tls_ca_file.is_some() && tls == ImapTls::None {
             self.err(
                 &at("tls_ca_file"),
@@ -893,6 +941,12 @@ impl Validator<'_> {
             .password
             .as_ref()
             .and_then(|r| self.secret("alerts.email.password", r));
+        if e.password.is_some() && tls == SmtpTls::None && !e.allow_plaintext_auth {
+            self.err(
+                "alerts.email.tls",
+                format!("`none` with a password: {PLAINTEXT_AUTH}"),
+            );
+        }
         if password.is_some() != e.username.is_some() {
             self.err(
                 "alerts.email.username",

@@ -174,7 +174,7 @@ fn imap_app(
     let maildir = "[channels.mailbox]\npath = \"mail\"\npoll_interval_ms = 100\n";
     assert!(text.contains(maildir), "the harness config changed");
     let imap = format!(
-        "[channels.mailbox]\nkind = \"imap\"\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\n\
+        "[channels.mailbox]\nkind = \"imap\"\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\nallow_plaintext_auth = true\n\
          username = \"{user}\"\npassword = {{ file = \"imap-password\" }}\nmailbox = \"{folder}\"\n\
          poll_interval_ms = 200\ntimeout_secs = 10\nreconnect_initial_ms = 100\nreconnect_max_ms = 1000\n{extra}\n"
     );
