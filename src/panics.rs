@@ -27,7 +27,7 @@ pub fn install() {
             _ => String::new(),
         };
         if tracing::dispatcher::has_been_set() {
-            tracing::error!(panic = %line, "{line}{bt}");
+            tracing::error!("{line}{bt}");
         } else {
             eprintln!("{line}{bt}");
         }
