@@ -11,6 +11,7 @@ mod faults;
 mod http;
 mod imap;
 mod mail;
+mod mailbox;
 mod mock_faults;
 mod routing;
 mod sla;
