@@ -151,6 +151,10 @@ impl ImapChannel {
         clear_spool(&self.spool)
             .with_context(|| format!("preparing spool dir {}", self.spool.display()))?;
         let tls = match self.imap.tls {
+            // Config validation refuses this first, with the line; this holds for any caller.
+            ImapTls::None if !self.imap.allow_plaintext_auth => anyhow::bail!(
+                "tls = \"none\" would send the IMAP password in clear text (set allow_plaintext_auth = true to accept that)"
+            ),
             ImapTls::None => None,
             ImapTls::StartTls | ImapTls::Tls => Some(tls_connector(&self.imap)?),
         };
@@ -1411,6 +1415,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 reconnect_initial: Duration::from_millis(10),
                 reconnect_max: Duration::from_millis(20),
+                allow_plaintext_auth: true,
             },
             max_message_bytes: 1024 * 1024,
             poll_interval: Duration::from_millis(50),

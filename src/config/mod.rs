@@ -201,6 +201,8 @@ pub struct EmailConfig {
     pub timeout: Duration,
     pub digest_threshold: usize,
     pub poll_interval: Duration,
+    /// The operator accepts the password in clear with `tls = "none"`.
+    pub allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +291,8 @@ pub struct ImapConfig {
     pub timeout: Duration,
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
+    /// The operator accepts the password in clear with `tls = "none"`.
+    pub allow_plaintext_auth: bool,
 }
 
 impl Config {
@@ -905,6 +909,7 @@ impl Validator<'_> {
             timeout: Duration::from_secs(timeout_secs),
             reconnect_initial: Duration::from_millis(initial),
             reconnect_max: Duration::from_millis(max),
+            allow_plaintext_auth: m.allow_plaintext_auth == Some(true),
         })
     }
 
@@ -963,6 +968,7 @@ impl Validator<'_> {
             timeout: Duration::from_secs(e.timeout_secs),
             digest_threshold: e.digest_threshold,
             poll_interval: Duration::from_millis(e.poll_interval_ms),
+            allow_plaintext_auth: e.allow_plaintext_auth,
         }
     }
 
