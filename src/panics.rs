@@ -34,6 +34,16 @@ pub fn install() {
     }));
 }
 
+/// A task's `JoinError` for logs and errors. Its own `Display` quotes the panic's message
+/// ("task 7 panicked with message ..."), which may quote the data the task worked on.
+pub fn join_error(e: &tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        format!("a blocking task panicked ({WITHHELD})")
+    } else {
+        "a blocking task was cancelled".to_string()
+    }
+}
+
 /// The one line the hook writes for a panic: thread, location, and the message only if it is
 /// a literal from the code.
 pub fn report(info: &PanicHookInfo<'_>) -> String {
@@ -113,6 +123,26 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(!out[0].contains("11010519491231002X"), "{}", out[0]);
         assert!(out[0].contains(WITHHELD), "{}", out[0]);
+    }
+
+    #[tokio::test]
+    async fn a_join_error_never_quotes_the_panic() {
+        let e = tokio::task::spawn_blocking(|| {
+            let r: Result<(), String> = std::hint::black_box(Err("张三 13812345678".into()));
+            r.unwrap();
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("13812345678"),
+            "tokio's own text quotes it"
+        );
+        let shown = join_error(&e);
+        assert!(
+            !shown.contains("13812345678") && !shown.contains("张三"),
+            "{shown}"
+        );
+        assert!(shown.contains("panicked"), "{shown}");
     }
 
     #[test]

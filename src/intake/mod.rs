@@ -419,7 +419,8 @@ impl Intake {
                 blobs.put(&blobs.get(sha)?)
             }
         })
-        .await??;
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::panics::join_error(&e)))??;
         let q = Quarantined {
             source: source.clone(),
             reference: reference.clone(),

@@ -175,7 +175,7 @@ impl MaildirChannel {
                 anyhow::Error::new(e).context("moving to cur/"),
             )),
             Err(e) => Err(Failed::ThisFile(
-                anyhow::Error::new(e).context("moving to cur/"),
+                anyhow::anyhow!(crate::panics::join_error(&e)).context("moving to cur/"),
             )),
         }
     }
