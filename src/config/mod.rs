@@ -505,21 +505,6 @@ impl Validator<'_> {
                 self.err(&path, "looks like a secret: move it to [kafka.secret_properties] with `env` or `file`");
             }
         }
-        let tls = k
-            .properties
-            .get("security.protocol")
-            .is_some_and(|p| p.eq_ignore_ascii_case("sasl_ssl") || p.eq_ignore_ascii_case("ssl"));
-        for key in k.secret_properties.keys() {
-            // sasl.password, sasl.oauthbearer.client.secret...: sent to the broker.
-            if key.starts_with("sasl.") && !tls && !k.allow_plaintext_auth {
-                self.err(
-                    &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
-                    format!(
-                        "with security.protocol other than SASL_SSL {PLAINTEXT_AUTH} in [kafka]"
-                    ),
-                );
-            }
-        }
         let mut secret_properties = BTreeMap::new();
         for (key, r) in &k.secret_properties {
             if let Some(s) = self.secret(
@@ -527,6 +512,22 @@ impl Validator<'_> {
                 r,
             ) {
                 secret_properties.insert(key.clone(), s);
+            }
+        }
+        let tls = k
+            .properties
+            .get("security.protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("sasl_ssl") || p.eq_ignore_ascii_case("ssl"));
+        // sasl.password, sasl.oauthbearer.client.secret...: sent to the broker. Only for a
+        // secret that resolved: a key whose reference is wrong already has its error.
+        for key in secret_properties.keys() {
+            if key.starts_with("sasl.") && !tls && !k.allow_plaintext_auth {
+                self.err(
+                    &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
+                    format!(
+                        "with security.protocol other than SASL_SSL {PLAINTEXT_AUTH} in [kafka]"
+                    ),
+                );
             }
         }
 
