@@ -106,6 +106,12 @@ impl Application {
     /// Runs until `shutdown` fires (then drains within the deadline) or a task fails.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let cfg = self.config.clone();
+        // Before any task runs: a task's first value (an IMAP session up) must not be
+        // overwritten by the initial zero.
+        self.metrics
+            .sla_calendar_end
+            .set(calendar_end(&cfg.sla.calendar, jiff::Timestamp::now()).unwrap_or(0));
+        init_series(&self.metrics, &cfg);
         let health = Arc::new(BrokerHealth::default());
         let ready = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
@@ -300,10 +306,6 @@ impl Application {
         });
         drop(fail_tx);
 
-        self.metrics
-            .sla_calendar_end
-            .set(calendar_end(&cfg.sla.calendar, jiff::Timestamp::now()).unwrap_or(0));
-        init_series(&self.metrics, &cfg);
         let sampler = Sampler {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
@@ -417,7 +419,10 @@ async fn acknowledge_sighup(stop: CancellationToken) -> anyhow::Result<()> {
 /// The first instant not covered by the loaded working-day calendars, counting years without a
 /// gap from the year of `now` (in the office's zone): the `sla_calendar_end` gauge, which the
 /// "calendar running out" alert compares with the time. `now`'s own year not loaded: the start
-/// of that year (already past, so the alert fires).
+/// of that year (already past, so the alert fires). Counts what `Calendar::years()` returns,
+/// which must be the official years (files from a State Council notice): a year derived
+/// without one must not count as covered (`calendar_end_counts_only_the_years_of_files` holds
+/// this for the calendar the config builds).
 pub fn calendar_end(cal: &crate::sla::calendar::Calendar, now: jiff::Timestamp) -> Option<i64> {
     let loaded: std::collections::BTreeSet<i16> = cal.years().collect();
     let mut year = cal.local_date(now).year();
@@ -537,6 +542,29 @@ impl Sampler {
 mod tests {
     use super::*;
     use crate::sla::calendar::Calendar;
+
+    /// The calendar the daemon runs on (built by the config, not `Calendar::builtin`): with
+    /// only the 2026 file, coverage ends at 2027-01-01 in Shanghai, however later years are
+    /// answered.
+    #[test]
+    fn calendar_end_counts_only_the_years_of_files() {
+        let cfg = Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"d\"\nname = \"d\"\ntopic = \"t.d\"\n[routing]\ndefault_lead = \"d\"\n",
+            "t.toml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let end = calendar_end(&cfg.sla.calendar, "2026-06-01T00:00:00Z".parse().unwrap());
+        assert_eq!(
+            end,
+            Some(
+                "2026-12-31T16:00:00Z"
+                    .parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .as_second()
+            )
+        );
+    }
 
     #[test]
     fn calendar_end_is_the_first_instant_of_the_first_missing_year() {

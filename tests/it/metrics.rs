@@ -245,3 +245,35 @@ fn metric_names_are_read_from_promql_outside_strings() {
         "a counter is scraped as x_total only"
     );
 }
+
+/// The IMAP gauge watched by `PetitiondMailboxDisconnected` reads 1 once the session is up
+/// (the zero written at start-up comes before the channel starts; this checks the outcome,
+/// it cannot force the race that ordering avoids).
+#[test]
+fn mailbox_connected_is_one_once_the_imap_session_is_up() {
+    let Some(server) = imap_server() else { return };
+    let (user, password) = server.new_user();
+    let no_kafka = format!("127.0.0.1:{}", free_port());
+    let mut app = TestApp::new(&no_kafka, "");
+    std::fs::write(
+        app.dir.path().join("imap-password"),
+        format!("{password}\n"),
+    )
+    .unwrap();
+    let (host, port) = server.addr.split_once(':').unwrap();
+    let cfg = std::fs::read_to_string(&app.config).unwrap().replace(
+        "[channels.mailbox]\npath = \"mail\"\n",
+        &format!(
+            "[channels.mailbox]\nkind = \"imap\"\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\nusername = \"{user}\"\npassword = {{ file = \"imap-password\" }}\n"
+        ),
+    );
+    assert!(
+        cfg.contains("kind = \"imap\""),
+        "the harness config changed"
+    );
+    std::fs::write(&app.config, cfg).unwrap();
+    app.start();
+    let want = "petitiond_mailbox_connected{source=\"mailbox\"} 1";
+    let text = scrape_until(&app, &[want], Duration::from_secs(30));
+    assert!(text.contains(want), "{text}");
+}
