@@ -72,6 +72,9 @@ export PETITIOND_TEST_CHROMIUM="$CHROMIUM"
 ops_apt=()
 command -v promtool >/dev/null 2>&1 || ops_apt+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || ops_apt+=(systemd)
+# The package's own dependencies, so that `dpkg -i` (which resolves nothing) succeeds.
+[ -e /usr/share/zoneinfo/Asia/Shanghai ] || ops_apt+=(tzdata)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || ops_apt+=(ca-certificates)
 if [ ${#ops_apt[@]} -gt 0 ]; then
   log "installing operations tools: ${ops_apt[*]}"
   apt_install --no-install-recommends "${ops_apt[@]}"

@@ -266,19 +266,26 @@ fn compose_file_wires_petitiond_kafka_prometheus_and_grafana() {
     }
     for (name, svc) in services {
         let name = name.as_str().unwrap();
-        if let Some(image) = svc["image"].as_str() {
+        let build = &svc["build"];
+        if build.is_badvalue() {
+            let image = svc["image"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: no image"));
             let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
             assert!(
                 !tag.is_empty() && tag != "latest" && !tag.contains('/'),
                 "{name}: image `{image}` is not pinned to a version tag"
             );
         } else {
-            let build = &svc["build"];
             let context = root()
                 .join("deploy")
                 .join(build["context"].as_str().unwrap());
             let file = context.join(build["dockerfile"].as_str().unwrap());
             assert!(file.is_file(), "{name}: {} missing", file.display());
+            assert!(
+                context.join("Cargo.toml").is_file(),
+                "{name}: the build context is not the repository root"
+            );
         }
         for v in strs(&svc["volumes"]) {
             let source = v.split(':').next().unwrap();
