@@ -16,6 +16,8 @@ pub mod envelope;
 pub mod intake;
 pub mod kafka;
 pub mod metrics;
+pub mod notify;
+pub mod panics;
 pub mod routing;
 pub mod sim;
 pub mod sla;

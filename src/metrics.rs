@@ -118,6 +118,13 @@ pub struct Metrics {
     pub outbox_held_topics: Gauge,
     /// Status consumer failures (each followed by a retry with back-off).
     pub status_consumer_failures: Counter,
+    /// 1 while `/readyz` would answer 200 (topics verified, brokers reachable); sampled.
+    pub ready: Gauge,
+    /// Age in seconds of the oldest record waiting in the outbox (0 when empty); sampled.
+    pub outbox_oldest_pending_age: Gauge,
+    /// Unix time at which the loaded working-day calendars stop covering the days from the
+    /// start-up year on without a gap (the first instant of the first missing year).
+    pub sla_calendar_end: Gauge,
 }
 
 impl Default for Metrics {
@@ -169,6 +176,9 @@ impl Metrics {
             recovery_capped: Family::default(),
             outbox_held_topics: Gauge::default(),
             status_consumer_failures: Counter::default(),
+            ready: Gauge::default(),
+            outbox_oldest_pending_age: Gauge::default(),
+            sla_calendar_end: Gauge::default(),
         };
         r.register(
             "items_received",
@@ -360,6 +370,21 @@ impl Metrics {
             "Status consumer failures, each followed by a retry",
             m.status_consumer_failures.clone(),
         );
+        r.register(
+            "ready",
+            "1 while /readyz answers 200 (topics verified, brokers reachable), sampled every 5 s",
+            m.ready.clone(),
+        );
+        r.register(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest record not yet acknowledged by Kafka (0 when the outbox is empty), sampled every 5 s",
+            m.outbox_oldest_pending_age.clone(),
+        );
+        r.register(
+            "sla_calendar_end_timestamp_seconds",
+            "Unix time at which the loaded working-day calendars stop covering the days from the start-up year on",
+            m.sla_calendar_end.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -441,6 +466,9 @@ mod tests {
             "petitiond_mailbox_connected{source=\"mailbox\"} 1",
             "petitiond_mailbox_uidvalidity_changes_total{source=\"mailbox\"} 1",
             "petitiond_mailbox_after_commit_failed_total{source=\"mailbox\"} 1",
+            "petitiond_ready 0",
+            "petitiond_outbox_oldest_pending_age_seconds 0",
+            "petitiond_sla_calendar_end_timestamp_seconds 0",
         ] {
             assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
         }

@@ -109,7 +109,7 @@ impl Default for RawBlobs {
 }
 
 /// Where a secret's value comes from: an environment variable, a file, or a systemd
-/// credential (`$CREDENTIALS_DIRECTORY/<name>`, from `LoadCredential=`). Never the TOML.
+/// credential (`$CREDENTIALS_DIRECTORY/NAME`, from the unit's `LoadCredential=`). Never the TOML.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecretRef {
@@ -179,6 +179,10 @@ pub struct RawKafka {
     pub properties: BTreeMap<String, String>,
     #[serde(default)]
     pub secret_properties: BTreeMap<String, RawSecretRef>,
+    /// SASL credentials over a connection without TLS (`security.protocol` not `SASL_SSL`)
+    /// are refused unless this is true.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,6 +291,8 @@ pub struct RawMailbox {
     pub timeout_secs: Option<u64>,
     pub reconnect_initial_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
+    /// `tls = "none"` sends the password in clear: refused unless this is true.
+    pub allow_plaintext_auth: Option<bool>,
 }
 
 fn default_tz() -> String {
@@ -450,4 +456,7 @@ pub struct RawEmail {
     pub digest_threshold: usize,
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
+    /// A password with `tls = "none"` is refused unless this is true.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
 }
