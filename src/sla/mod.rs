@@ -8,6 +8,7 @@ pub mod clock;
 pub mod due;
 pub mod engine;
 pub mod policy;
+pub mod provisional;
 
 use calendar::CalendarError;
 use jiff::Timestamp;
