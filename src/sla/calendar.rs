@@ -910,6 +910,34 @@ impl Calendar {
             .map(|(y, _)| *y)
     }
 
+    /// Every year answered (official and provisional), ascending.
+    pub fn all_years(&self) -> impl Iterator<Item = i16> + '_ {
+        self.years.keys().copied()
+    }
+
+    /// A short digest of `year`'s day kinds (overrides included): equal digests, equal
+    /// answers. Tells whether the calendar of a year changed between two starts.
+    pub fn digest(&self, year: i16) -> Result<String, CalendarError> {
+        use sha2::{Digest, Sha256};
+        let t = self.table(year)?;
+        let bytes: Vec<u8> = t
+            .kinds
+            .iter()
+            .map(|k| match k {
+                DayKind::Workday => b'w',
+                DayKind::Weekend => b'e',
+                DayKind::Holiday => b'h',
+                DayKind::MakeupWorkday => b'm',
+            })
+            .collect();
+        Ok(hex::encode(&Sha256::digest(&bytes)[..16]))
+    }
+
+    /// The first provisional year from `from`'s year to `to`'s year, if any.
+    pub fn first_provisional_year(&self, from: Date, to: Date) -> Option<i16> {
+        (from.year()..=to.year()).find(|y| self.basis(*y) == Some(Basis::Provisional))
+    }
+
     /// Whether `year` is answered, and on what basis; `None`: not at all.
     pub fn basis(&self, year: i16) -> Option<Basis> {
         self.years.get(&year).map(|t| {

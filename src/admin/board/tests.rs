@@ -37,6 +37,7 @@ fn clock(item: &str, clock: &str, dept: &str, started: &str, due: &str) -> Board
         state: ClockState::Running,
         started_at: ts(started),
         due_at: ts(due),
+        provisional: false,
     }
 }
 
@@ -138,6 +139,7 @@ fn overdue_and_due_in_are_computed_from_now_in_the_office_zone() {
             due_at: ts("2026-03-02T01:00:00Z"),
             fired_at: ts("2026-03-02T01:00:00.250Z"),
             late: false,
+            provisional: false,
         }],
     };
     let f = parse_filter(&params(&[])).unwrap();
@@ -210,6 +212,7 @@ fn hostile_values_are_escaped_everywhere() {
             due_at: ts("2026-03-02T03:00:00Z"),
             fired_at: ts("2026-03-02T01:30:00Z"),
             late: true,
+            provisional: false,
         }],
     };
     let f = parse_filter(&params(&[("department", evil), ("clock", evil)])).unwrap();
@@ -289,6 +292,8 @@ fn no_personal_field_reaches_the_board() {
         paused_at: None,
         extended_days: 0,
         last_alert_at: None,
+        provisional: false,
+        held: jiff::SignedDuration::ZERO,
     };
     store
         .record_item(&NewItem {
@@ -328,9 +333,11 @@ fn no_personal_field_reaches_the_board() {
                 payload: b"{}".to_vec(),
             },
             mail: None,
+            provisional: false,
         }],
         last_alert_at: Some(ts("2026-03-02T01:30:00Z")),
         next: None,
+        next_provisional: false,
     };
     store.fire(&[2], &mut |_| fired.clone()).unwrap();
     let now = ts("2026-03-02T02:00:00Z");
