@@ -40,7 +40,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    if !s.ready.load(Ordering::Relaxed) {
+    let (code, text) = if !s.ready.load(Ordering::Relaxed) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: kafka topics not verified yet\n",
@@ -52,6 +52,11 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
         )
     } else {
         (StatusCode::OK, "ready\n")
+    };
+    // A calendar running out is a line of detail, not unreadiness: a restart cannot fix it.
+    match board::calendar_detail(&s.board, jiff::Timestamp::now()) {
+        Some(d) => (code, format!("{text}calendar: {d}\n")),
+        None => (code, text.to_string()),
     }
 }
 

@@ -602,4 +602,72 @@ mod tests {
             ]
         );
     }
+
+    fn provisional_cal() -> Calendar {
+        Calendar::builtin_with_provisional(
+            Vec::new(),
+            crate::sla::calendar::OfficeHours::default(),
+            crate::sla::calendar::DEFAULT_TIME_ZONE,
+        )
+        .unwrap()
+    }
+
+    /// Issue 14: a clock whose span touches a provisional year is provisional; one that rests
+    /// on the official file is not, on the same calendar.
+    #[test]
+    fn a_clock_is_provisional_exactly_when_its_due_needs_a_provisional_year() {
+        let (c, p) = (provisional_cal(), pol("statutory.accept"));
+        let late = Clock::start(&p, "i", "d", ts("2026-12-20T02:00:00Z"), &c).unwrap();
+        assert_eq!(late.due_at, ts("2027-01-04T09:30:00Z"));
+        assert!(late.provisional);
+        // Due Wed 12-16, in 2026: the official file alone answers it.
+        let early = Clock::start(&p, "i", "d", ts("2026-12-01T02:00:00Z"), &c).unwrap();
+        assert_eq!(early.due_at, ts("2026-12-16T09:30:00Z"));
+        assert!(!early.provisional);
+        // The same clocks on the official file alone: the same due or an error, never a guess.
+        assert_eq!(
+            Clock::start(&p, "i", "d", ts("2026-12-01T02:00:00Z"), &cal()).unwrap(),
+            early
+        );
+        assert_eq!(
+            Clock::start(&p, "i", "d", ts("2026-12-20T02:00:00Z"), &cal()),
+            Err(CalendarError::YearNotLoaded(2027))
+        );
+    }
+
+    /// An extension into a provisional year makes the clock provisional, and recomputing the
+    /// clock replays rule, pause and extension to the same instant on the same calendar.
+    #[test]
+    fn extension_into_a_provisional_year_and_recompute_replay() {
+        let (c, p) = (provisional_cal(), pol("statutory.handle"));
+        // Accepted Mon 2026-10-12: +60 = Fri 12-11 (official 2026), not provisional.
+        let mut clock = Clock::start(&p, "i", "d", ts("2026-10-12T02:00:00Z"), &c).unwrap();
+        assert_eq!(clock.due_at, ts("2026-12-11T09:30:00Z"));
+        assert!(!clock.provisional);
+        clock
+            .apply(&p, EventKind::Paused, ts("2026-10-20T02:00:00Z"), None, &c)
+            .unwrap();
+        clock
+            .apply(&p, EventKind::Resumed, ts("2026-10-21T02:00:00Z"), None, &c)
+            .unwrap();
+        assert_eq!(clock.due_at, ts("2026-12-12T09:30:00Z"));
+        assert_eq!(clock.held, SignedDuration::from_hours(24));
+        // Extended 30 days from Sat 12-12: Mon 2027-01-11, a provisional-year day.
+        clock
+            .apply(
+                &p,
+                EventKind::Extended,
+                ts("2026-11-01T02:00:00Z"),
+                Some(30),
+                &c,
+            )
+            .unwrap();
+        assert_eq!(clock.due_at, ts("2027-01-11T09:30:00Z"));
+        assert!(clock.provisional);
+        let again = clock.recompute(&p, &c).unwrap();
+        assert_eq!(again, clock, "replayed on the same calendar: nothing moves");
+        // Its reminders are marked too.
+        let (next, marked) = clock.next_alert_marked(&p, &c).unwrap();
+        assert!(next.is_some() && marked);
+    }
 }

@@ -171,5 +171,66 @@ mod tests {
                 .any(|m| m.contains("end on 2026-12-31 (29 days") && m.contains("2027 file")),
             "{w:?}"
         );
+        // Issue 14: the handling clock gets a provisional due time, and says so.
+        assert!(
+            w.iter()
+                .any(|m| m.contains("`statutory.handle` started now gets a provisional due time")),
+            "{w:?}"
+        );
+        // After the end: running on a provisional 2027, still warned.
+        let w = calendar_warnings(&cfg.sla, "2027-01-05T02:00:00Z".parse().unwrap());
+        assert!(
+            w.iter()
+                .any(|m| m.contains("no official working-day calendar for 2027")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|m| m.contains("`letter.register` started now gets a provisional due time")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn calendar_events_are_one_per_band() {
+        let cfg = crate::config::Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"hrss\"\nname = \"hrss\"\ntopic = \"t.hrss\"\n[routing]\ndefault_lead = \"hrss\"\n",
+            "t.toml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let cal = &cfg.sla.calendar;
+        let event = |at: &str| {
+            let now: Timestamp = at.parse().unwrap();
+            let n = calendar_notice(cal, now).unwrap();
+            calendar_event(&cfg, &n, now).map(|r| {
+                let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+                (
+                    r.ce_id,
+                    v["band_days"].as_i64().unwrap(),
+                    v["kind"].as_str().unwrap().to_string(),
+                )
+            })
+        };
+        assert_eq!(event("2026-10-01T02:00:00Z"), None, "91 days left");
+        let a = event("2026-11-01T02:00:00Z").unwrap();
+        let b = event("2026-11-20T02:00:00Z").unwrap();
+        assert_eq!((a.1, b.1), (60, 60));
+        assert_eq!(a.0, b.0, "one event per band: the same id");
+        assert_eq!(event("2026-12-06T02:00:00Z").unwrap().1, 30);
+        assert_eq!(event("2026-12-25T02:00:00Z").unwrap().1, 7);
+        assert_eq!(event("2026-12-31T02:00:00Z").unwrap().1, 0);
+        let ended = event("2027-01-02T02:00:00Z").unwrap();
+        assert_eq!((ended.1, ended.2.as_str()), (-1, "calendar_ended"));
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/calendar-notice.v1.json"),
+        )
+        .unwrap();
+        let schema = jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap();
+        let now: Timestamp = "2026-12-06T02:00:00Z".parse().unwrap();
+        let r = calendar_event(&cfg, &calendar_notice(cal, now).unwrap(), now).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert!(schema.is_valid(&v), "{v}");
+        assert_eq!(v["next_year_basis"], "provisional");
     }
 }

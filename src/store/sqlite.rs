@@ -1785,6 +1785,125 @@ mod tests {
         Migrations::from_slice(MIGRATIONS).validate().unwrap();
     }
 
+    fn sla_config() -> crate::config::Config {
+        crate::config::Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"desk\"\nname = \"desk\"\ntopic = \"t.desk\"\n[routing]\ndefault_lead = \"desk\"\n",
+            "t.toml",
+            Path::new("."),
+        )
+        .unwrap()
+    }
+
+    fn due_updates(s: &SqliteStore) -> Vec<(String, serde_json::Value)> {
+        s.pending_outbox(100)
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                r.headers
+                    .iter()
+                    .any(|(k, v)| k == "ce_type" && v == crate::kafka::wire::TYPE_DUE_UPDATED)
+            })
+            .map(|r| (r.ce_id, serde_json::from_slice(&r.payload).unwrap()))
+            .collect()
+    }
+
+    /// Issue 14: a pending clock that gets its due instant sends exactly one due-update
+    /// record, committed with the clock; a second reconciliation, or the same write replayed
+    /// (a crash after the commit), sends nothing more.
+    #[test]
+    fn pending_to_computed_sends_one_due_update() {
+        let (_d, s) = store();
+        let cfg = sla_config();
+        let policy = cfg.sla.clock("statutory.handle").unwrap().clone();
+        let mut it = item("p");
+        let id = it.envelope.id.to_string();
+        let start: Timestamp = "2026-12-02T01:00:00Z".parse().unwrap();
+        it.clocks = vec![(Clock::pending(&policy, &id, "desk", start), None)];
+        s.record_item(&it).unwrap();
+        let at: Timestamp = "2026-12-06T01:00:00Z".parse().unwrap();
+
+        let candidates = s.clocks_to_recompute().unwrap();
+        assert_eq!(candidates.len(), 1);
+        let out = crate::sla::engine::reconcile(&cfg, candidates, false, at);
+        assert_eq!(out.computed, 1);
+        let r = s.recompute_clocks(&out.writes).unwrap();
+        assert_eq!(r.announced, 1);
+        assert_eq!(r.timers.len(), 1);
+        let updates = due_updates(&s);
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        let v = &updates[0].1;
+        assert_eq!(v["reason"], "pending_computed");
+        assert_eq!(v["item_id"], id);
+        // 60 days after Wed 12-02 is Sun 2027-01-31 → Mon 02-01 by provisional 2027.
+        assert_eq!(v["due_at"], "2027-02-01T09:30:00Z");
+        assert_eq!(v["provisional"], true);
+        assert_eq!(v["provisional_year"], 2027);
+
+        // The clock is running, provisional, with a timer: flagged for the next calendar change.
+        let again = s.clocks_to_recompute().unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].clock.state, State::Running);
+        assert!(again[0].clock.provisional);
+        assert!(again[0].next.is_some());
+        assert_eq!(s.open_provisional_clocks().unwrap(), 1);
+        // Same calendars: nothing to do, nothing sent.
+        let out2 = crate::sla::engine::reconcile(&cfg, again, false, at);
+        assert!(out2.writes.is_empty());
+        // The first write replayed: the row no longer holds the pending clock.
+        let r = s.recompute_clocks(&out.writes).unwrap();
+        assert_eq!((r.announced, r.skipped), (0, 1));
+        assert_eq!(due_updates(&s).len(), 1);
+    }
+
+    #[test]
+    fn recompute_candidates_come_from_the_provisional_index() {
+        let (_d, s) = store();
+        let conn = s.conn();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT rowid FROM sla_clocks WHERE state <> 'stopped' AND (provisional = 1 OR next_provisional = 1)",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("sla_clocks_provisional")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn enqueue_once_queues_a_record_once() {
+        let (_d, s) = store();
+        let o = NewOutbox {
+            topic: "alerts".into(),
+            key: "calendar".into(),
+            ce_id: "c-1".into(),
+            headers: vec![],
+            payload: b"{}".to_vec(),
+        };
+        assert!(s.enqueue_once("calendar", &o).unwrap());
+        assert!(!s.enqueue_once("calendar", &o).unwrap());
+        assert_eq!(s.pending_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn calendar_state_is_replaced_whole() {
+        let (_d, s) = store();
+        assert!(s.calendar_state().unwrap().is_empty());
+        let a = vec![
+            (2026, "official".to_string(), "d1".to_string()),
+            (2027, "provisional".to_string(), "d2".to_string()),
+        ];
+        s.set_calendar_state(&a).unwrap();
+        assert_eq!(s.calendar_state().unwrap(), a);
+        let b = vec![(2027, "official".to_string(), "d3".to_string())];
+        s.set_calendar_state(&b).unwrap();
+        assert_eq!(s.calendar_state().unwrap(), b);
+    }
+
     /// Board fixtures straight into the tables (no item rows needed for the board's reads).
     fn board_store() -> (tempfile::TempDir, SqliteStore) {
         let (d, s) = store();
