@@ -60,6 +60,12 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 export PETITIOND_TEST_CHROMIUM="$CHROMIUM"
 
+# promtool, to unit-test the shipped Prometheus alert rules (deploy/prometheus/).
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing promtool: prometheus"
+  apt_install prometheus
+fi
+
 if [ ! -x "$TANSU_BIN" ]; then
   log "installing tansu $TANSU_VERSION into $TANSU_ROOT (first run only)"
   mkdir -p "$CACHE"

@@ -26,10 +26,6 @@ pub const SLA_PROVISIONAL_HEADER: &str = "ce_slaprov";
 /// topic: a pending clock got one, or a calendar change moved it.
 pub const TYPE_DUE_UPDATED: &str = "cn.gov.petition.sla.due_updated.v1";
 pub const DATASCHEMA_DUE_UPDATE_V1: &str = "urn:petitiond:schema:due-update:v1";
-/// The official working-day calendars end soon, or have ended (schema
-/// `schema/calendar-notice.v1.json`), on the alerts topic, key `calendar`.
-pub const TYPE_CALENDAR_NOTICE: &str = "cn.gov.petition.sla.calendar_notice.v1";
-pub const DATASCHEMA_CALENDAR_NOTICE_V1: &str = "urn:petitiond:schema:calendar-notice:v1";
 
 /// Which part a receiving department plays for this item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,54 +288,6 @@ pub fn due_update_record(
     NewOutbox {
         topic: topic.to_string(),
         key: now.item_id.clone(),
-        ce_id,
-        headers,
-        payload: serde_json::to_vec(&payload).expect("JSON values always serialize"),
-    }
-}
-
-/// The calendar-coverage event of `band` (60, 30, 7 or 0 days left; -1: ended) for `notice`.
-/// `ce_id`: UUID v5 of (the official calendars' last day, band), so each is queued once.
-pub fn calendar_notice_record(
-    topic: &str,
-    notice: &crate::sla::CalendarNotice,
-    band: i64,
-    at: jiff::Timestamp,
-) -> NewOutbox {
-    let ce_id = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_URL,
-        format!("petitiond:calendar-notice:{}:{band}", notice.official_until).as_bytes(),
-    )
-    .to_string();
-    let kind = if band < 0 {
-        "calendar_ended"
-    } else {
-        "calendar_ending"
-    };
-    let payload = json!({
-        "version": 1,
-        "kind": kind,
-        "official_until": notice.official_until.to_string(),
-        "days_left": notice.days_left,
-        "band_days": band,
-        "next_year": notice.next_year,
-        "next_year_basis": notice.next_basis.map_or("none", |b| b.as_str()),
-        "message": notice.message,
-        "at": at.to_string(),
-    });
-    let headers = vec![
-        ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
-        ("ce_id".into(), ce_id.clone()),
-        ("ce_source".into(), "urn:petitiond:sla".into()),
-        ("ce_type".into(), TYPE_CALENDAR_NOTICE.into()),
-        ("ce_time".into(), at.to_string()),
-        ("ce_subject".into(), "calendar".into()),
-        ("ce_dataschema".into(), DATASCHEMA_CALENDAR_NOTICE_V1.into()),
-        ("content-type".into(), CONTENT_TYPE.into()),
-    ];
-    NewOutbox {
-        topic: topic.to_string(),
-        key: "calendar".into(),
         ce_id,
         headers,
         payload: serde_json::to_vec(&payload).expect("JSON values always serialize"),

@@ -15,9 +15,9 @@
 //! (an official file installed for a provisional year) — every open clock whose due instant
 //! or next alert rested on a provisional year is recomputed; each due instant that moves (or
 //! appears) is announced by a due-update record on the alerts topic, committed with the clock.
-//! Every minute it refreshes the provisional-clock and calendar-coverage gauges, and from 60
-//! days before the last official calendar day ends it puts a calendar event on the alerts topic
-//! (once per band: 60, 30, 7 days, the last day, then running on provisional calendars).
+//! Every minute it refreshes the provisional-clock and calendar-coverage gauges (which the
+//! shipped Prometheus alert rules watch), and from 60 days before the last official calendar
+//! day it logs the calendar notice once a day.
 
 use crate::alerts;
 use crate::config::Config;
@@ -110,8 +110,10 @@ impl Engine {
             load_ms = started.elapsed().as_millis() as u64,
             "SLA timers loaded"
         );
+        // Ticks at once, then every minute.
         let mut coverage = tokio::time::interval(std::time::Duration::from_secs(60));
         coverage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut logged = None;
         loop {
             self.metrics.open_timers.set(timers.len() as i64);
             let sleep = match timers.first() {
@@ -143,7 +145,7 @@ impl Engine {
                     }
                 },
                 _ = tokio::time::sleep(sleep) => self.fire_due(&mut timers).await?,
-                _ = coverage.tick() => self.coverage().await,
+                _ = coverage.tick() => self.coverage(&mut logged).await,
                 _ = stop.cancelled() => break,
             }
         }
@@ -194,13 +196,13 @@ impl Engine {
             official = ?official,
             "SLA clocks reconciled with the calendars"
         );
-        self.coverage().await;
         Ok(())
     }
 
-    /// Refreshes the provisional-clock and calendar-coverage gauges; from 60 days before the
-    /// official calendars end, logs and queues the calendar event of the current band (once).
-    async fn coverage(&self) {
+    /// Refreshes the provisional-clock and calendar-coverage gauges (the alert rules in
+    /// `deploy/prometheus/` fire on them); from 60 days before the official calendars end, and
+    /// after, logs the notice once a day (`logged`: the last day it was logged).
+    async fn coverage(&self, logged: &mut Option<jiff::civil::Date>) {
         let cal = self.config.sla.calendar.clone();
         let now = Timestamp::now();
         match blocking(&self.store, |s| s.open_provisional_clocks()).await {
@@ -213,16 +215,10 @@ impl Engine {
             return;
         };
         self.metrics.calendar_days_left.set(notice.days_left);
-        let Some(record) = super::calendar_event(&self.config, &notice, now) else {
-            return;
-        };
-        match blocking(&self.store, move |s| s.enqueue_once("calendar", &record)).await {
-            Ok(true) => {
-                tracing::warn!(official_until = %notice.official_until, days_left = notice.days_left, "{}", notice.message);
-                self.relay_wake.notify_one();
-            }
-            Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "cannot queue the calendar event"),
+        let today = cal.local_date(now);
+        if notice.is_due() && *logged != Some(today) {
+            *logged = Some(today);
+            tracing::warn!(official_until = %notice.official_until, days_left = notice.days_left, "{}", notice.message);
         }
     }
 

@@ -80,32 +80,6 @@ pub fn calendar_notice(cal: &Calendar, now: Timestamp) -> Option<CalendarNotice>
     })
 }
 
-/// The days-left bands in which one calendar event each is sent (the current band's only).
-const CALENDAR_EVENT_BANDS: [i64; 4] = [60, 30, 7, 0];
-
-/// The calendar event for `notice`'s band at `now`, on the alerts topic; `None` more than 60
-/// days before the end. Its id is fixed per (end date, band), so it is queued once.
-pub fn calendar_event(
-    cfg: &crate::config::Config,
-    notice: &CalendarNotice,
-    now: Timestamp,
-) -> Option<crate::store::NewOutbox> {
-    let band = if notice.days_left < 0 {
-        -1
-    } else {
-        *CALENDAR_EVENT_BANDS
-            .iter()
-            .rev()
-            .find(|b| notice.days_left <= **b)?
-    };
-    Some(crate::kafka::wire::calendar_notice_record(
-        &cfg.sla.alerts_topic,
-        notice,
-        band,
-        now,
-    ))
-}
-
 /// What an operator must know about calendar coverage at `now`: clocks that, started now,
 /// get a provisional due time or cannot be computed at all (they would wait as pending), and
 /// official calendars that end soon or have ended. Printed by `petitiond check` and logged at
@@ -189,48 +163,5 @@ mod tests {
                 .any(|m| m.contains("`letter.register` started now gets a provisional due time")),
             "{w:?}"
         );
-    }
-
-    #[test]
-    fn calendar_events_are_one_per_band() {
-        let cfg = crate::config::Config::parse(
-            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"hrss\"\nname = \"hrss\"\ntopic = \"t.hrss\"\n[routing]\ndefault_lead = \"hrss\"\n",
-            "t.toml",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let cal = &cfg.sla.calendar;
-        let event = |at: &str| {
-            let now: Timestamp = at.parse().unwrap();
-            let n = calendar_notice(cal, now).unwrap();
-            calendar_event(&cfg, &n, now).map(|r| {
-                let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-                (
-                    r.ce_id,
-                    v["band_days"].as_i64().unwrap(),
-                    v["kind"].as_str().unwrap().to_string(),
-                )
-            })
-        };
-        assert_eq!(event("2026-10-01T02:00:00Z"), None, "91 days left");
-        let a = event("2026-11-01T02:00:00Z").unwrap();
-        let b = event("2026-11-20T02:00:00Z").unwrap();
-        assert_eq!((a.1, b.1), (60, 60));
-        assert_eq!(a.0, b.0, "one event per band: the same id");
-        assert_eq!(event("2026-12-06T02:00:00Z").unwrap().1, 30);
-        assert_eq!(event("2026-12-25T02:00:00Z").unwrap().1, 7);
-        assert_eq!(event("2026-12-31T02:00:00Z").unwrap().1, 0);
-        let ended = event("2027-01-02T02:00:00Z").unwrap();
-        assert_eq!((ended.1, ended.2.as_str()), (-1, "calendar_ended"));
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/calendar-notice.v1.json"),
-        )
-        .unwrap();
-        let schema = jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap();
-        let now: Timestamp = "2026-12-06T02:00:00Z".parse().unwrap();
-        let r = calendar_event(&cfg, &calendar_notice(cal, now).unwrap(), now).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-        assert!(schema.is_valid(&v), "{v}");
-        assert_eq!(v["next_year_basis"], "provisional");
     }
 }

@@ -417,9 +417,6 @@ pub trait Store: Send + Sync + 'static {
     fn calendar_state(&self) -> Result<Vec<(i16, String, String)>, StoreError>;
     /// Replaces the remembered calendar state.
     fn set_calendar_state(&self, years: &[(i16, String, String)]) -> Result<(), StoreError>;
-    /// Queues an operational record once: `false` if a record with its topic and `ce_id` was
-    /// queued before (a restart does not repeat it).
-    fn enqueue_once(&self, item_id: &str, o: &NewOutbox) -> Result<bool, StoreError>;
     /// For each clock row: `f` decides the alerts and the next instant; alerts (with their
     /// outbox and mail rows) and the clock update commit in one transaction.
     fn fire(

@@ -1231,14 +1231,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn enqueue_once(&self, item_id: &str, o: &NewOutbox) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
-            "INSERT OR IGNORE INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![item_id, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
-        )?;
-        Ok(n > 0)
-    }
-
     fn fire(
         &self,
         rows: &[i64],
@@ -1872,21 +1864,6 @@ mod tests {
             plan.iter().any(|p| p.contains("sla_clocks_provisional")),
             "{plan:?}"
         );
-    }
-
-    #[test]
-    fn enqueue_once_queues_a_record_once() {
-        let (_d, s) = store();
-        let o = NewOutbox {
-            topic: "alerts".into(),
-            key: "calendar".into(),
-            ce_id: "c-1".into(),
-            headers: vec![],
-            payload: b"{}".to_vec(),
-        };
-        assert!(s.enqueue_once("calendar", &o).unwrap());
-        assert!(!s.enqueue_once("calendar", &o).unwrap());
-        assert_eq!(s.pending_count().unwrap(), 1);
     }
 
     #[test]
