@@ -198,7 +198,7 @@ CREATE INDEX sla_clocks_board_alerted
     ),
     // v8: provisional calendars (issue 14). `provisional`: the due instant rests on a year
     // without an official calendar file; `next_provisional`: so may the stored next alert
-    // instant (a reminder counted in such a year); `held_ms`: time held by pauses, to replay
+    // instant (a reminder counted in such a year); `held_ns`: time held by pauses (exact, in ns), to replay
     // the due instant on the official file. The partial index holds the open clocks to look
     // at again when a calendar changes (few: those whose span crosses into such a year).
     // `calendar_state` remembers each year's day kinds as clocks were last computed, so that
@@ -207,7 +207,7 @@ CREATE INDEX sla_clocks_board_alerted
         r#"
 ALTER TABLE sla_clocks ADD COLUMN provisional INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sla_clocks ADD COLUMN next_provisional INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE sla_clocks ADD COLUMN held_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sla_clocks ADD COLUMN held_ns INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX sla_clocks_provisional ON sla_clocks(state, provisional)
     WHERE state <> 'stopped' AND (provisional = 1 OR next_provisional = 1);
 ALTER TABLE alerts ADD COLUMN provisional INTEGER NOT NULL DEFAULT 0;
@@ -346,7 +346,7 @@ fn insert_clock(
     next: Option<Timestamp>,
 ) -> Result<Option<Timer>, StoreError> {
     let inserted = tx.prepare_cached(
-        "INSERT OR IGNORE INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, next_alert_ms, due_ms, alerted, provisional, next_provisional, held_ms)
+        "INSERT OR IGNORE INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, next_alert_ms, due_ms, alerted, provisional, next_provisional, held_ns)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
@@ -364,7 +364,7 @@ fn insert_clock(
             c.last_alert_at.is_some(),
             c.provisional,
             next_provisional(c, next),
-            c.held.as_millis() as i64,
+            i64::try_from(c.held.as_nanos()).unwrap_or(i64::MAX),
         ])?;
     if inserted == 0 {
         // The item already has this clock (a status event started it before): keep that one.
@@ -397,7 +397,7 @@ fn update_clock_marked(
     tx.prepare_cached(
         "UPDATE sla_clocks SET state = ?2, started_at = ?3, due_at = ?4, paused_at = ?5, extended_days = ?6,
          last_alert_at = ?7, next_alert_ms = ?8, due_ms = ?9, alerted = ?10, provisional = ?11,
-         next_provisional = ?12, held_ms = ?13 WHERE rowid = ?1",
+         next_provisional = ?12, held_ns = ?13 WHERE rowid = ?1",
     )?
     .execute(params![
             row,
@@ -412,7 +412,7 @@ fn update_clock_marked(
             c.last_alert_at.is_some(),
             c.provisional,
             next_provisional,
-            c.held.as_millis() as i64,
+            i64::try_from(c.held.as_nanos()).unwrap_or(i64::MAX),
         ])?;
     Ok(())
 }
@@ -449,7 +449,7 @@ fn record_fired(
     Ok(())
 }
 
-const CLOCK_COLS: &str = "rowid, item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, provisional, held_ms, next_provisional";
+const CLOCK_COLS: &str = "rowid, item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, provisional, held_ns, next_provisional";
 
 fn row_to_clock(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Clock)> {
     let state: String = r.get(4)?;
@@ -466,7 +466,7 @@ fn row_to_clock(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Clock)> {
             extended_days: r.get(8)?,
             last_alert_at: ts(r.get(9)?)?,
             provisional: r.get(10)?,
-            held: jiff::SignedDuration::from_millis(r.get(11)?),
+            held: jiff::SignedDuration::from_nanos(r.get(11)?),
         },
     ))
 }
@@ -1845,6 +1845,52 @@ mod tests {
         let r = s.recompute_clocks(&out.writes).unwrap();
         assert_eq!((r.announced, r.skipped), (0, 1));
         assert_eq!(due_updates(&s).len(), 1);
+    }
+
+    /// Regression: the time a clock was held by a pause was stored in milliseconds, so a
+    /// hold with a fraction of a millisecond replayed to a due instant a fraction of a
+    /// millisecond off, and a calendar change that did not move it still announced it.
+    #[test]
+    fn a_hold_with_a_fraction_of_a_millisecond_is_replayed_exactly() {
+        use crate::sla::policy::EventKind;
+        let (_d, s) = store();
+        let cfg = sla_config();
+        let cal = cfg.sla.calendar.clone();
+        let policy = cfg.sla.clock("statutory.accept").unwrap().clone();
+        let mut it = item("h");
+        let id = it.envelope.id.to_string();
+        let t = |x: &str| x.parse::<Timestamp>().unwrap();
+        let mut c = Clock::start(&policy, &id, "desk", t("2026-12-21T02:00:00Z"), &cal).unwrap();
+        c.apply(
+            &policy,
+            EventKind::Paused,
+            t("2026-12-22T02:00:00.000000001Z"),
+            None,
+            &cal,
+        )
+        .unwrap();
+        c.apply(
+            &policy,
+            EventKind::Resumed,
+            t("2026-12-24T02:00:00.987654321Z"),
+            None,
+            &cal,
+        )
+        .unwrap();
+        assert!(c.provisional);
+        let next = c.next_alert(&policy, &cal).unwrap().map(|(_, t)| t);
+        it.clocks = vec![(c.clone(), next)];
+        s.record_item(&it).unwrap();
+        let candidates = s.clocks_to_recompute().unwrap();
+        assert_eq!(candidates.len(), 1);
+        assert_eq!(candidates[0].clock, c, "stored exactly");
+        // A calendar change elsewhere (same days for this clock): recomputed, not announced.
+        let out = crate::sla::engine::reconcile(&cfg, candidates, true, t("2026-12-25T02:00:00Z"));
+        assert!(
+            out.writes.iter().all(|w| w.announce.is_none()),
+            "{:?}",
+            out.writes
+        );
     }
 
     #[test]
