@@ -161,7 +161,7 @@ impl Engine {
         let state = calendar_state(&cal);
         let stored = blocking(&self.store, |s| s.calendar_state()).await?;
         let changed = stored != state;
-        let candidates = blocking(&self.store, |s| s.clocks_to_recompute()).await?;
+        let candidates = blocking(&self.store, move |s| s.clocks_to_recompute(changed)).await?;
         let out = reconcile(&self.config, candidates, changed, Timestamp::now());
         let announced = if out.writes.is_empty() {
             0

@@ -405,13 +405,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         clocks: &[(i64, Clock, Option<jiff::Timestamp>)],
     ) -> Result<(), StoreError>;
-    /// Open clocks to look at again when the calendars change: every pending clock, and every
-    /// open clock whose due instant or next alert rests on a provisional calendar year.
-    fn clocks_to_recompute(&self) -> Result<Vec<StoredClock>, StoreError>;
+    /// Open clocks to look at again at start: every pending clock, and with `provisional`
+    /// (the calendars changed) every open clock whose due instant or next alert rests on a
+    /// provisional calendar year.
+    fn clocks_to_recompute(&self, provisional: bool) -> Result<Vec<StoredClock>, StoreError>;
     /// Writes recomputed clocks, each with its due-update record if any, in one transaction;
     /// a row that no longer holds the clock it was computed from is left alone.
     fn recompute_clocks(&self, clocks: &[Recomputed]) -> Result<RecomputeResult, StoreError>;
-    /// Open (not stopped) clocks whose due instant rests on a provisional calendar year.
+    /// Open (not stopped) clocks whose due instant rests on a provisional calendar year (read
+    /// on the board's read-only connection: the count never holds up a writer).
     fn open_provisional_clocks(&self) -> Result<u64, StoreError>;
     /// Each year's (basis, digest of its day kinds) as clocks were last recomputed.
     fn calendar_state(&self) -> Result<Vec<(i16, String, String)>, StoreError>;

@@ -1135,13 +1135,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn clocks_to_recompute(&self) -> Result<Vec<StoredClock>, StoreError> {
+    fn clocks_to_recompute(&self, provisional: bool) -> Result<Vec<StoredClock>, StoreError> {
         let conn = self.conn();
         let mut out: Vec<StoredClock> = Vec::new();
-        for cond in [
-            "state = 'pending'",
-            "state <> 'stopped' AND (provisional = 1 OR next_provisional = 1)",
-        ] {
+        let mut conds = vec!["state = 'pending'"];
+        if provisional {
+            conds.push("state <> 'stopped' AND (provisional = 1 OR next_provisional = 1)");
+        }
+        for cond in conds {
             let mut st = conn.prepare(&format!(
                 "SELECT {CLOCK_COLS}, next_alert_ms FROM sla_clocks WHERE {cond}"
             ))?;
@@ -1198,7 +1199,8 @@ impl Store for SqliteStore {
     }
 
     fn open_provisional_clocks(&self) -> Result<u64, StoreError> {
-        let n: i64 = self.conn().query_row(
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM sla_clocks
              WHERE state <> 'stopped' AND (provisional = 1 OR next_provisional = 1) AND provisional = 1",
             [],
@@ -1814,7 +1816,7 @@ mod tests {
         s.record_item(&it).unwrap();
         let at: Timestamp = "2026-12-06T01:00:00Z".parse().unwrap();
 
-        let candidates = s.clocks_to_recompute().unwrap();
+        let candidates = s.clocks_to_recompute(true).unwrap();
         assert_eq!(candidates.len(), 1);
         let out = crate::sla::engine::reconcile(&cfg, candidates, false, at);
         assert_eq!(out.computed, 1);
@@ -1832,7 +1834,7 @@ mod tests {
         assert_eq!(v["provisional_year"], 2027);
 
         // The clock is running, provisional, with a timer: flagged for the next calendar change.
-        let again = s.clocks_to_recompute().unwrap();
+        let again = s.clocks_to_recompute(true).unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].clock.state, State::Running);
         assert!(again[0].clock.provisional);
@@ -1881,7 +1883,7 @@ mod tests {
         let next = c.next_alert(&policy, &cal).unwrap().map(|(_, t)| t);
         it.clocks = vec![(c.clone(), next)];
         s.record_item(&it).unwrap();
-        let candidates = s.clocks_to_recompute().unwrap();
+        let candidates = s.clocks_to_recompute(true).unwrap();
         assert_eq!(candidates.len(), 1);
         assert_eq!(candidates[0].clock, c, "stored exactly");
         // A calendar change elsewhere (same days for this clock): recomputed, not announced.
