@@ -80,9 +80,6 @@ pub struct Metrics {
     /// Open clocks whose due instant rests on a provisional calendar year (refreshed by the
     /// SLA engine every minute).
     pub provisional_clocks: Gauge,
-    /// Days from today (office zone) to the last day of the last official calendar year;
-    /// negative once it has passed. Refreshed by the SLA engine every minute.
-    pub calendar_days_left: Gauge,
     /// Due-update records queued (a pending clock computed, or a calendar change moved a due).
     pub due_updates: Counter,
     pub status_events: Family<StatusLabels, Counter>,
@@ -116,6 +113,13 @@ pub struct Metrics {
     pub mailbox_uidvalidity_changes: Family<SourceLabel, Counter>,
     /// Flag or move after commit refused by the server (the mail is recorded all the same).
     pub mailbox_after_commit_failed: Family<SourceLabel, Counter>,
+    /// 1 while `/readyz` would answer 200 (topics verified, brokers reachable); sampled.
+    pub ready: Gauge,
+    /// Age in seconds of the oldest record waiting in the outbox (0 when empty); sampled.
+    pub outbox_oldest_pending_age: Gauge,
+    /// Unix time at which the loaded working-day calendars stop covering the days from the
+    /// start-up year on without a gap (the first instant of the first missing year).
+    pub sla_calendar_end: Gauge,
 }
 
 impl Default for Metrics {
@@ -145,7 +149,6 @@ impl Metrics {
             pending_clocks: Gauge::default(),
             clock_errors: Family::default(),
             provisional_clocks: Gauge::default(),
-            calendar_days_left: Gauge::default(),
             due_updates: Counter::default(),
             status_events: Family::default(),
             mail_sent: Counter::default(),
@@ -165,6 +168,9 @@ impl Metrics {
             mailbox_connected: Family::default(),
             mailbox_uidvalidity_changes: Family::default(),
             mailbox_after_commit_failed: Family::default(),
+            ready: Gauge::default(),
+            outbox_oldest_pending_age: Gauge::default(),
+            sla_calendar_end: Gauge::default(),
         };
         r.register(
             "items_received",
@@ -245,11 +251,6 @@ impl Metrics {
             "sla_provisional_clocks",
             "Open clocks whose due instant rests on a provisional calendar year (no official file)",
             m.provisional_clocks.clone(),
-        );
-        r.register(
-            "sla_calendar_days_left",
-            "Days until the last day of the last official working-day calendar (negative once past); alert below 60",
-            m.calendar_days_left.clone(),
         );
         r.register(
             "sla_due_updates",
@@ -346,6 +347,21 @@ impl Metrics {
             "IMAP flag/move after commit refused by the server, by source",
             m.mailbox_after_commit_failed.clone(),
         );
+        r.register(
+            "ready",
+            "1 while /readyz answers 200 (topics verified, brokers reachable), sampled every 5 s",
+            m.ready.clone(),
+        );
+        r.register(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest record not yet acknowledged by Kafka (0 when the outbox is empty), sampled every 5 s",
+            m.outbox_oldest_pending_age.clone(),
+        );
+        r.register(
+            "sla_calendar_end_timestamp_seconds",
+            "Unix time at which the loaded working-day calendars stop covering the days from the start-up year on",
+            m.sla_calendar_end.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -420,7 +436,6 @@ mod tests {
             "petitiond_sla_pending_clocks",
             "petitiond_sla_clock_errors_total",
             "petitiond_sla_provisional_clocks",
-            "petitiond_sla_calendar_days_left",
             "petitiond_sla_due_updates_total",
             "petitiond_status_events_total",
             "petitiond_alert_mail_sent_total",
@@ -430,6 +445,9 @@ mod tests {
             "petitiond_mailbox_connected{source=\"mailbox\"} 1",
             "petitiond_mailbox_uidvalidity_changes_total{source=\"mailbox\"} 1",
             "petitiond_mailbox_after_commit_failed_total{source=\"mailbox\"} 1",
+            "petitiond_ready 0",
+            "petitiond_outbox_oldest_pending_age_seconds 0",
+            "petitiond_sla_calendar_end_timestamp_seconds 0",
         ] {
             assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
         }

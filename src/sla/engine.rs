@@ -15,9 +15,8 @@
 //! (an official file installed for a provisional year) — every open clock whose due instant
 //! or next alert rested on a provisional year is recomputed; each due instant that moves (or
 //! appears) is announced by a due-update record on the alerts topic, committed with the clock.
-//! Every minute it refreshes the provisional-clock and calendar-coverage gauges (which the
-//! shipped Prometheus alert rules watch), and from 60 days before the last official calendar
-//! day it logs the calendar notice once a day.
+//! Every minute it refreshes the provisional-clock gauge, and from 60 days before the last
+//! official calendar day it logs the calendar notice once a day.
 
 use crate::alerts;
 use crate::config::Config;
@@ -199,9 +198,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Refreshes the provisional-clock and calendar-coverage gauges (the alert rules in
-    /// `deploy/prometheus/` fire on them); from 60 days before the official calendars end, and
-    /// after, logs the notice once a day (`logged`: the last day it was logged).
+    /// Refreshes the provisional-clock gauge; from 60 days before the official calendars end,
+    /// and after, logs the notice once a day (`logged`: the last day it was logged). (The
+    /// calendar-end gauge, set at start, is what the shipped alert rule watches.)
     async fn coverage(&self, logged: &mut Option<jiff::civil::Date>) {
         let cal = self.config.sla.calendar.clone();
         let now = Timestamp::now();
@@ -214,7 +213,6 @@ impl Engine {
         let Some(notice) = super::calendar_notice(&cal, now) else {
             return;
         };
-        self.metrics.calendar_days_left.set(notice.days_left);
         let today = cal.local_date(now);
         if notice.is_due() && *logged != Some(today) {
             *logged = Some(today);
