@@ -60,8 +60,21 @@ impl BoardConfig {
     }
 }
 
+/// `/readyz?verbose`'s calendar line: `calendar: ok: official through DATE`, or from 60 days
+/// before the last official day (and after it) `calendar: warning: ` and what to do.
+pub fn calendar_readiness(cfg: &BoardConfig, now: Timestamp) -> String {
+    let Some(cal) = cfg.calendar.as_deref() else {
+        return String::new();
+    };
+    match crate::sla::calendar_notice(cal, now) {
+        Some(n) if n.is_due() => format!("calendar: warning: {}\n", n.message),
+        Some(n) => format!("calendar: ok: official through {}\n", n.official_until),
+        None => "calendar: warning: no official working-day calendar file is loaded\n".into(),
+    }
+}
+
 /// The calendar coverage sentence operators must act on at `now` (from 60 days before the last
-/// official calendar day, and after it), for the board and `/readyz`; `None` otherwise.
+/// official calendar day, and after it), for the board; `None` otherwise.
 pub fn calendar_detail(cfg: &BoardConfig, now: Timestamp) -> Option<String> {
     let notice = crate::sla::calendar_notice(cfg.calendar.as_deref()?, now)?;
     notice.is_due().then_some(notice.message)

@@ -512,6 +512,11 @@ fn installing_official_calendars_re_announces_exactly_the_moved_due_times() {
     assert_eq!(c["due_at"], "2027-01-12T17:30:00+08:00");
     assert_eq!(c["provisional"], true);
     assert_eq!(on_board(&board, &official)["provisional"], false);
+    // Readiness: the plain body is unchanged; `?verbose` adds the calendar's coverage.
+    assert_eq!(app.http_get("/readyz"), (200, "ready\n".to_string()));
+    let (code, body) = app.http_get("/readyz?verbose");
+    assert_eq!(code, 200);
+    assert!(body.starts_with("ready\ncalendar: "), "{body}");
     assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
 
     // The State Council's (test) notices: 2027 as derived plus Tue 01-12 off; 2101 as derived.

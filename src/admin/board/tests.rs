@@ -414,8 +414,8 @@ fn provisional_due_times_are_marked() {
     assert_eq!(json["overdue"][0]["provisional"], false);
 }
 
-/// From 60 days before the official calendars end (and after), the board and `/readyz` say
-/// which year's file to add; before that, nothing.
+/// From 60 days before the official calendars end (and after), the board and
+/// `/readyz?verbose` say which year's file to add; before that, nothing (and `ok` there).
 #[test]
 fn the_calendar_notice_shows_from_sixty_days_before_the_end() {
     let cal = std::sync::Arc::new(
@@ -446,6 +446,15 @@ fn the_calendar_notice_shows_from_sixty_days_before_the_end() {
         &parse_filter(&params(&[])).unwrap(),
         ts("2026-12-06T02:00:00Z"),
         &shanghai(),
+    );
+    assert_eq!(
+        calendar_readiness(&cfg, ts("2026-06-01T02:00:00Z")),
+        "calendar: ok: official through 2026-12-31\n"
+    );
+    assert!(
+        calendar_readiness(&cfg, ts("2026-12-06T02:00:00Z")).starts_with(
+            "calendar: warning: the official working-day calendars end on 2026-12-31 (25 days"
+        )
     );
     v.calendar_notice = calendar_detail(&cfg, ts("2026-12-06T02:00:00Z"));
     let html = render_html(&v, &cfg);
