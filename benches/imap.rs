@@ -316,7 +316,7 @@ fn run_imap(brokers: &str, addr: &str, dovecot: &Path, mails: &[Vec<u8>]) -> f64
     let d = Daemon::start(
         brokers,
         &format!(
-            "kind = \"imap\"\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\nusername = \"{user}\"\n\
+            "kind = \"imap\"\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\nallow_plaintext_auth = true\nusername = \"{user}\"\n\
              password = {{ file = \"imap-password\" }}\nmailbox = \"Scans\"\nidle = true"
         ),
         &[("imap-password", &password)],

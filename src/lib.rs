@@ -17,6 +17,7 @@ pub mod intake;
 pub mod kafka;
 pub mod metrics;
 pub mod notify;
+pub mod panics;
 pub mod routing;
 pub mod sim;
 pub mod sla;

@@ -238,8 +238,13 @@ impl Header for AutoSubmitted {
 
 /// The SMTP transport from config: STARTTLS (required), implicit TLS or plain; AUTH PLAIN or
 /// LOGIN when username and password are set; the configured timeout for every command.
-/// Certificates are checked against the system's trust store.
+/// Certificates are checked against the system's trust store. A password without TLS is
+/// refused unless `allow_plaintext_auth` (config validation says so first, with the line).
 pub fn transport(cfg: &EmailConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    anyhow::ensure!(
+        !(cfg.tls == SmtpTls::None && cfg.password.is_some() && !cfg.allow_plaintext_auth),
+        "alerts.email: tls = \"none\" would send the SMTP password in clear text (set allow_plaintext_auth = true to accept that)"
+    );
     let tls = match cfg.tls {
         SmtpTls::StartTls => Tls::Required(TlsParameters::new(cfg.host.clone())?),
         SmtpTls::Tls => Tls::Wrapper(TlsParameters::new(cfg.host.clone())?),
@@ -739,6 +744,30 @@ from = "petitiond@example.gov.cn"
         for r in &rows {
             assert!(b.contains(&r.alert_id) && b.contains(&r.body), "{b}");
         }
+    }
+
+    /// Secrets stay secret: no SMTP password over a connection without TLS unless the
+    /// operator allowed it.
+    #[test]
+    fn a_password_without_tls_needs_allow_plaintext_auth() {
+        let mut e = config().email.unwrap();
+        e.tls = SmtpTls::None;
+        assert!(transport(&e).is_ok(), "no password: fine");
+        e.username = Some("u".into());
+        e.password = Some(crate::config::Secret::for_tests("hunter2"));
+        let Err(err) = transport(&e) else {
+            panic!("a password without TLS was accepted")
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("allow_plaintext_auth") && !err.contains("hunter2"),
+            "{err}"
+        );
+        e.allow_plaintext_auth = true;
+        assert!(transport(&e).is_ok());
+        e.allow_plaintext_auth = false;
+        e.tls = SmtpTls::StartTls;
+        assert!(transport(&e).is_ok());
     }
 
     #[test]

@@ -15,12 +15,22 @@
 //! New mail is awaited with IDLE when the server has it (renewed every few minutes), else by
 //! polling. A failed or dropped connection is logged, counted and retried with exponential
 //! backoff and jitter. Does not parse mail (`mailbox::parse`) nor touch Kafka.
+//!
+//! A body is the FETCH response that carries both the UID asked for and `BODY[]`: servers
+//! also send unsolicited FETCHes (another session changed flags), with the UID when QRESYNC is
+//! on and before the answer on some servers, and those must not read as "no body". A mail is
+//! taken for expunged only when `UID SEARCH` no longer finds it. One mail never blocks the
+//! ones after it: a mail the server will not send although the connection works (NO/BAD, an
+//! unparsable response, no body for a mail that is there) is tried `READ_ATTEMPTS` times,
+//! then quarantined as `unreadable` with a note naming it (its bytes could not be had) and
+//! the cursor moves on; intake quarantines whatever is wrong with a mail's content.
 
 use super::{Disposition, Incoming, Payload};
 use crate::config::{AfterCommit, ImapAuth, ImapConfig, ImapTls};
 use crate::metrics::{Metrics, SourceLabel};
 use crate::store::{Store, blocking};
 use anyhow::Context;
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, Status};
 use async_imap::types::{Capabilities, Fetch, UnsolicitedResponse};
 use async_imap::{Client, Session};
 use futures::TryStreamExt;
@@ -47,6 +57,10 @@ const CURSOR_EVERY: u32 = 64;
 const IDLE_RENEW: Duration = Duration::from_secs(5 * 60);
 /// Oversize mails are downloaded in pieces of this size.
 const CHUNK: u64 = 1024 * 1024;
+/// Sessions in a row in which the server would not send one mail before it is quarantined.
+const READ_ATTEMPTS: u32 = 3;
+/// Quarantine reason of a mail the server would not send.
+pub const UNREADABLE: &str = "unreadable";
 
 pub struct ImapChannel {
     /// Configured source name; also the store's cursor key.
@@ -100,6 +114,36 @@ struct Meta {
     arrival: Option<Timestamp>,
 }
 
+/// A message's bytes as the server gave them.
+#[derive(Debug, PartialEq, Eq)]
+enum Body {
+    Bytes(Vec<u8>),
+    /// Expunged: `UID SEARCH` does not find it any more.
+    Gone,
+}
+
+/// Failed reads of the mail after the cursor, kept across reconnections: (UIDVALIDITY, UID,
+/// attempts). Mails are read in UID order and the cursor stops at a failing one, so only one
+/// mail at a time can be failing.
+#[derive(Debug, Default)]
+struct Strikes(Option<(u32, u32, u32)>);
+
+impl Strikes {
+    /// Counts a failed read of `uid`; returns how many in a row.
+    fn hit(&mut self, validity: u32, uid: u32) -> u32 {
+        let n = match self.0 {
+            Some((v, u, n)) if v == validity && u == uid => n + 1,
+            _ => 1,
+        };
+        self.0 = Some((validity, uid, n));
+        n
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl ImapChannel {
     /// Runs until `stop` fires. Connection problems are retried forever; returns an error only
     /// for what retrying cannot fix (unusable TLS settings).
@@ -107,11 +151,16 @@ impl ImapChannel {
         clear_spool(&self.spool)
             .with_context(|| format!("preparing spool dir {}", self.spool.display()))?;
         let tls = match self.imap.tls {
+            // Config validation refuses this first, with the line; this holds for any caller.
+            ImapTls::None if !self.imap.allow_plaintext_auth => anyhow::bail!(
+                "tls = \"none\" would send the IMAP password in clear text (set allow_plaintext_auth = true to accept that)"
+            ),
             ImapTls::None => None,
             ImapTls::StartTls | ImapTls::Tls => Some(tls_connector(&self.imap)?),
         };
         let wire_mailbox = mailbox_name(&self.imap.mailbox).map_err(anyhow::Error::msg)?;
         let mut backoff = Backoff::new(self.imap.reconnect_initial, self.imap.reconnect_max);
+        let mut strikes = Strikes::default();
         tracing::info!(
             source = %self.source,
             host = %self.imap.host,
@@ -125,7 +174,13 @@ impl ImapChannel {
         };
         while !stop.is_cancelled() {
             let r = self
-                .session(tls.as_ref(), &wire_mailbox, &stop, &mut backoff)
+                .session(
+                    tls.as_ref(),
+                    &wire_mailbox,
+                    &stop,
+                    &mut backoff,
+                    &mut strikes,
+                )
                 .await;
             self.metrics.mailbox_connected.get_or_create(&label).set(0);
             match r {
@@ -179,6 +234,7 @@ impl ImapChannel {
         wire_mailbox: &str,
         stop: &CancellationToken,
         backoff: &mut Backoff,
+        strikes: &mut Strikes,
     ) -> anyhow::Result<End> {
         let cfg = &self.imap;
         let client = self.t("connect", connect(cfg, tls)).await?;
@@ -244,7 +300,7 @@ impl ImapChannel {
             drain(&s);
             let mut dirty = false;
             let scanned = self
-                .scan(&mut s, &mut cursor, &mut dirty, stop, &caps)
+                .scan(&mut s, &mut cursor, &mut dirty, stop, &caps, strikes)
                 .await;
             if dirty {
                 // Every path out of a scan saves what is durable, errors included.
@@ -369,6 +425,7 @@ impl ImapChannel {
         dirty: &mut bool,
         stop: &CancellationToken,
         caps: &Capabilities,
+        strikes: &mut Strikes,
     ) -> anyhow::Result<Scan> {
         let from = cursor.uid.saturating_add(1);
         let metas = self.t("fetch sizes", fetch_meta(s, from)).await?;
@@ -385,35 +442,40 @@ impl ImapChannel {
                 self.imap.mailbox, cursor.uidvalidity, m.uid
             );
             let mut spooled = None;
-            let payload = if m.size > self.max_message_bytes {
-                let path = self
-                    .spool
-                    .join(format!("{}-{}.eml", cursor.uidvalidity, m.uid));
-                let size = self.download(s, m.uid, &path).await?;
-                spooled = Some(path.clone());
-                Payload::Oversize {
-                    path,
-                    size,
-                    limit: self.max_message_bytes,
+            let read = self.read(s, &m, cursor.uidvalidity, &mut spooled).await;
+            let payload = match read {
+                Ok(Some(p)) => {
+                    strikes.clear();
+                    p
                 }
-            } else {
-                match self.t("fetch body", fetch_body(s, m.uid)).await? {
-                    Some(raw) => Payload::Mail {
-                        raw,
-                        arrival: m.arrival.unwrap_or_else(|| {
-                            tracing::warn!(source = %self.source, uid = m.uid, "no INTERNALDATE; arrival is now");
-                            Timestamp::now()
-                        }),
-                    },
-                    None => {
-                        // Expunged since we listed it: nothing to hand over, and UIDs are never
-                        // reused, so the cursor may pass it.
-                        tracing::info!(source = %self.source, uid = m.uid, "mail gone before it was read");
-                        cursor.uid = m.uid;
-                        *dirty = true;
-                        continue;
+                Ok(None) => {
+                    // Expunged since we listed it: nothing to hand over, and UIDs are never
+                    // reused, so the cursor may pass it.
+                    strikes.clear();
+                    tracing::info!(source = %self.source, uid = m.uid, "mail gone before it was read");
+                    cursor.uid = m.uid;
+                    *dirty = true;
+                    continue;
+                }
+                Err(e) if unreadable(&e) => {
+                    let n = strikes.hit(cursor.uidvalidity, m.uid);
+                    if n < READ_ATTEMPTS {
+                        tracing::warn!(source = %self.source, uid = m.uid, attempt = n, error = format!("{e:#}"), "the server would not send a mail; trying again on a new connection");
+                        return Err(e);
+                    }
+                    strikes.clear();
+                    tracing::error!(source = %self.source, uid = m.uid, attempts = n, error = format!("{e:#}"), "the server would not send a mail; quarantining it and going on");
+                    let detail = format!(
+                        "the IMAP server would not send UID {} of `{}` (UIDVALIDITY {}) in {n} attempts: {e:#}; it is left on the server",
+                        m.uid, self.imap.mailbox, cursor.uidvalidity
+                    );
+                    Payload::Rejected {
+                        raw: format!("petitiond could not read this mail from the IMAP server.\nreference: {reference}\nreason: {detail}\n").into_bytes(),
+                        reason: UNREADABLE,
+                        detail,
                     }
                 }
+                Err(e) => return Err(e),
             };
             let (done, answer) = oneshot::channel();
             let incoming = Incoming {
@@ -508,8 +570,47 @@ impl ImapChannel {
         }
     }
 
-    /// Downloads a mail in `CHUNK` pieces to `path`; returns its size.
-    async fn download(&self, s: &mut Session<Conn>, uid: u32, path: &Path) -> anyhow::Result<u64> {
+    /// What to hand intake for mail `m`: its bytes, or (too large to hold) a spooled file
+    /// named in `spooled`; `None` when it has been expunged.
+    async fn read(
+        &self,
+        s: &mut Session<Conn>,
+        m: &Meta,
+        validity: u32,
+        spooled: &mut Option<PathBuf>,
+    ) -> anyhow::Result<Option<Payload>> {
+        if m.size > self.max_message_bytes {
+            let path = self.spool.join(format!("{validity}-{}.eml", m.uid));
+            *spooled = Some(path.clone());
+            let Some(size) = self.download(s, m.uid, &path).await? else {
+                return Ok(None);
+            };
+            return Ok(Some(Payload::Oversize {
+                path,
+                size,
+                limit: self.max_message_bytes,
+            }));
+        }
+        match self.t("fetch body", fetch_body(s, m.uid)).await? {
+            Body::Bytes(raw) => Ok(Some(Payload::Mail {
+                raw,
+                arrival: m.arrival.unwrap_or_else(|| {
+                    tracing::warn!(source = %self.source, uid = m.uid, "no INTERNALDATE; arrival is now");
+                    Timestamp::now()
+                }),
+            })),
+            Body::Gone => Ok(None),
+        }
+    }
+
+    /// Downloads a mail in `CHUNK` pieces to `path`; returns its size, `None` if it was
+    /// expunged meanwhile.
+    async fn download(
+        &self,
+        s: &mut Session<Conn>,
+        uid: u32,
+        path: &Path,
+    ) -> anyhow::Result<Option<u64>> {
         use tokio::io::AsyncWriteExt;
         let mut file = tokio::fs::File::create(path)
             .await
@@ -518,23 +619,15 @@ impl ImapChannel {
         loop {
             let piece = self
                 .t("fetch chunk", async {
-                    let st = s
-                        .uid_fetch(
-                            uid.to_string(),
-                            format!("(UID BODY.PEEK[]<{offset}.{CHUNK}>)"),
-                        )
-                        .await?;
-                    let fetches: Vec<Fetch> = st.try_collect().await?;
-                    Ok::<_, async_imap::error::Error>(
-                        fetches
-                            .iter()
-                            .find(|f| f.uid == Some(uid))
-                            .and_then(|f| f.body())
-                            .map(|b| b.to_vec())
-                            .unwrap_or_default(),
-                    )
+                    let index = u32::try_from(offset)
+                        .map_err(|_| ImapError::Other("mail larger than 4 GiB".into()))?;
+                    let item = format!("BODY.PEEK[]<{offset}.{CHUNK}>");
+                    fetch_section(s, uid, &item, Some(index)).await
                 })
                 .await?;
+            let Body::Bytes(piece) = piece else {
+                return Ok(None);
+            };
             file.write_all(&piece).await?;
             offset += piece.len() as u64;
             if (piece.len() as u64) < CHUNK {
@@ -542,7 +635,7 @@ impl ImapChannel {
             }
         }
         file.flush().await?;
-        Ok(offset)
+        Ok(Some(offset))
     }
 }
 
@@ -590,18 +683,116 @@ async fn fetch_meta(
     Ok(out)
 }
 
-/// The whole message as the server stores it, without setting `\Seen`; `None` if it is gone.
-async fn fetch_body(
+/// The whole message as the server stores it, without setting `\Seen`.
+async fn fetch_body(s: &mut Session<Conn>, uid: u32) -> Result<Body, ImapError> {
+    fetch_section(s, uid, "BODY.PEEK[]", None).await
+}
+
+/// `UID FETCH uid (UID item)` for a `BODY.PEEK[]` item (`index`: the partial's offset).
+async fn fetch_section(
     s: &mut Session<Conn>,
     uid: u32,
-) -> Result<Option<Vec<u8>>, async_imap::error::Error> {
-    let st = s.uid_fetch(uid.to_string(), "(UID BODY.PEEK[])").await?;
-    let fetches: Vec<Fetch> = st.try_collect().await?;
-    Ok(fetches
+    item: &str,
+    index: Option<u32>,
+) -> Result<Body, ImapError> {
+    let mut body = None;
+    command(s, &format!("UID FETCH {uid} (UID {item})"), |r| {
+        if body.is_none() {
+            body = body_of(r, uid, index).map(<[u8]>::to_vec);
+        }
+    })
+    .await?;
+    match body {
+        Some(b) => Ok(Body::Bytes(b)),
+        None => still_there(s, uid).await,
+    }
+}
+
+/// The answer to a body FETCH of `uid`: a FETCH response with this UID *and* the `BODY[]`
+/// section asked for (`BODY[]<index>` for a partial). A FETCH with the UID but only FLAGS is
+/// another session's flag change, not the answer.
+fn body_of<'a>(r: &'a Response<'a>, uid: u32, index: Option<u32>) -> Option<&'a [u8]> {
+    let Response::Fetch(_, attrs) = r else {
+        return None;
+    };
+    if !attrs
         .iter()
-        .find(|f| f.uid == Some(uid))
-        .and_then(|f| f.body())
-        .map(|b| b.to_vec()))
+        .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+    {
+        return None;
+    }
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::BodySection {
+            section: None,
+            index: i,
+            data,
+        } if *i == index => match data {
+            Some(d) => Some(d.as_ref()),
+            // NIL for a piece past the end (Dovecot sends `{0}`): nothing more to read.
+            None if index.is_some() => Some(&[][..]),
+            None => None,
+        },
+        AttributeValue::Rfc822(Some(d)) if index.is_none() => Some(d.as_ref()),
+        _ => None,
+    })
+}
+
+/// No body came for `uid`: `Gone` if the folder no longer has it, else an error (the server
+/// has the mail but did not send it — never to be mistaken for an expunge).
+async fn still_there(s: &mut Session<Conn>, uid: u32) -> Result<Body, ImapError> {
+    let mut found = false;
+    command(s, &format!("UID SEARCH UID {uid}"), |r| {
+        found |=
+            matches!(r, Response::MailboxData(MailboxDatum::Search(ids)) if ids.contains(&uid));
+    })
+    .await?;
+    if found {
+        Err(ImapError::NoBody)
+    } else {
+        Ok(Body::Gone)
+    }
+}
+
+/// Runs `command`, showing each untagged response to `each`, until its tagged status: OK is
+/// `Ok`, a tagged NO or BAD an error. async-imap's `uid_fetch` and `uid_search` end quietly on NO/BAD, as
+/// if the answer were "no such mail" — which would pass a mail the server refused as expunged.
+/// Unsolicited responses among them are dropped: after mails were read the folder is scanned
+/// again anyway.
+async fn command(
+    s: &mut Session<Conn>,
+    command: &str,
+    mut each: impl FnMut(&Response<'_>),
+) -> Result<(), ImapError> {
+    let tag = s.run_command(command).await?;
+    loop {
+        let resp = s
+            .read_response()
+            .await
+            .map_err(ImapError::from_io)?
+            .ok_or(ImapError::ConnectionLost)?;
+        if let Response::Done {
+            tag: t,
+            status,
+            outcome,
+        } = resp.parsed()
+            && *t == tag
+        {
+            let info = || {
+                outcome
+                    .information
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            return match status {
+                Status::Ok => Ok(()),
+                Status::No => Err(ImapError::No(info())),
+                Status::Bad => Err(ImapError::Bad(info())),
+                other => Err(ImapError::Other(format!("unexpected {other:?}"))),
+            };
+        }
+        each(resp.parsed());
+    }
 }
 
 fn clear_spool(dir: &Path) -> std::io::Result<()> {
@@ -627,6 +818,8 @@ pub enum ImapError {
     Parse,
     #[error("connection lost")]
     ConnectionLost,
+    #[error("the server sent no body for a mail it still has")]
+    NoBody,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -641,8 +834,20 @@ impl From<async_imap::error::Error> for ImapError {
             E::Bad(m) => ImapError::Bad(m),
             E::Parse(_) => ImapError::Parse,
             E::ConnectionLost => ImapError::ConnectionLost,
-            E::Io(e) => ImapError::Io(e),
+            E::Io(e) => ImapError::from_io(e),
             other => ImapError::Other(other.to_string()),
+        }
+    }
+}
+
+impl ImapError {
+    /// async-imap reports a response it cannot parse as an I/O error whose message quotes the
+    /// whole unparsed buffer — the mail's bytes when it was a FETCH: kept out of the message.
+    fn from_io(e: std::io::Error) -> ImapError {
+        if e.kind() == std::io::ErrorKind::Other && e.to_string().contains("during parsing of") {
+            ImapError::Parse
+        } else {
+            ImapError::Io(e)
         }
     }
 }
@@ -658,6 +863,16 @@ fn refused(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<ImapError>(),
         Some(ImapError::No(_) | ImapError::Bad(_))
+    )
+}
+
+/// Whether reading one mail failed because of that mail, the connection working: refused,
+/// an answer that does not parse, or no body for a mail the folder has. A lost connection
+/// or a timeout is not the mail's doing and never counts against it.
+fn unreadable(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ImapError>(),
+        Some(ImapError::No(_) | ImapError::Bad(_) | ImapError::Parse | ImapError::NoBody)
     )
 }
 
@@ -1001,5 +1216,262 @@ mod tests {
             r#"{"mailbox":"INBOX","uidvalidity":1700000000,"uid":42}"#
         );
         assert_eq!(serde_json::from_str::<Cursor>(&s).unwrap(), c);
+    }
+
+    /// A scripted IMAP server on a loopback port, for what Dovecot does not do on demand (a
+    /// flags-only FETCH with the UID before the answer, a refused body). Every connection is
+    /// greeted; each command line gets `answer(command)` with `{tag}` replaced by its tag, and
+    /// a tagged OK unless the answer has its own tagged line. Returns the port and a count of
+    /// connections.
+    async fn scripted(
+        answer: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = Arc::new(answer);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = Arc::clone(&answer);
+                tokio::spawn(async move {
+                    let (r, mut w) = tcp.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    w.write_all(b"* OK scripted\r\n").await.unwrap();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let (tag, command) = line.split_once(' ').unwrap_or((&line, ""));
+                        let mut reply = answer(command).replace("{tag}", tag);
+                        if !reply.contains(&format!("{tag} ")) {
+                            reply.push_str(&format!("{tag} OK done\r\n"));
+                        }
+                        if w.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        if command.starts_with("LOGOUT") {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, connections)
+    }
+
+    /// The answers every scripted session needs: login, capabilities (no IDLE), select.
+    fn common(command: &str) -> Option<String> {
+        let c = command.to_ascii_uppercase();
+        if c.starts_with("LOGIN") || c.starts_with("NOOP") {
+            Some(String::new())
+        } else if c.starts_with("CAPABILITY") {
+            Some("* CAPABILITY IMAP4rev1 UIDPLUS\r\n".into())
+        } else if c.starts_with("SELECT") {
+            Some("* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] ok\r\n".into())
+        } else if c.starts_with("LOGOUT") {
+            Some("* BYE\r\n".into())
+        } else {
+            None
+        }
+    }
+
+    async fn session_on(port: u16) -> Session<Conn> {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut c = Client::new(Conn::Plain(tcp));
+        greeting(&mut c).await.unwrap();
+        c.login("u", "p").await.map_err(|(e, _)| e).unwrap()
+    }
+
+    const MAIL: &str = "From: a@b.cn\r\nSubject: x\r\n\r\nhello\r\n";
+
+    /// Regression: the body FETCH was matched by UID alone, so a flags-only FETCH for the same
+    /// UID arriving first (another session flagging the mail, QRESYNC-style with the UID) read
+    /// as "no body", and the mail was skipped as expunged.
+    #[tokio::test]
+    async fn a_flags_only_fetch_with_the_same_uid_is_not_the_body() {
+        let (port, _) = scripted(|c| {
+            common(c).unwrap_or_else(|| {
+                assert!(c.starts_with("UID FETCH 7 "), "{c}");
+                format!(
+                    "* 3 FETCH (UID 7 FLAGS (\\Flagged))\r\n* 3 FETCH (UID 7 BODY[] {{{}}}\r\n{MAIL})\r\n* 3 FETCH (UID 7 MODSEQ (9) FLAGS ())\r\n",
+                    MAIL.len()
+                )
+            })
+        })
+        .await;
+        let mut s = session_on(port).await;
+        assert_eq!(
+            fetch_body(&mut s, 7).await.unwrap(),
+            Body::Bytes(MAIL.as_bytes().to_vec())
+        );
+    }
+
+    /// No body in the answer: expunged only if `UID SEARCH` no longer finds the mail;
+    /// otherwise an error (tried again), never a skip.
+    #[tokio::test]
+    async fn no_body_is_expunged_only_when_search_no_longer_finds_the_mail() {
+        for (search, expect_gone) in [("* SEARCH 7\r\n", false), ("* SEARCH\r\n", true)] {
+            let (port, _) = scripted(move |c| {
+                common(c).unwrap_or_else(|| {
+                    if c.starts_with("UID SEARCH") {
+                        search.into()
+                    } else {
+                        "* 3 FETCH (UID 7 FLAGS (\\Seen))\r\n".into()
+                    }
+                })
+            })
+            .await;
+            let mut s = session_on(port).await;
+            let r = fetch_body(&mut s, 7).await;
+            if expect_gone {
+                assert_eq!(r.unwrap(), Body::Gone);
+            } else {
+                assert!(matches!(r, Err(ImapError::NoBody)), "{r:?}");
+            }
+        }
+    }
+
+    /// Regression: async-imap ends a FETCH quietly on a tagged NO, and the empty answer read
+    /// as "expunged"; a refusal is an error (tried again), never a skip.
+    #[tokio::test]
+    async fn a_refused_body_fetch_is_an_error_not_an_expunge() {
+        let (port, _) = scripted(|c| {
+            common(c).unwrap_or_else(|| "{tag} NO [UNAVAILABLE] try later\r\n".into())
+        })
+        .await;
+        let mut s = session_on(port).await;
+        let r = fetch_body(&mut s, 7).await;
+        assert!(
+            matches!(&r, Err(ImapError::No(m)) if m.contains("try later")),
+            "{r:?}"
+        );
+    }
+
+    /// A response async-imap cannot parse is `Parse`, and the error's text does not quote it
+    /// (async-imap's own I/O error carries the whole buffer: here a FETCH with mail text).
+    #[tokio::test]
+    async fn an_unparsable_answer_is_a_parse_error_that_quotes_nothing() {
+        let (port, _) = scripted(|c| {
+            common(c).unwrap_or_else(|| "* 3 FETCH (UID 7 BODY[] 张三 13812345678 ((\r\n".into())
+        })
+        .await;
+        let mut s = session_on(port).await;
+        let e = fetch_body(&mut s, 7).await.unwrap_err();
+        assert!(matches!(e, ImapError::Parse), "{e:?}");
+        let shown = format!("{:#}", anyhow::Error::new(e).context("fetch body"));
+        assert!(
+            !shown.contains("13812345678") && !shown.contains("张三"),
+            "{shown}"
+        );
+        assert!(unreadable(
+            &anyhow::Error::new(ImapError::Parse).context("fetch body")
+        ));
+    }
+
+    /// One mail the server refuses to send (Dovecot: `NO [SERVERBUG]` for a damaged file) is
+    /// tried on READ_ATTEMPTS connections, then quarantined as `unreadable`; the mail after it
+    /// is read, and the cursor passes both.
+    #[tokio::test]
+    async fn a_mail_the_server_will_not_send_is_quarantined_and_the_next_is_read() {
+        let (port, connections) = scripted(|c| {
+            common(c).unwrap_or_else(|| {
+                if c.starts_with("UID FETCH 1:* ") {
+                    "* 1 FETCH (UID 1 RFC822.SIZE 30 INTERNALDATE \"02-Mar-2026 09:16:00 +0800\")\r\n\
+                     * 2 FETCH (UID 2 RFC822.SIZE 30 INTERNALDATE \"02-Mar-2026 09:16:00 +0800\")\r\n"
+                        .into()
+                } else if c.starts_with("UID FETCH 3:* ") {
+                    "* 2 FETCH (UID 2 RFC822.SIZE 30 INTERNALDATE \"02-Mar-2026 09:16:00 +0800\")\r\n"
+                        .into()
+                } else if c.starts_with("UID FETCH 1 ") {
+                    "{tag} NO [SERVERBUG] Internal error occurred\r\n".into()
+                } else if c.starts_with("UID FETCH 2 ") {
+                    format!("* 2 FETCH (UID 2 BODY[] {{{}}}\r\n{MAIL})\r\n", MAIL.len())
+                } else {
+                    format!("{{tag}} BAD unexpected {c}\r\n")
+                }
+            })
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::SqliteStore::open(&dir.path().join("p.db"), Duration::from_secs(5))
+                .unwrap(),
+        );
+        let (tx, mut rx) = mpsc::channel::<Incoming>(4);
+        let channel = ImapChannel {
+            source: "mailbox".into(),
+            imap: ImapConfig {
+                host: "127.0.0.1".into(),
+                port,
+                tls: ImapTls::None,
+                tls_ca_file: None,
+                username: "u".into(),
+                password: crate::config::Secret::for_tests("p"),
+                mailbox: "INBOX".into(),
+                auth: ImapAuth::Login,
+                after_commit: AfterCommit::None,
+                idle: false,
+                timeout: Duration::from_secs(5),
+                reconnect_initial: Duration::from_millis(10),
+                reconnect_max: Duration::from_millis(20),
+                allow_plaintext_auth: true,
+            },
+            max_message_bytes: 1024 * 1024,
+            poll_interval: Duration::from_millis(50),
+            spool: dir.path().join("spool"),
+            intake: tx,
+            store: Arc::clone(&store),
+            metrics: Metrics::new(),
+        };
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(channel.run(stop.clone()));
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let inc = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("intake got nothing")
+                .unwrap();
+            let (what, answer) = match &inc.payload {
+                Payload::Rejected { reason, raw, .. } => {
+                    let note = String::from_utf8_lossy(raw).into_owned();
+                    assert!(note.contains(&inc.reference), "{note}");
+                    (format!("rejected {reason}"), Disposition::Quarantined(1))
+                }
+                Payload::Mail { raw, .. } => {
+                    assert_eq!(raw, MAIL.as_bytes());
+                    ("mail".to_string(), Disposition::Recorded("x".into()))
+                }
+                other => panic!("{other:?}"),
+            };
+            got.push((inc.reference.clone(), what));
+            inc.done.send(Ok(answer)).unwrap();
+        }
+        assert_eq!(
+            got,
+            [
+                (
+                    "imap:INBOX/7/1".to_string(),
+                    format!("rejected {UNREADABLE}")
+                ),
+                ("imap:INBOX/7/2".to_string(), "mail".to_string()),
+            ]
+        );
+        assert!(
+            connections.load(std::sync::atomic::Ordering::SeqCst) >= READ_ATTEMPTS as usize,
+            "tried on {READ_ATTEMPTS} connections"
+        );
+        // The cursor passes both mails.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = store.cursor("mailbox").unwrap();
+            if c.as_deref().is_some_and(|c| c.contains("\"uid\":2")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "cursor: {c:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        running.await.unwrap().unwrap();
     }
 }

@@ -105,6 +105,9 @@ pub struct RawHttpSource {
     pub mapping: Option<RawMapping>,
     #[serde(default)]
     pub auth: Option<RawAuth>,
+    /// A token, password or API key over `http://` is refused unless this is true.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
     #[serde(default)]
     pub attachments: RawAttachments,
     #[serde(default = "d_poll")]
@@ -433,13 +436,43 @@ impl Validator<'_> {
         r: &RawHttpSource,
     ) -> Option<HttpSourceConfig> {
         let at = |k: &str| format!("channels.{name}.{k}");
-        let url_ok = reqwest::Url::parse(&r.base_url)
-            .map(|u| matches!(u.scheme(), "http" | "https"))
-            .unwrap_or(false);
+        let url = reqwest::Url::parse(&r.base_url).ok();
+        let url_ok = url
+            .as_ref()
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
         if !url_ok {
             self.err(
                 &at("base_url"),
-                format!("`{}` is not an http(s) URL", r.base_url),
+                format!(
+                    "`{}` is not an http(s) URL",
+                    super::url_for_log(&r.base_url)
+                ),
+            );
+        }
+        if url
+            .as_ref()
+            .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
+        {
+            self.err(
+                &at("base_url"),
+                "must not carry a user or password (it would be logged): use `auth`",
+            );
+        }
+        // HMAC signs requests without sending its secret; these send theirs as they are.
+        let sends_secret = r.api_key.is_some()
+            || r.auth
+                .as_ref()
+                .is_some_and(|a| matches!(a.kind.as_str(), "bearer" | "basic"));
+        if url.as_ref().is_some_and(|u| u.scheme() == "http")
+            && sends_secret
+            && !r.allow_plaintext_auth
+        {
+            self.err(
+                &at("base_url"),
+                format!(
+                    "is http:// and the source has a token, password or api_key: {}",
+                    super::PLAINTEXT_AUTH
+                ),
             );
         }
         for (k, v) in [

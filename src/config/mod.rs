@@ -74,6 +74,35 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A URL as logs and error messages may show it: without user and password, query string and
+/// fragment (where tokens, keys and signatures travel). Text that does not parse as a URL is
+/// cut at its first `?` or `#`, and whatever comes before its last `@` (after a `scheme://`)
+/// becomes `…`.
+pub fn url_for_log(url: &str) -> String {
+    if let Ok(mut u) = reqwest::Url::parse(url)
+        && u.has_host()
+    {
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.set_query(None);
+        u.set_fragment(None);
+        return u.to_string();
+    }
+    let cut = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..cut];
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}…{}", &rest[at..]),
+        None => format!("{scheme}{rest}"),
+    }
+}
+
+/// Why a password with a plaintext transport is refused (config errors).
+const PLAINTEXT_AUTH: &str = "the password would cross the network in clear text; use TLS, or set `allow_plaintext_auth = true` (loopback or a trusted network only)";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Pretty on a terminal, JSON otherwise.
@@ -172,6 +201,8 @@ pub struct EmailConfig {
     pub timeout: Duration,
     pub digest_threshold: usize,
     pub poll_interval: Duration,
+    /// The operator accepts the password in clear with `tls = "none"`.
+    pub allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +291,8 @@ pub struct ImapConfig {
     pub timeout: Duration,
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
+    /// The operator accepts the password in clear with `tls = "none"`.
+    pub allow_plaintext_auth: bool,
 }
 
 impl Config {
@@ -527,6 +560,22 @@ impl Validator<'_> {
                 secret_properties.insert(key.clone(), s);
             }
         }
+        let tls = k
+            .properties
+            .get("security.protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("sasl_ssl") || p.eq_ignore_ascii_case("ssl"));
+        // sasl.password, sasl.oauthbearer.client.secret...: sent to the broker. Only for a
+        // secret that resolved: a key whose reference is wrong already has its error.
+        for key in secret_properties.keys() {
+            if key.starts_with("sasl.") && !tls && !k.allow_plaintext_auth {
+                self.err(
+                    &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
+                    format!(
+                        "with security.protocol other than SASL_SSL {PLAINTEXT_AUTH} in [kafka]"
+                    ),
+                );
+            }
+        }
 
         let mut ids = HashSet::new();
         let mut departments = Vec::new();
@@ -711,7 +760,8 @@ impl Validator<'_> {
                 }
             }
         });
-        let imap_keys: [(&str, bool); 15] = [
+        let imap_keys: [(&str, bool); 16] = [
+            ("allow_plaintext_auth", m.allow_plaintext_auth.is_some()),
             ("host", m.host.is_some()),
             ("port", m.port.is_some()),
             ("tls", m.tls.is_some()),
@@ -881,6 +931,9 @@ impl Validator<'_> {
                 format!("{} is not a readable file", p.display()),
             );
         }
+        if tls == ImapTls::None && m.allow_plaintext_auth != Some(true) {
+            self.err(&at("tls"), format!("`none`: {PLAINTEXT_AUTH}"));
+        }
         if tls_ca_file.is_some() && tls == ImapTls::None {
             self.err(
                 &at("tls_ca_file"),
@@ -903,6 +956,7 @@ impl Validator<'_> {
             timeout: Duration::from_secs(timeout_secs),
             reconnect_initial: Duration::from_millis(initial),
             reconnect_max: Duration::from_millis(max),
+            allow_plaintext_auth: m.allow_plaintext_auth == Some(true),
         })
     }
 
@@ -939,6 +993,12 @@ impl Validator<'_> {
             .password
             .as_ref()
             .and_then(|r| self.secret("alerts.email.password", r));
+        if e.password.is_some() && tls == SmtpTls::None && !e.allow_plaintext_auth {
+            self.err(
+                "alerts.email.tls",
+                format!("`none` with a password: {PLAINTEXT_AUTH}"),
+            );
+        }
         if password.is_some() != e.username.is_some() {
             self.err(
                 "alerts.email.username",
@@ -955,6 +1015,7 @@ impl Validator<'_> {
             timeout: Duration::from_secs(e.timeout_secs),
             digest_threshold: e.digest_threshold,
             poll_interval: Duration::from_millis(e.poll_interval_ms),
+            allow_plaintext_auth: e.allow_plaintext_auth,
         }
     }
 

@@ -157,6 +157,10 @@ pub struct RawKafka {
     pub properties: BTreeMap<String, String>,
     #[serde(default)]
     pub secret_properties: BTreeMap<String, RawSecretRef>,
+    /// SASL credentials over a connection without TLS (`security.protocol` not `SASL_SSL`)
+    /// are refused unless this is true.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,6 +267,8 @@ pub struct RawMailbox {
     pub timeout_secs: Option<u64>,
     pub reconnect_initial_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
+    /// `tls = "none"` sends the password in clear: refused unless this is true.
+    pub allow_plaintext_auth: Option<bool>,
 }
 
 fn default_tz() -> String {
@@ -414,4 +420,7 @@ pub struct RawEmail {
     pub digest_threshold: usize,
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
+    /// A password with `tls = "none"` is refused unless this is true.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
 }

@@ -156,7 +156,8 @@ fn secrets_come_from_env_or_file_never_the_toml() {
     let with = |secrets: &str| {
         MINIMAL.replace(
             "[[departments]]",
-            &format!("[kafka.secret_properties]\n{secrets}\n[[departments]]"),
+            // SASL secrets need TLS (the properties follow, so the secrets keep their lines).
+            &format!("[kafka.secret_properties]\n{secrets}\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n[[departments]]"),
         )
     };
     let bad = with(
@@ -384,4 +385,118 @@ fn imap_keys_on_a_maildir_mailbox_are_errors() {
     .unwrap_err()
     .0;
     assert_eq!(errs[0].path, "channels.mailbox.path");
+}
+
+/// A password over a plaintext transport is refused, with its key and line, unless
+/// `allow_plaintext_auth = true`: IMAP `tls = "none"`, SMTP `tls = "none"` with a password,
+/// Kafka SASL secrets without SASL_SSL, an HTTP source's key or token over `http://`.
+#[test]
+fn passwords_over_plaintext_are_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "channels.mailbox.tls",
+            "[channels.mailbox]\nkind = \"imap\"\nhost = \"imap.example.gov.cn\"\ntls = \"none\"\nusername = \"scans\"\npassword = { file = \"pw\" }\n",
+            "allow_plaintext_auth = true\n",
+        ),
+        (
+            "alerts.email.tls",
+            "[alerts.email]\nsmtp_host = \"smtp.example.gov.cn\"\ntls = \"none\"\nusername = \"u\"\npassword = { file = \"pw\" }\nfrom = \"petitiond@example.gov.cn\"\n",
+            "allow_plaintext_auth = true\n",
+        ),
+        (
+            "kafka.secret_properties.\"sasl.password\"",
+            "[kafka.secret_properties]\n\"sasl.password\" = { file = \"pw\" }\n",
+            "[kafka]\nallow_plaintext_auth = true\n",
+        ),
+        (
+            "channels.hotline.base_url",
+            "[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"http://hotline.example.gov.cn/v2\"\napi_key = { file = \"pw\" }\n",
+            "allow_plaintext_auth = true\n",
+        ),
+        (
+            "channels.portal.base_url",
+            "[channels.portal]\nprotocol = \"paged\"\nbase_url = \"http://xf.example.gov.cn/api\"\npath = \"/p\"\nitems_pointer = \"/items\"\n[channels.portal.mapping]\nid = \"/id\"\ncontent = \"/text\"\n[channels.portal.auth]\nkind = \"bearer\"\ntoken = { file = \"pw\" }\n",
+            "",
+        ),
+    ];
+    for (path, section, allow) in cases {
+        // The `[kafka]` table is MINIMAL's; its flag goes there.
+        let refused = format!("{MINIMAL}\n{section}");
+        let errs = Config::parse(&refused, "t.toml", dir.path()).unwrap_err().0;
+        let e = errs
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("{path} not refused: {errs:?}"));
+        assert!(e.line.is_some(), "{e}");
+        assert!(e.message.contains("allow_plaintext_auth"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        if allow.is_empty() {
+            continue;
+        }
+        let allowed = if let Some(k) = allow.strip_prefix("[kafka]\n") {
+            format!(
+                "{}\n{section}",
+                MINIMAL.replace("[kafka]\n", &format!("[kafka]\n{k}"))
+            )
+        } else {
+            let (head, tail) = section.split_once('\n').unwrap();
+            format!("{MINIMAL}\n{head}\n{allow}{tail}")
+        };
+        if let Err(e) = Config::parse(&allowed, "t.toml", dir.path()) {
+            assert!(
+                !e.0.iter()
+                    .any(|e| e.message.contains("allow_plaintext_auth")),
+                "{path}: still refused with the flag: {e}"
+            );
+        }
+    }
+    // TLS, or no password: no flag needed.
+    let fine = format!(
+        "{MINIMAL}\n[channels.mailbox]\nkind = \"imap\"\nhost = \"h\"\ntls = \"starttls\"\nusername = \"u\"\npassword = {{ file = \"pw\" }}\n[alerts.email]\nsmtp_host = \"s\"\ntls = \"none\"\nfrom = \"p@example.gov.cn\"\n"
+    );
+    Config::parse(&fine, "t.toml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Credentials in a base URL are refused without echoing them; URLs in logs lose user,
+/// password, query and fragment.
+#[test]
+fn urls_never_show_credentials_or_query_strings() {
+    let text = format!(
+        "{MINIMAL}\n[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"https://u:hunter2@h.example.gov.cn/v2\"\n"
+    );
+    let errs = parse(&text).unwrap_err().0;
+    assert!(
+        errs.iter().any(|e| e.path == "channels.hotline.base_url"),
+        "{errs:?}"
+    );
+    assert!(!errs.iter().any(|e| e.to_string().contains("hunter2")));
+    let text = format!(
+        "{MINIMAL}\n[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"htps//u:hunter2@h?token=abc\"\n"
+    );
+    let errs = parse(&text).unwrap_err().0;
+    assert!(
+        !errs
+            .iter()
+            .any(|e| e.to_string().contains("hunter2") || e.to_string().contains("abc")),
+        "{errs:?}"
+    );
+    for (url, shown) in [
+        (
+            "https://u:p%40ss@h.example.gov.cn:8443/a/b?token=1&sig=2#f",
+            "https://h.example.gov.cn:8443/a/b",
+        ),
+        ("http://h/x?api_key=k", "http://h/x"),
+        (
+            "https://h/files/扫描.pdf",
+            "https://h/files/%E6%89%AB%E6%8F%8F.pdf",
+        ),
+        ("/files/1.pdf?X-Amz-Signature=s", "/files/1.pdf"),
+        ("ftp//user:pw@host/x?q", "…@host/x"),
+        ("weird//user:pw@host/x", "…@host/x"),
+        ("中文://用户:密码@主机/路径?令牌", "中文://…@主机/路径"),
+    ] {
+        assert_eq!(url_for_log(url), shown, "{url}");
+    }
 }

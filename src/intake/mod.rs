@@ -8,6 +8,13 @@
 //! Routing includes the incomplete-item check (`routing::completeness`) and, in `link`, the
 //! repeat-petition look-up, so their flags are on the envelope before its clocks start.
 //!
+//! **Item boundary.** Whatever goes wrong with one item alone — it does not parse, it is too
+//! large, its charset does not decode, or the code handling it panics — quarantines that item
+//! (reason and original bytes) and answers "durable", so the channel moves on to the next.
+//! A panic becomes reason `panic`; its message is never kept or logged (std's messages quote
+//! the input, e.g. the string a bad slice was taken of). Only what is not the item's fault —
+//! the store or the blob store failing — is an error, and the channel retries.
+//!
 //! Ends when every channel has dropped its sender, after answering everything it received.
 
 mod link;
@@ -31,9 +38,74 @@ use tracing::Instrument;
 
 /// The original bytes of a rejected input, kept in quarantine.
 enum Original {
-    Bytes(Vec<u8>),
+    /// Shared with the code working on the item, so a panic there leaves them to quarantine.
+    Bytes(Arc<Vec<u8>>),
     /// Too large to hold in memory: streamed from the file.
     File(std::path::PathBuf),
+    /// Already in the blob store (an HTTP record's raw bytes): its claim check.
+    Stored(String),
+}
+
+/// Quarantine reason of an item whose handling panicked.
+pub const PANIC_REASON: &str = "panic";
+
+/// A payload as intake works on it: a mail's bytes shared with its `Original`.
+enum Work {
+    Mail {
+        raw: Arc<Vec<u8>>,
+        arrival: jiff::Timestamp,
+    },
+    Oversize {
+        path: std::path::PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    Record {
+        envelope: Box<Envelope>,
+        version: String,
+    },
+    Rejected {
+        raw: Arc<Vec<u8>>,
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+impl Work {
+    /// The payload to work on and what to quarantine if that work panics.
+    fn of(payload: Payload) -> (Work, Original) {
+        match payload {
+            Payload::Mail { raw, arrival } => {
+                let raw = Arc::new(raw);
+                let original = Original::Bytes(Arc::clone(&raw));
+                (Work::Mail { raw, arrival }, original)
+            }
+            Payload::Oversize { path, size, limit } => {
+                let original = Original::File(path.clone());
+                (Work::Oversize { path, size, limit }, original)
+            }
+            Payload::Record { envelope, version } => {
+                let original = Original::Stored(envelope.upstream.raw_ref.clone());
+                (Work::Record { envelope, version }, original)
+            }
+            Payload::Rejected {
+                raw,
+                reason,
+                detail,
+            } => {
+                let raw = Arc::new(raw);
+                let original = Original::Bytes(Arc::clone(&raw));
+                (
+                    Work::Rejected {
+                        raw,
+                        reason,
+                        detail,
+                    },
+                    original,
+                )
+            }
+        }
+    }
 }
 
 pub struct Intake {
@@ -57,7 +129,7 @@ impl Intake {
             let span =
                 tracing::info_span!("intake", source = %inc.source, reference = %inc.reference);
             let result = self
-                .handle(inc.source.clone(), inc.reference.clone(), inc.payload)
+                .one(inc.source, inc.reference, inc.payload)
                 .instrument(span)
                 .await;
             // The channel may have stopped waiting (shutdown); the item is durable either way.
@@ -67,50 +139,121 @@ impl Intake {
         Ok(())
     }
 
-    async fn handle(
+    /// One item, within the item boundary: a panic while handling it (normalizing in a
+    /// blocking thread, or routing and recording here) quarantines the item with reason
+    /// `panic` and its original bytes instead of ending intake or failing the channel.
+    async fn one(
         &self,
         source: String,
         reference: String,
         payload: Payload,
     ) -> anyhow::Result<Disposition> {
-        let payload = match payload {
-            Payload::Record { envelope, version } => {
-                return self.record_or_update(*envelope, version).await;
+        use futures::FutureExt;
+        let (work, original) = Work::of(payload);
+        let handled =
+            std::panic::AssertUnwindSafe(self.handle(source.clone(), reference.clone(), work))
+                .catch_unwind()
+                .await;
+        match handled {
+            Ok(Ok(Handled::Done(d))) => Ok(d),
+            Ok(Ok(Handled::Panicked(stage))) => {
+                self.panicked(source, reference, stage, original).await
             }
-            Payload::Rejected {
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                self.panicked(source, reference, "routing or recording", original)
+                    .await
+            }
+        }
+    }
+
+    /// Quarantines an item whose handling panicked. The panic's message is dropped: std's
+    /// messages quote the data they failed on; the panic hook logged where it happened.
+    async fn panicked(
+        &self,
+        source: String,
+        reference: String,
+        stage: &'static str,
+        original: Original,
+    ) -> anyhow::Result<Disposition> {
+        tracing::error!(
+            stage,
+            "panic while handling an item; it is quarantined and intake goes on"
+        );
+        let detail = format!(
+            "petitiond panicked during {stage} (a bug: please report it with the quarantined bytes); the panic message is not kept"
+        );
+        self.quarantine(source, reference, PANIC_REASON, detail, original)
+            .await
+    }
+
+    async fn handle(
+        &self,
+        source: String,
+        reference: String,
+        work: Work,
+    ) -> anyhow::Result<Handled> {
+        let (raw, arrival) = match work {
+            Work::Record { envelope, version } => {
+                return self
+                    .record_or_update(*envelope, version)
+                    .await
+                    .map(Handled::Done);
+            }
+            Work::Rejected {
                 raw,
                 reason,
                 detail,
             } => {
                 return self
                     .quarantine(source, reference, reason, detail, Original::Bytes(raw))
-                    .await;
+                    .await
+                    .map(Handled::Done);
             }
-            p => p,
+            Work::Oversize { path, size, limit } => {
+                let bad = BadMail::Oversize { size, limit };
+                return self
+                    .quarantine(
+                        source,
+                        reference,
+                        bad.reason(),
+                        bad.to_string(),
+                        Original::File(path),
+                    )
+                    .await
+                    .map(Handled::Done);
+            }
+            Work::Mail { raw, arrival } => (raw, arrival),
         };
         let blobs = Arc::clone(&self.blobs);
         let limits = Limits::of(self.config.mailbox.as_ref());
-        let src = source.clone();
-        let normalized = tokio::task::spawn_blocking(move || match payload {
-            Payload::Mail { raw, arrival } => {
-                parse::normalize(&raw, arrival, &src, &limits, blobs.as_ref())
-                    .map_err(|bad| (bad, Original::Bytes(raw)))
-            }
-            Payload::Oversize { path, size, limit } => {
-                Err((BadMail::Oversize { size, limit }, Original::File(path)))
-            }
-            Payload::Record { .. } | Payload::Rejected { .. } => {
-                unreachable!("handled above")
-            }
+        let (src, bytes) = (source.clone(), Arc::clone(&raw));
+        let joined = tokio::task::spawn_blocking(move || {
+            parse::normalize(&bytes, arrival, &src, &limits, blobs.as_ref())
         })
-        .await?;
-        match normalized {
-            Ok(env) => self.record(env, None).await,
-            Err((bad, original)) => {
-                self.quarantine(source, reference, bad.reason(), bad.to_string(), original)
-                    .await
+        .await;
+        let normalized = match joined {
+            Ok(n) => n,
+            Err(e) if e.is_panic() => return Ok(Handled::Panicked("normalization")),
+            // Cancelled: the runtime is shutting down; the mail is read again next time.
+            Err(_) => anyhow::bail!("normalization was cancelled"),
+        };
+        let d = match normalized {
+            Ok(env) => self.record(env, None).await?,
+            // The blob store failed, not the mail: not durable, the channel retries.
+            Err(BadMail::Blob(e)) => anyhow::bail!("cannot store the mail's parts: {e}"),
+            Err(bad) => {
+                self.quarantine(
+                    source,
+                    reference,
+                    bad.reason(),
+                    bad.to_string(),
+                    Original::Bytes(raw),
+                )
+                .await?
             }
-        }
+        };
+        Ok(Handled::Done(d))
     }
 
     /// An upstream record: new → recorded and routed; known at the same version → a re-poll;
@@ -271,8 +414,13 @@ impl Intake {
         let stored = tokio::task::spawn_blocking(move || match original {
             Original::Bytes(raw) => blobs.put(&raw),
             Original::File(p) => blobs.put_file(&p),
+            Original::Stored(claim) => {
+                let sha = claim.strip_prefix("sha256:").unwrap_or(&claim);
+                blobs.put(&blobs.get(sha)?)
+            }
         })
-        .await??;
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::panics::join_error(&e)))??;
         let q = Quarantined {
             source: source.clone(),
             reference: reference.clone(),
@@ -290,6 +438,13 @@ impl Intake {
         tracing::warn!(quarantine_id = id, reason, detail = %detail, "input quarantined");
         Ok(Disposition::Quarantined(id))
     }
+}
+
+/// What handling an item came to: an answer for the channel, or a panic caught in a blocking
+/// thread (by the stage it happened in) that the item boundary turns into quarantine.
+enum Handled {
+    Done(Disposition),
+    Panicked(&'static str),
 }
 
 /// Flag prefix on an envelope whose clock `<id>` is pending (`sla_pending:<id>`): its due

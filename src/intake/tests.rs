@@ -120,7 +120,7 @@ impl H {
                 envelope: Box::new(env),
                 version: "v1".into(),
             };
-            self.intake.handle("test".into(), id.clone(), payload).await
+            self.intake.one("test".into(), id.clone(), payload).await
         }
         .unwrap();
         let stored = self.store.item_envelope(&id).unwrap().expect("recorded");
@@ -487,4 +487,112 @@ fn an_unknown_clock_in_sla_overrides_is_an_error_with_its_line() {
     let err = err.to_string();
     assert!(err.contains("rules.toml:2"), "{err}");
     assert!(err.contains("`hotline.veiw` is not an SLA clock"), "{err}");
+}
+
+/// A blob store that panics on a scan whose bytes start with `%PDF-PANIC` (a bug in code that
+/// handles one mail) and fails on one starting with `%PDF-EIO` (the disk failing).
+struct TrapBlobs(FsBlobStore);
+
+impl BlobStore for TrapBlobs {
+    fn put(&self, bytes: &[u8]) -> std::io::Result<crate::store::blobs::BlobRef> {
+        if bytes.starts_with(b"%PDF-PANIC") {
+            // As std's own panics do: the message quotes the data.
+            panic!("cannot handle {}", String::from_utf8_lossy(bytes));
+        }
+        if bytes.starts_with(b"%PDF-EIO") {
+            return Err(std::io::Error::other("disk failing"));
+        }
+        self.0.put(bytes)
+    }
+    fn put_file(&self, path: &Path) -> std::io::Result<crate::store::blobs::BlobRef> {
+        self.0.put_file(path)
+    }
+    fn get(&self, sha256: &str) -> std::io::Result<Vec<u8>> {
+        self.0.get(sha256)
+    }
+    fn dataref(&self, r: &crate::store::blobs::BlobRef) -> String {
+        self.0.dataref(r)
+    }
+}
+
+/// A letter whose one scan has `scan` as its bytes.
+fn letter_with_scan(n: u32, scan: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    format!(
+        "From: scanner@xfj.example.gov.cn\r\nDate: Mon, 2 Mar 2026 09:15:00 +0800\r\nSubject: 来信{n}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n张三反映拖欠工资。\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        base64::engine::general_purpose::STANDARD.encode(scan)
+    )
+    .into_bytes()
+}
+
+fn mail(raw: &[u8]) -> Payload {
+    Payload::Mail {
+        raw: raw.to_vec(),
+        arrival: "2026-03-02T01:16:00Z".parse().unwrap(),
+    }
+}
+
+/// Item boundary: a panic while one mail is normalized quarantines that mail (reason `panic`,
+/// its original bytes, counted) without the panic's message, and the next mail is recorded.
+#[tokio::test]
+async fn a_panic_while_normalizing_one_mail_quarantines_it_and_the_next_is_recorded() {
+    let mut h = harness(None, "");
+    let dir = tempfile::tempdir().unwrap();
+    h.intake.blobs = Arc::new(TrapBlobs(FsBlobStore::open(dir.path()).unwrap()));
+    let bad = letter_with_scan(1, b"%PDF-PANIC 13812345678");
+    let good = letter_with_scan(2, b"%PDF-1.4 fine");
+    let d = h
+        .intake
+        .one("mailbox".into(), "1.M1.test".into(), mail(&bad))
+        .await
+        .unwrap();
+    let Disposition::Quarantined(qid) = d else {
+        panic!("{d:?}")
+    };
+    let d = h
+        .intake
+        .one("mailbox".into(), "2.M2.test".into(), mail(&good))
+        .await
+        .unwrap();
+    assert!(matches!(d, Disposition::Recorded(_)), "{d:?}");
+
+    let rows = h.store.list_quarantine(10).unwrap();
+    assert_eq!(rows.len(), 1);
+    let q = &rows[0];
+    assert_eq!((q.id, q.entry.reason.as_str()), (qid, PANIC_REASON));
+    assert_eq!(q.entry.reference, "1.M1.test");
+    assert!(
+        q.entry.detail.contains("normalization"),
+        "{}",
+        q.entry.detail
+    );
+    assert!(
+        !q.entry.detail.contains("13812345678"),
+        "{}",
+        q.entry.detail
+    );
+    let sha = q.entry.raw_ref.strip_prefix("sha256:").unwrap();
+    assert_eq!(h.intake.blobs.get(sha).unwrap(), bad, "the original bytes");
+    assert!(
+        h.counter("petitiond_quarantined_total")
+            .contains("petitiond_quarantined_total{source=\"mailbox\",reason=\"panic\"} 1"),
+        "{}",
+        h.counter("petitiond_quarantined_total")
+    );
+}
+
+/// The blob store failing is not the mail's fault: an error (the channel keeps the mail and
+/// retries), never a quarantine.
+#[tokio::test]
+async fn a_failing_blob_store_is_an_error_not_a_quarantine() {
+    let mut h = harness(None, "");
+    let dir = tempfile::tempdir().unwrap();
+    h.intake.blobs = Arc::new(TrapBlobs(FsBlobStore::open(dir.path()).unwrap()));
+    let raw = letter_with_scan(3, b"%PDF-EIO");
+    let r = h
+        .intake
+        .one("mailbox".into(), "3.M3.test".into(), mail(&raw))
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert!(h.store.list_quarantine(10).unwrap().is_empty());
 }

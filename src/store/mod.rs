@@ -465,7 +465,7 @@ where
     let store = Arc::clone(store);
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
-        .map_err(|e| StoreError::Join(e.to_string()))?
+        .map_err(|e| StoreError::Join(crate::panics::join_error(&e)))?
 }
 
 pub mod blobs;

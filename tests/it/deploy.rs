@@ -196,7 +196,7 @@ fn a_credential_secret_is_read_from_the_credentials_directory() {
     let config = dir.path().join("p.toml");
     std::fs::write(
         &config,
-        "[kafka]\nbrokers = \"127.0.0.1:9092\"\n\n[kafka.secret_properties]\n\"sasl.password\" = { credential = \"petitiond.kafka-sasl-password\" }\n\n[[departments]]\nid = \"desk\"\nname = \"desk\"\ntopic = \"t.desk\"\n\n[routing]\ndefault_lead = \"desk\"\n",
+        "[kafka]\nbrokers = \"127.0.0.1:9092\"\nallow_plaintext_auth = true\n[kafka.secret_properties]\n\"sasl.password\" = { credential = \"petitiond.kafka-sasl-password\" }\n\n[[departments]]\nid = \"desk\"\nname = \"desk\"\ntopic = \"t.desk\"\n\n[routing]\ndefault_lead = \"desk\"\n",
     )
     .unwrap();
     let check = |creds_dir: Option<&Path>| {

@@ -226,6 +226,7 @@ impl Fixture {
             timeout: Duration::from_secs(10),
             digest_threshold,
             poll_interval: Duration::from_millis(100),
+            allow_plaintext_auth: false,
         }
     }
 

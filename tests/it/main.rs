@@ -12,6 +12,7 @@ mod faults;
 mod http;
 mod imap;
 mod mail;
+mod mailbox;
 mod metrics;
 mod mock_faults;
 mod notify;

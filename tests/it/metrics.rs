@@ -183,7 +183,7 @@ fn every_metric_the_alert_rules_and_dashboard_name_is_exposed() {
     let cfg = std::fs::read_to_string(&b.config).unwrap().replace(
         "[channels.mailbox]\npath = \"mail\"\n",
         &format!(
-            "[channels.mailbox]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"u\"\npassword = {{ file = \"imap-password\" }}\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n",
+            "[channels.mailbox]\nkind = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nallow_plaintext_auth = true\nusername = \"u\"\npassword = {{ file = \"imap-password\" }}\nreconnect_initial_ms = 100\nreconnect_max_ms = 500\n",
             free_port()
         ),
     );
@@ -264,7 +264,7 @@ fn mailbox_connected_is_one_once_the_imap_session_is_up() {
     let cfg = std::fs::read_to_string(&app.config).unwrap().replace(
         "[channels.mailbox]\npath = \"mail\"\n",
         &format!(
-            "[channels.mailbox]\nkind = \"imap\"\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\nusername = \"{user}\"\npassword = {{ file = \"imap-password\" }}\n"
+            "[channels.mailbox]\nkind = \"imap\"\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\nallow_plaintext_auth = true\nusername = \"{user}\"\npassword = {{ file = \"imap-password\" }}\n"
         ),
     );
     assert!(

@@ -104,7 +104,7 @@ impl HttpChannel {
         let mut stale = false;
         let mut failures: u32 = 0;
         self.update_health(|h| h.channel = self.config.channel.as_str().into());
-        tracing::info!(source = %self.name(), base = %self.config.base_url, "http channel polling");
+        tracing::info!(source = %self.name(), base = %crate::config::url_for_log(&self.config.base_url), "http channel polling");
         while !stop.is_cancelled() {
             let result = self.poll(&fetcher, &stop).await;
             let now = Timestamp::now();
@@ -335,12 +335,20 @@ impl HttpChannel {
         i: usize,
         raw: &RawValue,
     ) -> Result<(String, Payload, Option<Timestamp>), PollError> {
-        let mapped = record::map(
-            raw,
-            &self.config.mapping,
-            &self.tz,
-            self.config.max_record_bytes,
-        );
+        // The item boundary (as in intake): a panic while mapping one record quarantines it.
+        let (mapping, tz, max) = (&self.config.mapping, &self.tz, self.config.max_record_bytes);
+        let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            record::map(raw, mapping, tz, max)
+        }));
+        let Ok(mapped) = mapped else {
+            let detail = "petitiond panicked while mapping the record (a bug: please report it with the quarantined bytes); the panic message is not kept";
+            let payload = Payload::Rejected {
+                raw: raw.get().as_bytes().to_vec(),
+                reason: crate::intake::PANIC_REASON,
+                detail: detail.into(),
+            };
+            return Ok((format!("{page}#{i}"), payload, None));
+        };
         Ok(match mapped {
             Ok(m) => {
                 let reference = format!("{page}#{i} id={}", m.upstream_id);

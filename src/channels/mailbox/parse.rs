@@ -424,7 +424,13 @@ fn check_charsets(msg: &Message<'_>) -> Result<(), BadMail> {
             };
             // RFC 2231 language suffix: =?charset*lang?...
             let label = label.split('*').next().unwrap_or_default();
-            let is_word = rest.len() > 2 && matches!(&rest[..2], "B?" | "b?" | "Q?" | "q?");
+            // Bytes, not `&rest[..2]`: the text after the label may start with a multi-byte
+            // character (`=?gbk?中文?=`), and slicing a `str` inside one panics.
+            let is_word = rest.len() > 2
+                && matches!(
+                    rest.as_bytes().get(..2),
+                    Some(b"B?" | b"b?" | b"Q?" | b"q?")
+                );
             if is_word && !known_charset(label) {
                 return Err(BadMail::BadCharset(format!(
                     "{name} header in unknown charset `{}`",
