@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `demo`, `quarantine list`.
+//! Command line: `run`, `check`, `demo`, `quarantine list`, `sla due`, `calendar show`, ...
 
 use crate::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: SlaCommand,
     },
+    /// The working-day calendar in force.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
     /// Routing rules: check them, run operator test cases.
     Rules {
         #[command(subcommand)]
@@ -77,7 +82,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SlaCommand {
-    /// Print when a clock started at START is due, as one RFC 3339 line in the office's zone.
+    /// Print when a clock started at START is due, as one RFC 3339 line in the office's zone;
+    /// a due time computed on a provisional calendar is followed by
+    /// ` (provisional: YEAR has no official calendar)`.
     Due {
         #[arg(long, short)]
         config: PathBuf,
@@ -87,6 +94,21 @@ enum SlaCommand {
         /// Start instant, RFC 3339 with offset, e.g. 2026-09-30T18:00:00+08:00.
         #[arg(long)]
         start: String,
+        /// Print one JSON object instead: clock, start, due_at, provisional, provisional_year.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CalendarCommand {
+    /// Print every day of YEAR with its kind (workday, weekend, holiday, makeup_workday) and
+    /// holiday name, after a header saying whether the year is official (from which file and
+    /// notice) or provisional (derived from the holiday law).
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+        year: i16,
     },
 }
 
@@ -233,15 +255,39 @@ pub fn main() -> ExitCode {
                     config,
                     clock,
                     start,
+                    json,
                 },
         } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match sla_due(&config, &clock, &start) {
+            let answer = if json {
+                sla_due_json(&config, &clock, &start)
+            } else {
+                sla_due(&config, &clock, &start)
+            };
+            match answer {
                 Ok(line) => {
                     println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Calendar {
+            command: CalendarCommand::Show { config, year },
+        } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match calendar_show(&config.sla.calendar, year) {
+                Ok(text) => {
+                    print!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -348,8 +394,13 @@ fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
     }
 }
 
-/// `petitiond sla due`: the due instant of `clock` started at `start`.
-pub fn sla_due(config: &Config, clock: &str, start: &str) -> Result<String, String> {
+/// The due instant of `clock` started at `start`, and the first year without an official
+/// calendar it rests on (the one path `sla due` and its JSON form share).
+fn due_of(
+    config: &Config,
+    clock: &str,
+    start: &str,
+) -> Result<(jiff::Timestamp, jiff::Timestamp, Option<i16>), String> {
     let policy = config.sla.clock(clock).ok_or_else(|| {
         let known: Vec<&str> = config.sla.clocks.iter().map(|c| c.id.as_str()).collect();
         format!("unknown clock `{clock}` (configured: {})", known.join(", "))
@@ -358,8 +409,85 @@ pub fn sla_due(config: &Config, clock: &str, start: &str) -> Result<String, Stri
         .parse()
         .map_err(|e| format!("--start `{start}` is not an RFC 3339 instant with offset: {e}"))?;
     let cal = &config.sla.calendar;
-    let due = crate::sla::due::due(&policy.rule, start, cal).map_err(|e| e.to_string())?;
-    Ok(cal.local(due).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+    let (due, year) = cal
+        .marked(|c| crate::sla::due::due(&policy.rule, start, c))
+        .map_err(|e| e.to_string())?;
+    Ok((start, due, year))
+}
+
+fn rfc3339_local(cal: &crate::sla::calendar::Calendar, t: jiff::Timestamp) -> String {
+    cal.local(t).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// `petitiond sla due`: the due instant of `clock` started at `start`, one line; on a
+/// provisional calendar followed by ` (provisional: YEAR has no official calendar)`.
+pub fn sla_due(config: &Config, clock: &str, start: &str) -> Result<String, String> {
+    let (_, due, year) = due_of(config, clock, start)?;
+    let line = rfc3339_local(&config.sla.calendar, due);
+    Ok(match year {
+        None => line,
+        Some(y) => format!("{line} (provisional: {y} has no official calendar)"),
+    })
+}
+
+/// `petitiond sla due --json`: the same answer as one JSON object.
+pub fn sla_due_json(config: &Config, clock: &str, start: &str) -> Result<String, String> {
+    let (start, due, year) = due_of(config, clock, start)?;
+    let cal = &config.sla.calendar;
+    Ok(serde_json::json!({
+        "clock": clock,
+        "start": rfc3339_local(cal, start),
+        "due_at": rfc3339_local(cal, due),
+        "provisional": year.is_some(),
+        "provisional_year": year,
+    })
+    .to_string())
+}
+
+/// `petitiond calendar show YEAR`: a header (official or provisional, source, working days)
+/// and one line per day: date, weekday, kind, holiday name or override note.
+pub fn calendar_show(cal: &crate::sla::calendar::Calendar, year: i16) -> Result<String, String> {
+    use crate::sla::calendar::Basis;
+    use std::fmt::Write;
+    let basis = cal.basis(year).ok_or_else(|| {
+        let official: Vec<String> = cal.years().map(|y| y.to_string()).collect();
+        format!(
+            "{year} has no working-day calendar: no official file is configured for it (official: {}) and it is outside the provisional range {}–{}",
+            official.join(", "),
+            crate::sla::provisional::YEARS.start(),
+            crate::sla::provisional::YEARS.end()
+        )
+    })?;
+    let err = |e: crate::sla::calendar::CalendarError| e.to_string();
+    let mut out = String::new();
+    match basis {
+        Basis::Official => {
+            let _ = writeln!(out, "{year}: official ({})", cal.file(year).map_err(err)?);
+        }
+        Basis::Provisional => {
+            let _ = writeln!(
+                out,
+                "{year}: provisional — no official file is configured; due times that need {year} are marked provisional"
+            );
+        }
+    }
+    let _ = writeln!(out, "source: {}", cal.source(year).map_err(err)?);
+    let _ = writeln!(
+        out,
+        "working days: {}",
+        cal.working_days_in_year(year).map_err(err)?
+    );
+    let mut day = jiff::civil::Date::new(year, 1, 1).map_err(|e| e.to_string())?;
+    while day.year() == year {
+        let kind = cal.kind(day).map_err(err)?;
+        let label = cal.label(day).map_err(err)?.unwrap_or("");
+        let _ = writeln!(out, "{day}\t{}\t{kind}\t{label}", day.strftime("%a"));
+        match day.tomorrow() {
+            Ok(next) => day = next,
+            Err(_) => break,
+        }
+    }
+    Ok(out)
 }
 
 fn rules_of(

@@ -77,6 +77,11 @@ pub struct Metrics {
     pub pending_clocks: Gauge,
     /// Clocks that could not start or be computed (e.g. a calendar year not loaded).
     pub clock_errors: Family<ClockLabel, Counter>,
+    /// Open clocks whose due instant rests on a provisional calendar year (refreshed by the
+    /// SLA engine every minute).
+    pub provisional_clocks: Gauge,
+    /// Due-update records queued (a pending clock computed, or a calendar change moved a due).
+    pub due_updates: Counter,
     pub status_events: Family<StatusLabels, Counter>,
     pub mail_sent: Counter,
     pub mail_failed: Counter,
@@ -153,6 +158,8 @@ impl Metrics {
             open_timers: Gauge::default(),
             pending_clocks: Gauge::default(),
             clock_errors: Family::default(),
+            provisional_clocks: Gauge::default(),
+            due_updates: Counter::default(),
             status_events: Family::default(),
             mail_sent: Counter::default(),
             mail_failed: Counter::default(),
@@ -254,6 +261,16 @@ impl Metrics {
             "sla_clock_errors",
             "Clocks that could not be computed, by clock",
             m.clock_errors.clone(),
+        );
+        r.register(
+            "sla_provisional_clocks",
+            "Open clocks whose due instant rests on a provisional calendar year (no official file)",
+            m.provisional_clocks.clone(),
+        );
+        r.register(
+            "sla_due_updates",
+            "Due-update records queued: a pending clock computed, or a calendar change moved a due instant",
+            m.due_updates.clone(),
         );
         r.register(
             "status_events",
@@ -458,6 +475,8 @@ mod tests {
             "petitiond_sla_open_timers",
             "petitiond_sla_pending_clocks",
             "petitiond_sla_clock_errors_total",
+            "petitiond_sla_provisional_clocks",
+            "petitiond_sla_due_updates_total",
             "petitiond_status_events_total",
             "petitiond_alert_mail_sent_total",
             "petitiond_alert_mail_failed_total",

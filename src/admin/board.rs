@@ -2,7 +2,9 @@
 //! `<meta http-equiv="refresh">`, no script, no external asset) and `GET /board.json` (the
 //! same view for machines). Open clocks counted per clock id and state, the running clocks
 //! already overdue and those due next, and the newest alerts; `?department=`, `?clock=` and
-//! `?limit=` filter and bound them. Times are shown in the office's time zone.
+//! `?limit=` filter and bound them. Times are shown in the office's time zone. A due time
+//! computed on a provisional calendar year is marked `provisional`, and from 60 days before the
+//! official calendars end the page says so ([`calendar_detail`], also in `/readyz`).
 //!
 //! Owns the parameters, the view (pure: [`view`] from the store's [`BoardData`], the instant
 //! and the zone) and the HTML ([`render_html`], every value escaped). It reads the store only
@@ -38,6 +40,8 @@ pub struct BoardConfig {
     /// Configured departments: (id, name).
     pub departments: Vec<(String, String)>,
     pub refresh_secs: u32,
+    /// The calendar in force, for the coverage notice (`None`: no notice).
+    pub calendar: Option<std::sync::Arc<crate::sla::calendar::Calendar>>,
 }
 
 impl BoardConfig {
@@ -51,8 +55,29 @@ impl BoardConfig {
                 .map(|d| (d.id.clone(), d.name.clone()))
                 .collect(),
             refresh_secs: REFRESH_SECS,
+            calendar: Some(cfg.sla.calendar.clone()),
         }
     }
+}
+
+/// `/readyz?verbose`'s calendar line: `calendar: ok: official through DATE`, or from 60 days
+/// before the last official day (and after it) `calendar: warning: ` and what to do.
+pub fn calendar_readiness(cfg: &BoardConfig, now: Timestamp) -> String {
+    let Some(cal) = cfg.calendar.as_deref() else {
+        return String::new();
+    };
+    match crate::sla::calendar_notice(cal, now) {
+        Some(n) if n.is_due() => format!("calendar: warning: {}\n", n.message),
+        Some(n) => format!("calendar: ok: official through {}\n", n.official_until),
+        None => "calendar: warning: no official working-day calendar file is loaded\n".into(),
+    }
+}
+
+/// The calendar coverage sentence operators must act on at `now` (from 60 days before the last
+/// official calendar day, and after it), for the board; `None` otherwise.
+pub fn calendar_detail(cfg: &BoardConfig, now: Timestamp) -> Option<String> {
+    let notice = crate::sla::calendar_notice(cfg.calendar.as_deref()?, now)?;
+    notice.is_due().then_some(notice.message)
 }
 
 /// The validated query parameters.
@@ -118,6 +143,9 @@ pub struct ClockView {
     pub due_in_secs: i64,
     /// "in 12m 05s" or "1h 03m overdue".
     pub due_in: String,
+    /// The due instant rests on a provisional calendar year (recomputed when its official
+    /// file is installed).
+    pub provisional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -129,6 +157,7 @@ pub struct AlertView {
     pub due_at: String,
     pub fired_at: String,
     pub late: bool,
+    pub provisional: bool,
 }
 
 /// Everything the page shows; `/board.json` is this, serialised.
@@ -141,6 +170,8 @@ pub struct BoardView {
     pub overdue: Vec<ClockView>,
     pub upcoming: Vec<ClockView>,
     pub alerts: Vec<AlertView>,
+    /// The calendar coverage notice, when operators must act ([`calendar_detail`]).
+    pub calendar_notice: Option<String>,
 }
 
 /// RFC 3339 in `tz`, whole seconds: `2026-03-02T09:30:00+08:00`.
@@ -183,6 +214,7 @@ fn clock_view(c: &BoardClock, now: Timestamp, tz: &TimeZone) -> ClockView {
         overdue,
         due_in_secs: left_ms / 1000,
         due_in,
+        provisional: c.provisional,
     }
 }
 
@@ -195,6 +227,7 @@ fn alert_view(a: &BoardAlert, tz: &TimeZone) -> AlertView {
         due_at: local(a.due_at, tz),
         fired_at: local(a.fired_at, tz),
         late: a.late,
+        provisional: a.provisional,
     }
 }
 
@@ -229,6 +262,7 @@ pub fn view(data: &BoardData, filter: &Filter, now: Timestamp, tz: &TimeZone) ->
             .map(|c| clock_view(c, now, tz))
             .collect(),
         alerts: data.alerts.iter().map(|a| alert_view(a, tz)).collect(),
+        calendar_notice: None,
     }
 }
 
@@ -260,18 +294,25 @@ table{border-collapse:collapse;min-width:40rem}th,td{border:1px solid #bbb;paddi
 thead th{background:#eee}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 tr.overdue td,td.overdue{background:#fde2e1}tr.warning td,td.warning{background:#fff3cd}\
 code{font-size:.9em}form{margin:.8rem 0}label{margin-right:.8rem}p.empty{color:#555}\
-.meta{color:#444}";
+.meta{color:#444}.provisional{font-size:.85em;color:#7a4a00}\
+p.notice{background:#fff3cd;border:1px solid #e0c060;padding:.4rem .6rem}";
+
+/// The marker after a due time computed on a provisional calendar year.
+const PROVISIONAL: &str = " <span class=\"provisional\" data-flag=\"provisional\" \
+     title=\"computed on a provisional calendar (no official notice for the year yet); \
+     recomputed when it is installed\">provisional</span>";
 
 fn row_clock(out: &mut String, c: &ClockView) {
     let class = if c.overdue { " class=\"overdue\"" } else { "" };
     let _ = write!(
         out,
         "<tr{class} data-item=\"{item}\" data-clock=\"{clock}\" data-department=\"{dept}\" \
-         data-state=\"{state}\" data-due=\"{due}\" data-due-in-secs=\"{secs}\">\
+         data-state=\"{state}\" data-due=\"{due}\" data-due-in-secs=\"{secs}\" \
+         data-provisional=\"{prov}\">\
          <td data-col=\"item\"><code>{item}</code></td><td data-col=\"clock\">{clock}</td>\
          <td data-col=\"department\">{dept}</td><td data-col=\"state\">{state}</td>\
          <td data-col=\"started\"><time datetime=\"{started}\">{started_shown}</time></td>\
-         <td data-col=\"due\"><time datetime=\"{due}\">{due_shown}</time></td>\
+         <td data-col=\"due\"><time datetime=\"{due}\">{due_shown}</time>{marker}</td>\
          <td data-col=\"due-in\">{due_in}</td></tr>",
         item = esc(&c.item_id),
         clock = esc(&c.clock_id),
@@ -283,6 +324,8 @@ fn row_clock(out: &mut String, c: &ClockView) {
         started_shown = esc(&shown(&c.started_at)),
         due_shown = esc(&shown(&c.due_at)),
         due_in = esc(&c.due_in),
+        prov = c.provisional,
+        marker = if c.provisional { PROVISIONAL } else { "" },
     );
 }
 
@@ -398,6 +441,13 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         );
     }
     out.push_str("<button type=\"submit\">Filter</button> <a href=\"/board\">all</a></form>");
+    if let Some(n) = &v.calendar_notice {
+        let _ = write!(
+            out,
+            "<p class=\"notice\" id=\"calendar-notice\" role=\"status\">Calendar: {}</p>",
+            esc(n)
+        );
+    }
 
     out.push_str("<section aria-labelledby=\"counts-h\"><h2 id=\"counts-h\">Open clocks</h2>");
     if v.counts.is_empty() {
@@ -473,11 +523,11 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
             let _ = write!(
                 out,
                 "<tr{class} data-kind=\"{kind}\" data-clock=\"{clock}\" data-item=\"{item}\" \
-                 data-department=\"{dept}\" data-late=\"{late}\">\
+                 data-department=\"{dept}\" data-late=\"{late}\" data-provisional=\"{prov}\">\
                  <td data-col=\"fired\"><time datetime=\"{fired}\">{fired_shown}</time></td>\
                  <td data-col=\"kind\">{kind}</td><td data-col=\"clock\">{clock}</td>\
                  <td data-col=\"item\"><code>{item}</code></td><td data-col=\"department\">{dept}</td>\
-                 <td data-col=\"due\"><time datetime=\"{due}\">{due_shown}</time></td>\
+                 <td data-col=\"due\"><time datetime=\"{due}\">{due_shown}</time>{marker}</td>\
                  <td data-col=\"late\">{late_text}</td></tr>",
                 kind = esc(&a.kind),
                 clock = esc(&a.clock_id),
@@ -489,6 +539,8 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
                 due = esc(&a.due_at),
                 due_shown = esc(&shown(&a.due_at)),
                 late_text = if a.late { "late (catch-up)" } else { "on time" },
+                prov = a.provisional,
+                marker = if a.provisional { PROVISIONAL } else { "" },
             );
         }
         out.push_str("</tbody></table>");
@@ -556,7 +608,9 @@ async fn snapshot(s: &AdminState, params: &HashMap<String, String>) -> Result<Bo
         elapsed_ms = started.elapsed().as_millis() as u64,
         "SLA board read"
     );
-    Ok(view(&data, &filter, now, &s.board.tz))
+    let mut v = view(&data, &filter, now, &s.board.tz);
+    v.calendar_notice = calendar_detail(&s.board, now);
+    Ok(v)
 }
 
 const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store");

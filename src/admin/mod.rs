@@ -1,4 +1,5 @@
-//! Admin HTTP: `/healthz` (the process is up), `/readyz` (topics verified, brokers reachable),
+//! Admin HTTP: `/healthz` (the process is up), `/readyz` (topics verified, brokers reachable;
+//! `?verbose` adds the working-day calendar's coverage),
 //! `/channels` (each HTTP source's last successful poll, last error, staleness; JSON),
 //! `/metrics` (Prometheus text) and the SLA board (`/board`, `/board.json`: [`board`]). A
 //! stale upstream does not make the daemon unready: restarting petitiond cannot fix another
@@ -73,8 +74,11 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    if !s.ready.load(Ordering::Relaxed) {
+async fn readyz(
+    State(s): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> impl IntoResponse {
+    let (code, text) = if !s.ready.load(Ordering::Relaxed) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: kafka topics not verified yet\n",
@@ -86,7 +90,14 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
         )
     } else {
         (StatusCode::OK, "ready\n")
+    };
+    // `?verbose` adds the calendar coverage: detail, not unreadiness (a restart cannot fix a
+    // missing notice).
+    if q.contains_key("verbose") {
+        let calendar = board::calendar_readiness(&s.board, jiff::Timestamp::now());
+        return (code, format!("{text}{calendar}"));
     }
+    (code, text.to_string())
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {

@@ -106,6 +106,12 @@ pub fn body(
     let _ = writeln!(b, "时限状态 / Clock state:   {}", c.state.as_str());
     let _ = writeln!(b, "开始 / Started:           {}", local(cfg, c.started_at));
     let _ = writeln!(b, "到期 / Due:               {}", local(cfg, c.due_at));
+    if c.provisional {
+        let _ = writeln!(
+            b,
+            "暂定 / Provisional:       是，按法定节假日推算，国务院放假安排公布后重算 / yes: computed on a provisional calendar (no official notice for the year yet); recomputed when it is installed"
+        );
+    }
     if c.extended_days > 0 {
         let _ = writeln!(b, "已延期 / Extended by:     {} 日 / days", c.extended_days);
     }
@@ -568,6 +574,8 @@ from = "petitiond@example.gov.cn"
             paused_at: None,
             extended_days: 0,
             last_alert_at: None,
+            provisional: false,
+            held: jiff::SignedDuration::ZERO,
         };
         (p, c)
     }

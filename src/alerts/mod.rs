@@ -38,6 +38,29 @@ pub fn build(
     scheduled_at: Timestamp,
     now: Timestamp,
 ) -> FiredAlert {
+    build_marked(
+        cfg,
+        policy,
+        clock,
+        kind,
+        scheduled_at,
+        now,
+        clock.provisional,
+    )
+}
+
+/// [`build`], with whether `scheduled_at` rests on a provisional calendar year (the clock's
+/// due does, or a reminder counted working days in such a year): `provisional` in the
+/// payload and the `ce_slaprov` header.
+pub fn build_marked(
+    cfg: &Config,
+    policy: &ClockPolicy,
+    clock: &Clock,
+    kind: AlertKind,
+    scheduled_at: Timestamp,
+    now: Timestamp,
+    provisional: bool,
+) -> FiredAlert {
     let id = alert_id(&clock.item_id, &clock.clock_id, kind, scheduled_at);
     let late = now.as_millisecond() - scheduled_at.as_millisecond() > LATE_AFTER_MS;
     let payload = json!({
@@ -55,6 +78,7 @@ pub fn build(
         "late": late,
         "rule": policy.rule.to_string(),
         "citation": policy.citation,
+        "provisional": provisional,
     });
     let headers = vec![
         ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
@@ -67,6 +91,10 @@ pub fn build(
         ("ce_clock".into(), clock.clock_id.clone()),
         ("ce_alertkind".into(), kind.to_string()),
         ("ce_sladue".into(), clock.due_at.to_string()),
+        (
+            crate::kafka::wire::SLA_PROVISIONAL_HEADER.into(),
+            provisional.to_string(),
+        ),
         ("ce_department".into(), clock.department.clone()),
         ("ce_late".into(), late.to_string()),
         ("content-type".into(), CONTENT_TYPE.into()),
@@ -102,5 +130,6 @@ pub fn build(
         late,
         record,
         mail,
+        provisional,
     }
 }

@@ -1226,12 +1226,18 @@ impl Validator<'_> {
                 None
             }
             Ok(hours) => {
+                // Years without an official file get a provisional calendar (sla::provisional).
                 let built = if s.calendar_files.is_empty() {
-                    Calendar::builtin_with(s.overrides.clone(), hours, &s.time_zone)
+                    Calendar::builtin_with_provisional(s.overrides.clone(), hours, &s.time_zone)
                 } else {
                     let files: Vec<PathBuf> =
                         s.calendar_files.iter().map(|f| self.path(f)).collect();
-                    Calendar::load(&files, s.overrides.clone(), hours, &s.time_zone)
+                    Calendar::load_with_provisional(
+                        &files,
+                        s.overrides.clone(),
+                        hours,
+                        &s.time_zone,
+                    )
                 };
                 match built {
                     Ok(c) => Some(c),

@@ -206,6 +206,10 @@ pub struct SlaClock {
     pub clock: String,
     pub due_at: Timestamp,
     pub state: String,
+    /// `due_at` rests on a provisional calendar year (no official file yet): a due-update
+    /// record follows if it changes when the official file is installed.
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 /// The envelope, v1.
@@ -295,6 +299,13 @@ impl Envelope {
     /// The earliest open SLA due time, carried as the `sladue` CloudEvents extension.
     pub fn next_due(&self) -> Option<Timestamp> {
         self.sla.iter().map(|c| c.due_at).min()
+    }
+
+    /// Whether [`Envelope::next_due`] rests on a provisional calendar year (some clock due
+    /// then is provisional); `None` without clocks.
+    pub fn next_due_provisional(&self) -> Option<bool> {
+        let due = self.next_due()?;
+        Some(self.sla.iter().any(|c| c.due_at == due && c.provisional))
     }
 }
 

@@ -491,6 +491,7 @@ pub fn start_clocks(
                     clock: clock.clock_id.clone(),
                     due_at: clock.due_at,
                     state: clock.state.as_str().into(),
+                    provisional: clock.provisional,
                 });
                 out.push((clock, next));
             }

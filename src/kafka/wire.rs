@@ -19,6 +19,13 @@ pub const CONTENT_TYPE: &str = "application/json";
 /// Header naming why a record went to the dead-letter topic.
 pub const DLQ_REASON: &str = "petitiond_dlq_reason";
 pub const DLQ_TOPIC: &str = "petitiond_dlq_topic";
+/// Header beside `ce_sladue`: `true` when that due instant rests on a provisional calendar
+/// year (no official file yet; see `sla::provisional`), `false` otherwise.
+pub const SLA_PROVISIONAL_HEADER: &str = "ce_slaprov";
+/// A clock's due instant announced again (schema `schema/due-update.v1.json`), on the alerts
+/// topic: a pending clock got one, or a calendar change moved it.
+pub const TYPE_DUE_UPDATED: &str = "cn.gov.petition.sla.due_updated.v1";
+pub const DATASCHEMA_DUE_UPDATE_V1: &str = "urn:petitiond:schema:due-update:v1";
 
 /// The relay could not check a topic for in-flight records: nothing goes to it until it can.
 pub const TYPE_RECOVERY_FAILED: &str = "cn.gov.petition.relay.recovery_failed.v1";
@@ -151,6 +158,10 @@ fn item_record(
     }
     if let Some(due) = e.next_due() {
         headers.push(("ce_sladue".into(), due.to_string()));
+        headers.push((
+            SLA_PROVISIONAL_HEADER.into(),
+            e.next_due_provisional().unwrap_or(false).to_string(),
+        ));
     }
     if let Some(a) = e.attachments.first() {
         headers.push(("ce_dataref".into(), a.dataref.clone()));
@@ -226,9 +237,101 @@ pub fn envelope_v1(e: &Envelope) -> Value {
             "clock": c.clock,
             "due_at": c.due_at.to_string(),
             "state": c.state,
+            "provisional": c.provisional,
         })).collect::<Vec<_>>(),
         "stage": opt(&Some(e.stage)),
         "related": e.related.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         "flags": e.flags,
     })
+}
+
+/// Why a clock's due instant is announced again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueUpdateReason {
+    /// The clock was `pending` (no calendar for a year it needed) and now has a due instant.
+    PendingComputed,
+    /// A calendar file was installed (or changed) and the due instant moved.
+    CalendarChanged,
+}
+
+impl DueUpdateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DueUpdateReason::PendingComputed => "pending_computed",
+            DueUpdateReason::CalendarChanged => "calendar_changed",
+        }
+    }
+}
+
+/// The due-update record for a clock recomputed at `at`: `was` as it stood (pending, or with
+/// its old due instant), `now` with the new one; on `topic` (the alerts topic), key = item
+/// id. `provisional_year`: the first year without an official calendar the new due instant
+/// rests on. Its `ce_id` is a UUID v5 of (item, clock, previous due or `pending`, new due,
+/// `at`): the record commits in the clock's own transaction, so a crash before the commit
+/// sends nothing and a crash after it finds the clock already updated.
+pub fn due_update_record(
+    topic: &str,
+    was: &crate::sla::clock::Clock,
+    now: &crate::sla::clock::Clock,
+    provisional_year: Option<i16>,
+    reason: DueUpdateReason,
+    at: jiff::Timestamp,
+) -> NewOutbox {
+    use crate::sla::clock::State;
+    let pending = was.state == State::Pending;
+    let previous = if pending {
+        "pending".to_string()
+    } else {
+        was.due_at.as_millisecond().to_string()
+    };
+    let ce_id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!(
+            "petitiond:due-update:{}:{}:{previous}:{}:{}",
+            now.item_id,
+            now.clock_id,
+            now.due_at.as_millisecond(),
+            at.as_millisecond()
+        )
+        .as_bytes(),
+    )
+    .to_string();
+    let payload = json!({
+        "version": 1,
+        "update_id": ce_id,
+        "item_id": now.item_id,
+        "clock": now.clock_id,
+        "department": now.department,
+        "state": now.state.as_str(),
+        "reason": reason.as_str(),
+        "started_at": now.started_at.to_string(),
+        "previous_state": was.state.as_str(),
+        "previous_due_at": (!pending).then(|| was.due_at.to_string()),
+        "previous_provisional": was.provisional,
+        "due_at": now.due_at.to_string(),
+        "provisional": now.provisional,
+        "provisional_year": provisional_year,
+        "updated_at": at.to_string(),
+    });
+    let headers = vec![
+        ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
+        ("ce_id".into(), ce_id.clone()),
+        ("ce_source".into(), "urn:petitiond:sla".into()),
+        ("ce_type".into(), TYPE_DUE_UPDATED.into()),
+        ("ce_time".into(), at.to_string()),
+        ("ce_subject".into(), now.item_id.clone()),
+        ("ce_dataschema".into(), DATASCHEMA_DUE_UPDATE_V1.into()),
+        ("ce_clock".into(), now.clock_id.clone()),
+        ("ce_department".into(), now.department.clone()),
+        ("ce_sladue".into(), now.due_at.to_string()),
+        (SLA_PROVISIONAL_HEADER.into(), now.provisional.to_string()),
+        ("content-type".into(), CONTENT_TYPE.into()),
+    ];
+    NewOutbox {
+        topic: topic.to_string(),
+        key: now.item_id.clone(),
+        ce_id,
+        headers,
+        payload: serde_json::to_vec(&payload).expect("JSON values always serialize"),
+    }
 }

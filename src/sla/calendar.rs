@@ -8,6 +8,12 @@
 //! read. A question about a year that is not loaded is an error
 //! ([`CalendarError::YearNotLoaded`]), never a guess.
 //!
+//! A calendar built with provisional years ([`Calendar::with_provisional`], what the daemon
+//! runs on) also answers for a year without an official file, from the holiday law
+//! ([`super::provisional`]); every answer that needed such a year says so
+//! ([`Calendar::marked`]), so a due time computed on it is marked provisional, never a silent
+//! guess. The official files stay the truth for their years.
+//!
 //! This module owns the data and the day arithmetic ("the 5th working day after"). It does not
 //! decide deadlines (that is [`super::due`]), read the current time, or know about SLA clocks;
 //! the only I/O is reading the calendar files handed to [`Calendar::load`].
@@ -152,6 +158,8 @@ pub struct YearCalendar {
     source: String,
     issued: Option<Date>,
     days: BTreeMap<Date, SpecialDay>,
+    /// Derived from the holiday law ([`super::provisional`]), not read from an official file.
+    provisional: bool,
 }
 
 impl YearCalendar {
@@ -194,6 +202,7 @@ impl YearCalendar {
                 source,
                 issued,
                 days: p.days.into_iter().map(|(d, (day, _))| (d, day)).collect(),
+                provisional: false,
             }),
             _ => {
                 let mut errors = p.errors;
@@ -203,8 +212,25 @@ impl YearCalendar {
         }
     }
 
+    /// A provisional year: `days` derived from the holiday law by [`super::provisional`].
+    pub(crate) fn provisional(year: i16, days: BTreeMap<Date, SpecialDay>) -> YearCalendar {
+        YearCalendar {
+            year,
+            file: super::provisional::FILE.into(),
+            source: super::provisional::SOURCE.into(),
+            issued: None,
+            days,
+            provisional: true,
+        }
+    }
+
     pub fn year(&self) -> i16 {
         self.year
+    }
+
+    /// Derived from the holiday law rather than read from an official file.
+    pub fn is_provisional(&self) -> bool {
+        self.provisional
     }
 
     /// Where the data came from, as the file states it.
@@ -584,6 +610,8 @@ impl Default for OfficeHours {
 struct YearTable {
     file: String,
     source: String,
+    /// Derived from the holiday law (no official file for the year).
+    provisional: bool,
     /// Indexed by `day_of_year - 1`; exactly as long as the year.
     kinds: Vec<DayKind>,
     /// Holiday names and override notes, by `day_of_year - 1`.
@@ -607,6 +635,7 @@ impl YearTable {
         let mut table = YearTable {
             file: data.file,
             source: data.source,
+            provisional: data.provisional,
             kinds,
             labels: BTreeMap::new(),
             working_before: Vec::new(),
@@ -645,9 +674,31 @@ fn index(date: Date) -> usize {
 /// Cheap to clone (a few kilobytes per year); build once at start-up and share.
 #[derive(Debug, Clone)]
 pub struct Calendar {
+    /// Every year answered: the official files' and, if built with them, provisional ones.
     years: BTreeMap<i16, YearTable>,
     hours: OfficeHours,
     tz: TimeZone,
+    /// The same calendar without its provisional years, when it has any: what
+    /// [`Calendar::marked`] asks first, so an answer that needs a provisional year is known.
+    official: Option<std::sync::Arc<Calendar>>,
+}
+
+/// Where a year's day kinds come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// A reviewed file from the State Council's notice.
+    Official,
+    /// Derived from the holiday law ([`super::provisional`]): no notice loaded for the year.
+    Provisional,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Official => "official",
+            Basis::Provisional => "provisional",
+        }
+    }
 }
 
 impl Calendar {
@@ -660,6 +711,53 @@ impl Calendar {
         hours: OfficeHours,
         tz: TimeZone,
     ) -> Result<Calendar, CalendarError> {
+        let tables = Self::tables(years, &overrides)?;
+        Ok(Calendar {
+            years: tables,
+            hours,
+            tz,
+            official: None,
+        })
+    }
+
+    /// Like [`Calendar::new`], plus a provisional year ([`super::provisional`]) for every year
+    /// of [`super::provisional::YEARS`] without an official file. Overrides may also fall in
+    /// a provisional year (a closure planned before the notice is out).
+    pub fn with_provisional(
+        years: Vec<YearCalendar>,
+        overrides: Vec<Override>,
+        hours: OfficeHours,
+        tz: TimeZone,
+    ) -> Result<Calendar, CalendarError> {
+        let official_years: std::collections::BTreeSet<i16> =
+            years.iter().map(YearCalendar::year).collect();
+        let in_official: Vec<Override> = overrides
+            .iter()
+            .filter(|o| official_years.contains(&o.date.year()))
+            .cloned()
+            .collect();
+        let official = Calendar::new(years.clone(), in_official, hours.clone(), tz.clone())?;
+        let mut all = years;
+        for year in super::provisional::YEARS {
+            if !official_years.contains(&year)
+                && let Some(y) = super::provisional::year(year)?
+            {
+                all.push(y);
+            }
+        }
+        let tables = Self::tables(all, &overrides)?;
+        Ok(Calendar {
+            years: tables,
+            hours,
+            tz,
+            official: Some(std::sync::Arc::new(official)),
+        })
+    }
+
+    fn tables(
+        years: Vec<YearCalendar>,
+        overrides: &[Override],
+    ) -> Result<BTreeMap<i16, YearTable>, CalendarError> {
         let mut tables: BTreeMap<i16, YearTable> = BTreeMap::new();
         for data in years {
             let year = data.year;
@@ -704,26 +802,15 @@ impl Calendar {
                     o.date.year()
                 )));
             };
-            table.set(o.date, o.kind, o.note);
+            table.set(o.date, o.kind, o.note.clone());
         }
         for table in tables.values_mut() {
             table.recount();
         }
-        Ok(Calendar {
-            years: tables,
-            hours,
-            tz,
-        })
+        Ok(tables)
     }
 
-    /// Reads calendar files (one per year) and builds a calendar; `tz` is an IANA name such
-    /// as `Asia/Shanghai`. Problems in several files are reported together.
-    pub fn load(
-        files: &[PathBuf],
-        overrides: Vec<Override>,
-        hours: OfficeHours,
-        tz: &str,
-    ) -> Result<Calendar, CalendarError> {
+    fn read_all(files: &[PathBuf]) -> Result<Vec<YearCalendar>, CalendarError> {
         let mut years = Vec::with_capacity(files.len());
         let mut errors = Vec::new();
         for path in files {
@@ -736,7 +823,29 @@ impl Calendar {
         if !errors.is_empty() {
             return Err(CalendarError::InvalidFile(errors));
         }
-        Calendar::new(years, overrides, hours, time_zone(tz)?)
+        Ok(years)
+    }
+
+    /// Reads calendar files (one per year) and builds a calendar; `tz` is an IANA name such
+    /// as `Asia/Shanghai`. Problems in several files are reported together.
+    pub fn load(
+        files: &[PathBuf],
+        overrides: Vec<Override>,
+        hours: OfficeHours,
+        tz: &str,
+    ) -> Result<Calendar, CalendarError> {
+        Calendar::new(Self::read_all(files)?, overrides, hours, time_zone(tz)?)
+    }
+
+    /// [`Calendar::load`] plus provisional years ([`Calendar::with_provisional`]): what the
+    /// daemon runs on.
+    pub fn load_with_provisional(
+        files: &[PathBuf],
+        overrides: Vec<Override>,
+        hours: OfficeHours,
+        tz: &str,
+    ) -> Result<Calendar, CalendarError> {
+        Calendar::with_provisional(Self::read_all(files)?, overrides, hours, time_zone(tz)?)
     }
 
     /// The shipped 2026 calendar, default office hours, `Asia/Shanghai`; for the demo and
@@ -761,6 +870,17 @@ impl Calendar {
         Calendar::new(vec![year], overrides, hours, time_zone(tz)?)
     }
 
+    /// [`Calendar::builtin_with`] plus provisional years: what the daemon runs on when no
+    /// calendar file is configured.
+    pub fn builtin_with_provisional(
+        overrides: Vec<Override>,
+        hours: OfficeHours,
+        tz: &str,
+    ) -> Result<Calendar, CalendarError> {
+        let year = YearCalendar::parse(BUILTIN_2026, BUILTIN_2026_FILE)?;
+        Calendar::with_provisional(vec![year], overrides, hours, time_zone(tz)?)
+    }
+
     pub fn time_zone(&self) -> &TimeZone {
         &self.tz
     }
@@ -774,14 +894,95 @@ impl Calendar {
         self.hours.office_close()
     }
 
-    /// The loaded years, ascending.
+    /// The years loaded from official files, ascending (provisional years are not listed).
     pub fn years(&self) -> impl Iterator<Item = i16> + '_ {
+        self.years
+            .iter()
+            .filter(|(_, t)| !t.provisional)
+            .map(|(y, _)| *y)
+    }
+
+    /// The years answered provisionally (no official file), ascending.
+    pub fn provisional_years(&self) -> impl Iterator<Item = i16> + '_ {
+        self.years
+            .iter()
+            .filter(|(_, t)| t.provisional)
+            .map(|(y, _)| *y)
+    }
+
+    /// Every year answered (official and provisional), ascending.
+    pub fn all_years(&self) -> impl Iterator<Item = i16> + '_ {
         self.years.keys().copied()
+    }
+
+    /// A short digest of `year`'s day kinds (overrides included): equal digests, equal
+    /// answers. Tells whether the calendar of a year changed between two starts.
+    pub fn digest(&self, year: i16) -> Result<String, CalendarError> {
+        use sha2::{Digest, Sha256};
+        let t = self.table(year)?;
+        let bytes: Vec<u8> = t
+            .kinds
+            .iter()
+            .map(|k| match k {
+                DayKind::Workday => b'w',
+                DayKind::Weekend => b'e',
+                DayKind::Holiday => b'h',
+                DayKind::MakeupWorkday => b'm',
+            })
+            .collect();
+        Ok(hex::encode(&Sha256::digest(&bytes)[..16]))
+    }
+
+    /// The first provisional year from `from`'s year to `to`'s year, if any.
+    pub fn first_provisional_year(&self, from: Date, to: Date) -> Option<i16> {
+        (from.year()..=to.year()).find(|y| self.basis(*y) == Some(Basis::Provisional))
+    }
+
+    /// Whether `year` is answered, and on what basis; `None`: not at all.
+    pub fn basis(&self, year: i16) -> Option<Basis> {
+        self.years.get(&year).map(|t| {
+            if t.provisional {
+                Basis::Provisional
+            } else {
+                Basis::Official
+            }
+        })
+    }
+
+    /// The last day of the last official year, if any year is official.
+    pub fn official_until(&self) -> Option<Date> {
+        self.years().max().and_then(|y| Date::new(y, 12, 31).ok())
     }
 
     /// The source a loaded year's file states.
     pub fn source(&self, year: i16) -> Result<&str, CalendarError> {
         Ok(&self.table(year)?.source)
+    }
+
+    /// The file a year was read from (`(provisional)` for a provisional year).
+    pub fn file(&self, year: i16) -> Result<&str, CalendarError> {
+        Ok(&self.table(year)?.file)
+    }
+
+    /// Runs `f` on the official years alone; if that needs a year that only a provisional
+    /// table answers, runs it again on the whole calendar and returns that year with the
+    /// answer (the first such year the official run ran into). `None`: the answer rests on
+    /// official files (and overrides) only. On a calendar without provisional years this is
+    /// `f(self)`. The way every due time is computed, so none is a silent guess.
+    pub fn marked<T>(
+        &self,
+        f: impl Fn(&Calendar) -> Result<T, CalendarError>,
+    ) -> Result<(T, Option<i16>), CalendarError> {
+        let Some(official) = &self.official else {
+            return f(self).map(|v| (v, None));
+        };
+        match f(official) {
+            Ok(v) => Ok((v, None)),
+            Err(CalendarError::YearNotLoaded(y)) if self.basis(y) == Some(Basis::Provisional) => {
+                f(self).map(|v| (v, Some(y)))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn table(&self, year: i16) -> Result<&YearTable, CalendarError> {

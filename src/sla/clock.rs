@@ -7,6 +7,10 @@
 //! the first scheduled strictly after it: restarts, pauses and extensions need no other
 //! bookkeeping. Pausing shifts start and due by the paused time; stopping ends the schedule.
 //!
+//! A due instant computed on a provisional calendar year (no official file yet) marks the clock
+//! `provisional`; when the official file arrives, [`Clock::recompute`] replays the clock's due
+//! time on it (rule from the original start, time held by pauses, extensions).
+//!
 //! No I/O and no clock reads: `now` is always a parameter.
 
 use super::calendar::{Calendar, CalendarError};
@@ -87,6 +91,12 @@ pub struct Clock {
     pub extended_days: u32,
     /// Schedule instant of the last alert fired.
     pub last_alert_at: Option<Timestamp>,
+    /// The due instant rests on a provisional calendar year (derived from the holiday law, no
+    /// official file): shown as such everywhere, recomputed when the official file arrives.
+    pub provisional: bool,
+    /// Total time held by pauses so far (`started_at` and `due_at` are already shifted by
+    /// it): what [`Clock::recompute`] needs to replay the due instant.
+    pub held: SignedDuration,
 }
 
 /// What a status event did to a clock.
@@ -108,16 +118,19 @@ impl Clock {
         start: Timestamp,
         cal: &Calendar,
     ) -> Result<Clock, CalendarError> {
+        let (due_at, provisional) = cal.marked(|c| due(&policy.rule, start, c))?;
         Ok(Clock {
             item_id: item_id.into(),
             clock_id: policy.id.clone(),
             department: department.into(),
             state: State::Running,
             started_at: start,
-            due_at: due(&policy.rule, start, cal)?,
+            due_at,
             paused_at: None,
             extended_days: 0,
             last_alert_at: None,
+            provisional: provisional.is_some(),
+            held: SignedDuration::ZERO,
         })
     }
 
@@ -139,6 +152,8 @@ impl Clock {
             paused_at: None,
             extended_days: 0,
             last_alert_at: None,
+            provisional: false,
+            held: SignedDuration::ZERO,
         }
     }
 
@@ -158,6 +173,41 @@ impl Clock {
             self.started_at,
             cal,
         )
+    }
+
+    /// This clock's due instant computed again on `cal` (after a calendar file was installed):
+    /// the rule from the original start (`started_at` less the time held), plus the time held
+    /// by pauses, plus the extension days granted (several partial extensions are replayed as
+    /// one of their total). State, alerts fired and everything else are kept; `provisional`
+    /// says whether the new due instant still rests on a provisional year. A pending clock is
+    /// computed from its start ([`Clock::compute_pending`]). Errors as [`Clock::start`].
+    pub fn recompute(&self, policy: &ClockPolicy, cal: &Calendar) -> Result<Clock, CalendarError> {
+        if self.state == State::Pending {
+            return self.compute_pending(policy, cal);
+        }
+        let start = self
+            .started_at
+            .checked_sub(self.held)
+            .unwrap_or(self.started_at);
+        let extended = self.extended_days;
+        let held = self.held;
+        let (due_at, provisional) = cal.marked(|c| {
+            let base = due(&policy.rule, start, c)?;
+            let base = base.checked_add(held).unwrap_or(base);
+            if extended == 0 {
+                return Ok(base);
+            }
+            let target = c
+                .local_date(base)
+                .checked_add(i64::from(extended).days())
+                .map_err(|e| CalendarError::Arithmetic(e.to_string()))?;
+            c.close_of(c.next_working_day_on_or_after(target)?)
+        })?;
+        Ok(Clock {
+            due_at,
+            provisional: provisional.is_some(),
+            ..self.clone()
+        })
     }
 
     /// Applies a department status event at `at`. Events that do not apply in the current
@@ -201,6 +251,7 @@ impl Clock {
                 .saturating_add(held)
                 .unwrap_or(self.started_at);
             self.due_at = self.due_at.saturating_add(held).unwrap_or(self.due_at);
+            self.held = self.held.saturating_add(held);
             self.state = State::Running;
             return Ok(Change::Resumed);
         }
@@ -210,15 +261,33 @@ impl Clock {
             if days == 0 {
                 return Ok(Change::Unchanged);
             }
-            let local = cal.local_date(self.due_at);
-            let target = local
-                .checked_add(i64::from(days).days())
-                .map_err(|e| CalendarError::Arithmetic(e.to_string()))?;
-            self.due_at = cal.close_of(cal.next_working_day_on_or_after(target)?)?;
+            let from = self.due_at;
+            let (due_at, provisional) = cal.marked(|c| {
+                let target = c
+                    .local_date(from)
+                    .checked_add(i64::from(days).days())
+                    .map_err(|e| CalendarError::Arithmetic(e.to_string()))?;
+                c.close_of(c.next_working_day_on_or_after(target)?)
+            })?;
+            self.due_at = due_at;
+            self.provisional |= provisional.is_some();
             self.extended_days += days;
             return Ok(Change::Extended(days));
         }
         Ok(Change::Unchanged)
+    }
+
+    /// [`Clock::next_alert`], and whether its instant rests on a provisional calendar year
+    /// (the clock's due instant does, or a reminder or escalation counted working days in
+    /// one). Such an instant is looked at again when the official file arrives.
+    pub fn next_alert_marked(
+        &self,
+        policy: &ClockPolicy,
+        cal: &Calendar,
+    ) -> Result<(Option<(AlertKind, Timestamp)>, bool), CalendarError> {
+        let (next, year) = cal.marked(|c| self.next_alert(policy, c))?;
+        let provisional = next.is_some() && (self.provisional || year.is_some());
+        Ok((next, provisional))
     }
 
     /// The next alert after `last_alert_at`: (kind, scheduled instant). `None` when the clock
@@ -532,5 +601,73 @@ mod tests {
                 format!("reminder_{reminders}")
             ]
         );
+    }
+
+    fn provisional_cal() -> Calendar {
+        Calendar::builtin_with_provisional(
+            Vec::new(),
+            crate::sla::calendar::OfficeHours::default(),
+            crate::sla::calendar::DEFAULT_TIME_ZONE,
+        )
+        .unwrap()
+    }
+
+    /// Issue 14: a clock whose span touches a provisional year is provisional; one that rests
+    /// on the official file is not, on the same calendar.
+    #[test]
+    fn a_clock_is_provisional_exactly_when_its_due_needs_a_provisional_year() {
+        let (c, p) = (provisional_cal(), pol("statutory.accept"));
+        let late = Clock::start(&p, "i", "d", ts("2026-12-20T02:00:00Z"), &c).unwrap();
+        assert_eq!(late.due_at, ts("2027-01-04T09:30:00Z"));
+        assert!(late.provisional);
+        // Due Wed 12-16, in 2026: the official file alone answers it.
+        let early = Clock::start(&p, "i", "d", ts("2026-12-01T02:00:00Z"), &c).unwrap();
+        assert_eq!(early.due_at, ts("2026-12-16T09:30:00Z"));
+        assert!(!early.provisional);
+        // The same clocks on the official file alone: the same due or an error, never a guess.
+        assert_eq!(
+            Clock::start(&p, "i", "d", ts("2026-12-01T02:00:00Z"), &cal()).unwrap(),
+            early
+        );
+        assert_eq!(
+            Clock::start(&p, "i", "d", ts("2026-12-20T02:00:00Z"), &cal()),
+            Err(CalendarError::YearNotLoaded(2027))
+        );
+    }
+
+    /// An extension into a provisional year makes the clock provisional, and recomputing the
+    /// clock replays rule, pause and extension to the same instant on the same calendar.
+    #[test]
+    fn extension_into_a_provisional_year_and_recompute_replay() {
+        let (c, p) = (provisional_cal(), pol("statutory.handle"));
+        // Accepted Mon 2026-10-12: +60 = Fri 12-11 (official 2026), not provisional.
+        let mut clock = Clock::start(&p, "i", "d", ts("2026-10-12T02:00:00Z"), &c).unwrap();
+        assert_eq!(clock.due_at, ts("2026-12-11T09:30:00Z"));
+        assert!(!clock.provisional);
+        clock
+            .apply(&p, EventKind::Paused, ts("2026-10-20T02:00:00Z"), None, &c)
+            .unwrap();
+        clock
+            .apply(&p, EventKind::Resumed, ts("2026-10-21T02:00:00Z"), None, &c)
+            .unwrap();
+        assert_eq!(clock.due_at, ts("2026-12-12T09:30:00Z"));
+        assert_eq!(clock.held, SignedDuration::from_hours(24));
+        // Extended 30 days from Sat 12-12: Mon 2027-01-11, a provisional-year day.
+        clock
+            .apply(
+                &p,
+                EventKind::Extended,
+                ts("2026-11-01T02:00:00Z"),
+                Some(30),
+                &c,
+            )
+            .unwrap();
+        assert_eq!(clock.due_at, ts("2027-01-11T09:30:00Z"));
+        assert!(clock.provisional);
+        let again = clock.recompute(&p, &c).unwrap();
+        assert_eq!(again, clock, "replayed on the same calendar: nothing moves");
+        // Its reminders are marked too.
+        let (next, marked) = clock.next_alert_marked(&p, &c).unwrap();
+        assert!(next.is_some() && marked);
     }
 }

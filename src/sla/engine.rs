@@ -9,13 +9,21 @@
 //!
 //! On start it loads every open timer from the store; what fell due while the daemon was down
 //! fires at once and is marked late. The store, not this structure, is the source of truth.
+//!
+//! Before that, it reconciles the clocks with the calendars now loaded ([`reconcile`]): pending
+//! clocks get their due instant, and — when a year's calendar changed since the last start
+//! (an official file installed for a provisional year) — every open clock whose due instant
+//! or next alert rested on a provisional year is recomputed; each due instant that moves (or
+//! appears) is announced by a due-update record on the alerts topic, committed with the clock.
+//! Every minute it refreshes the provisional-clock gauge, and from 60 days before the last
+//! official calendar day it logs the calendar notice once a day.
 
 use crate::alerts;
 use crate::config::Config;
 use crate::metrics::{AlertLabels, Metrics};
 use crate::sla::calendar::CalendarError;
-use crate::sla::clock::worth_sending;
-use crate::store::{Fired, Store, Timer, blocking};
+use crate::sla::clock::{State, worth_sending};
+use crate::store::{Fired, Recomputed, Store, StoredClock, Timer, blocking};
 use jiff::Timestamp;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -94,13 +102,17 @@ impl Engine {
 
     pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
-        self.compute_pending().await?;
+        self.reconcile().await?;
         let mut timers = Self::load(&self.store).await?;
         tracing::info!(
             open = timers.len(),
             load_ms = started.elapsed().as_millis() as u64,
             "SLA timers loaded"
         );
+        // Ticks at once, then every minute.
+        let mut coverage = tokio::time::interval(std::time::Duration::from_secs(60));
+        coverage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut logged = None;
         loop {
             self.metrics.open_timers.set(timers.len() as i64);
             let sleep = match timers.first() {
@@ -132,6 +144,7 @@ impl Engine {
                     }
                 },
                 _ = tokio::time::sleep(sleep) => self.fire_due(&mut timers).await?,
+                _ = coverage.tick() => self.coverage(&mut logged).await,
                 _ = stop.cancelled() => break,
             }
         }
@@ -139,29 +152,72 @@ impl Engine {
         Ok(())
     }
 
-    /// Clocks that could not be computed when they started (see [`State::Pending`]) are
-    /// computed now, before the timers load, so what fell due meanwhile fires on catch-up.
-    ///
-    /// [`State::Pending`]: crate::sla::clock::State::Pending
-    async fn compute_pending(&self) -> anyhow::Result<()> {
-        let pending = blocking(&self.store, |s| s.pending_clocks()).await?;
-        if pending.is_empty() {
-            self.metrics.pending_clocks.set(0);
-            return Ok(());
-        }
-        let (computed, still) = compute_pending(&self.config, pending);
-        let n = computed.len();
-        if n > 0 {
-            blocking(&self.store, move |s| s.compute_clocks(&computed)).await?;
-        }
-        self.metrics.pending_clocks.set(still as i64);
-        if still > 0 {
-            let years: Vec<i16> = self.config.sla.calendar.years().collect();
-            tracing::warn!(computed = n, pending = still, calendars = ?years, "SLA clocks still pending: a calendar year they need is not loaded; add it to sla.calendar_files and restart");
+    /// Reconciles the stored clocks with the calendars now loaded, before the timers load (so
+    /// what fell due meanwhile fires on catch-up): see [`reconcile`]. Then remembers each
+    /// year's calendar, so the next start with the same files recomputes nothing.
+    async fn reconcile(&self) -> anyhow::Result<()> {
+        let cal = self.config.sla.calendar.clone();
+        let state = calendar_state(&cal);
+        let stored = blocking(&self.store, |s| s.calendar_state()).await?;
+        let changed = stored != state;
+        let candidates = blocking(&self.store, move |s| s.clocks_to_recompute(changed)).await?;
+        let out = reconcile(&self.config, candidates, changed, Timestamp::now());
+        let announced = if out.writes.is_empty() {
+            0
         } else {
-            tracing::info!(computed = n, "every pending SLA clock computed");
+            let writes = out.writes;
+            let r = blocking(&self.store, move |s| s.recompute_clocks(&writes)).await?;
+            if r.skipped > 0 {
+                tracing::info!(
+                    skipped = r.skipped,
+                    "clocks changed by a status event meanwhile were left as they are"
+                );
+            }
+            r.announced
+        };
+        self.metrics.due_updates.inc_by(announced as u64);
+        if announced > 0 {
+            self.relay_wake.notify_one();
         }
+        if changed {
+            blocking(&self.store, move |s| s.set_calendar_state(&state)).await?;
+        }
+        self.metrics.pending_clocks.set(out.still_pending as i64);
+        let official: Vec<i16> = cal.years().collect();
+        if out.still_pending > 0 {
+            tracing::warn!(computed = out.computed, pending = out.still_pending, official = ?official, "SLA clocks still pending: a calendar year they need has neither an official file nor a provisional calendar; add it to sla.calendar_files and restart");
+        }
+        tracing::info!(
+            calendar_changed = changed,
+            computed = out.computed,
+            recomputed = out.recomputed,
+            due_updates = announced,
+            official = ?official,
+            "SLA clocks reconciled with the calendars"
+        );
         Ok(())
+    }
+
+    /// Refreshes the provisional-clock gauge; from 60 days before the official calendars end,
+    /// and after, logs the notice once a day (`logged`: the last day it was logged). (The
+    /// calendar-end gauge, set at start, is what the shipped alert rule watches.)
+    async fn coverage(&self, logged: &mut Option<jiff::civil::Date>) {
+        let cal = self.config.sla.calendar.clone();
+        let now = Timestamp::now();
+        match blocking(&self.store, |s| s.open_provisional_clocks()).await {
+            Ok(n) => {
+                self.metrics.provisional_clocks.set(n as i64);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot count provisional clocks"),
+        }
+        let Some(notice) = super::calendar_notice(&cal, now) else {
+            return;
+        };
+        let today = cal.local_date(now);
+        if notice.is_due() && *logged != Some(today) {
+            *logged = Some(today);
+            tracing::warn!(official_until = %notice.official_until, days_left = notice.days_left, "{}", notice.message);
+        }
     }
 
     async fn fire_due(&self, timers: &mut Timers) -> anyhow::Result<()> {
@@ -209,17 +265,20 @@ fn decide(
     let cal = &cfg.sla.calendar;
     let mut c = clock.clone();
     let mut due = Vec::new();
+    let mut marks = Vec::new();
     loop {
-        match c.next_alert(policy, cal) {
-            Ok(Some((kind, at))) if at <= now => {
+        match c.next_alert_marked(policy, cal) {
+            Ok((Some((kind, at)), provisional)) if at <= now => {
                 due.push((kind, at));
+                marks.push(provisional);
                 c.last_alert_at = Some(at);
             }
-            Ok(Some((_, at))) => {
+            Ok((Some((_, at)), provisional)) => {
                 fired.next = Some(at);
+                fired.next_provisional = provisional;
                 break;
             }
-            Ok(None) => break,
+            Ok((None, _)) => break,
             Err(e) => {
                 metrics
                     .clock_errors
@@ -235,7 +294,7 @@ fn decide(
     }
     for (i, &(kind, at)) in due.iter().enumerate() {
         if worth_sending(kind, &c, &due[i + 1..], now) {
-            let alert = alerts::build(cfg, policy, &c, kind, at, now);
+            let alert = alerts::build_marked(cfg, policy, &c, kind, at, now, marks[i]);
             let late_s = (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
             metrics.alert_lateness.observe(late_s.max(0.0));
             metrics
@@ -276,36 +335,114 @@ fn retry_at(cal: &crate::sla::calendar::Calendar, e: &CalendarError, now: Timest
     }
 }
 
-/// Computes the clocks left pending (their calendar year was not loaded when they started)
-/// with the calendars loaded now. Returns the timers of those computed and how many stay
-/// pending.
-fn compute_pending(
+/// Each year's (basis, digest of its day kinds) in `cal`: what the store remembers to tell
+/// whether the calendars changed between two starts.
+pub fn calendar_state(cal: &crate::sla::calendar::Calendar) -> Vec<(i16, String, String)> {
+    cal.all_years()
+        .filter_map(|y| Some((y, cal.basis(y)?.as_str().to_string(), cal.digest(y).ok()?)))
+        .collect()
+}
+
+/// What [`reconcile`] decided.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    /// Clocks to write, each with its due-update record if its due instant moved or appeared.
+    pub writes: Vec<Recomputed>,
+    /// Pending clocks that got a due instant.
+    pub computed: usize,
+    /// Open clocks whose due instant or next alert was computed again.
+    pub recomputed: usize,
+    /// Pending clocks that still cannot be computed.
+    pub still_pending: usize,
+}
+
+/// Reconciles stored clocks with the calendars in `cfg` at `at`. A pending clock is computed
+/// from its start if it can be now (announced: `pending_computed`). When `calendar_changed`,
+/// an open clock whose due instant or next alert rested on a provisional year is computed
+/// again ([`Clock::recompute`]): written if anything moved, announced (`calendar_changed`)
+/// if its due instant did. A clock with the same due instant is not announced, even if it is
+/// no longer provisional. Pure: the caller reads and writes the store.
+///
+/// [`Clock::recompute`]: crate::sla::clock::Clock::recompute
+pub fn reconcile(
     cfg: &Config,
-    pending: Vec<(i64, crate::sla::clock::Clock)>,
-) -> (
-    Vec<(i64, crate::sla::clock::Clock, Option<Timestamp>)>,
-    usize,
-) {
+    candidates: Vec<StoredClock>,
+    calendar_changed: bool,
+    at: Timestamp,
+) -> Reconciled {
+    use crate::kafka::wire::{DueUpdateReason, due_update_record};
     let cal = &cfg.sla.calendar;
-    let mut computed = Vec::new();
-    let mut still = 0;
-    for (row, c) in pending {
-        let Some(policy) = cfg.sla.clock(&c.clock_id) else {
-            still += 1;
+    let mut out = Reconciled::default();
+    for stored in candidates {
+        let was = &stored.clock;
+        let pending = was.state == State::Pending;
+        if !pending && !calendar_changed {
+            continue;
+        }
+        let Some(policy) = cfg.sla.clock(&was.clock_id) else {
+            if pending {
+                out.still_pending += 1;
+            }
             continue;
         };
-        let started = c
-            .compute_pending(policy, cal)
-            .and_then(|n| Ok((n.next_alert(policy, cal)?.map(|(_, t)| t), n)));
-        match started {
-            Ok((next, clock)) => {
-                tracing::info!(item = %clock.item_id, clock = %clock.clock_id, due_at = %clock.due_at, "pending SLA clock computed");
-                computed.push((row, clock, next));
+        let computed = was
+            .recompute(policy, cal)
+            .and_then(|n| Ok((n.next_alert_marked(policy, cal)?, n)));
+        let ((next, next_provisional), clock) = match computed {
+            Ok(((next, p), clock)) => ((next.map(|(_, t)| t), p), clock),
+            Err(e) => {
+                if pending {
+                    out.still_pending += 1;
+                } else {
+                    tracing::error!(item = %was.item_id, clock = %was.clock_id, error = %e, "cannot recompute SLA clock; left as it was");
+                }
+                continue;
             }
-            Err(_) => still += 1,
+        };
+        let moved = pending || clock.due_at != was.due_at;
+        if !moved
+            && clock == *was
+            && next == stored.next
+            && next_provisional == stored.next_provisional
+        {
+            continue;
         }
+        let announce = moved.then(|| {
+            let reason = if pending {
+                DueUpdateReason::PendingComputed
+            } else {
+                DueUpdateReason::CalendarChanged
+            };
+            let year = clock
+                .provisional
+                .then(|| {
+                    cal.first_provisional_year(
+                        cal.local_date(clock.started_at),
+                        cal.local_date(clock.due_at),
+                    )
+                })
+                .flatten();
+            due_update_record(&cfg.sla.alerts_topic, was, &clock, year, reason, at)
+        });
+        if pending {
+            out.computed += 1;
+            tracing::info!(item = %clock.item_id, clock = %clock.clock_id, due_at = %clock.due_at, provisional = clock.provisional, "pending SLA clock computed");
+        } else {
+            out.recomputed += 1;
+            if moved {
+                tracing::info!(item = %clock.item_id, clock = %clock.clock_id, was = %was.due_at, due_at = %clock.due_at, provisional = clock.provisional, "SLA due instant moved by a calendar change");
+            }
+        }
+        out.writes.push(Recomputed {
+            row: stored.row,
+            was: was.clone(),
+            clock,
+            next,
+            next_provisional,
+            announce,
+        });
     }
-    (computed, still)
+    out
 }
 
 #[cfg(test)]
@@ -321,8 +458,9 @@ mod tests {
         .unwrap()
     }
 
-    /// The shipped 2026 calendar plus a made-up 2027 with one holiday (Jan 1). Test data only: petitiond ships
-    /// no calendar that the State Council has not published.
+    /// The shipped 2026 calendar plus a made-up 2027 with one holiday (Jan 1), without
+    /// provisional years. Test data only: petitiond ships no calendar that the State Council
+    /// has not published.
     fn with_2027(cfg: &mut Config) {
         use crate::sla::calendar::{Calendar, OfficeHours, YearCalendar};
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendars");
@@ -338,9 +476,35 @@ mod tests {
         );
     }
 
+    /// The official 2026 file only, no provisional years: how every year beyond the
+    /// provisional range is answered (not at all), so clocks that need one go pending.
+    fn official_only(cfg: &mut Config) {
+        cfg.sla.calendar = Arc::new(crate::sla::calendar::Calendar::builtin().unwrap());
+    }
+
+    fn stored(row: i64, clock: crate::sla::clock::Clock) -> StoredClock {
+        StoredClock {
+            row,
+            clock,
+            next: None,
+            next_provisional: false,
+        }
+    }
+
+    fn schema(name: &str) -> jsonschema::Validator {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schema")
+            .join(name);
+        let text = std::fs::read_to_string(path).unwrap();
+        jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+    }
+
+    /// Changed: pending is now only for years beyond the provisional range; the test keeps its
+    /// intent on a calendar without provisional years, and the computed clock is announced.
     #[test]
     fn a_pending_clock_waits_for_its_calendar_then_runs_from_its_start() {
         let mut cfg = config();
+        official_only(&mut cfg);
         let policy = cfg.sla.clock("statutory.handle").unwrap().clone();
         let start: Timestamp = "2026-12-02T02:00:00Z".parse().unwrap();
         assert!(matches!(
@@ -348,31 +512,47 @@ mod tests {
             Err(CalendarError::YearNotLoaded(2027))
         ));
         let pending = crate::sla::clock::Clock::pending(&policy, "i", "hrss", start);
-        let (computed, still) = compute_pending(&cfg, vec![(7, pending.clone())]);
-        assert!(computed.is_empty());
-        assert_eq!(still, 1);
+        let at: Timestamp = "2026-12-06T02:00:00Z".parse().unwrap();
+        let out = reconcile(&cfg, vec![stored(7, pending.clone())], false, at);
+        assert!(out.writes.is_empty());
+        assert_eq!(out.still_pending, 1);
 
         with_2027(&mut cfg);
-        let (computed, still) = compute_pending(&cfg, vec![(7, pending)]);
-        assert_eq!(still, 0);
-        let (row, clock, next) = &computed[0];
-        assert_eq!(*row, 7);
-        assert_eq!(clock.state, crate::sla::clock::State::Running);
+        let out = reconcile(&cfg, vec![stored(7, pending)], false, at);
+        assert_eq!(out.still_pending, 0);
+        assert_eq!(out.computed, 1);
+        let w = &out.writes[0];
+        assert_eq!(w.row, 7);
+        assert_eq!(w.clock.state, crate::sla::clock::State::Running);
         assert_eq!(
-            clock.started_at, start,
+            w.clock.started_at, start,
             "from the item's arrival, not from now"
         );
         // 60 days after Wed 12-02 is Sun 2027-01-31 → the next working day, Mon 02-01, 17:30.
         assert_eq!(
-            clock.due_at,
+            w.clock.due_at,
             "2027-02-01T09:30:00Z".parse::<Timestamp>().unwrap()
         );
-        assert!(next.is_some());
+        assert!(!w.clock.provisional);
+        assert!(w.next.is_some());
+        // One due-update record: pending → computed.
+        let record = w.announce.as_ref().expect("announced");
+        let value: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+        assert!(schema("due-update.v1.json").is_valid(&value), "{value}");
+        assert_eq!(value["reason"], "pending_computed");
+        assert_eq!(value["previous_state"], "pending");
+        assert_eq!(value["previous_due_at"], serde_json::Value::Null);
+        assert_eq!(value["due_at"], "2027-02-01T09:30:00Z");
+        assert_eq!(value["provisional"], false);
+        assert_eq!(record.topic, cfg.sla.alerts_topic);
+        assert_eq!(record.key, "i");
     }
 
+    /// Changed: on a calendar without provisional years, as before.
     #[test]
     fn a_clock_due_before_a_missing_year_still_warns_and_breaches() {
-        let cfg = config();
+        let mut cfg = config();
+        official_only(&mut cfg);
         let policy = cfg.sla.clock("statutory.accept").unwrap().clone();
         // Arrived Mon 12-14: due Tue 12-29; its reminders and escalation need 2027.
         let start: Timestamp = "2026-12-14T02:00:00Z".parse().unwrap();
@@ -388,6 +568,152 @@ mod tests {
             Some("2026-12-31T16:00:00Z".parse().unwrap()),
             "2027-01-01 00:00 in the office's zone"
         );
+    }
+
+    /// With provisional years (the daemon's calendar) the same clock's first reminder is
+    /// computed on provisional 2027 and marked so; its breach rests on 2026 only.
+    #[test]
+    fn a_reminder_in_a_provisional_year_is_computed_and_marked() {
+        let cfg = config();
+        let policy = cfg.sla.clock("statutory.accept").unwrap().clone();
+        let start: Timestamp = "2026-12-14T02:00:00Z".parse().unwrap();
+        let clock = crate::sla::clock::Clock::start(&policy, "i", "hrss", start, &cfg.sla.calendar)
+            .unwrap();
+        assert!(!clock.provisional, "due Tue 12-29 rests on 2026");
+        let now: Timestamp = "2026-12-30T02:00:00Z".parse().unwrap();
+        let fired = decide(&cfg, &Metrics::new(), &clock, now);
+        assert_eq!(fired.alerts.len(), 1);
+        assert!(!fired.alerts[0].provisional);
+        let payload: serde_json::Value =
+            serde_json::from_slice(&fired.alerts[0].record.payload).unwrap();
+        assert!(schema("alert.v1.json").is_valid(&payload), "{payload}");
+        assert_eq!(payload["provisional"], false);
+        // 3 working days after Tue 12-29: Wed 12-30, Thu 12-31, (Fri 01-01 元旦) Mon 01-04.
+        assert_eq!(
+            fired.next,
+            Some("2027-01-04T09:30:00Z".parse().unwrap()),
+            "17:30 on Mon 2027-01-04"
+        );
+        assert!(fired.next_provisional);
+        // When it fires, the reminder says it was computed provisionally.
+        let mut c = clock.clone();
+        c.last_alert_at = fired.last_alert_at;
+        let fired = decide(
+            &cfg,
+            &Metrics::new(),
+            &c,
+            "2027-01-04T09:30:00.200Z".parse().unwrap(),
+        );
+        assert_eq!(fired.alerts[0].kind, "reminder_1");
+        assert!(fired.alerts[0].provisional);
+        let r = &fired.alerts[0].record;
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "ce_slaprov" && v == "true")
+        );
+    }
+
+    /// An official file for a provisional year whose only difference is one extra day off.
+    fn official_2027_plus(cfg: &mut Config, extra: &str) {
+        use crate::sla::calendar::{Calendar, OfficeHours, YearCalendar};
+        let mut text = String::from("year = 2027\nsource = \"test\"\n");
+        for (d, s) in crate::sla::provisional::special_days(2027).unwrap() {
+            text.push_str(&format!("[[holiday]]\nname = \"{}\"\nfrom = {d}\n", s.name));
+        }
+        text.push_str(&format!("[[holiday]]\nname = \"test\"\nfrom = {extra}\n"));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendars");
+        let y2026 = YearCalendar::read(&dir.join("cn-2026.toml")).unwrap();
+        let y2027 = YearCalendar::parse(&text, "test-2027.toml").unwrap();
+        let tz = cfg.sla.calendar.time_zone().clone();
+        cfg.sla.calendar = Arc::new(
+            Calendar::with_provisional(vec![y2026, y2027], Vec::new(), OfficeHours::default(), tz)
+                .unwrap(),
+        );
+    }
+
+    /// Installing an official file for a provisional year recomputes every flagged clock and
+    /// announces exactly those whose due instant moved: a paused-and-resumed clock and an
+    /// unaffected one keep their due instants (replayed, not re-derived from a shifted start),
+    /// the affected one moves one working day.
+    #[test]
+    fn installing_an_official_file_announces_exactly_the_clocks_whose_due_moves() {
+        use crate::sla::clock::Clock;
+        use crate::sla::policy::EventKind;
+        let mut cfg = config();
+        let cal = cfg.sla.calendar.clone();
+        let accept = cfg.sla.clock("statutory.accept").unwrap().clone();
+        let rights = cfg.sla.clock("rights.feedback").unwrap().clone();
+        let ts = |s: &str| s.parse::<Timestamp>().unwrap();
+        // Mon 12-28 + 15 days = Tue 2027-01-12 (a working day in provisional 2027).
+        let moves = Clock::start(&accept, "a", "hrss", ts("2026-12-28T02:00:00Z"), &cal).unwrap();
+        assert_eq!(moves.due_at, ts("2027-01-12T09:30:00Z"));
+        assert!(moves.provisional);
+        // Mon 12-28 + 5 working days: 12-29, 12-30, 12-31, 01-04, 01-05.
+        let stays = Clock::start(&rights, "b", "hrss", ts("2026-12-28T02:00:00Z"), &cal).unwrap();
+        assert_eq!(stays.due_at, ts("2027-01-05T09:30:00Z"));
+        assert!(stays.provisional);
+        // Mon 12-21 + 15 = Tue 01-05; paused two days: due Thu 01-07 17:30 (a start shifted
+        // by the pause, Wed 12-23 + 15 = Thu 01-07, would give the same only by chance).
+        let mut paused =
+            Clock::start(&accept, "c", "hrss", ts("2026-12-21T02:00:00Z"), &cal).unwrap();
+        paused
+            .apply(
+                &accept,
+                EventKind::Paused,
+                ts("2026-12-22T02:00:00Z"),
+                None,
+                &cal,
+            )
+            .unwrap();
+        paused
+            .apply(
+                &accept,
+                EventKind::Resumed,
+                ts("2026-12-24T02:00:00Z"),
+                None,
+                &cal,
+            )
+            .unwrap();
+        assert_eq!(paused.due_at, ts("2027-01-07T09:30:00Z"));
+        assert_eq!(paused.held, jiff::SignedDuration::from_hours(48));
+        let candidates = vec![
+            stored(1, moves.clone()),
+            stored(2, stays.clone()),
+            stored(3, paused.clone()),
+        ];
+        let at = ts("2027-01-02T02:00:00Z");
+        // Same calendars: nothing to do.
+        let out = reconcile(&cfg, candidates.clone(), false, at);
+        assert!(out.writes.is_empty());
+
+        official_2027_plus(&mut cfg, "2027-01-12");
+        let out = reconcile(&cfg, candidates, true, at);
+        let announced: Vec<&str> = out
+            .writes
+            .iter()
+            .filter(|w| w.announce.is_some())
+            .map(|w| w.clock.item_id.as_str())
+            .collect();
+        assert_eq!(announced, ["a"], "only the clock whose due moved");
+        let a = &out.writes.iter().find(|w| w.row == 1).unwrap();
+        assert_eq!(a.clock.due_at, ts("2027-01-13T09:30:00Z"));
+        assert!(!a.clock.provisional);
+        let value: serde_json::Value =
+            serde_json::from_slice(&a.announce.as_ref().unwrap().payload).unwrap();
+        assert!(schema("due-update.v1.json").is_valid(&value), "{value}");
+        assert_eq!(value["reason"], "calendar_changed");
+        assert_eq!(value["previous_due_at"], "2027-01-12T09:30:00Z");
+        assert_eq!(value["previous_provisional"], true);
+        assert_eq!(value["due_at"], "2027-01-13T09:30:00Z");
+        assert_eq!(value["provisional_year"], serde_json::Value::Null);
+        // The others are written (no longer provisional) with their due instants unchanged.
+        for (row, was) in [(2, &stays), (3, &paused)] {
+            let w = out.writes.iter().find(|w| w.row == row).unwrap();
+            assert_eq!(w.clock.due_at, was.due_at, "row {row}");
+            assert!(!w.clock.provisional, "row {row}");
+            assert!(w.announce.is_none(), "row {row}");
+        }
     }
 
     #[test]

@@ -8,40 +8,109 @@ pub mod clock;
 pub mod due;
 pub mod engine;
 pub mod policy;
+pub mod provisional;
 
-use calendar::CalendarError;
+use calendar::{Basis, Calendar, CalendarError};
 use jiff::Timestamp;
+use jiff::civil::Date;
 
-/// Days before the last loaded calendar year ends from which operators are told to add the
+/// Days before the last official calendar year ends from which operators are told to add the
 /// next one (the State Council publishes it in November or December).
-const CALENDAR_NOTICE_DAYS: i64 = 60;
+pub const CALENDAR_NOTICE_DAYS: i64 = 60;
+
+/// How far the official calendars reach at an instant, and what operators must do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarNotice {
+    /// The last day of the last official year.
+    pub official_until: Date,
+    /// Days from today (office zone) to `official_until`; negative once it has passed.
+    pub days_left: i64,
+    /// The first year without an official file.
+    pub next_year: i16,
+    /// How that year is answered: provisionally, or (beyond the provisional range) not at all.
+    pub next_basis: Option<Basis>,
+    /// One sentence for logs, `/readyz`, the board and `petitiond check`.
+    pub message: String,
+}
+
+impl CalendarNotice {
+    /// Within [`CALENDAR_NOTICE_DAYS`] of the end, or past it: operators must act.
+    pub fn is_due(&self) -> bool {
+        self.days_left <= CALENDAR_NOTICE_DAYS
+    }
+}
+
+/// The calendar coverage at `now`; `None` when no year is official.
+pub fn calendar_notice(cal: &Calendar, now: Timestamp) -> Option<CalendarNotice> {
+    let official_until = cal.official_until()?;
+    let today = cal.local_date(now);
+    let days_left = i64::from(
+        today
+            .until((jiff::Unit::Day, official_until))
+            .ok()?
+            .get_days(),
+    );
+    let next_year = official_until.year() + 1;
+    let next_basis = cal.basis(next_year);
+    let meanwhile = match next_basis {
+        Some(Basis::Provisional) => format!(
+            "due times in {next_year} are provisional (derived from the holiday law: statutory days and 补假, no 调休) and are recomputed and re-announced when its file is installed"
+        ),
+        _ => format!(
+            "clocks that need {next_year} wait as `pending` (beyond the provisional range {}–{})",
+            provisional::YEARS.start(),
+            provisional::YEARS.end()
+        ),
+    };
+    let message = if days_left >= 0 {
+        format!(
+            "the official working-day calendars end on {official_until} ({days_left} days from today): add the {next_year} file from the State Council's notice to sla.calendar_files and restart; until then {meanwhile}"
+        )
+    } else {
+        format!(
+            "no official working-day calendar for {next_year} (the official calendars ended on {official_until}): {meanwhile}; add the {next_year} file from the State Council's notice to sla.calendar_files and restart"
+        )
+    };
+    Some(CalendarNotice {
+        official_until,
+        days_left,
+        next_year,
+        next_basis,
+        message,
+    })
+}
 
 /// What an operator must know about calendar coverage at `now`: clocks that, started now,
-/// cannot be computed (they would wait as pending), and a calendar that ends soon. Printed by
-/// `petitiond check` and logged at start.
+/// get a provisional due time or cannot be computed at all (they would wait as pending), and
+/// official calendars that end soon or have ended. Printed by `petitiond check` and logged at
+/// start.
 pub fn calendar_warnings(sla: &crate::config::SlaConfig, now: Timestamp) -> Vec<String> {
     let cal = &sla.calendar;
     let mut out = Vec::new();
     for p in &sla.clocks {
-        let started = clock::Clock::start(p, "probe", "", now, cal);
-        if let Err(CalendarError::YearNotLoaded(y)) = started {
-            out.push(format!(
-                "clock `{}` started now needs the {y} working-day calendar, which is not loaded: such clocks wait as `pending` (no alerts) until its file is added to sla.calendar_files and petitiond restarts",
-                p.id
-            ));
+        match clock::Clock::start(p, "probe", "", now, cal) {
+            Err(CalendarError::YearNotLoaded(y)) => out.push(format!(
+                "clock `{}` started now needs the {y} working-day calendar, which has no official file and is outside the provisional range {}–{}: such clocks wait as `pending` (no alerts) until its file is added to sla.calendar_files and petitiond restarts",
+                p.id,
+                provisional::YEARS.start(),
+                provisional::YEARS.end()
+            )),
+            Ok(c) if c.provisional => {
+                let y = cal
+                    .first_provisional_year(cal.local_date(c.started_at), cal.local_date(c.due_at))
+                    .map_or_else(|| "a year".to_string(), |y| y.to_string());
+                out.push(format!(
+                    "clock `{}` started now gets a provisional due time: {y} has no official working-day calendar (computed from the holiday law; recomputed and re-announced when the {y} file is added to sla.calendar_files)",
+                    p.id
+                ));
+            }
+            _ => {}
         }
     }
-    if let Some(last) = cal.years().max() {
-        let today = cal.local_date(now);
-        let end = jiff::civil::date(last, 12, 31);
-        if let Ok(left) = today.until((jiff::Unit::Day, end)).map(|s| s.get_days())
-            && (0..=CALENDAR_NOTICE_DAYS).contains(&i64::from(left))
-        {
-            out.push(format!(
-                "the working-day calendars end on {end} ({left} days from today): add the {} file from the State Council's notice to sla.calendar_files",
-                last + 1
-            ));
-        }
+    if let Some(n) = calendar_notice(cal, now)
+        && n.is_due()
+    {
+        out.push(n.message);
     }
     out
 }
@@ -74,6 +143,24 @@ mod tests {
         assert!(
             w.iter()
                 .any(|m| m.contains("end on 2026-12-31 (29 days") && m.contains("2027 file")),
+            "{w:?}"
+        );
+        // Issue 14: the handling clock gets a provisional due time, and says so.
+        assert!(
+            w.iter()
+                .any(|m| m.contains("`statutory.handle` started now gets a provisional due time")),
+            "{w:?}"
+        );
+        // After the end: running on a provisional 2027, still warned.
+        let w = calendar_warnings(&cfg.sla, "2027-01-05T02:00:00Z".parse().unwrap());
+        assert!(
+            w.iter()
+                .any(|m| m.contains("no official working-day calendar for 2027")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|m| m.contains("`letter.register` started now gets a provisional due time")),
             "{w:?}"
         );
     }

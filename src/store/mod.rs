@@ -102,6 +102,8 @@ pub struct FiredAlert {
     pub late: bool,
     pub record: NewOutbox,
     pub mail: Option<NewMail>,
+    /// Its instant rests on a provisional calendar year (no official file).
+    pub provisional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +119,45 @@ pub struct Fired {
     pub alerts: Vec<FiredAlert>,
     pub last_alert_at: Option<jiff::Timestamp>,
     pub next: Option<jiff::Timestamp>,
+    /// `next` rests on a provisional calendar year: looked at again when a calendar changes.
+    pub next_provisional: bool,
+}
+
+/// An open clock as stored, with its next alert: what is looked at again when the calendars
+/// change ([`Store::clocks_to_recompute`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClock {
+    pub row: i64,
+    pub clock: Clock,
+    pub next: Option<jiff::Timestamp>,
+    pub next_provisional: bool,
+}
+
+/// A clock computed again on the calendars in force, to write with
+/// [`Store::recompute_clocks`].
+#[derive(Debug, Clone)]
+pub struct Recomputed {
+    pub row: i64,
+    /// The clock as read: the row is written only if it still holds exactly this (a status
+    /// event applied meanwhile computed it on the same calendars and wins).
+    pub was: Clock,
+    pub clock: Clock,
+    pub next: Option<jiff::Timestamp>,
+    pub next_provisional: bool,
+    /// The due-update record that announces the change (the due instant moved, or a pending
+    /// clock got one), committed with the clock; `None`: nothing to announce.
+    pub announce: Option<NewOutbox>,
+}
+
+/// What [`Store::recompute_clocks`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecomputeResult {
+    /// Timers of the clocks written.
+    pub timers: Vec<Timer>,
+    /// Due-update records newly queued.
+    pub announced: usize,
+    /// Clocks left alone because a status event changed them meanwhile.
+    pub skipped: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -272,6 +313,8 @@ pub struct BoardClock {
     pub state: crate::sla::clock::State,
     pub started_at: jiff::Timestamp,
     pub due_at: jiff::Timestamp,
+    /// The due instant rests on a provisional calendar year.
+    pub provisional: bool,
 }
 
 /// One recorded alert on the board (the alerts table holds no personal data either).
@@ -284,6 +327,8 @@ pub struct BoardAlert {
     pub due_at: jiff::Timestamp,
     pub fired_at: jiff::Timestamp,
     pub late: bool,
+    /// Its instant rested on a provisional calendar year.
+    pub provisional: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -383,6 +428,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         clocks: &[(i64, Clock, Option<jiff::Timestamp>)],
     ) -> Result<(), StoreError>;
+    /// Open clocks to look at again at start: every pending clock, and with `provisional`
+    /// (the calendars changed) every open clock whose due instant or next alert rests on a
+    /// provisional calendar year.
+    fn clocks_to_recompute(&self, provisional: bool) -> Result<Vec<StoredClock>, StoreError>;
+    /// Writes recomputed clocks, each with its due-update record if any, in one transaction;
+    /// a row that no longer holds the clock it was computed from is left alone.
+    fn recompute_clocks(&self, clocks: &[Recomputed]) -> Result<RecomputeResult, StoreError>;
+    /// Open (not stopped) clocks whose due instant rests on a provisional calendar year (read
+    /// on the board's read-only connection: the count never holds up a writer).
+    fn open_provisional_clocks(&self) -> Result<u64, StoreError>;
+    /// Each year's (basis, digest of its day kinds) as clocks were last recomputed.
+    fn calendar_state(&self) -> Result<Vec<(i16, String, String)>, StoreError>;
+    /// Replaces the remembered calendar state.
+    fn set_calendar_state(&self, years: &[(i16, String, String)]) -> Result<(), StoreError>;
     /// For each clock row: `f` decides the alerts and the next instant; alerts (with their
     /// outbox and mail rows) and the clock update commit in one transaction.
     fn fire(

@@ -196,6 +196,28 @@ CREATE INDEX sla_clocks_board_alerted
     ON sla_clocks(clock_id, due_ms, department) WHERE state = 'running' AND alerted = 1;
 "#,
     ),
+    // v8: provisional calendars (issue 14). `provisional`: the due instant rests on a year
+    // without an official calendar file; `next_provisional`: so may the stored next alert
+    // instant (a reminder counted in such a year); `held_ns`: time held by pauses (exact, in ns), to replay
+    // the due instant on the official file. The partial index holds the open clocks to look
+    // at again when a calendar changes (few: those whose span crosses into such a year).
+    // `calendar_state` remembers each year's day kinds as clocks were last computed, so that
+    // a start with the same calendars recomputes nothing. Alerts keep their provisional mark.
+    M::up(
+        r#"
+ALTER TABLE sla_clocks ADD COLUMN provisional INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sla_clocks ADD COLUMN next_provisional INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sla_clocks ADD COLUMN held_ns INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX sla_clocks_provisional ON sla_clocks(state, provisional)
+    WHERE state <> 'stopped' AND (provisional = 1 OR next_provisional = 1);
+ALTER TABLE alerts ADD COLUMN provisional INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE calendar_state (
+    year INTEGER PRIMARY KEY,
+    basis TEXT NOT NULL,
+    digest TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -332,14 +354,22 @@ fn ts(s: Option<String>) -> rusqlite::Result<Option<Timestamp>> {
     .transpose()
 }
 
+/// Whether a next alert instant written without the engine's knowledge may rest on a
+/// provisional calendar year: the clock's due does, or the instant comes after the due (a
+/// reminder or escalation, counted in working days). Conservative: such a clock is looked at
+/// again when a calendar changes; the engine writes the exact answer when it fires.
+fn next_provisional(c: &Clock, next: Option<Timestamp>) -> bool {
+    next.is_some_and(|t| c.provisional || t > c.due_at)
+}
+
 fn insert_clock(
     tx: &rusqlite::Transaction<'_>,
     c: &Clock,
     next: Option<Timestamp>,
 ) -> Result<Option<Timer>, StoreError> {
     let inserted = tx.prepare_cached(
-        "INSERT OR IGNORE INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, next_alert_ms, due_ms, alerted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT OR IGNORE INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, next_alert_ms, due_ms, alerted, provisional, next_provisional, held_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
             c.item_id,
@@ -354,6 +384,9 @@ fn insert_clock(
             ms(next),
             c.due_at.as_millisecond(),
             c.last_alert_at.is_some(),
+            c.provisional,
+            next_provisional(c, next),
+            i64::try_from(c.held.as_nanos()).unwrap_or(i64::MAX),
         ])?;
     if inserted == 0 {
         // The item already has this clock (a status event started it before): keep that one.
@@ -372,9 +405,21 @@ fn update_clock(
     c: &Clock,
     next: Option<Timestamp>,
 ) -> Result<(), StoreError> {
+    update_clock_marked(tx, row, c, next, next_provisional(c, next))
+}
+
+/// [`update_clock`] with the next instant's provisional mark known exactly (the engine's).
+fn update_clock_marked(
+    tx: &rusqlite::Transaction<'_>,
+    row: i64,
+    c: &Clock,
+    next: Option<Timestamp>,
+    next_provisional: bool,
+) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE sla_clocks SET state = ?2, started_at = ?3, due_at = ?4, paused_at = ?5, extended_days = ?6,
-         last_alert_at = ?7, next_alert_ms = ?8, due_ms = ?9, alerted = ?10 WHERE rowid = ?1",
+         last_alert_at = ?7, next_alert_ms = ?8, due_ms = ?9, alerted = ?10, provisional = ?11,
+         next_provisional = ?12, held_ns = ?13 WHERE rowid = ?1",
     )?
     .execute(params![
             row,
@@ -387,6 +432,9 @@ fn update_clock(
             ms(next),
             c.due_at.as_millisecond(),
             c.last_alert_at.is_some(),
+            c.provisional,
+            next_provisional,
+            i64::try_from(c.held.as_nanos()).unwrap_or(i64::MAX),
         ])?;
     Ok(())
 }
@@ -401,8 +449,14 @@ fn record_fired(
     was: Option<Timestamp>,
     last_alert_at: Option<Timestamp>,
     next: Option<Timestamp>,
+    next_provisional: Option<bool>,
 ) -> Result<(), StoreError> {
     let last = last_alert_at.map(|t| t.to_string());
+    if let Some(p) = next_provisional {
+        // Only when the mark changes: the column is in the provisional clocks' index.
+        tx.prepare_cached("UPDATE sla_clocks SET next_provisional = ?2 WHERE rowid = ?1")?
+            .execute(params![row, p])?;
+    }
     if was.is_none() && last_alert_at.is_some() {
         tx.prepare_cached(
             "UPDATE sla_clocks SET last_alert_at = ?2, next_alert_ms = ?3, alerted = 1 WHERE rowid = ?1",
@@ -417,7 +471,7 @@ fn record_fired(
     Ok(())
 }
 
-const CLOCK_COLS: &str = "rowid, item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at";
+const CLOCK_COLS: &str = "rowid, item_id, clock_id, department, state, started_at, due_at, paused_at, extended_days, last_alert_at, provisional, held_ns, next_provisional";
 
 fn row_to_clock(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Clock)> {
     let state: String = r.get(4)?;
@@ -433,16 +487,18 @@ fn row_to_clock(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Clock)> {
             paused_at: ts(r.get(7)?)?,
             extended_days: r.get(8)?,
             last_alert_at: ts(r.get(9)?)?,
+            provisional: r.get(10)?,
+            held: jiff::SignedDuration::from_nanos(r.get(11)?),
         },
     ))
 }
 
 fn insert_alert(tx: &rusqlite::Transaction<'_>, a: &FiredAlert) -> Result<bool, StoreError> {
     let n = tx.prepare_cached(
-        "INSERT OR IGNORE INTO alerts (id, item_id, clock_id, kind, department, due_at, scheduled_at, fired_at, late)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT OR IGNORE INTO alerts (id, item_id, clock_id, kind, department, due_at, scheduled_at, fired_at, late, provisional)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
-    .execute(params![a.id, a.item_id, a.clock_id, a.kind, a.department, a.due_at.to_string(), a.scheduled_at.to_string(), a.fired_at.to_string(), a.late])?;
+    .execute(params![a.id, a.item_id, a.clock_id, a.kind, a.department, a.due_at.to_string(), a.scheduled_at.to_string(), a.fired_at.to_string(), a.late, a.provisional])?;
     if n == 0 {
         return Ok(false);
     }
@@ -534,7 +590,7 @@ mod board_sql {
             ""
         };
         format!(
-            "SELECT item_id, clock_id, department, state, started_at, due_at, due_ms FROM sla_clocks
+            "SELECT item_id, clock_id, department, state, started_at, due_at, due_ms, provisional FROM sla_clocks
              WHERE state <> 'stopped' AND clock_id = :clock{dept} AND state = 'running' AND due_ms {cmp} :now
              ORDER BY due_ms LIMIT :limit"
         )
@@ -555,7 +611,7 @@ mod board_sql {
             format!("WHERE {}", w.join(" AND "))
         };
         format!(
-            "SELECT rowid, kind, clock_id, item_id, department, due_at, fired_at, late FROM alerts {w}
+            "SELECT rowid, kind, clock_id, item_id, department, due_at, fired_at, late, provisional FROM alerts {w}
              ORDER BY rowid DESC LIMIT :limit"
         )
     }
@@ -644,6 +700,7 @@ fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData, StoreErro
                         state: State::parse(&state).unwrap_or(State::Running),
                         started_at: ts(Some(r.get(4)?))?.unwrap_or_default(),
                         due_at: ts(Some(r.get(5)?))?.unwrap_or_default(),
+                        provisional: r.get(7)?,
                     },
                 ))
             })?;
@@ -697,6 +754,7 @@ fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData, StoreErro
                     due_at: ts(Some(r.get(5)?))?.unwrap_or_default(),
                     fired_at: ts(Some(r.get(6)?))?.unwrap_or_default(),
                     late: r.get(7)?,
+                    provisional: r.get(8)?,
                 },
             ))
         })?;
@@ -1147,6 +1205,104 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn clocks_to_recompute(&self, provisional: bool) -> Result<Vec<StoredClock>, StoreError> {
+        let conn = self.conn();
+        let mut out: Vec<StoredClock> = Vec::new();
+        let mut conds = vec!["state = 'pending'"];
+        if provisional {
+            conds.push("state <> 'stopped' AND (provisional = 1 OR next_provisional = 1)");
+        }
+        for cond in conds {
+            let mut st = conn.prepare(&format!(
+                "SELECT {CLOCK_COLS}, next_alert_ms FROM sla_clocks WHERE {cond}"
+            ))?;
+            let rows = st.query_map([], |r| {
+                let (row, clock) = row_to_clock(r)?;
+                let next: Option<i64> = r.get(13)?;
+                Ok(StoredClock {
+                    row,
+                    clock,
+                    next: next.and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+                    next_provisional: r.get(12)?,
+                })
+            })?;
+            for c in rows {
+                let c = c?;
+                if !out.iter().any(|o| o.row == c.row) {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn recompute_clocks(&self, clocks: &[Recomputed]) -> Result<RecomputeResult, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut result = RecomputeResult::default();
+        {
+            let mut get = tx.prepare_cached(&format!(
+                "SELECT {CLOCK_COLS} FROM sla_clocks WHERE rowid = ?1"
+            ))?;
+            for c in clocks {
+                let stored = get.query_row([c.row], row_to_clock).optional()?;
+                if stored.map(|(_, s)| s).as_ref() != Some(&c.was) {
+                    result.skipped += 1;
+                    continue;
+                }
+                update_clock_marked(&tx, c.row, &c.clock, c.next, c.next_provisional)?;
+                result.timers.push(Timer {
+                    clock_row: c.row,
+                    at_ms: c.next.map_or(i64::MIN, |t| t.as_millisecond()),
+                });
+                if let Some(o) = &c.announce {
+                    let n = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![c.clock.item_id, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload])?;
+                    result.announced += n;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(result)
+    }
+
+    fn open_provisional_clocks(&self) -> Result<u64, StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sla_clocks
+             WHERE state <> 'stopped' AND (provisional = 1 OR next_provisional = 1) AND provisional = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn calendar_state(&self) -> Result<Vec<(i16, String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT year, basis, digest FROM calendar_state ORDER BY year")?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn set_calendar_state(&self, years: &[(i16, String, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM calendar_state", [])?;
+        for (year, basis, digest) in years {
+            tx.execute(
+                "INSERT INTO calendar_state (year, basis, digest) VALUES (?1, ?2, ?3)",
+                params![year, basis, digest],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn fire(
         &self,
         rows: &[i64],
@@ -1160,7 +1316,10 @@ impl Store for SqliteStore {
                 "SELECT {CLOCK_COLS} FROM sla_clocks WHERE rowid = ?1"
             ))?;
             for row in rows {
-                let Some((_, mut clock)) = get.query_row([row], row_to_clock).optional()? else {
+                let Some(((_, mut clock), was_next_provisional)) = get
+                    .query_row([row], |r| Ok((row_to_clock(r)?, r.get::<_, bool>(12)?)))
+                    .optional()?
+                else {
                     continue;
                 };
                 let fired = f(&clock);
@@ -1175,6 +1334,8 @@ impl Store for SqliteStore {
                     clock.last_alert_at,
                     fired.last_alert_at,
                     fired.next,
+                    (fired.next_provisional != was_next_provisional)
+                        .then_some(fired.next_provisional),
                 )?;
                 clock.last_alert_at = fired.last_alert_at;
                 if let Some(t) = fired.next {
@@ -1385,6 +1546,8 @@ mod tests {
                     paused_at: None,
                     extended_days: 0,
                     last_alert_at: None,
+                    provisional: false,
+                    held: jiff::SignedDuration::ZERO,
                 },
                 Some("2026-03-02T01:30:00Z".parse().unwrap()),
             )],
@@ -1408,6 +1571,8 @@ mod tests {
             paused_at: None,
             extended_days: 0,
             last_alert_at: None,
+            provisional: false,
+            held: jiff::SignedDuration::ZERO,
         };
         let id = it.envelope.id.to_string();
         it.clocks = vec![(pending(&id, "a"), None), (pending(&id, "b"), None)];
@@ -1680,11 +1845,13 @@ mod tests {
                 subject: "s".into(),
                 body: "b".into(),
             }),
+            provisional: false,
         };
         let mut fired = |_: &Clock| Fired {
             alerts: vec![alert("al-1")],
             last_alert_at: Some(Timestamp::UNIX_EPOCH),
             next: Some("2026-03-02T02:00:00Z".parse().unwrap()),
+            next_provisional: false,
         };
         // Firing the same alert twice (a crash between fire and the engine's bookkeeping)
         // records it once: one alert, one extra outbox row, one mail.
@@ -1768,6 +1935,7 @@ mod tests {
                     subject: "s".into(),
                     body: "b".into(),
                 }),
+                provisional: false,
             }],
             ..Fired::default()
         };
@@ -1781,6 +1949,156 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         Migrations::from_slice(MIGRATIONS).validate().unwrap();
+    }
+
+    fn sla_config() -> crate::config::Config {
+        crate::config::Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"desk\"\nname = \"desk\"\ntopic = \"t.desk\"\n[routing]\ndefault_lead = \"desk\"\n",
+            "t.toml",
+            Path::new("."),
+        )
+        .unwrap()
+    }
+
+    fn due_updates(s: &SqliteStore) -> Vec<(String, serde_json::Value)> {
+        s.pending_outbox(100)
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                r.headers
+                    .iter()
+                    .any(|(k, v)| k == "ce_type" && v == crate::kafka::wire::TYPE_DUE_UPDATED)
+            })
+            .map(|r| (r.ce_id, serde_json::from_slice(&r.payload).unwrap()))
+            .collect()
+    }
+
+    /// Issue 14: a pending clock that gets its due instant sends exactly one due-update
+    /// record, committed with the clock; a second reconciliation, or the same write replayed
+    /// (a crash after the commit), sends nothing more.
+    #[test]
+    fn pending_to_computed_sends_one_due_update() {
+        let (_d, s) = store();
+        let cfg = sla_config();
+        let policy = cfg.sla.clock("statutory.handle").unwrap().clone();
+        let mut it = item("p");
+        let id = it.envelope.id.to_string();
+        let start: Timestamp = "2026-12-02T01:00:00Z".parse().unwrap();
+        it.clocks = vec![(Clock::pending(&policy, &id, "desk", start), None)];
+        s.record_item(&it).unwrap();
+        let at: Timestamp = "2026-12-06T01:00:00Z".parse().unwrap();
+
+        let candidates = s.clocks_to_recompute(true).unwrap();
+        assert_eq!(candidates.len(), 1);
+        let out = crate::sla::engine::reconcile(&cfg, candidates, false, at);
+        assert_eq!(out.computed, 1);
+        let r = s.recompute_clocks(&out.writes).unwrap();
+        assert_eq!(r.announced, 1);
+        assert_eq!(r.timers.len(), 1);
+        let updates = due_updates(&s);
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        let v = &updates[0].1;
+        assert_eq!(v["reason"], "pending_computed");
+        assert_eq!(v["item_id"], id);
+        // 60 days after Wed 12-02 is Sun 2027-01-31 → Mon 02-01 by provisional 2027.
+        assert_eq!(v["due_at"], "2027-02-01T09:30:00Z");
+        assert_eq!(v["provisional"], true);
+        assert_eq!(v["provisional_year"], 2027);
+
+        // The clock is running, provisional, with a timer: flagged for the next calendar change.
+        let again = s.clocks_to_recompute(true).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].clock.state, State::Running);
+        assert!(again[0].clock.provisional);
+        assert!(again[0].next.is_some());
+        assert_eq!(s.open_provisional_clocks().unwrap(), 1);
+        // Same calendars: nothing to do, nothing sent.
+        let out2 = crate::sla::engine::reconcile(&cfg, again, false, at);
+        assert!(out2.writes.is_empty());
+        // The first write replayed: the row no longer holds the pending clock.
+        let r = s.recompute_clocks(&out.writes).unwrap();
+        assert_eq!((r.announced, r.skipped), (0, 1));
+        assert_eq!(due_updates(&s).len(), 1);
+    }
+
+    /// Regression: the time a clock was held by a pause was stored in milliseconds, so a
+    /// hold with a fraction of a millisecond replayed to a due instant a fraction of a
+    /// millisecond off, and a calendar change that did not move it still announced it.
+    #[test]
+    fn a_hold_with_a_fraction_of_a_millisecond_is_replayed_exactly() {
+        use crate::sla::policy::EventKind;
+        let (_d, s) = store();
+        let cfg = sla_config();
+        let cal = cfg.sla.calendar.clone();
+        let policy = cfg.sla.clock("statutory.accept").unwrap().clone();
+        let mut it = item("h");
+        let id = it.envelope.id.to_string();
+        let t = |x: &str| x.parse::<Timestamp>().unwrap();
+        let mut c = Clock::start(&policy, &id, "desk", t("2026-12-21T02:00:00Z"), &cal).unwrap();
+        c.apply(
+            &policy,
+            EventKind::Paused,
+            t("2026-12-22T02:00:00.000000001Z"),
+            None,
+            &cal,
+        )
+        .unwrap();
+        c.apply(
+            &policy,
+            EventKind::Resumed,
+            t("2026-12-24T02:00:00.987654321Z"),
+            None,
+            &cal,
+        )
+        .unwrap();
+        assert!(c.provisional);
+        let next = c.next_alert(&policy, &cal).unwrap().map(|(_, t)| t);
+        it.clocks = vec![(c.clone(), next)];
+        s.record_item(&it).unwrap();
+        let candidates = s.clocks_to_recompute(true).unwrap();
+        assert_eq!(candidates.len(), 1);
+        assert_eq!(candidates[0].clock, c, "stored exactly");
+        // A calendar change elsewhere (same days for this clock): recomputed, not announced.
+        let out = crate::sla::engine::reconcile(&cfg, candidates, true, t("2026-12-25T02:00:00Z"));
+        assert!(
+            out.writes.iter().all(|w| w.announce.is_none()),
+            "{:?}",
+            out.writes
+        );
+    }
+
+    #[test]
+    fn recompute_candidates_come_from_the_provisional_index() {
+        let (_d, s) = store();
+        let conn = s.conn();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT rowid FROM sla_clocks WHERE state <> 'stopped' AND (provisional = 1 OR next_provisional = 1)",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("sla_clocks_provisional")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn calendar_state_is_replaced_whole() {
+        let (_d, s) = store();
+        assert!(s.calendar_state().unwrap().is_empty());
+        let a = vec![
+            (2026, "official".to_string(), "d1".to_string()),
+            (2027, "provisional".to_string(), "d2".to_string()),
+        ];
+        s.set_calendar_state(&a).unwrap();
+        assert_eq!(s.calendar_state().unwrap(), a);
+        let b = vec![(2027, "official".to_string(), "d3".to_string())];
+        s.set_calendar_state(&b).unwrap();
+        assert_eq!(s.calendar_state().unwrap(), b);
     }
 
     /// Board fixtures straight into the tables (no item rows needed for the board's reads).

@@ -106,15 +106,107 @@ fn sla_due_answers_with_one_rfc3339_line() {
     }
 }
 
+/// Changed (issue 14): 2027 now has a provisional calendar, so the unloaded year of this
+/// test is 2101, beyond the provisional range.
 #[test]
 fn sla_due_fails_clearly_on_an_unknown_clock_or_an_unloaded_year() {
     let out = sla_due("no.such.clock", "2026-03-02T01:00:00Z");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown clock `no.such.clock`"));
-    let out = sla_due("statutory.accept", "2026-12-20T10:00:00+08:00");
+    let out = sla_due("statutory.accept", "2100-12-20T10:00:00+08:00");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2027"), "the missing year is named: {err}");
+    assert!(err.contains("2101"), "the missing year is named: {err}");
+}
+
+/// Issue 14's acceptance: a 15-day clock started on 2026-12-20 is due on the first working
+/// day of 2027 by the provisional calendar, and says so, in words and in JSON.
+#[test]
+fn sla_due_into_a_year_without_an_official_calendar_is_provisional() {
+    let out = sla_due("statutory.accept", "2026-12-20T10:00:00+08:00");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2027-01-04T17:30:00+08:00 (provisional: 2027 has no official calendar)\n"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "sla",
+            "due",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/petitiond.toml"),
+            "--clock",
+            "statutory.accept",
+            "--start",
+            "2026-12-20T10:00:00+08:00",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["due_at"], "2027-01-04T17:30:00+08:00");
+    assert_eq!(v["provisional"], true);
+    assert_eq!(v["provisional_year"], 2027);
+    // A due time on the official 2026 file is not marked, in either form.
+    let out = sla_due("statutory.accept", "2026-09-16T10:00:00+08:00");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2026-10-08T17:30:00+08:00\n"
+    );
+}
+
+fn calendar_show(year: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args([
+            "calendar",
+            "show",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/petitiond.toml"),
+            year,
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn calendar_show_prints_every_day_and_whether_the_year_is_official() {
+    let out = calendar_show("2026");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("2026: official ("), "{text}");
+    assert!(
+        text.contains("国务院办公厅关于2026年部分节假日安排的通知"),
+        "{text}"
+    );
+    assert!(text.contains("working days: 248"), "{text}");
+    assert!(
+        text.contains("2026-02-14\tSat\tmakeup_workday\t春节"),
+        "{text}"
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("2026-")).count(), 365);
+
+    let out = calendar_show("2027");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("2027: provisional"), "{text}");
+    assert!(text.contains("2027-02-06\tSat\tholiday\t春节"), "{text}");
+    assert!(
+        text.contains("2027-02-09\tTue\tholiday\t春节（补假）"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("makeup_workday"),
+        "no 调休 in a provisional year"
+    );
+
+    let out = calendar_show("2101");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2101 has no working-day calendar"));
 }
 
 fn explain(config: &std::path::Path, channel: &str, record: &str) -> std::process::Output {

@@ -476,3 +476,229 @@ fn alerts_are_mailed_to_the_department_and_supervisors() {
         "{metrics}"
     );
 }
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(name);
+    let text = std::fs::read_to_string(path).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+/// Delivers a letter whose Maildir name says it arrived at `at` (its clocks start then).
+fn deliver_at(app: &mut TestApp, n: usize, at: &str) -> String {
+    let secs = at.parse::<jiff::Timestamp>().unwrap().as_second();
+    let raw = letter(n);
+    let dir = app.config.parent().unwrap().join("mail");
+    let name = format!("{secs}.M{n}P9.test");
+    std::fs::write(dir.join("tmp").join(&name), &raw).unwrap();
+    std::fs::rename(dir.join("tmp").join(&name), dir.join("new").join(&name)).unwrap();
+    petitiond::envelope::ItemId::derive(
+        petitiond::envelope::Channel::Letter,
+        &petitiond::channels::mailbox::parse::upstream_id(&raw),
+    )
+    .to_string()
+}
+
+/// A calendar file for `year`: the provisional derivation's days off plus `extra` ones, as
+/// an official file would look if the State Council's notice differed only there.
+fn official_file(dir: &std::path::Path, year: i16, extra: &[&str]) -> std::path::PathBuf {
+    let mut text = format!("year = {year}\nsource = \"test notice\"\n");
+    for (d, s) in petitiond::sla::provisional::special_days(year).unwrap() {
+        text.push_str(&format!("[[holiday]]\nname = \"{}\"\nfrom = {d}\n", s.name));
+    }
+    for d in extra {
+        text.push_str(&format!("[[holiday]]\nname = \"test\"\nfrom = {d}\n"));
+    }
+    let path = dir.join(format!("cn-{year}-test.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn set_calendar_files(app: &TestApp, files: &[&std::path::Path]) {
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| format!("{:?}", f.display().to_string()))
+        .collect();
+    let cfg = std::fs::read_to_string(&app.config).unwrap();
+    let start = cfg.find("calendar_files = [").unwrap();
+    let end = start + cfg[start..].find('\n').unwrap();
+    let cfg = format!(
+        "{}calendar_files = [{}]{}",
+        &cfg[..start],
+        list.join(", "),
+        &cfg[end..]
+    );
+    std::fs::write(&app.config, cfg).unwrap();
+}
+
+/// Reads the alerts topic until `n` due-update records are among its records (other alerts
+/// may come first, depending on today's date), then for `settle` more.
+fn with_due_updates(brokers: &str, topic: &str, n: usize, settle: Duration) -> Vec<Record> {
+    let mut expected = n;
+    loop {
+        let records = consume(brokers, topic, expected, Duration::from_secs(60), settle);
+        if due_updates(&records).len() >= n {
+            return records;
+        }
+        expected = records.len() + 1;
+    }
+}
+
+fn due_updates(records: &[Record]) -> Vec<(&Record, serde_json::Value)> {
+    records
+        .iter()
+        .filter(|r| {
+            r.headers.get("ce_type").map(String::as_str)
+                == Some("cn.gov.petition.sla.due_updated.v1")
+        })
+        .map(|r| (r, serde_json::from_slice(&r.payload).unwrap()))
+        .collect()
+}
+
+/// Issue 14, end to end on a real broker. Clocks whose span crosses into 2027 (no official
+/// file) run on the provisional calendar and are marked so on the envelope, its headers and
+/// the board; a clock that needs 2101 (beyond the provisional range) waits as pending.
+/// Installing official files for 2027 and 2101 and restarting re-announces exactly the
+/// clock whose due instant moved and the one that was pending, once each (its sibling due
+/// within 2100 and the unmoved 2027 one send nothing): a further restart sends nothing more.
+#[test]
+fn installing_official_calendars_re_announces_exactly_the_moved_due_times() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let official_2026 =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendars/cn-2026.toml");
+    let clocks = format!(
+        "calendar_files = [{:?}]\n\
+         [[sla.clocks]]\nid = \"t.accept\"\nrule = {{ kind = \"calendar_days\", days = 15 }}\nchannels = [\"letter\"]\nstop_on = [\"registered\"]\nremind_every_working_days = 0\ncitation = \"test\"\n\
+         [[sla.clocks]]\nid = \"t.rights\"\nrule = {{ kind = \"working_days\", days = 5 }}\nchannels = [\"letter\"]\nstop_on = [\"registered\"]\nremind_every_working_days = 0\ncitation = \"test\"\n",
+        official_2026.display().to_string()
+    );
+    let sla = with_sla(&app, &clocks);
+    app.start();
+    // Mon 2026-12-28: t.accept due Tue 2027-01-12, t.rights due Tue 2027-01-05 (provisional).
+    let crossing = deliver_at(&mut app, 1, "2026-12-28T10:00:00+08:00");
+    // Tue 2026-12-01: both due in December, on the official file.
+    let official = deliver_at(&mut app, 2, "2026-12-01T10:00:00+08:00");
+    // 2100-12-20: t.accept needs 2101, beyond the provisional range: pending.
+    let pending = deliver_at(&mut app, 3, "2100-12-20T10:00:00+08:00");
+    let routed = consume(
+        &brokers,
+        &app.topic,
+        3,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    let envelope = |item: &str| {
+        let r = routed.iter().find(|r| r.key == item).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        (r, v)
+    };
+    let (r, v) = envelope(&crossing);
+    assert_eq!(r.headers["ce_slaprov"], "true", "{:?}", r.headers);
+    assert_eq!(r.headers["ce_sladue"], "2027-01-05T09:30:00Z");
+    for c in v["sla"].as_array().unwrap() {
+        assert_eq!(c["provisional"], true, "{c}");
+    }
+    let (r, v) = envelope(&official);
+    assert_eq!(r.headers["ce_slaprov"], "false");
+    for c in v["sla"].as_array().unwrap() {
+        assert_eq!(c["provisional"], false, "{c}");
+    }
+    let (_, v) = envelope(&pending);
+    assert!(
+        v["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "sla_pending:t.accept"),
+        "{v}"
+    );
+    // The board marks the provisional due times.
+    let (_, board) = app.http_get("/board.json?clock=t.accept&limit=500");
+    let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+    let on_board = |board: &serde_json::Value, item: &str| -> serde_json::Value {
+        ["upcoming", "overdue"]
+            .iter()
+            .flat_map(|l| board[l].as_array().unwrap().iter())
+            .find(|c| c["item_id"] == item)
+            .cloned()
+            .unwrap_or_else(|| panic!("{item} not on the board: {board}"))
+    };
+    let c = on_board(&board, &crossing);
+    assert_eq!(c["due_at"], "2027-01-12T17:30:00+08:00");
+    assert_eq!(c["provisional"], true);
+    assert_eq!(on_board(&board, &official)["provisional"], false);
+    // Readiness: the plain body is unchanged; `?verbose` adds the calendar's coverage.
+    assert_eq!(app.http_get("/readyz"), (200, "ready\n".to_string()));
+    let (code, body) = app.http_get("/readyz?verbose");
+    assert_eq!(code, 200);
+    assert!(body.starts_with("ready\ncalendar: "), "{body}");
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+
+    // The State Council's (test) notices: 2027 as derived plus Tue 01-12 off; 2101 as derived.
+    let dir = app.config.parent().unwrap().to_path_buf();
+    let f2027 = official_file(&dir, 2027, &["2027-01-12"]);
+    let f2101 = official_file(&dir, 2101, &[]);
+    set_calendar_files(&app, &[&official_2026, &f2027, &f2101]);
+    app.start();
+    let records = with_due_updates(&brokers, &sla.alerts, 2, Duration::from_secs(3));
+    let updates = due_updates(&records);
+    let mut got: Vec<(String, String, String)> = updates
+        .iter()
+        .map(|(_, v)| {
+            (
+                v["item_id"].as_str().unwrap().to_string(),
+                v["clock"].as_str().unwrap().to_string(),
+                v["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (
+            crossing.clone(),
+            "t.accept".to_string(),
+            "calendar_changed".to_string(),
+        ),
+        (
+            pending.clone(),
+            "t.accept".to_string(),
+            "pending_computed".to_string(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(got, want, "exactly the moved and the pending clocks");
+    let validator = schema("due-update.v1.json");
+    for (r, v) in &updates {
+        assert!(validator.is_valid(v), "not schema/due-update.v1.json: {v}");
+        assert_eq!(r.headers["ce_id"], v["update_id"].as_str().unwrap());
+        assert_eq!(r.headers["ce_sladue"], v["due_at"].as_str().unwrap());
+        assert_eq!(r.key, v["item_id"].as_str().unwrap());
+    }
+    let moved = &updates
+        .iter()
+        .find(|(_, v)| v["item_id"] == crossing.as_str())
+        .unwrap()
+        .1;
+    assert_eq!(moved["previous_due_at"], "2027-01-12T09:30:00Z");
+    assert_eq!(moved["due_at"], "2027-01-13T09:30:00Z");
+    assert_eq!(moved["provisional"], false);
+    // The board shows the new time, no longer provisional.
+    let (_, board) = app.http_get("/board.json?clock=t.accept&limit=500");
+    let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+    let c = on_board(&board, &crossing);
+    assert_eq!(c["due_at"], "2027-01-13T17:30:00+08:00");
+    assert_eq!(c["provisional"], false);
+    let (_, metrics) = app.http_get("/metrics");
+    assert!(
+        metrics.contains("petitiond_sla_due_updates_total 2"),
+        "{metrics}"
+    );
+
+    // Same calendars again: nothing recomputed, nothing announced.
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+    app.start();
+    let records = with_due_updates(&brokers, &sla.alerts, 2, Duration::from_secs(5));
+    assert_eq!(due_updates(&records).len(), 2, "no record twice");
+}

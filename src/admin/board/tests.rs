@@ -20,6 +20,7 @@ fn cfg() -> BoardConfig {
             ("intake-desk".into(), "信访接待科".into()),
         ],
         refresh_secs: 15,
+        calendar: None,
     }
 }
 
@@ -37,6 +38,7 @@ fn clock(item: &str, clock: &str, dept: &str, started: &str, due: &str) -> Board
         state: ClockState::Running,
         started_at: ts(started),
         due_at: ts(due),
+        provisional: false,
     }
 }
 
@@ -138,6 +140,7 @@ fn overdue_and_due_in_are_computed_from_now_in_the_office_zone() {
             due_at: ts("2026-03-02T01:00:00Z"),
             fired_at: ts("2026-03-02T01:00:00.250Z"),
             late: false,
+            provisional: false,
         }],
     };
     let f = parse_filter(&params(&[])).unwrap();
@@ -210,6 +213,7 @@ fn hostile_values_are_escaped_everywhere() {
             due_at: ts("2026-03-02T03:00:00Z"),
             fired_at: ts("2026-03-02T01:30:00Z"),
             late: true,
+            provisional: false,
         }],
     };
     let f = parse_filter(&params(&[("department", evil), ("clock", evil)])).unwrap();
@@ -289,6 +293,8 @@ fn no_personal_field_reaches_the_board() {
         paused_at: None,
         extended_days: 0,
         last_alert_at: None,
+        provisional: false,
+        held: jiff::SignedDuration::ZERO,
     };
     store
         .record_item(&NewItem {
@@ -328,9 +334,11 @@ fn no_personal_field_reaches_the_board() {
                 payload: b"{}".to_vec(),
             },
             mail: None,
+            provisional: false,
         }],
         last_alert_at: Some(ts("2026-03-02T01:30:00Z")),
         next: None,
+        next_provisional: false,
     };
     store.fire(&[2], &mut |_| fired.clone()).unwrap();
     let now = ts("2026-03-02T02:00:00Z");
@@ -360,4 +368,96 @@ fn no_personal_field_reaches_the_board() {
         assert!(!html.contains(value), "{value} on the page");
         assert!(!json.contains(value), "{value} in the JSON");
     }
+}
+
+/// Issue 14: a due time computed on a provisional calendar carries a visible marker on the
+/// page and `provisional: true` in the JSON; an official one carries neither.
+#[test]
+fn provisional_due_times_are_marked() {
+    let now = ts("2026-12-21T02:00:00Z");
+    let mut prov = clock(
+        "p",
+        "statutory.accept",
+        "hrss",
+        "2026-12-20T02:00:00Z",
+        "2027-01-04T09:30:00Z",
+    );
+    prov.provisional = true;
+    let official = clock(
+        "o",
+        "statutory.accept",
+        "hrss",
+        "2026-12-01T02:00:00Z",
+        "2026-12-16T09:30:00Z",
+    );
+    let data = BoardData {
+        upcoming: vec![prov],
+        overdue: vec![official],
+        ..BoardData::default()
+    };
+    let f = parse_filter(&params(&[])).unwrap();
+    let v = view(&data, &f, now, &shanghai());
+    assert!(v.upcoming[0].provisional);
+    assert!(!v.overdue[0].provisional);
+    let html = render_html(&v, &cfg());
+    assert!(html.contains("data-item=\"p\""), "{html}");
+    let row = |id: &str| {
+        let at = html.find(&format!("data-item=\"{id}\"")).unwrap();
+        html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(row("p").contains("data-provisional=\"true\""));
+    assert!(row("p").contains(">provisional</span>"));
+    assert!(row("o").contains("data-provisional=\"false\""));
+    assert!(!row("o").contains(">provisional</span>"));
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["upcoming"][0]["provisional"], true);
+    assert_eq!(json["overdue"][0]["provisional"], false);
+}
+
+/// From 60 days before the official calendars end (and after), the board and
+/// `/readyz?verbose` say which year's file to add; before that, nothing (and `ok` there).
+#[test]
+fn the_calendar_notice_shows_from_sixty_days_before_the_end() {
+    let cal = std::sync::Arc::new(
+        crate::sla::calendar::Calendar::builtin_with_provisional(
+            Vec::new(),
+            crate::sla::calendar::OfficeHours::default(),
+            "Asia/Shanghai",
+        )
+        .unwrap(),
+    );
+    let cfg = BoardConfig {
+        calendar: Some(cal),
+        ..cfg()
+    };
+    assert_eq!(calendar_detail(&cfg, ts("2026-10-31T02:00:00Z")), None);
+    let n = calendar_detail(&cfg, ts("2026-11-01T02:00:00Z")).unwrap();
+    assert!(
+        n.contains("end on 2026-12-31 (60 days") && n.contains("2027 file"),
+        "{n}"
+    );
+    let n = calendar_detail(&cfg, ts("2027-01-05T02:00:00Z")).unwrap();
+    assert!(
+        n.contains("no official working-day calendar for 2027") && n.contains("provisional"),
+        "{n}"
+    );
+    let mut v = view(
+        &BoardData::default(),
+        &parse_filter(&params(&[])).unwrap(),
+        ts("2026-12-06T02:00:00Z"),
+        &shanghai(),
+    );
+    assert_eq!(
+        calendar_readiness(&cfg, ts("2026-06-01T02:00:00Z")),
+        "calendar: ok: official through 2026-12-31\n"
+    );
+    assert!(
+        calendar_readiness(&cfg, ts("2026-12-06T02:00:00Z")).starts_with(
+            "calendar: warning: the official working-day calendars end on 2026-12-31 (25 days"
+        )
+    );
+    v.calendar_notice = calendar_detail(&cfg, ts("2026-12-06T02:00:00Z"));
+    let html = render_html(&v, &cfg);
+    assert!(html.contains("id=\"calendar-notice\""), "{html}");
+    assert!(html.contains("(25 days from today)"), "{html}");
 }
