@@ -421,10 +421,14 @@ pub fn check_private_dirs(config: &Config) -> anyhow::Result<()> {
     anyhow::bail!("{}", problems.join("\n"))
 }
 
-/// A token cancelled on SIGTERM or SIGINT.
+/// A token cancelled on SIGTERM or SIGINT. Also takes SIGHUP from its default action
+/// (terminate) before the admin port opens: the reload task that answers it starts later, and
+/// a `systemctl reload` in between must not kill the daemon (tokio keeps the handler installed
+/// once registered; a SIGHUP before the reload task listens is simply not acted on).
 pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
+    drop(signal(SignalKind::hangup())?);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let t = token.clone();
