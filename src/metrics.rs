@@ -49,6 +49,12 @@ pub struct SourceOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceField {
+    pub source: String,
+    pub field: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
     pub topic: String,
 }
@@ -108,6 +114,12 @@ pub struct Metrics {
     pub mailbox_uidvalidity_changes: Family<SourceLabel, Counter>,
     /// Flag or move after commit refused by the server (the mail is recorded all the same).
     pub mailbox_after_commit_failed: Family<SourceLabel, Counter>,
+    /// Malformed optional fields left out of HTTP records (the item flows, flagged), by source
+    /// and field.
+    pub fields_dropped: Family<SourceField, Counter>,
+    /// Upstream misbehaviour the HTTP channels worked around, by source and kind
+    /// (cursor_clamped, bound_ignored, withheld_records).
+    pub upstream_anomalies: Family<SourceOutcome, Counter>,
 }
 
 impl Default for Metrics {
@@ -154,6 +166,8 @@ impl Metrics {
             mailbox_connected: Family::default(),
             mailbox_uidvalidity_changes: Family::default(),
             mailbox_after_commit_failed: Family::default(),
+            fields_dropped: Family::default(),
+            upstream_anomalies: Family::default(),
         };
         r.register(
             "items_received",
@@ -319,6 +333,16 @@ impl Metrics {
             "mailbox_after_commit_failed",
             "IMAP flag/move after commit refused by the server, by source",
             m.mailbox_after_commit_failed.clone(),
+        );
+        r.register(
+            "http_fields_dropped",
+            "Malformed optional fields left out of upstream records, by source and field",
+            m.fields_dropped.clone(),
+        );
+        r.register(
+            "upstream_anomalies",
+            "Upstream misbehaviour worked around (cursor_clamped, bound_ignored, withheld_records), by source",
+            m.upstream_anomalies.clone(),
         );
         Metrics {
             registry: Arc::new(r),

@@ -32,6 +32,8 @@ fn every_fault() -> Faults {
         duplicate_records: true,
         out_of_order: true,
         bad_record_every: Some(25),
+        malformed_optional_every: Some(17),
+        ..Faults::default()
     }
 }
 
@@ -45,6 +47,8 @@ fn channels(app: &TestApp, hotline: &str, portal: &str, extra: &str) {
 [channels.hotline]
 protocol = "open311"
 base_url = "{hotline}"
+# The simulators listen on loopback over plain http.
+allow_plaintext_auth = true
 jurisdiction_id = "hz.12345"
 api_key = {{ file = "hotline.key" }}
 max_per_response = 100
@@ -61,6 +65,7 @@ requests_per_second = 200
 [channels.portal]
 protocol = "paged"
 base_url = "{portal}"
+allow_plaintext_auth = true
 path = "/petitions"
 updated_after_param = "updated_after"
 items_pointer = "/data/items"

@@ -4,12 +4,20 @@
 //! parameter) and walks the pages — page number + size, a cursor token from the body, or an
 //! RFC 8288 `Link: <…>; rel="next"` header — handing each page to intake before asking for
 //! the next. After each page is durable the cursor moves to the latest upstream update time
-//! seen so far (records come oldest first; the overlap covers ties and late writers).
+//! seen so far (records come oldest first; the overlap covers ties and late writers), but
+//! never past an item held back for its attachment, nor further ahead of our clock than
+//! `max_clock_skew`.
+//!
+//! A `Link` target is a URL of its own: it must be on an allowed origin (else the poll stops
+//! with an error, the cursor where the pages so far left it), and its query is signed like
+//! any other (the client moves it into the signed query pairs). A record older than the
+//! `updated_after` asked for proves the API ignores it: one `channel.bound_ignored` event
+//! per run (every poll then reads everything again, recognised by id and version).
 
-use super::client::{Fetcher, Req, Unusable};
-use super::{HttpChannel, PollError, record};
+use super::client::{Fetcher, Purpose, Req, Unusable};
+use super::{HttpChannel, PollCtx, PollError, RunState, TimeKey, record};
 use crate::config::http::{Pagination, Protocol};
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use tokio_util::sync::CancellationToken;
 
 /// Pages per poll, a guard against an upstream that never stops answering "next".
@@ -19,7 +27,8 @@ pub(super) async fn poll(
     ch: &HttpChannel,
     f: &Fetcher,
     stop: &CancellationToken,
-    mut cursor: Timestamp,
+    ctx: &mut PollCtx,
+    run: &mut RunState,
 ) -> Result<usize, PollError> {
     let Protocol::Paged {
         method,
@@ -34,7 +43,7 @@ pub(super) async fn poll(
         unreachable!("paged::poll is only called for paged sources");
     };
     let overlap = SignedDuration::try_from(ch.config.overlap).unwrap_or_default();
-    let after = cursor - overlap;
+    let after = ctx.cursor.watermark - overlap;
     let mut base: Vec<(String, String)> = query.clone();
     if let Some(p) = updated_after_param {
         let v = match updated_after_format {
@@ -80,7 +89,7 @@ pub(super) async fn poll(
                 if n == 0 {
                     q.push((size_param.clone(), page_size.to_string()));
                 } else {
-                    // The next link carries its own query.
+                    // The next link carries its own query (signed with it by the client).
                     q.clear();
                 }
             }
@@ -89,7 +98,7 @@ pub(super) async fn poll(
             method: method.clone(),
             url: url.clone(),
             query: q,
-            auth: true,
+            purpose: Purpose::Page,
             max_body: ch.config.max_body_bytes,
         };
         let (resp, records) = f
@@ -102,9 +111,23 @@ pub(super) async fn poll(
         let count = records.len();
         handed += count;
         let label = format!("{}{}", url.path(), page_label(pagination, page_no, n));
-        let latest = ch.handle_page(f, stop, &label, records).await?;
-        if let Some(t) = latest {
-            ch.advance(&mut cursor, t).await?;
+        let result = ch
+            .handle_page(f, stop, ctx, &label, records, TimeKey::Updated)
+            .await?;
+        ch.page_done(ctx, &result).await?;
+        if let (Some(p), Some((earliest, _))) = (updated_after_param, result.bounds)
+            && earliest < after - super::open311::TOLERANCE
+        {
+            ch.bound_ignored(
+                run,
+                p,
+                "none",
+                &format!("records updated before the requested `{p}`: the API ignores it; every poll reads everything again"),
+            )
+            .await?;
+        }
+        if let Some(t) = result.latest {
+            ch.advance(ctx, run, t).await?;
         }
         // Where next?
         match pagination {
@@ -143,6 +166,12 @@ pub(super) async fn poll(
                         "Link rel=\"next\" is not a URL"
                     )));
                 };
+                if !f.allows(&next) {
+                    return Err(PollError::Other(anyhow::anyhow!(
+                        "Link rel=\"next\" points to {}, an origin that is neither base_url's nor in allowed_origins: not followed",
+                        super::client::reference(&next)
+                    )));
+                }
                 if count == 0 {
                     break;
                 }
