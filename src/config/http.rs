@@ -141,7 +141,7 @@ pub struct RawHttpSource {
     #[serde(default)]
     pub allow_plaintext_auth: bool,
     /// How far ahead of our clock an upstream time may move the cursor; further is clamped
-    /// (and alerted). Default: the smaller of 60 and `overlap_secs`.
+    /// (and alerted). Less than `overlap_secs`; default: the smaller of 60 and half of it.
     pub max_clock_skew_secs: Option<u64>,
 }
 
@@ -511,17 +511,20 @@ impl Validator<'_> {
                 "plain http would send the credentials unencrypted: use https, or set allow_plaintext_auth = true",
             );
         }
+        // A clamped cursor sits `skew` ahead of our clock; the next poll starts `overlap`
+        // before it, so the overlap must exceed the skew or records written meanwhile (by
+        // an upstream whose clock is right) would be skipped.
         let max_clock_skew_secs = match r.max_clock_skew_secs {
-            None => r.overlap_secs.min(60),
-            Some(s) if s > r.overlap_secs => {
+            None => (r.overlap_secs / 2).min(60),
+            Some(s) if s > 0 && s >= r.overlap_secs => {
                 self.err(
                     &at("max_clock_skew_secs"),
                     format!(
-                        "{s} is more than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
+                        "{s} is not less than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
                         r.overlap_secs
                     ),
                 );
-                r.overlap_secs
+                r.overlap_secs / 2
             }
             Some(s) => s,
         };

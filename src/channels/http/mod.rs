@@ -189,7 +189,7 @@ struct Budget {
 pub(crate) struct PageResult {
     /// The latest cursor time among the page's records (handed over or held).
     pub(crate) latest: Option<Timestamp>,
-    /// The earliest and latest bound-field times among them.
+    /// The earliest and latest bound-field times among them (held ones included).
     pub(crate) bounds: Option<(Timestamp, Timestamp)>,
     /// Some item was held: the cursor stays before this time (`None`: an item without a
     /// time, so the cursor stays where it is).
@@ -204,7 +204,8 @@ enum Prepared {
         time: Option<Timestamp>,
         bound: Option<Timestamp>,
     },
-    Held(Option<Timestamp>),
+    /// Held back: its cursor time and bound-field time.
+    Held(Option<Timestamp>, Option<Timestamp>),
 }
 
 /// One attachment's fate.
@@ -583,9 +584,13 @@ impl HttpChannel {
                     time,
                     bound,
                 } => (reference, payload, time, bound),
-                Prepared::Held(time) => {
+                Prepared::Held(time, bound) => {
                     if let Some(t) = time {
                         out.latest = Some(out.latest.map_or(t, |l| l.max(t)));
+                    }
+                    if let Some(b) = bound {
+                        out.bounds =
+                            Some(out.bounds.map_or((b, b), |(lo, hi)| (lo.min(b), hi.max(b))));
                     }
                     out.hold = Some(match (out.hold, time) {
                         (None, t) => t,
@@ -654,7 +659,7 @@ impl HttpChannel {
                         time,
                         bound,
                     },
-                    None => Prepared::Held(time),
+                    None => Prepared::Held(time, bound),
                 }
             }
             Err(bad) => {

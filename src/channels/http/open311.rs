@@ -209,12 +209,30 @@ async fn by_record_times(
         handed += n;
         // The latest of every record's time, held and quarantined ones included: the next
         // question starts there (the cursor itself stops before any held item).
-        let (_, latest) = bound_span(ch, &records, ask.key);
+        let (earliest, latest) = bound_span(ch, &records, ask.key);
         let page = format!("requests.json[{after}..]");
         let result = ch
             .handle_page(f, stop, ctx, &page, records, ask.key)
             .await?;
         ch.page_done(ctx, &result).await?;
+        if earliest.is_some_and(|t| t < after - TOLERANCE) {
+            // The lower bound is ignored too: asking again gives the same answer. Taken as
+            // it is; records beyond the server's cap cannot be reached.
+            ch.bound_ignored(
+                run,
+                ask.params.0,
+                "none",
+                &format!(
+                    "records earlier than the requested `{}`: the server ignores it; each answer is taken as it is, records beyond its cap cannot be reached",
+                    ask.params.0
+                ),
+            )
+            .await?;
+            if let Some(t) = latest {
+                ch.advance(ctx, run, t).await?;
+            }
+            return Ok(handed);
+        }
         let Some(latest) = latest.or(result.latest) else {
             if full {
                 return Err(PollError::Other(anyhow::anyhow!(
@@ -232,6 +250,11 @@ async fn by_record_times(
         if next <= after {
             withheld(ch, latest, n);
             next = latest;
+        }
+        if next <= after {
+            // Not one record after `after` in a full answer: the server does not filter as
+            // it says. Taken as it is rather than asked again for ever.
+            return Ok(handed);
         }
         ch.advance(ctx, run, next).await?;
         after = next;

@@ -44,14 +44,16 @@ pub(super) async fn poll(
     };
     let overlap = SignedDuration::try_from(ch.config.overlap).unwrap_or_default();
     let after = ctx.cursor.watermark - overlap;
+    let format_after = |t: jiff::Timestamp| match updated_after_format {
+        None => t.to_string(),
+        Some(fmt) => t.to_zoned(ch.tz.clone()).strftime(fmt).to_string(),
+    };
     let mut base: Vec<(String, String)> = query.clone();
     if let Some(p) = updated_after_param {
-        let v = match updated_after_format {
-            None => after.to_string(),
-            Some(fmt) => after.to_zoned(ch.tz.clone()).strftime(fmt).to_string(),
-        };
-        base.push((p.clone(), v));
+        base.push((p.clone(), format_after(after)));
     }
+    // Page numbers walk on time anchors where the API filters by time (see `next_page`).
+    let mut anchor = after;
     let mut url = ch.url(path)?;
     let mut page_no = match pagination {
         Pagination::Page { first_page, .. } => *first_page,
@@ -131,11 +133,35 @@ pub(super) async fn poll(
         }
         // Where next?
         match pagination {
-            Pagination::Page { page_size, .. } => {
+            Pagination::Page {
+                page_size,
+                first_page,
+                ..
+            } => {
                 if count < *page_size as usize || count == 0 {
                     break;
                 }
-                page_no += 1;
+                // An offset is not a position: a record before it that is updated mid-walk
+                // moves to the end and every later one shifts back, so `page + 1` would
+                // skip the record at the boundary (and the cursor would pass it). Where the
+                // API filters by update time, ask page one again from just before the
+                // latest time read (one second back: ties at it, and servers with
+                // one-second resolution, are read again and recognised). Only a page whose
+                // records all lie within that second steps to the next page number.
+                let re_anchor = result
+                    .bounds
+                    .map(|(_, hi)| hi - SignedDuration::from_secs(1))
+                    .filter(|a| *a > anchor);
+                match (updated_after_param, re_anchor) {
+                    (Some(p), Some(a)) => {
+                        anchor = a;
+                        if let Some(v) = base.iter_mut().find(|(k, _)| k == p) {
+                            v.1 = format_after(a);
+                        }
+                        page_no = *first_page;
+                    }
+                    _ => page_no += 1,
+                }
             }
             Pagination::Cursor {
                 next_cursor_pointer,

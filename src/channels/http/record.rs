@@ -391,6 +391,97 @@ mod tests {
         assert_eq!(bad(r#"{"service_request_id":"1"}"#, 10), "oversize");
     }
 
+    /// Issue 13: a record with a usable id, time and text was quarantined because an
+    /// optional field was malformed. Now only the id and one usable time are required.
+    #[test]
+    fn malformed_optional_fields_are_dropped_not_fatal() {
+        let m = Mapping::open311();
+        let good = serde_json::json!({
+            "service_request_id": "7", "description": "路灯不亮", "address": "文三路1号",
+            "requested_datetime": "2026-11-28T10:00:00+08:00",
+            "updated_datetime": "2026-11-28T11:00:00+08:00",
+            "phone": "13800138000", "media_url": "", "lat": 30.1
+        });
+        type Want = Result<&'static [&'static str], &'static str>;
+        let cases: [(&str, Value, Want); 12] = [
+            ("nothing wrong", Value::Null, Ok(&[])),
+            (
+                "second time",
+                serde_json::json!({"updated_datetime": "待定"}),
+                Ok(&["updated"]),
+            ),
+            (
+                "first time",
+                serde_json::json!({"requested_datetime": "yesterday"}),
+                Ok(&["created"]),
+            ),
+            (
+                "both times",
+                serde_json::json!({"requested_datetime": "x", "updated_datetime": "y"}),
+                Err("bad_time"),
+            ),
+            (
+                "the only time",
+                serde_json::json!({"requested_datetime": "x", "updated_datetime": null}),
+                Err("bad_time"),
+            ),
+            (
+                "address",
+                serde_json::json!({"address": {"province": "浙江省"}}),
+                Ok(&["address"]),
+            ),
+            (
+                "phone",
+                serde_json::json!({"phone": ["138", "139"]}),
+                Ok(&["phone"]),
+            ),
+            (
+                "media",
+                serde_json::json!({"media_url": {"href": "x"}}),
+                Ok(&["attachments"]),
+            ),
+            (
+                "coordinates (not read)",
+                serde_json::json!({"lat": "N/A", "long": {"v": 1}}),
+                Ok(&[]),
+            ),
+            (
+                "empty media",
+                serde_json::json!({"media_url": null}),
+                Ok(&[]),
+            ),
+            (
+                "several",
+                serde_json::json!({"address": [], "updated_datetime": 12.5}),
+                Ok(&["updated", "address"]),
+            ),
+            (
+                "id",
+                serde_json::json!({"service_request_id": {"v": 7}}),
+                Err("no_id"),
+            ),
+        ];
+        for (what, change, want) in cases {
+            let mut rec = good.clone();
+            if let Value::Object(c) = change {
+                for (k, v) in c {
+                    rec[k] = v;
+                }
+            }
+            let got = map(&raw(&rec.to_string()), &m, &tz(), 1 << 20);
+            match (got, want) {
+                (Ok(mapped), Ok(dropped)) => {
+                    assert_eq!(mapped.dropped, dropped, "{what}");
+                    assert_eq!(mapped.upstream_id, "7", "{what}");
+                    assert_eq!(mapped.content, "路灯不亮", "{what}");
+                    assert!(mapped.created.or(mapped.updated).is_some(), "{what}");
+                }
+                (Err(e), Err(reason)) => assert_eq!(e.reason(), reason, "{what}"),
+                (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
     #[test]
     fn times_in_every_shape() {
         let z = tz();

@@ -44,7 +44,15 @@ struct H {
 
 impl H {
     async fn new(section: &str) -> H {
+        H::with_files(section, &[]).await
+    }
+
+    /// Like `new`, with files (secrets) written beside the config first.
+    async fn with_files(section: &str, files: &[(&str, &str)]) -> H {
         let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
         let text = format!("{BASE}\n{section}");
         let cfg = Arc::new(
             Config::parse(&text, "test.toml", dir.path()).unwrap_or_else(|e| panic!("{e}")),
@@ -685,3 +693,5 @@ async fn the_rate_limit_spaces_requests() {
         t0.elapsed()
     );
 }
+
+mod hardening;
