@@ -700,23 +700,46 @@ async fn attachments_on_another_origin_are_not_fetched_nor_sent_credentials() {
     }
 }
 
+/// Config text for a hotline with a bearer token read from `dir/token`.
+fn bearer_config(
+    dir: &std::path::Path,
+    base: &str,
+    keys: &str,
+) -> Result<Config, crate::config::ConfigErrors> {
+    std::fs::write(dir.join("token"), "t").unwrap();
+    let text = format!(
+        "{BASE}\n[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"{base}\"\n{keys}\n[channels.hotline.auth]\nkind = \"bearer\"\ntoken = {{ file = \"token\" }}\n"
+    );
+    Config::parse(&text, "test.toml", dir)
+}
+
+/// Credentials (auth, Open311's api_key) configured with a plain-http base URL were sent
+/// in clear; now that is a config error unless `allow_plaintext_auth = true` says so.
 #[test]
-fn credentials_go_to_the_base_origin_only_and_over_https_unless_allowed() {
+fn plain_http_credentials_are_refused_unless_the_config_allows_them() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "t").unwrap();
-    let cfg = |base: &str, keys: &str| {
-        let text = format!(
-            "{BASE}\n[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"{base}\"\n{keys}\n[channels.hotline.auth]\nkind = \"bearer\"\ntoken = {{ file = \"token\" }}\n"
-        );
-        Config::parse(&text, "test.toml", dir.path())
-    };
-    let e = cfg("http://hotline.example.gov.cn/open311/v2", "")
+    let e = bearer_config(dir.path(), "http://hotline.example.gov.cn/open311/v2", "")
         .expect_err("plain http with credentials")
         .to_string();
     assert!(
         e.contains("channels.hotline.base_url") && e.contains("allow_plaintext_auth"),
         "{e}"
     );
+    std::fs::write(dir.path().join("key"), "k").unwrap();
+    let text = format!(
+        "{BASE}\n[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"http://h.example/v2\"\napi_key = {{ file = \"key\" }}\n"
+    );
+    let e = Config::parse(&text, "test.toml", dir.path())
+        .expect_err("an api_key over plain http")
+        .to_string();
+    assert!(e.contains("allow_plaintext_auth"), "{e}");
+    bearer_config(dir.path(), "https://hotline.example.gov.cn/open311/v2", "").unwrap();
+}
+
+#[test]
+fn credentials_go_to_the_base_origin_only_and_over_https_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |base: &str, keys: &str| bearer_config(dir.path(), base, keys);
     let c = cfg(
         "https://hotline.example.gov.cn/open311/v2",
         "allowed_origins = [\"https://files.example.gov.cn\"]",
@@ -754,14 +777,13 @@ fn credentials_go_to_the_base_origin_only_and_over_https_unless_allowed() {
         f.credentials_for(&url("http://hotline.example.gov.cn/x"))
             .unwrap()
     );
-    // Open311's api_key is a credential too; allowed_origins must be origins.
-    let text = format!(
-        "{BASE}\n[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"http://h.example/v2\"\napi_key = {{ file = \"token\" }}\nallowed_origins = [\"https://ok.example\", \"https://x.example/path\"]\n"
-    );
-    let e = Config::parse(&text, "test.toml", dir.path())
-        .expect_err("two errors")
-        .to_string();
-    assert!(e.contains("allow_plaintext_auth"), "{e}");
+    // allowed_origins must be origins.
+    let e = cfg(
+        "https://h.example/v2",
+        "allowed_origins = [\"https://ok.example\", \"https://x.example/path\"]",
+    )
+    .expect_err("not an origin")
+    .to_string();
     assert!(
         e.contains("channels.hotline.allowed_origins[1]") && e.contains("not an origin"),
         "{e}"
