@@ -408,6 +408,18 @@ mod tests {
         m.mailbox_connected.get_or_create(&source).set(1);
         m.mailbox_uidvalidity_changes.get_or_create(&source).inc();
         m.mailbox_after_commit_failed.get_or_create(&source).inc();
+        m.fields_dropped
+            .get_or_create(&SourceField {
+                source: "portal".into(),
+                field: "address".into(),
+            })
+            .inc();
+        m.upstream_anomalies
+            .get_or_create(&SourceOutcome {
+                source: "hotline".into(),
+                outcome: "bound_ignored".into(),
+            })
+            .inc();
         let text = m.encode();
         for name in [
             "petitiond_quarantined_total",
@@ -425,6 +437,8 @@ mod tests {
             "petitiond_mailbox_connected{source=\"mailbox\"} 1",
             "petitiond_mailbox_uidvalidity_changes_total{source=\"mailbox\"} 1",
             "petitiond_mailbox_after_commit_failed_total{source=\"mailbox\"} 1",
+            "petitiond_http_fields_dropped_total{source=\"portal\",field=\"address\"} 1",
+            "petitiond_upstream_anomalies_total{source=\"hotline\",outcome=\"bound_ignored\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
         }
