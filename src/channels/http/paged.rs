@@ -187,6 +187,9 @@ pub(super) async fn poll(
                     .filter_map(|v| v.to_str().ok())
                     .find_map(next_link);
                 let Some(next) = next else { break };
+                if count == 0 {
+                    break;
+                }
                 let Ok(next) = url.join(&next) else {
                     return Err(PollError::Other(anyhow::anyhow!(
                         "Link rel=\"next\" is not a URL"
@@ -197,9 +200,6 @@ pub(super) async fn poll(
                         "Link rel=\"next\" points to {}, an origin that is neither base_url's nor in allowed_origins: not followed",
                         super::client::reference(&next)
                     )));
-                }
-                if count == 0 {
-                    break;
                 }
                 // The next URL's query replaces ours.
                 url = next;
