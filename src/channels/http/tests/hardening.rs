@@ -434,7 +434,8 @@ fn h_name(kind: Kind) -> &'static str {
 /// Every way an attachment fails: transient ones (5xx, timeout) are held and then
 /// quarantined; permanent ones (another type, too large, gone, another origin, a redirect
 /// loop, a redirect to another origin) let the item flow at once, flagged. The source goes
-/// on in every case, and the breaker (opening at the first failure here) never opens.
+/// on in every case, and the breaker (opening at the second failure here; six downloads
+/// fail per poll) never opens.
 #[tokio::test]
 async fn every_attachment_failure_mode_lets_the_source_go_on() {
     let server = MockServer::start().await;
@@ -450,7 +451,7 @@ async fn every_attachment_failure_mode_lets_the_source_go_on() {
             "slow.jpg",
             ResponseTemplate::new(200)
                 .set_body_raw(jpeg.clone(), "image/jpeg")
-                .set_delay(Duration::from_secs(3)),
+                .set_delay(Duration::from_secs(6)),
         ),
         (
             "page.html",
@@ -504,9 +505,9 @@ async fn every_attachment_failure_mode_lets_the_source_go_on() {
     let h = H::new(
         &open311_section(
             &server.uri(),
-            "request_timeout_ms = 500\n[channels.hotline.attachments]\nmax_bytes = 4096\nmax_failed_polls = 2",
+            "request_timeout_ms = 1500\n[channels.hotline.attachments]\nmax_bytes = 4096\nmax_failed_polls = 2",
         )
-        .replace("breaker_failures = 100", "breaker_failures = 1"),
+        .replace("breaker_failures = 100", "breaker_failures = 2"),
     )
     .await;
     let flags = |i: usize| env(&h, Channel::Hotline, &i.to_string()).flags;
