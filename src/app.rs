@@ -106,6 +106,12 @@ impl Application {
     /// Runs until `shutdown` fires (then drains within the deadline) or a task fails.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let cfg = self.config.clone();
+        // Before any task runs: a task's first value (an IMAP session up) must not be
+        // overwritten by the initial zero.
+        self.metrics
+            .sla_calendar_end
+            .set(calendar_end(&cfg.sla.calendar, jiff::Timestamp::now()).unwrap_or(0));
+        init_series(&self.metrics, &cfg);
         let health = Arc::new(BrokerHealth::default());
         let ready = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
@@ -204,6 +210,10 @@ impl Application {
                 relay_wake: wake.clone(),
             };
             spawn("rules-reload", Box::pin(reloader.run(shutdown.clone())));
+        } else {
+            // SIGHUP (`systemctl reload`) must not kill the daemon when there is nothing to
+            // reload: its default action is to terminate.
+            spawn("sighup", Box::pin(acknowledge_sighup(shutdown.clone())));
         }
         let intake = Intake {
             router,
@@ -286,8 +296,8 @@ impl Application {
         let admin_task = self.admin.map(|listener| {
             let state = AdminState {
                 metrics: self.metrics.clone(),
-                health,
-                ready,
+                health: health.clone(),
+                ready: ready.clone(),
                 channels: channel_health,
                 store: self.store.clone(),
                 board: Arc::new(admin::board::BoardConfig::from_config(&cfg)),
@@ -296,13 +306,43 @@ impl Application {
         });
         drop(fail_tx);
 
-        let failure = tokio::select! {
-            _ = shutdown.cancelled() => {
-                tracing::info!("shutdown requested: stopping channels, draining");
-                None
-            }
-            f = fail_rx.recv() => f,
+        let sampler = Sampler {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            health,
+            ready: ready.clone(),
         };
+        tracker.spawn(sampler.run(shutdown.clone()));
+
+        // The supervisor loop: reports readiness to systemd once the relay has verified the
+        // topics (the store is open and the channels were started before), and feeds the
+        // watchdog. It ticks only while this task is scheduled, so a wedged runtime stops
+        // the WATCHDOG=1 messages and systemd restarts the daemon.
+        crate::notify::status("starting: waiting for Kafka to verify the topics");
+        let watchdog = crate::notify::watchdog_interval();
+        let mut beat =
+            tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ready_poll = tokio::time::interval(std::time::Duration::from_millis(100));
+        let mut ready_sent = false;
+        let failure = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    tracing::info!("shutdown requested: stopping channels, draining");
+                    break None;
+                }
+                f = fail_rx.recv() => break f,
+                _ = beat.tick(), if watchdog.is_some() => crate::notify::watchdog(),
+                _ = ready_poll.tick(), if !ready_sent => {
+                    if ready.load(Ordering::Relaxed) {
+                        ready_sent = true;
+                        tracing::info!("ready: topics verified, store open, channels running");
+                        crate::notify::ready("ready: topics verified, store open, channels running");
+                    }
+                }
+            }
+        };
+        crate::notify::stopping();
         if let Some((name, e)) = &failure {
             tracing::error!(
                 task = name,
@@ -357,4 +397,210 @@ pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
         t.cancel();
     });
     Ok(token)
+}
+
+/// Answers SIGHUP when no routing rules file is configured: nothing is reloaded (the config
+/// file itself is read at start only), but systemd's reload job completes.
+async fn acknowledge_sighup(stop: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                crate::notify::reloading();
+                tracing::info!("SIGHUP: no routing rules file configured, nothing to reload (other settings need a restart)");
+                crate::notify::reloaded("ready: nothing to reload");
+            }
+            _ = stop.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// The first instant not covered by the loaded working-day calendars, counting years without a
+/// gap from the year of `now` (in the office's zone): the `sla_calendar_end` gauge, which the
+/// "calendar running out" alert compares with the time. `now`'s own year not loaded: the start
+/// of that year (already past, so the alert fires). Counts what `Calendar::years()` returns,
+/// which must be the official years (files from a State Council notice): a year derived
+/// without one must not count as covered (`calendar_end_counts_only_the_years_of_files` holds
+/// this for the calendar the config builds).
+pub fn calendar_end(cal: &crate::sla::calendar::Calendar, now: jiff::Timestamp) -> Option<i64> {
+    let loaded: std::collections::BTreeSet<i16> = cal.years().collect();
+    let mut year = cal.local_date(now).year();
+    while loaded.contains(&year) {
+        year += 1;
+    }
+    let first = jiff::civil::date(year, 1, 1)
+        .to_zoned(cal.time_zone().clone())
+        .ok()?;
+    Some(first.timestamp().as_second())
+}
+
+/// Creates, at zero, the labelled series that the shipped alert rules and dashboard
+/// (`deploy/`) watch and whose label values the config determines. A series that first
+/// appears at 1 is invisible to `increase()` (there is no earlier sample), so without this
+/// the first SLA breach after a start would never alert; and "stale == 1" needs a 0 first
+/// to mean anything on a dashboard. Labels are config names only, never item data.
+fn init_series(m: &Metrics, cfg: &Config) {
+    use crate::metrics::{AlertLabels, ChannelLabel, ClockLabel, SourceLabel, TopicLabel};
+    let mut channels = Vec::new();
+    if let Some(mb) = &cfg.mailbox {
+        channels.push(Channel::Letter);
+        if matches!(mb.kind, MailboxKind::Imap(_)) {
+            m.mailbox_connected
+                .get_or_create(&SourceLabel {
+                    source: "mailbox".into(),
+                })
+                .set(0);
+        }
+    }
+    for source in &cfg.http_sources {
+        channels.push(source.channel);
+        m.channel_stale
+            .get_or_create(&SourceLabel {
+                source: source.name.clone(),
+            })
+            .set(0);
+    }
+    for channel in channels {
+        let label = ChannelLabel {
+            channel: channel.as_str().into(),
+        };
+        m.items_received.get_or_create(&label).inc_by(0);
+        m.items_duplicate.get_or_create(&label).inc_by(0);
+        m.items_updated.get_or_create(&label).inc_by(0);
+    }
+    for topic in cfg.topics() {
+        let label = TopicLabel { topic };
+        m.delivered.get_or_create(&label).inc_by(0);
+        m.dead_lettered.get_or_create(&label).inc_by(0);
+    }
+    for clock in &cfg.sla.clocks {
+        m.clock_errors
+            .get_or_create(&ClockLabel {
+                clock: clock.id.clone(),
+            })
+            .inc_by(0);
+        let mut kinds: Vec<String> = clock
+            .warn_at_percent
+            .iter()
+            .map(|p| format!("warning_{p}"))
+            .collect();
+        kinds.push("breach".into());
+        if clock.escalate_after_working_days.is_some() {
+            kinds.push("escalation".into());
+        }
+        for kind in kinds {
+            for late in ["false", "true"] {
+                m.alerts
+                    .get_or_create(&AlertLabels {
+                        clock: clock.id.clone(),
+                        kind: kind.clone(),
+                        late: late.into(),
+                    })
+                    .inc_by(0);
+            }
+        }
+    }
+}
+
+/// Samples what no task reports by itself, every few seconds: readiness as `/readyz` sees it
+/// and the age of the oldest undelivered outbox record. A failed read is logged and the gauge
+/// keeps its last value; the sampler never stops the daemon.
+struct Sampler {
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    health: Arc<BrokerHealth>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Sampler {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(Self::EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let ready = self.ready.load(Ordering::Relaxed) && !self.health.is_down();
+            self.metrics.ready.set(i64::from(ready));
+            match crate::store::blocking(&self.store, |s| s.oldest_pending_outbox()).await {
+                Ok(oldest) => {
+                    let age = oldest.map_or(0, |t| {
+                        (jiff::Timestamp::now().as_second() - t.as_second()).max(0)
+                    });
+                    self.metrics.outbox_oldest_pending_age.set(age);
+                }
+                Err(e) => tracing::warn!(error = %e, "sampling the outbox's oldest record failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sla::calendar::Calendar;
+
+    /// The calendar the daemon runs on (built by the config, not `Calendar::builtin`): with
+    /// only the 2026 file, coverage ends at 2027-01-01 in Shanghai, however later years are
+    /// answered.
+    #[test]
+    fn calendar_end_counts_only_the_years_of_files() {
+        let cfg = Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"d\"\nname = \"d\"\ntopic = \"t.d\"\n[routing]\ndefault_lead = \"d\"\n",
+            "t.toml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let end = calendar_end(&cfg.sla.calendar, "2026-06-01T00:00:00Z".parse().unwrap());
+        assert_eq!(
+            end,
+            Some(
+                "2026-12-31T16:00:00Z"
+                    .parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .as_second()
+            )
+        );
+    }
+
+    #[test]
+    fn calendar_end_is_the_first_instant_of_the_first_missing_year() {
+        let cal = Calendar::builtin().unwrap();
+        let years: Vec<i16> = cal.years().collect();
+        assert_eq!(
+            years,
+            vec![2026],
+            "the shipped calendars changed: update this test"
+        );
+        // 2027-01-01T00:00 in Shanghai.
+        let end = jiff::Timestamp::from_second(
+            calendar_end(&cal, "2026-06-01T00:00:00Z".parse().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            end,
+            "2026-12-31T16:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        // New Year's Eve at 17:00 UTC is already 2027 in Shanghai: not covered from there.
+        let end = calendar_end(&cal, "2026-12-31T17:00:00Z".parse().unwrap()).unwrap();
+        assert_eq!(
+            end,
+            "2026-12-31T16:00:00Z"
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_second()
+        );
+        // A year before the first loaded one: its own start.
+        let end = calendar_end(&cal, "2025-06-01T00:00:00Z".parse().unwrap()).unwrap();
+        assert_eq!(
+            end,
+            "2024-12-31T16:00:00Z"
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_second()
+        );
+    }
 }

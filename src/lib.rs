@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod intake;
 pub mod kafka;
 pub mod metrics;
+pub mod notify;
 pub mod routing;
 pub mod sim;
 pub mod sla;

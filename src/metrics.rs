@@ -120,6 +120,13 @@ pub struct Metrics {
     /// Upstream misbehaviour the HTTP channels worked around, by source and kind
     /// (cursor_clamped, bound_ignored, withheld_records).
     pub upstream_anomalies: Family<SourceOutcome, Counter>,
+    /// 1 while `/readyz` would answer 200 (topics verified, brokers reachable); sampled.
+    pub ready: Gauge,
+    /// Age in seconds of the oldest record waiting in the outbox (0 when empty); sampled.
+    pub outbox_oldest_pending_age: Gauge,
+    /// Unix time at which the loaded working-day calendars stop covering the days from the
+    /// start-up year on without a gap (the first instant of the first missing year).
+    pub sla_calendar_end: Gauge,
 }
 
 impl Default for Metrics {
@@ -168,6 +175,9 @@ impl Metrics {
             mailbox_after_commit_failed: Family::default(),
             fields_dropped: Family::default(),
             upstream_anomalies: Family::default(),
+            ready: Gauge::default(),
+            outbox_oldest_pending_age: Gauge::default(),
+            sla_calendar_end: Gauge::default(),
         };
         r.register(
             "items_received",
@@ -344,6 +354,21 @@ impl Metrics {
             "Upstream misbehaviour worked around (cursor_clamped, bound_ignored, withheld_records), by source",
             m.upstream_anomalies.clone(),
         );
+        r.register(
+            "ready",
+            "1 while /readyz answers 200 (topics verified, brokers reachable), sampled every 5 s",
+            m.ready.clone(),
+        );
+        r.register(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest record not yet acknowledged by Kafka (0 when the outbox is empty), sampled every 5 s",
+            m.outbox_oldest_pending_age.clone(),
+        );
+        r.register(
+            "sla_calendar_end_timestamp_seconds",
+            "Unix time at which the loaded working-day calendars stop covering the days from the start-up year on",
+            m.sla_calendar_end.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -439,6 +464,9 @@ mod tests {
             "petitiond_mailbox_after_commit_failed_total{source=\"mailbox\"} 1",
             "petitiond_http_fields_dropped_total{source=\"portal\",field=\"address\"} 1",
             "petitiond_upstream_anomalies_total{source=\"hotline\",outcome=\"bound_ignored\"} 1",
+            "petitiond_ready 0",
+            "petitiond_outbox_oldest_pending_age_seconds 0",
+            "petitiond_sla_calendar_end_timestamp_seconds 0",
         ] {
             assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
         }

@@ -288,7 +288,7 @@ impl Config {
         for e in &mut errors {
             let key = e.path.rsplit('.').next().unwrap_or_default();
             if key.contains("password") || e.path.starts_with("kafka.secret_properties") {
-                e.message = "must be `{ env = \"VAR\" }` or `{ file = \"PATH\" }` (the value given is not shown)".into();
+                e.message = "must be `{ env = \"VAR\" }`, `{ file = \"PATH\" }` or `{ credential = \"NAME\" }` (the value given is not shown)".into();
             }
         }
         let mut cx = Validator {
@@ -374,6 +374,13 @@ impl Validator<'_> {
     }
 
     fn secret(&mut self, path: &str, r: &RawSecretRef) -> Option<Secret> {
+        if let Some(name) = &r.credential {
+            if r.env.is_some() || r.file.is_some() {
+                self.err(path, "give exactly one of `env`, `file` or `credential`");
+                return None;
+            }
+            return self.credential(path, name);
+        }
         match (&r.env, &r.file) {
             (Some(var), None) => match std::env::var(var) {
                 Ok(v) => Some(Secret(v)),
@@ -396,7 +403,46 @@ impl Validator<'_> {
                 }
             }
             _ => {
-                self.err(path, "give exactly one of `env` or `file`");
+                self.err(path, "give exactly one of `env`, `file` or `credential`");
+                None
+            }
+        }
+    }
+
+    /// A systemd credential: `$CREDENTIALS_DIRECTORY/NAME`, which systemd fills from the
+    /// unit's `LoadCredential=NAME[:PATH]` (readable by the service's user only, on a private
+    /// mount). Also works with any runtime that puts one file per secret in a directory and
+    /// exports its path (e.g. `CREDENTIALS_DIRECTORY=/run/secrets` with compose secrets).
+    fn credential(&mut self, path: &str, name: &str) -> Option<Secret> {
+        let valid = !name.is_empty()
+            && name.len() <= 255
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '\0']);
+        if !valid {
+            self.err(
+                path,
+                format!("`{name}` is not a credential name (a file name: no `/`, not `.` or `..`)"),
+            );
+            return None;
+        }
+        let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) else {
+            self.err(
+                path,
+                format!(
+                    "credential `{name}`: $CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with `LoadCredential={name}`; run `petitiond check` as `systemd-run -P -p LoadCredential={name} ...` or set it to the directory holding the file)"
+                ),
+            );
+            return None;
+        };
+        let p = Path::new(&dir).join(name);
+        match std::fs::read_to_string(&p) {
+            Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+            Err(e) => {
+                self.err(
+                    path,
+                    format!("cannot read credential `{name}` ({}): {e}", p.display()),
+                );
                 None
             }
         }
@@ -469,7 +515,7 @@ impl Validator<'_> {
                 .iter()
                 .any(|s| key.contains(s))
             {
-                self.err(&path, "looks like a secret: move it to [kafka.secret_properties] with `env` or `file`");
+                self.err(&path, "looks like a secret: move it to [kafka.secret_properties] with `env`, `file` or `credential`");
             }
         }
         let mut secret_properties = BTreeMap::new();
@@ -763,7 +809,7 @@ impl Validator<'_> {
             None => {
                 self.err(
                     &at("password"),
-                    "kind = \"imap\" needs `password = { env = \"VAR\" }` or `{ file = \"PATH\" }`",
+                    "kind = \"imap\" needs `password = { env = \"VAR\" }`, `{ file = \"PATH\" }` or `{ credential = \"NAME\" }`",
                 );
                 None
             }

@@ -178,6 +178,44 @@ fn secrets_come_from_env_or_file_never_the_toml() {
 }
 
 #[test]
+fn a_credential_name_must_be_a_plain_file_name_and_not_mixed_with_env_or_file() {
+    // Checked before $CREDENTIALS_DIRECTORY is looked at, so this holds with or without it.
+    for (secret, want) in [
+        (
+            "{ credential = \"../etc/shadow\" }",
+            "is not a credential name",
+        ),
+        ("{ credential = \"a/b\" }", "is not a credential name"),
+        ("{ credential = \"..\" }", "is not a credential name"),
+        ("{ credential = \"\" }", "is not a credential name"),
+        (
+            "{ credential = \"kafka\", env = \"X\" }",
+            "exactly one of `env`, `file` or `credential`",
+        ),
+        ("{}", "exactly one of `env`, `file` or `credential`"),
+        ("\"plain\"", "{ credential = \"NAME\" }"),
+    ] {
+        let text = MINIMAL.replace(
+            "[[departments]]",
+            &format!("[kafka.secret_properties]\n\"sasl.password\" = {secret}\n[[departments]]"),
+        );
+        let errs = parse(&text).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{secret}: {errs:?}");
+        assert_eq!(errs[0].path, "kafka.secret_properties.\"sasl.password\"");
+        assert_eq!(errs[0].line, Some(6), "{secret}");
+        assert!(
+            errs[0].message.contains(want),
+            "{secret}: {}",
+            errs[0].message
+        );
+        assert!(
+            !errs[0].message.contains("plain"),
+            "a value is never echoed"
+        );
+    }
+}
+
+#[test]
 fn errors_inside_arrays_of_tables_name_index_and_line() {
     let text = MINIMAL.replace("topic = \"t.intake\"", "topc = \"t.intake\"");
     let errs = parse(&text).unwrap_err().0;

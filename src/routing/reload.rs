@@ -62,7 +62,11 @@ impl Reloader {
                 }
                 _ = hup.recv() => {
                     seen = fingerprint(&self.config);
-                    self.reload("SIGHUP").await?;
+                    // systemd (`systemctl reload`): RELOADING=1 ... READY=1, whatever the outcome.
+                    crate::notify::reloading();
+                    let reloaded = self.reload("SIGHUP").await;
+                    crate::notify::reloaded("ready: routing rules re-read on SIGHUP");
+                    reloaded?;
                 }
                 _ = stop.cancelled() => return Ok(()),
             }

@@ -348,6 +348,11 @@ pub trait Store: Send + Sync + 'static {
     /// has fixed the cause; the relay sends them again. Returns how many.
     fn replay_dead(&self, seqs: &[i64], topic: Option<&str>) -> Result<usize, StoreError>;
     fn pending_count(&self) -> Result<u64, StoreError>;
+    /// When the oldest record still waiting in the outbox was enqueued (None when empty):
+    /// the `petitiond_outbox_oldest_pending_age_seconds` gauge. One index seek.
+    fn oldest_pending_outbox(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
+        Ok(None)
+    }
     /// Next offset to read per partition of a topic, from delivery reports recorded so far.
     fn topic_positions(&self, topic: &str) -> Result<Vec<(i32, i64)>, StoreError>;
     /// Every clock with an alert still to come (start-up of the timer engine).

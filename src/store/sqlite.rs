@@ -1021,6 +1021,20 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn oldest_pending_outbox(&self) -> Result<Option<Timestamp>, StoreError> {
+        // The lowest pending seq is the oldest enqueued (seq grows with time); the partial
+        // index `outbox_pending` makes this one seek however long the backlog is.
+        let created: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT created_at FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(ts(created)?)
+    }
+
     fn topic_positions(&self, topic: &str) -> Result<Vec<(i32, i64)>, StoreError> {
         let conn = self.conn();
         let mut st =
@@ -1464,6 +1478,42 @@ mod tests {
         assert_eq!(s.topic_positions("t").unwrap(), vec![(1, 42)]);
         s.mark_dead(rows[1].seq, "too large").unwrap();
         assert_eq!(s.pending_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn oldest_pending_outbox_is_the_first_undelivered_row() {
+        let (_d, s) = store();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), None);
+        s.record_item(&item("a")).unwrap();
+        s.record_item(&item("b")).unwrap();
+        let rows = s.pending_outbox(10).unwrap();
+        for (row, at) in rows
+            .iter()
+            .zip(["2026-03-02T01:00:00.250Z", "2026-03-02T01:05:00.000Z"])
+        {
+            s.conn()
+                .execute(
+                    "UPDATE outbox SET created_at = ?1 WHERE seq = ?2",
+                    params![at, row.seq],
+                )
+                .unwrap();
+        }
+        let first: Timestamp = "2026-03-02T01:00:00.250Z".parse().unwrap();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), Some(first));
+        // An attempted row is still undelivered.
+        s.mark_attempted(&[rows[0].seq]).unwrap();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), Some(first));
+        s.mark_delivered(&[Delivered {
+            seq: rows[0].seq,
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+        }])
+        .unwrap();
+        let second: Timestamp = "2026-03-02T01:05:00Z".parse().unwrap();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), Some(second));
+        s.mark_dead(rows[1].seq, "too large").unwrap();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), None);
     }
 
     #[test]
