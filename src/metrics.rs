@@ -49,6 +49,12 @@ pub struct SourceOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceField {
+    pub source: String,
+    pub field: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
     pub topic: String,
 }
@@ -123,6 +129,12 @@ pub struct Metrics {
     pub outbox_held_topics: Gauge,
     /// Status consumer failures (each followed by a retry with back-off).
     pub status_consumer_failures: Counter,
+    /// Malformed optional fields left out of HTTP records (the item flows, flagged), by source
+    /// and field.
+    pub fields_dropped: Family<SourceField, Counter>,
+    /// Upstream misbehaviour the HTTP channels worked around, by source and kind
+    /// (cursor_clamped, bound_ignored, withheld_records).
+    pub upstream_anomalies: Family<SourceOutcome, Counter>,
     /// 1 while `/readyz` would answer 200 (topics verified, brokers reachable); sampled.
     pub ready: Gauge,
     /// Age in seconds of the oldest record waiting in the outbox (0 when empty); sampled.
@@ -183,6 +195,8 @@ impl Metrics {
             recovery_capped: Family::default(),
             outbox_held_topics: Gauge::default(),
             status_consumer_failures: Counter::default(),
+            fields_dropped: Family::default(),
+            upstream_anomalies: Family::default(),
             ready: Gauge::default(),
             outbox_oldest_pending_age: Gauge::default(),
             sla_calendar_end: Gauge::default(),
@@ -388,6 +402,16 @@ impl Metrics {
             m.status_consumer_failures.clone(),
         );
         r.register(
+            "http_fields_dropped",
+            "Malformed optional fields left out of upstream records, by source and field",
+            m.fields_dropped.clone(),
+        );
+        r.register(
+            "upstream_anomalies",
+            "Upstream misbehaviour worked around (cursor_clamped, bound_ignored, withheld_records), by source",
+            m.upstream_anomalies.clone(),
+        );
+        r.register(
             "ready",
             "1 while /readyz answers 200 (topics verified, brokers reachable), sampled every 5 s",
             m.ready.clone(),
@@ -466,6 +490,18 @@ mod tests {
         m.mailbox_connected.get_or_create(&source).set(1);
         m.mailbox_uidvalidity_changes.get_or_create(&source).inc();
         m.mailbox_after_commit_failed.get_or_create(&source).inc();
+        m.fields_dropped
+            .get_or_create(&SourceField {
+                source: "portal".into(),
+                field: "address".into(),
+            })
+            .inc();
+        m.upstream_anomalies
+            .get_or_create(&SourceOutcome {
+                source: "hotline".into(),
+                outcome: "bound_ignored".into(),
+            })
+            .inc();
         let text = m.encode();
         for name in [
             "petitiond_quarantined_total",
@@ -485,6 +521,8 @@ mod tests {
             "petitiond_mailbox_connected{source=\"mailbox\"} 1",
             "petitiond_mailbox_uidvalidity_changes_total{source=\"mailbox\"} 1",
             "petitiond_mailbox_after_commit_failed_total{source=\"mailbox\"} 1",
+            "petitiond_http_fields_dropped_total{source=\"portal\",field=\"address\"} 1",
+            "petitiond_upstream_anomalies_total{source=\"hotline\",outcome=\"bound_ignored\"} 1",
             "petitiond_ready 0",
             "petitiond_outbox_oldest_pending_age_seconds 0",
             "petitiond_sla_calendar_end_timestamp_seconds 0",

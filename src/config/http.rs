@@ -105,9 +105,6 @@ pub struct RawHttpSource {
     pub mapping: Option<RawMapping>,
     #[serde(default)]
     pub auth: Option<RawAuth>,
-    /// A token, password or API key over `http://` is refused unless this is true.
-    #[serde(default)]
-    pub allow_plaintext_auth: bool,
     #[serde(default)]
     pub attachments: RawAttachments,
     #[serde(default = "d_poll")]
@@ -136,6 +133,16 @@ pub struct RawHttpSource {
     pub max_record_bytes: u64,
     #[serde(default = "d_max_body")]
     pub max_body_bytes: u64,
+    /// Origins (`scheme://host[:port]`) besides `base_url`'s that attachment URLs, `Link`
+    /// targets and redirects may point to. Credentials never go to them.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Send credentials (auth, Open311 `api_key`) over plain `http`: only when set.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+    /// How far ahead of our clock an upstream time may move the cursor; further is clamped
+    /// (and alerted). Less than `overlap_secs`; default: the smaller of 60 and half of it.
+    pub max_clock_skew_secs: Option<u64>,
 }
 
 fn d_page_param() -> String {
@@ -249,10 +256,18 @@ pub struct RawAttachments {
     pub allowed_types: Vec<String>,
     #[serde(default = "d_att_per_item")]
     pub max_per_item: usize,
+    /// Polls in which an item's attachment may fail transiently (network, timeout, 5xx)
+    /// before the item is quarantined as `attachment_failed`.
+    #[serde(default = "d_att_failed_polls")]
+    pub max_failed_polls: u32,
 }
 
 fn d_att_per_item() -> usize {
     10
+}
+
+fn d_att_failed_polls() -> u32 {
+    5
 }
 
 impl Default for RawAttachments {
@@ -262,6 +277,7 @@ impl Default for RawAttachments {
             max_bytes: d_att_max(),
             allowed_types: d_att_types(),
             max_per_item: d_att_per_item(),
+            max_failed_polls: d_att_failed_polls(),
         }
     }
 }
@@ -295,6 +311,24 @@ pub struct HttpSourceConfig {
     pub stale_after: Duration,
     pub max_record_bytes: u64,
     pub max_body_bytes: u64,
+    /// Every origin requests may go to, as `Url::origin().ascii_serialization()`: the base
+    /// URL's first, then `allowed_origins`. Credentials go to the first only.
+    pub origins: Vec<String>,
+    pub allow_plaintext_auth: bool,
+    /// A cursor never moves further than this past our clock.
+    pub max_clock_skew: Duration,
+}
+
+impl HttpSourceConfig {
+    /// The base URL's origin: the only one that gets credentials.
+    pub fn base_origin(&self) -> &str {
+        &self.origins[0]
+    }
+}
+
+/// `scheme://host[:port]` of an http(s) URL (default ports left out); `None` for others.
+pub fn origin_of(url: &reqwest::Url) -> Option<String> {
+    matches!(url.scheme(), "http" | "https").then(|| url.origin().ascii_serialization())
 }
 
 #[derive(Debug, Clone)]
@@ -423,6 +457,7 @@ pub struct AttachmentLimits {
     pub max_bytes: u64,
     pub allowed_types: Vec<String>,
     pub max_per_item: usize,
+    pub max_failed_polls: u32,
 }
 
 // ---- validation ---------------------------------------------------------------------------
@@ -436,11 +471,9 @@ impl Validator<'_> {
         r: &RawHttpSource,
     ) -> Option<HttpSourceConfig> {
         let at = |k: &str| format!("channels.{name}.{k}");
-        let url = reqwest::Url::parse(&r.base_url).ok();
-        let url_ok = url
-            .as_ref()
-            .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !url_ok {
+        let base = reqwest::Url::parse(&r.base_url).ok();
+        let base_origin = base.as_ref().and_then(origin_of);
+        if base_origin.is_none() {
             self.err(
                 &at("base_url"),
                 format!(
@@ -449,7 +482,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        if url
+        if base
             .as_ref()
             .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
         {
@@ -458,23 +491,55 @@ impl Validator<'_> {
                 "must not carry a user or password (it would be logged): use `auth`",
             );
         }
-        // HMAC signs requests without sending its secret; these send theirs as they are.
-        let sends_secret = r.api_key.is_some()
-            || r.auth
-                .as_ref()
-                .is_some_and(|a| matches!(a.kind.as_str(), "bearer" | "basic"));
-        if url.as_ref().is_some_and(|u| u.scheme() == "http")
-            && sends_secret
+        let mut origins = vec![base_origin.clone().unwrap_or_default()];
+        for (i, o) in r.allowed_origins.iter().enumerate() {
+            match reqwest::Url::parse(o).ok().filter(|u| {
+                u.path() == "/"
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+            }) {
+                Some(u) if origin_of(&u).is_some() => {
+                    let o = origin_of(&u).unwrap_or_default();
+                    if !origins.contains(&o) {
+                        origins.push(o);
+                    }
+                }
+                _ => self.err(
+                    &format!("{}[{i}]", at("allowed_origins")),
+                    format!("`{o}` is not an origin: expected http(s)://host[:port]"),
+                ),
+            }
+        }
+        let has_credentials = r.auth.as_ref().is_some_and(|a| a.kind != "none")
+            || (r.protocol == "open311" && r.api_key.is_some());
+        if base.as_ref().is_some_and(|u| u.scheme() == "http")
+            && has_credentials
             && !r.allow_plaintext_auth
         {
             self.err(
                 &at("base_url"),
-                format!(
-                    "is http:// and the source has a token, password or api_key: {}",
-                    super::PLAINTEXT_AUTH
-                ),
+                "plain http would send the credentials unencrypted: use https, or set allow_plaintext_auth = true",
             );
         }
+        // A clamped cursor sits `skew` ahead of our clock; the next poll starts `overlap`
+        // before it, so the overlap must exceed the skew or records written meanwhile (by
+        // an upstream whose clock is right) would be skipped.
+        let max_clock_skew_secs = match r.max_clock_skew_secs {
+            None => (r.overlap_secs / 2).min(60),
+            Some(s) if s > 0 && s >= r.overlap_secs => {
+                self.err(
+                    &at("max_clock_skew_secs"),
+                    format!(
+                        "{s} is not less than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
+                        r.overlap_secs
+                    ),
+                );
+                r.overlap_secs / 2
+            }
+            Some(s) => s,
+        };
         for (k, v) in [
             ("poll_interval_ms", r.poll_interval_ms),
             ("connect_timeout_ms", r.connect_timeout_ms),
@@ -532,6 +597,10 @@ impl Validator<'_> {
         };
         let a = &r.attachments;
         self.positive(&at("attachments.max_bytes"), a.max_bytes);
+        self.positive(
+            &at("attachments.max_failed_polls"),
+            u64::from(a.max_failed_polls),
+        );
         Some(HttpSourceConfig {
             name: name.to_string(),
             channel,
@@ -544,6 +613,7 @@ impl Validator<'_> {
                 max_bytes: a.max_bytes,
                 allowed_types: a.allowed_types.iter().map(|t| t.to_lowercase()).collect(),
                 max_per_item: a.max_per_item,
+                max_failed_polls: a.max_failed_polls.max(1),
             },
             poll_interval: Duration::from_millis(r.poll_interval_ms),
             overlap: Duration::from_secs(r.overlap_secs),
@@ -558,6 +628,9 @@ impl Validator<'_> {
             stale_after: Duration::from_secs(r.stale_after_secs),
             max_record_bytes: r.max_record_bytes,
             max_body_bytes: r.max_body_bytes,
+            origins,
+            allow_plaintext_auth: r.allow_plaintext_auth,
+            max_clock_skew: Duration::from_secs(max_clock_skew_secs),
         })
     }
 

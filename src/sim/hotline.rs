@@ -20,7 +20,8 @@
 //!   400.
 //! - `updated_after` (strictly later) and `updated_before` (at or before) on
 //!   `updated_datetime`, when `supports_updated` (otherwise ignored, as servers without the
-//!   extension do). With `updated_after` the 90-day default window on `requested_datetime` is
+//!   extension do). With `ignores_updated_before`, `updated_after` is honoured and
+//!   `updated_before` ignored, as some deployed servers do. With `updated_after` the 90-day default window on `requested_datetime` is
 //!   not applied (an explicit `start_date`/`end_date` still is) and the results are sorted by
 //!   `updated_datetime`.
 //! - `status`: comma-separated list of statuses to keep.
@@ -54,7 +55,18 @@
 //!  "ext": {"call_id": "C00000002", "satisfaction": null}}
 //! ```
 //! With `quirks: false`: ids are strings, times carry `+08:00`, every field is present
-//! (`null` when empty), no extra fields. Bad records: see [`BadKind`].
+//! (`null` when empty), no extra fields. Bad records: see [`BadKind`] (a bad date makes both
+//! `requested_datetime` and `updated_datetime` `"yesterday"`: no usable time).
+//!
+//! Malformed optional fields ([`Faults::malformed_optional_every`](super::Faults)): the
+//! record keeps its id, `requested_datetime` and `description`, but `updated_datetime` is
+//! `"待定"`, `expected_datetime` `"三个工作日内"`, `lat` `"N/A"`, `long` an object and
+//! `address` an object (`{"province":...,"detail":...}`). The server still files it under
+//! its real update time.
+//!
+//! Attachments (`media_url`): on the sim's own origin, or `media_origin` (another origin);
+//! with `media_redirect_to`, a URL on the sim's origin that redirects there; with
+//! [`Faults::broken_media_every`](super::Faults), one that always answers 500.
 
 use super::{
     BadKind, Core, Element, Field, Flavor, Petition, Plan, Rec, RecordStore, Reply, Server,
@@ -98,6 +110,12 @@ pub struct HotlineSimConfig {
     pub quirks: bool,
     /// Every Nth record (by creation number) has a `media_url` (default `Some(4)`).
     pub media_every: Option<u32>,
+    /// Honour `updated_after` but ignore `updated_before` (default false).
+    pub ignores_updated_before: bool,
+    /// The origin `media_url`s point to instead of the sim's own (e.g. another server).
+    pub media_origin: Option<String>,
+    /// `media_url`s on the sim's origin answer `302` to this origin's `/files/...`.
+    pub media_redirect_to: Option<String>,
 }
 
 impl Default for HotlineSimConfig {
@@ -112,6 +130,9 @@ impl Default for HotlineSimConfig {
             max_per_response: 1000,
             quirks: true,
             media_every: Some(4),
+            ignores_updated_before: false,
+            media_origin: None,
+            media_redirect_to: None,
         }
     }
 }
@@ -277,14 +298,18 @@ fn time_param(q: &[(String, String)], name: &str) -> Result<Option<i64>, Reply> 
 }
 
 impl Filter {
-    fn parse(q: &[(String, String)], supports_updated: bool, now_ms: i64) -> Result<Filter, Reply> {
+    fn parse(q: &[(String, String)], cfg: &HotlineSimConfig, now_ms: i64) -> Result<Filter, Reply> {
         const WINDOW_MS: i64 = MAX_WINDOW_DAYS * 86_400_000;
         let start = time_param(q, "start_date")?;
         let end = time_param(q, "end_date")?;
-        let (updated_after, updated_before) = if supports_updated {
+        let (updated_after, updated_before) = if cfg.supports_updated {
             (
                 time_param(q, "updated_after")?,
-                time_param(q, "updated_before")?,
+                if cfg.ignores_updated_before {
+                    None
+                } else {
+                    time_param(q, "updated_before")?
+                },
             )
         } else {
             (None, None)
@@ -386,12 +411,21 @@ enum Id {
     Text(String),
 }
 
-/// A coordinate as sent: a JSON number, or (a quirk) a string.
+/// A coordinate as sent: a JSON number, or (quirks) a string or an object.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Coord {
     Number(f64),
     Text(String),
+    Parts(Value),
+}
+
+/// An address as sent: text, or (malformed) an object.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Address {
+    Text(String),
+    Parts(Value),
 }
 
 #[derive(Serialize)]
@@ -417,7 +451,7 @@ struct Wire {
     updated_datetime: String,
     #[serde(skip_serializing_if = "Field::is_absent")]
     expected_datetime: Field<String>,
-    address: String,
+    address: Address,
     #[serde(skip_serializing_if = "Field::is_absent")]
     address_id: Field<String>,
     #[serde(skip_serializing_if = "Field::is_absent")]
@@ -479,7 +513,7 @@ impl Shared {
             return r;
         }
         let now_ms = jiff::Timestamp::now().as_millisecond();
-        let filter = match Filter::parse(&q, self.cfg.supports_updated, now_ms) {
+        let filter = match Filter::parse(&q, &self.cfg, now_ms) {
             Ok(f) => f,
             Err(r) => return r,
         };
@@ -528,6 +562,8 @@ impl Shared {
         } else {
             p.body
         };
+        let bad_date = r.bad == Some(BadKind::BadDate);
+        let m = r.malformed;
         Element::Record(Wire {
             service_request_id: id,
             status: status(r),
@@ -538,26 +574,50 @@ impl Shared {
             description: format!("来电人反映：{text}"),
             agency_responsible: p.matter.agency,
             service_notice: (seq.is_multiple_of(3)).then_some("请于30分钟内签收处理"),
-            requested_datetime: if r.bad == Some(BadKind::BadDate) {
+            requested_datetime: if bad_date {
                 "yesterday".to_string()
             } else {
                 fmt_time(r.created, style)
             },
-            updated_datetime: fmt_time(r.updated, style),
-            expected_datetime: if sparse {
+            updated_datetime: if bad_date {
+                "yesterday".to_string()
+            } else if m {
+                "待定".to_string()
+            } else {
+                fmt_time(r.updated, style)
+            },
+            expected_datetime: if m {
+                Is("三个工作日内".to_string())
+            } else if sparse {
                 Absent
             } else {
                 Is(fmt_time(r.created + 3 * 86_400, style))
             },
-            address: p.address,
+            address: if m {
+                Address::Parts(json!({"province": "浙江省", "detail": p.address}))
+            } else {
+                Address::Text(p.address)
+            },
             address_id: if sparse { Absent } else { Is(p.address_id) },
             zipcode: if no_geo {
                 Absent
             } else {
                 Is(p.district.zipcode)
             },
-            lat: if no_geo { Absent } else { Is(coord(p.lat)) },
-            long: if no_geo { Absent } else { Is(coord(p.long)) },
+            lat: if m {
+                Is(Coord::Text("N/A".into()))
+            } else if no_geo {
+                Absent
+            } else {
+                Is(coord(p.lat))
+            },
+            long: if m {
+                Is(Coord::Parts(json!({"value": p.long})))
+            } else if no_geo {
+                Absent
+            } else {
+                Is(coord(p.long))
+            },
             media_url: match self.media_url(r) {
                 Some(u) => Is(u),
                 None if quirks && seq.is_multiple_of(2) => Is(String::new()),
@@ -595,7 +655,15 @@ impl Shared {
         let every = u64::from(self.cfg.media_every.filter(|&e| e > 0)?);
         r.seq.is_multiple_of(every).then(|| {
             let ext = ["jpg", "png", "pdf"][((r.seq / every) % 3) as usize];
-            format!("{}/files/{}_1.{ext}", self.origin, r.id)
+            let place = super::MediaPlace {
+                origin: self
+                    .cfg
+                    .media_origin
+                    .clone()
+                    .unwrap_or_else(|| self.origin.clone()),
+                redirect_to: self.cfg.media_redirect_to.clone(),
+            };
+            place.url(r, &format!("{}_1.{ext}", r.id))
         })
     }
 }

@@ -165,6 +165,14 @@ pub struct Faults {
     /// unparsable date, not an object, oversize. Bad records sit in the index like any other
     /// and are served inside otherwise-valid responses.
     pub bad_record_every: Option<u32>,
+    /// Every Nth *created* record (read when it is created, counted like `bad_record_every`)
+    /// has malformed optional fields while its id, a time and its text stay good (each sim's
+    /// docs say which fields): a client must make an item of it, not quarantine it.
+    pub malformed_optional_every: Option<u32>,
+    /// Every Nth *created* record (read when it is created) that has attachments links them
+    /// with `?status=500`: files that always fail (see [`file_body`] for the file server's
+    /// switches).
+    pub broken_media_every: Option<u32>,
 }
 
 /// How a deliberately bad record is broken, in the order they rotate.
@@ -528,6 +536,10 @@ pub(crate) struct Rec {
     /// Number of `update_record`s so far: drives status and status notes.
     pub version: u32,
     pub bad: Option<BadKind>,
+    /// Malformed optional fields (`Faults::malformed_optional_every`).
+    pub malformed: bool,
+    /// Attachments that always answer 500 (`Faults::broken_media_every`).
+    pub broken_media: bool,
 }
 
 /// `(time, id, index into recs)`: ordered by time then id; the index never decides.
@@ -582,7 +594,21 @@ impl RecordStore {
         self.recs.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn add(&mut self, created: i64, bad_every: Option<u32>) -> &Rec {
+        self.add_with(
+            created,
+            &Faults {
+                bad_record_every: bad_every,
+                ..Faults::default()
+            },
+        )
+    }
+
+    /// Adds a record with the record-level faults in force (`bad_record_every`,
+    /// `malformed_optional_every`, `broken_media_every`).
+    pub(crate) fn add_with(&mut self, created: i64, faults: &Faults) -> &Rec {
+        let bad_every = faults.bad_record_every;
         let seq = self.recs.len() as u64 + 1;
         let bad = every(seq, bad_every).then(|| {
             let k = BadKind::ROTATION[(self.bad_made % 4) as usize];
@@ -602,6 +628,8 @@ impl RecordStore {
             updated: created,
             version: 0,
             bad,
+            malformed: bad.is_none() && every(seq, faults.malformed_optional_every),
+            broken_media: every(seq, faults.broken_media_every),
         });
         &self.recs[idx as usize]
     }
@@ -750,10 +778,10 @@ impl Core {
     /// Creates one record per creation time; returns the ids that appear on the wire.
     pub(crate) fn add(&self, times: impl IntoIterator<Item = i64>) -> Vec<String> {
         let mut st = self.lock();
-        let bad_every = st.faults.faults.bad_record_every;
+        let faults = st.faults.faults.clone();
         let mut ids = Vec::new();
         for t in times {
-            let rec = st.store.add(t, bad_every);
+            let rec = st.store.add_with(t, &faults);
             if rec.bad.is_none_or(BadKind::has_id) {
                 ids.push(rec.id.to_string());
             }
@@ -763,8 +791,8 @@ impl Core {
 
     pub(crate) fn add_one(&self, t: i64) -> String {
         let mut st = self.lock();
-        let bad_every = st.faults.faults.bad_record_every;
-        st.store.add(t, bad_every).id.to_string()
+        let faults = st.faults.faults.clone();
+        st.store.add_with(t, &faults).id.to_string()
     }
 
     pub(crate) fn update(&self, id: &str) -> bool {
@@ -1032,6 +1060,12 @@ pub(crate) fn secs_at_or_before(ms: i64) -> i64 {
 /// A small file for `GET /files/{name}`: `.jpg`/`.jpeg`, `.png` or `.pdf`, each a valid file
 /// whose bytes embed the name (so two names never share content). Any such name (letters,
 /// digits, `-_.`) is served, whether or not a record links to it; `None` (404) for others.
+///
+/// The file server's switches, in the query (what a broken or moved file server does):
+/// `delay_ms=N` waits N ms first (a file slower than a client's timeout); `status=N` answers
+/// status N (e.g. 500) instead of the file, always; `redirect_to=ORIGIN` answers
+/// `302 Found` with `Location: ORIGIN/files/{name}` (a file moved to another origin);
+/// `redirect=loop` answers `302` to the very same URL (a redirect loop).
 pub(crate) fn file_body(name: &str) -> Option<(&'static str, Vec<u8>)> {
     if name.is_empty()
         || name.len() > 200
@@ -1050,7 +1084,41 @@ pub(crate) fn file_body(name: &str) -> Option<(&'static str, Vec<u8>)> {
     }
 }
 
-pub(crate) async fn serve_file(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+pub(crate) async fn serve_file(
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Response {
+    let q = parse_query(raw.as_deref());
+    if let Some(ms) = param(&q, "delay_ms").and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    }
+    if let Some(code) = param(&q, "status")
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
+        return Reply {
+            status: code,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: b"file server error\n".to_vec(),
+        }
+        .into_response();
+    }
+    let location = if param(&q, "redirect") == Some("loop") {
+        Some(format!("/files/{name}?{}", raw.as_deref().unwrap_or("")))
+    } else {
+        param(&q, "redirect_to").map(|o| format!("{}/files/{name}", o.trim_end_matches('/')))
+    };
+    if let Some(location) = location {
+        return Reply {
+            status: StatusCode::FOUND,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+        .with_header(header::LOCATION, &location)
+        .into_response();
+    }
     match file_body(&name) {
         Some((ct, body)) => Reply {
             status: StatusCode::OK,
@@ -1066,6 +1134,34 @@ pub(crate) async fn serve_file(axum::extract::Path(name): axum::extract::Path<St
             body: b"not found\n".to_vec(),
         }
         .into_response(),
+    }
+}
+
+/// Where a record's attachments live and how the file server treats them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MediaPlace {
+    /// The origin in attachment URLs (the sim's own unless `media_origin` is set).
+    pub origin: String,
+    /// `media_redirect_to`: the URLs answer 302 to this origin.
+    pub redirect_to: Option<String>,
+}
+
+impl MediaPlace {
+    /// The URL of one attachment of `rec`.
+    pub(crate) fn url(&self, rec: &Rec, file: &str) -> String {
+        let mut q = Vec::new();
+        if rec.broken_media {
+            q.push("status=500".to_string());
+        }
+        if let Some(o) = &self.redirect_to {
+            q.push(format!("redirect_to={}", percent_encode(o)));
+        }
+        let q = if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        };
+        format!("{}/files/{file}{q}", self.origin)
     }
 }
 

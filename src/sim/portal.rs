@@ -27,6 +27,11 @@
 //!
 //! Invalid `page`, `cursor` or `after`: 400.
 //!
+//! Quirks (config): `link_origin` writes `Link` targets on another origin; `redirect_api_to`
+//! answers every list request `307 Temporary Redirect` to the same path and query on another
+//! origin (before any check); `media_origin` / `media_redirect_to` put attachment URLs on
+//! another origin, or on this one redirecting there.
+//!
 //! One item:
 //! ```json
 //! {"petitionNo":"WS2026112800001","createTime":"2026-11-28 10:00:00",
@@ -39,7 +44,10 @@
 //! Times are Asia/Shanghai local time without offset. `status` goes 待受理 → 已受理 → 办理中 →
 //! 已办结. `attachments` is `[]` for most items; every `media_every`-th item has one or two
 //! (`.jpg` 照片N.jpg, `.pdf` 材料N.pdf, `.png` 截图N.png). Bad items: see
-//! [`BadKind`] (`createTime` `"2026-13-45"` for the bad date).
+//! [`BadKind`] (the bad date: `createTime` `"2026-13-45"` and `updateTime` `"2026-13-45"
+//! 25:00:00"`, no usable time). Malformed optional fields
+//! ([`Faults::malformed_optional_every`](super::Faults)): `createTime` `"暂无"`,
+//! `petitioner.address` an array, `regionName` an object; id, `updateTime` and texts stay good.
 
 use super::{
     BadKind, Core, Element, Flavor, Petition, Plan, Rec, Reply, Server, TimeStyle, arrange,
@@ -121,6 +129,14 @@ pub struct PortalSimConfig {
     pub bearer: Option<String>,
     /// Every Nth item (by creation number) has attachments (default `Some(3)`).
     pub media_every: Option<u32>,
+    /// `Link` targets are written on this origin instead of the sim's own.
+    pub link_origin: Option<String>,
+    /// Every list request answers `307` to the same path and query on this origin.
+    pub redirect_api_to: Option<String>,
+    /// The origin attachment URLs point to instead of the sim's own.
+    pub media_origin: Option<String>,
+    /// Attachment URLs on the sim's origin answer `302` to this origin's `/files/...`.
+    pub media_redirect_to: Option<String>,
 }
 
 impl Default for PortalSimConfig {
@@ -133,6 +149,10 @@ impl Default for PortalSimConfig {
             signing: None,
             bearer: None,
             media_every: Some(3),
+            link_origin: None,
+            redirect_api_to: None,
+            media_origin: None,
+            media_redirect_to: None,
         }
     }
 }
@@ -363,6 +383,19 @@ impl Shared {
     }
 
     fn petitions(&self, method: &Method, uri: &Uri, headers: &HeaderMap, plan: &Plan) -> Reply {
+        if let Some(to) = &self.cfg.redirect_api_to {
+            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            return Reply {
+                status: StatusCode::TEMPORARY_REDIRECT,
+                content_type: super::JSON,
+                headers: Vec::new(),
+                body: b"{}".to_vec(),
+            }
+            .with_header(
+                header::LOCATION,
+                &format!("{}{}{query}", to.trim_end_matches('/'), uri.path()),
+            );
+        }
         if let Err(r) = check_bearer(self.cfg.bearer.as_deref(), headers, Flavor::Portal) {
             return r;
         }
@@ -501,7 +534,8 @@ impl Shared {
                     .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
                     .collect();
                 query.push(format!("after={token}"));
-                let url = format!("{}{}?{}", self.origin, uri.path(), query.join("&"));
+                let origin = self.cfg.link_origin.as_deref().unwrap_or(&self.origin);
+                let url = format!("{origin}{}?{}", uri.path(), query.join("&"));
                 reply.with_header(header::LINK, &format!("<{url}>; rel=\"next\""))
             }
             None => reply,
@@ -532,14 +566,22 @@ impl Shared {
         }
         let p = Petition::generate(self.cfg.seed, r.seq);
         let name = p.name();
+        let bad_date = r.bad == Some(BadKind::BadDate);
+        let m = r.malformed;
         Element::Record(Item {
             petition_no: (r.bad != Some(BadKind::NoId)).then(|| r.id.to_string()),
-            create_time: if r.bad == Some(BadKind::BadDate) {
+            create_time: if bad_date {
                 "2026-13-45".to_string()
+            } else if m {
+                "暂无".to_string()
             } else {
                 fmt_time(r.created, TimeStyle::LocalSpace)
             },
-            update_time: fmt_time(r.updated, TimeStyle::LocalSpace),
+            update_time: if bad_date {
+                "2026-13-45 25:00:00".to_string()
+            } else {
+                fmt_time(r.updated, TimeStyle::LocalSpace)
+            },
             content: if r.bad == Some(BadKind::Oversize) {
                 p.long_body(super::OVERSIZE_BYTES)
             } else {
@@ -550,10 +592,18 @@ impl Shared {
                 name,
                 id_card: p.id_number,
                 mobile: p.phone,
-                address: p.address,
+                address: if m {
+                    serde_json::json!([p.district.name, p.address])
+                } else {
+                    serde_json::Value::String(p.address)
+                },
             },
             region_code: p.district.code,
-            region_name: p.district.name,
+            region_name: if m {
+                serde_json::json!({"code": p.district.code, "name": p.district.name})
+            } else {
+                serde_json::Value::from(p.district.name)
+            },
             matter_code: p.matter.code,
             status: STATUSES[(r.version as usize).min(STATUSES.len() - 1)],
             attachments: self.attachments(r),
@@ -568,12 +618,20 @@ impl Shared {
             return Vec::new();
         }
         let count = 1 + (r.seq / every) % 2;
+        let place = super::MediaPlace {
+            origin: self
+                .cfg
+                .media_origin
+                .clone()
+                .unwrap_or_else(|| self.origin.clone()),
+            redirect_to: self.cfg.media_redirect_to.clone(),
+        };
         (1..=count)
             .map(|i| {
                 let (ext, label) =
                     [("jpg", "照片"), ("pdf", "材料"), ("png", "截图")][((r.seq + i) % 3) as usize];
                 Attachment {
-                    url: format!("{}/files/{}_{i}.{ext}", self.origin, r.id),
+                    url: place.url(r, &format!("{}_{i}.{ext}", r.id)),
                     name: format!("{label}{i}.{ext}"),
                 }
             })
@@ -621,7 +679,7 @@ struct Item {
     content: String,
     petitioner: Petitioner,
     region_code: &'static str,
-    region_name: &'static str,
+    region_name: serde_json::Value,
     matter_code: &'static str,
     status: &'static str,
     attachments: Vec<Attachment>,
@@ -633,7 +691,7 @@ struct Petitioner {
     name: String,
     id_card: String,
     mobile: String,
-    address: String,
+    address: serde_json::Value,
 }
 
 #[derive(Serialize)]

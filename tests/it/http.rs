@@ -32,11 +32,18 @@ fn every_fault() -> Faults {
         duplicate_records: true,
         out_of_order: true,
         bad_record_every: Some(25),
+        malformed_optional_every: Some(17),
+        ..Faults::default()
     }
 }
 
 /// The channel sections for the two simulators. Secrets come from files, as in production.
 fn channels(app: &TestApp, hotline: &str, portal: &str, extra: &str) {
+    channels_paged(app, hotline, portal, extra, "cursor");
+}
+
+/// `channels` with the portal's pagination kind.
+fn channels_paged(app: &TestApp, hotline: &str, portal: &str, extra: &str, pagination: &str) {
     let mapping = petitiond::sim::portal::MAPPING_TOML;
     std::fs::write(app.dir.path().join("hotline.key"), "it-api-key\n").unwrap();
     std::fs::write(app.dir.path().join("portal.secret"), "it-secret-不要用\n").unwrap();
@@ -45,6 +52,8 @@ fn channels(app: &TestApp, hotline: &str, portal: &str, extra: &str) {
 [channels.hotline]
 protocol = "open311"
 base_url = "{hotline}"
+# The simulators listen on loopback over plain http.
+allow_plaintext_auth = true
 jurisdiction_id = "hz.12345"
 api_key = {{ file = "hotline.key" }}
 allow_plaintext_auth = true
@@ -62,6 +71,7 @@ requests_per_second = 200
 [channels.portal]
 protocol = "paged"
 base_url = "{portal}"
+allow_plaintext_auth = true
 path = "/petitions"
 updated_after_param = "updated_after"
 items_pointer = "/data/items"
@@ -76,7 +86,7 @@ requests_per_second = 200
 {extra}
 
 [channels.portal.pagination]
-kind = "cursor"
+kind = "{pagination}"
 page_size = 20
 next_cursor_pointer = "/data/next_cursor"
 
@@ -311,5 +321,163 @@ fn sigkill_mid_page_repeatedly_loses_nothing_and_duplicates_nothing() {
     );
     assert_each_routed_once(&records, &ids);
     assert_eq!(records.len(), ids.len());
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// Issue 13 end to end, with the real daemon and broker: an Open311 server that ignores
+/// `updated_before`, a signed portal paged by `Link`, files that always fail, records with
+/// malformed optional fields and one dated a year ahead. Every record that can be an item is
+/// routed once; the items with a failing file are quarantined (`attachment_failed`) after
+/// their budget and the sources go on; each condition is alerted once on the alerts topic.
+#[test]
+fn partly_supporting_upstreams_never_halt_skip_or_stall_the_channels() {
+    let Some(brokers) = broker() else { return };
+    let rt = runtime();
+    let hotline = rt
+        .block_on(HotlineSim::start(HotlineSimConfig {
+            jurisdiction_id: Some("hz.12345".into()),
+            api_key: Some("it-api-key".into()),
+            // As configured (`max_per_response = 100`): a client must not think the
+            // server's cap larger than it is.
+            max_per_response: 100,
+            ignores_updated_before: true,
+            media_every: Some(3),
+            ..Default::default()
+        }))
+        .unwrap();
+    let portal = rt
+        .block_on(PortalSim::start(PortalSimConfig {
+            pagination: Pagination::Link,
+            signing: Some(SigningSecret {
+                app_key: "petitiond-it".into(),
+                secret: "it-secret-不要用".into(),
+            }),
+            media_every: Some(4),
+            ..Default::default()
+        }))
+        .unwrap();
+    let faults = Faults {
+        error_500_every: Some(11),
+        duplicate_records: true,
+        malformed_optional_every: Some(7),
+        broken_media_every: Some(5),
+        ..Faults::default()
+    };
+    hotline.set_faults(faults.clone());
+    portal.set_faults(faults);
+    let now = jiff::Timestamp::now();
+    hotline.add_records_between(300, now - jiff::SignedDuration::from_mins(10), now);
+    portal.add_records_between(60, now - jiff::SignedDuration::from_mins(10), now);
+    portal.add_record_at(now + jiff::SignedDuration::from_hours(24 * 365));
+    let alerts = crate::helpers::unique("it.alerts");
+    let mut app = TestApp::new(&brokers, "");
+    channels_paged(
+        &app,
+        &hotline.base_url(),
+        &portal.base_url(),
+        "max_clock_skew_secs = 10",
+        "link",
+    );
+    app.append_config(&format!(
+        "\n[channels.hotline.attachments]\nmax_failed_polls = 2\n\n[channels.portal.attachments]\nmax_failed_polls = 2\n\n[sla]\nalerts_topic = \"{alerts}\"\n"
+    ));
+    app.start();
+
+    // Records whose file always fails: they have media and a creation number that is a
+    // multiple of 5 (no record is bad, so creation number n is record_ids()[n - 1]).
+    let broken = |ids: Vec<String>, media_every: usize| {
+        let (mut broken, mut ok) = (Vec::new(), Vec::new());
+        for (i, id) in ids.into_iter().enumerate() {
+            if (i + 1) % media_every == 0 && (i + 1) % 5 == 0 {
+                broken.push(id);
+            } else {
+                ok.push(id);
+            }
+        }
+        (broken, ok)
+    };
+    let (hotline_broken, hotline_ok) = broken(hotline.record_ids(), 3);
+    let (portal_broken, portal_ok) = broken(portal.record_ids(), 4);
+    assert_eq!((hotline_broken.len(), portal_broken.len()), (20, 3));
+    let mut ids: Vec<String> = hotline_ok
+        .iter()
+        .map(|id| ItemId::derive(Channel::Hotline, id).to_string())
+        .collect();
+    ids.extend(
+        portal_ok
+            .iter()
+            .map(|id| ItemId::derive(Channel::Portal, id).to_string()),
+    );
+    let records = consume(
+        &brokers,
+        &app.topic,
+        ids.len(),
+        Duration::from_secs(180),
+        Duration::from_secs(3),
+    );
+    assert_each_routed_once(&records, &ids);
+
+    // The held items end in quarantine with their file's reference, once their budget is
+    // spent (two polls; give them a few seconds).
+    let mut listing = String::new();
+    for _ in 0..60 {
+        let out = app.petitiond(&["quarantine", "list"]);
+        listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        if listing.matches("attachment_failed").count() >= 23 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for id in hotline_broken.iter().chain(&portal_broken) {
+        let line = listing
+            .lines()
+            .find(|l| l.contains(&format!("id={id}\t")))
+            .unwrap_or_else(|| panic!("{id} not in quarantine:\n{listing}"));
+        assert!(line.contains("attachment_failed"), "{line}");
+    }
+    assert!(
+        !listing.contains("status=500"),
+        "no URL query in quarantine"
+    );
+
+    // Each condition alerted once.
+    let events = consume(
+        &brokers,
+        &alerts,
+        2,
+        Duration::from_secs(30),
+        Duration::from_secs(3),
+    );
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|r| {
+            let t = r.headers.get("ce_type")?;
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).ok()?;
+            Some((t.clone(), v["source"].as_str()?.to_string()))
+        })
+        .filter(|(t, _)| t.contains(".channel."))
+        .collect();
+    for want in [
+        ("cn.gov.petition.channel.bound_ignored.v1", "hotline"),
+        ("cn.gov.petition.channel.cursor_clamped.v1", "portal"),
+    ] {
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|(t, s)| t == want.0 && s == want.1)
+                .count(),
+            1,
+            "{want:?} once: {kinds:?}"
+        );
+    }
+    let (_, metrics) = app.http_get("/metrics");
+    for source in ["hotline", "portal"] {
+        assert!(
+            metrics.contains(&format!(
+                r#"petitiond_http_fields_dropped_total{{source="{source}",field="address"}}"#
+            )),
+            "{source}: {metrics}"
+        );
+    }
     assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
 }

@@ -1,12 +1,20 @@
 //! One source's HTTP client: timeouts, authentication, a rate limit, retries with exponential
-//! backoff and jitter (honouring `Retry-After`), and a circuit breaker.
+//! backoff and jitter (honouring `Retry-After`), a circuit breaker, and where requests may go.
 //!
 //! Everything that talks to an upstream goes through [`Fetcher::fetch`], so every request of a
-//! source — pages and attachments — shares one rate limit and one breaker. URLs may carry an
-//! API key, so they are never logged: logs name the path only, and reqwest errors are logged
-//! `without_url`.
+//! source — pages and attachments — shares one rate limit. Only pages move the breaker: it
+//! measures the upstream's health, and one broken file must not cut a source off.
+//!
+//! Requests go only where the operator pointed them: to the base URL's origin or one of
+//! `allowed_origins`; anything else (an attachment URL, a `Link` target, a redirect) is
+//! refused before a byte is sent. Redirects are followed here, hop by hop, not by reqwest,
+//! so each hop is checked and signed for itself; credentials (auth headers, the HMAC
+//! signature) go to the base origin only, and over plain `http` only with
+//! `allow_plaintext_auth`. reqwest is built without a cookie store: no cookie is ever sent.
+//! URLs may carry an API key, so they are never logged: logs name the path only, and reqwest
+//! errors are logged `without_url`.
 
-use crate::config::http::{Auth, HttpSourceConfig};
+use crate::config::http::{Auth, HttpSourceConfig, origin_of};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -16,14 +24,30 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// A request to make: method, absolute URL (without query), and query pairs.
+/// Redirect hops followed for one request.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// HTTP attempts per attachment within one poll (the item's budget counts polls).
+pub const ATTACHMENT_ATTEMPTS: u32 = 3;
+
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A page of records: counts towards the breaker (the upstream's health).
+    Page,
+    /// An attachment: neither held back nor counted by the breaker; [`ATTACHMENT_ATTEMPTS`]
+    /// attempts, waits capped at `backoff_max` (the item has its own budget across polls).
+    Attachment,
+}
+
+/// A request to make: method, absolute URL, and query pairs. A query already on `url` is
+/// sent and signed as well (a `Link` target carries its own).
 #[derive(Debug, Clone)]
 pub struct Req {
     pub method: reqwest::Method,
     pub url: reqwest::Url,
     pub query: Vec<(String, String)>,
-    /// Add the source's authentication (off for attachment URLs on other hosts).
-    pub auth: bool,
+    pub purpose: Purpose,
     /// Largest body accepted, in bytes.
     pub max_body: u64,
 }
@@ -36,6 +60,24 @@ pub struct Resp {
     pub body: Vec<u8>,
 }
 
+/// Why a permanent failure happened: a metric label and what the caller branches on.
+pub mod refusal {
+    /// 404 or 410.
+    pub const GONE: &str = "gone";
+    /// Another 4xx.
+    pub const HTTP_4XX: &str = "http_4xx";
+    /// A body over the limit.
+    pub const TOO_LARGE: &str = "too_large";
+    /// A 2xx answer the caller's check refused (e.g. a media type not allowed).
+    pub const BAD_TYPE: &str = "bad_type";
+    /// A URL or redirect target on an origin not configured.
+    pub const OFF_ORIGIN: &str = "off_origin";
+    /// A redirect loop, too many hops, or a redirect without a usable `Location`.
+    pub const REDIRECT: &str = "redirect_refused";
+    /// Credentials would go over plain http without `allow_plaintext_auth`.
+    pub const PLAINTEXT: &str = "plaintext_auth";
+}
+
 /// Why a request did not give a usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -46,9 +88,14 @@ pub enum FetchError {
         retry_after: Option<Duration>,
     },
     /// Retrying will not help until someone changes something (4xx: auth, bad parameters,
-    /// gone; a body over the limit).
+    /// gone; a body over the limit; a request refused before it was sent). `reason` is one of
+    /// [`refusal`].
     #[error("{what}")]
-    Permanent { status: Option<u16>, what: String },
+    Permanent {
+        status: Option<u16>,
+        reason: &'static str,
+        what: String,
+    },
     /// The breaker is open: no request was made.
     #[error("circuit open for {0:?} more")]
     CircuitOpen(Duration),
@@ -63,6 +110,14 @@ impl FetchError {
             retry_after: None,
         }
     }
+
+    fn refused(reason: &'static str, what: impl Into<String>) -> Self {
+        FetchError::Permanent {
+            status: None,
+            reason,
+            what: what.into(),
+        }
+    }
 }
 
 /// Why `fetch`'s check found a 2xx answer unusable.
@@ -70,8 +125,32 @@ impl FetchError {
 pub enum Unusable {
     /// Probably a glitch (a truncated or garbage body): retry.
     Retry(String),
-    /// Will not change on retry (e.g. an attachment of a type not allowed).
+    /// Will not change on retry (e.g. an attachment of a type not allowed): a
+    /// [`refusal::BAD_TYPE`].
     Refuse(String),
+}
+
+/// `url` without its query and fragment, and its query pairs (decoded) followed by `extra`.
+pub fn split_query(
+    url: &reqwest::Url,
+    extra: &[(String, String)],
+) -> (reqwest::Url, Vec<(String, String)>) {
+    let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    pairs.extend(extra.iter().cloned());
+    let mut bare = url.clone();
+    bare.set_query(None);
+    bare.set_fragment(None);
+    (bare, pairs)
+}
+
+/// What may name an upstream URL in quarantine or an error: no credentials, no query.
+pub fn reference(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
 }
 
 /// Consecutive failures open the breaker for a cool-down; then one trial request is let
@@ -86,6 +165,9 @@ pub struct Fetcher {
     http: reqwest::Client,
     source: String,
     auth: Auth,
+    /// Where requests may go (the base URL's origin first: the only one given credentials).
+    origins: Vec<String>,
+    allow_plaintext_auth: bool,
     limiter: DefaultDirectRateLimiter,
     breaker: Mutex<Breaker>,
     threshold: u32,
@@ -105,12 +187,16 @@ impl Fetcher {
             .read_timeout(cfg.request_timeout)
             .timeout(cfg.request_timeout)
             .user_agent(concat!("petitiond/", env!("CARGO_PKG_VERSION")))
+            // Followed by `once`, which checks each hop's origin and credentials.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let rps = NonZeroU32::new(cfg.requests_per_second).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             http,
             source: cfg.name.clone(),
             auth: cfg.auth.clone(),
+            origins: cfg.origins.clone(),
+            allow_plaintext_auth: cfg.allow_plaintext_auth,
             limiter: RateLimiter::direct(Quota::per_second(rps)),
             breaker: Mutex::new(Breaker {
                 failures: 0,
@@ -164,18 +250,51 @@ impl Fetcher {
         }
     }
 
+    /// Whether requests may go to `url`'s origin.
+    pub fn allows(&self, url: &reqwest::Url) -> bool {
+        origin_of(url).is_some_and(|o| self.origins.contains(&o))
+    }
+
+    /// Whether a request to `url` carries the source's credentials: only on the base URL's
+    /// origin, and over plain http only with `allow_plaintext_auth` (else it is refused).
+    pub fn credentials_for(&self, url: &reqwest::Url) -> Result<bool, FetchError> {
+        if matches!(self.auth, Auth::None)
+            || origin_of(url).as_deref() != self.origins.first().map(String::as_str)
+        {
+            return Ok(false);
+        }
+        if url.scheme() != "https" && !self.allow_plaintext_auth {
+            return Err(FetchError::refused(
+                refusal::PLAINTEXT,
+                format!(
+                    "credentials over plain http to {} refused (allow_plaintext_auth is off)",
+                    url.path()
+                ),
+            ));
+        }
+        Ok(true)
+    }
+
     /// Makes the request and checks the answer with `check` (e.g. "the body is JSON");
     /// retries transient failures (including a failed check) with backoff, up to
-    /// `self.attempts` times. The breaker and the rate limit apply to every attempt.
+    /// `self.attempts` times for a page and [`ATTACHMENT_ATTEMPTS`] for an attachment. The
+    /// rate limit applies to every attempt; the breaker to pages only.
     pub async fn fetch<T>(
         &self,
         req: &Req,
         stop: &CancellationToken,
         check: impl Fn(&Resp) -> Result<T, Unusable>,
     ) -> Result<(Resp, T), FetchError> {
+        let page = req.purpose == Purpose::Page;
+        let attempts = if page {
+            self.attempts
+        } else {
+            ATTACHMENT_ATTEMPTS
+        };
         let mut attempt = 0;
         loop {
-            let outcome = match self.breaker_check() {
+            let checked = if page { self.breaker_check() } else { Ok(()) };
+            let outcome = match checked {
                 Err(e) => Err(e),
                 Ok(()) => {
                     let r = self.once(req, stop).await;
@@ -188,16 +307,19 @@ impl Fetcher {
                             }
                             Err(Unusable::Refuse(why)) => Err(FetchError::Permanent {
                                 status: Some(resp.status),
+                                reason: refusal::BAD_TYPE,
                                 what: why,
                             }),
                         },
                         Err(e) => Err(e),
                     };
-                    match &r {
-                        Ok(_) => self.breaker_result(true),
-                        Err(FetchError::Transient { .. }) => self.breaker_result(false),
-                        // A 4xx says the upstream is up: it does not count against it.
-                        Err(_) => {}
+                    if page {
+                        match &r {
+                            Ok(_) => self.breaker_result(true),
+                            Err(FetchError::Transient { .. }) => self.breaker_result(false),
+                            // A 4xx says the upstream is up: it does not count against it.
+                            Err(_) => {}
+                        }
                     }
                     r
                 }
@@ -207,17 +329,21 @@ impl Fetcher {
                 Err(FetchError::Stopped) => return Err(FetchError::Stopped),
                 Err(e @ FetchError::Permanent { .. }) => return Err(e),
                 Err(FetchError::CircuitOpen(d)) => {
-                    if attempt + 1 >= self.attempts {
+                    if attempt + 1 >= attempts {
                         return Err(FetchError::CircuitOpen(d));
                     }
                     d
                 }
                 Err(FetchError::Transient { what, retry_after }) => {
-                    if attempt + 1 >= self.attempts {
+                    if attempt + 1 >= attempts {
                         return Err(FetchError::Transient { what, retry_after });
                     }
                     let backoff = self.backoff(attempt);
-                    let wait = retry_after.map_or(backoff, |ra| ra.max(backoff / 2));
+                    let mut wait = retry_after.map_or(backoff, |ra| ra.max(backoff / 2));
+                    if !page {
+                        // An attachment's retries hold its page up: never longer than this.
+                        wait = wait.min(self.backoff_max);
+                    }
                     tracing::warn!(source = %self.source, path = req.url.path(), attempt = attempt + 1, retry_in_ms = wait.as_millis() as u64, error = %what, "upstream request failed; retrying");
                     wait
                 }
@@ -230,57 +356,136 @@ impl Fetcher {
         }
     }
 
+    /// One attempt: the request and the redirects it leads to, each hop checked for its
+    /// origin and given credentials (re-signed) only where they may go.
     async fn once(&self, req: &Req, stop: &CancellationToken) -> Result<Resp, FetchError> {
-        tokio::select! {
-            _ = self.limiter.until_ready() => {}
-            _ = stop.cancelled() => return Err(FetchError::Stopped),
-        }
-        let mut b = self
-            .http
-            .request(req.method.clone(), req.url.clone())
-            .query(&req.query);
-        if req.auth {
-            b = match &self.auth {
-                Auth::None => b,
-                Auth::Bearer(t) => b.bearer_auth(t.expose()),
-                Auth::Basic { username, password } => {
-                    b.basic_auth(username, Some(password.expose()))
-                }
-                Auth::Hmac(h) => {
-                    let nonce = uuid::Uuid::new_v4().to_string();
-                    let headers = super::sign::headers(
-                        h,
-                        req.method.as_str(),
-                        req.url.path(),
-                        &req.query,
-                        jiff::Timestamp::now(),
-                        &nonce,
-                    );
-                    headers.into_iter().fold(b, |b, (k, v)| b.header(k, v))
+        let (mut url, mut query) = split_query(&req.url, &req.query);
+        let mut method = req.method.clone();
+        let mut visited: Vec<String> = Vec::new();
+        loop {
+            if !self.allows(&url) {
+                self.metrics
+                    .upstream_request(&self.source, refusal::OFF_ORIGIN);
+                return Err(FetchError::refused(
+                    refusal::OFF_ORIGIN,
+                    format!(
+                        "{} is on an origin that is neither base_url's nor in allowed_origins: not requested",
+                        reference(&url)
+                    ),
+                ));
+            }
+            let credentials = self.credentials_for(&url)?;
+            let mut full = url.clone();
+            if !query.is_empty() {
+                full.query_pairs_mut().extend_pairs(query.iter());
+            }
+            visited.push(full.to_string());
+            tokio::select! {
+                _ = self.limiter.until_ready() => {}
+                _ = stop.cancelled() => return Err(FetchError::Stopped),
+            }
+            let mut b = self.http.request(method.clone(), full.clone());
+            if credentials {
+                b = match &self.auth {
+                    Auth::None => b,
+                    Auth::Bearer(t) => b.bearer_auth(t.expose()),
+                    Auth::Basic { username, password } => {
+                        b.basic_auth(username, Some(password.expose()))
+                    }
+                    Auth::Hmac(h) => {
+                        let nonce = uuid::Uuid::new_v4().to_string();
+                        let headers = super::sign::headers(
+                            h,
+                            method.as_str(),
+                            url.path(),
+                            &query,
+                            jiff::Timestamp::now(),
+                            &nonce,
+                        );
+                        headers.into_iter().fold(b, |b, (k, v)| b.header(k, v))
+                    }
+                };
+            }
+            let sent = tokio::select! {
+                r = b.send() => r,
+                _ = stop.cancelled() => return Err(FetchError::Stopped),
+            };
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    let outcome = if e.is_timeout() {
+                        "timeout"
+                    } else if e.is_connect() {
+                        "connect_error"
+                    } else {
+                        "network_error"
+                    };
+                    self.metrics.upstream_request(&self.source, outcome);
+                    return Err(FetchError::transient(format!(
+                        "{outcome}: {}",
+                        e.without_url()
+                    )));
                 }
             };
-        }
-        let sent = tokio::select! {
-            r = b.send() => r,
-            _ = stop.cancelled() => return Err(FetchError::Stopped),
-        };
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                let outcome = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect_error"
-                } else {
-                    "network_error"
+            let status = resp.status();
+            if status.is_redirection() && status != reqwest::StatusCode::NOT_MODIFIED {
+                self.metrics.upstream_request(&self.source, "redirect");
+                let next = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| full.join(l).ok());
+                let Some(next) = next else {
+                    return Err(FetchError::refused(
+                        refusal::REDIRECT,
+                        format!(
+                            "HTTP {} from {} without a usable Location",
+                            status.as_u16(),
+                            url.path()
+                        ),
+                    ));
                 };
-                self.metrics.upstream_request(&self.source, outcome);
-                return Err(FetchError::transient(format!(
-                    "{outcome}: {}",
-                    e.without_url()
-                )));
+                if visited.iter().any(|v| v == next.as_str()) || visited.len() > MAX_REDIRECTS {
+                    self.metrics
+                        .upstream_request(&self.source, refusal::REDIRECT);
+                    return Err(FetchError::refused(
+                        refusal::REDIRECT,
+                        format!(
+                            "redirect loop or more than {MAX_REDIRECTS} redirects from {}",
+                            req.url.path()
+                        ),
+                    ));
+                }
+                if !self.allows(&next) {
+                    self.metrics
+                        .upstream_request(&self.source, refusal::OFF_ORIGIN);
+                    return Err(FetchError::refused(
+                        refusal::OFF_ORIGIN,
+                        format!(
+                            "redirect from {} to {} refused: another origin",
+                            url.path(),
+                            reference(&next)
+                        ),
+                    ));
+                }
+                if status == reqwest::StatusCode::SEE_OTHER {
+                    method = reqwest::Method::GET;
+                }
+                (url, query) = split_query(&next, &[]);
+                continue;
             }
-        };
+            return self.read(req, &url, resp, stop).await;
+        }
+    }
+
+    /// The status and body of a final (not redirected) answer.
+    async fn read(
+        &self,
+        req: &Req,
+        url: &reqwest::Url,
+        resp: reqwest::Response,
+        stop: &CancellationToken,
+    ) -> Result<Resp, FetchError> {
         let status = resp.status();
         let headers = resp.headers().clone();
         if !status.is_success() {
@@ -291,14 +496,20 @@ impl Fetcher {
                 _ => "http_4xx",
             };
             self.metrics.upstream_request(&self.source, outcome);
-            let what = format!("HTTP {code} from {}", req.url.path());
+            let what = format!("HTTP {code} from {}", url.path());
             return Err(match code {
                 408 | 425 | 429 | 500..=599 => FetchError::Transient {
                     what,
                     retry_after: retry_after(&headers),
                 },
+                404 | 410 => FetchError::Permanent {
+                    status: Some(code),
+                    reason: refusal::GONE,
+                    what,
+                },
                 _ => FetchError::Permanent {
                     status: Some(code),
+                    reason: refusal::HTTP_4XX,
                     what,
                 },
             });
@@ -309,6 +520,7 @@ impl Fetcher {
             self.metrics.upstream_request(&self.source, "too_large");
             return Err(FetchError::Permanent {
                 status: Some(status.as_u16()),
+                reason: refusal::TOO_LARGE,
                 what: format!("body of {len} bytes over the limit of {}", req.max_body),
             });
         }
@@ -326,6 +538,7 @@ impl Fetcher {
                         self.metrics.upstream_request(&self.source, "too_large");
                         return Err(FetchError::Permanent {
                             status: Some(status.as_u16()),
+                            reason: refusal::TOO_LARGE,
                             what: format!("body over the limit of {} bytes", req.max_body),
                         });
                     }

@@ -9,6 +9,12 @@
 //! store. A crash anywhere re-reads from the old cursor (minus the overlap); intake recognises
 //! what it already has by envelope id and upstream version.
 //!
+//! The cursor never moves past a record that is not durable, and never far into the future:
+//! an item whose attachment fails transiently is *held* (not handed over; the cursor stays
+//! just before it while the rest of the source flows) until it succeeds or its budget of
+//! failed polls runs out and it is quarantined as `attachment_failed`; a time further ahead
+//! than `max_clock_skew` is clamped and raises a `channel.cursor_clamped` event, once.
+//!
 //! - `client`: timeouts, auth, rate limit, retries with backoff and `Retry-After`, breaker.
 //! - `sign`: the app-key + secret HMAC signature.
 //! - `record`: one JSON record → mapped fields, or a reason to quarantine it.
@@ -43,9 +49,25 @@ const PREPARE_CONCURRENCY: usize = 16;
 
 pub const TYPE_CHANNEL_STALE: &str = "cn.gov.petition.channel.stale.v1";
 pub const TYPE_CHANNEL_RECOVERED: &str = "cn.gov.petition.channel.recovered.v1";
+/// An upstream time ahead of our clock by more than `max_clock_skew` was clamped.
+pub const TYPE_CHANNEL_CURSOR_CLAMPED: &str = "cn.gov.petition.channel.cursor_clamped.v1";
+/// Records outside the requested window: the upstream ignores a query bound.
+pub const TYPE_CHANNEL_BOUND_IGNORED: &str = "cn.gov.petition.channel.bound_ignored.v1";
 
-/// Flag on an item whose attachment URL could not be stored (gone, too large, wrong type).
+/// Flag on an item whose attachment URL could not be stored for good (gone, too large,
+/// another type, another origin, a redirect refused).
 pub const ATTACHMENT_UNAVAILABLE: &str = "attachment_unavailable";
+
+/// Quarantine reason of an item whose attachment kept failing for `max_failed_polls` polls.
+pub const ATTACHMENT_FAILED: &str = "attachment_failed";
+
+/// Flag prefix on an item one of whose optional fields was malformed and left out
+/// (`dropped_field:address`).
+pub const DROPPED_FIELD: &str = "dropped_field:";
+
+/// Budget entries kept at most (the oldest go first), and for at most this long unseen.
+const BUDGET_MAX_ENTRIES: usize = 10_000;
+const BUDGET_KEEP_UNSEEN: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 
 /// What `/channels` shows about one source.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -85,10 +107,114 @@ pub struct HttpChannel {
     pub relay_wake: Arc<Notify>,
 }
 
-/// The cursor as stored: a time watermark. Each poll starts `overlap` before it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Cursor {
-    watermark: Timestamp,
+/// The cursor as stored: a time watermark (each poll starts `overlap` before it), what was
+/// learnt about the upstream, and the attachment retry budgets of held items.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Cursor {
+    pub(crate) watermark: Timestamp,
+    /// Open311: the server was seen ignoring the window's upper bound, so it is read on the
+    /// records' own times (see `open311`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) upper_bound_ignored: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) attachment_failures: Vec<AttachmentFailure>,
+}
+
+/// One item's attachment retry budget: polls in which an attachment of this version failed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct AttachmentFailure {
+    pub(crate) upstream_id: String,
+    pub(crate) version: String,
+    pub(crate) failed_polls: u32,
+    /// When it last failed (counted once per poll) and when it was last read.
+    pub(crate) last_failed_at: Timestamp,
+    pub(crate) last_seen_at: Timestamp,
+}
+
+/// Which record time a protocol's cursor follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeKey {
+    Updated,
+    Created,
+}
+
+impl TimeKey {
+    /// The field the protocol's window or `after` parameter filters on.
+    pub(crate) fn bound(self, m: &Mapped) -> Option<Timestamp> {
+        match self {
+            TimeKey::Updated => m.updated,
+            TimeKey::Created => m.created,
+        }
+    }
+
+    /// The record's time for the cursor: the bound field, else the other one.
+    pub(crate) fn cursor(self, m: &Mapped) -> Option<Timestamp> {
+        match self {
+            TimeKey::Updated => m.updated.or(m.created),
+            TimeKey::Created => m.created.or(m.updated),
+        }
+    }
+}
+
+/// What a source remembers for the length of a run (not persisted): which alerts are out.
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// A `cursor_clamped` event is out and no poll since has been without a clamp.
+    clamped: bool,
+    /// Bound-ignored events raised this run, by parameter.
+    bounds_alerted: Vec<String>,
+}
+
+/// One poll's progress: the cursor as read and moved, and how far it may move.
+pub(crate) struct PollCtx {
+    /// Wall clock at the start of the poll.
+    pub(crate) started: Timestamp,
+    pub(crate) cursor: Cursor,
+    /// The cursor may not pass this in this poll: just before the earliest held item.
+    ceiling: Option<Timestamp>,
+    /// Attachment budgets, shared by the records a page prepares at once.
+    budget: Mutex<Budget>,
+    dirty: bool,
+    clamped: bool,
+}
+
+#[derive(Debug, Default)]
+struct Budget {
+    entries: Vec<AttachmentFailure>,
+    changed: bool,
+}
+
+/// The outcome of one page.
+#[derive(Debug, Default)]
+pub(crate) struct PageResult {
+    /// The latest cursor time among the page's records (handed over or held).
+    pub(crate) latest: Option<Timestamp>,
+    /// The earliest and latest bound-field times among them (held ones included).
+    pub(crate) bounds: Option<(Timestamp, Timestamp)>,
+    /// Some item was held: the cursor stays before this time (`None`: an item without a
+    /// time, so the cursor stays where it is).
+    pub(crate) hold: Option<Option<Timestamp>>,
+}
+
+/// One record prepared: handed to intake, or held back for the next poll.
+enum Prepared {
+    Hand {
+        reference: String,
+        payload: Payload,
+        time: Option<Timestamp>,
+        bound: Option<Timestamp>,
+    },
+    /// Held back: its cursor time and bound-field time.
+    Held(Option<Timestamp>, Option<Timestamp>),
+}
+
+/// One attachment's fate.
+enum Fetched {
+    Stored(Attachment),
+    /// Cannot be had, for good: the item flows, flagged.
+    Unavailable,
+    /// Failed for now (after this poll's attempts): `(reference, why)`.
+    Failed(String, String),
 }
 
 impl HttpChannel {
@@ -103,10 +229,11 @@ impl HttpChannel {
         let mut last_success: Option<Timestamp> = None;
         let mut stale = false;
         let mut failures: u32 = 0;
+        let mut run = RunState::default();
         self.update_health(|h| h.channel = self.config.channel.as_str().into());
         tracing::info!(source = %self.name(), base = %crate::config::url_for_log(&self.config.base_url), "http channel polling");
         while !stop.is_cancelled() {
-            let result = self.poll(&fetcher, &stop).await;
+            let result = self.poll(&fetcher, &stop, &mut run).await;
             let now = Timestamp::now();
             let wait = match result {
                 Ok(n) => {
@@ -197,7 +324,6 @@ impl HttpChannel {
             tracing::info!(source = %self.name(), "channel recovered");
             ("channel_recovered", TYPE_CHANNEL_RECOVERED)
         };
-        let id = uuid::Uuid::new_v4().to_string();
         let payload = serde_json::json!({
             "version": 1,
             "kind": kind,
@@ -207,6 +333,17 @@ impl HttpChannel {
             "stale_after_secs": self.config.stale_after.as_secs(),
             "at": now.to_string(),
         });
+        self.channel_event(ce_type, now, &payload).await
+    }
+
+    /// Puts one channel event (`schema/channel-event.v1.json`) on the alerts topic.
+    async fn channel_event(
+        &self,
+        ce_type: &str,
+        now: Timestamp,
+        payload: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let id = uuid::Uuid::new_v4().to_string();
         let record = NewOutbox {
             topic: self.alerts_topic.clone(),
             key: format!("channel:{}", self.name()),
@@ -223,7 +360,7 @@ impl HttpChannel {
                 ("ce_subject".into(), self.name().to_string()),
                 ("content-type".into(), CONTENT_TYPE.into()),
             ],
-            payload: serde_json::to_vec(&payload)?,
+            payload: serde_json::to_vec(payload)?,
         };
         let key = format!("channel:{}", self.name());
         blocking(&self.store, move |s| s.enqueue(&key, &record)).await?;
@@ -231,49 +368,187 @@ impl HttpChannel {
         Ok(())
     }
 
-    async fn cursor(&self) -> Result<Timestamp, PollError> {
+    /// Raises `channel.bound_ignored` for `parameter`, once per run.
+    pub(crate) async fn bound_ignored(
+        &self,
+        run: &mut RunState,
+        parameter: &str,
+        fallback: &str,
+        detail: &str,
+    ) -> Result<(), PollError> {
+        if run.bounds_alerted.iter().any(|p| p == parameter) {
+            return Ok(());
+        }
+        run.bounds_alerted.push(parameter.to_string());
+        self.metrics
+            .upstream_anomalies
+            .get_or_create(&SourceOutcome {
+                source: self.name().to_string(),
+                outcome: "bound_ignored".into(),
+            })
+            .inc();
+        tracing::error!(source = %self.name(), parameter, fallback, "{detail}");
+        let now = Timestamp::now();
+        let payload = serde_json::json!({
+            "version": 1,
+            "kind": "bound_ignored",
+            "source": self.name(),
+            "channel": self.config.channel.as_str(),
+            "parameter": parameter,
+            "fallback": fallback,
+            "detail": detail,
+            "at": now.to_string(),
+        });
+        Ok(self
+            .channel_event(TYPE_CHANNEL_BOUND_IGNORED, now, &payload)
+            .await?)
+    }
+
+    /// Reads the stored cursor (a source without one starts `initial_lookback` ago).
+    async fn load_cursor(&self) -> Result<Cursor, PollError> {
         let name = self.name().to_string();
         let stored = blocking(&self.store, move |s| s.cursor(&name))
             .await
             .map_err(anyhow::Error::from)?;
         Ok(
             match stored.and_then(|v| serde_json::from_str::<Cursor>(&v).ok()) {
-                Some(c) => c.watermark,
-                None => {
-                    Timestamp::now()
+                Some(c) => c,
+                None => Cursor {
+                    watermark: Timestamp::now()
                         - jiff::SignedDuration::try_from(self.config.initial_lookback)
-                            .unwrap_or_default()
-                }
+                            .unwrap_or_default(),
+                    upper_bound_ignored: false,
+                    attachment_failures: Vec::new(),
+                },
             },
         )
     }
 
-    /// Moves the cursor forward (never back). Called only after every record up to
-    /// `watermark` is durable.
-    async fn advance(
-        &self,
-        current: &mut Timestamp,
-        watermark: Timestamp,
-    ) -> Result<(), PollError> {
-        if watermark <= *current {
-            return Ok(());
+    /// Stores the cursor as `ctx` has it, with its pruned attachment budgets.
+    pub(crate) async fn save(&self, ctx: &mut PollCtx) -> Result<(), PollError> {
+        let mut value = ctx.cursor.clone();
+        {
+            let mut b = ctx.budget.lock().expect("budget lock");
+            let keep_after = ctx.started - BUDGET_KEEP_UNSEEN;
+            b.entries.retain(|e| e.last_seen_at >= keep_after);
+            if b.entries.len() > BUDGET_MAX_ENTRIES {
+                b.entries.sort_by_key(|e| std::cmp::Reverse(e.last_seen_at));
+                b.entries.truncate(BUDGET_MAX_ENTRIES);
+            }
+            b.changed = false;
+            value.attachment_failures = b.entries.clone();
         }
         let name = self.name().to_string();
-        let value = serde_json::to_string(&Cursor { watermark }).map_err(anyhow::Error::from)?;
-        blocking(&self.store, move |s| s.set_cursor(&name, &value))
+        let text = serde_json::to_string(&value).map_err(anyhow::Error::from)?;
+        blocking(&self.store, move |s| s.set_cursor(&name, &text))
             .await
             .map_err(anyhow::Error::from)?;
-        *current = watermark;
+        ctx.dirty = false;
+        Ok(())
+    }
+
+    /// After a page: the cursor may not pass a held item. Stores the cursor if anything changed.
+    pub(crate) async fn page_done(
+        &self,
+        ctx: &mut PollCtx,
+        page: &PageResult,
+    ) -> Result<(), PollError> {
+        if let Some(hold) = page.hold {
+            let limit = match hold {
+                Some(t) => t - jiff::SignedDuration::from_millis(1),
+                None => ctx.cursor.watermark,
+            };
+            ctx.ceiling = Some(ctx.ceiling.map_or(limit, |c| c.min(limit)));
+        }
+        let budget_changed = ctx.budget.lock().expect("budget lock").changed;
+        if ctx.dirty || budget_changed {
+            self.save(ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the cursor forward (never back, never past a held item, never further than
+    /// `max_clock_skew` ahead of our clock — which raises `channel.cursor_clamped` once) and
+    /// stores it. Called only after every record up to `to` is durable or held.
+    pub(crate) async fn advance(
+        &self,
+        ctx: &mut PollCtx,
+        run: &mut RunState,
+        to: Timestamp,
+    ) -> Result<(), PollError> {
+        let now = Timestamp::now();
+        let limit =
+            now + jiff::SignedDuration::try_from(self.config.max_clock_skew).unwrap_or_default();
+        let mut to = to;
+        if to > limit {
+            ctx.clamped = true;
+            if !run.clamped {
+                run.clamped = true;
+                self.metrics
+                    .upstream_anomalies
+                    .get_or_create(&SourceOutcome {
+                        source: self.name().to_string(),
+                        outcome: "cursor_clamped".into(),
+                    })
+                    .inc();
+                tracing::error!(source = %self.name(), record_time = %to, clamped_to = %limit, max_clock_skew_secs = self.config.max_clock_skew.as_secs(), "an upstream time is ahead of our clock: cursor clamped");
+                let payload = serde_json::json!({
+                    "version": 1,
+                    "kind": "cursor_clamped",
+                    "source": self.name(),
+                    "channel": self.config.channel.as_str(),
+                    "record_time": to.to_string(),
+                    "clamped_to": limit.to_string(),
+                    "max_clock_skew_secs": self.config.max_clock_skew.as_secs(),
+                    "at": now.to_string(),
+                });
+                self.channel_event(TYPE_CHANNEL_CURSOR_CLAMPED, now, &payload)
+                    .await?;
+            }
+            to = limit;
+        }
+        if let Some(c) = ctx.ceiling {
+            to = to.min(c);
+        }
+        if to > ctx.cursor.watermark {
+            ctx.cursor.watermark = to;
+            ctx.dirty = true;
+        }
+        let budget_changed = ctx.budget.lock().expect("budget lock").changed;
+        if ctx.dirty || budget_changed {
+            self.save(ctx).await?;
+        }
         Ok(())
     }
 
     /// One poll from the cursor to now. Returns how many records it handed to intake.
-    async fn poll(&self, f: &Fetcher, stop: &CancellationToken) -> Result<usize, PollError> {
-        let cursor = self.cursor().await?;
-        match &self.config.protocol {
-            Protocol::Open311 { .. } => open311::poll(self, f, stop, cursor).await,
-            Protocol::Paged { .. } => paged::poll(self, f, stop, cursor).await,
+    pub(crate) async fn poll(
+        &self,
+        f: &Fetcher,
+        stop: &CancellationToken,
+        run: &mut RunState,
+    ) -> Result<usize, PollError> {
+        let mut cursor = self.load_cursor().await?;
+        let entries = std::mem::take(&mut cursor.attachment_failures);
+        let mut ctx = PollCtx {
+            started: Timestamp::now(),
+            cursor,
+            ceiling: None,
+            budget: Mutex::new(Budget {
+                entries,
+                changed: false,
+            }),
+            dirty: false,
+            clamped: false,
+        };
+        let result = match &self.config.protocol {
+            Protocol::Open311 { .. } => open311::poll(self, f, stop, &mut ctx, run).await,
+            Protocol::Paged { .. } => paged::poll(self, f, stop, &mut ctx, run).await,
+        };
+        if result.is_ok() && !ctx.clamped {
+            run.clamped = false;
         }
+        result
     }
 
     pub(crate) fn url(&self, path: &str) -> Result<reqwest::Url, PollError> {
@@ -281,28 +556,55 @@ impl HttpChannel {
             .map_err(|e| PollError::Other(anyhow::anyhow!("bad URL for {path}: {e}")))
     }
 
-    /// Hands one page's records to intake and waits until all are durable. Returns the latest
-    /// upstream update time among them (for the cursor).
+    /// Hands one page's records to intake and waits until all are durable (or held back:
+    /// see [`PageResult::hold`]).
     pub(crate) async fn handle_page(
         &self,
         f: &Fetcher,
         stop: &CancellationToken,
+        ctx: &PollCtx,
         page: &str,
         records: Vec<Box<RawValue>>,
-    ) -> Result<Option<Timestamp>, PollError> {
+        key: TimeKey,
+    ) -> Result<PageResult, PollError> {
         let mut waiting = Vec::with_capacity(records.len());
-        let mut latest: Option<Timestamp> = None;
+        let mut out = PageResult::default();
         // Records are prepared (mapped, attachments fetched, raw bytes stored) a few at a time
         // so their blob writes overlap, then handed to intake in page order.
         let records = &records;
         let prepared = futures::stream::iter(0..records.len())
-            .map(|i| self.prepare(f, stop, page, i, &records[i]))
+            .map(|i| self.prepare(f, stop, ctx, page, i, &records[i], key))
             .buffered(PREPARE_CONCURRENCY);
         futures::pin_mut!(prepared);
         while let Some(next) = futures::StreamExt::next(&mut prepared).await {
-            let (reference, payload, time) = next?;
+            let (reference, payload, time, bound) = match next? {
+                Prepared::Hand {
+                    reference,
+                    payload,
+                    time,
+                    bound,
+                } => (reference, payload, time, bound),
+                Prepared::Held(time, bound) => {
+                    if let Some(t) = time {
+                        out.latest = Some(out.latest.map_or(t, |l| l.max(t)));
+                    }
+                    if let Some(b) = bound {
+                        out.bounds =
+                            Some(out.bounds.map_or((b, b), |(lo, hi)| (lo.min(b), hi.max(b))));
+                    }
+                    out.hold = Some(match (out.hold, time) {
+                        (None, t) => t,
+                        (Some(Some(a)), Some(b)) => Some(a.min(b)),
+                        _ => None,
+                    });
+                    continue;
+                }
+            };
             if let Some(t) = time {
-                latest = Some(latest.map_or(t, |l| l.max(t)));
+                out.latest = Some(out.latest.map_or(t, |l| l.max(t)));
+            }
+            if let Some(b) = bound {
+                out.bounds = Some(out.bounds.map_or((b, b), |(lo, hi)| (lo.min(b), hi.max(b))));
             }
             let (done, answer) = oneshot::channel();
             let inc = Incoming {
@@ -323,18 +625,22 @@ impl HttpChannel {
                 Err(_) => return Err(PollError::IntakeClosed),
             }
         }
-        Ok(latest)
+        Ok(out)
     }
 
-    /// One record → what intake gets: an envelope with its version, or a rejection.
+    /// One record → what intake gets (an envelope with its version, or a rejection), or held
+    /// back because an attachment failed for now.
+    #[allow(clippy::too_many_arguments)]
     async fn prepare(
         &self,
         f: &Fetcher,
         stop: &CancellationToken,
+        ctx: &PollCtx,
         page: &str,
         i: usize,
         raw: &RawValue,
-    ) -> Result<(String, Payload, Option<Timestamp>), PollError> {
+        key: TimeKey,
+    ) -> Result<Prepared, PollError> {
         // The item boundary (as in intake): a panic while mapping one record quarantines it.
         let (mapping, tz, max) = (&self.config.mapping, &self.tz, self.config.max_record_bytes);
         let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -342,18 +648,31 @@ impl HttpChannel {
         }));
         let Ok(mapped) = mapped else {
             let detail = "petitiond panicked while mapping the record (a bug: please report it with the quarantined bytes); the panic message is not kept";
-            let payload = Payload::Rejected {
-                raw: raw.get().as_bytes().to_vec(),
-                reason: crate::intake::PANIC_REASON,
-                detail: detail.into(),
-            };
-            return Ok((format!("{page}#{i}"), payload, None));
+            return Ok(Prepared::Hand {
+                reference: format!("{page}#{i}"),
+                payload: Payload::Rejected {
+                    raw: raw.get().as_bytes().to_vec(),
+                    reason: crate::intake::PANIC_REASON,
+                    detail: detail.into(),
+                },
+                time: None,
+                bound: None,
+            });
         };
         Ok(match mapped {
             Ok(m) => {
                 let reference = format!("{page}#{i} id={}", m.upstream_id);
-                let time = m.updated.or(m.created);
-                (reference, self.envelope(f, stop, raw, m).await?, time)
+                let time = key.cursor(&m);
+                let bound = key.bound(&m);
+                match self.envelope(f, stop, ctx, raw, m).await? {
+                    Some(payload) => Prepared::Hand {
+                        reference,
+                        payload,
+                        time,
+                        bound,
+                    },
+                    None => Prepared::Held(time, bound),
+                }
             }
             Err(bad) => {
                 // Name the record by its id when it has one, so the operator can find it.
@@ -374,19 +693,26 @@ impl HttpChannel {
                     Some(id) => format!("{page}#{i} id={id}"),
                     None => format!("{page}#{i}"),
                 };
-                (reference, rejected(raw, bad), None)
+                Prepared::Hand {
+                    reference,
+                    payload: rejected(raw, bad),
+                    time: None,
+                    bound: None,
+                }
             }
         })
     }
 
     /// Builds the envelope for a mapped record: raw bytes and attachments into the blob store.
+    /// `None`: an attachment failed for now and the item still has budget — held back.
     async fn envelope(
         &self,
         f: &Fetcher,
         stop: &CancellationToken,
+        ctx: &PollCtx,
         raw: &RawValue,
         m: Mapped,
-    ) -> Result<Payload, PollError> {
+    ) -> Result<Option<Payload>, PollError> {
         let id = crate::envelope::ItemId::derive(self.config.channel, &m.upstream_id);
         // A record we already have at this version needs no attachment downloads: intake will
         // recognise it.
@@ -399,20 +725,74 @@ impl HttpChannel {
         let unchanged = known.as_deref() == Some(m.version.as_str());
         let mut attachments = Vec::new();
         let mut flags = Vec::new();
-        if !unchanged && self.config.attachments.enabled {
-            for (url, name) in m
-                .attachments
-                .iter()
-                .take(self.config.attachments.max_per_item)
-            {
-                match self.attachment(f, stop, url, name.as_deref()).await? {
-                    Some(a) => attachments.push(a),
-                    None => {
-                        if !flags.iter().any(|f| f == ATTACHMENT_UNAVAILABLE) {
-                            flags.push(ATTACHMENT_UNAVAILABLE.to_string());
+        if !unchanged && self.config.attachments.enabled && !m.attachments.is_empty() {
+            let limits = &self.config.attachments;
+            // Out of budget already (read again through the overlap): straight back to
+            // quarantine (idempotent), no more downloads.
+            let spent = self
+                .budget_seen(ctx, &m)
+                .filter(|n| *n >= limits.max_failed_polls);
+            let mut failed = None;
+            if spent.is_none() {
+                for (url, name) in m.attachments.iter().take(limits.max_per_item) {
+                    match self.attachment(f, stop, url, name.as_deref()).await? {
+                        Fetched::Stored(a) => attachments.push(a),
+                        Fetched::Unavailable => {
+                            if !flags.iter().any(|f| f == ATTACHMENT_UNAVAILABLE) {
+                                flags.push(ATTACHMENT_UNAVAILABLE.to_string());
+                            }
+                        }
+                        Fetched::Failed(reference, why) => {
+                            failed = Some((reference, why));
+                            break;
                         }
                     }
                 }
+            }
+            let failed_polls = match (&failed, spent) {
+                (_, Some(n)) => Some(n),
+                (Some(_), None) => Some(self.budget_failed(ctx, &m)),
+                (None, None) => {
+                    self.budget_clear(ctx, &m);
+                    None
+                }
+            };
+            if let Some(n) = failed_polls {
+                if n < limits.max_failed_polls {
+                    tracing::warn!(source = %self.name(), upstream_id = %m.upstream_id, failed_polls = n, max_failed_polls = limits.max_failed_polls, "attachment failed for now: item held back, the cursor waits before it");
+                    self.count_attachment("held");
+                    return Ok(None);
+                }
+                let (reference, why) = failed.unwrap_or_else(|| {
+                    (
+                        m.attachments
+                            .first()
+                            .map(|(u, _)| self.attachment_reference(u))
+                            .unwrap_or_default(),
+                        "failed in earlier polls".into(),
+                    )
+                });
+                return Ok(Some(Payload::Rejected {
+                    raw: raw.get().as_bytes().to_vec(),
+                    reason: ATTACHMENT_FAILED,
+                    detail: format!(
+                        "attachment {reference} failed in {n} polls (max_failed_polls = {}): {why}",
+                        limits.max_failed_polls
+                    ),
+                }));
+            }
+        }
+        for field in &m.dropped {
+            self.metrics
+                .fields_dropped
+                .get_or_create(&crate::metrics::SourceField {
+                    source: self.name().to_string(),
+                    field: (*field).to_string(),
+                })
+                .inc();
+            let flag = format!("{DROPPED_FIELD}{field}");
+            if !flags.contains(&flag) {
+                flags.push(flag);
             }
         }
         let bytes = raw.get().as_bytes().to_vec();
@@ -430,48 +810,103 @@ impl HttpChannel {
         );
         env.attachments = attachments;
         env.flags = flags;
-        Ok(Payload::Record {
+        Ok(Some(Payload::Record {
             envelope: Box::new(env),
             version: m.version,
-        })
+        }))
     }
 
-    /// Fetches one attachment into the blob store. `None`: it cannot be had (gone, too large,
-    /// a type not allowed) — the item goes on, flagged. A transient failure is an error: the
-    /// poll fails and the record is read again next time.
+    /// The item's failed polls so far if it has a budget entry (marked as read now).
+    fn budget_seen(&self, ctx: &PollCtx, m: &Mapped) -> Option<u32> {
+        let mut b = ctx.budget.lock().expect("budget lock");
+        let e = b
+            .entries
+            .iter_mut()
+            .find(|e| e.upstream_id == m.upstream_id && e.version == m.version)?;
+        e.last_seen_at = ctx.started;
+        Some(e.failed_polls)
+    }
+
+    /// Counts a failed poll for the item (once per poll); returns its failed polls.
+    fn budget_failed(&self, ctx: &PollCtx, m: &Mapped) -> u32 {
+        let mut b = ctx.budget.lock().expect("budget lock");
+        b.changed = true;
+        let now = ctx.started;
+        if let Some(e) = b
+            .entries
+            .iter_mut()
+            .find(|e| e.upstream_id == m.upstream_id && e.version == m.version)
+        {
+            if e.last_failed_at < now {
+                e.failed_polls += 1;
+                e.last_failed_at = now;
+            }
+            e.last_seen_at = now;
+            return e.failed_polls;
+        }
+        b.entries.push(AttachmentFailure {
+            upstream_id: m.upstream_id.clone(),
+            version: m.version.clone(),
+            failed_polls: 1,
+            last_failed_at: now,
+            last_seen_at: now,
+        });
+        1
+    }
+
+    /// The item's attachments all came: its budget is done with.
+    fn budget_clear(&self, ctx: &PollCtx, m: &Mapped) {
+        let mut b = ctx.budget.lock().expect("budget lock");
+        let before = b.entries.len();
+        b.entries
+            .retain(|e| !(e.upstream_id == m.upstream_id && e.version == m.version));
+        if b.entries.len() != before {
+            b.changed = true;
+        }
+    }
+
+    fn count_attachment(&self, outcome: &str) {
+        self.metrics
+            .attachments
+            .get_or_create(&SourceOutcome {
+                source: self.name().to_string(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// An attachment URL as quarantine may name it (no query, no credentials).
+    fn attachment_reference(&self, url: &str) -> String {
+        reqwest::Url::parse(url)
+            .or_else(|_| self.url(url).map_err(|_| ()))
+            .map(|u| client::reference(&u))
+            .unwrap_or_else(|_| "(not a URL)".into())
+    }
+
+    /// Fetches one attachment into the blob store: stored; unavailable for good (gone, too
+    /// large, a type not allowed, another origin, a redirect refused) — the item goes on,
+    /// flagged; or failed for now (network, timeout, 5xx after this poll's attempts).
     async fn attachment(
         &self,
         f: &Fetcher,
         stop: &CancellationToken,
         url: &str,
         name: Option<&str>,
-    ) -> Result<Option<Attachment>, PollError> {
+    ) -> Result<Fetched, PollError> {
         let limits = &self.config.attachments;
-        let count = |outcome: &str| {
-            self.metrics
-                .attachments
-                .get_or_create(&SourceOutcome {
-                    source: self.name().to_string(),
-                    outcome: outcome.into(),
-                })
-                .inc();
-        };
         let Ok(parsed) = reqwest::Url::parse(url).or_else(|_| self.url(url).map_err(|_| ())) else {
-            count("bad_url");
-            return Ok(None);
+            self.count_attachment("bad_url");
+            return Ok(Fetched::Unavailable);
         };
         if !matches!(parsed.scheme(), "http" | "https") {
-            count("bad_url");
-            return Ok(None);
+            self.count_attachment("bad_url");
+            return Ok(Fetched::Unavailable);
         }
-        let same_host = reqwest::Url::parse(&self.config.base_url)
-            .map(|b| b.host_str() == parsed.host_str() && b.port() == parsed.port())
-            .unwrap_or(false);
         let req = Req {
             method: reqwest::Method::GET,
             url: parsed,
             query: Vec::new(),
-            auth: same_host,
+            purpose: client::Purpose::Attachment,
             max_body: limits.max_bytes,
         };
         let allowed = &limits.allowed_types;
@@ -487,20 +922,20 @@ impl HttpChannel {
             .await;
         let (resp, media_type) = match fetched {
             Ok(v) => v,
-            Err(FetchError::Permanent { status, what }) => {
-                count(if status == Some(404) || status == Some(410) {
-                    "gone"
-                } else if what.contains("limit") {
-                    "too_large"
-                } else if what.contains("not allowed") {
-                    "bad_type"
-                } else {
+            Err(FetchError::Permanent { reason, what, .. }) => {
+                self.count_attachment(if reason == client::refusal::HTTP_4XX {
                     "refused"
+                } else {
+                    reason
                 });
-                tracing::warn!(source = %self.name(), error = %what, "attachment cannot be stored; item flagged");
-                return Ok(None);
+                tracing::warn!(source = %self.name(), reason, error = %what, "attachment cannot be stored; item flagged");
+                return Ok(Fetched::Unavailable);
             }
-            Err(e) => return Err(e.into()),
+            Err(FetchError::Stopped) => return Err(PollError::Fetch(FetchError::Stopped)),
+            Err(e) => {
+                self.count_attachment("failed");
+                return Ok(Fetched::Failed(client::reference(&req.url), e.to_string()));
+            }
         };
         let blobs = Arc::clone(&self.blobs);
         let body = resp.body;
@@ -508,8 +943,8 @@ impl HttpChannel {
             .await
             .map_err(anyhow::Error::from)?
             .map_err(anyhow::Error::from)?;
-        count("stored");
-        Ok(Some(Attachment {
+        self.count_attachment("stored");
+        Ok(Fetched::Stored(Attachment {
             name: name
                 .map(str::to_string)
                 .or_else(|| file_name(&req.url))
@@ -544,8 +979,9 @@ pub fn build_envelope(
             ..Default::default()
         },
         // The item reached the office when the upstream received it, not when we polled:
-        // a poll delay or an outage must not move its clocks.
-        m.created.filter(|c| *c <= now).unwrap_or(now),
+        // a poll delay or an outage must not move its clocks. Without a creation time, its
+        // update time is the latest it can have arrived.
+        m.created.or(m.updated).filter(|c| *c <= now).unwrap_or(now),
         Request {
             title: m.title.clone().map(Personal::new),
             content: Personal::new(m.content.clone()),

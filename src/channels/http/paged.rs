@@ -4,12 +4,20 @@
 //! parameter) and walks the pages — page number + size, a cursor token from the body, or an
 //! RFC 8288 `Link: <…>; rel="next"` header — handing each page to intake before asking for
 //! the next. After each page is durable the cursor moves to the latest upstream update time
-//! seen so far (records come oldest first; the overlap covers ties and late writers).
+//! seen so far (records come oldest first; the overlap covers ties and late writers), but
+//! never past an item held back for its attachment, nor further ahead of our clock than
+//! `max_clock_skew`.
+//!
+//! A `Link` target is a URL of its own: it must be on an allowed origin (else the poll stops
+//! with an error, the cursor where the pages so far left it), and its query is signed like
+//! any other (the client moves it into the signed query pairs). A record older than the
+//! `updated_after` asked for proves the API ignores it: one `channel.bound_ignored` event
+//! per run (every poll then reads everything again, recognised by id and version).
 
-use super::client::{Fetcher, Req, Unusable};
-use super::{HttpChannel, PollError, record};
+use super::client::{Fetcher, Purpose, Req, Unusable};
+use super::{HttpChannel, PollCtx, PollError, RunState, TimeKey, record};
 use crate::config::http::{Pagination, Protocol};
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use tokio_util::sync::CancellationToken;
 
 /// Pages per poll, a guard against an upstream that never stops answering "next".
@@ -19,7 +27,8 @@ pub(super) async fn poll(
     ch: &HttpChannel,
     f: &Fetcher,
     stop: &CancellationToken,
-    mut cursor: Timestamp,
+    ctx: &mut PollCtx,
+    run: &mut RunState,
 ) -> Result<usize, PollError> {
     let Protocol::Paged {
         method,
@@ -34,15 +43,17 @@ pub(super) async fn poll(
         unreachable!("paged::poll is only called for paged sources");
     };
     let overlap = SignedDuration::try_from(ch.config.overlap).unwrap_or_default();
-    let after = cursor - overlap;
+    let after = ctx.cursor.watermark - overlap;
+    let format_after = |t: jiff::Timestamp| match updated_after_format {
+        None => t.to_string(),
+        Some(fmt) => t.to_zoned(ch.tz.clone()).strftime(fmt).to_string(),
+    };
     let mut base: Vec<(String, String)> = query.clone();
     if let Some(p) = updated_after_param {
-        let v = match updated_after_format {
-            None => after.to_string(),
-            Some(fmt) => after.to_zoned(ch.tz.clone()).strftime(fmt).to_string(),
-        };
-        base.push((p.clone(), v));
+        base.push((p.clone(), format_after(after)));
     }
+    // Page numbers walk on time anchors where the API filters by time (see `next_page`).
+    let mut anchor = after;
     let mut url = ch.url(path)?;
     let mut page_no = match pagination {
         Pagination::Page { first_page, .. } => *first_page,
@@ -80,7 +91,7 @@ pub(super) async fn poll(
                 if n == 0 {
                     q.push((size_param.clone(), page_size.to_string()));
                 } else {
-                    // The next link carries its own query.
+                    // The next link carries its own query (signed with it by the client).
                     q.clear();
                 }
             }
@@ -89,7 +100,7 @@ pub(super) async fn poll(
             method: method.clone(),
             url: url.clone(),
             query: q,
-            auth: true,
+            purpose: Purpose::Page,
             max_body: ch.config.max_body_bytes,
         };
         let (resp, records) = f
@@ -102,17 +113,55 @@ pub(super) async fn poll(
         let count = records.len();
         handed += count;
         let label = format!("{}{}", url.path(), page_label(pagination, page_no, n));
-        let latest = ch.handle_page(f, stop, &label, records).await?;
-        if let Some(t) = latest {
-            ch.advance(&mut cursor, t).await?;
+        let result = ch
+            .handle_page(f, stop, ctx, &label, records, TimeKey::Updated)
+            .await?;
+        ch.page_done(ctx, &result).await?;
+        if let (Some(p), Some((earliest, _))) = (updated_after_param, result.bounds)
+            && earliest < after - super::open311::TOLERANCE
+        {
+            ch.bound_ignored(
+                run,
+                p,
+                "none",
+                &format!("records updated before the requested `{p}`: the API ignores it; every poll reads everything again"),
+            )
+            .await?;
+        }
+        if let Some(t) = result.latest {
+            ch.advance(ctx, run, t).await?;
         }
         // Where next?
         match pagination {
-            Pagination::Page { page_size, .. } => {
+            Pagination::Page {
+                page_size,
+                first_page,
+                ..
+            } => {
                 if count < *page_size as usize || count == 0 {
                     break;
                 }
-                page_no += 1;
+                // An offset is not a position: a record before it that is updated mid-walk
+                // moves to the end and every later one shifts back, so `page + 1` would
+                // skip the record at the boundary (and the cursor would pass it). Where the
+                // API filters by update time, ask page one again from just before the
+                // latest time read (one second back: ties at it, and servers with
+                // one-second resolution, are read again and recognised). Only a page whose
+                // records all lie within that second steps to the next page number.
+                let re_anchor = result
+                    .bounds
+                    .map(|(_, hi)| hi - SignedDuration::from_secs(1))
+                    .filter(|a| *a > anchor);
+                match (updated_after_param, re_anchor) {
+                    (Some(p), Some(a)) => {
+                        anchor = a;
+                        if let Some(v) = base.iter_mut().find(|(k, _)| k == p) {
+                            v.1 = format_after(a);
+                        }
+                        page_no = *first_page;
+                    }
+                    _ => page_no += 1,
+                }
             }
             Pagination::Cursor {
                 next_cursor_pointer,
@@ -138,13 +187,19 @@ pub(super) async fn poll(
                     .filter_map(|v| v.to_str().ok())
                     .find_map(next_link);
                 let Some(next) = next else { break };
+                if count == 0 {
+                    break;
+                }
                 let Ok(next) = url.join(&next) else {
                     return Err(PollError::Other(anyhow::anyhow!(
                         "Link rel=\"next\" is not a URL"
                     )));
                 };
-                if count == 0 {
-                    break;
+                if !f.allows(&next) {
+                    return Err(PollError::Other(anyhow::anyhow!(
+                        "Link rel=\"next\" points to {}, an origin that is neither base_url's nor in allowed_origins: not followed",
+                        super::client::reference(&next)
+                    )));
                 }
                 // The next URL's query replaces ours.
                 url = next;

@@ -3,7 +3,11 @@
 //! Tolerates what real servers send: ids as numbers or strings, unknown extra fields, missing
 //! optional fields, times with or without an offset (none means the office's time zone),
 //! epoch seconds or milliseconds. Rejects — for quarantine, with a reason — what cannot be an
-//! item: not an object, no id, a time that will not parse, a record over the size limit.
+//! item: not an object, no id, no usable time (a time is present but none parses), a record
+//! over the size limit. Only the id and a time are required: any other field that is there
+//! but malformed (an address that is an object, a second time that will not parse, an
+//! attachment entry without a URL) is left out and named in [`Mapped::dropped`], so the item
+//! flows with a `dropped_field:<name>` flag.
 
 use crate::config::http::Mapping;
 use jiff::Timestamp;
@@ -32,6 +36,8 @@ pub struct Mapped {
     pub attachments: Vec<(String, Option<String>)>,
     /// Hash of everything above: a change upstream is a new version.
     pub version: String,
+    /// Mapping keys whose values were there but malformed, left out (the item flows).
+    pub dropped: Vec<&'static str>,
 }
 
 /// Why a record cannot become an item. `reason()` is a metric label.
@@ -74,12 +80,25 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// The field from one or more pointers, non-empty parts joined.
-fn field(rec: &Value, pointers: &[String]) -> Option<String> {
-    let parts: Vec<String> = pointers
-        .iter()
-        .filter_map(|p| rec.pointer(p).and_then(text))
-        .collect();
+/// The field from one or more pointers, non-empty parts joined. A part that is an object or
+/// an array is malformed: left out, and `name` added to `dropped`.
+fn field(
+    rec: &Value,
+    pointers: &[String],
+    name: &'static str,
+    dropped: &mut Vec<&'static str>,
+) -> Option<String> {
+    let mut parts = Vec::new();
+    for v in pointers.iter().filter_map(|p| rec.pointer(p)) {
+        match v {
+            Value::Object(_) | Value::Array(_) => {
+                if !dropped.contains(&name) {
+                    dropped.push(name);
+                }
+            }
+            v => parts.extend(text(v)),
+        }
+    }
     (!parts.is_empty()).then(|| parts.join(""))
 }
 
@@ -125,31 +144,28 @@ fn truncate(s: &str, n: usize) -> String {
 fn time_field(
     rec: &Value,
     pointers: &[String],
-    name: &'static str,
     tz: &TimeZone,
     format: Option<&str>,
-) -> Result<Option<Timestamp>, BadRecord> {
+) -> Result<Option<Timestamp>, String> {
     for p in pointers {
         match rec.pointer(p) {
             None | Some(Value::Null) => continue,
             Some(Value::String(s)) if s.trim().is_empty() => continue,
-            Some(v) => {
-                return parse_time(v, tz, format)
-                    .map(Some)
-                    .map_err(|detail| BadRecord::BadTime {
-                        field: name,
-                        detail,
-                    });
-            }
+            Some(v) => return parse_time(v, tz, format).map(Some),
         }
     }
     Ok(None)
 }
 
-fn attachments(rec: &Value, m: &Mapping) -> Vec<(String, Option<String>)> {
+fn attachments(
+    rec: &Value,
+    m: &Mapping,
+    dropped: &mut Vec<&'static str>,
+) -> Vec<(String, Option<String>)> {
     let Some(ptr) = &m.attachments else {
         return Vec::new();
     };
+    let mut malformed = false;
     let url_of = |v: &Value| -> Option<(String, Option<String>)> {
         match v {
             Value::String(s) if !s.trim().is_empty() => Some((s.trim().to_string(), None)),
@@ -165,11 +181,23 @@ fn attachments(rec: &Value, m: &Mapping) -> Vec<(String, Option<String>)> {
             _ => None,
         }
     };
-    match rec.pointer(ptr) {
-        Some(Value::Array(items)) => items.iter().filter_map(url_of).collect(),
-        Some(v) => url_of(v).into_iter().collect(),
+    let mut one = |v: &Value| -> Option<(String, Option<String>)> {
+        let got = url_of(v);
+        // "" (Open311's "no media") and null are absent, not malformed.
+        let empty =
+            matches!(v, Value::Null) || matches!(v, Value::String(s) if s.trim().is_empty());
+        malformed |= got.is_none() && !empty;
+        got
+    };
+    let out = match rec.pointer(ptr) {
+        Some(Value::Array(items)) => items.iter().filter_map(&mut one).collect(),
+        Some(v) => one(v).into_iter().collect(),
         None => Vec::new(),
+    };
+    if malformed {
+        dropped.push("attachments");
     }
+    out
 }
 
 /// Reads one record. `raw` is its original bytes (kept for quarantine and the raw claim check).
@@ -197,27 +225,57 @@ pub fn map(
             _ => "null",
         }));
     }
-    let upstream_id = field(&rec, &m.id).ok_or_else(|| BadRecord::NoId(m.id.join("+")))?;
+    let mut dropped = Vec::new();
+    let upstream_id =
+        field(&rec, &m.id, "id", &mut dropped).ok_or_else(|| BadRecord::NoId(m.id.join("+")))?;
     let fmt = m.time_format.as_deref();
-    let created = time_field(&rec, &m.created, "created", tz, fmt)?;
-    let updated = time_field(&rec, &m.updated, "updated", tz, fmt)?;
+    // One usable time is required; a second one that will not parse is dropped.
+    let (created, updated) = match (
+        time_field(&rec, &m.created, tz, fmt),
+        time_field(&rec, &m.updated, tz, fmt),
+    ) {
+        (Ok(c), Ok(u)) => (c, u),
+        (Err(_), Ok(Some(u))) => {
+            dropped.push("created");
+            (None, Some(u))
+        }
+        (Ok(Some(c)), Err(_)) => {
+            dropped.push("updated");
+            (Some(c), None)
+        }
+        (Err(detail), _) => {
+            return Err(BadRecord::BadTime {
+                field: "created",
+                detail,
+            });
+        }
+        (_, Err(detail)) => {
+            return Err(BadRecord::BadTime {
+                field: "updated",
+                detail,
+            });
+        }
+    };
+    let d = &mut dropped;
     let mut out = Mapped {
         upstream_id,
         created,
         updated,
-        title: field(&rec, &m.title),
-        content: field(&rec, &m.content).unwrap_or_default(),
-        name: field(&rec, &m.name),
-        id_number: field(&rec, &m.id_number),
-        phone: field(&rec, &m.phone),
-        address: field(&rec, &m.address),
-        region: field(&rec, &m.region),
-        service_code: field(&rec, &m.service_code),
-        status: field(&rec, &m.status),
-        url: field(&rec, &m.url),
-        attachments: attachments(&rec, m),
+        title: field(&rec, &m.title, "title", d),
+        content: field(&rec, &m.content, "content", d).unwrap_or_default(),
+        name: field(&rec, &m.name, "name", d),
+        id_number: field(&rec, &m.id_number, "id_number", d),
+        phone: field(&rec, &m.phone, "phone", d),
+        address: field(&rec, &m.address, "address", d),
+        region: field(&rec, &m.region, "region", d),
+        service_code: field(&rec, &m.service_code, "service_code", d),
+        status: field(&rec, &m.status, "status", d),
+        url: field(&rec, &m.url, "url", d),
+        attachments: attachments(&rec, m, d),
         version: String::new(),
+        dropped: Vec::new(),
     };
+    out.dropped = dropped;
     out.version = version(&out);
     Ok(out)
 }
@@ -331,6 +389,97 @@ mod tests {
             "bad_time"
         );
         assert_eq!(bad(r#"{"service_request_id":"1"}"#, 10), "oversize");
+    }
+
+    /// Issue 13: a record with a usable id, time and text was quarantined because an
+    /// optional field was malformed. Now only the id and one usable time are required.
+    #[test]
+    fn malformed_optional_fields_are_dropped_not_fatal() {
+        let m = Mapping::open311();
+        let good = serde_json::json!({
+            "service_request_id": "7", "description": "路灯不亮", "address": "文三路1号",
+            "requested_datetime": "2026-11-28T10:00:00+08:00",
+            "updated_datetime": "2026-11-28T11:00:00+08:00",
+            "phone": "13800138000", "media_url": "", "lat": 30.1
+        });
+        type Want = Result<&'static [&'static str], &'static str>;
+        let cases: [(&str, Value, Want); 12] = [
+            ("nothing wrong", Value::Null, Ok(&[])),
+            (
+                "second time",
+                serde_json::json!({"updated_datetime": "待定"}),
+                Ok(&["updated"]),
+            ),
+            (
+                "first time",
+                serde_json::json!({"requested_datetime": "yesterday"}),
+                Ok(&["created"]),
+            ),
+            (
+                "both times",
+                serde_json::json!({"requested_datetime": "x", "updated_datetime": "y"}),
+                Err("bad_time"),
+            ),
+            (
+                "the only time",
+                serde_json::json!({"requested_datetime": "x", "updated_datetime": null}),
+                Err("bad_time"),
+            ),
+            (
+                "address",
+                serde_json::json!({"address": {"province": "浙江省"}}),
+                Ok(&["address"]),
+            ),
+            (
+                "phone",
+                serde_json::json!({"phone": ["138", "139"]}),
+                Ok(&["phone"]),
+            ),
+            (
+                "media",
+                serde_json::json!({"media_url": {"href": "x"}}),
+                Ok(&["attachments"]),
+            ),
+            (
+                "coordinates (not read)",
+                serde_json::json!({"lat": "N/A", "long": {"v": 1}}),
+                Ok(&[]),
+            ),
+            (
+                "empty media",
+                serde_json::json!({"media_url": null}),
+                Ok(&[]),
+            ),
+            (
+                "several",
+                serde_json::json!({"address": [], "updated_datetime": 12.5}),
+                Ok(&["updated", "address"]),
+            ),
+            (
+                "id",
+                serde_json::json!({"service_request_id": {"v": 7}}),
+                Err("no_id"),
+            ),
+        ];
+        for (what, change, want) in cases {
+            let mut rec = good.clone();
+            if let Value::Object(c) = change {
+                for (k, v) in c {
+                    rec[k] = v;
+                }
+            }
+            let got = map(&raw(&rec.to_string()), &m, &tz(), 1 << 20);
+            match (got, want) {
+                (Ok(mapped), Ok(dropped)) => {
+                    assert_eq!(mapped.dropped, dropped, "{what}");
+                    assert_eq!(mapped.upstream_id, "7", "{what}");
+                    assert_eq!(mapped.content, "路灯不亮", "{what}");
+                    assert!(mapped.created.or(mapped.updated).is_some(), "{what}");
+                }
+                (Err(e), Err(reason)) => assert_eq!(e.reason(), reason, "{what}"),
+                (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]
