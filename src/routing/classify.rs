@@ -152,7 +152,7 @@ fn fold_table() -> &'static [u16] {
 
 /// One character folded; `'\0'` means "drop it".
 #[inline]
-fn fold(c: char) -> char {
+pub(crate) fn fold(c: char) -> char {
     match c {
         'A'..='Z' => c.to_ascii_lowercase(),
         _ if c.is_ascii() => c,
@@ -1280,6 +1280,22 @@ impl Classifier {
         });
         self.dicts.score(&mut spans, service_code)
     }
+}
+
+/// Short hash of the dictionaries' files (names and contents), as a model records the
+/// dictionaries it was fitted with.
+pub fn dictionaries_version(d: &Dictionaries) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sources: Vec<&(String, String)> = d.sources().iter().collect();
+    sources.sort();
+    let mut h = Sha256::new();
+    for (name, text) in sources {
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        h.update(text.as_bytes());
+        h.update(b"\0");
+    }
+    hex::encode(&h.finalize()[..6])
 }
 
 /// Reads every `*.toml` in a directory, sorted by name, as (path, content).

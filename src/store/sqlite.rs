@@ -196,6 +196,26 @@ CREATE INDEX sla_clocks_board_alerted
     ON sla_clocks(clock_id, due_ms, department) WHERE state = 'running' AND alerted = 1;
 "#,
     ),
+    // v8: how each decision's category was decided (JSON: source, confidence, candidates,
+    // needs_review), and the intake desk's corrections (a status event re-routing an item),
+    // keyed by the event id so a redelivered event is recorded once. Corrections hold ids,
+    // categories and department ids; the text stays in `items`.
+    M::up(
+        r#"
+ALTER TABLE routing_decisions ADD COLUMN classification TEXT;
+CREATE TABLE corrections (
+    event_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL REFERENCES items(id),
+    at TEXT NOT NULL,
+    actor TEXT,
+    from_category TEXT,
+    from_lead TEXT,
+    category TEXT,
+    department TEXT,
+    recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -715,16 +735,23 @@ impl Store for SqliteStore {
             return Ok(Recorded::Duplicate);
         }
         let d = &item.decision;
+        let classification = e
+            .routing
+            .as_ref()
+            .and_then(|r| r.classification.as_ref())
+            .map(serde_json::to_string)
+            .transpose()?;
         tx.execute(
-            "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at, classification)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 e.id.as_str(),
                 d.rule_id,
                 d.rules_version,
                 d.lead,
                 serde_json::to_string(&d.assists)?,
-                d.decided_at.to_string()
+                d.decided_at.to_string(),
+                classification
             ],
         )?;
         for o in &item.outbox {
@@ -1168,6 +1195,64 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(StatusOutcome::Applied(timers))
+    }
+
+    fn record_correction(&self, c: &NewCorrection) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO corrections
+                 (event_id, item_id, at, actor, from_category, from_lead, category, department)
+             SELECT ?1, i.id, ?3, ?4, i.category,
+                    (SELECT lead FROM routing_decisions d WHERE d.item_id = i.id
+                     ORDER BY d.decided_at DESC LIMIT 1),
+                    ?5, ?6
+             FROM items i WHERE i.id = ?2",
+            params![
+                c.event_id,
+                c.item_id,
+                c.at.to_string(),
+                c.actor,
+                c.category.map(|x| x.as_str()),
+                c.department
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn corrections(&self) -> Result<Vec<crate::routing::corrections::Correction>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT c.event_id, c.item_id, c.at, c.actor, c.from_category, c.from_lead,
+                    c.category, c.department, i.envelope
+             FROM corrections c LEFT JOIN items i ON i.id = c.item_id
+             ORDER BY c.recorded_at, c.event_id",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    crate::routing::corrections::Correction {
+                        event_id: r.get(0)?,
+                        item_id: r.get(1)?,
+                        at: r.get(2)?,
+                        actor: r.get(3)?,
+                        from_category: r.get(4)?,
+                        from_lead: r.get(5)?,
+                        category: r
+                            .get::<_, Option<String>>(6)?
+                            .and_then(|c| crate::routing::classify::parse_category(&c)),
+                        department: r.get(7)?,
+                        envelope: None,
+                    },
+                    r.get::<_, Option<String>>(8)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(mut c, env)| {
+                c.envelope = env.map(|e| serde_json::from_str(&e)).transpose()?;
+                Ok(c)
+            })
+            .collect()
     }
 
     fn pending_mail(&self, limit: usize) -> Result<Vec<MailRow>, StoreError> {
