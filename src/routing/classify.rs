@@ -57,7 +57,8 @@ pub const CATEGORIES: [Category; 4] = [
 /// Highest weight a keyword or service code may carry.
 pub const MAX_WEIGHT: u32 = 100;
 
-pub(crate) fn category_index(c: Category) -> usize {
+/// The index of a category in [`CATEGORIES`] and [`Scores`].
+pub fn category_index(c: Category) -> usize {
     match c {
         Category::Livelihood => 0,
         Category::Rights => 1,
@@ -133,7 +134,7 @@ const CJK_START: u32 = 0x4E00;
 const CJK_END: u32 = 0xA000;
 
 /// Dense table over U+4E00..U+9FFF: 0 = unchanged, else the simplified code point minus U+4E00.
-fn fold_table() -> &'static [u16] {
+pub(crate) fn fold_table() -> &'static [u16] {
     static TABLE: OnceLock<Box<[u16]>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut t = vec![0u16; (CJK_END - CJK_START) as usize];
@@ -153,6 +154,12 @@ fn fold_table() -> &'static [u16] {
 /// One character folded; `'\0'` means "drop it".
 #[inline]
 pub(crate) fn fold(c: char) -> char {
+    fold_with(fold_table(), c)
+}
+
+/// [`fold`] with the table already at hand (hot loops fetch it once).
+#[inline(always)]
+pub(crate) fn fold_with(table: &[u16], c: char) -> char {
     match c {
         'A'..='Z' => c.to_ascii_lowercase(),
         _ if c.is_ascii() => c,
@@ -162,7 +169,7 @@ pub(crate) fn fold(c: char) -> char {
         '\u{3000}' => ' ',
         '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => '\0',
         '\u{4E00}'..='\u{9FFF}' => {
-            let s = fold_table()[(c as u32 - CJK_START) as usize];
+            let s = table[(c as u32 - CJK_START) as usize];
             if s == 0 {
                 c
             } else {

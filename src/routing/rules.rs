@@ -2491,7 +2491,7 @@ mod tests {
     }
 
     /// `routing.review_threshold` in config/petitiond.toml (a config test checks they agree).
-    pub(crate) const SHIPPED_REVIEW_THRESHOLD: f32 = 0.6;
+    pub(crate) const SHIPPED_REVIEW_THRESHOLD: f32 = 0.5;
 
     const DICT: &str = r#"
 category = "rights"
