@@ -57,7 +57,10 @@ fn word_vector(jieba: &jieba_rs::Jieba, it: &Labelled, bits: u32) -> Vec<(u32, f
     model::counts_to_vector(raw)
 }
 
-fn accuracy(w: &model::Weights, beta: f32, test: &[(Vec<(u32, f32)>, [u32; 4], usize)]) -> f64 {
+/// A test item: its features, its dictionary scores, its category index.
+type TestItem = (Vec<(u32, f32)>, [u32; 4], usize);
+
+fn accuracy(w: &model::Weights, beta: f32, test: &[TestItem]) -> f64 {
     let right = test
         .iter()
         .filter(|(x, s, y)| {

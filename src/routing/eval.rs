@@ -278,3 +278,60 @@ impl fmt::Display for Report {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpus_formats_and_bad_lines() {
+        let tsv = "# comment\nrights\t拖欠工资\n\npolicy\t标题\t怎么办理\r\n";
+        let items = parse_corpus("c.tsv", tsv, false).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!((items[1].title.as_str(), items[1].line), ("标题", 4));
+        let jsonl =
+            r#"{"category":"historical","title":"t","content":"c","channel":"letter","other":1}"#;
+        let items = parse_corpus("c.jsonl", jsonl, true).unwrap();
+        assert_eq!(items[0].channel, Channel::Letter);
+        let bad = "rights\nnope\t文字\nrights\t\t\nrights\ta\tb\tc\n";
+        let errs = parse_corpus("bad.tsv", bad, false).unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 4, "{text:?}");
+        assert!(text[0].starts_with("bad.tsv:1: ") && text[0].contains("found 1 column"));
+        assert!(text[1].starts_with("bad.tsv:2: ") && text[1].contains("`nope`"));
+        assert!(text[2].starts_with("bad.tsv:3: ") && text[2].contains("empty text"));
+        assert!(text[3].starts_with("bad.tsv:4: ") && text[3].contains("found 4 column"));
+        let e = parse_corpus("x.jsonl", "{not json", true).unwrap_err();
+        assert!(e[0].to_string().starts_with("x.jsonl:1: "), "{:?}", e);
+    }
+
+    #[test]
+    fn report_counts_precision_recall_and_the_matrix() {
+        let mut r = Report::default();
+        let d = |c: Option<Category>, review: bool| Decided {
+            category: c,
+            best: c.or(Some(Category::Policy)),
+            needs_review: review,
+            opinion: super::super::model::decide(
+                &super::super::classify::Scores::default(),
+                None,
+                None,
+                0.5,
+            ),
+        };
+        r.add(Category::Rights, &d(Some(Category::Rights), false), 1, true);
+        r.add(Category::Rights, &d(Some(Category::Policy), false), 2, true);
+        r.add(Category::Policy, &d(None, true), 3, true);
+        r.add(Category::Policy, &d(Some(Category::Policy), false), 4, true);
+        assert_eq!(r.right(), 2);
+        assert_eq!(r.accuracy(), 0.5);
+        assert_eq!(r.recall(1), 0.5);
+        assert_eq!(r.precision(2), 0.5);
+        assert_eq!(r.matrix[2][4], 1, "review is the unclassified column");
+        assert_eq!(r.needs_review, 1);
+        assert_eq!(r.misses.len(), 2);
+        let shown = r.to_string();
+        assert!(shown.contains("accuracy 50.0% (2 of 4)"), "{shown}");
+        assert!(shown.contains("unclassified"), "{shown}");
+    }
+}

@@ -2432,7 +2432,7 @@ pub fn run_cases_str(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
@@ -2657,6 +2657,143 @@ category = "policy"
             assert_eq!(fast, traced, "{title}");
             assert_eq!(fast, naive, "{title}");
         }
+    }
+
+    fn corpus_file(name: &str) -> Vec<crate::routing::eval::Labelled> {
+        crate::routing::eval::read_corpus(&root().join("corpus/classification").join(name))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Issue 20's floor, on the held-back part of the corpus (never trained on): accuracy at
+    /// least 90% and no category under 80% recall, items sent to review counting as misses.
+    /// `petitiond rules eval --config config/petitiond.toml corpus/classification/heldback.tsv`
+    /// prints the same figures.
+    #[test]
+    fn held_back_corpus_meets_the_floor() {
+        let rs = shipped();
+        for (file, floor) in [("heldback.tsv", 0.90), ("hotline40.tsv", 0.90)] {
+            let items = corpus_file(file);
+            let r = crate::routing::eval::evaluate(&rs, &items, false);
+            assert!(r.accuracy() >= floor, "{file}:\n{r}");
+            for k in 0..4 {
+                assert!(r.recall(k) >= 0.80, "{file}: category {k}\n{r}");
+            }
+        }
+    }
+
+    /// The split is the documented one (corpus/README.md): every row on the side the SHA-256
+    /// rule puts it (train-extra.tsv is training-only by definition), no text twice, and no
+    /// text sharing a 15-character run with the routing fixtures or the rule cases.
+    #[test]
+    fn corpus_split_is_the_documented_hash_split() {
+        use sha2::{Digest, Sha256};
+        let mut seen = HashSet::new();
+        let fixtures = [
+            std::fs::read_to_string(root().join("tests/fixtures/routing/corpus.toml")).unwrap(),
+            std::fs::read_to_string(root().join("config/rules-cases.toml")).unwrap(),
+        ]
+        .concat();
+        let mut runs = HashSet::new();
+        let chars: Vec<char> = fixtures.chars().collect();
+        for w in chars.windows(15) {
+            runs.insert(w.iter().collect::<String>());
+        }
+        for (file, held) in [
+            ("train.tsv", Some(false)),
+            ("heldback.tsv", Some(true)),
+            ("train-extra.tsv", None),
+            ("hotline40.tsv", None),
+        ] {
+            let items = corpus_file(file);
+            assert!(!items.is_empty(), "{file}");
+            for it in items {
+                let text = it.content.clone();
+                if let Some(held) = held {
+                    let h = Sha256::digest(text.as_bytes())[0];
+                    assert_eq!(h < 64, held, "{file}:{} is on the wrong side", it.line);
+                }
+                assert!(
+                    seen.insert(text.clone()),
+                    "{file}:{}: text appears twice",
+                    it.line
+                );
+                let c: Vec<char> = text.chars().collect();
+                for w in c.windows(15) {
+                    let run: String = w.iter().collect();
+                    assert!(
+                        !runs.contains(&run),
+                        "{file}:{}: shares `{run}` with a fixture",
+                        it.line
+                    );
+                }
+            }
+        }
+        let train = corpus_file("train.tsv").len() + corpus_file("train-extra.tsv").len();
+        let held = corpus_file("heldback.tsv").len();
+        assert!(held * 5 >= (train + held), "held-back is at least 20%");
+        for c in crate::routing::classify::CATEGORIES {
+            let n = ["train.tsv", "heldback.tsv"]
+                .iter()
+                .flat_map(|f| corpus_file(f))
+                .filter(|i| i.category == c)
+                .count();
+            assert!(n >= 250, "{}: {n}", c.as_str());
+        }
+    }
+
+    /// `explain` (the trace) and the decision record show source, confidence and candidates.
+    #[test]
+    fn trace_and_decision_show_source_confidence_and_candidates() {
+        let rs = shipped();
+        let (o, trace) = rs.evaluate(&item("老板三个月不给我们发工资，电话也不接。"));
+        let text = format!("{trace}");
+        assert!(text.contains("decision: rights by "), "{text}");
+        assert!(text.contains("confidence"), "{text}");
+        assert!(text.contains("candidates rights"), "{text}");
+        let d = o.category_decision().unwrap();
+        assert_eq!(d.candidates.len(), 2);
+        assert_eq!(d.candidates[0].category, Category::Rights);
+        assert!(d.confidence >= 0.5 && d.confidence <= 1.0, "{d:?}");
+        assert!(!d.needs_review);
+        // A rule's category: source rule, confidence 1.
+        let (o, _) = rs.evaluate(&item("2012年拆迁，8年来补偿款一直没有落实。"));
+        assert_eq!(o.source(), Some(Source::Rule));
+        assert_eq!(o.category_decision().unwrap().confidence, 1.0);
+        // Unsure: unclassified, needs_review, two candidates shown.
+        let (o, trace) = rs.evaluate(&item("拆迁后家里的低保资格被取消了。"));
+        assert!(o.needs_review() && o.category.is_none(), "{trace}");
+        let d = o.category_decision().unwrap();
+        assert!(d.needs_review && d.candidates.len() == 2, "{d:?}");
+        assert!(format!("{trace}").contains("needs_review"), "{trace}");
+        // Same outcome on the fast, traced and naive paths, model included.
+        for t in [
+            "拆迁后家里的低保资格被取消了。",
+            "请问公积金可以提取吗？",
+            "你好",
+        ] {
+            let i = item(t);
+            assert_eq!(rs.decide(&i), rs.evaluate(&i).0);
+            assert_eq!(rs.decide(&i), rs.decide_naive(&i));
+        }
+    }
+
+    #[test]
+    fn model_and_threshold_are_part_of_the_version() {
+        let rs = shipped();
+        let plain = ok(DEFAULT);
+        let v0 = plain.version().to_string();
+        let m = rs.model().unwrap().clone();
+        let a = plain.clone().with_model(Some(m.clone()), 0.5);
+        let b = plain.clone().with_model(Some(m), 0.6);
+        let c = plain.with_model(None, 0.5);
+        let vs = [
+            v0,
+            a.version().into(),
+            b.version().into(),
+            c.version().into(),
+        ];
+        let distinct: HashSet<&String> = vs.iter().collect();
+        assert_eq!(distinct.len(), 4, "{vs:?}");
     }
 
     #[test]

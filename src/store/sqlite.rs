@@ -1409,6 +1409,76 @@ mod tests {
         }
     }
 
+    /// A re-route is recorded once per event id (a redelivered status event after a crash
+    /// does not record it twice), with what routing had decided, and comes back with the
+    /// item's envelope; an unknown item records nothing. The decision's classification is
+    /// kept in routing_decisions.
+    #[test]
+    fn corrections_are_recorded_once_with_what_routing_decided() {
+        let (_d, s) = store();
+        let mut it = item("c1");
+        it.envelope.category = Some(crate::envelope::Category::Policy);
+        it.envelope.routing = Some(crate::envelope::Routing {
+            lead: "desk".into(),
+            assists: vec![],
+            rule_id: "default".into(),
+            rules_version: "v0".into(),
+            decided_at: "2026-03-02T01:00:00Z".parse().unwrap(),
+            sla_add: vec![],
+            sla_skip: vec![],
+            classification: Some(crate::envelope::CategoryDecision {
+                source: "model".into(),
+                confidence: 0.42,
+                candidates: vec![],
+                needs_review: true,
+            }),
+        });
+        let id = it.envelope.id.to_string();
+        s.record_item(&it).unwrap();
+        let stored: String = s
+            .conn()
+            .query_row(
+                "SELECT classification FROM routing_decisions WHERE item_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(stored.contains("\"needs_review\":true"), "{stored}");
+        let c = NewCorrection {
+            event_id: "e1".into(),
+            item_id: id.clone(),
+            at: "2026-03-02T02:00:00Z".parse().unwrap(),
+            actor: Some("intake-desk".into()),
+            category: Some(crate::envelope::Category::Rights),
+            department: Some("hrss".into()),
+        };
+        assert!(s.record_correction(&c).unwrap());
+        assert!(!s.record_correction(&c).unwrap(), "the same event again");
+        let unknown = NewCorrection {
+            event_id: "e2".into(),
+            item_id: "nope".into(),
+            ..c.clone()
+        };
+        assert!(!s.record_correction(&unknown).unwrap());
+        let all = s.corrections().unwrap();
+        assert_eq!(all.len(), 1);
+        let got = &all[0];
+        assert_eq!(got.from_category.as_deref(), Some("policy"));
+        assert_eq!(got.from_lead.as_deref(), Some("desk"));
+        assert_eq!(got.category, Some(crate::envelope::Category::Rights));
+        assert_eq!(got.department.as_deref(), Some("hrss"));
+        assert_eq!(got.actor.as_deref(), Some("intake-desk"));
+        assert_eq!(got.envelope.as_ref().unwrap().id.to_string(), id);
+        let line = crate::routing::corrections::export_line(got).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["category"], "rights");
+        assert_eq!(v["content"], "x");
+        assert_eq!(v["from_category"], "policy");
+        // The export is read back as labelled data by `rules eval` / `rules train`.
+        let items = crate::routing::eval::parse_corpus("c.jsonl", &line, true).unwrap();
+        assert_eq!(items[0].category, crate::envelope::Category::Rights);
+    }
+
     #[test]
     fn a_pending_clock_is_kept_and_computed_once_unless_stopped_meanwhile() {
         let (_d, s) = store();
