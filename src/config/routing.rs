@@ -479,7 +479,7 @@ mod classifier_tests {
             .unwrap_err();
         assert!(
             e.iter()
-                .any(|e| e.path == "routing.review_threshold" && e.line == Some(8)),
+                .any(|e| e.path == "routing.review_threshold" && e.line == Some(11)),
             "{e:?}"
         );
         let dir = tempfile::tempdir().unwrap();
