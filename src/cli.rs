@@ -1,4 +1,5 @@
-//! Command line: `run`, `check`, `demo`, `quarantine list`.
+//! Command line: `run`, `check`, `demo`, `sla due`, `rules check/test/eval/train`, `rules
+//! corrections export`, `explain`, `dlq list/replay`, `quarantine list`.
 
 use crate::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};

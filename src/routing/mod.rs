@@ -1,8 +1,11 @@
 //! Routing: which department leads an item (主办) and which assist (协办).
 //!
-//! `rules` and `classify` are the operator-edited engine (pure). [`Router`] holds the rules
-//! now in force and swaps them atomically on reload; without a rules file every item goes to
-//! `routing.default_lead`. After the rules, [`completeness`] sends incomplete items to the
+//! `rules` and `classify` are the operator-edited engine (pure); `model` is the statistical
+//! second opinion on the category, combined with the dictionaries into one decision with a
+//! source, a confidence and two candidates (unsure: unclassified, `needs_review`); `eval`
+//! measures classification on labelled corpora; `corrections` reads the intake desk's
+//! re-routes. [`Router`] holds the rules (and model) now in force and swaps them atomically on
+//! reload; without a rules file every item goes to `routing.default_lead`. After the rules, [`completeness`] sends incomplete items to the
 //! intake desk; [`repeat`] says who and what an item is about for repeat-petition linking
 //! (the look-up itself is intake's, `intake::link`). The router does no I/O except reading
 //! rules files on reload.
