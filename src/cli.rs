@@ -463,6 +463,19 @@ fn rules_command(command: RulesCommand) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let RulesCommand::Corrections {
+        command: CorrectionsCommand::Export { out, .. },
+    } = &command
+    {
+        // The store's data only: no rules needed.
+        return match corrections_export(&config, out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let (rules, warnings) = match rules_of(&config) {
         Ok(x) => x,
         Err(code) => return code,
@@ -512,15 +525,7 @@ fn rules_command(command: RulesCommand) -> ExitCode {
             }
         }
         RulesCommand::Train { .. } => unreachable!("handled above"),
-        RulesCommand::Corrections {
-            command: CorrectionsCommand::Export { out, .. },
-        } => match corrections_export(&config, &out) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        RulesCommand::Corrections { .. } => unreachable!("handled above"),
         RulesCommand::Test { cases, .. } => {
             match crate::routing::rules::run_cases(&rules, &cases) {
                 Ok(report) => {
