@@ -12,9 +12,9 @@
 //! the dictionaries see them (`classify::fold`: half-width, lower case, simplified, zero-width
 //! and whitespace dropped), and every character and every pair of adjacent characters is
 //! hashed into one of 2^`bits` buckets. Word segmentation (jieba-rs words + character
-//! bigrams) was measured against this and not kept: four times slower to featurise, a 143 ms
-//! dictionary load, and no more accurate on the held-back corpus (96.5% against 96.9%;
-//! BENCHMARKS.md, `cargo bench --bench classify`). A feature's value is its count divided by
+//! bigrams) was measured against this and not kept: 3.7 times slower to featurise, a
+//! 100-150 ms dictionary load, and no more accurate on the held-back corpus (96.5% against
+//! 97.2%; BENCHMARKS.md, `cargo bench --bench classify`). A feature's value is its count divided by
 //! the square root of the item's feature count, so a two-line call note and a two-page letter
 //! weigh alike.
 //!
@@ -37,8 +37,7 @@
 //! **File format** (`config/model/classifier.bin`, written by `petitiond rules train`): the
 //! magic `PTDCLS01`, a little-endian u32 length and a JSON header ([`Header`]), a u32 count,
 //! then for every non-zero bucket a LEB128 delta of its index and four signed bytes (the
-//! weights of the four categories, in units of `scale`). About 100 KB; loads in a
-//! millisecond. The rules version hashes the file, so every decision names the model it used.
+//! weights of the four categories, in units of `scale`). About 50 KB; loads in 0.1 ms. The rules version hashes the file, so every decision names the model it used.
 //!
 //! Personal data: the model holds hashed n-gram weights learnt from the corpus, never text;
 //! a decision carries categories and numbers only.
