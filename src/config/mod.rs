@@ -261,10 +261,14 @@ pub struct RoutingConfig {
     pub repeat: Option<routing::RepeatConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RulesFiles {
     pub rules_file: PathBuf,
     pub dictionaries_dir: PathBuf,
+    /// The classifier model (`routing.model_file`); `None`: dictionaries only.
+    pub model_file: Option<PathBuf>,
+    /// Below this confidence an item is not classified but flagged `needs_review`.
+    pub review_threshold: f32,
 }
 
 #[derive(Debug, Clone)]
@@ -775,7 +779,15 @@ impl Validator<'_> {
                     .as_deref()
                     .unwrap_or("dictionaries"),
             ),
+            model_file: raw.routing.model_file.as_deref().map(|m| self.path(m)),
+            review_threshold: raw.routing.review_threshold as f32,
         });
+        if !(0.0..=1.0).contains(&raw.routing.review_threshold) {
+            self.err(
+                "routing.review_threshold",
+                "must be between 0 and 1 (a probability)",
+            );
+        }
         if let Some(r) = &rules {
             // The rules are part of the configuration: `check` reports their errors too.
             // Clock ids in `sla_overrides` are checked only against an SLA section that is

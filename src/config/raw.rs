@@ -211,6 +211,11 @@ pub struct RawRouting {
     pub reload_interval_ms: u64,
     /// Where incomplete items go; absent = `default_lead`.
     pub intake_desk: Option<String>,
+    /// Classifier model (written by `petitiond rules train`); absent = dictionaries only.
+    pub model_file: Option<String>,
+    /// Classification confidence below which an item is flagged `needs_review` (0..1).
+    #[serde(default = "default_review_threshold")]
+    pub review_threshold: f64,
     #[serde(default)]
     pub completeness: super::routing::RawCompleteness,
     #[serde(default)]
@@ -219,6 +224,10 @@ pub struct RawRouting {
 
 fn default_reload_ms() -> u64 {
     2000
+}
+
+fn default_review_threshold() -> f64 {
+    0.5
 }
 
 #[derive(Debug, Default, Deserialize)]

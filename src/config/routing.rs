@@ -471,3 +471,63 @@ key = { env = "PETITIOND_TEST_REPEAT_KEY_THAT_IS_NOT_SET" }
         );
     }
 }
+
+#[cfg(test)]
+mod classifier_tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const BASE: &str = "[kafka]\nbrokers = \"127.0.0.1:9092\"\n\n[[departments]]\nid = \"intake-desk\"\nname = \"d\"\ntopic = \"t.desk\"\n";
+
+    #[test]
+    fn review_threshold_is_a_probability_and_a_bad_model_file_is_named() {
+        let parse = |routing: &str| {
+            Config::parse(&format!("{BASE}\n{routing}"), "t.toml", Path::new("/cfg"))
+                .map_err(|e| e.0)
+        };
+        let e = parse("[routing]\ndefault_lead = \"intake-desk\"\nreview_threshold = 1.5\n")
+            .unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.path == "routing.review_threshold" && e.line == Some(11)),
+            "{e:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rules.toml"),
+            "[[rule]]\nid = \"default\"\nthen.lead = \"intake-desk\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("dictionaries")).unwrap();
+        std::fs::write(dir.path().join("bad.bin"), b"garbage").unwrap();
+        let text = format!(
+            "{BASE}\n[routing]\ndefault_lead = \"intake-desk\"\nrules_file = \"rules.toml\"\nmodel_file = \"bad.bin\"\n"
+        );
+        let e = Config::parse(&text, "t.toml", dir.path())
+            .map_err(|e| e.0)
+            .unwrap_err();
+        assert!(
+            e.iter().any(|e| e.path == "routing.model_file"
+                && e.file.ends_with("bad.bin")
+                && e.message.contains("magic")),
+            "{e:?}"
+        );
+    }
+
+    /// The shipped config's threshold is the one the routing tests use.
+    #[test]
+    fn shipped_review_threshold_matches_the_tests() {
+        let c = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/petitiond.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = c.routing.rules.as_ref().unwrap();
+        assert_eq!(
+            r.review_threshold,
+            crate::routing::rules::tests::SHIPPED_REVIEW_THRESHOLD
+        );
+        assert!(
+            r.model_file
+                .as_ref()
+                .is_some_and(|m| m.ends_with("model/classifier.bin"))
+        );
+    }
+}

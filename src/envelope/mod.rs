@@ -198,6 +198,33 @@ pub struct Routing {
     pub sla_add: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sla_skip: Vec<String>,
+    /// How the category was decided (absent: no keyword and no model, or an envelope
+    /// recorded before classification carried a source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<CategoryDecision>,
+}
+
+/// How routing decided an item's category: by a rule, the keyword dictionaries or the
+/// classifier model, with the confidence and the two best candidates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CategoryDecision {
+    /// `rule`, `dictionary` or `model`.
+    pub source: String,
+    /// 0..1: the top candidate's probability (1 when a rule set the category).
+    pub confidence: f64,
+    /// The classifier's two best categories, best first.
+    #[serde(default)]
+    pub candidates: Vec<Candidate>,
+    /// Below `routing.review_threshold` and no rule decided: the intake desk sorts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_review: bool,
+}
+
+/// One candidate category with its probability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub category: Category,
+    pub confidence: f64,
 }
 
 /// One SLA clock's state as carried on the envelope.

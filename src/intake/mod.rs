@@ -343,6 +343,7 @@ impl Intake {
             decided_at: decision.decided_at,
             sla_add: routed.sla_add,
             sla_skip: routed.sla_skip,
+            classification: routed.classification,
         });
         let arrived = env.received_at;
         let clocks = start_clocks(

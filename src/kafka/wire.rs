@@ -226,13 +226,20 @@ pub fn envelope_v1(e: &Envelope) -> Value {
         "involved_departments": e.involved_departments,
         "attachments": e.attachments.iter().map(attachment_v1).collect::<Vec<_>>(),
         "category": e.category.map(|c| c.as_str()),
-        "routing": e.routing.as_ref().map(|r| json!({
-            "lead": r.lead,
-            "assists": r.assists,
-            "rule_id": r.rule_id,
-            "rules_version": r.rules_version,
-            "decided_at": r.decided_at.to_string(),
-        })),
+        "routing": e.routing.as_ref().map(|r| {
+            let mut v = json!({
+                "lead": r.lead,
+                "assists": r.assists,
+                "rule_id": r.rule_id,
+                "rules_version": r.rules_version,
+                "decided_at": r.decided_at.to_string(),
+            });
+            // Optional (added after v1 shipped): how the category was decided.
+            if let Some(c) = &r.classification {
+                v["classification"] = json!(c);
+            }
+            v
+        }),
         "sla": e.sla.iter().map(|c| json!({
             "clock": c.clock,
             "due_at": c.due_at.to_string(),

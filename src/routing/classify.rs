@@ -57,7 +57,8 @@ pub const CATEGORIES: [Category; 4] = [
 /// Highest weight a keyword or service code may carry.
 pub const MAX_WEIGHT: u32 = 100;
 
-pub(crate) fn category_index(c: Category) -> usize {
+/// The index of a category in [`CATEGORIES`] and [`Scores`].
+pub fn category_index(c: Category) -> usize {
     match c {
         Category::Livelihood => 0,
         Category::Rights => 1,
@@ -133,7 +134,7 @@ const CJK_START: u32 = 0x4E00;
 const CJK_END: u32 = 0xA000;
 
 /// Dense table over U+4E00..U+9FFF: 0 = unchanged, else the simplified code point minus U+4E00.
-fn fold_table() -> &'static [u16] {
+pub(crate) fn fold_table() -> &'static [u16] {
     static TABLE: OnceLock<Box<[u16]>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut t = vec![0u16; (CJK_END - CJK_START) as usize];
@@ -152,7 +153,13 @@ fn fold_table() -> &'static [u16] {
 
 /// One character folded; `'\0'` means "drop it".
 #[inline]
-fn fold(c: char) -> char {
+pub(crate) fn fold(c: char) -> char {
+    fold_with(fold_table(), c)
+}
+
+/// [`fold`] with the table already at hand (hot loops fetch it once).
+#[inline(always)]
+pub(crate) fn fold_with(table: &[u16], c: char) -> char {
     match c {
         'A'..='Z' => c.to_ascii_lowercase(),
         _ if c.is_ascii() => c,
@@ -162,7 +169,7 @@ fn fold(c: char) -> char {
         '\u{3000}' => ' ',
         '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => '\0',
         '\u{4E00}'..='\u{9FFF}' => {
-            let s = fold_table()[(c as u32 - CJK_START) as usize];
+            let s = table[(c as u32 - CJK_START) as usize];
             if s == 0 {
                 c
             } else {
@@ -1280,6 +1287,22 @@ impl Classifier {
         });
         self.dicts.score(&mut spans, service_code)
     }
+}
+
+/// Short hash of the dictionaries' files (names and contents), as a model records the
+/// dictionaries it was fitted with.
+pub fn dictionaries_version(d: &Dictionaries) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sources: Vec<&(String, String)> = d.sources().iter().collect();
+    sources.sort();
+    let mut h = Sha256::new();
+    for (name, text) in sources {
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        h.update(text.as_bytes());
+        h.update(b"\0");
+    }
+    hex::encode(&h.finalize()[..6])
 }
 
 /// Reads every `*.toml` in a directory, sorted by name, as (path, content).

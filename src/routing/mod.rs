@@ -1,14 +1,20 @@
 //! Routing: which department leads an item (主办) and which assist (协办).
 //!
-//! `rules` and `classify` are the operator-edited engine (pure). [`Router`] holds the rules
-//! now in force and swaps them atomically on reload; without a rules file every item goes to
-//! `routing.default_lead`. After the rules, [`completeness`] sends incomplete items to the
+//! `rules` and `classify` are the operator-edited engine (pure); `model` is the statistical
+//! second opinion on the category, combined with the dictionaries into one decision with a
+//! source, a confidence and two candidates (unsure: unclassified, `needs_review`); `eval`
+//! measures classification on labelled corpora; `corrections` reads the intake desk's
+//! re-routes. [`Router`] holds the rules (and model) now in force and swaps them atomically on
+//! reload; without a rules file every item goes to `routing.default_lead`. After the rules, [`completeness`] sends incomplete items to the
 //! intake desk; [`repeat`] says who and what an item is about for repeat-petition linking
 //! (the look-up itself is intake's, `intake::link`). The router does no I/O except reading
 //! rules files on reload.
 
 pub mod classify;
 pub mod completeness;
+pub mod corrections;
+pub mod eval;
+pub mod model;
 pub mod reload;
 pub mod repeat;
 pub mod rules;
@@ -48,7 +54,13 @@ pub struct Routed {
     /// and clock ids not started although it would (see [`crate::intake::start_clocks`]).
     pub sla_add: Vec<String>,
     pub sla_skip: Vec<String>,
+    /// How the category was decided (source, confidence, candidates); `None` without rules.
+    pub classification: Option<crate::envelope::CategoryDecision>,
 }
+
+/// The flag of an item whose category the classifier was unsure of (below
+/// `routing.review_threshold`, no rule decided): it started the rules unclassified.
+pub const NEEDS_REVIEW: &str = "needs_review";
 
 /// Loads the configured rules file and checks what the rules engine cannot know alone: every
 /// clock named in a rule's `sla_overrides` must be an `[[sla.clocks]]` id. Errors name the
@@ -60,9 +72,22 @@ pub fn load_rules(
 ) -> Result<(rules::RuleSet, Vec<crate::config::ConfigError>), rules::Diagnostics> {
     let (set, warnings) =
         rules::RuleSet::load(&files.rules_file, &files.dictionaries_dir, departments)?;
-    let errors = unknown_sla_clocks(&set, &files.rules_file.display().to_string(), clocks);
+    let mut errors = unknown_sla_clocks(&set, &files.rules_file.display().to_string(), clocks);
+    let model = match files.model_file.as_deref().map(model::Model::load) {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            errors.push(crate::config::ConfigError {
+                file: e.file,
+                line: None,
+                path: "routing.model_file".into(),
+                message: e.message,
+            });
+            None
+        }
+        None => None,
+    };
     if errors.is_empty() {
-        Ok((set, warnings))
+        Ok((set.with_model(model, files.review_threshold), warnings))
     } else {
         Err(rules::Diagnostics { errors, warnings })
     }
@@ -162,6 +187,7 @@ impl Router {
                 flags: Vec::new(),
                 sla_add: Vec::new(),
                 sla_skip: Vec::new(),
+                classification: None,
             };
         };
         let input = rules::Input::from_envelope(
@@ -173,6 +199,9 @@ impl Router {
         let mut flags = Vec::new();
         if outcome.unclassified() {
             flags.push(rules::UNCLASSIFIED.to_string());
+        }
+        if outcome.needs_review() {
+            flags.push(NEEDS_REVIEW.to_string());
         }
         if outcome.priority != rules::Priority::Normal {
             flags.push(format!("priority:{}", outcome.priority.as_str()));
@@ -191,6 +220,7 @@ impl Router {
             flags,
             sla_add: outcome.sla_add.iter().map(|c| c.to_string()).collect(),
             sla_skip: outcome.sla_skip.iter().map(|c| c.to_string()).collect(),
+            classification: outcome.category_decision(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Hot reload of the routing rules: on a change to the rules file or a dictionary (polled),
+//! Hot reload of the routing rules: on a change to the rules file, a dictionary or the
+//! classifier model (polled),
 //! and on SIGHUP. A new file is validated and compiled before it is swapped in; a bad one
 //! keeps the old rules running, is logged with file and line, and raises an alert event on
 //! the alerts topic. Every reload logs the old and new version hashes. Channels never stop.
@@ -24,13 +25,14 @@ pub struct Reloader {
     pub relay_wake: Arc<Notify>,
 }
 
-/// What the files look like now: (path, modified, length) of the rules file and every
-/// dictionary, so an edit, an added or a removed file is seen.
+/// What the files look like now: (path, modified, length) of the rules file, the model file
+/// and every dictionary, so an edit, an added or a removed file is seen.
 fn fingerprint(cfg: &Config) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     let Some(r) = &cfg.routing.rules else {
         return Vec::new();
     };
     let mut paths = vec![r.rules_file.clone()];
+    paths.extend(r.model_file.clone());
     if let Ok(dir) = std::fs::read_dir(&r.dictionaries_dir) {
         paths.extend(dir.flatten().map(|e| e.path()));
     }

@@ -104,6 +104,7 @@ use super::classify::{
     self, Classification, Dictionaries, Matcher, Span, category_index, normalize, normalize_code,
     parse_category,
 };
+use super::model::{self, Model, Opinion, Source};
 use crate::config::toml_file::TomlFile;
 use crate::config::{ConfigError, Department};
 use crate::envelope::{Category, Channel, Envelope};
@@ -420,6 +421,10 @@ pub struct RuleSet {
     regexes: Vec<Regex>,
     version: String,
     file: String,
+    /// The statistical second opinion (`routing::model`), shared by the clones of a rule set.
+    model: Option<std::sync::Arc<Model>>,
+    /// Below this confidence the classifier's category is not used (`routing.review_threshold`).
+    review_threshold: f32,
 }
 
 /// What a rule is evaluated on: borrowed from an envelope, or built by hand.
@@ -457,12 +462,16 @@ impl<'a> Input<'a> {
 }
 
 /// The routing outcome for one item. Borrows ids from the [`RuleSet`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome<'r> {
     /// Final category (after rule overrides); `None`: unclassified.
     pub category: Option<Category>,
-    /// The classifier's category, before any rule override.
+    /// The classifier's category, before any rule override (`None`: no evidence, or unsure).
     pub classified: Option<Category>,
+    /// The classifier's decision: source, confidence, candidates (`routing::model`).
+    pub opinion: Opinion,
+    /// A matching rule set the category (`then.category`): the source is `rule`.
+    pub category_by_rule: bool,
     pub scores: classify::Scores,
     pub lead: &'r str,
     /// The rule that decided the lead.
@@ -481,6 +490,49 @@ impl Outcome<'_> {
     /// Unclassified at the end (the caller flags the item and the intake desk sorts it).
     pub fn unclassified(&self) -> bool {
         self.category.is_none()
+    }
+
+    /// What decided the category: a rule, the dictionaries or the model (`None`: nothing did,
+    /// no keyword and no model).
+    pub fn source(&self) -> Option<Source> {
+        if self.category_by_rule {
+            Some(Source::Rule)
+        } else {
+            self.opinion.source
+        }
+    }
+
+    /// Confidence of the category decision: 1 for a rule, else the classifier's.
+    pub fn confidence(&self) -> f32 {
+        if self.category_by_rule {
+            1.0
+        } else {
+            self.opinion.confidence
+        }
+    }
+
+    /// The classifier was unsure and no rule set a category: a person decides (the item
+    /// started the rules unclassified).
+    pub fn needs_review(&self) -> bool {
+        !self.category_by_rule && self.opinion.needs_review
+    }
+
+    /// How the category was decided, as the envelope records it.
+    pub fn category_decision(&self) -> Option<crate::envelope::CategoryDecision> {
+        let round = |p: f32| (f64::from(p) * 1000.0).round() / 1000.0;
+        Some(crate::envelope::CategoryDecision {
+            source: self.source()?.as_str().to_string(),
+            confidence: round(self.confidence()),
+            candidates: self
+                .opinion
+                .candidates()
+                .map(|(category, p)| crate::envelope::Candidate {
+                    category,
+                    confidence: round(p),
+                })
+                .collect(),
+            needs_review: self.needs_review(),
+        })
     }
 
     /// The record the store keeps.
@@ -506,6 +558,12 @@ impl fmt::Display for Outcome<'_> {
             category_name(self.category),
             self.priority.as_str()
         )?;
+        if let Some(s) = self.source() {
+            write!(f, " (by {s}, confidence {:.2})", self.confidence())?;
+        }
+        if self.needs_review() {
+            f.write_str(", needs_review")?;
+        }
         if !self.tags.is_empty() {
             write!(f, ", tags [{}]", self.tags.join(", "))?;
         }
@@ -525,6 +583,8 @@ impl fmt::Display for Outcome<'_> {
 #[derive(Debug, Clone)]
 pub struct Trace<'r> {
     pub classification: Classification<'r>,
+    /// The dictionaries and the model combined (the rules' starting category).
+    pub opinion: Opinion,
     pub rules: Vec<RuleTrace<'r>>,
 }
 
@@ -552,6 +612,7 @@ pub struct ConditionTrace {
 impl fmt::Display for Trace<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "classification: {}", self.classification)?;
+        writeln!(f, "decision: {}", self.opinion)?;
         for r in &self.rules {
             let line = r.line.map(|l| format!(" (line {l})")).unwrap_or_default();
             let verdict = if r.matched { "MATCH" } else { "no" };
@@ -684,6 +745,34 @@ impl RuleSet {
     /// Distinct keywords in the automaton (dictionaries and rules).
     pub fn pattern_count(&self) -> usize {
         self.pattern_count
+    }
+
+    /// Adds the classifier model (or none) and the review threshold. The version then covers
+    /// them too: a decision names the rules, dictionaries, model and threshold it was made by.
+    pub fn with_model(mut self, model: Option<Model>, review_threshold: f32) -> RuleSet {
+        let mut h = Sha256::new();
+        h.update(b"petitiond-rules-v2\0");
+        h.update(self.version.as_bytes());
+        if let Some(m) = &model {
+            h.update(b"\0model\0");
+            h.update(m.digest().as_bytes());
+        }
+        h.update(b"\0review\0");
+        h.update(review_threshold.to_le_bytes());
+        self.version = hex::encode(&h.finalize()[..6]);
+        self.model = model.map(std::sync::Arc::new);
+        self.review_threshold = review_threshold;
+        self
+    }
+
+    /// The classifier model in use, if any.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_deref()
+    }
+
+    /// `routing.review_threshold` as loaded.
+    pub fn review_threshold(&self) -> f32 {
+        self.review_threshold
     }
 }
 
@@ -1214,6 +1303,8 @@ impl Built {
             regexes: self.regexes,
             version,
             file: file.into(),
+            model: None,
+            review_threshold: 0.0,
         })
     }
 }
@@ -1568,6 +1659,7 @@ impl Facts for Naive<'_> {
 /// The outcome being accumulated.
 struct State<'r> {
     category: Option<Category>,
+    category_by_rule: bool,
     lead: Option<(&'r str, &'r str)>,
     assists: Vec<&'r str>,
     priority: Priority,
@@ -1590,6 +1682,7 @@ impl<'r> State<'r> {
     fn new(category: Option<Category>) -> Self {
         State {
             category,
+            category_by_rule: false,
             lead: None,
             assists: Vec::new(),
             priority: Priority::Normal,
@@ -1618,6 +1711,7 @@ impl<'r> State<'r> {
                 ));
             }
             self.category = Some(c);
+            self.category_by_rule = true;
         }
         if let Some(l) = t.lead.as_deref() {
             match self.lead {
@@ -1684,7 +1778,7 @@ impl<'r> State<'r> {
     fn finish(
         mut self,
         rs: &'r RuleSet,
-        classified: Option<Category>,
+        opinion: Opinion,
         scores: classify::Scores,
     ) -> Outcome<'r> {
         let (lead, rule_id) = self.lead.unwrap_or_else(|| {
@@ -1699,7 +1793,9 @@ impl<'r> State<'r> {
         self.assists.retain(|a| *a != lead);
         Outcome {
             category: self.category,
-            classified,
+            classified: opinion.category,
+            opinion,
+            category_by_rule: self.category_by_rule,
             scores,
             lead,
             rule_id,
@@ -1939,9 +2035,10 @@ impl RuleSet {
             cands.clear();
             let item = Prepared::new(input);
             self.scan(input, spans, found);
-            let (category, scores) =
+            let (dict_best, scores) =
                 self.dicts
                     .score_only(spans, item.service_code.as_deref(), seen);
+            let opinion = self.opinion(input, &scores, dict_best);
             cands.extend_from_slice(&self.always);
             for &p in &found.list {
                 cands.extend_from_slice(self.triggers.get(p));
@@ -1961,7 +2058,7 @@ impl RuleSet {
                 set: &self.regex_set,
                 matches: None,
             };
-            let mut state = State::new(category);
+            let mut state = State::new(opinion.category);
             for &r in cands.iter() {
                 let rule = &self.rules[r as usize];
                 if check(rule, &item, state.category, &mut facts, &[], None)
@@ -1970,8 +2067,22 @@ impl RuleSet {
                     break;
                 }
             }
-            state.finish(self, category, scores)
+            state.finish(self, opinion, scores)
         })
+    }
+
+    /// The classifier's decision: the dictionary scores and the model (if any) combined.
+    fn opinion(
+        &self,
+        input: &Input<'_>,
+        scores: &classify::Scores,
+        dict_best: Option<Category>,
+    ) -> Opinion {
+        let m = self
+            .model
+            .as_deref()
+            .map(|m| (m, m.logits(input.title, input.content)));
+        model::decide(scores, dict_best, m, self.review_threshold)
     }
 
     /// The same outcome as [`RuleSet::decide`], and the trace of every rule tried up to the
@@ -1982,6 +2093,7 @@ impl RuleSet {
         let mut found = Found::new(self.pattern_count);
         self.scan(input, &mut spans, &mut found);
         let classification = self.dicts.score(&mut spans, input.service_code);
+        let opinion = self.opinion(input, &classification.scores, classification.category);
         let mut facts = Indexed {
             found: &found,
             item: &item,
@@ -1989,7 +2101,7 @@ impl RuleSet {
             matches: None,
         };
         let sources = self.regex_sources();
-        let mut state = State::new(classification.category);
+        let mut state = State::new(opinion.category);
         let mut rules = Vec::new();
         for rule in &self.rules {
             let mut conditions = Vec::new();
@@ -2014,11 +2126,12 @@ impl RuleSet {
                 break;
             }
         }
-        let outcome = state.finish(self, classification.category, classification.scores);
+        let outcome = state.finish(self, opinion, classification.scores);
         (
             outcome,
             Trace {
                 classification,
+                opinion,
                 rules,
             },
         )
@@ -2046,18 +2159,19 @@ impl RuleSet {
             }
         }
         let classification = self.dicts.score(&mut spans, input.service_code);
+        let opinion = self.opinion(input, &classification.scores, classification.category);
         let mut facts = Naive {
             text: &text,
             regexes: &self.regexes,
         };
-        let mut state = State::new(classification.category);
+        let mut state = State::new(opinion.category);
         for rule in &self.rules {
             if check(rule, &item, state.category, &mut facts, &[], None) && state.apply(rule, None)
             {
                 break;
             }
         }
-        state.finish(self, classification.category, classification.scores)
+        state.finish(self, opinion, classification.scores)
     }
 
     fn regex_sources(&self) -> Vec<String> {
@@ -2303,8 +2417,9 @@ pub fn run_cases_str(
                 line: src.line(&format!("case[{i}]")),
                 diffs,
                 context: format!(
-                    "classified {}; matched rules: {}",
+                    "classified {}; decision {}; matched rules: {}",
                     trace.classification,
+                    trace.opinion,
                     o.matched_rules.join(", ")
                 ),
             });
@@ -2317,7 +2432,7 @@ pub fn run_cases_str(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
@@ -2350,14 +2465,18 @@ mod tests {
             .collect()
     }
 
+    /// The shipped rules, dictionaries and model, with the shipped review threshold.
     fn shipped() -> RuleSet {
         let r = root();
+        let model = Model::load(&r.join("config/model/classifier.bin"))
+            .unwrap_or_else(|e| panic!("shipped model: {e}"));
         match RuleSet::load(
             &r.join("config/rules.toml"),
             &r.join("config/dictionaries"),
             &departments(),
         ) {
             Ok((rs, warnings)) => {
+                let rs = rs.with_model(Some(model), SHIPPED_REVIEW_THRESHOLD);
                 assert!(
                     warnings.is_empty(),
                     "shipped rules warn:\n{}",
@@ -2371,6 +2490,9 @@ mod tests {
             Err(d) => panic!("shipped rules do not load:\n{d}"),
         }
     }
+
+    /// `routing.review_threshold` in config/petitiond.toml (a config test checks they agree).
+    pub(crate) const SHIPPED_REVIEW_THRESHOLD: f32 = 0.5;
 
     const DICT: &str = r#"
 category = "rights"
@@ -2536,6 +2658,143 @@ category = "policy"
             assert_eq!(fast, traced, "{title}");
             assert_eq!(fast, naive, "{title}");
         }
+    }
+
+    fn corpus_file(name: &str) -> Vec<crate::routing::eval::Labelled> {
+        crate::routing::eval::read_corpus(&root().join("corpus/classification").join(name))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Issue 20's floor, on the held-back part of the corpus (never trained on): accuracy at
+    /// least 90% and no category under 80% recall, items sent to review counting as misses.
+    /// `petitiond rules eval --config config/petitiond.toml corpus/classification/heldback.tsv`
+    /// prints the same figures.
+    #[test]
+    fn held_back_corpus_meets_the_floor() {
+        let rs = shipped();
+        for (file, floor) in [("heldback.tsv", 0.90), ("hotline40.tsv", 0.90)] {
+            let items = corpus_file(file);
+            let r = crate::routing::eval::evaluate(&rs, &items, false);
+            assert!(r.accuracy() >= floor, "{file}:\n{r}");
+            for k in 0..4 {
+                assert!(r.recall(k) >= 0.80, "{file}: category {k}\n{r}");
+            }
+        }
+    }
+
+    /// The split is the documented one (corpus/README.md): every row on the side the SHA-256
+    /// rule puts it (train-extra.tsv is training-only by definition), no text twice, and no
+    /// text sharing a 15-character run with the routing fixtures or the rule cases.
+    #[test]
+    fn corpus_split_is_the_documented_hash_split() {
+        use sha2::{Digest, Sha256};
+        let mut seen = HashSet::new();
+        let fixtures = [
+            std::fs::read_to_string(root().join("tests/fixtures/routing/corpus.toml")).unwrap(),
+            std::fs::read_to_string(root().join("config/rules-cases.toml")).unwrap(),
+        ]
+        .concat();
+        let mut runs = HashSet::new();
+        let chars: Vec<char> = fixtures.chars().collect();
+        for w in chars.windows(15) {
+            runs.insert(w.iter().collect::<String>());
+        }
+        for (file, held) in [
+            ("train.tsv", Some(false)),
+            ("heldback.tsv", Some(true)),
+            ("train-extra.tsv", None),
+            ("hotline40.tsv", None),
+        ] {
+            let items = corpus_file(file);
+            assert!(!items.is_empty(), "{file}");
+            for it in items {
+                let text = it.content.clone();
+                if let Some(held) = held {
+                    let h = Sha256::digest(text.as_bytes())[0];
+                    assert_eq!(h < 64, held, "{file}:{} is on the wrong side", it.line);
+                }
+                assert!(
+                    seen.insert(text.clone()),
+                    "{file}:{}: text appears twice",
+                    it.line
+                );
+                let c: Vec<char> = text.chars().collect();
+                for w in c.windows(15) {
+                    let run: String = w.iter().collect();
+                    assert!(
+                        !runs.contains(&run),
+                        "{file}:{}: shares `{run}` with a fixture",
+                        it.line
+                    );
+                }
+            }
+        }
+        let train = corpus_file("train.tsv").len() + corpus_file("train-extra.tsv").len();
+        let held = corpus_file("heldback.tsv").len();
+        assert!(held * 5 >= (train + held), "held-back is at least 20%");
+        for c in crate::routing::classify::CATEGORIES {
+            let n = ["train.tsv", "heldback.tsv"]
+                .iter()
+                .flat_map(|f| corpus_file(f))
+                .filter(|i| i.category == c)
+                .count();
+            assert!(n >= 250, "{}: {n}", c.as_str());
+        }
+    }
+
+    /// `explain` (the trace) and the decision record show source, confidence and candidates.
+    #[test]
+    fn trace_and_decision_show_source_confidence_and_candidates() {
+        let rs = shipped();
+        let (o, trace) = rs.evaluate(&item("老板三个月不给我们发工资，电话也不接。"));
+        let text = format!("{trace}");
+        assert!(text.contains("decision: rights by "), "{text}");
+        assert!(text.contains("confidence"), "{text}");
+        assert!(text.contains("candidates rights"), "{text}");
+        let d = o.category_decision().unwrap();
+        assert_eq!(d.candidates.len(), 2);
+        assert_eq!(d.candidates[0].category, Category::Rights);
+        assert!(d.confidence >= 0.5 && d.confidence <= 1.0, "{d:?}");
+        assert!(!d.needs_review);
+        // A rule's category: source rule, confidence 1.
+        let (o, _) = rs.evaluate(&item("2012年拆迁，8年来补偿款一直没有落实。"));
+        assert_eq!(o.source(), Some(Source::Rule));
+        assert_eq!(o.category_decision().unwrap().confidence, 1.0);
+        // Unsure: unclassified, needs_review, two candidates shown.
+        let (o, trace) = rs.evaluate(&item("拆迁后家里的低保资格被取消了。"));
+        assert!(o.needs_review() && o.category.is_none(), "{trace}");
+        let d = o.category_decision().unwrap();
+        assert!(d.needs_review && d.candidates.len() == 2, "{d:?}");
+        assert!(format!("{trace}").contains("needs_review"), "{trace}");
+        // Same outcome on the fast, traced and naive paths, model included.
+        for t in [
+            "拆迁后家里的低保资格被取消了。",
+            "请问公积金可以提取吗？",
+            "你好",
+        ] {
+            let i = item(t);
+            assert_eq!(rs.decide(&i), rs.evaluate(&i).0);
+            assert_eq!(rs.decide(&i), rs.decide_naive(&i));
+        }
+    }
+
+    #[test]
+    fn model_and_threshold_are_part_of_the_version() {
+        let rs = shipped();
+        let plain = ok(DEFAULT);
+        let v0 = plain.version().to_string();
+        let m = rs.model().unwrap().clone();
+        let a = plain.clone().with_model(Some(m.clone()), 0.5);
+        let b = plain.clone().with_model(Some(m), 0.6);
+        let c = plain.with_model(None, 0.5);
+        let vs = [
+            v0,
+            a.version().into(),
+            b.version().into(),
+            c.version().into(),
+        ];
+        let distinct: HashSet<&String> = vs.iter().collect();
+        assert_eq!(distinct.len(), 4, "{vs:?}");
     }
 
     #[test]

@@ -437,6 +437,13 @@ impl StatusConsumer {
         ) {
             return Ok(Err(r));
         }
+        let reroute = match crate::routing::corrections::reroute(
+            ev.payload.as_ref(),
+            &self.config.departments,
+        ) {
+            Ok(r) => r,
+            Err(why) => return Ok(Err(Rejected::Shape(why))),
+        };
         let extend_days = ev
             .payload
             .as_ref()
@@ -456,6 +463,10 @@ impl StatusConsumer {
             })
         })
         .await?;
+        if let (Some(r), StatusOutcome::Applied(_) | StatusOutcome::Duplicate) = (reroute, &outcome)
+        {
+            self.record_correction(&ev, r).await?;
+        }
         match outcome {
             StatusOutcome::Applied(timers) => {
                 if !timers.is_empty() {
@@ -509,6 +520,30 @@ impl StatusConsumer {
             .send(rec, Duration::from_secs(30))
             .await
             .map_err(|(e, _)| anyhow::anyhow!("dead-lettering a status event failed: {e}"))?;
+        Ok(())
+    }
+}
+
+impl StatusConsumer {
+    /// Records a re-route as a correction (once per event id: also after a redelivery whose
+    /// clock changes were committed before a crash, hence on `Duplicate` too).
+    async fn record_correction(
+        &self,
+        ev: &StatusEvent,
+        r: crate::routing::corrections::Reroute,
+    ) -> anyhow::Result<()> {
+        let c = crate::store::NewCorrection {
+            event_id: ev.event_id.clone(),
+            item_id: ev.item_id.clone(),
+            at: ev.time,
+            actor: ev.actor.as_ref().map(|a| a.department.clone()),
+            category: r.category,
+            department: r.department,
+        };
+        let item = c.item_id.clone();
+        if blocking(&self.store, move |s| s.record_correction(&c)).await? {
+            tracing::info!(item = %item, "re-route recorded as a correction");
+        }
         Ok(())
     }
 }
@@ -575,6 +610,7 @@ mod tests {
             decided_at: env.received_at,
             sla_add: vec![],
             sla_skip: vec![],
+            classification: None,
         });
         env
     }

@@ -184,6 +184,18 @@ pub struct ClockWrites {
     pub started: Vec<(Clock, Option<jiff::Timestamp>)>,
 }
 
+/// A re-route by the intake desk (a status event naming a new category and/or department),
+/// to record as a correction. The store adds what routing had decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCorrection {
+    pub event_id: String,
+    pub item_id: String,
+    pub at: jiff::Timestamp,
+    pub actor: Option<String>,
+    pub category: Option<crate::envelope::Category>,
+    pub department: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusOutcome {
     Applied(Vec<Timer>),
@@ -455,6 +467,11 @@ pub trait Store: Send + Sync + 'static {
         ev: &StatusRecord,
         f: &mut dyn FnMut(&Envelope, &mut Vec<Clock>) -> ClockWrites,
     ) -> Result<StatusOutcome, StoreError>;
+    /// Records a correction once per event id, with the item's category and lead as routed;
+    /// `false` when it was recorded before (or the item is unknown).
+    fn record_correction(&self, c: &NewCorrection) -> Result<bool, StoreError>;
+    /// Every recorded correction, oldest first, with the item's stored envelope.
+    fn corrections(&self) -> Result<Vec<crate::routing::corrections::Correction>, StoreError>;
     fn pending_mail(&self, limit: usize) -> Result<Vec<MailRow>, StoreError>;
     fn mark_mail(
         &self,

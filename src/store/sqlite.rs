@@ -218,6 +218,26 @@ CREATE TABLE calendar_state (
 );
 "#,
     ),
+    // v9: how each decision's category was decided (JSON: source, confidence, candidates,
+    // needs_review), and the intake desk's corrections (a status event re-routing an item),
+    // keyed by the event id so a redelivered event is recorded once. Corrections hold ids,
+    // categories and department ids; the text stays in `items`.
+    M::up(
+        r#"
+ALTER TABLE routing_decisions ADD COLUMN classification TEXT;
+CREATE TABLE corrections (
+    event_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL REFERENCES items(id),
+    at TEXT NOT NULL,
+    actor TEXT,
+    from_category TEXT,
+    from_lead TEXT,
+    category TEXT,
+    department TEXT,
+    recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -795,16 +815,23 @@ impl Store for SqliteStore {
             return Ok(Recorded::Duplicate);
         }
         let d = &item.decision;
+        let classification = e
+            .routing
+            .as_ref()
+            .and_then(|r| r.classification.as_ref())
+            .map(serde_json::to_string)
+            .transpose()?;
         tx.execute(
-            "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at, classification)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 e.id.as_str(),
                 d.rule_id,
                 d.rules_version,
                 d.lead,
                 serde_json::to_string(&d.assists)?,
-                d.decided_at.to_string()
+                d.decided_at.to_string(),
+                classification
             ],
         )?;
         for o in &item.outbox {
@@ -1401,6 +1428,64 @@ impl Store for SqliteStore {
         Ok(StatusOutcome::Applied(timers))
     }
 
+    fn record_correction(&self, c: &NewCorrection) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO corrections
+                 (event_id, item_id, at, actor, from_category, from_lead, category, department)
+             SELECT ?1, i.id, ?3, ?4, i.category,
+                    (SELECT lead FROM routing_decisions d WHERE d.item_id = i.id
+                     ORDER BY d.decided_at DESC LIMIT 1),
+                    ?5, ?6
+             FROM items i WHERE i.id = ?2",
+            params![
+                c.event_id,
+                c.item_id,
+                c.at.to_string(),
+                c.actor,
+                c.category.map(|x| x.as_str()),
+                c.department
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn corrections(&self) -> Result<Vec<crate::routing::corrections::Correction>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT c.event_id, c.item_id, c.at, c.actor, c.from_category, c.from_lead,
+                    c.category, c.department, i.envelope
+             FROM corrections c LEFT JOIN items i ON i.id = c.item_id
+             ORDER BY c.recorded_at, c.event_id",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    crate::routing::corrections::Correction {
+                        event_id: r.get(0)?,
+                        item_id: r.get(1)?,
+                        at: r.get(2)?,
+                        actor: r.get(3)?,
+                        from_category: r.get(4)?,
+                        from_lead: r.get(5)?,
+                        category: r
+                            .get::<_, Option<String>>(6)?
+                            .and_then(|c| crate::routing::classify::parse_category(&c)),
+                        department: r.get(7)?,
+                        envelope: None,
+                    },
+                    r.get::<_, Option<String>>(8)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(mut c, env)| {
+                c.envelope = env.map(|e| serde_json::from_str(&e)).transpose()?;
+                Ok(c)
+            })
+            .collect()
+    }
+
     fn pending_mail(&self, limit: usize) -> Result<Vec<MailRow>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare_cached(
@@ -1555,6 +1640,76 @@ mod tests {
             version: None,
             person_index: None,
         }
+    }
+
+    /// A re-route is recorded once per event id (a redelivered status event after a crash
+    /// does not record it twice), with what routing had decided, and comes back with the
+    /// item's envelope; an unknown item records nothing. The decision's classification is
+    /// kept in routing_decisions.
+    #[test]
+    fn corrections_are_recorded_once_with_what_routing_decided() {
+        let (_d, s) = store();
+        let mut it = item("c1");
+        it.envelope.category = Some(crate::envelope::Category::Policy);
+        it.envelope.routing = Some(crate::envelope::Routing {
+            lead: "desk".into(),
+            assists: vec![],
+            rule_id: "default".into(),
+            rules_version: "v0".into(),
+            decided_at: "2026-03-02T01:00:00Z".parse().unwrap(),
+            sla_add: vec![],
+            sla_skip: vec![],
+            classification: Some(crate::envelope::CategoryDecision {
+                source: "model".into(),
+                confidence: 0.42,
+                candidates: vec![],
+                needs_review: true,
+            }),
+        });
+        let id = it.envelope.id.to_string();
+        s.record_item(&it).unwrap();
+        let stored: String = s
+            .conn()
+            .query_row(
+                "SELECT classification FROM routing_decisions WHERE item_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(stored.contains("\"needs_review\":true"), "{stored}");
+        let c = NewCorrection {
+            event_id: "e1".into(),
+            item_id: id.clone(),
+            at: "2026-03-02T02:00:00Z".parse().unwrap(),
+            actor: Some("intake-desk".into()),
+            category: Some(crate::envelope::Category::Rights),
+            department: Some("hrss".into()),
+        };
+        assert!(s.record_correction(&c).unwrap());
+        assert!(!s.record_correction(&c).unwrap(), "the same event again");
+        let unknown = NewCorrection {
+            event_id: "e2".into(),
+            item_id: "nope".into(),
+            ..c.clone()
+        };
+        assert!(!s.record_correction(&unknown).unwrap());
+        let all = s.corrections().unwrap();
+        assert_eq!(all.len(), 1);
+        let got = &all[0];
+        assert_eq!(got.from_category.as_deref(), Some("policy"));
+        assert_eq!(got.from_lead.as_deref(), Some("desk"));
+        assert_eq!(got.category, Some(crate::envelope::Category::Rights));
+        assert_eq!(got.department.as_deref(), Some("hrss"));
+        assert_eq!(got.actor.as_deref(), Some("intake-desk"));
+        assert_eq!(got.envelope.as_ref().unwrap().id.to_string(), id);
+        let line = crate::routing::corrections::export_line(got).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["category"], "rights");
+        assert_eq!(v["content"], "x");
+        assert_eq!(v["from_category"], "policy");
+        // The export is read back as labelled data by `rules eval` / `rules train`.
+        let items = crate::routing::eval::parse_corpus("c.jsonl", &line, true).unwrap();
+        assert_eq!(items[0].category, crate::envelope::Category::Rights);
     }
 
     #[test]

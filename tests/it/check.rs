@@ -273,7 +273,7 @@ fn explain_reads_hotline_and_portal_records_masked() {
         .replace("PETITIOND_PORTAL_SECRET", "PATH");
     let cfg = dir.path().join("petitiond.toml");
     std::fs::write(&cfg, text).unwrap();
-    for f in ["rules.toml", "dictionaries"] {
+    for f in ["rules.toml", "dictionaries", "model"] {
         let from = shipped.parent().unwrap().join(f);
         let to = dir.path().join(f);
         if from.is_dir() {

@@ -5,6 +5,7 @@ mod helpers;
 
 mod board;
 mod check;
+mod corrections;
 mod delivery;
 mod demo;
 mod deploy;
