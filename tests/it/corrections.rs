@@ -40,6 +40,9 @@ fn a_re_route_is_recorded_once_and_exported_as_training_data() {
     ));
     std::fs::write(&app.config, &cfg).unwrap();
     app.start();
+    // The intake desk reports on its own status topic (`<topic>.status` by default): the
+    // shared one trusts no department unless configured to.
+    let desk_status = format!("{}.status", app.topic);
     let item = app.deliver_now(&letter(1));
     consume(
         &brokers,
@@ -52,11 +55,11 @@ fn a_re_route_is_recorded_once_and_exported_as_training_data() {
     let reroute = serde_json::json!({"event_id": "r1", "item_id": item, "event": "status_marked",
         "time": now, "actor": {"department": "intake-desk"},
         "payload": {"category": "rights", "department": "intake-desk"}});
-    send(&brokers, &status, &item, reroute.clone());
-    send(&brokers, &status, &item, reroute); // redelivered: recorded once
+    send(&brokers, &desk_status, &item, reroute.clone());
+    send(&brokers, &desk_status, &item, reroute); // redelivered: recorded once
     send(
         &brokers,
-        &status,
+        &desk_status,
         &item,
         serde_json::json!({"event_id": "r2", "item_id": item, "event": "status_marked",
             "time": now, "payload": {"category": "sports"}}),

@@ -139,7 +139,13 @@ fn packaged_config_passes_check_in_the_installed_layout() {
     let etc = r.join("etc/petitiond");
     let share = r.join("usr/share/petitiond/calendars");
     std::fs::create_dir_all(etc.join("dictionaries")).unwrap();
+    std::fs::create_dir_all(etc.join("model")).unwrap();
     std::fs::create_dir_all(&share).unwrap();
+    std::fs::copy(
+        root().join("config/model/classifier.bin"),
+        etc.join("model/classifier.bin"),
+    )
+    .unwrap();
     std::fs::copy(root().join("config/rules.toml"), etc.join("rules.toml")).unwrap();
     for f in std::fs::read_dir(root().join("config/dictionaries")).unwrap() {
         let f = f.unwrap();
@@ -407,6 +413,7 @@ fn containerfile_runs_unprivileged_with_healthcheck_and_data_volume() {
         "/etc/petitiond/petitiond.toml",
         "/etc/petitiond/rules.toml",
         "/etc/petitiond/dictionaries",
+        "/etc/petitiond/model",
         "/usr/share/petitiond/calendars",
     ] {
         assert!(
