@@ -18,3 +18,5 @@ mod mock_faults;
 mod notify;
 mod routing;
 mod sla;
+mod supplement;
+mod writeback;

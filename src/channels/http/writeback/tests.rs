@@ -727,3 +727,32 @@ fn recomputed_clocks_offer_their_new_due() {
     assert_eq!(json(&w[0])["dueTime"], "2026-11-28 12:00:00");
     assert_eq!(json(&w[0])["opTime"], "2026-11-28 11:00:00");
 }
+
+/// With the default field names, every body matches `schema/writeback-body.v1.json` and uses
+/// only the fields it documents.
+#[test]
+fn default_bodies_match_the_published_schema() {
+    let text = "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"hrss\"\nname = \"hrss\"\ntopic = \"t.hrss\"\n[routing]\ndefault_lead = \"hrss\"\n[channels.portal]\nprotocol = \"paged\"\nbase_url = \"https://p.example/api\"\npath = \"/p\"\n[channels.portal.pagination]\nkind = \"page\"\n[channels.portal.mapping]\nid = \"/id\"\ncontent = \"/c\"\n[channels.portal.writeback]\npath = \"/p/{id}/status\"\n[channels.portal.writeback.fields]\nclock = \"clock\"\nprovisional = \"provisional\"\nitem_id = \"item_id\"\ndepartment_name = \"department_name\"\n";
+    let cfg = Config::parse(text, "t.toml", std::path::Path::new(".")).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../schema/writeback-body.v1.json")).unwrap();
+    let known: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let env = portal_item("WS1");
+    let clock = sign_in(&cfg, &env);
+    let mut bodies = vec![acknowledged(&cfg, &env).unwrap()];
+    bodies.extend(dues(&cfg, &env, &[&clock], env.received_at));
+    bodies.extend(completed(&cfg, &env, EventKind::Replied, env.received_at));
+    assert_eq!(bodies.len(), 3);
+    for b in &bodies {
+        let v = json(b);
+        assert!(validator.is_valid(&v), "{v}");
+        for k in v.as_object().unwrap().keys() {
+            assert!(known.contains(&k), "`{k}` not in the schema: {v}");
+        }
+    }
+    assert_eq!(json(&bodies[0])["state"], "acknowledged");
+    assert_eq!(json(&bodies[1])["due_at"], "2026-11-28T12:00:00+08:00");
+    assert_eq!(json(&bodies[1])["clock"], "portal.sign_in");
+    assert_eq!(json(&bodies[2])["state"], "completed");
+}
