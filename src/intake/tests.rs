@@ -732,7 +732,10 @@ async fn an_upstream_update_that_supplies_the_contact_clears_the_flag_and_stops_
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../../schema/item-supplemented.v1.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    assert!(validator.is_valid(p), "not schema/item-supplemented.v1.json: {p}");
+    assert!(
+        validator.is_valid(p),
+        "not schema/item-supplemented.v1.json: {p}"
+    );
     assert_eq!(p["supplied"], serde_json::json!(["contact"]));
     assert_eq!(p["suggested_lead"], "hrss");
     assert_eq!(p["lead"], "intake-desk");

@@ -189,7 +189,11 @@ fn a_supplemented_item_clears_its_flag_stops_its_clock_and_says_so() {
             .any(|f| f == "needs_supplement" || f.as_str().unwrap().starts_with("missing:")),
         "{flags:?}"
     );
-    assert!(env["petitioner"]["phone"].as_str().is_some_and(|p| !p.is_empty()));
+    assert!(
+        env["petitioner"]["phone"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty())
+    );
     let sup = of_type(&desk, &supplied_id, SUPPLEMENTED);
     assert_eq!(sup.len(), 1, "{desk:?}");
     let p = json(sup[0]);
@@ -230,7 +234,11 @@ fn a_supplemented_item_clears_its_flag_stops_its_clock_and_says_so() {
             .filter(|r| r.key == item)
             .map(|r| {
                 let a = json(r);
-                format!("{}:{}", a["clock"].as_str().unwrap(), a["kind"].as_str().unwrap())
+                format!(
+                    "{}:{}",
+                    a["clock"].as_str().unwrap(),
+                    a["kind"].as_str().unwrap()
+                )
             })
             .collect()
     };

@@ -252,9 +252,16 @@ fn write_backs_arrive_once_in_order_through_faults_and_a_sigkill() {
     );
     // The CLI shows them delivered; nothing pending or dead.
     let out = app.petitiond(&["writeback", "list", "--state", "all"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let states: Vec<&str> = text.lines().map(|l| l.split('\t').nth(2).unwrap()).collect();
+    let states: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').nth(2).unwrap())
+        .collect();
     assert_eq!(states.len(), 15, "{text}");
     assert!(states.iter().all(|s| *s == "delivered"), "{text}");
     let (_, metrics) = app.http_get("/metrics");

@@ -756,3 +756,55 @@ fn default_bodies_match_the_published_schema() {
     assert_eq!(json(&bodies[1])["clock"], "portal.sign_in");
     assert_eq!(json(&bodies[2])["state"], "completed");
 }
+
+/// The shipped example's write-back section (disabled there) parses when enabled and writes
+/// what the portal simulator's status API reads.
+#[test]
+fn the_shipped_writeback_section_parses_and_speaks_the_simulators_api() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/petitiond.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen(
+            "[channels.portal]\nenabled = false",
+            "[channels.portal]\nenabled = true",
+            1,
+        )
+        .replacen(
+            "[channels.portal.writeback]\nenabled = false",
+            "[channels.portal.writeback]\nenabled = true",
+            1,
+        )
+        .replace("PETITIOND_PORTAL_SECRET", "PATH");
+    let cfg = Config::parse(&text, "petitiond.toml", path.parent().unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let source = cfg
+        .http_sources
+        .iter()
+        .find(|s| s.name == "portal")
+        .unwrap();
+    let wb = source.writeback.as_ref().expect("enabled");
+    assert_eq!(wb.path, "/petitions/{id}/status");
+    assert_eq!(wb.due_clocks, ["portal.sign_in"]);
+    assert_eq!(wb.max_attempts, 12);
+    let shipped = source.for_writeback().unwrap();
+    let crate::config::http::Auth::Hmac(h) = &shipped.auth else {
+        panic!("hmac")
+    };
+    assert!(h.canonical.ends_with("{body_sha256}"));
+    // The same bodies as the configuration the simulator documents.
+    let sim = config("http://127.0.0.1:9/api", "", "");
+    let env = portal_item("WS2026112800001");
+    let clock = sign_in(&cfg, &env);
+    let at: Timestamp = "2026-12-01T06:30:00Z".parse().unwrap();
+    for c in [&cfg, &sim] {
+        assert_eq!(json(&acknowledged(c, &env).unwrap())["state"], "ACCEPTED");
+    }
+    assert_eq!(
+        json(&dues(&cfg, &env, &[&clock], at)[0]),
+        json(&dues(&sim, &env, &[&clock], at)[0])
+    );
+    assert_eq!(
+        json(&completed(&cfg, &env, EventKind::Replied, at).unwrap()),
+        json(&completed(&sim, &env, EventKind::Replied, at).unwrap())
+    );
+}
