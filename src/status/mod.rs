@@ -8,6 +8,10 @@
 //! a stop) change nothing, so out-of-order delivery is harmless. An event with a bad shape, an
 //! unknown event name or an unknown item goes to the dead-letter topic with its reason.
 //! Schema for department system builders: `schema/status-event.v1.json`.
+//!
+//! An event also queues, in its transaction, the status write-backs it causes for an item
+//! whose upstream has a status API (`channels::http::writeback`): a due instant set or moved,
+//! a completion.
 
 use crate::config::Config;
 use crate::kafka::client::{BrokerHealth, KafkaContext, client_config, create_producer};

@@ -538,8 +538,10 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<WritebackRow>, StoreError>;
-    /// (pending write-backs of `source`, the earliest `next_attempt_ms` among them).
-    fn writeback_pending(&self, source: &str) -> Result<(u64, Option<i64>), StoreError>;
+    /// Pending write-backs of `source` (counts them: a gauge's sample, not for every round).
+    fn writeback_pending(&self, source: &str) -> Result<u64, StoreError>;
+    /// The earliest `next_attempt_ms` among `source`'s pending write-backs (one index seek).
+    fn writeback_next_attempt(&self, source: &str) -> Result<Option<i64>, StoreError>;
     /// Counts an attempt before the request is made (committed first: a crash during the
     /// request leaves the row pending, and the next attempt reuses its key).
     fn writeback_attempted(&self, id: i64) -> Result<(), StoreError>;

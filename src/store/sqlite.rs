@@ -1528,8 +1528,12 @@ impl Store for SqliteStore {
         writeback::ready(&self.conn(), source, now_ms, limit)
     }
 
-    fn writeback_pending(&self, source: &str) -> Result<(u64, Option<i64>), StoreError> {
+    fn writeback_pending(&self, source: &str) -> Result<u64, StoreError> {
         writeback::pending(&self.conn(), source)
+    }
+
+    fn writeback_next_attempt(&self, source: &str) -> Result<Option<i64>, StoreError> {
+        writeback::next_attempt(&self.conn(), source)
     }
 
     fn writeback_attempted(&self, id: i64) -> Result<(), StoreError> {

@@ -48,6 +48,8 @@ pub const COMPLETED: &str = "completed";
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 /// Rows taken from the store per round.
 const BATCH: usize = 16;
+/// How often the pending gauge is refreshed while a backlog drains.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
 
 /// The idempotency key of a write-back: UUID v5 of (item, kind, value).
 pub fn key(item_id: &str, kind: &str, value: &str) -> String {
@@ -327,6 +329,7 @@ impl WritebackWorker {
         let fetcher = Fetcher::new(&source, self.metrics.clone())?;
         let name = source.name.clone();
         tracing::info!(source = %name, path = %wb.path, "status write-back running");
+        let mut sampled: Option<std::time::Instant> = None;
         while !stop.is_cancelled() {
             let now = Timestamp::now().as_millisecond();
             let n = name.clone();
@@ -337,17 +340,24 @@ impl WritebackWorker {
                 }
                 self.send(&fetcher, &source, &wb, r, &stop).await?;
             }
-            let n = name.clone();
-            let (pending, next) = blocking(&self.store, move |s| s.writeback_pending(&n)).await?;
-            self.metrics
-                .writeback_pending
-                .get_or_create(&SourceLabel {
-                    source: name.clone(),
-                })
-                .set(pending as i64);
+            // The gauge counts the queue: when idle, else every few seconds (a backlog is
+            // not counted once per batch).
+            if rows.is_empty() || sampled.is_none_or(|t| t.elapsed() >= GAUGE_EVERY) {
+                sampled = Some(std::time::Instant::now());
+                let n = name.clone();
+                let pending = blocking(&self.store, move |s| s.writeback_pending(&n)).await?;
+                self.metrics
+                    .writeback_pending
+                    .get_or_create(&SourceLabel {
+                        source: name.clone(),
+                    })
+                    .set(pending as i64);
+            }
             if !rows.is_empty() {
                 continue;
             }
+            let n = name.clone();
+            let next = blocking(&self.store, move |s| s.writeback_next_attempt(&n)).await?;
             let now = Timestamp::now().as_millisecond();
             let wait = next.map_or(wb.poll_interval, |at| {
                 Duration::from_millis(

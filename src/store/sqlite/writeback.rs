@@ -49,33 +49,45 @@ pub(super) fn queue(
     Ok(n)
 }
 
+/// The worker's read: pending rows due by `?2` in `writeback_due` order (no sort, however long
+/// the queue), skipping any row with an older pending row of its item (`writeback_item`).
+fn ready_sql() -> String {
+    format!(
+        "SELECT {COLS} FROM writeback w JOIN items i ON i.id = w.item_id
+         WHERE w.source = ?1 AND w.state = 'pending' AND w.next_attempt_ms <= ?2
+           AND NOT EXISTS (SELECT 1 FROM writeback e
+                           WHERE e.item_id = w.item_id AND e.state = 'pending' AND e.id < w.id)
+         ORDER BY w.next_attempt_ms, w.id LIMIT ?3"
+    )
+}
+
 pub(super) fn ready(
     conn: &Connection,
     source: &str,
     now_ms: i64,
     limit: usize,
 ) -> Result<Vec<WritebackRow>, StoreError> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM writeback w JOIN items i ON i.id = w.item_id
-         WHERE w.source = ?1 AND w.state = 'pending' AND w.next_attempt_ms <= ?2
-           AND NOT EXISTS (SELECT 1 FROM writeback e
-                           WHERE e.item_id = w.item_id AND e.state = 'pending' AND e.id < w.id)
-         ORDER BY w.id LIMIT ?3"
-    ))?;
+    let mut st = conn.prepare_cached(&ready_sql())?;
     let rows = st
         .query_map(params![source, now_ms, limit as i64], row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
-pub(super) fn pending(conn: &Connection, source: &str) -> Result<(u64, Option<i64>), StoreError> {
-    let (n, next): (i64, Option<i64>) = conn
+pub(super) fn pending(conn: &Connection, source: &str) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM writeback WHERE source = ?1 AND state = 'pending'")?
+        .query_row([source], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+/// One seek on `writeback_due`.
+pub(super) fn next_attempt(conn: &Connection, source: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
         .prepare_cached(
-            "SELECT COUNT(*), MIN(next_attempt_ms) FROM writeback
-             WHERE source = ?1 AND state = 'pending'",
+            "SELECT MIN(next_attempt_ms) FROM writeback WHERE source = ?1 AND state = 'pending'",
         )?
-        .query_row([source], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok((n.max(0) as u64, next))
+        .query_row([source], |r| r.get(0))?)
 }
 
 pub(super) fn attempted(conn: &Connection, id: i64) -> Result<(), StoreError> {
@@ -271,8 +283,10 @@ mod tests {
             &[],
             &[("hotline", "acknowledged", "desk")],
         );
-        assert_eq!(s.writeback_pending("portal").unwrap(), (3, Some(0)));
-        assert_eq!(s.writeback_pending("hotline").unwrap().0, 1);
+        assert_eq!(s.writeback_pending("portal").unwrap(), 3);
+        assert_eq!(s.writeback_next_attempt("portal").unwrap(), Some(0));
+        assert_eq!(s.writeback_pending("hotline").unwrap(), 1);
+        assert_eq!(s.writeback_next_attempt("nowhere").unwrap(), None);
         // Per item, only the oldest pending row is ready: A's due waits for A's ack.
         let ready = s.writeback_ready("portal", 0, 10).unwrap();
         assert_eq!(
@@ -289,7 +303,8 @@ mod tests {
         s.writeback_attempted(ready[1].id).unwrap();
         s.writeback_delivered(ready[1].id, 200).unwrap();
         assert!(s.writeback_ready("portal", 999, 10).unwrap().is_empty());
-        assert_eq!(s.writeback_pending("portal").unwrap(), (2, Some(0)));
+        assert_eq!(s.writeback_pending("portal").unwrap(), 2);
+        assert_eq!(s.writeback_next_attempt("portal").unwrap(), Some(0));
         let again = s.writeback_ready("portal", 1000, 10).unwrap();
         assert_eq!(
             kinds(&again),
@@ -313,6 +328,39 @@ mod tests {
         assert_eq!(back[0].attempts, 0);
         assert_eq!(s.writeback_list(None, 10).unwrap().len(), 4);
         assert_eq!(s.writeback_list(Some("delivered"), 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_workers_reads_use_the_pending_indexes() {
+        let (dir, s) = store();
+        record(
+            &s,
+            "portal",
+            "A",
+            &[],
+            &[("portal", "acknowledged", "desk")],
+        );
+        drop(s);
+        let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let n = st.parameter_count();
+            st.query_map(rusqlite::params_from_iter((0..n).map(|_| 1i64)), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join(" | ")
+        };
+        let p = plan(&super::ready_sql());
+        assert!(p.contains("USING INDEX writeback_due"), "{p}");
+        assert!(p.contains("writeback_item"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+        let p = plan(
+            "SELECT MIN(next_attempt_ms) FROM writeback WHERE source = ?1 AND state = 'pending'",
+        );
+        assert!(p.contains("writeback_due"), "{p}");
     }
 
     #[test]
