@@ -144,7 +144,7 @@ cargo clippy --all-targets --locked -- -D warnings
 log "operations: Prometheus rules, Containerfile, Debian package, systemd unit"
 promtool check rules deploy/prometheus/petitiond-rules.yml
 promtool test rules deploy/prometheus/petitiond-rules.test.yml
-promtool check config deploy/prometheus/prometheus.yml
+promtool check config --syntax-only deploy/prometheus/prometheus.yml
 "$HADOLINT" deploy/Containerfile
 # The package holds the debug binary that `cargo test` uses (built here first, so no second
 # build: a release build would add ~10 minutes on 2 cores); `cargo deb` makes a release one.

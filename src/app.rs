@@ -51,10 +51,11 @@ impl Application {
     /// Opens the store and blob store and binds the admin port. No network calls to Kafka
     /// here: the relay verifies topics when it starts, retrying while brokers are down.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
+        check_private_dirs(&config)?;
+        crate::store::files::create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let lock_path = config.data_dir.join("petitiond.lock");
-        let lock = std::fs::File::create(&lock_path)
+        let lock = crate::store::files::open_private(&lock_path)
             .with_context(|| format!("creating {}", lock_path.display()))?;
         lock.try_lock().map_err(|_| {
             anyhow::anyhow!(
@@ -150,12 +151,17 @@ impl Application {
                     spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
                 }
                 MailboxKind::Imap(imap) => {
+                    // The spool holds whole mails: created owner-only here, whatever the
+                    // channel does with it (the umask covers its files).
+                    let spool = cfg.data_dir.join("imap-spool");
+                    crate::store::files::create_private_dir(&spool)
+                        .with_context(|| format!("creating {}", spool.display()))?;
                     let ch = ImapChannel {
                         source: "mailbox".into(),
                         imap: imap.clone(),
                         max_message_bytes: mb.max_message_bytes,
                         poll_interval: mb.poll_interval,
-                        spool: cfg.data_dir.join("imap-spool"),
+                        spool,
                         intake: tx.clone(),
                         store: self.store.clone(),
                         metrics: self.metrics.clone(),
@@ -301,6 +307,7 @@ impl Application {
             health: health.clone(),
             wake,
             ready: ready.clone(),
+            alerts_topic: cfg.sla.alerts_topic.clone(),
         };
         spawn(
             "relay",
@@ -315,6 +322,8 @@ impl Application {
                 channels: channel_health,
                 store: self.store.clone(),
                 board: Arc::new(admin::board::BoardConfig::from_config(&cfg)),
+                auth: Arc::new(admin::auth::Auth::new(cfg.admin.token.as_ref())),
+                limits: admin::Limits::from_config(&cfg.admin),
             };
             tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
         });
@@ -396,10 +405,44 @@ impl Application {
     }
 }
 
-/// A token cancelled on SIGTERM or SIGINT.
+/// Refuses directories holding personal data (the data dir, the store's directory, the blob
+/// store) that group or others can read, unless `daemon.allow_shared_data_dir` (or
+/// `--allow-shared-data-dir`) says the wider mode is deliberate; then it only warns. Used by
+/// `run` at start and by `check`. Directories not created yet pass (they are created 0700).
+pub fn check_private_dirs(config: &Config) -> anyhow::Result<()> {
+    let mut dirs = vec![config.data_dir.clone(), config.blobs_dir.clone()];
+    if let Some(d) = config.store.path.parent() {
+        dirs.push(d.to_path_buf());
+    }
+    // `dir/.` and `dir` are one directory: compare normalised components.
+    let mut dirs: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.components().collect()).collect();
+    dirs.sort();
+    dirs.dedup();
+    let problems: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| crate::store::files::check_private(d).err())
+        .map(|e| e.to_string())
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    if config.allow_shared_data_dir {
+        for p in &problems {
+            tracing::warn!("allowed by allow_shared_data_dir: {p}");
+        }
+        return Ok(());
+    }
+    anyhow::bail!("{}", problems.join("\n"))
+}
+
+/// A token cancelled on SIGTERM or SIGINT. Also takes SIGHUP from its default action
+/// (terminate) before the admin port opens: the reload task that answers it starts later, and
+/// a `systemctl reload` in between must not kill the daemon (tokio keeps the handler installed
+/// once registered; a SIGHUP before the reload task listens is simply not acted on).
 pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
+    drop(signal(SignalKind::hangup())?);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let t = token.clone();

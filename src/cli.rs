@@ -19,11 +19,19 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Start even when group or others can read the data directory (as
+        /// `daemon.allow_shared_data_dir = true`).
+        #[arg(long)]
+        allow_shared_data_dir: bool,
     },
-    /// Validate a config file; prints every error with file, line and key path.
+    /// Validate a config file; prints every error with file, line and key path. Also refuses a
+    /// data directory others can read, as `run` does.
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Accept a data directory that group or others can read.
+        #[arg(long)]
+        allow_shared_data_dir: bool,
     },
     /// Run on embedded defaults: an in-process Kafka-protocol broker, a Maildir with sample
     /// scanned letters, SQLite under a data dir. Prints every routed envelope.
@@ -218,8 +226,16 @@ pub fn main() -> ExitCode {
     crate::panics::install();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match load(&config) {
-            Ok(c) => {
+        Command::Check {
+            config,
+            allow_shared_data_dir,
+        } => match load(&config) {
+            Ok(mut c) => {
+                c.allow_shared_data_dir |= allow_shared_data_dir;
+                if let Err(e) = crate::app::check_private_dirs(&c) {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
                 for w in crate::sla::calendar_warnings(&c.sla, jiff::Timestamp::now()) {
                     eprintln!("warning: {w}");
                 }
@@ -234,11 +250,17 @@ pub fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config } => {
-            let config = match load(&config) {
+        Command::Run {
+            config,
+            allow_shared_data_dir,
+        } => {
+            let mut config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            config.allow_shared_data_dir |= allow_shared_data_dir;
+            // Before any thread exists: everything the daemon creates is owner-only.
+            crate::store::files::restrict_umask();
             init_logging(config.log_format, &config.log_filter);
             runtime(async move {
                 let stop = crate::app::shutdown_on_signals()?;
@@ -253,6 +275,7 @@ pub fn main() -> ExitCode {
             data_dir,
             exit_when_done,
         } => {
+            crate::store::files::restrict_umask();
             init_logging(LogFormat::Pretty, "warn,petitiond=info");
             runtime(crate::demo::run(data_dir, exit_when_done))
         }

@@ -88,6 +88,9 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     });
     hotline.add_records(4);
     portal.add_records(3);
+    // The admin API is closed without a token: the demo makes one and prints a sign-in link.
+    let admin_token = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(dir.join("admin.token"), &admin_token)?;
     std::fs::write(dir.join("hotline.key"), DEMO_API_KEY)?;
     std::fs::write(dir.join("portal.secret"), DEMO_PORTAL_SECRET)?;
     let text = CONFIG
@@ -97,10 +100,15 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     let config_path = dir.join("petitiond.toml");
     std::fs::write(&config_path, &text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
+    let store_path = config.store.path.clone();
     let topics: Vec<String> = config.departments.iter().map(|d| d.topic.clone()).collect();
+    // The demo plays the intake desk: it reports on that department's own status topic.
     let (alerts_topic, status_topic) = (
         config.sla.alerts_topic.clone(),
-        config.sla.status_topic.clone(),
+        config
+            .department("intake-desk")
+            .map(|d| d.status_topic.clone())
+            .ok_or_else(|| anyhow::anyhow!("the demo config needs the intake-desk department"))?,
     );
     let mailbox = match config.mailbox.clone().map(|m| m.kind) {
         Some(crate::config::MailboxKind::Maildir { path }) => path,
@@ -120,7 +128,9 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
         topics[0]
     );
     if let Some(a) = app.admin_addr() {
-        println!("  admin         http://{a}/metrics  http://{a}/readyz");
+        println!(
+            "  admin         http://{a}/login?token={admin_token}  (SLA board; /metrics wants `Authorization: Bearer <token in admin.token>`)"
+        );
     }
     println!(
         "  maildir       {}  (drop .eml files into new/ to route more)",
@@ -178,7 +188,7 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     portal.stop().await;
     stop.cancel();
     let seen = printer.await??;
-    let q = crate::store::SqliteStore::open(&dir.join("petitiond.db"), Duration::from_secs(5))?;
+    let q = crate::store::SqliteStore::open(&store_path, Duration::from_secs(5))?;
     let quarantined = crate::store::Store::list_quarantine(&q, 100)?;
     println!();
     println!(
@@ -229,6 +239,7 @@ fn print_routed(
         .set("bootstrap.servers", brokers)
         .set("group.id", "petitiond-demo-printer")
         .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
         .create()?;
     let department: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)

@@ -125,6 +125,16 @@ pub struct Metrics {
     pub mailbox_uidvalidity_changes: Family<SourceLabel, Counter>,
     /// Flag or move after commit refused by the server (the mail is recorded all the same).
     pub mailbox_after_commit_failed: Family<SourceLabel, Counter>,
+    /// Records read by the relay's recovery scans.
+    pub recovery_scanned: Counter,
+    /// Recovery scans that could not run (metadata, broker): the topic is held, by topic.
+    pub recovery_failures: Family<TopicLabel, Counter>,
+    /// Recovery scans cut at `kafka.recovery_scan_max_records`, by topic.
+    pub recovery_capped: Family<TopicLabel, Counter>,
+    /// Topics nothing is sent to until their in-flight rows are checked.
+    pub outbox_held_topics: Gauge,
+    /// Status consumer failures (each followed by a retry with back-off).
+    pub status_consumer_failures: Counter,
     /// Malformed optional fields left out of HTTP records (the item flows, flagged), by source
     /// and field.
     pub fields_dropped: Family<SourceField, Counter>,
@@ -194,6 +204,11 @@ impl Metrics {
             mailbox_connected: Family::default(),
             mailbox_uidvalidity_changes: Family::default(),
             mailbox_after_commit_failed: Family::default(),
+            recovery_scanned: Counter::default(),
+            recovery_failures: Family::default(),
+            recovery_capped: Family::default(),
+            outbox_held_topics: Gauge::default(),
+            status_consumer_failures: Counter::default(),
             fields_dropped: Family::default(),
             upstream_anomalies: Family::default(),
             ready: Gauge::default(),
@@ -378,6 +393,31 @@ impl Metrics {
             "mailbox_after_commit_failed",
             "IMAP flag/move after commit refused by the server, by source",
             m.mailbox_after_commit_failed.clone(),
+        );
+        r.register(
+            "outbox_recovery_scanned_records",
+            "Records read by the relay's recovery scans",
+            m.recovery_scanned.clone(),
+        );
+        r.register(
+            "outbox_recovery_failures",
+            "Recovery scans that could not run (the topic is held until one does), by topic",
+            m.recovery_failures.clone(),
+        );
+        r.register(
+            "outbox_recovery_capped",
+            "Recovery scans cut at kafka.recovery_scan_max_records, by topic",
+            m.recovery_capped.clone(),
+        );
+        r.register(
+            "outbox_held_topics",
+            "Topics nothing is sent to until their in-flight records are checked",
+            m.outbox_held_topics.clone(),
+        );
+        r.register(
+            "status_consumer_failures",
+            "Status consumer failures, each followed by a retry",
+            m.status_consumer_failures.clone(),
         );
         r.register(
             "http_fields_dropped",

@@ -5,19 +5,26 @@
 //! stale upstream does not make the daemon unready: restarting petitiond cannot fix another
 //! organisation's server; the stale alert tells the operator. Everything here is read-only;
 //! nothing here shows petitioner data.
+//!
+//! Closed by default ([`auth`]): everything but `/healthz`, `/readyz` and `/login` needs the
+//! `admin.token`. Bounded: at most `admin.max_connections` open connections (more are closed
+//! at once), request headers within `admin.request_timeout_secs`, each request answered (or
+//! 503) within it, and bodies of at most `admin.max_body_bytes` (413).
 
+pub mod auth;
 pub mod board;
 
 use crate::kafka::client::BrokerHealth;
 use crate::metrics::Metrics;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
@@ -29,6 +36,33 @@ pub struct AdminState {
     /// The board reads through it (its own read-only connection, on the blocking pool).
     pub store: std::sync::Arc<dyn crate::store::Store>,
     pub board: Arc<board::BoardConfig>,
+    /// The token check (`admin.token`); no token: only the public paths answer.
+    pub auth: Arc<auth::Auth>,
+    pub limits: Limits,
+}
+
+/// What one client may ask of the admin server (`[admin]`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub request_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_config(a: &crate::config::AdminConfig) -> Limits {
+        Limits {
+            max_body_bytes: a.max_body_bytes,
+            max_connections: a.max_connections,
+            request_timeout: a.request_timeout,
+        }
+    }
+}
+
+impl FromRef<AdminState> for Arc<auth::Auth> {
+    fn from_ref(s: &AdminState) -> Self {
+        s.auth.clone()
+    }
 }
 
 async fn channels(State(s): State<AdminState>) -> impl IntoResponse {
@@ -77,13 +111,25 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 pub fn router(state: AdminState) -> Router {
+    let (auth, limits) = (state.auth.clone(), state.limits.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/login", get(auth::login_get).post(auth::login_post))
         .route("/channels", get(channels))
         .route("/metrics", get(metrics))
         .route("/board", get(board::board_html))
         .route("/board.json", get(board::board_json))
+        // Innermost first: the token check, then the bounds around everything.
+        .layer(axum::middleware::from_fn_with_state(auth, auth::require))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            limits.max_body_bytes,
+        ))
         .with_state(state)
 }
 
@@ -92,13 +138,62 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
+/// Serves HTTP/1.1 until `stop`: at most `max_connections` connections at once (another is
+/// closed on accept), request headers within `request_timeout` (a client that trickles them
+/// is cut off), then a graceful stop of open connections (2 s).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limits = state.limits.clone();
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, never spin.
+                    tracing::warn!(error = %e, "admin: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "admin: too many connections; closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (stop, timeout) = (stop.clone(), limits.request_timeout);
+        conns.spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+    }
+    conns.close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), conns.wait()).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -115,10 +115,13 @@ pub enum LogFormat {
 pub struct Config {
     pub source: PathBuf,
     pub data_dir: PathBuf,
+    /// Start even when group or others can read the data directory (`app::check_private_dirs`).
+    pub allow_shared_data_dir: bool,
     pub shutdown_deadline: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
     pub admin_listen: Option<std::net::SocketAddr>,
+    pub admin: AdminConfig,
     pub store: StoreConfig,
     pub blobs_dir: PathBuf,
     pub kafka: KafkaConfig,
@@ -130,6 +133,22 @@ pub struct Config {
     pub sla: SlaConfig,
     /// Alert e-mail; `None` when not configured.
     pub email: Option<EmailConfig>,
+}
+
+/// Shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// `[admin]` besides the address: who may read it and how much one client may ask of it.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Required (as `Authorization: Bearer`, or the login cookie) on everything but
+    /// `/healthz`, `/readyz` and `/login`; `None`: those are all the admin API serves.
+    pub token: Option<Secret>,
+    pub max_body_bytes: usize,
+    /// Open connections at once (HTTP/1: one request at a time each); more are closed.
+    pub max_connections: usize,
+    /// Per request, and for a client to send its request headers.
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +169,11 @@ pub struct KafkaConfig {
     pub request_timeout: Duration,
     pub relay_batch: usize,
     pub retry_backoff: Duration,
+    /// The recovery scan reads at most this many records per partition (the newest).
+    pub recovery_scan_max_records: u64,
+    /// The recovery scan starts at records written this long before the oldest in-flight row
+    /// was created (clock skew between this host and the brokers).
+    pub recovery_time_margin: Duration,
     pub dead_letter_topic: String,
     /// Extra librdkafka properties, secrets already resolved.
     pub properties: BTreeMap<String, String>,
@@ -161,7 +185,21 @@ pub struct Department {
     pub id: String,
     pub name: String,
     pub topic: String,
+    /// Where this department's system reports status events (`departments[].status_topic`,
+    /// default `<topic>.status`). Producer identity: only this department may write there
+    /// (Kafka ACLs), so its events are the department's.
+    pub status_topic: String,
     pub alert_emails: Vec<String>,
+}
+
+/// Whose status events a status topic carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusSource {
+    /// A department's own topic: every event on it is that department's.
+    Department(String),
+    /// The shared `sla.status_topic`: the event's `actor.department`, accepted only for
+    /// `sla.shared_status_departments`.
+    Shared,
 }
 
 /// SLA settings: the calendar, the clock policies and the topics of the closed loop.
@@ -169,8 +207,12 @@ pub struct Department {
 pub struct SlaConfig {
     pub calendar: std::sync::Arc<crate::sla::calendar::Calendar>,
     pub clocks: Vec<crate::sla::policy::ClockPolicy>,
-    /// Departments' status events are consumed from here.
+    /// The shared status topic: events there count only for `shared_status_departments`
+    /// (by `actor.department`); departments report on their own `status_topic`.
     pub status_topic: String,
+    pub shared_status_departments: Vec<String>,
+    /// Events dated further in the future than this are rejected (dead-lettered).
+    pub status_max_future_skew: Duration,
     /// Alerts are produced here (CloudEvents).
     pub alerts_topic: String,
     pub consumer_group: String,
@@ -320,7 +362,12 @@ impl Config {
         // serde quotes the offending value ("invalid type: string \"...\""): never a secret's.
         for e in &mut errors {
             let key = e.path.rsplit('.').next().unwrap_or_default();
-            if key.contains("password") || e.path.starts_with("kafka.secret_properties") {
+            let secret_key = ["password", "token", "secret"]
+                .iter()
+                .any(|s| key.contains(s))
+                || key == "key"
+                || key == "api_key";
+            if secret_key || e.path.starts_with("kafka.secret_properties") {
                 e.message = "must be `{ env = \"VAR\" }`, `{ file = \"PATH\" }` or `{ credential = \"NAME\" }` (the value given is not shown)".into();
             }
         }
@@ -347,13 +394,30 @@ impl Config {
         }
     }
 
+    /// The topics status events are read from, each with whose events it carries.
+    pub fn status_topics(&self) -> Vec<(String, StatusSource)> {
+        let mut t: Vec<(String, StatusSource)> = self
+            .departments
+            .iter()
+            .map(|d| {
+                (
+                    d.status_topic.clone(),
+                    StatusSource::Department(d.id.clone()),
+                )
+            })
+            .collect();
+        t.push((self.sla.status_topic.clone(), StatusSource::Shared));
+        t
+    }
+
     pub fn department(&self, id: &str) -> Option<&Department> {
         self.departments.iter().find(|d| d.id == id)
     }
 
-    /// Every topic the daemon produces to; verified or created at start-up.
+    /// Every topic the daemon produces to or consumes from; verified or created at start-up.
     pub fn topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.departments.iter().map(|d| d.topic.clone()).collect();
+        t.extend(self.status_topics().into_iter().map(|(topic, _)| topic));
         t.push(self.kafka.dead_letter_topic.clone());
         t.push(self.sla.alerts_topic.clone());
         t.push(self.sla.status_topic.clone());
@@ -517,6 +581,7 @@ impl Validator<'_> {
         } else {
             None
         };
+        let admin = self.admin(&raw.admin, admin_listen);
 
         let k = &raw.kafka;
         if k.brokers.trim().is_empty() {
@@ -531,19 +596,28 @@ impl Validator<'_> {
         self.positive("kafka.request_timeout_secs", k.request_timeout_secs);
         self.positive("kafka.relay_batch", k.relay_batch as u64);
         self.positive("kafka.retry_backoff_ms", k.retry_backoff_ms);
+        self.positive(
+            "kafka.recovery_scan_max_records",
+            k.recovery_scan_max_records,
+        );
         self.topic_name("kafka.dead_letter_topic", &k.dead_letter_topic);
         // Keys the daemon sets itself for its guarantees; an operator must not turn them off.
-        const OWNED: [&str; 5] = [
+        const OWNED: [&str; 9] = [
             "bootstrap.servers",
             "acks",
             "enable.idempotence",
             "message.timeout.ms",
             "delivery.timeout.ms",
+            // Consumers: petitiond commits after the work is durable and never skips records.
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "auto.offset.reset",
         ];
         for key in k.properties.keys() {
             let path = format!("kafka.properties.{}", toml_file::quote_key(key));
             if OWNED.contains(&key.as_str()) {
-                self.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts); use the kafka.* keys");
+                self.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts, consumer offsets); use the kafka.* and sla.* keys");
             } else if ["password", "secret", "key.pem", "token"]
                 .iter()
                 .any(|s| key.contains(s))
@@ -604,12 +678,52 @@ impl Validator<'_> {
             for (j, m) in dep.alert_emails.iter().enumerate() {
                 self.email_address(&format!("departments[{i}].alert_emails[{j}]"), m);
             }
+            let status_topic = dep
+                .status_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}.status", dep.topic));
+            self.topic_name(&format!("departments[{i}].status_topic"), &status_topic);
             departments.push(Department {
                 id: dep.id.clone(),
                 name: dep.name.clone(),
                 topic: dep.topic.clone(),
+                status_topic,
                 alert_emails: dep.alert_emails.clone(),
             });
+        }
+        // Every status topic is one department's (or the shared one): a topic read as two
+        // sources, or also written by petitiond, would blur who sent an event.
+        let mut seen: HashSet<&str> = [
+            k.dead_letter_topic.as_str(),
+            raw.sla.alerts_topic.as_str(),
+            raw.sla.status_topic.as_str(),
+        ]
+        .into_iter()
+        .chain(departments.iter().map(|d| d.topic.as_str()))
+        .collect();
+        for (i, d) in departments.iter().enumerate() {
+            if !seen.insert(d.status_topic.as_str()) {
+                let key = if raw.departments[i].status_topic.is_some() {
+                    format!("departments[{i}].status_topic")
+                } else {
+                    format!("departments[{i}].topic")
+                };
+                self.err(
+                    &key,
+                    format!(
+                        "status topic `{}` is also another topic of this config (each department's status topic must be its own)",
+                        d.status_topic
+                    ),
+                );
+            }
+        }
+        for (j, id) in raw.sla.shared_status_departments.iter().enumerate() {
+            if !ids.contains(id) {
+                self.err(
+                    &format!("sla.shared_status_departments[{j}]"),
+                    format!("department `{id}` is not defined in [[departments]]"),
+                );
+            }
         }
         if !ids.contains(&raw.routing.default_lead) {
             self.err(
@@ -704,12 +818,14 @@ impl Validator<'_> {
             log_format,
             log_filter: d.log_filter.clone(),
             admin_listen,
+            admin,
             store: StoreConfig {
                 path: resolve_data(&raw.store.path),
                 busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
             },
             blobs_dir: resolve_data(&raw.blobs.dir),
             data_dir: data_dir.clone(),
+            allow_shared_data_dir: d.allow_shared_data_dir,
             kafka: KafkaConfig {
                 brokers: k.brokers.clone(),
                 client_id: k.client_id.clone(),
@@ -721,6 +837,8 @@ impl Validator<'_> {
                 request_timeout: Duration::from_secs(k.request_timeout_secs),
                 relay_batch: k.relay_batch,
                 retry_backoff: Duration::from_millis(k.retry_backoff_ms),
+                recovery_scan_max_records: k.recovery_scan_max_records,
+                recovery_time_margin: Duration::from_secs(k.recovery_time_margin_secs),
                 dead_letter_topic: k.dead_letter_topic.clone(),
                 properties: k.properties.clone(),
                 secret_properties,
@@ -963,6 +1081,42 @@ impl Validator<'_> {
         })
     }
 
+    /// `[admin]`: the token and the bounds. Off loopback the token is required: the admin
+    /// API shows item ids, departments and metrics, and is closed without it.
+    fn admin(&mut self, a: &raw::RawAdmin, listen: Option<std::net::SocketAddr>) -> AdminConfig {
+        let token = a.token.as_ref().and_then(|r| self.secret("admin.token", r));
+        if let Some(t) = &token
+            && t.expose().trim().chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            self.err(
+                "admin.token",
+                format!(
+                    "too short: use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
+                ),
+            );
+        }
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+            && a.token.is_none()
+        {
+            self.err(
+                "admin.listen",
+                format!(
+                    "`{addr}` is not a loopback address: set admin.token (`{{ file = ... }}`, `{{ env = ... }}` or `{{ credential = ... }}`) before opening the admin API to the network"
+                ),
+            );
+        }
+        self.positive("admin.max_body_bytes", a.max_body_bytes as u64);
+        self.positive("admin.max_connections", a.max_connections as u64);
+        self.positive("admin.request_timeout_secs", a.request_timeout_secs);
+        AdminConfig {
+            token,
+            max_body_bytes: a.max_body_bytes,
+            max_connections: a.max_connections,
+            request_timeout: Duration::from_secs(a.request_timeout_secs),
+        }
+    }
+
     fn email_address(&mut self, path: &str, m: &str) {
         let ok = m.split_once('@').is_some_and(|(u, d)| {
             !u.is_empty() && d.contains('.') && !m.contains(char::is_whitespace)
@@ -1193,6 +1347,8 @@ impl Validator<'_> {
             calendar: std::sync::Arc::new(calendar?),
             clocks,
             status_topic: s.status_topic.clone(),
+            shared_status_departments: s.shared_status_departments.clone(),
+            status_max_future_skew: Duration::from_secs(s.status_max_future_skew_secs),
             alerts_topic: s.alerts_topic.clone(),
             consumer_group: s.consumer_group.clone(),
             supervisors: s.supervisors.clone(),

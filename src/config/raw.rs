@@ -37,6 +37,8 @@ pub struct RawDaemon {
     pub shutdown_deadline_secs: u64,
     pub log_format: String,
     pub log_filter: String,
+    /// Start even when group or others can read the data directory (default: refuse).
+    pub allow_shared_data_dir: bool,
 }
 
 impl Default for RawDaemon {
@@ -46,6 +48,7 @@ impl Default for RawDaemon {
             shutdown_deadline_secs: 30,
             log_format: "auto".into(),
             log_filter: "info".into(),
+            allow_shared_data_dir: false,
         }
     }
 }
@@ -55,6 +58,11 @@ impl Default for RawDaemon {
 pub struct RawAdmin {
     pub enabled: bool,
     pub listen: String,
+    /// Bearer token required on everything but /healthz and /readyz.
+    pub token: Option<RawSecretRef>,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub request_timeout_secs: u64,
 }
 
 impl Default for RawAdmin {
@@ -62,6 +70,10 @@ impl Default for RawAdmin {
         Self {
             enabled: true,
             listen: "127.0.0.1:9464".into(),
+            token: None,
+            max_body_bytes: 16 * 1024,
+            max_connections: 32,
+            request_timeout_secs: 10,
         }
     }
 }
@@ -130,6 +142,12 @@ fn default_relay_batch() -> usize {
 fn default_retry_backoff_ms() -> u64 {
     1000
 }
+fn default_recovery_scan_max_records() -> u64 {
+    100_000
+}
+fn default_recovery_time_margin_secs() -> u64 {
+    600
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +169,10 @@ pub struct RawKafka {
     pub relay_batch: usize,
     #[serde(default = "default_retry_backoff_ms")]
     pub retry_backoff_ms: u64,
+    #[serde(default = "default_recovery_scan_max_records")]
+    pub recovery_scan_max_records: u64,
+    #[serde(default = "default_recovery_time_margin_secs")]
+    pub recovery_time_margin_secs: u64,
     #[serde(default = "default_dlq")]
     pub dead_letter_topic: String,
     #[serde(default)]
@@ -169,6 +191,8 @@ pub struct RawDepartment {
     pub id: String,
     pub name: String,
     pub topic: String,
+    /// Where this department's system reports status events; absent = `<topic>.status`.
+    pub status_topic: Option<String>,
     /// Who is mailed when one of this department's clocks warns or breaches.
     #[serde(default)]
     pub alert_emails: Vec<String>,
@@ -286,6 +310,9 @@ fn default_alerts_topic() -> String {
 fn default_consumer_group() -> String {
     "petitiond-status".into()
 }
+fn default_status_max_future_skew_secs() -> u64 {
+    300
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -305,6 +332,13 @@ pub struct RawSla {
     pub alerts_topic: String,
     #[serde(default = "default_consumer_group")]
     pub consumer_group: String,
+    /// Departments whose events are accepted on the shared `status_topic` (by
+    /// `actor.department`); default none.
+    #[serde(default)]
+    pub shared_status_departments: Vec<String>,
+    /// How far in the future an event's `time` may be (clock skew) before it is rejected.
+    #[serde(default = "default_status_max_future_skew_secs")]
+    pub status_max_future_skew_secs: u64,
     /// Mailed on every alert, in addition to the department's recipients.
     #[serde(default)]
     pub supervisors: Vec<String>,
@@ -322,6 +356,8 @@ impl Default for RawSla {
             status_topic: default_status_topic(),
             alerts_topic: default_alerts_topic(),
             consumer_group: default_consumer_group(),
+            shared_status_departments: Vec::new(),
+            status_max_future_skew_secs: default_status_max_future_skew_secs(),
             supervisors: Vec::new(),
             clocks: None,
         }

@@ -224,6 +224,16 @@ impl Validator<'_> {
                 "must be at least 2 (the first item of a matter is never a repeat)",
             );
         }
+        let max = crate::store::MAX_RELATED_ITEMS as u32 + 1;
+        if r.flag_at > max {
+            self.err(
+                &format!("{AT}.flag_at"),
+                format!(
+                    "must be at most {max} (an item is linked to at most {} earlier ones)",
+                    max - 1
+                ),
+            );
+        }
         let from_text = channels(self, &format!("{AT}.from_text"), &r.from_text);
         if !r.enabled {
             return None;

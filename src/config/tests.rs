@@ -47,13 +47,21 @@ fn shipped_example_config_parses() {
             "petitiond.alerts",
             "petitiond.dead-letter",
             "petitiond.dept.civil-affairs",
+            "petitiond.dept.civil-affairs.status",
             "petitiond.dept.health",
+            "petitiond.dept.health.status",
             "petitiond.dept.housing",
+            "petitiond.dept.housing.status",
             "petitiond.dept.hrss",
+            "petitiond.dept.hrss.status",
             "petitiond.dept.intake-desk",
+            "petitiond.dept.intake-desk.status",
             "petitiond.dept.key-cases",
+            "petitiond.dept.key-cases.status",
             "petitiond.dept.natural-resources",
+            "petitiond.dept.natural-resources.status",
             "petitiond.dept.policy-desk",
+            "petitiond.dept.policy-desk.status",
             "petitiond.status"
         ]
     );
@@ -385,6 +393,105 @@ fn imap_keys_on_a_maildir_mailbox_are_errors() {
     .unwrap_err()
     .0;
     assert_eq!(errs[0].path, "channels.mailbox.path");
+}
+
+/// `admin.listen = "0.0.0.0:..."` started an admin API without authentication on every
+/// interface. Now off loopback a token is required (run and `check` both refuse), a token is
+/// a secret like the others (env, file, systemd credential), never a TOML value, and short
+/// tokens are refused.
+#[test]
+fn a_non_loopback_admin_listener_without_a_token_is_refused() {
+    let with = |admin: &str| MINIMAL.replace("[kafka]", &format!("[admin]\n{admin}\n\n[kafka]"));
+    let errs = parse(&with("listen = \"0.0.0.0:9464\"")).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(
+        (errs[0].path.as_str(), errs[0].line),
+        ("admin.listen", Some(3))
+    );
+    assert!(
+        errs[0].message.contains("not a loopback address"),
+        "{}",
+        errs[0]
+    );
+    assert!(errs[0].message.contains("admin.token"), "{}", errs[0]);
+    for listen in ["127.0.0.1:9464", "[::1]:9464"] {
+        let c = parse(&with(&format!("listen = \"{listen}\""))).unwrap();
+        assert!(
+            c.admin.token.is_none(),
+            "loopback without a token: closed, not refused"
+        );
+    }
+    assert!(parse(&with("enabled = false\nlisten = \"0.0.0.0:9464\"")).is_ok());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "0123456789abcdef0123\n").unwrap();
+    std::fs::write(dir.path().join("short"), "abc\n").unwrap();
+    let at = |admin: &str| Config::parse(&with(admin), "t.toml", dir.path());
+    let c = at("listen = \"0.0.0.0:9464\"\ntoken = { file = \"admin.token\" }").unwrap();
+    assert_eq!(
+        c.admin.token.as_ref().unwrap().expose(),
+        "0123456789abcdef0123"
+    );
+    let errs = at("token = { file = \"short\" }").unwrap_err().0;
+    assert!(errs[0].message.contains("too short"), "{errs:?}");
+    // A token written into the TOML is an error that does not repeat it.
+    let errs = at("token = \"0123456789abcdef-in-the-toml\"")
+        .unwrap_err()
+        .0;
+    assert_eq!(errs[0].path, "admin.token");
+    assert!(!errs[0].message.contains("in-the-toml"), "{}", errs[0]);
+    assert!(errs[0].message.contains("credential"), "{}", errs[0]);
+    // A systemd credential: $CREDENTIALS_DIRECTORY/<name>; without it, a clear error.
+    let errs = at("token = { credential = \"petitiond-admin\" }")
+        .unwrap_err()
+        .0;
+    assert!(
+        errs[0]
+            .message
+            .contains("$CREDENTIALS_DIRECTORY is not set"),
+        "{errs:?}"
+    );
+    let errs = at("token = { credential = \"../x\" }").unwrap_err().0;
+    assert!(
+        errs[0].message.contains("not a credential name"),
+        "{errs:?}"
+    );
+}
+
+/// Each department reports on its own status topic (`<topic>.status` unless given); a status
+/// topic shared with anything else, or a trusted department that does not exist, is an error.
+#[test]
+fn each_department_has_its_own_status_topic() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.departments[0].status_topic, "t.intake.status");
+    assert_eq!(
+        c.status_topics(),
+        vec![
+            (
+                "t.intake.status".to_string(),
+                StatusSource::Department("intake-desk".into())
+            ),
+            ("petitiond.status".to_string(), StatusSource::Shared),
+        ]
+    );
+    assert!(
+        c.sla.shared_status_departments.is_empty(),
+        "none trusted by default"
+    );
+    let two = MINIMAL.replace(
+        "[routing]",
+        "status_topic = \"t.hrss\"\n\n[[departments]]\nid = \"hrss\"\nname = \"H\"\ntopic = \"t.hrss\"\n\n[routing]",
+    );
+    let errs = parse(&two).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "departments[0].status_topic");
+    assert!(errs[0].message.contains("`t.hrss`"), "{}", errs[0]);
+    let trusted = format!(
+        "{MINIMAL}\n[sla]\nshared_status_departments = [\"intake-desk\", \"nobody\"]\nstatus_max_future_skew_secs = 60\n"
+    );
+    let errs = parse(&trusted).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "sla.shared_status_departments[1]");
 }
 
 /// A password over a plaintext transport is refused, with its key and line, unless

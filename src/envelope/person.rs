@@ -22,9 +22,24 @@
 //! digit (or, after an ID number, letter) directly before or after it. `\b` cannot express
 //! this — between a Chinese character and a digit there is no word boundary (both are word
 //! characters), so `电话13800138000` would not match `\b1[3-9]\d{9}\b` — hence explicit checks.
+//!
+//! **Bounded work.** Text comes from outside (a portal form, a scanned letter's cover text), so
+//! finding numbers in it is linear and capped: one regex pass (the `regex` crate never
+//! backtracks), distinct values kept with a hash set, at most [`MAX_SCAN_BYTES`] of a text
+//! read and at most [`MAX_NUMBERS`] distinct numbers returned. A crafted megabyte of
+//! numbers costs one pass over its first [`MAX_SCAN_BYTES`] (`benches/person_numbers.rs`).
 
 use regex::Regex;
+use std::collections::HashSet;
 use std::sync::OnceLock;
+
+/// Bytes of one text searched for numbers; the rest is not read. A petitioner's numbers are
+/// in the first pages of what they write, and 256 KiB is about 85,000 Chinese characters.
+pub const MAX_SCAN_BYTES: usize = 256 * 1024;
+
+/// Distinct numbers of one kind returned from one text: a person has a few; a text with more
+/// is a list of someone's (a directory, a crafted text), and counting them all buys nothing.
+pub const MAX_NUMBERS: usize = 8;
 
 /// One character folded to half-width; dashes to `-`, whitespace to a space.
 fn fold(c: char) -> char {
@@ -110,34 +125,57 @@ fn mobile_regex() -> &'static Regex {
     })
 }
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Candidates of `re` in `text` that stand alone (see the module docs), normalised by `norm`,
-/// distinct, in order of appearance.
+/// distinct, in order of appearance: one pass over the first [`MAX_SCAN_BYTES`] of `text`,
+/// stopping at [`MAX_NUMBERS`] distinct values.
 fn find_in(
     text: &str,
     re: &Regex,
     alone_after: fn(u8) -> bool,
     norm: fn(&str) -> Option<String>,
 ) -> Vec<String> {
-    let text = half_width(text);
+    let scanned = prefix(text, MAX_SCAN_BYTES);
+    let cut = scanned.len() < text.len();
+    let text = half_width(scanned);
     let bytes = text.as_bytes();
     let mut out: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for m in re.find_iter(&text) {
         let before = m.start().checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(m.end()).copied();
-        if before.is_some_and(|b| b.is_ascii_digit() || b == b'+') || after.is_some_and(alone_after)
+        // At the cut the next character is unknown: the run may go on.
+        let at_cut = cut && m.end() == bytes.len();
+        if before.is_some_and(|b| b.is_ascii_digit() || b == b'+')
+            || after.is_some_and(alone_after)
+            || at_cut
         {
             continue;
         }
         if let Some(v) = norm(m.as_str())
-            && !out.contains(&v)
+            && seen.insert(v.clone())
         {
             out.push(v);
+            if out.len() == MAX_NUMBERS {
+                break;
+            }
         }
     }
     out
 }
 
-/// Valid ID numbers written in free text, normalised, distinct.
+/// Valid ID numbers written in free text, normalised, distinct (at most [`MAX_NUMBERS`]).
 pub fn id_numbers_in(text: &str) -> Vec<String> {
     find_in(
         text,
@@ -147,7 +185,7 @@ pub fn id_numbers_in(text: &str) -> Vec<String> {
     )
 }
 
-/// Mobile numbers written in free text, normalised, distinct.
+/// Mobile numbers written in free text, normalised, distinct (at most [`MAX_NUMBERS`]).
 pub fn mobiles_in(text: &str) -> Vec<String> {
     find_in(
         text,
@@ -158,7 +196,7 @@ pub fn mobiles_in(text: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const ID: &str = "11010519491231002X";
@@ -267,5 +305,39 @@ mod tests {
             assert_eq!(id_numbers_in(text), *ids, "ids in {text:?}");
             assert_eq!(mobiles_in(text), *mobiles, "mobiles in {text:?}");
         }
+    }
+
+    /// A crafted text of thousands of distinct valid numbers made `find_in` compare every new
+    /// number with every one found before (quadratic) and return them all (a key and an index
+    /// row each). Now: at most `MAX_NUMBERS` per kind, and nothing past `MAX_SCAN_BYTES`.
+    #[test]
+    fn crafted_text_with_thousands_of_numbers_is_capped() {
+        let mut text = String::new();
+        for n in 0..5000u32 {
+            text.push_str(&format!("电话138{n:08}，"));
+        }
+        let found = mobiles_in(&text);
+        assert_eq!(found.len(), MAX_NUMBERS, "{}", found.len());
+        assert_eq!(found[0], "13800000000");
+        assert_eq!(found[MAX_NUMBERS - 1], format!("138{:08}", MAX_NUMBERS - 1));
+        let ids = crafted_ids(5000);
+        assert_eq!(id_numbers_in(&ids).len(), MAX_NUMBERS);
+        // A number after the scanned prefix is not read.
+        let late = format!("{}电话13900001111", "字".repeat(MAX_SCAN_BYTES / 3 + 1));
+        assert!(mobiles_in(&late).is_empty());
+        // A number cut by the scan limit is not taken for a shorter one.
+        let cut = format!("{}{}", "a".repeat(MAX_SCAN_BYTES - 11), "13800138000123");
+        assert!(mobiles_in(&cut).is_empty());
+    }
+
+    /// `n` distinct valid ID numbers separated by Chinese text (for the cap tests).
+    pub(crate) fn crafted_ids(n: u32) -> String {
+        let mut text = String::new();
+        for k in 0..n {
+            let first = format!("110105194901{:02}{:03}", 1 + k % 28, k / 28 % 1000);
+            let check = id_check_char(first.as_bytes());
+            text.push_str(&format!("身份证{first}{check}；"));
+        }
+        text
     }
 }

@@ -40,9 +40,12 @@ impl Intake {
         }
         let since = repeat.since(env.received_at);
         let (keys, m, id) = (person_keys.clone(), matter.clone(), env.id.to_string());
+        // Both bounded: at most `MAX_PERSON_KEYS` keys in one query, at most
+        // `store::MAX_RELATED_ITEMS` ids back; merged into `related` through a set.
         let prior = blocking(&self.store, move |s| s.related_items(&keys, &m, since, &id)).await?;
+        let mut linked: std::collections::HashSet<ItemId> = env.related.iter().cloned().collect();
         for p in prior.iter().filter_map(|p| ItemId::parse(p)) {
-            if !env.related.contains(&p) {
+            if linked.insert(p.clone()) {
                 env.related.push(p);
             }
         }

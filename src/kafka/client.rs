@@ -114,6 +114,46 @@ pub fn producer_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Where a consumer starts when it has no committed offset, or its offset is gone (retention).
+/// Always set explicitly: librdkafka's default (`latest`) would skip everything not yet read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+}
+
+impl OffsetReset {
+    fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
+}
+
+/// Config of every consumer petitiond runs: the base config, the group, no automatic offset
+/// commit or store (offsets are committed after the work is durable), and `auto.offset.reset`.
+pub fn consumer_config(k: &KafkaConfig, group: &str, reset: OffsetReset) -> ClientConfig {
+    let mut c = client_config(k);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", reset.as_str());
+    c
+}
+
+/// The status consumer: a department's events are never skipped, so a new group (or one whose
+/// offsets expired) starts at the beginning of what the topic still holds.
+pub fn status_consumer_config(k: &KafkaConfig, group: &str) -> ClientConfig {
+    consumer_config(k, group, OffsetReset::Earliest)
+}
+
+/// The relay's recovery scan assigns explicit offsets; if one is gone (retention), it reads
+/// from the earliest record still there, never from the end.
+pub fn recovery_consumer_config(k: &KafkaConfig) -> ClientConfig {
+    consumer_config(k, "petitiond-recovery", OffsetReset::Earliest)
+}
+
 pub fn create_producer(
     k: &KafkaConfig,
     ctx: KafkaContext,
@@ -146,5 +186,26 @@ default_lead = "a"
         assert_eq!(p.get("message.timeout.ms"), Some("0"));
         assert_eq!(p.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
         assert_eq!(p.get("security.protocol"), Some("ssl"));
+    }
+
+    /// The recovery scan's consumer had no `auto.offset.reset`: librdkafka's default (`latest`)
+    /// jumps to the end when an assigned offset has been deleted by retention, so the scan
+    /// missed records and re-sent them. Every consumer now sets it, and no auto-commit.
+    #[test]
+    fn every_consumer_sets_auto_offset_reset_explicitly() {
+        let text = "[kafka]\nbrokers = \"b:9092\"\n[kafka.properties]\n\"fetch.wait.max.ms\" = \"100\"\n[[departments]]\nid = \"a\"\nname = \"A\"\ntopic = \"t\"\n[routing]\ndefault_lead = \"a\"\n";
+        let c = crate::config::Config::parse(text, "t", std::path::Path::new(".")).unwrap();
+        for (what, cfg) in [
+            ("status", status_consumer_config(&c.kafka, "g")),
+            ("recovery", recovery_consumer_config(&c.kafka)),
+        ] {
+            assert_eq!(cfg.get("auto.offset.reset"), Some("earliest"), "{what}");
+            assert_eq!(cfg.get("enable.auto.commit"), Some("false"), "{what}");
+            assert_eq!(cfg.get("fetch.wait.max.ms"), Some("100"), "{what}");
+        }
+        assert_eq!(
+            consumer_config(&c.kafka, "g", OffsetReset::Latest).get("auto.offset.reset"),
+            Some("latest")
+        );
     }
 }

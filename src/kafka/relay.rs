@@ -3,17 +3,25 @@
 //! Order of durability (ARCHITECTURE.md): an item and its outbox rows are committed together by
 //! intake; the relay counts an attempt (committed) before producing a row, and marks the row
 //! delivered only from its delivery report. On start, and after a fatal producer error, rows
-//! that were attempted but never marked are looked for on their topic (by `ce_id`, from the
-//! last recorded offset) before anything is re-sent, so a crash between the broker's ack and
-//! the store's mark does not put an envelope on Kafka twice.
+//! that were attempted but never marked are looked for on their topic (by `ce_id`) before
+//! anything is re-sent, so a crash between the broker's ack and the store's mark does not put
+//! an envelope on Kafka twice.
+//!
+//! The recovery scan degrades; it never loses, re-sends blind or stops the relay. It is
+//! bounded: per partition it reads from the first record written `recovery_time_margin`
+//! before the oldest in-flight row was created (`offsets_for_times`), or from one relay batch
+//! before the highest offset recorded, whichever is earlier, and never more than
+//! `recovery_scan_max_records`. When it cannot run — a metadata error, a broker error, a read
+//! that stalls — the topic is **held**: none of its rows is sent, other topics flow, an alert
+//! goes to the alerts topic, and the scan is retried with back-off until it succeeds.
 //!
 //! Failures: retriable ones leave the row pending and are retried after a back-off; permanent
 //! ones (too large, not authorised) send the record to the dead-letter topic with the reason in
 //! a header; a fatal producer error drops the producer and builds a new one.
 
-use super::client::{BrokerHealth, KafkaContext, client_config, create_producer};
+use super::client::{BrokerHealth, KafkaContext, create_producer, recovery_consumer_config};
 use super::topics::ensure_topics;
-use super::wire::{DLQ_REASON, DLQ_TOPIC};
+use super::wire::{DLQ_REASON, DLQ_TOPIC, TYPE_RECOVERY_FAILED, ops_event};
 use crate::config::KafkaConfig;
 use crate::metrics::{Metrics, TopicLabel};
 use crate::store::{Delivered, OutboxRow, Store, blocking};
@@ -24,10 +32,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +77,40 @@ pub struct Relay {
     pub wake: Arc<Notify>,
     /// Set once topics are verified and a producer exists: `/readyz`.
     pub ready: Arc<AtomicBool>,
+    /// Where an unresolved recovery is reported (`sla.alerts_topic`).
+    pub alerts_topic: String,
+}
+
+/// Topics whose in-flight rows could not be checked against Kafka yet: nothing is sent to them
+/// (a blind re-send could duplicate) until a scan succeeds; retried with back-off.
+#[derive(Debug)]
+struct Held {
+    topics: BTreeSet<String>,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+const HELD_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const HELD_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+impl Default for Held {
+    fn default() -> Self {
+        Held {
+            topics: BTreeSet::new(),
+            retry_at: Instant::now(),
+            backoff: HELD_BACKOFF_MIN,
+        }
+    }
+}
+
+impl Held {
+    fn list(&self) -> Vec<String> {
+        self.topics.iter().cloned().collect()
+    }
+
+    fn due(&self) -> bool {
+        !self.topics.is_empty() && Instant::now() >= self.retry_at
+    }
 }
 
 enum Outcome {
@@ -110,26 +152,44 @@ impl Relay {
             return Ok(());
         }
         let mut producer = create_producer(&self.config, self.context())?;
-        self.recover().await?;
+        // Ready once topics are verified and a producer exists: a topic held by recovery does
+        // not stop the others.
         self.ready.store(true, Ordering::Relaxed);
+        let mut held = Held::default();
+        self.recover(&mut held, None).await?;
         loop {
             if hard_stop.is_cancelled() {
                 break;
             }
+            if held.due() {
+                let retry = held.topics.clone();
+                self.recover(&mut held, Some(&retry)).await?;
+            }
             let batch = self.config.relay_batch;
-            let rows = blocking(&self.store, move |s| s.pending_outbox(batch)).await?;
+            let except = held.list();
+            let rows = blocking(&self.store, move |s| {
+                s.pending_outbox_except(batch, &except)
+            })
+            .await?;
             self.metrics
                 .outbox_pending
                 .set(blocking(&self.store, |s| s.pending_count()).await? as i64);
             if rows.is_empty() {
-                if input_done.is_cancelled() {
+                if input_done.is_cancelled() && held.topics.is_empty() {
                     tracing::info!("outbox drained");
                     break;
                 }
+                let wait = if held.topics.is_empty() {
+                    Duration::from_secs(1)
+                } else {
+                    held.retry_at
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_secs(1))
+                };
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = input_done.cancelled() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = input_done.cancelled(), if !input_done.is_cancelled() => {}
                     _ = hard_stop.cancelled() => break,
                 }
                 continue;
@@ -182,7 +242,7 @@ impl Relay {
                 self.metrics.producer_recreated.inc();
                 drop(producer);
                 producer = create_producer(&self.config, self.context())?;
-                self.recover().await?;
+                self.recover(&mut held, None).await?;
             } else if retry {
                 tokio::select! {
                     _ = tokio::time::sleep(self.config.retry_backoff) => {}
@@ -190,7 +250,7 @@ impl Relay {
                 }
                 // A failed delivery (a timeout, say) may still have reached the broker: look
                 // before re-sending, as after a crash.
-                self.recover().await?;
+                self.recover(&mut held, None).await?;
             }
         }
         let left = blocking(&self.store, |s| s.pending_count()).await?;
@@ -198,6 +258,7 @@ impl Relay {
         if left > 0 {
             tracing::warn!(
                 pending = left,
+                held_topics = ?held.topics,
                 "stopping with records still in the outbox; they are sent at next start"
             );
         }
@@ -324,48 +385,128 @@ impl Relay {
         }
     }
 
-    /// Finds in-flight rows that already reached Kafka and marks them delivered.
-    async fn recover(&self) -> anyhow::Result<()> {
+    /// Finds in-flight rows that already reached Kafka and marks them delivered; the rest are
+    /// sent again by the loop. `only`: retry these held topics (else every topic with
+    /// in-flight rows). A topic whose scan fails is held (see [`Held`]); only a store error
+    /// is returned.
+    async fn recover(
+        &self,
+        held: &mut Held,
+        only: Option<&BTreeSet<String>>,
+    ) -> anyhow::Result<()> {
         let rows = blocking(&self.store, |s| s.in_flight_outbox()).await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        // A produce request the previous producer (or process) had already written to a
-        // broker socket may still be applied after we look: give it a moment to land first,
-        // so the scan sees it instead of us sending the record a second time.
-        tokio::time::sleep(RECOVERY_SETTLE).await;
         let mut by_topic: HashMap<String, HashMap<String, i64>> = HashMap::new();
-        for r in &rows {
+        for r in rows
+            .iter()
+            .filter(|r| only.is_none_or(|o| o.contains(&r.topic)))
+        {
             by_topic
                 .entry(r.topic.clone())
                 .or_default()
                 .insert(r.ce_id.clone(), r.seq);
         }
+        // A held topic whose in-flight rows are gone (replayed elsewhere, say) is free again.
+        held.topics
+            .retain(|t| by_topic.contains_key(t) || only.is_some_and(|o| !o.contains(t)));
+        if by_topic.is_empty() {
+            self.metrics
+                .outbox_held_topics
+                .set(held.topics.len() as i64);
+            return Ok(());
+        }
+        if only.is_none() {
+            // A produce request the previous producer (or process) had already written to a
+            // broker socket may still be applied after we look: give it a moment to land
+            // first, so the scan sees it instead of us sending the record a second time.
+            tokio::time::sleep(RECOVERY_SETTLE).await;
+        }
+        let total: usize = by_topic.values().map(HashMap::len).sum();
         let mut found = Vec::new();
         for (topic, wanted) in by_topic {
-            let positions: HashMap<i32, i64> = {
-                let t = topic.clone();
-                blocking(&self.store, move |s| s.topic_positions(&t))
-                    .await?
-                    .into_iter()
-                    .collect()
-            };
+            let t = topic.clone();
+            let (positions, since) = blocking(&self.store, move |s| {
+                Ok((
+                    s.topic_positions(&t)?
+                        .into_iter()
+                        .collect::<HashMap<_, _>>(),
+                    s.in_flight_since(&t)?,
+                ))
+            })
+            .await?;
             let cfg = self.config.clone();
             let t = topic.clone();
-            let hits =
-                tokio::task::spawn_blocking(move || scan_topic(&cfg, &t, &positions, &wanted))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("recovery scan panicked: {e}"))??;
-            found.extend(hits);
+            let scanned = tokio::task::spawn_blocking(move || {
+                scan_topic(&cfg, &t, &positions, since, &wanted)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("recovery scan panicked: {e}"))
+            .and_then(|r| r);
+            match scanned {
+                Ok(scan) => {
+                    self.metrics.recovery_scanned.inc_by(scan.scanned);
+                    if scan.capped {
+                        self.metrics
+                            .recovery_capped
+                            .get_or_create(&TopicLabel {
+                                topic: topic.clone(),
+                            })
+                            .inc();
+                        tracing::warn!(topic = %topic, max_records = self.config.recovery_scan_max_records, "recovery scan capped: in-flight records older than the newest max_records are not looked for, and are re-sent if not found (consumers de-duplicate by ce_id)");
+                    }
+                    if held.topics.remove(&topic) {
+                        tracing::info!(topic = %topic, "recovery scan succeeded; the topic is no longer held");
+                    }
+                    found.extend(scan.hits);
+                }
+                Err(e) => {
+                    self.metrics
+                        .recovery_failures
+                        .get_or_create(&TopicLabel {
+                            topic: topic.clone(),
+                        })
+                        .inc();
+                    tracing::error!(topic = %topic, error = format!("{e:#}"), retry_in_secs = held.backoff.as_secs(), "recovery scan failed: nothing is sent to this topic until its in-flight records are checked");
+                    if held.topics.insert(topic.clone()) {
+                        self.alert_held(&topic, &e).await?;
+                    }
+                }
+            }
         }
-        let (n, total) = (found.len(), rows.len());
+        if held.topics.is_empty() {
+            held.backoff = HELD_BACKOFF_MIN;
+        } else {
+            held.retry_at = Instant::now() + held.backoff;
+            held.backoff = (held.backoff * 2).min(HELD_BACKOFF_MAX);
+        }
+        self.metrics
+            .outbox_held_topics
+            .set(held.topics.len() as i64);
+        let n = found.len();
         self.metrics.recovered_in_flight.inc_by(n as u64);
         blocking(&self.store, move |s| s.mark_delivered(&found)).await?;
         tracing::info!(
             in_flight = total,
             already_on_kafka = n,
+            held_topics = ?held.topics,
             "recovered in-flight outbox records"
         );
+        Ok(())
+    }
+
+    /// Puts a `relay.recovery_failed` event on the alerts topic (once per holding).
+    async fn alert_held(&self, topic: &str, e: &anyhow::Error) -> anyhow::Result<()> {
+        let mut extra = serde_json::Map::new();
+        extra.insert("topic".into(), serde_json::json!(topic));
+        let record = ops_event(
+            &self.alerts_topic,
+            TYPE_RECOVERY_FAILED,
+            "urn:petitiond:relay",
+            topic,
+            "relay_recovery_failed",
+            &format!("{e:#}"),
+            extra,
+        );
+        blocking(&self.store, move |s| s.enqueue("relay", &record)).await?;
         Ok(())
     }
 }
@@ -373,64 +514,162 @@ impl Relay {
 /// How long recovery waits, when there are in-flight rows, before reading the topics back.
 const RECOVERY_SETTLE: Duration = Duration::from_millis(1500);
 
-/// Reads `topic` from one batch before the recorded positions to the current end and returns
-/// the rows whose `ce_id` is there.
+/// What a scan of one topic found.
+#[derive(Debug, Default)]
+struct Scan {
+    hits: Vec<Delivered>,
+    /// Records read.
+    scanned: u64,
+    /// A partition's range was cut at `recovery_scan_max_records`.
+    capped: bool,
+}
+
+/// Where to start reading a partition holding offsets `[low, high)`: the earlier of the time
+/// bound (`by_time`: the first offset at or after the oldest in-flight row's creation minus
+/// the margin) and the position bound (one batch before the highest offset recorded), either
+/// of which may be unknown; never before `low`, never more than `max` records before `high`.
+/// Returns the start and whether `max` cut it.
+pub fn scan_start(
+    low: i64,
+    high: i64,
+    by_time: Option<i64>,
+    by_position: Option<i64>,
+    max: u64,
+) -> (i64, bool) {
+    let bound = match (by_time, by_position) {
+        (Some(t), Some(p)) => t.min(p),
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => low,
+    };
+    let start = bound.clamp(low, high.max(low));
+    let floor = high.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
+    if start < floor {
+        (floor, true)
+    } else {
+        (start, false)
+    }
+}
+
+/// Reads `topic` from each partition's [`scan_start`] to its current end and returns the rows
+/// whose `ce_id` is there. Any doubt is an error (the caller holds the topic): metadata that
+/// names no partition or reports an error, a failed watermark query, a read that stalls.
 fn scan_topic(
     cfg: &KafkaConfig,
     topic: &str,
     positions: &HashMap<i32, i64>,
+    since: Option<jiff::Timestamp>,
     wanted: &HashMap<String, i64>,
-) -> anyhow::Result<Vec<Delivered>> {
-    let consumer: BaseConsumer = client_config(cfg)
-        .set("group.id", "petitiond-recovery")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()?;
-    let md = consumer.fetch_metadata(Some(topic), cfg.request_timeout)?;
-    let partitions: Vec<i32> = md
+) -> anyhow::Result<Scan> {
+    let consumer: BaseConsumer = recovery_consumer_config(cfg).create()?;
+    let md = consumer
+        .fetch_metadata(Some(topic), cfg.request_timeout)
+        .map_err(|e| anyhow::anyhow!("metadata for `{topic}`: {e}"))?;
+    let t = md
         .topics()
         .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| anyhow::anyhow!("metadata for `{topic}`: the topic is not listed"))?;
+    if let Some(e) = t.error() {
+        anyhow::bail!("metadata for `{topic}`: {:?}", RDKafkaErrorCode::from(e));
+    }
+    if t.partitions().is_empty() {
+        anyhow::bail!("metadata for `{topic}`: no partitions");
+    }
+    if let Some(p) = t.partitions().iter().find(|p| p.error().is_some()) {
+        anyhow::bail!(
+            "metadata for `{topic}` partition {}: {:?}",
+            p.id(),
+            p.error().map(RDKafkaErrorCode::from)
+        );
+    }
+    let partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    // The time bound: the first offset written at or after the oldest in-flight row's
+    // creation minus the margin. A broker that cannot answer (or answers "none") only loses
+    // the bound, never the scan.
+    let mut by_time: HashMap<i32, i64> = HashMap::new();
+    if let Some(since) = since {
+        let at = since.as_millisecond()
+            - i64::try_from(cfg.recovery_time_margin.as_millis()).unwrap_or(i64::MAX);
+        let mut q = TopicPartitionList::new();
+        for p in &partitions {
+            q.add_partition_offset(topic, *p, Offset::Offset(at.max(0)))?;
+        }
+        match consumer.offsets_for_times(q, cfg.request_timeout) {
+            Ok(tpl) => {
+                for e in tpl.elements() {
+                    if let (Offset::Offset(o), None) = (e.offset(), e.error().err()) {
+                        by_time.insert(e.partition(), o);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "recovery scan: no time bound from the broker")
+            }
+        }
+    }
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();
+    let mut out = Scan::default();
     for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, cfg.request_timeout)?;
-        // From a batch before the highest offset recorded: cheap, and it covers an in-flight
-        // record that sits below a delivered one (the highest is a max over all deliveries).
-        let margin = cfg.relay_batch as i64;
-        let start = positions
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, cfg.request_timeout)
+            .map_err(|e| anyhow::anyhow!("watermarks of `{topic}` partition {p}: {e}"))?;
+        // One batch before the highest offset recorded: an in-flight record can sit below a
+        // delivered one (the highest is a max over all deliveries).
+        let by_position = positions
             .get(&p)
-            .map_or(low, |at| at.saturating_sub(margin))
-            .max(low);
+            .map(|at| at.saturating_sub(cfg.relay_batch as i64));
+        let (start, capped) = scan_start(
+            low,
+            high,
+            by_time.get(&p).copied(),
+            by_position,
+            cfg.recovery_scan_max_records,
+        );
+        out.capped |= capped;
         if start < high {
             tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
             ends.insert(p, high);
         }
     }
-    let mut hits = Vec::new();
     if ends.is_empty() {
-        return Ok(hits);
+        return Ok(out);
     }
     consumer.assign(&tpl)?;
-    let deadline = std::time::Instant::now() + cfg.request_timeout * 4;
+    // Progress, not a fixed deadline, decides: a long (bounded) range reads as long as records
+    // come; a read that stops short of the end is an error.
+    let stall = cfg.request_timeout.max(Duration::from_secs(5));
+    let mut progress = Instant::now();
     while !ends.is_empty() {
-        if std::time::Instant::now() > deadline {
-            anyhow::bail!(
-                "recovery scan of `{topic}` did not reach the end of {} partition(s) in time",
-                ends.len()
-            );
-        }
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            // Offsets past the last record (transaction markers, compaction) are never
+            // delivered: the position says whether the end is reached.
+            if let Ok(pos) = consumer.position() {
+                for e in pos.elements() {
+                    if let Offset::Offset(o) = e.offset()
+                        && ends.get(&e.partition()).is_some_and(|end| o >= *end)
+                    {
+                        ends.remove(&e.partition());
+                    }
+                }
+            }
+            if !ends.is_empty() && progress.elapsed() > stall {
+                anyhow::bail!(
+                    "recovery scan of `{topic}` stalled short of the end of {} partition(s)",
+                    ends.len()
+                );
+            }
             continue;
         };
-        let m = m?;
+        let m = m.map_err(|e| anyhow::anyhow!("reading `{topic}`: {e}"))?;
+        progress = Instant::now();
+        out.scanned += 1;
         let (p, off) = (m.partition(), m.offset());
         if let Some(h) = m.headers()
             && let Some(id) = h.iter().find(|h| h.key == "ce_id").and_then(|h| h.value)
             && let Some(seq) = std::str::from_utf8(id).ok().and_then(|id| wanted.get(id))
         {
-            hits.push(Delivered {
+            out.hits.push(Delivered {
                 seq: *seq,
                 topic: topic.to_string(),
                 partition: p,
@@ -441,12 +680,46 @@ fn scan_topic(
             ends.remove(&p);
         }
     }
-    Ok(hits)
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With nothing recorded the scan read a partition from its first record: on a topic that
+    /// keeps years of records, a scan that never finished (and a relay that stopped). The start
+    /// is now the earlier of the time and position bounds, and never more than `max` records
+    /// before the end.
+    #[test]
+    fn recovery_scan_range_is_bounded_whatever_is_recorded() {
+        // (low, high, by_time, by_position, max) -> (start, capped)
+        let cases = [
+            // Nothing known: from the first record, unless that is more than max back.
+            ((0, 50, None, None, 100), (0, false)),
+            ((0, 5_000_000, None, None, 100_000), (4_900_000, true)),
+            // The time bound alone, the position bound alone, both: the earlier one.
+            (
+                (0, 5_000_000, Some(4_999_990), None, 100_000),
+                (4_999_990, false),
+            ),
+            ((0, 1000, None, Some(900), 100), (900, false)),
+            ((0, 1000, Some(950), Some(900), 100), (900, false)),
+            ((0, 1000, Some(800), Some(900), 1000), (800, false)),
+            // Retention removed the start: from the first record still there.
+            ((700, 1000, Some(10), None, 1000), (700, false)),
+            // A bound past the end (a time with no record after it): nothing to read.
+            ((0, 1000, Some(1000), None, 1000), (1000, false)),
+            ((0, 0, None, None, 10), (0, false)),
+        ];
+        for ((low, high, t, p, max), want) in cases {
+            assert_eq!(
+                scan_start(low, high, t, p, max),
+                want,
+                "{low} {high} {t:?} {p:?} {max}"
+            );
+        }
+    }
 
     #[test]
     fn classification_of_delivery_errors() {

@@ -32,6 +32,48 @@ pub const DATASCHEMA_DUE_UPDATE_V1: &str = "urn:petitiond:schema:due-update:v1";
 pub const TYPE_SUPPLEMENTED: &str = "cn.gov.petition.item.supplemented.v1";
 pub const DATASCHEMA_SUPPLEMENTED_V1: &str = "urn:petitiond:schema:item-supplemented:v1";
 
+/// The relay could not check a topic for in-flight records: nothing goes to it until it can.
+pub const TYPE_RECOVERY_FAILED: &str = "cn.gov.petition.relay.recovery_failed.v1";
+/// The status consumer failed and is retrying (status events wait on their topic meanwhile).
+pub const TYPE_STATUS_CONSUMER_FAILED: &str = "cn.gov.petition.status.consumer_failed.v1";
+
+/// An operational event for the alerts topic (no item): `kind` and `error` in the payload,
+/// with `at` and any `extra` fields. Its text comes from Kafka or the store, never from an
+/// item, so it carries no personal data.
+pub fn ops_event(
+    topic: &str,
+    ce_type: &str,
+    source: &str,
+    subject: &str,
+    kind: &str,
+    error: &str,
+    extra: serde_json::Map<String, Value>,
+) -> NewOutbox {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = jiff::Timestamp::now();
+    let mut payload = serde_json::Map::new();
+    payload.insert("version".into(), json!(1));
+    payload.insert("kind".into(), json!(kind));
+    payload.insert("error".into(), json!(error));
+    payload.insert("at".into(), json!(now.to_string()));
+    payload.extend(extra);
+    NewOutbox {
+        topic: topic.to_string(),
+        key: subject.to_string(),
+        ce_id: id.clone(),
+        headers: vec![
+            ("ce_specversion".into(), SPEC_VERSION.into()),
+            ("ce_id".into(), id),
+            ("ce_source".into(), source.into()),
+            ("ce_type".into(), ce_type.into()),
+            ("ce_time".into(), now.to_string()),
+            ("ce_subject".into(), subject.into()),
+            ("content-type".into(), CONTENT_TYPE.into()),
+        ],
+        payload: serde_json::to_vec(&Value::Object(payload)).unwrap_or_default(),
+    }
+}
+
 /// Which part a receiving department plays for this item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -39,6 +39,10 @@ use std::path::{Path, PathBuf};
 /// The file the generated key lives in, inside the data dir.
 pub const KEY_FILE: &str = "repeat-petition.key";
 
+/// Most keys one item counts under (ID numbers first): each is an index row and a term of the
+/// look-up, and a text naming dozens of numbers says nothing more about who wrote it.
+pub const MAX_PERSON_KEYS: usize = 8;
+
 /// The matter of an item routed to `lead` in `category`; `None` when it is unclassified.
 pub fn matter(category: Option<Category>, lead: &str) -> Option<String> {
     category.map(|c| format!("{}/{lead}", c.as_str()))
@@ -105,7 +109,8 @@ impl Repeat {
     }
 
     /// The keyed hashes that identify the petitioner of `env` (see the module docs), distinct,
-    /// ID numbers first. Empty: the item names no usable identifier and is not counted.
+    /// ID numbers first, at most [`MAX_PERSON_KEYS`]. Empty: the item names no usable
+    /// identifier and is not counted.
     pub fn person_keys(&self, env: &Envelope) -> Vec<String> {
         let p = &env.petitioner;
         let field = |v: &Option<crate::envelope::Personal>, f: fn(&str) -> Vec<String>| {
@@ -122,14 +127,14 @@ impl Repeat {
                 mobiles.extend(person::mobiles_in(text));
             }
         }
-        let mut out: Vec<String> = ids
-            .iter()
-            .map(|v| self.hash("id", v))
-            .chain(mobiles.iter().map(|v| self.hash("mobile", v)))
-            .collect();
         let mut seen = std::collections::HashSet::new();
-        out.retain(|k| seen.insert(k.clone()));
-        out
+        ids.iter()
+            .map(|v| ("id", v))
+            .chain(mobiles.iter().map(|v| ("mobile", v)))
+            .filter(|kv| seen.insert(*kv))
+            .take(MAX_PERSON_KEYS)
+            .map(|(kind, v)| self.hash(kind, v))
+            .collect()
     }
 
     /// The earliest `received_at` of a prior item that still counts for an item received at `at`.
@@ -171,14 +176,13 @@ fn load_or_create_key(path: &Path) -> Result<Vec<u8>, KeyError> {
         .map_err(|e| io(std::io::Error::other(e.to_string())))?;
     let key = hex::encode(bytes);
     let tmp = path.with_extension("key.tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+    // A stale temporary file (a crash mid-write) is removed, never reused: reopening it would
+    // keep whatever mode it had.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
     }
-    let mut f = opts.open(&tmp).map_err(io)?;
+    let mut f = crate::store::files::create_new_private(&tmp).map_err(io)?;
     f.write_all(format!("{key}\n").as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
@@ -299,6 +303,23 @@ mod tests {
         );
     }
 
+    /// A portal item whose text held thousands of mobiles became thousands of keys: as many
+    /// index rows and look-up terms per item. Now at most `MAX_PERSON_KEYS`, ID numbers first.
+    #[test]
+    fn crafted_text_yields_a_bounded_number_of_keys() {
+        let r = Repeat::with_key(cfg(), "k".repeat(32));
+        let mut text = crate::envelope::person::tests::crafted_ids(20);
+        for n in 0..3000u32 {
+            text.push_str(&format!("电话139{n:08}，"));
+        }
+        let keys = r.person_keys(&env(Channel::Portal, "", "", &text));
+        assert_eq!(keys.len(), MAX_PERSON_KEYS);
+        let first_id = r.hash("id", &crate::envelope::person::id_numbers_in(&text)[0]);
+        assert_eq!(keys[0], first_id, "ID numbers first");
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len());
+    }
+
     #[test]
     fn matter_window_and_threshold() {
         assert_eq!(
@@ -317,17 +338,25 @@ mod tests {
 
     #[test]
     fn the_generated_key_is_private_stable_and_checked() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let a = Repeat::load(&cfg(), dir.path()).unwrap();
         let path = dir.path().join(KEY_FILE);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         let b = Repeat::load(&cfg(), dir.path()).unwrap();
         let e = env(Channel::Hotline, "", "13800138000", "");
+        // A stale temporary file with a wide mode is not reused for a new key.
+        let other = tempfile::tempdir().unwrap();
+        let tmp = other.path().join(KEY_FILE).with_extension("key.tmp");
+        std::fs::write(&tmp, "half").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Repeat::load(&cfg(), other.path()).unwrap();
+        let mode = std::fs::metadata(other.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert_eq!(
             a.person_keys(&e),
             b.person_keys(&e),

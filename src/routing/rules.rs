@@ -2344,6 +2344,7 @@ mod tests {
                 id: id.to_string(),
                 name: id.to_string(),
                 topic: format!("petitiond.dept.{id}"),
+                status_topic: format!("petitiond.dept.{id}.status"),
                 alert_emails: Vec::new(),
             })
             .collect()

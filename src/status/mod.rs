@@ -1,21 +1,39 @@
 //! The status consumer: department systems report what they did (viewed, signed in,
-//! accepted, replied, ...) on the status topic; each event stops, starts, pauses, resumes or
+//! accepted, replied, ...) on their status topic; each event stops, starts, pauses, resumes or
 //! extends the item's SLA clocks.
+//!
+//! **Who may move a clock.** Each department reports on its own topic
+//! (`departments[].status_topic`, default `<topic>.status`); Kafka ACLs let only that
+//! department's system write there, so the topic is the producer's identity and every event on
+//! it is that department's. An event moves clocks only of an item routed to that department
+//! (lead or assist); an `actor.department` naming another department is rejected. The shared
+//! `sla.status_topic` is accepted only for the departments listed in
+//! `sla.shared_status_departments` (none by default), by `actor.department`. An event dated
+//! more than `sla.status_max_future_skew_secs` ahead of now, or before the item arrived, is
+//! rejected: such times would stop a clock before anything happened. [`authorise`] decides.
 //!
 //! At-least-once and idempotent: an event is applied in one store transaction keyed by its
 //! `event_id` (a redelivered event changes nothing), and its offset is committed only after
 //! that. Events that do not apply in a clock's state (a resume while running, anything after
 //! a stop) change nothing, so out-of-order delivery is harmless. An event with a bad shape, an
-//! unknown event name or an unknown item goes to the dead-letter topic with its reason.
-//! Schema for department system builders: `schema/status-event.v1.json`.
+//! unknown event name, an unknown item or one [`authorise`] refuses goes to the dead-letter
+//! topic with its reason. Schema for department system builders:
+//! `schema/status-event.v1.json`.
+//!
+//! **Failures never end the daemon.** A Kafka or store error is logged, counted
+//! (`petitiond_status_consumer_failures_total`), reported once per outage on the alerts topic
+//! (`status.consumer_failed`), and retried after a back-off (1 s doubling to 60 s): the record
+//! in hand is retried in place (handled, dead-lettered, committed — in that order, before the
+//! next one); a consumer that cannot be built or subscribed is built again.
 //!
 //! An event also queues, in its transaction, the status write-backs it causes for an item
 //! whose upstream has a status API (`channels::http::writeback`): a due instant set or moved,
 //! a completion.
 
-use crate::config::Config;
-use crate::kafka::client::{BrokerHealth, KafkaContext, client_config, create_producer};
-use crate::kafka::wire::{DLQ_REASON, DLQ_TOPIC};
+use crate::config::{Config, StatusSource};
+use crate::envelope::Envelope;
+use crate::kafka::client::{BrokerHealth, KafkaContext, create_producer, status_consumer_config};
+use crate::kafka::wire::{DLQ_REASON, DLQ_TOPIC, TYPE_STATUS_CONSUMER_FAILED, ops_event};
 use crate::metrics::{Metrics, StatusLabels};
 use crate::sla::clock::{Change, Clock};
 use crate::sla::policy::{EventKind, Trigger};
@@ -26,6 +44,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -63,6 +82,26 @@ pub enum Rejected {
     UnknownEvent(String),
     #[error("unknown item `{0}`")]
     UnknownItem(String),
+    #[error("item `{item}` is not routed to department `{department}` (the topic's department)")]
+    NotRouted { item: String, department: String },
+    #[error("actor.department `{actor}` is not `{department}`, whose status topic this is")]
+    ActorMismatch { actor: String, department: String },
+    #[error(
+        "the shared status topic is not trusted for {}: report on the department's own status topic",
+        .0.as_deref().map_or("an event without actor.department".to_string(), |d| format!("department `{d}`"))
+    )]
+    UntrustedTopic(Option<String>),
+    #[error("event time {time} is more than {skew_secs} s in the future (now {now})")]
+    FutureTime {
+        time: Timestamp,
+        now: Timestamp,
+        skew_secs: u64,
+    },
+    #[error("event time {time} is before the item arrived ({received_at})")]
+    BeforeArrival {
+        time: Timestamp,
+        received_at: Timestamp,
+    },
 }
 
 impl Rejected {
@@ -71,8 +110,68 @@ impl Rejected {
             Rejected::Shape(_) => "bad_shape",
             Rejected::UnknownEvent(_) => "unknown_event",
             Rejected::UnknownItem(_) => "unknown_item",
+            Rejected::NotRouted { .. } => "not_routed",
+            Rejected::ActorMismatch { .. } => "actor_mismatch",
+            Rejected::UntrustedTopic(_) => "untrusted_topic",
+            Rejected::FutureTime { .. } => "future_time",
+            Rejected::BeforeArrival { .. } => "before_arrival",
         }
     }
+}
+
+/// May this event, read from a topic carrying `source`'s events, move the clocks of the item
+/// `env`? Pure: the department whose event it is, or why not (see the module docs).
+pub fn authorise(
+    source: &StatusSource,
+    shared_trusted: &[String],
+    ev: &StatusEvent,
+    env: &Envelope,
+    now: Timestamp,
+    max_future_skew: Duration,
+) -> Result<String, Rejected> {
+    let actor = ev.actor.as_ref().map(|a| a.department.clone());
+    let department = match source {
+        StatusSource::Department(d) => {
+            if let Some(a) = actor
+                && a != *d
+            {
+                return Err(Rejected::ActorMismatch {
+                    actor: a,
+                    department: d.clone(),
+                });
+            }
+            d.clone()
+        }
+        StatusSource::Shared => match actor {
+            Some(a) if shared_trusted.contains(&a) => a,
+            other => return Err(Rejected::UntrustedTopic(other)),
+        },
+    };
+    let routed = env
+        .routing
+        .as_ref()
+        .is_some_and(|r| r.lead == department || r.assists.contains(&department));
+    if !routed {
+        return Err(Rejected::NotRouted {
+            item: env.id.to_string(),
+            department,
+        });
+    }
+    let skew = jiff::SignedDuration::try_from(max_future_skew).unwrap_or(jiff::SignedDuration::MAX);
+    if ev.time > now.saturating_add(skew).unwrap_or(Timestamp::MAX) {
+        return Err(Rejected::FutureTime {
+            time: ev.time,
+            now,
+            skew_secs: max_future_skew.as_secs(),
+        });
+    }
+    if ev.time < env.received_at {
+        return Err(Rejected::BeforeArrival {
+            time: ev.time,
+            received_at: env.received_at,
+        });
+    }
+    Ok(department)
 }
 
 /// Parses a record value into an event and its kind.
@@ -162,6 +261,16 @@ pub struct StatusConsumer {
     pub topics_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Back-off between consumer sessions after a failure.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Failure state across sessions: the back-off, and whether this outage was reported.
+struct Outage {
+    backoff: Duration,
+    reported: bool,
+}
+
 impl StatusConsumer {
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         while !self.topics_ready.load(std::sync::atomic::Ordering::Relaxed) {
@@ -170,37 +279,116 @@ impl StatusConsumer {
                 _ = stop.cancelled() => return Ok(()),
             }
         }
+        let mut outage = Outage {
+            backoff: RETRY_MIN,
+            reported: false,
+        };
+        loop {
+            match self.session(&stop, &mut outage).await {
+                Ok(()) => break,
+                // The consumer or the dead-letter producer could not be built or subscribed.
+                Err(e) => {
+                    if !self.wait_after(&e, &mut outage, &stop).await {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("status consumer stopped");
+        Ok(())
+    }
+
+    /// Counts and logs a failure; the first of an outage also goes to the alerts topic.
+    async fn failed(&self, e: &anyhow::Error, outage: &mut Outage) {
+        self.metrics.status_consumer_failures.inc();
+        tracing::error!(
+            error = format!("{e:#}"),
+            retry_in_secs = outage.backoff.as_secs(),
+            "status consumer failed; retrying (status events wait on their topics)"
+        );
+        if outage.reported {
+            return;
+        }
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "retry_in_secs".into(),
+            serde_json::json!(outage.backoff.as_secs()),
+        );
+        let record = ops_event(
+            &self.config.sla.alerts_topic,
+            TYPE_STATUS_CONSUMER_FAILED,
+            "urn:petitiond:status",
+            &self.config.sla.consumer_group,
+            "status_consumer_failed",
+            &format!("{e:#}"),
+            extra,
+        );
+        match blocking(&self.store, move |s| s.enqueue("status-consumer", &record)).await {
+            Ok(()) => outage.reported = true,
+            Err(e) => tracing::error!(error = %e, "cannot record the status consumer alert"),
+        }
+    }
+
+    /// One consumer and dead-letter producer, until `stop` (Ok) or a failure to build them
+    /// (Err). Failures while consuming are retried inside.
+    async fn session(&self, stop: &CancellationToken, outage: &mut Outage) -> anyhow::Result<()> {
         let ctx = KafkaContext {
             metrics: self.metrics.clone(),
             health: self.health.clone(),
         };
-        let consumer: StreamConsumer<KafkaContext> = client_config(&self.config.kafka)
-            .set("group.id", &self.config.sla.consumer_group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create_with_context(ctx.clone())?;
-        consumer.subscribe(&[&self.config.sla.status_topic])?;
+        let consumer: StreamConsumer<KafkaContext> =
+            status_consumer_config(&self.config.kafka, &self.config.sla.consumer_group)
+                .create_with_context(ctx.clone())?;
+        let sources: HashMap<String, StatusSource> =
+            self.config.status_topics().into_iter().collect();
+        let topics: Vec<&str> = sources.keys().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
         let dlq = create_producer(&self.config.kafka, ctx)?;
-        tracing::info!(topic = %self.config.sla.status_topic, group = %self.config.sla.consumer_group, "status consumer subscribed");
+        tracing::info!(topics = ?topics, group = %self.config.sla.consumer_group, "status consumer subscribed");
         loop {
             let m = tokio::select! {
                 m = consumer.recv() => m,
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => return Ok(()),
             };
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(error = %e, "status consumer error");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // librdkafka recovers from most of these by itself: count, report once,
+                    // and keep the session.
+                    self.failed(&anyhow::anyhow!("consumer error: {e}"), outage)
+                        .await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stop.cancelled() => return Ok(()),
+                    }
                     continue;
                 }
             };
-            let (label, outcome) = match self.handle(&m).await? {
-                Ok(label) => (label, "applied"),
-                Err(rejected) => {
-                    tracing::warn!(partition = m.partition(), offset = m.offset(), reason = %rejected, "status event rejected; dead-lettering");
-                    self.dead_letter(&dlq, &m, &rejected).await?;
-                    (rejected.label().to_string(), "dead_lettered")
+            let source = sources
+                .get(m.topic())
+                .cloned()
+                .unwrap_or(StatusSource::Shared);
+            // This record is handled before the next one: a failure (the store, the
+            // dead-letter topic, the commit) is reported and retried in place, so nothing is
+            // skipped, nothing is read out of order, and the group is not rebalanced.
+            let (label, outcome) = loop {
+                let attempt = match self.handle(&m, &source).await {
+                    Ok(Ok(label)) => Ok((label, "applied")),
+                    Ok(Err(rejected)) => {
+                        tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = %rejected, "status event rejected; dead-lettering");
+                        self.dead_letter(&dlq, &m, &rejected)
+                            .await
+                            .map(|()| (rejected.label().to_string(), "dead_lettered"))
+                    }
+                    Err(e) => Err(e),
+                };
+                match attempt {
+                    Ok(done) => break done,
+                    Err(e) => {
+                        if !self.wait_after(&e, outage, stop).await {
+                            return Ok(());
+                        }
+                    }
                 }
             };
             self.metrics
@@ -210,18 +398,64 @@ impl StatusConsumer {
                     outcome: outcome.into(),
                 })
                 .inc();
-            consumer.commit_message(&m, CommitMode::Async)?;
+            while let Err(e) = consumer.commit_message(&m, CommitMode::Async) {
+                if !self
+                    .wait_after(&anyhow::anyhow!("committing the offset: {e}"), outage, stop)
+                    .await
+                {
+                    return Ok(());
+                }
+            }
+            if outage.reported || outage.backoff > RETRY_MIN {
+                tracing::info!("status consumer working again");
+                *outage = Outage {
+                    backoff: RETRY_MIN,
+                    reported: false,
+                };
+            }
         }
-        tracing::info!("status consumer stopped");
-        Ok(())
+    }
+
+    /// After a failure: report it, wait the back-off (doubling it); false if stopped meanwhile.
+    async fn wait_after(
+        &self,
+        e: &anyhow::Error,
+        outage: &mut Outage,
+        stop: &CancellationToken,
+    ) -> bool {
+        self.failed(e, outage).await;
+        let wait = outage.backoff;
+        outage.backoff = (outage.backoff * 2).min(RETRY_MAX);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = stop.cancelled() => false,
+        }
     }
 
     /// Applies one record; `Ok(Ok(event name))` when applied or a duplicate.
-    async fn handle(&self, m: &BorrowedMessage<'_>) -> anyhow::Result<Result<String, Rejected>> {
+    async fn handle(
+        &self,
+        m: &BorrowedMessage<'_>,
+        source: &StatusSource,
+    ) -> anyhow::Result<Result<String, Rejected>> {
         let (ev, kind) = match parse(m.payload().unwrap_or_default()) {
             Ok(x) => x,
             Err(r) => return Ok(Err(r)),
         };
+        let id = ev.item_id.clone();
+        let Some(env) = blocking(&self.store, move |s| s.item_envelope(&id)).await? else {
+            return Ok(Err(Rejected::UnknownItem(ev.item_id)));
+        };
+        if let Err(r) = authorise(
+            source,
+            &self.config.sla.shared_status_departments,
+            &ev,
+            &env,
+            Timestamp::now(),
+            self.config.sla.status_max_future_skew,
+        ) {
+            return Ok(Err(r));
+        }
         let extend_days = ev
             .payload
             .as_ref()
@@ -334,6 +568,129 @@ mod tests {
         assert_eq!(
             ev.time,
             "2026-03-02T01:00:00Z".parse::<Timestamp>().unwrap()
+        );
+    }
+
+    fn routed_item(lead: &str, assists: &[&str], received: &str) -> Envelope {
+        let mut env = Envelope::new(
+            crate::envelope::Channel::Hotline,
+            crate::envelope::Upstream {
+                id: "o-1".into(),
+                source: "hotline".into(),
+                raw_ref: "sha256:00".into(),
+                ..Default::default()
+            },
+            received.parse().unwrap(),
+            crate::envelope::Request {
+                title: None,
+                content: crate::envelope::Personal::new("x"),
+            },
+        );
+        env.routing = Some(crate::envelope::Routing {
+            lead: lead.into(),
+            assists: assists.iter().map(|a| a.to_string()).collect(),
+            rule_id: "r".into(),
+            rules_version: "v".into(),
+            decided_at: env.received_at,
+            sla_add: vec![],
+            sla_skip: vec![],
+        });
+        env
+    }
+
+    /// Any producer on the one shared status topic could stop any item's clocks, with any
+    /// time: a department could close another department's items, or stop a clock with a time
+    /// before the item even arrived. Now the topic says whose event it is, the item must be
+    /// routed to that department, and the time must be sane.
+    #[test]
+    fn status_events_move_only_their_departments_items_at_sane_times() {
+        let env = routed_item("hrss", &["housing"], "2026-03-02T01:00:00Z");
+        let now: Timestamp = "2026-03-02T02:00:00Z".parse().unwrap();
+        let skew = Duration::from_secs(300);
+        let ev = |actor: Option<&str>, time: &str| StatusEvent {
+            event_id: "e".into(),
+            item_id: env.id.to_string(),
+            event: "accepted".into(),
+            time: time.parse().unwrap(),
+            actor: actor.map(|d| Actor {
+                department: d.into(),
+                person: None,
+            }),
+            payload: None,
+        };
+        let dept = |d: &str| StatusSource::Department(d.into());
+        let trusted = vec!["office".to_string()];
+        let ok = "2026-03-02T01:30:00Z";
+        let cases: Vec<(StatusSource, StatusEvent, Result<&str, &str>)> = vec![
+            // The lead and an assist, with or without actor.
+            (dept("hrss"), ev(None, ok), Ok("hrss")),
+            (dept("hrss"), ev(Some("hrss"), ok), Ok("hrss")),
+            (dept("housing"), ev(None, ok), Ok("housing")),
+            // Another department's topic: not routed to it.
+            (dept("health"), ev(None, ok), Err("not_routed")),
+            (dept("health"), ev(Some("health"), ok), Err("not_routed")),
+            // An actor that is not the topic's department.
+            (dept("health"), ev(Some("hrss"), ok), Err("actor_mismatch")),
+            // The shared topic: only trusted departments, by actor, and still routed.
+            (
+                StatusSource::Shared,
+                ev(Some("hrss"), ok),
+                Err("untrusted_topic"),
+            ),
+            (StatusSource::Shared, ev(None, ok), Err("untrusted_topic")),
+            (
+                StatusSource::Shared,
+                ev(Some("office"), ok),
+                Err("not_routed"),
+            ),
+            // Times: up to the skew ahead is fine, beyond is not; before arrival is not.
+            (dept("hrss"), ev(None, "2026-03-02T02:04:59Z"), Ok("hrss")),
+            (
+                dept("hrss"),
+                ev(None, "2026-03-02T02:05:01Z"),
+                Err("future_time"),
+            ),
+            (dept("hrss"), ev(None, "2026-03-02T01:00:00Z"), Ok("hrss")),
+            (
+                dept("hrss"),
+                ev(None, "2026-03-02T00:59:59Z"),
+                Err("before_arrival"),
+            ),
+        ];
+        for (source, e, want) in cases {
+            let got = authorise(&source, &trusted, &e, &env, now, skew);
+            match (got, want) {
+                (Ok(d), Ok(w)) => assert_eq!(d, w, "{source:?} {:?}", e.actor),
+                (Err(r), Err(w)) => assert_eq!(r.label(), w, "{source:?} {:?}: {r}", e.actor),
+                (got, want) => panic!(
+                    "{source:?} {:?} {}: {got:?}, want {want:?}",
+                    e.actor, e.time
+                ),
+            }
+        }
+        let office = routed_item("office", &[], "2026-03-02T01:00:00Z");
+        let mut e = ev(Some("office"), ok);
+        e.item_id = office.id.to_string();
+        assert_eq!(
+            authorise(&StatusSource::Shared, &trusted, &e, &office, now, skew).unwrap(),
+            "office"
+        );
+        // The reasons say what is wrong, for the dead-letter header.
+        let r = authorise(&dept("health"), &trusted, &ev(None, ok), &env, now, skew).unwrap_err();
+        assert!(
+            r.to_string().contains("not routed to department `health`"),
+            "{r}"
+        );
+        let unrouted = {
+            let mut e = env.clone();
+            e.routing = None;
+            e
+        };
+        assert_eq!(
+            authorise(&dept("hrss"), &trusted, &ev(None, ok), &unrouted, now, skew)
+                .unwrap_err()
+                .label(),
+            "not_routed"
         );
     }
 }

@@ -3,8 +3,10 @@
 //! Envelopes carry claim checks (`sha256:<hex>`), never the bytes. A blob is written to a
 //! temporary file, fsynced and renamed into `<dir>/<aa>/<hex>`, so a name that exists is a
 //! complete blob; writing the same bytes twice is a no-op. Behind [`BlobStore`] so an object
-//! store can follow.
+//! store can follow. Blobs are scans and mails, so directories are created 0700 and files 0600
+//! whatever the umask (`store::files`).
 
+use super::files::{create_new_private, create_private_dir};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -40,7 +42,7 @@ impl FsBlobStore {
     /// Opens (creating) the store; temporary files left by a crash mid-write are removed —
     /// their blobs were never committed, so nothing refers to them.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir.join("tmp"))?;
+        create_private_dir(&dir.join("tmp"))?;
         for e in std::fs::read_dir(dir.join("tmp"))?.flatten() {
             let _ = std::fs::remove_file(e.path());
         }
@@ -67,7 +69,7 @@ impl FsBlobStore {
             std::fs::remove_file(tmp)?;
         } else {
             let parent = dest.parent().expect("blob path has a parent");
-            std::fs::create_dir_all(parent)?;
+            create_private_dir(parent)?;
             std::fs::rename(tmp, &dest)?;
             std::fs::File::open(parent)?.sync_all()?;
         }
@@ -77,7 +79,7 @@ impl FsBlobStore {
     fn tmp(&self) -> std::io::Result<(PathBuf, std::fs::File)> {
         let name = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         let path = self.dir.join("tmp").join(name);
-        let f = std::fs::File::create(&path)?;
+        let f = create_new_private(&path)?;
         Ok((path, f))
     }
 }
@@ -173,5 +175,26 @@ mod tests {
         std::fs::write(&f, b"scan bytes").unwrap();
         assert_eq!(s.put_file(&f).unwrap(), a);
         assert!(s.get("../../etc/passwd").is_err());
+    }
+
+    /// Blobs (scans, raw mails, quarantined bytes) were created with the umask's mode: 0644
+    /// files in 0755 directories under the usual 022, readable by every local user.
+    #[test]
+    fn blobs_are_created_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("blobs");
+        let s = FsBlobStore::open(&dir).unwrap();
+        let a = s.put(b"scan bytes").unwrap();
+        let f = root.path().join("in.bin");
+        std::fs::write(&f, b"other scan").unwrap();
+        let b = s.put_file(&f).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for d in [dir.clone(), dir.join("tmp"), dir.join(&a.sha256[..2])] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        for r in [&a, &b] {
+            assert_eq!(mode(&s.path_of(&r.sha256)), 0o600);
+        }
     }
 }

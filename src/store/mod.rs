@@ -412,12 +412,20 @@ pub enum Recorded {
     Duplicate,
 }
 
+/// Most earlier items [`Store::related_items`] returns (the newest): enough to link and to
+/// count a repeat (`routing.repeat.flag_at` is at most this), and a bound on what one item costs.
+pub const MAX_RELATED_ITEMS: usize = 100;
+
+/// Most person keys one look-up uses (intake passes at most `routing::repeat::MAX_PERSON_KEYS`).
+pub const MAX_LOOKUP_KEYS: usize = 64;
+
 pub trait Store: Send + Sync + 'static {
     /// Records an item, its routing decision and its outbox rows atomically.
     fn record_item(&self, item: &NewItem) -> Result<Recorded, StoreError>;
     fn item_envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError>;
-    /// Items recorded before with any of `person_keys` on `matter`, received at or after
-    /// `since`, other than `except`: distinct ids, oldest first.
+    /// Items recorded before with any of `person_keys` (the first [`MAX_LOOKUP_KEYS`]) on
+    /// `matter`, received at or after `since`, other than `except`: distinct ids, oldest first;
+    /// at most [`MAX_RELATED_ITEMS`] (the newest). One bounded query.
     fn related_items(
         &self,
         person_keys: &[String],
@@ -450,6 +458,16 @@ pub trait Store: Send + Sync + 'static {
     fn pending_outbox(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
     /// Pending rows that were handed to a producer before: they may be on Kafka already.
     fn in_flight_outbox(&self) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Pending rows in outbox order, leaving out rows for `held` topics (whose in-flight rows
+    /// could not be checked against Kafka yet, so nothing goes to them).
+    fn pending_outbox_except(
+        &self,
+        limit: usize,
+        held: &[String],
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// When the oldest in-flight row for `topic` was created: its record, if it reached
+    /// Kafka, carries a later timestamp (bounds the recovery scan).
+    fn in_flight_since(&self, topic: &str) -> Result<Option<jiff::Timestamp>, StoreError>;
     /// Counts an attempt before the rows are produced (committed first, so a crash after the
     /// produce leaves them recognisable as in flight).
     fn mark_attempted(&self, seqs: &[i64]) -> Result<(), StoreError>;
@@ -573,3 +591,4 @@ where
 }
 
 pub mod blobs;
+pub mod files;

@@ -288,11 +288,13 @@ const CACHE_SIZE: i64 = -65536;
 
 impl SqliteStore {
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-            })?;
+        let io = |e: std::io::Error| {
+            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            super::files::create_private_dir(dir).map_err(io)?;
         }
+        make_private(path).map_err(io)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -395,6 +397,26 @@ impl SqliteStore {
         // on drop), so a poisoned lock is still a usable connection.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Creates the database file 0600 before SQLite opens it (SQLite would create it with the
+/// umask's mode, and gives its `-wal` and `-shm` files the database file's mode), and narrows
+/// an existing database or journal file that others could read.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    drop(super::files::open_private(path)?);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if let Ok(m) = std::fs::metadata(&p)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(super::files::FILE_MODE))?;
+            tracing::warn!(file = %p.display(), "store file was readable by others; now 0600");
+        }
+    }
+    Ok(())
 }
 
 fn row_to_outbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
@@ -914,26 +936,28 @@ impl Store for SqliteStore {
         since: Timestamp,
         except: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(
-            "SELECT item_id, received_ms FROM person_items
-             WHERE person_key = ?1 AND matter = ?2 AND received_ms >= ?3 AND item_id <> ?4",
-        )?;
-        // (received, id) of every distinct item, whichever key found it.
-        let mut found: Vec<(i64, String)> = Vec::new();
-        for k in person_keys {
-            let rows = st.query_map(params![k, matter, since.as_millisecond(), except], |r| {
-                Ok((r.get::<_, i64>(1)?, r.get::<_, String>(0)?))
-            })?;
-            for row in rows {
-                let row = row?;
-                if !found.iter().any(|(_, id)| *id == row.1) {
-                    found.push(row);
-                }
-            }
+        // One statement over a bounded set of keys, distinct items by SQL, newest first with a
+        // LIMIT: the cost no longer grows with keys × rows (it was a query per key and a
+        // linear search per row found).
+        let keys = &person_keys[..person_keys.len().min(MAX_LOOKUP_KEYS)];
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        found.sort();
-        Ok(found.into_iter().map(|(_, id)| id).collect())
+        let marks = vec!["?"; keys.len()].join(", ");
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT item_id, min(received_ms) AS r FROM person_items
+             WHERE person_key IN ({marks}) AND matter = ? AND received_ms >= ? AND item_id <> ?
+             GROUP BY item_id ORDER BY r DESC, item_id DESC LIMIT ?"
+        ))?;
+        let mut args: Vec<&dyn rusqlite::ToSql> = keys.iter().map(|k| k as _).collect();
+        let (since_ms, limit) = (since.as_millisecond(), MAX_RELATED_ITEMS as i64);
+        args.extend([&matter as &dyn rusqlite::ToSql, &since_ms, &except, &limit]);
+        let mut found = st
+            .query_map(args.as_slice(), |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        found.reverse();
+        Ok(found)
     }
 
     fn item_state(&self, id: &str) -> Result<Option<(Envelope, Option<String>)>, StoreError> {
@@ -1052,6 +1076,38 @@ impl Store for SqliteStore {
             .query_map([], row_to_outbox)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    fn pending_outbox_except(
+        &self,
+        limit: usize,
+        held: &[String],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        if held.is_empty() {
+            return self.pending_outbox(limit);
+        }
+        let marks = vec!["?"; held.len()].join(", ");
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLS} FROM outbox WHERE state = 'pending' AND topic NOT IN ({marks})
+             ORDER BY seq LIMIT ?"
+        ))?;
+        let limit = limit as i64;
+        let mut args: Vec<&dyn rusqlite::ToSql> = held.iter().map(|t| t as _).collect();
+        args.push(&limit);
+        let rows = st
+            .query_map(args.as_slice(), row_to_outbox)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn in_flight_since(&self, topic: &str) -> Result<Option<Timestamp>, StoreError> {
+        let at: Option<String> = self.conn().query_row(
+            "SELECT min(created_at) FROM outbox WHERE state = 'pending' AND attempts > 0 AND topic = ?1",
+            [topic],
+            |r| r.get(0),
+        )?;
+        ts(at).map_err(StoreError::from)
     }
 
     fn mark_attempted(&self, seqs: &[i64]) -> Result<(), StoreError> {
@@ -1686,6 +1742,28 @@ mod tests {
         assert_eq!(states, ["running", "stopped"]);
     }
 
+    /// The database and its WAL were created with the umask's mode (0644 under the usual
+    /// 022): every local user could read the envelopes.
+    #[test]
+    fn store_files_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("data/sub/t.db");
+        let s = SqliteStore::open(&path, Duration::from_secs(1)).unwrap();
+        s.record_item(&item("a")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.path().join("data")), 0o700);
+        assert_eq!(mode(&root.path().join("data/sub")), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&root.path().join("data/sub/t.db-wal")), 0o600);
+        assert_eq!(mode(&root.path().join("data/sub/t.db-shm")), 0o600);
+        drop(s);
+        // An older store created 0644 is narrowed when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _s = SqliteStore::open(&path, Duration::from_secs(1)).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
     #[test]
     fn record_is_idempotent_by_item_id() {
         let (_d, s) = store();
@@ -1751,6 +1829,36 @@ mod tests {
         assert_eq!(n, 6);
     }
 
+    /// A petitioner with hundreds of earlier items (or an item with many keys) cost a query per
+    /// key and a linear search per row found, and linked every earlier item. Now one query,
+    /// at most `MAX_RELATED_ITEMS` ids (the newest, listed oldest first).
+    #[test]
+    fn related_items_are_bounded_whatever_the_history() {
+        let (_d, s) = store();
+        let keys: Vec<String> = (0..MAX_LOOKUP_KEYS + 5).map(|k| format!("k{k}")).collect();
+        let n = MAX_RELATED_ITEMS + 20;
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let mut it = item(&format!("u{i}"));
+            it.envelope.received_at = Timestamp::from_second(1_772_000_000 + i as i64).unwrap();
+            it.person_index = Some(PersonIndex {
+                person_keys: keys[..3].to_vec(),
+                matter: "rights/hrss".into(),
+            });
+            ids.push(it.envelope.id.to_string());
+            s.record_item(&it).unwrap();
+        }
+        let got = s
+            .related_items(&keys, "rights/hrss", Timestamp::UNIX_EPOCH, "x")
+            .unwrap();
+        assert_eq!(got.len(), MAX_RELATED_ITEMS);
+        assert_eq!(
+            got,
+            ids[n - MAX_RELATED_ITEMS..],
+            "the newest, oldest first"
+        );
+    }
+
     #[test]
     fn outbox_lifecycle_and_positions() {
         let (_d, s) = store();
@@ -1759,8 +1867,22 @@ mod tests {
         let rows = s.pending_outbox(10).unwrap();
         assert_eq!(rows.len(), 2);
         assert!(s.in_flight_outbox().unwrap().is_empty());
+        assert!(s.in_flight_since("t").unwrap().is_none());
         s.mark_attempted(&[rows[0].seq]).unwrap();
         assert_eq!(s.in_flight_outbox().unwrap()[0].ce_id, "ce-a");
+        let since = s.in_flight_since("t").unwrap().unwrap();
+        assert!(
+            (Timestamp::now() - since).get_seconds().abs() < 60,
+            "{since}"
+        );
+        assert!(s.in_flight_since("other").unwrap().is_none());
+        // A held topic's rows are left out; others still come.
+        assert!(
+            s.pending_outbox_except(10, &["t".into()])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.pending_outbox_except(10, &["x".into()]).unwrap().len(), 2);
         s.mark_delivered(&[Delivered {
             seq: rows[0].seq,
             topic: "t".into(),

@@ -117,8 +117,13 @@ fn board_in_chromium_shows_clocks_filters_and_no_personal_data() {
     };
     assert_eq!(json["time_zone"], "Asia/Shanghai");
 
+    // The operator's browser signs in once (the token exchanged for an HttpOnly cookie) and
+    // lands on the board; without it the board is closed.
     let base = format!("http://127.0.0.1:{}", app.admin_port);
-    let dom = browse(&chromium, &format!("{base}/board"), None);
+    let closed = browse(&chromium, &format!("{base}/board"), None);
+    assert!(!closed.contains("<h1>SLA board</h1>"), "{closed}");
+    assert!(closed.contains("unauthorized"), "{closed}");
+    let dom = browse(&chromium, &app.login_url("/board"), None);
     assert!(dom.contains("<h1>SLA board</h1>"), "{dom}");
 
     // The slow clock is due next, for the lead department, two hours after it started.
@@ -160,19 +165,19 @@ fn board_in_chromium_shows_clocks_filters_and_no_personal_data() {
     );
 
     // Filter by clock: only the quick clock remains; by another department: nothing.
-    let dom_quick = browse(&chromium, &format!("{base}/board?clock=letter.quick"), None);
+    let dom_quick = browse(&chromium, &app.login_url("/board?clock=letter.quick"), None);
     assert!(row(&dom_quick, "overdue", "data-clock=\"letter.quick\"").is_some());
     assert!(
         !dom_quick.contains("data-clock=\"letter.slow\""),
         "{dom_quick}"
     );
     assert!(dom_quick.contains("id=\"upcoming-empty\""));
-    let dom_other = browse(&chromium, &format!("{base}/board?department=hrss"), None);
+    let dom_other = browse(&chromium, &app.login_url("/board?department=hrss"), None);
     assert!(!dom_other.contains(&item), "{dom_other}");
     assert!(dom_other.contains("id=\"counts-empty\""));
     let dom_desk = browse(
         &chromium,
-        &format!("{base}/board?department=intake-desk&clock=letter.slow"),
+        &app.login_url("/board?department=intake-desk&clock=letter.slow"),
         None,
     );
     assert!(row(&dom_desk, "upcoming", "data-clock=\"letter.slow\"").is_some());

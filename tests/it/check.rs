@@ -312,3 +312,107 @@ fn explain_reads_hotline_and_portal_records_masked() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("would be quarantined: no_id"));
 }
+
+fn minimal(dir: &std::path::Path, admin: &str) -> std::path::PathBuf {
+    let path = dir.join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[daemon]\ndata_dir = \"data\"\n\n[admin]\n{admin}\n\n[kafka]\nbrokers = \"127.0.0.1:9\"\n\n[[departments]]\nid = \"a\"\nname = \"A\"\ntopic = \"t\"\n\n[routing]\ndefault_lead = \"a\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// An admin listener on every interface without a token used to pass `check` and start: the
+/// API was open to the network. `check` (the unit's ExecStartPre) and `run` now refuse it,
+/// naming the line; a token from a systemd credential is accepted.
+#[test]
+fn check_refuses_a_non_loopback_admin_listener_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = minimal(dir.path(), "listen = \"0.0.0.0:9464\"");
+    for cmd in ["check", "run"] {
+        let out = Command::new(BIN)
+            .args([cmd, "--config"])
+            .arg(&open)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("p.toml:5: admin.listen: `0.0.0.0:9464` is not a loopback address"),
+            "{cmd}: {err}"
+        );
+    }
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(
+        creds.join("petitiond-admin"),
+        "0123456789abcdef0123456789\n",
+    )
+    .unwrap();
+    let with_token = minimal(
+        dir.path(),
+        "listen = \"0.0.0.0:9464\"\ntoken = { credential = \"petitiond-admin\" }",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&with_token)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A data directory others could read (0755, the usual umask's mode) was used as it was:
+/// envelopes, scans and quarantined mail readable by every local user. `check` and `run`
+/// now refuse it with the path and the fix; the override flag accepts it.
+#[test]
+fn check_and_run_refuse_a_data_dir_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = minimal(dir.path(), "enabled = false");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for cmd in ["check", "run"] {
+        let out = Command::new(BIN)
+            .args([cmd, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{} has mode 0755", data.display())),
+            "{cmd}: {err}"
+        );
+        assert!(
+            err.contains(&format!("chmod 700 {}", data.display())),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("--allow-shared-data-dir"), "{cmd}: {err}");
+    }
+    let out = Command::new(BIN)
+        .args(["check", "--allow-shared-data-dir", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}

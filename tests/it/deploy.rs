@@ -74,6 +74,11 @@ const DEB: &[(&str, &str)] = &[
 const CONTAINER: &[(&str, &str)] = &[
     ("brokers = \"127.0.0.1:9092\"", "brokers = \"kafka:9092\""),
     ("listen = \"127.0.0.1:9464\"", "listen = \"0.0.0.0:9464\""),
+    // Off loopback the admin API needs its token (`check` refuses it otherwise).
+    (
+        "# token = { credential = \"petitiond.admin-token\" }",
+        "token = { credential = \"petitiond.admin-token\" }",
+    ),
     (
         "# petitiond configuration as the Debian package installs it (/etc/petitiond/petitiond.toml, a\n\
          # conffile: your edits survive upgrades).",
@@ -305,10 +310,19 @@ fn compose_file_wires_petitiond_kafka_prometheus_and_grafana() {
             );
         }
     }
-    // petitiond's config in the image listens where Prometheus scrapes.
+    // petitiond's config in the image listens where Prometheus scrapes, with the admin token
+    // that compose gives both of them as a secret.
     let container =
         std::fs::read_to_string(root().join("deploy/container/petitiond.toml")).unwrap();
     assert!(container.contains("listen = \"0.0.0.0:9464\""));
+    assert!(container.contains("\ntoken = { credential = \"petitiond.admin-token\" }"));
+    for svc in ["petitiond", "prometheus"] {
+        assert!(
+            strs(&compose["services"][svc]["secrets"]).contains(&"petitiond.admin-token".into()),
+            "{svc} lacks the admin token secret"
+        );
+    }
+    assert!(!compose["secrets"]["petitiond.admin-token"]["file"].is_badvalue());
     assert!(container.contains("brokers = \"kafka:9092\""));
     let prom = yaml("deploy/prometheus/prometheus.yml");
     let targets: Vec<String> = prom["scrape_configs"]

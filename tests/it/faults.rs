@@ -255,3 +255,184 @@ fn a_second_daemon_on_the_same_data_dir_refuses_to_start() {
     assert!(err.contains("another petitiond is running"), "{err}");
     assert!(app.is_running(), "the first daemon is unaffected");
 }
+
+/// Under a permissive umask the data dir, the store (and its WAL), blobs (scans, quarantined
+/// mail), the repeat-petition key and the lock were created readable — and writable — by
+/// every local user. Every file petitiond writes in its data dir is now 0600 and every
+/// directory 0700, whatever the umask.
+#[test]
+fn data_files_are_private_even_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    app.start_with_umask(Some("000"));
+    app.deliver(b"\x00\x1f\x8b\x08 not a mail \xff\xfe");
+    let good = app.deliver(&letter(3));
+    let records = consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_exactly_once(&records, &[good]);
+    let data = app.dir.path().join("data");
+    let mut seen = Vec::new();
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        if p.is_dir() {
+            assert_eq!(mode, 0o700, "{}", p.display());
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        seen.push(p.strip_prefix(&data).unwrap().display().to_string());
+    }
+    for f in [
+        "petitiond.db",
+        "petitiond.db-wal",
+        "petitiond.lock",
+        "repeat-petition.key",
+        "blobs/tmp",
+    ] {
+        assert!(seen.iter().any(|s| s == f), "{f} not found in {seen:?}");
+    }
+    assert!(
+        seen.iter().filter(|s| s.starts_with("blobs/")).count() >= 4,
+        "scan, raw mails and the quarantined bytes: {seen:?}"
+    );
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// A config for an in-process relay on the test broker: one partition, unique topics.
+fn relay_config(brokers: &str, extra_kafka: &str) -> petitiond::config::Config {
+    let text = format!(
+        "[kafka]\nbrokers = \"{brokers}\"\npartitions = 1\nretry_backoff_ms = 200\ndead_letter_topic = \"{}\"\n{extra_kafka}\n\n[[departments]]\nid = \"desk\"\nname = \"D\"\ntopic = \"{}\"\n\n[routing]\ndefault_lead = \"desk\"\n\n[sla]\nalerts_topic = \"{}\"\nstatus_topic = \"{}\"\n",
+        unique("it.dlq"),
+        unique("it.desk"),
+        unique("it.alerts"),
+        unique("it.status"),
+    );
+    petitiond::config::Config::parse(&text, "relay.toml", std::path::Path::new(".")).unwrap()
+}
+
+/// Fills the department's topic with `n` records nobody is looking for (years of retention).
+fn fill(brokers: &str, topic: &str, n: usize) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    for i in 0..n {
+        let key = format!("old-{i}");
+        loop {
+            match p.send(BaseRecord::to(topic).key(&key).payload("{}")) {
+                Ok(()) => break,
+                Err(_) => {
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn scanned(metrics: &petitiond::metrics::Metrics) -> u64 {
+    let text = metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix("petitiond_outbox_recovery_scanned_records_total "))
+        .unwrap_or_else(|| panic!("no scanned count:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// With nothing recorded for a partition (a new store, a restored one) the recovery scan read
+/// the topic from its first record: on a topic that keeps years of records the scan outran its
+/// deadline and the relay stopped — at every restart. It now starts at the records written
+/// shortly before the in-flight row was created, and still finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_scan_of_a_long_retention_topic_starts_at_the_rows_age() {
+    let Some(brokers) = broker() else { return };
+    let cfg = relay_config(&brokers, "recovery_time_margin_secs = 1");
+    petitiond::kafka::topics::ensure_topics(&cfg.kafka, &cfg.topics())
+        .await
+        .unwrap();
+    let topic = cfg.departments[0].topic.clone();
+    fill(&brokers, &topic, 3000);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn petitiond::store::Store> = std::sync::Arc::new(
+        petitiond::store::SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1))
+            .unwrap(),
+    );
+    crate::mock_faults::produced_before_the_crash(&brokers, &store, &cfg, 1);
+    let metrics = petitiond::metrics::Metrics::new();
+    crate::mock_faults::relay_until_drained(&cfg, store.clone(), metrics.clone()).await;
+    let n = scanned(&metrics);
+    assert!(n < 100, "read {n} records of 3001");
+    assert!(
+        metrics
+            .encode()
+            .contains("petitiond_recovered_in_flight_total 1")
+    );
+    let records = consume(
+        &brokers,
+        &topic,
+        3001,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let id = crate::mock_faults::item(&cfg, 1).envelope.id.to_string();
+    assert_eq!(
+        records.iter().filter(|r| r.key == id).count(),
+        1,
+        "never re-sent"
+    );
+}
+
+/// Where the time bound does not help (the rows are older than the records around them),
+/// the scan still reads at most `kafka.recovery_scan_max_records` per partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_scan_is_capped_at_max_records() {
+    let Some(brokers) = broker() else { return };
+    let cfg = relay_config(&brokers, "recovery_scan_max_records = 500");
+    petitiond::kafka::topics::ensure_topics(&cfg.kafka, &cfg.topics())
+        .await
+        .unwrap();
+    let topic = cfg.departments[0].topic.clone();
+    fill(&brokers, &topic, 3000);
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn petitiond::store::Store> = std::sync::Arc::new(
+        petitiond::store::SqliteStore::open(&dir.path().join("s.db"), Duration::from_secs(1))
+            .unwrap(),
+    );
+    crate::mock_faults::produced_before_the_crash(&brokers, &store, &cfg, 2);
+    let metrics = petitiond::metrics::Metrics::new();
+    crate::mock_faults::relay_until_drained(&cfg, store.clone(), metrics.clone()).await;
+    let n = scanned(&metrics);
+    assert!(n <= 500, "read {n} records");
+    let text = metrics.encode();
+    assert!(
+        text.contains("petitiond_recovered_in_flight_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("petitiond_outbox_recovery_capped_total{topic="),
+        "{text}"
+    );
+    let records = consume(
+        &brokers,
+        &topic,
+        3001,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let id = crate::mock_faults::item(&cfg, 2).envelope.id.to_string();
+    assert_eq!(
+        records.iter().filter(|r| r.key == id).count(),
+        1,
+        "never re-sent"
+    );
+}

@@ -128,6 +128,9 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
 }
 
+/// The admin token every `TestApp` is configured with (`admin.token` from a file).
+pub const ADMIN_TOKEN: &str = "it-admin-token-0123456789abcdef";
+
 pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -160,6 +163,7 @@ log_filter = "info,librdkafka=warn"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+token = {{ file = "admin.token" }}
 
 [kafka]
 brokers = "{brokers}"
@@ -183,6 +187,7 @@ poll_interval_ms = 100
             ),
         )
         .unwrap();
+        std::fs::write(dir.path().join("admin.token"), format!("{ADMIN_TOKEN}\n")).unwrap();
         let maildir = dir.path().join("mail");
         for sub in ["new", "cur", "tmp"] {
             std::fs::create_dir_all(maildir.join(sub)).unwrap();
@@ -211,13 +216,26 @@ poll_interval_ms = 100
     }
 
     pub fn start(&mut self) {
+        self.start_with_umask(None);
+    }
+
+    /// Starts the daemon from a shell that set `umask` first (e.g. "000").
+    pub fn start_with_umask(&mut self, umask: Option<&str>) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = match umask {
+            None => Command::new(BIN),
+            Some(u) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("umask {u} && exec \"$0\" \"$@\""), BIN]);
+                c
+            }
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(&self.config)
             .stdout(log.try_clone().unwrap())
@@ -330,9 +348,30 @@ poll_interval_ms = 100
             .build()
             .unwrap();
         rt.block_on(async {
-            let r = reqwest::get(&url).await.unwrap();
+            let r = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         })
+    }
+
+    /// A URL that signs a browser in (the admin cookie) and takes it to `next` (a path).
+    pub fn login_url(&self, next: &str) -> String {
+        let mut next_q = String::new();
+        for b in next.bytes() {
+            if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+                next_q.push(b as char);
+            } else {
+                next_q.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!(
+            "http://127.0.0.1:{}/login?token={ADMIN_TOKEN}&next={next_q}",
+            self.admin_port
+        )
     }
 
     pub fn petitiond(&self, args: &[&str]) -> std::process::Output {

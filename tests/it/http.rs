@@ -56,7 +56,6 @@ base_url = "{hotline}"
 allow_plaintext_auth = true
 jurisdiction_id = "hz.12345"
 api_key = {{ file = "hotline.key" }}
-allow_plaintext_auth = true
 max_per_response = 100
 poll_interval_ms = 200
 overlap_secs = 30

@@ -67,7 +67,7 @@ fn config(brokers: &str) -> Config {
     Config::parse(&text, "mock.toml", std::path::Path::new(".")).unwrap()
 }
 
-fn item(cfg: &Config, n: usize) -> NewItem {
+pub(crate) fn item(cfg: &Config, n: usize) -> NewItem {
     let env = Envelope::new(
         Channel::Hotline,
         Upstream {
@@ -100,16 +100,8 @@ fn item(cfg: &Config, n: usize) -> NewItem {
     }
 }
 
-async fn relay_until_drained(cfg: &Config, store: Arc<dyn Store>, metrics: Metrics) {
-    let relay = Relay {
-        config: cfg.kafka.clone(),
-        topics: cfg.topics(),
-        store,
-        metrics,
-        health: Arc::new(BrokerHealth::default()),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        ready: Arc::new(Default::default()),
-    };
+pub(crate) async fn relay_until_drained(cfg: &Config, store: Arc<dyn Store>, metrics: Metrics) {
+    let relay = relay(cfg, store, metrics);
     let input_done = CancellationToken::new();
     input_done.cancel();
     tokio::time::timeout(
@@ -258,4 +250,239 @@ async fn fatal_producer_error_recreates_the_producer_and_delivers_once() {
         "{text}"
     );
     assert_eq!(keys_on(&brokers, "desk"), ids(&items));
+}
+
+/// What the previous process did before it died: the row was counted as attempted and its
+/// record reached the topic, but the delivery was never marked in the store.
+pub(crate) fn produced_before_the_crash(
+    brokers: &str,
+    store: &Arc<dyn Store>,
+    cfg: &Config,
+    n: usize,
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    store.record_item(&item(cfg, n)).unwrap();
+    let row = store.pending_outbox(100).unwrap().pop().unwrap();
+    store.mark_attempted(&[row.seq]).unwrap();
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in &row.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    p.send(
+        BaseRecord::to(&row.topic)
+            .key(&row.key)
+            .payload(&row.payload)
+            .headers(headers),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+    p.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(store.in_flight_outbox().unwrap().len(), 1);
+}
+
+pub(crate) fn relay(cfg: &Config, store: Arc<dyn Store>, metrics: Metrics) -> Relay {
+    Relay {
+        config: cfg.kafka.clone(),
+        topics: cfg.topics(),
+        store,
+        metrics,
+        health: Arc::new(BrokerHealth::default()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        ready: Arc::new(Default::default()),
+        alerts_topic: cfg.sla.alerts_topic.clone(),
+    }
+}
+
+/// A metadata answer that did not list the topic's partitions made the recovery scan read
+/// nothing and conclude "not on Kafka": the in-flight record was sent a second time. Now the
+/// topic is held (nothing sent to it), an alert is raised, and the scan is retried until the
+/// metadata is sane; the record is then found and never re-sent. (The rows' topic is one the
+/// relay does not verify at start — a department since removed from the config, or a dead
+/// letter replayed to another topic — so the broken metadata meets the scan first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_metadata_error_holds_the_topic_and_never_resends_blind() {
+    let Fixture {
+        mock,
+        brokers,
+        cfg,
+        _dir,
+        store,
+    } = Fixture::new();
+    produced_before_the_crash(&brokers, &store, &cfg, 1);
+    let metrics = Metrics::new();
+    let mut r = relay(&cfg, store.clone(), metrics.clone());
+    r.topics.retain(|t| t != "desk");
+    mock.topic_error(
+        "desk",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+    )
+    .unwrap();
+    let input_done = CancellationToken::new();
+    input_done.cancel();
+    let task = tokio::spawn(r.run(input_done, CancellationToken::new()));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let text = metrics.encode();
+    assert!(
+        text.contains("petitiond_outbox_recovery_failures_total{topic=\"desk\"}"),
+        "{text}"
+    );
+    assert!(text.contains("petitiond_outbox_held_topics 1"), "{text}");
+    assert_eq!(
+        store.in_flight_outbox().unwrap().len(),
+        1,
+        "still in flight"
+    );
+    mock.topic_error("desk", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(90), task)
+        .await
+        .expect("relay drained in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(keys_on(&brokers, "desk").len(), 1, "sent once, never twice");
+    assert_eq!(store.pending_count().unwrap(), 0);
+    let text = metrics.encode();
+    assert!(
+        text.contains("petitiond_recovered_in_flight_total 1"),
+        "{text}"
+    );
+    assert!(text.contains("petitiond_outbox_held_topics 0"), "{text}");
+    // The operator was told, on the alerts topic.
+    let alerts = read(&brokers, &cfg.sla.alerts_topic);
+    assert!(
+        alerts.iter().any(|(_, h)| h
+            .iter()
+            .any(|(k, v)| k == "ce_type" && v == "cn.gov.petition.relay.recovery_failed.v1")),
+        "{alerts:?}"
+    );
+}
+
+/// A broker error during the recovery scan (here: offset queries refused) ended the relay
+/// with an error, so the daemon exited — and, restarted by systemd, failed the same way again.
+/// Now the topic is held and the scan retried; the relay keeps running and delivers once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_scan_broker_errors_hold_the_topic_instead_of_stopping_the_relay() {
+    let Fixture {
+        mock,
+        brokers,
+        cfg,
+        _dir,
+        store,
+    } = Fixture::new();
+    produced_before_the_crash(&brokers, &store, &cfg, 2);
+    use RDKafkaRespErr::*;
+    mock.request_errors(
+        RDKafkaApiKey::ListOffsets,
+        &[
+            RD_KAFKA_RESP_ERR_UNKNOWN,
+            RD_KAFKA_RESP_ERR_UNKNOWN,
+            RD_KAFKA_RESP_ERR_UNKNOWN,
+        ],
+    );
+    let metrics = Metrics::new();
+    relay_until_drained(&cfg, store.clone(), metrics.clone()).await;
+    assert_eq!(keys_on(&brokers, "desk").len(), 1, "found, not re-sent");
+    let text = metrics.encode();
+    assert!(
+        text.contains("petitiond_outbox_recovery_failures_total{topic=\"desk\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("petitiond_recovered_in_flight_total 1"),
+        "{text}"
+    );
+}
+
+/// Any failure in the status consumer — here the dead-letter topic refusing a bad event —
+/// ended its task, and a failed task stops the daemon (then systemd restarts it into the same
+/// event). Now the failure is counted, reported once on the alerts topic, and the consumer
+/// starts a new session after a back-off; the uncommitted event is read again and handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_consumer_failure_raises_an_alert_and_retries_instead_of_ending_the_daemon() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let Fixture {
+        mock,
+        brokers,
+        cfg,
+        _dir,
+        store,
+    } = Fixture::new();
+    // Garbage on the shared status topic: a bad shape, dead-lettered whoever sent it.
+    let status_topic = cfg.sla.status_topic.clone();
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    p.send(BaseRecord::to(&status_topic).key("x").payload("not json"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    p.flush(Duration::from_secs(10)).unwrap();
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let metrics = Metrics::new();
+    let (timers, _timers_rx) = tokio::sync::mpsc::unbounded_channel();
+    let consumer = petitiond::status::StatusConsumer {
+        config: Arc::new(cfg.clone()),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        health: Arc::new(BrokerHealth::default()),
+        timers,
+        topics_ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    let t0 = std::time::Instant::now();
+    let dead = loop {
+        let dead = read(&brokers, "dlq");
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(!task.is_finished(), "the status consumer ended");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never dead-lettered"
+        );
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]
+            .1
+            .iter()
+            .any(|(k, v)| k == "petitiond_dlq_reason" && v.starts_with("bad shape"))
+    );
+    assert!(!task.is_finished(), "still consuming");
+    let text = metrics.encode();
+    assert!(
+        text.contains("petitiond_status_consumer_failures_total 1"),
+        "{text}"
+    );
+    let alert = store
+        .pending_outbox(100)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.topic == cfg.sla.alerts_topic)
+        .expect("an alert for the operator");
+    assert!(
+        alert
+            .headers
+            .iter()
+            .any(|(k, v)| k == "ce_type" && v == "cn.gov.petition.status.consumer_failed.v1"),
+        "{alert:?}"
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 struct Sla {
     alerts: String,
+    /// The shared status topic (trusted for no department by default).
     status: String,
+    /// The intake desk's own status topic (`<its topic>.status`): where it reports.
+    desk_status: String,
 }
 
 /// Adds an `[sla]` section with fresh topics and the given clocks to the app's config.
@@ -15,6 +18,7 @@ fn with_sla(app: &TestApp, clocks: &str) -> Sla {
     let sla = Sla {
         alerts: unique("it.alerts"),
         status: unique("it.status"),
+        desk_status: format!("{}.status", app.topic),
     };
     let mut cfg = std::fs::read_to_string(&app.config).unwrap();
     cfg.push_str(&format!(
@@ -135,18 +139,28 @@ fn status_event_stops_the_clock_and_bad_events_are_dead_lettered() {
         serde_json::json!({"event_id": id, "item_id": stopped, "event": kind, "time": now,
                            "actor": {"department": "intake-desk", "person": "clerk-1"}})
     };
-    send_status(&brokers, &sla.status, &stopped, event("e1", "registered"));
-    send_status(&brokers, &sla.status, &stopped, event("e1", "registered")); // duplicate
-    send_status(&brokers, &sla.status, &stopped, event("e2", "resumed")); // out of order
     send_status(
         &brokers,
-        &sla.status,
+        &sla.desk_status,
+        &stopped,
+        event("e1", "registered"),
+    );
+    send_status(
+        &brokers,
+        &sla.desk_status,
+        &stopped,
+        event("e1", "registered"),
+    ); // duplicate
+    send_status(&brokers, &sla.desk_status, &stopped, event("e2", "resumed")); // out of order
+    send_status(
+        &brokers,
+        &sla.desk_status,
         &stopped,
         serde_json::json!({"nonsense": true}),
     );
     send_status(
         &brokers,
-        &sla.status,
+        &sla.desk_status,
         "x",
         serde_json::json!({"event_id": "e3", "item_id": "no-such-item", "event": "viewed", "time": now}),
     );
@@ -192,8 +206,111 @@ fn status_event_stops_the_clock_and_bad_events_are_dead_lettered() {
     );
     assert!(
         dead.iter()
-            .all(|r| r.headers["petitiond_dlq_topic"] == sla.status)
+            .all(|r| r.headers["petitiond_dlq_topic"] == sla.desk_status)
     );
+}
+
+/// On the one shared status topic any producer could stop any item's clock, with any time.
+/// Now an event from a department the item is not routed to, one on the shared topic (trusted
+/// for nobody by default), one dated in the future and one dated before the item arrived are
+/// all dead-lettered with their reason, and the clock runs on to its breach.
+#[test]
+fn status_events_from_the_wrong_department_or_with_bad_times_are_dead_lettered() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let hrss = unique("it.hrss");
+    app.append_config(&format!(
+        "\n[[departments]]\nid = \"hrss\"\nname = \"人社局\"\ntopic = \"{hrss}\"\n"
+    ));
+    let sla = with_sla(&app, &letter_clock(8));
+    app.start();
+    let item = app.deliver_now(&letter(1));
+    let routed = consume(
+        &brokers,
+        &app.topic,
+        1,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    let env: serde_json::Value = serde_json::from_slice(&routed[0].payload).unwrap();
+    let received = ts(&env["received_at"]);
+    let now = jiff::Timestamp::now();
+    let at = |t: jiff::Timestamp| t.to_string();
+    let event = |id: &str, time: String| serde_json::json!({"event_id": id, "item_id": item, "event": "registered", "time": time});
+    let hrss_status = format!("{hrss}.status");
+    send_status(&brokers, &hrss_status, &item, event("w1", at(now)));
+    send_status(
+        &brokers,
+        &sla.status,
+        &item,
+        serde_json::json!({"event_id": "w2", "item_id": item, "event": "registered",
+                           "time": at(now), "actor": {"department": "intake-desk"}}),
+    );
+    let later = now
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    send_status(&brokers, &sla.desk_status, &item, event("w3", at(later)));
+    let before = received
+        .checked_sub(jiff::SignedDuration::from_secs(1))
+        .unwrap();
+    send_status(&brokers, &sla.desk_status, &item, event("w4", at(before)));
+
+    let dead = consume(
+        &brokers,
+        &app.dlq,
+        4,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let reason = |topic: &str| -> String {
+        dead.iter()
+            .find(|r| r.headers["petitiond_dlq_topic"] == topic)
+            .map(|r| r.headers["petitiond_dlq_reason"].clone())
+            .unwrap_or_else(|| panic!("nothing dead-lettered from {topic}: {dead:?}"))
+    };
+    assert!(
+        reason(&hrss_status).contains("is not routed to department `hrss`"),
+        "{}",
+        reason(&hrss_status)
+    );
+    assert!(reason(&sla.status).contains("shared status topic is not trusted"));
+    let desk: Vec<&str> = dead
+        .iter()
+        .filter(|r| r.headers["petitiond_dlq_topic"] == sla.desk_status)
+        .map(|r| r.headers["petitiond_dlq_reason"].as_str())
+        .collect();
+    assert!(desk.iter().any(|r| r.contains("in the future")), "{desk:?}");
+    assert!(
+        desk.iter().any(|r| r.contains("before the item arrived")),
+        "{desk:?}"
+    );
+    // None of them stopped the clock: it breaches.
+    let alerts = consume(
+        &brokers,
+        &sla.alerts,
+        2,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let kinds: Vec<String> = alerts_of(&alerts, &item)
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, vec!["warning_50", "breach"]);
+    let (_, metrics) = app.http_get("/metrics");
+    for reason in [
+        "not_routed",
+        "untrusted_topic",
+        "future_time",
+        "before_arrival",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "petitiond_status_events_total{{event=\"{reason}\",outcome=\"dead_lettered\"}} 1"
+            )),
+            "{reason}: {metrics}"
+        );
+    }
 }
 
 /// A paused clock resumes with the time it had left.
@@ -224,13 +341,13 @@ fn paused_clock_resumes_with_the_remaining_time() {
     // Paused 1 s after start (before the 50% warning), resumed 5 s later: 9 s were left.
     send_status(
         &brokers,
-        &sla.status,
+        &sla.desk_status,
         &item,
         serde_json::json!({"event_id": "p", "item_id": item, "event": "paused", "time": at(1)}),
     );
     send_status(
         &brokers,
-        &sla.status,
+        &sla.desk_status,
         &item,
         serde_json::json!({"event_id": "r", "item_id": item, "event": "resumed", "time": at(6)}),
     );

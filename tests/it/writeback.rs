@@ -22,8 +22,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The portal with write-back and signed requests (the body signed too); returns the status
-/// topic.
+/// The portal with write-back and signed requests (the body signed too); returns the desk's
+/// status topic (`departments[].status_topic`, default `<topic>.status`: the desk's system
+/// reports there).
 fn configure(app: &TestApp, portal: &str) -> String {
     std::fs::write(app.dir.path().join("portal.secret"), "it-secret-不要用\n").unwrap();
     let status = unique("it.status");
@@ -74,7 +75,7 @@ consumer_group = "{group}"
         alerts = unique("it.alerts"),
         group = unique("it.group"),
     ));
-    status
+    format!("{}.status", app.topic)
 }
 
 fn send_replied(brokers: &str, topic: &str, items: &[String]) {
