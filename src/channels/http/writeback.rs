@@ -50,6 +50,9 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 const BATCH: usize = 16;
 /// How often the pending gauge is refreshed while a backlog drains.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
+/// The first wait after a store failure, doubling up to the second.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The idempotency key of a write-back: UUID v5 of (item, kind, value).
 pub fn key(item_id: &str, kind: &str, value: &str) -> String {
@@ -314,8 +317,10 @@ pub struct WritebackWorker {
 }
 
 impl WritebackWorker {
-    /// Sends pending write-backs until `stop` fires. Returns an error only when the store
-    /// fails.
+    /// Sends pending write-backs until `stop` fires. A store failure is logged and retried
+    /// after a back-off (1 s doubling to 60 s): it never ends the daemon, and a row whose
+    /// outcome could not be recorded is sent again later under its key. Returns an error only
+    /// when the source cannot be set up (its HTTP client).
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let source = Arc::new(
             self.source
@@ -327,50 +332,80 @@ impl WritebackWorker {
             .clone()
             .expect("for_writeback keeps the section");
         let fetcher = Fetcher::new(&source, self.metrics.clone())?;
-        let name = source.name.clone();
-        tracing::info!(source = %name, path = %wb.path, "status write-back running");
+        tracing::info!(source = %source.name, path = %wb.path, "status write-back running");
         let mut sampled: Option<std::time::Instant> = None;
+        let mut failures: u32 = 0;
         while !stop.is_cancelled() {
-            let now = Timestamp::now().as_millisecond();
-            let n = name.clone();
-            let rows = blocking(&self.store, move |s| s.writeback_ready(&n, now, BATCH)).await?;
-            for r in &rows {
-                if stop.is_cancelled() {
-                    break;
+            let wait = match self
+                .round(&fetcher, &source, &wb, &mut sampled, &stop)
+                .await
+            {
+                Ok(wait) => {
+                    failures = 0;
+                    wait
                 }
-                self.send(&fetcher, &source, &wb, r, &stop).await?;
-            }
-            // The gauge counts the queue: when idle, else every few seconds (a backlog is
-            // not counted once per batch).
-            if rows.is_empty() || sampled.is_none_or(|t| t.elapsed() >= GAUGE_EVERY) {
-                sampled = Some(std::time::Instant::now());
-                let n = name.clone();
-                let pending = blocking(&self.store, move |s| s.writeback_pending(&n)).await?;
-                self.metrics
-                    .writeback_pending
-                    .get_or_create(&SourceLabel {
-                        source: name.clone(),
-                    })
-                    .set(pending as i64);
-            }
-            if !rows.is_empty() {
+                Err(e) => {
+                    failures += 1;
+                    let wait = (STORE_RETRY * 2u32.pow(failures.min(7) - 1)).min(STORE_RETRY_MAX);
+                    tracing::error!(source = %source.name, error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "status write-back: the store failed; retrying");
+                    wait
+                }
+            };
+            if wait.is_zero() {
                 continue;
             }
-            let n = name.clone();
-            let next = blocking(&self.store, move |s| s.writeback_next_attempt(&n)).await?;
-            let now = Timestamp::now().as_millisecond();
-            let wait = next.map_or(wb.poll_interval, |at| {
-                Duration::from_millis(
-                    (at - now).clamp(0, wb.poll_interval.as_millis() as i64) as u64
-                )
-            });
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.cancelled() => break,
             }
         }
-        tracing::info!(source = %name, "status write-back stopped");
+        tracing::info!(source = %source.name, "status write-back stopped");
         Ok(())
+    }
+
+    /// One round: the rows due now, sent one by one; the pending gauge when idle (else every
+    /// few seconds: a backlog is not counted once per batch). Returns how long to wait before
+    /// the next round (zero: rows were sent, look again at once).
+    async fn round(
+        &self,
+        fetcher: &Fetcher,
+        source: &HttpSourceConfig,
+        wb: &WritebackConfig,
+        sampled: &mut Option<std::time::Instant>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Duration> {
+        let name = source.name.clone();
+        let now = Timestamp::now().as_millisecond();
+        let n = name.clone();
+        let rows = blocking(&self.store, move |s| s.writeback_ready(&n, now, BATCH)).await?;
+        for r in &rows {
+            if stop.is_cancelled() {
+                break;
+            }
+            self.send(fetcher, source, wb, r, stop).await?;
+        }
+        if rows.is_empty() || sampled.is_none_or(|t| t.elapsed() >= GAUGE_EVERY) {
+            *sampled = Some(std::time::Instant::now());
+            let n = name.clone();
+            let pending = blocking(&self.store, move |s| s.writeback_pending(&n)).await?;
+            self.metrics
+                .writeback_pending
+                .get_or_create(&SourceLabel {
+                    source: name.clone(),
+                })
+                .set(pending as i64);
+        }
+        if !rows.is_empty() {
+            return Ok(Duration::ZERO);
+        }
+        let next = blocking(&self.store, move |s| s.writeback_next_attempt(&name)).await?;
+        let now = Timestamp::now().as_millisecond();
+        // A row due already but not sent waits behind an older row of its item: that one's
+        // time is not the minimum, so look again after the poll interval (never spin).
+        Ok(match next {
+            Some(at) if at > now => Duration::from_millis((at - now) as u64).min(wb.poll_interval),
+            _ => wb.poll_interval,
+        })
     }
 
     async fn send(

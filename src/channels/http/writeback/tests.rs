@@ -808,3 +808,31 @@ fn the_shipped_writeback_section_parses_and_speaks_the_simulators_api() {
         json(&completed(&sim, &env, EventKind::Replied, at).unwrap())
     );
 }
+
+/// The store failing under the worker (here: its table renamed away by another connection)
+/// is logged and retried, never the end of the task; once the store is back, the writes go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_is_retried_not_fatal() {
+    let sim = PortalSim::start(PortalSimConfig::default()).await.unwrap();
+    let ids = sim.add_records(1);
+    let h = H::new(config(&sim.base_url(), "", ""));
+    h.item(&ids[0]);
+    let db = rusqlite::Connection::open(h._dir.path().join("w.db")).unwrap();
+    db.execute_batch("ALTER TABLE writeback RENAME TO writeback_away")
+        .unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(h.worker().run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!task.is_finished(), "the worker keeps going");
+    assert!(sim.status_requests().is_empty());
+    db.execute_batch("ALTER TABLE writeback_away RENAME TO writeback")
+        .unwrap();
+    let start = std::time::Instant::now();
+    while sim.status_log(&ids[0]).len() < 3 && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_one_key_per_write_applied_once(&sim, &ids);
+    sim.stop().await;
+}
