@@ -284,6 +284,16 @@ pub fn backoff(wb: &WritebackConfig, attempts: i64) -> Duration {
     half + rand::rng().random_range(Duration::ZERO..=half)
 }
 
+/// How long an idle worker waits: until the earliest pending row's time, at most `poll`. A
+/// row due already that was not sent waits behind an older row of its item (whose time is
+/// later, so not the minimum): look again after `poll`, never at once (that would spin).
+pub fn idle_wait(next_ms: Option<i64>, now_ms: i64, poll: Duration) -> Duration {
+    match next_ms {
+        Some(at) if at > now_ms => Duration::from_millis((at - now_ms) as u64).min(poll),
+        _ => poll,
+    }
+}
+
 /// The request for a row: the source's base URL with the path, the item's upstream id as one
 /// path segment.
 pub fn request(source: &HttpSourceConfig, wb: &WritebackConfig, r: &WritebackRow) -> Option<Req> {
@@ -399,13 +409,11 @@ impl WritebackWorker {
             return Ok(Duration::ZERO);
         }
         let next = blocking(&self.store, move |s| s.writeback_next_attempt(&name)).await?;
-        let now = Timestamp::now().as_millisecond();
-        // A row due already but not sent waits behind an older row of its item: that one's
-        // time is not the minimum, so look again after the poll interval (never spin).
-        Ok(match next {
-            Some(at) if at > now => Duration::from_millis((at - now) as u64).min(wb.poll_interval),
-            _ => wb.poll_interval,
-        })
+        Ok(idle_wait(
+            next,
+            Timestamp::now().as_millisecond(),
+            wb.poll_interval,
+        ))
     }
 
     async fn send(

@@ -836,3 +836,22 @@ async fn a_store_failure_is_retried_not_fatal() {
     assert_one_key_per_write_applied_once(&sim, &ids);
     sim.stop().await;
 }
+
+/// Regression: a row due but blocked behind an older row of its item (in back-off) made the
+/// idle worker wait zero and query the store in a busy loop until the older row's time.
+#[test]
+fn a_row_blocked_behind_its_item_does_not_spin_the_worker() {
+    let poll = Duration::from_millis(1000);
+    assert_eq!(
+        idle_wait(Some(0), 5_000, poll),
+        poll,
+        "due, yet not sent: blocked"
+    );
+    assert_eq!(idle_wait(Some(5_000), 5_000, poll), poll);
+    assert_eq!(idle_wait(None, 5_000, poll), poll);
+    assert_eq!(
+        idle_wait(Some(5_250), 5_000, poll),
+        Duration::from_millis(250)
+    );
+    assert_eq!(idle_wait(Some(60_000), 5_000, poll), poll);
+}
