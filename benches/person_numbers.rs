@@ -183,6 +183,7 @@ fn seed_history(store: &SqliteStore, repeat: &Repeat) {
                     person_keys: keys,
                     matter: MATTER.into(),
                 }),
+                writeback: vec![],
             })
             .unwrap();
     }

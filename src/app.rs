@@ -1,10 +1,11 @@
 //! Wiring: builds every part from the config, runs them as tasks, and stops them in order.
 //!
-//! Tasks: the channels (edge: watch the shutdown token), intake (ends when the channels drop
-//! their senders), the outbox relay (ends when intake is done and the outbox is empty), and the
-//! admin server. Stop order: stop polling → intake drains → relay flushes → exit. If that takes
-//! longer than `daemon.shutdown_deadline_secs`, the relay is cut off; undelivered records stay
-//! in the outbox for the next start. A task that fails stops the daemon with an error.
+//! Tasks: the channels and their status write-back workers (edge: watch the shutdown token),
+//! intake (ends when the channels drop their senders), the outbox relay (ends when intake is
+//! done and the outbox is empty), and the admin server. Stop order: stop polling → intake
+//! drains → relay flushes → exit. If that takes longer than `daemon.shutdown_deadline_secs`,
+//! the relay is cut off; undelivered records stay in the outbox for the next start. A task
+//! that fails stops the daemon with an error.
 
 use crate::admin::{self, AdminState};
 use crate::channels::http::{ChannelHealth, HttpChannel};
@@ -187,6 +188,19 @@ impl Application {
                 _ => "portal",
             };
             spawn(name, Box::pin(ch.run(shutdown.clone())));
+            if source.writeback.is_some() {
+                // Status write-back: its own task, an edge one (its rows wait in the store).
+                let worker = crate::channels::http::writeback::WritebackWorker {
+                    source: Arc::new(source.clone()),
+                    store: self.store.clone(),
+                    metrics: self.metrics.clone(),
+                };
+                let name = match source.channel {
+                    Channel::Hotline => "hotline-writeback",
+                    _ => "portal-writeback",
+                };
+                spawn(name, Box::pin(worker.run(shutdown.clone())));
+            }
         }
         drop(tx);
 
@@ -503,6 +517,31 @@ fn init_series(m: &Metrics, cfg: &Config) {
                 source: source.name.clone(),
             })
             .set(0);
+        if source.writeback.is_some() {
+            use crate::channels::http::writeback::{ACKNOWLEDGED, COMPLETED, DUE};
+            use crate::metrics::{SourceKind, SourceOutcome};
+            for kind in [ACKNOWLEDGED, DUE, COMPLETED] {
+                m.writeback_dead
+                    .get_or_create(&SourceKind {
+                        source: source.name.clone(),
+                        kind: kind.into(),
+                    })
+                    .inc_by(0);
+            }
+            for outcome in ["delivered", "retry", "dead"] {
+                m.writeback_requests
+                    .get_or_create(&SourceOutcome {
+                        source: source.name.clone(),
+                        outcome: outcome.into(),
+                    })
+                    .inc_by(0);
+            }
+            m.writeback_pending
+                .get_or_create(&SourceLabel {
+                    source: source.name.clone(),
+                })
+                .set(0);
+        }
     }
     for channel in channels {
         let label = ChannelLabel {
@@ -511,6 +550,7 @@ fn init_series(m: &Metrics, cfg: &Config) {
         m.items_received.get_or_create(&label).inc_by(0);
         m.items_duplicate.get_or_create(&label).inc_by(0);
         m.items_updated.get_or_create(&label).inc_by(0);
+        m.items_supplemented.get_or_create(&label).inc_by(0);
     }
     for topic in cfg.topics() {
         let label = TopicLabel { topic };

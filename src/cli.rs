@@ -1,5 +1,6 @@
 //! Command line: `run`, `check`, `demo`, `sla due`, `calendar show`, `rules check/test/eval/train`,
-//! `rules corrections export`, `explain`, `dlq list/replay`, `quarantine list`.
+//! `rules corrections export`, `explain`, `dlq list/replay`, `quarantine list`,
+//! `writeback list/replay`.
 
 use crate::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
@@ -78,6 +79,35 @@ enum Command {
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+    /// Status write-backs to upstreams: list them, send dead ones again.
+    Writeback {
+        #[command(subcommand)]
+        command: WritebackCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WritebackCommand {
+    /// List write-backs, newest first: id, queued, state, source, kind, item, upstream id,
+    /// attempts, next attempt, value, last error.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// pending, delivered, dead or all.
+        #[arg(long, default_value = "dead")]
+        state: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put dead write-backs back in the queue once the cause is fixed (a running daemon sends
+    /// them, with their original idempotency keys).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Ids from `writeback list`.
+        #[arg(required = true)]
+        id: Vec<i64>,
     },
 }
 
@@ -405,6 +435,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Writeback { command } => writeback_command(command),
         Command::Quarantine {
             command: QuarantineCommand::List { config, limit },
         } => {
@@ -437,6 +468,71 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn writeback_command(command: WritebackCommand) -> ExitCode {
+    use crate::store::Store;
+    let path = match &command {
+        WritebackCommand::List { config, .. } | WritebackCommand::Replay { config, .. } => config,
+    };
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let tz = config.sla.calendar.time_zone().clone();
+    let result = crate::store::SqliteStore::open(&config.store.path, config.store.busy_timeout)
+        .map_err(anyhow::Error::from)
+        .and_then(|s| {
+            match command {
+                WritebackCommand::List { state, limit, .. } => {
+                    let state = match state.as_str() {
+                        "all" => None,
+                        "pending" | "delivered" | "dead" => Some(state.as_str()),
+                        other => anyhow::bail!(
+                            "--state `{other}`: expected pending, delivered, dead or all"
+                        ),
+                    };
+                    for w in s.writeback_list(state, limit)? {
+                        let next = match (
+                            w.state.as_str(),
+                            jiff::Timestamp::from_millisecond(w.next_attempt_ms),
+                        ) {
+                            ("pending", Ok(t)) => t
+                                .to_zoned(tz.clone())
+                                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                                .to_string(),
+                            _ => "-".into(),
+                        };
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                            w.id,
+                            w.created_at,
+                            w.state,
+                            w.source,
+                            w.kind,
+                            w.item_id,
+                            w.upstream_id,
+                            w.attempts,
+                            next,
+                            w.value,
+                            w.last_error.unwrap_or_default()
+                        );
+                    }
+                }
+                WritebackCommand::Replay { id, .. } => {
+                    let n = s.writeback_replay(&id)?;
+                    println!("{n} of {} dead write-back(s) back in the queue", id.len());
+                }
+            }
+            Ok(())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

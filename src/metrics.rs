@@ -55,6 +55,12 @@ pub struct SourceField {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceKind {
+    pub source: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabel {
     pub topic: String,
 }
@@ -142,6 +148,14 @@ pub struct Metrics {
     /// Unix time at which the loaded working-day calendars stop covering the days from the
     /// start-up year on without a gap (the first instant of the first missing year).
     pub sla_calendar_end: Gauge,
+    /// Items whose `needs_supplement` flag an upstream update cleared, by channel.
+    pub items_supplemented: Family<ChannelLabel, Counter>,
+    /// Status write-back attempts, by source and outcome (delivered, retry, dead).
+    pub writeback_requests: Family<SourceOutcome, Counter>,
+    /// Status write-backs given up (dead), by source and kind (acknowledged, due, completed).
+    pub writeback_dead: Family<SourceKind, Counter>,
+    /// Status write-backs waiting to be sent, by source; refreshed by each source's worker.
+    pub writeback_pending: Family<SourceLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -200,6 +214,10 @@ impl Metrics {
             ready: Gauge::default(),
             outbox_oldest_pending_age: Gauge::default(),
             sla_calendar_end: Gauge::default(),
+            items_supplemented: Family::default(),
+            writeback_requests: Family::default(),
+            writeback_dead: Family::default(),
+            writeback_pending: Family::default(),
         };
         r.register(
             "items_received",
@@ -426,6 +444,26 @@ impl Metrics {
             "Unix time at which the loaded working-day calendars stop covering the days from the start-up year on",
             m.sla_calendar_end.clone(),
         );
+        r.register(
+            "items_supplemented",
+            "Items whose needs_supplement flag an upstream update cleared (supplement clock stopped), by channel",
+            m.items_supplemented.clone(),
+        );
+        r.register(
+            "writeback_requests",
+            "Status write-back attempts to upstreams, by source and outcome (delivered, retry, dead)",
+            m.writeback_requests.clone(),
+        );
+        r.register(
+            "writeback_dead",
+            "Status write-backs given up after max_attempts or a permanent refusal, by source and kind",
+            m.writeback_dead.clone(),
+        );
+        r.register(
+            "writeback_pending",
+            "Status write-backs waiting to be sent, by source",
+            m.writeback_pending.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -502,6 +540,28 @@ mod tests {
                 outcome: "bound_ignored".into(),
             })
             .inc();
+        m.items_supplemented
+            .get_or_create(&ChannelLabel {
+                channel: "portal".into(),
+            })
+            .inc();
+        m.writeback_requests
+            .get_or_create(&SourceOutcome {
+                source: "portal".into(),
+                outcome: "delivered".into(),
+            })
+            .inc();
+        m.writeback_dead
+            .get_or_create(&SourceKind {
+                source: "portal".into(),
+                kind: "due".into(),
+            })
+            .inc();
+        m.writeback_pending
+            .get_or_create(&SourceLabel {
+                source: "portal".into(),
+            })
+            .set(2);
         let text = m.encode();
         for name in [
             "petitiond_quarantined_total",
@@ -526,6 +586,10 @@ mod tests {
             "petitiond_ready 0",
             "petitiond_outbox_oldest_pending_age_seconds 0",
             "petitiond_sla_calendar_end_timestamp_seconds 0",
+            "petitiond_items_supplemented_total{channel=\"portal\"} 1",
+            "petitiond_writeback_requests_total{source=\"portal\",outcome=\"delivered\"} 1",
+            "petitiond_writeback_dead_total{source=\"portal\",kind=\"due\"} 1",
+            "petitiond_writeback_pending{source=\"portal\"} 2",
         ] {
             assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
         }

@@ -143,6 +143,170 @@ pub struct RawHttpSource {
     /// How far ahead of our clock an upstream time may move the cursor; further is clamped
     /// (and alerted). Less than `overlap_secs`; default: the smaller of 60 and half of it.
     pub max_clock_skew_secs: Option<u64>,
+    /// Status write-back to this upstream (a vendor status API; not Open311).
+    pub writeback: Option<RawWriteback>,
+}
+
+fn d_wb_method() -> String {
+    "POST".into()
+}
+fn d_wb_header() -> String {
+    "Idempotency-Key".into()
+}
+fn d_wb_attempts() -> u32 {
+    12
+}
+fn d_wb_backoff_initial() -> u64 {
+    1000
+}
+fn d_wb_backoff_max() -> u64 {
+    600_000
+}
+fn d_wb_timeout() -> u64 {
+    10_000
+}
+fn d_wb_poll() -> u64 {
+    1000
+}
+fn d_wb_rps() -> u32 {
+    5
+}
+fn d_wb_completed_on() -> Vec<String> {
+    vec!["replied".into()]
+}
+fn d_wb_time_format() -> String {
+    "rfc3339".into()
+}
+
+/// `[channels.<name>.writeback]`: item states written back to the upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriteback {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "d_wb_method")]
+    pub method: String,
+    /// Appended to `base_url`; `{id}` is the item's upstream id (percent-encoded).
+    pub path: Option<String>,
+    #[serde(default = "d_wb_header")]
+    pub idempotency_header: String,
+    /// The clocks whose due instant is written back (default: the clocks that start on
+    /// arrival for this channel only — its first-touch clock).
+    pub due_clocks: Option<Vec<String>>,
+    /// Status events that complete an item upstream.
+    #[serde(default = "d_wb_completed_on")]
+    pub completed_on: Vec<String>,
+    /// `rfc3339` or a strftime pattern, in the office's time zone.
+    #[serde(default = "d_wb_time_format")]
+    pub time_format: String,
+    /// The string to sign for write-back requests (default: `auth.canonical`); may use
+    /// `{body_sha256}`.
+    pub canonical: Option<String>,
+    #[serde(default = "d_wb_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "d_wb_backoff_initial")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "d_wb_backoff_max")]
+    pub backoff_max_ms: u64,
+    #[serde(default = "d_wb_timeout")]
+    pub request_timeout_ms: u64,
+    #[serde(default = "d_wb_poll")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "d_wb_rps")]
+    pub requests_per_second: u32,
+    #[serde(default)]
+    pub states: RawWritebackStates,
+    #[serde(default)]
+    pub fields: RawWritebackFields,
+}
+
+fn d_state_ack() -> String {
+    "acknowledged".into()
+}
+fn d_state_due() -> String {
+    "due".into()
+}
+fn d_state_completed() -> String {
+    "completed".into()
+}
+
+/// The upstream's word for each state; `""` leaves that state out.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWritebackStates {
+    #[serde(default = "d_state_ack")]
+    pub acknowledged: String,
+    #[serde(default = "d_state_due")]
+    pub due: String,
+    #[serde(default = "d_state_completed")]
+    pub completed: String,
+}
+
+impl Default for RawWritebackStates {
+    fn default() -> Self {
+        Self {
+            acknowledged: d_state_ack(),
+            due: d_state_due(),
+            completed: d_state_completed(),
+        }
+    }
+}
+
+fn d_f_state() -> String {
+    "state".into()
+}
+fn d_f_department() -> String {
+    "department".into()
+}
+fn d_f_due_at() -> String {
+    "due_at".into()
+}
+fn d_f_time() -> String {
+    "time".into()
+}
+
+/// The body's field names; `""` leaves a field out.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWritebackFields {
+    #[serde(default = "d_f_state")]
+    pub state: String,
+    /// The lead department's id (acknowledged).
+    #[serde(default = "d_f_department")]
+    pub department: String,
+    /// The lead department's name (acknowledged).
+    #[serde(default)]
+    pub department_name: String,
+    /// The due instant (due).
+    #[serde(default = "d_f_due_at")]
+    pub due_at: String,
+    /// The clock id (due).
+    #[serde(default)]
+    pub clock: String,
+    /// Whether the due instant rests on a provisional calendar (due).
+    #[serde(default)]
+    pub provisional: String,
+    /// When the state was reached (all).
+    #[serde(default = "d_f_time")]
+    pub time: String,
+    /// petitiond's item id (all).
+    #[serde(default)]
+    pub item_id: String,
+}
+
+impl Default for RawWritebackFields {
+    fn default() -> Self {
+        Self {
+            state: d_f_state(),
+            department: d_f_department(),
+            department_name: String::new(),
+            due_at: d_f_due_at(),
+            clock: String::new(),
+            provisional: String::new(),
+            time: d_f_time(),
+            item_id: String::new(),
+        }
+    }
 }
 
 fn d_page_param() -> String {
@@ -317,6 +481,63 @@ pub struct HttpSourceConfig {
     pub allow_plaintext_auth: bool,
     /// A cursor never moves further than this past our clock.
     pub max_clock_skew: Duration,
+    /// Status write-back to this upstream; `None`: not configured (or disabled).
+    pub writeback: Option<WritebackConfig>,
+}
+
+/// What is written back, and how: `[channels.<name>.writeback]`, validated.
+#[derive(Debug, Clone)]
+pub struct WritebackConfig {
+    pub method: reqwest::Method,
+    /// Starts with `/`, holds `{id}` once.
+    pub path: String,
+    pub idempotency_header: String,
+    /// Clock ids whose due instant is written back (resolved against `[[sla.clocks]]`).
+    pub due_clocks: Vec<String>,
+    pub completed_on: Vec<crate::sla::policy::EventKind>,
+    /// `None`: RFC 3339 with the office's offset; else a strftime pattern in its zone.
+    pub time_format: Option<String>,
+    /// The signature's canonical template for write-back requests (HMAC auth only).
+    pub canonical: Option<String>,
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub request_timeout: Duration,
+    pub poll_interval: Duration,
+    pub requests_per_second: u32,
+    /// The upstream's word per state; `None`: that state is not written back.
+    pub acknowledged: Option<String>,
+    pub due: Option<String>,
+    pub completed: Option<String>,
+    pub fields: WritebackFields,
+}
+
+/// Body field names; `None`: not written.
+#[derive(Debug, Clone, Default)]
+pub struct WritebackFields {
+    pub state: Option<String>,
+    pub department: Option<String>,
+    pub department_name: Option<String>,
+    pub due_at: Option<String>,
+    pub clock: Option<String>,
+    pub provisional: Option<String>,
+    pub time: Option<String>,
+    pub item_id: Option<String>,
+}
+
+impl HttpSourceConfig {
+    /// This source as its write-back worker's client sees it: the write-back's timeout and
+    /// rate limit, and its canonical string for HMAC signatures. `None` without write-back.
+    pub fn for_writeback(&self) -> Option<HttpSourceConfig> {
+        let wb = self.writeback.as_ref()?;
+        let mut c = self.clone();
+        c.request_timeout = wb.request_timeout;
+        c.requests_per_second = wb.requests_per_second;
+        if let (Auth::Hmac(h), Some(t)) = (&mut c.auth, &wb.canonical) {
+            h.canonical = t.clone();
+        }
+        Some(c)
+    }
 }
 
 impl HttpSourceConfig {
@@ -595,6 +816,11 @@ impl Validator<'_> {
             None => Auth::None,
             Some(a) => self.auth(name, a),
         };
+        let writeback = r
+            .writeback
+            .as_ref()
+            .filter(|w| w.enabled)
+            .and_then(|w| self.writeback(name, r, w));
         let a = &r.attachments;
         self.positive(&at("attachments.max_bytes"), a.max_bytes);
         self.positive(
@@ -631,7 +857,229 @@ impl Validator<'_> {
             origins,
             allow_plaintext_auth: r.allow_plaintext_auth,
             max_clock_skew: Duration::from_secs(max_clock_skew_secs),
+            writeback,
         })
+    }
+
+    /// `[channels.<name>.writeback]`. `due_clocks` is resolved later, against the validated
+    /// clocks ([`Validator::writeback_clocks`]).
+    fn writeback(
+        &mut self,
+        name: &str,
+        r: &RawHttpSource,
+        w: &RawWriteback,
+    ) -> Option<WritebackConfig> {
+        let at = |k: &str| format!("channels.{name}.writeback.{k}");
+        if r.protocol == "open311" {
+            self.err(
+                &format!("channels.{name}.writeback"),
+                "Open311 GeoReport v2 has no call that updates a request's status (GET reads requests, POST requests.json creates a new one): write-back needs the vendor's status API, read with protocol = \"paged\"",
+            );
+            return None;
+        }
+        let method = match w.method.to_uppercase().as_str() {
+            "POST" => reqwest::Method::POST,
+            "PUT" => reqwest::Method::PUT,
+            "PATCH" => reqwest::Method::PATCH,
+            other => {
+                self.err(
+                    &at("method"),
+                    format!("`{other}`: expected POST, PUT or PATCH"),
+                );
+                reqwest::Method::POST
+            }
+        };
+        let path = match &w.path {
+            None => {
+                self.err(
+                    &at("path"),
+                    "required: where a state is written, e.g. \"/petitions/{id}/status\"",
+                );
+                return None;
+            }
+            Some(p) => {
+                let p = if p.starts_with('/') {
+                    p.clone()
+                } else {
+                    format!("/{p}")
+                };
+                if p.matches("{id}").count() != 1 {
+                    self.err(
+                        &at("path"),
+                        format!("`{p}` must hold `{{id}}` (the item's upstream id) exactly once"),
+                    );
+                } else if p.replace("{id}", "").contains(['{', '}', '?', '#']) {
+                    self.err(
+                        &at("path"),
+                        format!(
+                            "`{p}`: `{{id}}` is the only placeholder, and no query or fragment"
+                        ),
+                    );
+                }
+                p
+            }
+        };
+        if reqwest::header::HeaderName::from_bytes(w.idempotency_header.as_bytes()).is_err() {
+            self.err(
+                &at("idempotency_header"),
+                format!("`{}` is not an HTTP header name", w.idempotency_header),
+            );
+        }
+        let mut completed_on = Vec::new();
+        for (i, e) in w.completed_on.iter().enumerate() {
+            match crate::sla::policy::EventKind::parse(e) {
+                Some(k) => completed_on.push(k),
+                None => self.err(
+                    &format!("{}[{i}]", at("completed_on")),
+                    format!("`{e}` is not a status event"),
+                ),
+            }
+        }
+        let time_format = match w.time_format.as_str() {
+            "rfc3339" => None,
+            f => {
+                let probe = jiff::civil::date(2026, 1, 2)
+                    .at(3, 4, 5, 0)
+                    .to_zoned(jiff::tz::TimeZone::UTC)
+                    .ok()
+                    .and_then(|z| jiff::fmt::strtime::format(f, &z).ok());
+                if probe.is_none_or(|p| p.is_empty()) {
+                    self.err(
+                        &at("time_format"),
+                        format!("`{f}`: expected `rfc3339` or a strftime pattern"),
+                    );
+                }
+                Some(f.to_string())
+            }
+        };
+        if let Some(c) = &w.canonical {
+            if let Some(bad) = unknown_placeholder(c) {
+                self.err(
+                    &at("canonical"),
+                    format!("unknown placeholder `{{{bad}}}` (known: {KNOWN_PLACEHOLDERS})"),
+                );
+            }
+            if r.auth.as_ref().is_none_or(|a| a.kind != "hmac") {
+                self.err(
+                    &at("canonical"),
+                    "only for HMAC-signed sources (auth.kind = \"hmac\")",
+                );
+            }
+        }
+        self.positive(&at("max_attempts"), u64::from(w.max_attempts));
+        for (k, v) in [
+            ("backoff_initial_ms", w.backoff_initial_ms),
+            ("backoff_max_ms", w.backoff_max_ms),
+            ("request_timeout_ms", w.request_timeout_ms),
+            ("poll_interval_ms", w.poll_interval_ms),
+            ("requests_per_second", u64::from(w.requests_per_second)),
+        ] {
+            self.positive(&at(k), v);
+        }
+        let word = |v: &str| (!v.trim().is_empty()).then(|| v.to_string());
+        let states = &w.states;
+        let (acknowledged, due, completed) = (
+            word(&states.acknowledged),
+            word(&states.due),
+            word(&states.completed),
+        );
+        if acknowledged.is_none() && due.is_none() && completed.is_none() {
+            self.err(
+                &at("states"),
+                "every state is left out: nothing would be written back (disable the section instead)",
+            );
+        }
+        let f = &w.fields;
+        let fields = WritebackFields {
+            state: word(&f.state),
+            department: word(&f.department),
+            department_name: word(&f.department_name),
+            due_at: word(&f.due_at),
+            clock: word(&f.clock),
+            provisional: word(&f.provisional),
+            time: word(&f.time),
+            item_id: word(&f.item_id),
+        };
+        if fields.state.is_none() {
+            self.err(
+                &at("fields.state"),
+                "required: the field that names the state",
+            );
+        }
+        if due.is_some() && fields.due_at.is_none() {
+            self.err(
+                &at("fields.due_at"),
+                "required while states.due is written back",
+            );
+        }
+        Some(WritebackConfig {
+            method,
+            path,
+            idempotency_header: w.idempotency_header.clone(),
+            due_clocks: w.due_clocks.clone().unwrap_or_default(),
+            completed_on,
+            time_format,
+            canonical: w.canonical.clone(),
+            max_attempts: w.max_attempts.max(1),
+            backoff_initial: Duration::from_millis(w.backoff_initial_ms),
+            backoff_max: Duration::from_millis(w.backoff_max_ms.max(w.backoff_initial_ms)),
+            request_timeout: Duration::from_millis(w.request_timeout_ms),
+            poll_interval: Duration::from_millis(w.poll_interval_ms),
+            requests_per_second: w.requests_per_second.max(1),
+            acknowledged,
+            due,
+            completed,
+            fields,
+        })
+    }
+
+    /// Resolves each source's write-back `due_clocks` against the validated clocks: named ones
+    /// must exist; absent, they default to the clocks that start on arrival for this channel
+    /// alone (its first-touch clock: `portal.sign_in`, `hotline.view`).
+    pub(super) fn writeback_clocks(
+        &mut self,
+        raw: &super::raw::RawChannels,
+        sources: &mut [HttpSourceConfig],
+        clocks: &[crate::sla::policy::ClockPolicy],
+    ) {
+        for s in sources.iter_mut() {
+            let Some(wb) = s.writeback.as_mut() else {
+                continue;
+            };
+            let named = match s.name.as_str() {
+                "hotline" => raw.hotline.as_ref(),
+                _ => raw.portal.as_ref(),
+            }
+            .and_then(|r| r.writeback.as_ref())
+            .and_then(|w| w.due_clocks.clone());
+            match named {
+                Some(ids) => {
+                    for (i, id) in ids.iter().enumerate() {
+                        if !clocks.iter().any(|c| &c.id == id) {
+                            let known: Vec<&str> = clocks.iter().map(|c| c.id.as_str()).collect();
+                            self.err(
+                                &format!("channels.{}.writeback.due_clocks[{i}]", s.name),
+                                format!(
+                                    "`{id}` is not an SLA clock (configured: {})",
+                                    known.join(", ")
+                                ),
+                            );
+                        }
+                    }
+                    wb.due_clocks = ids;
+                }
+                None => {
+                    wb.due_clocks = clocks
+                        .iter()
+                        .filter(|c| {
+                            c.start == crate::sla::policy::Trigger::Received
+                                && c.channels == [s.channel]
+                        })
+                        .map(|c| c.id.clone())
+                        .collect();
+                }
+            }
+        }
     }
 
     fn pointer(&mut self, path: &str, p: &str) {
@@ -855,7 +1303,7 @@ impl Validator<'_> {
                 if let Some(bad) = unknown_placeholder(&canonical) {
                     self.err(
                         &at("canonical"),
-                        format!("unknown placeholder `{{{bad}}}` (known: method, path, query, timestamp, nonce, app_key)"),
+                        format!("unknown placeholder `{{{bad}}}` (known: {KNOWN_PLACEHOLDERS})"),
                     );
                 }
                 let h = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
@@ -884,13 +1332,26 @@ impl Validator<'_> {
     }
 }
 
+/// The placeholders a canonical string may use.
+const KNOWN_PLACEHOLDERS: &str = "method, path, query, timestamp, nonce, app_key, body_sha256";
+
 fn unknown_placeholder(template: &str) -> Option<String> {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let after = &rest[start + 1..];
         let end = after.find('}')?;
         let name = &after[..end];
-        if !["method", "path", "query", "timestamp", "nonce", "app_key"].contains(&name) {
+        if ![
+            "method",
+            "path",
+            "query",
+            "timestamp",
+            "nonce",
+            "app_key",
+            "body_sha256",
+        ]
+        .contains(&name)
+        {
             return Some(name.to_string());
         }
         rest = &after[end + 1..];

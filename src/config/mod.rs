@@ -771,6 +771,9 @@ impl Validator<'_> {
         }
 
         let sla = self.sla(&raw.sla, &k.dead_letter_topic);
+        if let Some(sla) = &sla {
+            self.writeback_clocks(&raw.channels, &mut http_sources, &sla.clocks);
+        }
         let rules = raw.routing.rules_file.as_ref().map(|f| RulesFiles {
             rules_file: self.path(f),
             dictionaries_dir: self.path(

@@ -7,6 +7,13 @@
 //!
 //! Routing includes the incomplete-item check (`routing::completeness`) and, in `link`, the
 //! repeat-petition look-up, so their flags are on the envelope before its clocks start.
+//! An upstream update of an item still flagged `needs_supplement` runs the check again: once
+//! nothing is missing, the flag clears, the supplement clocks stop and an
+//! `item.supplemented.v1` record says so — in the update's transaction. The item stays with
+//! the intake desk, which forwards it (`suggested_lead:*`).
+//!
+//! Sources with a status write-back (`channels::http::writeback`) get their rows queued in the
+//! item's transaction: acknowledged (routed) and the first-touch due time.
 //!
 //! **Item boundary.** Whatever goes wrong with one item alone — it does not parse, it is too
 //! large, its charset does not decode, or the code handling it panics — quarantines that item
@@ -21,17 +28,20 @@ mod link;
 #[cfg(test)]
 mod tests;
 
+use crate::channels::http::writeback;
 use crate::channels::mailbox::parse::{self, BadMail, Limits};
 use crate::channels::{Disposition, Incoming, Payload};
 use crate::config::Config;
 use crate::envelope::Envelope;
-use crate::kafka::wire::{Role, routed_record, updated_record};
+use crate::kafka::wire::{Role, routed_record, supplemented_record, updated_record};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::routing;
 use crate::sla::clock::Clock;
 use crate::sla::policy::Trigger;
 use crate::store::blobs::BlobStore;
-use crate::store::{ItemUpdate, NewItem, Quarantined, Recorded, Store, Timer, blocking};
+use crate::store::{
+    ItemUpdate, NewItem, Quarantined, Recorded, Store, Supplement, Timer, blocking,
+};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
@@ -293,18 +303,34 @@ impl Intake {
                 merged.flags.push(f);
             }
         }
-        let routing = merged.routing.clone();
-        let outbox = routing
+        // Did the update supply what an incomplete item lacked? (Flags first: the update
+        // record carries the envelope as it now stands.)
+        let recheck = match &self.config.routing.completeness {
+            Some(c) => routing::completeness::recheck(c, &mut merged),
+            None => routing::completeness::Recheck::Unchanged,
+        };
+        let supplement_clocks = supplement_clocks(&self.config);
+        if let routing::completeness::Recheck::Supplied(_) = &recheck {
+            for c in merged
+                .sla
+                .iter_mut()
+                .filter(|c| supplement_clocks.contains(&c.clock))
+            {
+                c.state = crate::sla::clock::State::Stopped.as_str().into();
+            }
+        }
+        let departments: Vec<(crate::config::Department, Role)> = merged
+            .routing
             .iter()
             .flat_map(|r| {
                 std::iter::once((r.lead.clone(), Role::Lead))
                     .chain(r.assists.iter().map(|a| (a.clone(), Role::Assist)))
             })
-            .filter_map(|(d, role)| {
-                self.config
-                    .department(&d)
-                    .map(|dept| updated_record(&merged, dept, role, &version, now))
-            })
+            .filter_map(|(d, role)| self.config.department(&d).map(|d| (d.clone(), role)))
+            .collect();
+        let outbox = departments
+            .iter()
+            .map(|(dept, role)| updated_record(&merged, dept, *role, &version, now))
             .collect();
         let update = ItemUpdate {
             envelope: merged,
@@ -312,7 +338,48 @@ impl Intake {
             version,
             outbox,
         };
-        let applied = blocking(&self.store, move |s| s.record_update(&update)).await?;
+        let applied = match recheck {
+            routing::completeness::Recheck::Supplied(supplied) => {
+                let supplement = Supplement {
+                    clocks: supplement_clocks,
+                    at: now,
+                };
+                let timers = blocking(&self.store, move |s| {
+                    s.record_supplement(&update, &supplement, &mut |stopped| {
+                        departments
+                            .iter()
+                            .map(|(dept, role)| {
+                                supplemented_record(
+                                    &update.envelope,
+                                    dept,
+                                    *role,
+                                    &update.version,
+                                    &supplied,
+                                    stopped,
+                                    now,
+                                )
+                            })
+                            .collect()
+                    })
+                })
+                .await?;
+                if let Some(timers) = &timers {
+                    self.metrics.items_supplemented.get_or_create(&label).inc();
+                    if !timers.is_empty() {
+                        let _ = self.timers.send(timers.clone());
+                    }
+                    tracing::info!(item = %id, clocks_stopped = timers.len(), "upstream update supplied what the item lacked: needs_supplement cleared, supplement clock stopped");
+                }
+                timers.is_some()
+            }
+            recheck => {
+                if let routing::completeness::Recheck::StillMissing { supplied, missing } = &recheck
+                {
+                    tracing::info!(item = %id, supplied = ?supplied, missing = ?missing, "upstream update: the item still needs a supplement");
+                }
+                blocking(&self.store, move |s| s.record_update(&update)).await?
+            }
+        };
         if applied {
             self.metrics.items_updated.get_or_create(&label).inc();
             self.relay_wake.notify_one();
@@ -358,6 +425,13 @@ impl Intake {
             .enumerate()
             .map(|(i, d)| routed_record(&env, d, if i == 0 { Role::Lead } else { Role::Assist }))
             .collect();
+        // The upstream hears that the item is acknowledged and when it is first due (sources
+        // with a status write-back only), in the item's own transaction.
+        let mut writeback: Vec<_> = writeback::acknowledged(&self.config, &env)
+            .into_iter()
+            .collect();
+        let started: Vec<&Clock> = clocks.iter().map(|(c, _)| c).collect();
+        writeback.extend(writeback::dues(&self.config, &env, &started, arrived));
         let id = env.id.to_string();
         let channel = env.channel.as_str().to_string();
         let has = |flag: &str| env.flags.iter().any(|f| f == flag);
@@ -379,6 +453,7 @@ impl Intake {
             clocks,
             version,
             person_index,
+            writeback,
         };
         let recorded = blocking(&self.store, move |s| s.record_item(&item)).await?;
         let label = ChannelLabel { channel };
@@ -446,6 +521,23 @@ impl Intake {
 enum Handled {
     Done(Disposition),
     Panicked(&'static str),
+}
+
+/// The clocks an item has because it is incomplete: those whose policy runs on the
+/// `needs_supplement` flag (`intake.supplement`). They stop when an upstream update supplies
+/// what was missing.
+pub fn supplement_clocks(config: &Config) -> Vec<String> {
+    config
+        .sla
+        .clocks
+        .iter()
+        .filter(|p| {
+            p.flags
+                .iter()
+                .any(|f| f == routing::completeness::NEEDS_SUPPLEMENT)
+        })
+        .map(|p| p.id.clone())
+        .collect()
 }
 
 /// Flag prefix on an envelope whose clock `<id>` is pending (`sla_pending:<id>`): its due

@@ -596,3 +596,272 @@ async fn a_failing_blob_store_is_an_error_not_a_quarantine() {
     assert!(r.is_err(), "{r:?}");
     assert!(h.store.list_quarantine(10).unwrap().is_empty());
 }
+
+// ---- supplements (issue 14, point 5) ------------------------------------------------------
+
+impl H {
+    /// Hands `env` over as a new upstream version of its record.
+    async fn update(&self, env: Envelope, version: &str) -> (Disposition, Envelope) {
+        let id = env.id.to_string();
+        let payload = Payload::Record {
+            envelope: Box::new(env),
+            version: version.into(),
+        };
+        let d = self
+            .intake
+            .one("test".into(), id.clone(), payload)
+            .await
+            .unwrap();
+        (d, self.store.item_envelope(&id).unwrap().unwrap())
+    }
+
+    /// The item's outbox rows as (topic, ce_type, payload).
+    fn records(&self, id: &str) -> Vec<(String, String, serde_json::Value)> {
+        self.store
+            .pending_outbox(1000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.item_id == id)
+            .map(|r| {
+                let t = r
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "ce_type")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                (r.topic, t, serde_json::from_slice(&r.payload).unwrap())
+            })
+            .collect()
+    }
+
+    /// Whether the item's stored `intake.supplement` clock is open (running), as the SLA
+    /// board reads the store.
+    fn supplement_open(&self, id: &str) -> bool {
+        let q = crate::store::BoardQuery {
+            department: None,
+            clock: Some("intake.supplement".into()),
+            now: "2000-01-01T00:00:00Z".parse().unwrap(),
+            limit: 500,
+            alerts_limit: 0,
+            clock_ids: vec![],
+        };
+        let b = self.store.board(&q).unwrap();
+        b.upcoming.iter().chain(&b.overdue).any(|c| c.item_id == id)
+    }
+}
+
+const SUPPLEMENTED: &str = "cn.gov.petition.item.supplemented.v1";
+
+/// An incomplete hotline item whose upstream record later gains the phone: the flag clears,
+/// the 24-hour supplement clock stops (its timer is removed from the engine), the desk is told
+/// with one `item.supplemented.v1` record, and the item stays with the desk, which forwards
+/// it to the suggested lead.
+#[tokio::test]
+async fn an_upstream_update_that_supplies_the_contact_clears_the_flag_and_stops_the_clock() {
+    let mut h = harness(None, "");
+    let (_, e) = h.record(item(Channel::Hotline, "h-9", 0, "", WAGES)).await;
+    assert!(has(&e, "needs_supplement"), "{:?}", e.flags);
+    let id = e.id.to_string();
+    assert!(h.supplement_open(&id));
+    let first_timers = h.timers.try_recv().unwrap();
+    // The same record at a new version, still without a contact: an ordinary update.
+    let mut same = item(Channel::Hotline, "h-9", 0, "", WAGES);
+    same.upstream.status = Some("处理中".into());
+    let (d, e) = h.update(same, "v2").await;
+    assert!(matches!(d, Disposition::Updated(_)), "{d:?}");
+    assert!(has(&e, "needs_supplement"));
+    assert!(h.timers.try_recv().is_err(), "no clock touched");
+
+    let (d, e) = h
+        .update(
+            item(Channel::Hotline, "h-9", 0, "138 0013 8000", WAGES),
+            "v3",
+        )
+        .await;
+    assert!(matches!(d, Disposition::Updated(_)), "{d:?}");
+    assert!(!has(&e, "needs_supplement"), "{:?}", e.flags);
+    assert!(
+        !e.flags.iter().any(|f| f.starts_with("missing:")),
+        "{:?}",
+        e.flags
+    );
+    assert!(
+        has(&e, "suggested_lead:hrss"),
+        "kept for the desk: {:?}",
+        e.flags
+    );
+    let r = e.routing.as_ref().unwrap();
+    assert_eq!(r.lead, "intake-desk", "not re-routed: the desk forwards it");
+    let sup = e
+        .sla
+        .iter()
+        .find(|c| c.clock == "intake.supplement")
+        .unwrap();
+    assert_eq!(sup.state, "stopped");
+    // The store's clock stopped and its timer removed; the hotline's own clock still runs.
+    assert!(!h.supplement_open(&id), "no longer open");
+    let removed = h.timers.try_recv().unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].at_ms, i64::MIN);
+    assert!(
+        first_timers
+            .iter()
+            .any(|t| t.clock_row == removed[0].clock_row)
+    );
+    assert!(
+        h.store
+            .open_timers()
+            .unwrap()
+            .iter()
+            .all(|t| t.clock_row != removed[0].clock_row)
+    );
+    // To the desk: routed, updated (v2), updated (v3), supplemented — in that order.
+    let recs = h.records(&id);
+    let types: Vec<&str> = recs.iter().map(|(_, t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "cn.gov.petition.item.routed.v1",
+            "cn.gov.petition.item.updated.v1",
+            "cn.gov.petition.item.updated.v1",
+            SUPPLEMENTED
+        ]
+    );
+    assert!(recs.iter().all(|(t, _, _)| t == "t.intake-desk"));
+    let (_, _, p) = &recs[3];
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schema/item-supplemented.v1.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(
+        validator.is_valid(p),
+        "not schema/item-supplemented.v1.json: {p}"
+    );
+    assert_eq!(p["supplied"], serde_json::json!(["contact"]));
+    assert_eq!(p["suggested_lead"], "hrss");
+    assert_eq!(p["lead"], "intake-desk");
+    assert_eq!(p["upstream"]["version"], "v3");
+    assert_eq!(p["clocks_stopped"][0]["clock"], "intake.supplement");
+    assert_eq!(p["clocks_stopped"][0]["state"], "running");
+    let text = p.to_string();
+    assert!(
+        !text.contains("13800138000") && !text.contains("0013"),
+        "no personal data"
+    );
+    // The updated envelope says the flag is gone.
+    let flags = &recs[2].2["flags"];
+    assert!(
+        !flags
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "needs_supplement")
+    );
+    assert!(
+        h.counter("petitiond_items_supplemented_total")
+            .contains("channel=\"hotline\"} 1")
+    );
+    // Later updates are ordinary ones: nothing is supplemented twice.
+    let (_, _) = h
+        .update(
+            item(Channel::Hotline, "h-9", 0, "138 0013 8001", WAGES),
+            "v4",
+        )
+        .await;
+    assert_eq!(
+        h.records(&id)
+            .iter()
+            .filter(|(_, t, _)| t == SUPPLEMENTED)
+            .count(),
+        1
+    );
+}
+
+/// A supplement that gives the phone but not the facts of a wage claim: the `missing:*` flags
+/// are brought up to date, the flag and the clock stay. The facts follow: cleared then.
+#[tokio::test]
+async fn a_partial_supplement_keeps_the_clock_and_updates_what_is_missing() {
+    let facts = "\n[routing.completeness]\n[[routing.completeness.facts]]\nname = \"employer\"\ntags = [\"wage-arrears\"]\nkeywords_any = [\"公司\", \"老板\", \"工地\"]\n";
+    let mut h = harness(None, facts);
+    let vague = "欠我们三个月工钱，一直拖着，没人管，请帮帮我们。";
+    let (_, e) = h.record(item(Channel::Portal, "p-7", 0, "", vague)).await;
+    let missing: Vec<&str> = e
+        .flags
+        .iter()
+        .filter_map(|f| f.strip_prefix("missing:"))
+        .collect();
+    assert!(
+        missing.contains(&"contact") && missing.contains(&"employer"),
+        "{missing:?}"
+    );
+    let id = e.id.to_string();
+    let _ = h.timers.try_recv();
+    let (_, e) = h
+        .update(item(Channel::Portal, "p-7", 0, "13800138000", vague), "v2")
+        .await;
+    assert!(has(&e, "needs_supplement"));
+    assert!(!has(&e, "missing:contact"), "{:?}", e.flags);
+    assert!(has(&e, "missing:employer"), "{:?}", e.flags);
+    assert!(h.timers.try_recv().is_err(), "the clock runs on");
+    assert!(h.supplement_open(&id));
+    assert!(!h.records(&id).iter().any(|(_, t, _)| t == SUPPLEMENTED));
+    let (_, e) = h
+        .update(item(Channel::Portal, "p-7", 0, "13800138000", WAGES), "v3")
+        .await;
+    assert!(!has(&e, "needs_supplement"), "{:?}", e.flags);
+    let sup: Vec<_> = h
+        .records(&id)
+        .into_iter()
+        .filter(|(_, t, _)| t == SUPPLEMENTED)
+        .collect();
+    assert_eq!(sup.len(), 1);
+    let supplied = sup[0].2["supplied"].as_array().unwrap().clone();
+    assert!(supplied.iter().any(|s| s == "employer"), "{supplied:?}");
+    assert!(
+        !supplied.iter().any(|s| s == "contact"),
+        "supplied before: {supplied:?}"
+    );
+}
+
+/// The desk already marked the item (a status event stopped the supplement clock): the
+/// supplement still clears the flag and says so, stopping nothing.
+#[tokio::test]
+async fn a_supplement_after_the_clock_was_stopped_stops_nothing_more() {
+    let mut h = harness(None, "");
+    let (_, e) = h.record(item(Channel::Hotline, "h-5", 0, "", WAGES)).await;
+    let id = e.id.to_string();
+    let _ = h.timers.try_recv();
+    let ev = crate::store::StatusRecord {
+        event_id: "ev-1".into(),
+        item_id: id.clone(),
+        event: "status_marked".into(),
+        at: e.received_at + jiff::SignedDuration::from_mins(10),
+    };
+    let (cfg, metrics) = (h.intake.config.clone(), h.intake.metrics.clone());
+    let applied = h
+        .store
+        .apply_status(&ev, &mut |env, clocks| {
+            crate::status::clock_writes(
+                &cfg,
+                &metrics,
+                env,
+                clocks,
+                crate::sla::policy::EventKind::StatusMarked,
+                ev.at,
+                None,
+            )
+        })
+        .unwrap();
+    assert!(matches!(applied, crate::store::StatusOutcome::Applied(_)));
+    let (_, e) = h
+        .update(item(Channel::Hotline, "h-5", 0, "13800138000", WAGES), "v2")
+        .await;
+    assert!(!has(&e, "needs_supplement"));
+    assert!(h.timers.try_recv().is_err(), "no timer to remove");
+    let sup: Vec<_> = h
+        .records(&id)
+        .into_iter()
+        .filter(|(_, t, _)| t == SUPPLEMENTED)
+        .collect();
+    assert_eq!(sup.len(), 1);
+    assert_eq!(sup[0].2["clocks_stopped"], serde_json::json!([]));
+}

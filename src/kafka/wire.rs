@@ -26,6 +26,11 @@ pub const SLA_PROVISIONAL_HEADER: &str = "ce_slaprov";
 /// topic: a pending clock got one, or a calendar change moved it.
 pub const TYPE_DUE_UPDATED: &str = "cn.gov.petition.sla.due_updated.v1";
 pub const DATASCHEMA_DUE_UPDATE_V1: &str = "urn:petitiond:schema:due-update:v1";
+/// An upstream update supplied what an incomplete item lacked: `needs_supplement` cleared,
+/// its supplement clock stopped (schema `schema/item-supplemented.v1.json`), to the item's
+/// departments, after the `item.updated.v1` record with the new envelope.
+pub const TYPE_SUPPLEMENTED: &str = "cn.gov.petition.item.supplemented.v1";
+pub const DATASCHEMA_SUPPLEMENTED_V1: &str = "urn:petitiond:schema:item-supplemented:v1";
 
 /// The relay could not check a topic for in-flight records: nothing goes to it until it can.
 pub const TYPE_RECOVERY_FAILED: &str = "cn.gov.petition.relay.recovery_failed.v1";
@@ -128,6 +133,94 @@ pub fn updated_record(
     )
 }
 
+/// The CloudEvents headers every record about an item to a department carries.
+fn item_headers(
+    e: &Envelope,
+    dept: &Department,
+    role: Role,
+    ce_type: &str,
+    ce_id: &str,
+    time: jiff::Timestamp,
+    dataschema: &str,
+) -> Vec<(String, String)> {
+    vec![
+        ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
+        ("ce_id".into(), ce_id.to_string()),
+        (
+            "ce_source".into(),
+            format!("urn:petitiond:{}:{}", e.channel, e.upstream.source),
+        ),
+        ("ce_type".into(), ce_type.into()),
+        ("ce_time".into(), time.to_string()),
+        ("ce_subject".into(), e.id.to_string()),
+        ("ce_dataschema".into(), dataschema.into()),
+        ("ce_channel".into(), e.channel.as_str().into()),
+        ("ce_department".into(), dept.id.clone()),
+        ("ce_role".into(), role.as_str().into()),
+        ("content-type".into(), CONTENT_TYPE.into()),
+    ]
+}
+
+/// The record that tells `dept` an upstream update supplied what the item lacked (`supplied`:
+/// the checks that failed before, `missing:<what>` names): the `needs_supplement` flag is
+/// cleared and `stopped` (the supplement clocks as they were) are stopped at `at`. No
+/// petitioner data: the new envelope travels in the `item.updated.v1` record before it. One id
+/// per (item, version, department).
+#[allow(clippy::too_many_arguments)]
+pub fn supplemented_record(
+    e: &Envelope,
+    dept: &Department,
+    role: Role,
+    version: &str,
+    supplied: &[String],
+    stopped: &[crate::sla::clock::Clock],
+    at: jiff::Timestamp,
+) -> NewOutbox {
+    let ce_id = event_id(e.id.as_str(), &format!("supplemented:{version}"), &dept.id);
+    let suggested = e
+        .flags
+        .iter()
+        .find_map(|f| f.strip_prefix("suggested_lead:"));
+    let payload = json!({
+        "version": 1,
+        "item_id": e.id.as_str(),
+        "channel": e.channel.as_str(),
+        "upstream": {
+            "id": e.upstream.id,
+            "source": e.upstream.source,
+            "version": version,
+            "updated_at": e.upstream.updated_at.map(|t| t.to_string()),
+        },
+        "supplemented_at": at.to_string(),
+        "supplied": supplied,
+        "lead": e.routing.as_ref().map(|r| r.lead.as_str()),
+        "suggested_lead": suggested,
+        "clocks_stopped": stopped.iter().map(|c| json!({
+            "clock": c.clock_id,
+            "department": c.department,
+            "state": c.state.as_str(),
+            "started_at": c.started_at.to_string(),
+            "due_at": c.due_at.to_string(),
+            "provisional": c.provisional,
+        })).collect::<Vec<_>>(),
+    });
+    NewOutbox {
+        topic: dept.topic.clone(),
+        key: e.id.to_string(),
+        headers: item_headers(
+            e,
+            dept,
+            role,
+            TYPE_SUPPLEMENTED,
+            &ce_id,
+            at,
+            DATASCHEMA_SUPPLEMENTED_V1,
+        ),
+        ce_id,
+        payload: serde_json::to_vec(&payload).expect("JSON values always serialize"),
+    }
+}
+
 fn item_record(
     e: &Envelope,
     dept: &Department,
@@ -137,22 +230,7 @@ fn item_record(
     time: jiff::Timestamp,
 ) -> NewOutbox {
     let ce_id = event_id(e.id.as_str(), event, &dept.id);
-    let mut headers = vec![
-        ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
-        ("ce_id".into(), ce_id.clone()),
-        (
-            "ce_source".into(),
-            format!("urn:petitiond:{}:{}", e.channel, e.upstream.source),
-        ),
-        ("ce_type".into(), ce_type.into()),
-        ("ce_time".into(), time.to_string()),
-        ("ce_subject".into(), e.id.to_string()),
-        ("ce_dataschema".into(), DATASCHEMA_V1.into()),
-        ("ce_channel".into(), e.channel.as_str().into()),
-        ("ce_department".into(), dept.id.clone()),
-        ("ce_role".into(), role.as_str().into()),
-        ("content-type".into(), CONTENT_TYPE.into()),
-    ];
+    let mut headers = item_headers(e, dept, role, ce_type, &ce_id, time, DATASCHEMA_V1);
     if let Some(c) = e.category {
         headers.push(("ce_category".into(), c.as_str().into()));
     }

@@ -26,6 +26,15 @@
 //! assists and rule id `needs-supplement`; the rules' own lead stays visible as the flag
 //! `suggested_lead:<department>` so the desk can forward the item once it is supplemented.
 //! The category, priority and tags the rules gave are kept.
+//!
+//! **When the upstream supplies it** ([`recheck`], called by intake for an upstream update of
+//! an item still flagged `needs_supplement`): the check runs again on the updated envelope,
+//! with the category and rule tags recorded at routing. Nothing missing any more: the flag and
+//! every `missing:*` flag go (`suggested_lead:*` stays, for the desk), and intake stops the
+//! supplement clocks and announces it. Still something missing: the `missing:*` flags are
+//! brought up to date, the flag and the clock stay. The item is **not** re-routed: the desk
+//! (the lead) forwards it — see ARCHITECTURE.md, "Decisions". An update never flags an item
+//! that was complete when it was routed: it went to its department already.
 
 use super::Routed;
 use crate::config::Config;
@@ -224,6 +233,65 @@ pub fn check(
     decision.assists.clear();
     decision.rule_id = RULE_ID.to_string();
     missing
+}
+
+/// What an upstream update did to an item flagged `needs_supplement` ([`recheck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recheck {
+    /// Not flagged, its channel is no longer checked, or what is missing did not change.
+    Unchanged,
+    /// Something is still missing: the `missing:*` flags now say what (`supplied`: the checks
+    /// that now pass).
+    StillMissing {
+        supplied: Vec<String>,
+        missing: Vec<String>,
+    },
+    /// Nothing is missing any more: `needs_supplement` and the `missing:*` flags are gone.
+    /// `supplied`: what was missing (the flags' names, in their order).
+    Supplied(Vec<String>),
+}
+
+/// The `missing:*` flag prefix.
+pub const MISSING_PREFIX: &str = "missing:";
+
+/// Runs the check again on `env`, an item's envelope as updated from upstream, and updates its
+/// flags (see the module docs). The category and rule tags are the ones recorded at routing
+/// (`env.category`, the `tag:*` flags), so the same facts apply.
+pub fn recheck(c: &Completeness, env: &mut Envelope) -> Recheck {
+    if !env.flags.iter().any(|f| f == NEEDS_SUPPLEMENT) || !c.channels.contains(&env.channel) {
+        return Recheck::Unchanged;
+    }
+    let before: Vec<String> = env
+        .flags
+        .iter()
+        .filter_map(|f| f.strip_prefix(MISSING_PREFIX))
+        .map(str::to_string)
+        .collect();
+    let tags: Vec<String> = env
+        .flags
+        .iter()
+        .filter_map(|f| f.strip_prefix("tag:"))
+        .map(str::to_string)
+        .collect();
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let missing = c.missing(env, env.category, &tags);
+    if missing == before {
+        return Recheck::Unchanged;
+    }
+    env.flags.retain(|f| !f.starts_with(MISSING_PREFIX));
+    if missing.is_empty() {
+        env.flags.retain(|f| f != NEEDS_SUPPLEMENT);
+        return Recheck::Supplied(before);
+    }
+    env.flags
+        .extend(missing.iter().map(|m| format!("{MISSING_PREFIX}{m}")));
+    Recheck::StillMissing {
+        supplied: before
+            .into_iter()
+            .filter(|b| !missing.contains(b))
+            .collect(),
+        missing,
+    }
 }
 
 #[cfg(test)]
@@ -463,6 +531,103 @@ mod tests {
             let e = env(*ch, pet.clone(), "", content);
             assert_eq!(c.missing(&e, *cat, tags), *want, "{why}");
         }
+    }
+
+    /// An item as routing flagged it: `needs_supplement`, its `missing:*`, tags and the
+    /// suggested lead.
+    fn flagged(e: &mut Envelope, c: &Completeness, category: Option<Category>, tags: &[&str]) {
+        e.category = category;
+        e.flags = tags.iter().map(|t| format!("tag:{t}")).collect();
+        let mut d = Decision {
+            rule_id: "r".into(),
+            rules_version: "v".into(),
+            lead: "hrss".into(),
+            assists: vec![],
+            decided_at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let mut flags = e.flags.clone();
+        super::check(c, "desk", e, category, &mut flags, &mut d);
+        e.flags = flags;
+    }
+
+    #[test]
+    fn recheck_clears_the_flag_when_everything_is_supplied_and_keeps_the_suggestion() {
+        let c = check();
+        let mut e = env(
+            Channel::Portal,
+            p("", "", "", ""),
+            "",
+            "拖欠工资三个月了没人管啊",
+        );
+        flagged(&mut e, &c, Some(Category::Rights), &["wage-arrears"]);
+        assert!(
+            e.flags.contains(&"needs_supplement".to_string()),
+            "{:?}",
+            e.flags
+        );
+        // Nothing supplied yet (the same record at another version): unchanged.
+        assert_eq!(recheck(&c, &mut e), Recheck::Unchanged);
+        // The phone arrives, the employer and amount not: brought up to date.
+        e.petitioner.phone = Some(Personal::new("13800138000"));
+        assert_eq!(
+            recheck(&c, &mut e),
+            Recheck::StillMissing {
+                supplied: vec!["contact".into()],
+                missing: vec!["employer".into(), "amount".into()],
+            }
+        );
+        assert!(
+            !e.flags.contains(&"missing:contact".to_string()),
+            "{:?}",
+            e.flags
+        );
+        assert!(
+            e.flags.contains(&"missing:employer".to_string()),
+            "{:?}",
+            e.flags
+        );
+        assert!(e.flags.contains(&"needs_supplement".to_string()));
+        // The facts follow in the text.
+        e.request.content = Personal::new(WAGES);
+        assert_eq!(
+            recheck(&c, &mut e),
+            Recheck::Supplied(vec!["employer".into(), "amount".into()])
+        );
+        assert!(
+            !e.flags
+                .iter()
+                .any(|f| f == "needs_supplement" || f.starts_with("missing:")),
+            "{:?}",
+            e.flags
+        );
+        assert!(
+            e.flags.contains(&"suggested_lead:hrss".to_string()),
+            "{:?}",
+            e.flags
+        );
+        assert!(e.flags.contains(&"tag:wage-arrears".to_string()));
+        // Cleared once: a later update changes nothing.
+        assert_eq!(recheck(&c, &mut e), Recheck::Unchanged);
+    }
+
+    #[test]
+    fn recheck_never_flags_a_complete_item_nor_one_of_a_channel_no_longer_checked() {
+        let mut c = check();
+        let mut complete = env(Channel::Hotline, p("", "", "13800138000", ""), "", LONG);
+        flagged(&mut complete, &c, None, &[]);
+        assert!(complete.flags.is_empty(), "{:?}", complete.flags);
+        // The update loses the phone: an item routed to its department stays there.
+        complete.petitioner.phone = None;
+        assert_eq!(recheck(&c, &mut complete), Recheck::Unchanged);
+        assert!(complete.flags.is_empty());
+        // A flagged item of a channel the operator stopped checking is left as it is.
+        let mut e = env(Channel::Hotline, p("", "", "", ""), "", LONG);
+        flagged(&mut e, &c, None, &[]);
+        let flags = e.flags.clone();
+        c.channels = vec![Channel::Portal];
+        e.petitioner.phone = Some(Personal::new("13800138000"));
+        assert_eq!(recheck(&c, &mut e), Recheck::Unchanged);
+        assert_eq!(e.flags, flags);
     }
 
     #[test]

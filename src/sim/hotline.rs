@@ -593,7 +593,9 @@ impl Shared {
             } else {
                 Is(fmt_time(r.created + 3 * 86_400, style))
             },
-            address: if m {
+            address: if r.contact_withheld {
+                Address::Text(String::new())
+            } else if m {
                 Address::Parts(json!({"province": "浙江省", "detail": p.address}))
             } else {
                 Address::Text(p.address)
@@ -625,7 +627,11 @@ impl Shared {
             },
             first_name: p.given,
             last_name: p.surname,
-            phone: p.phone,
+            phone: if r.contact_withheld {
+                String::new()
+            } else {
+                p.phone
+            },
             email: p.email.map_or_else(|| missing(true), Is),
             id_number: p.id_number,
             district: p.district.name,

@@ -63,6 +63,20 @@ macro_rules! record_methods {
             self.core.update(id)
         }
 
+        /// Creates one record created now whose petitioner left no way to be reached: phone
+        /// and address are empty on the wire (name and ID number stay, the text names no
+        /// phone), so petitiond flags it `needs_supplement`. Returns its id.
+        pub fn add_incomplete_record(&self) -> String {
+            self.core.add_incomplete($crate::sim::now_secs())
+        }
+
+        /// The petitioner supplies the missing contact: phone and address appear, and the
+        /// update time moves as with `update_record` (the status does not change). `false`
+        /// if there is no such id.
+        pub fn supplement_record(&self, id: &str) -> bool {
+            self.core.supplement(id)
+        }
+
         /// Updates `n` records picked at random from those with an id on the wire (the same
         /// record may be picked twice); returns the ids in the order they were updated.
         pub fn update_random(&self, n: usize) -> Vec<String> {
@@ -173,6 +187,12 @@ pub struct Faults {
     /// with `?status=500`: files that always fail (see [`file_body`] for the file server's
     /// switches).
     pub broken_media_every: Option<u32>,
+    /// Every Nth API request that *writes* (the portal's status API) is applied, then its
+    /// answer is lost: the server waits `slow_ms` and answers `504 Gateway Timeout` (a client
+    /// whose timeout is shorter sees a timeout). A client that retries must send the same
+    /// `Idempotency-Key`, or the write is applied twice. Counted like the others; a request
+    /// that is not a write is not hit.
+    pub lost_answer_every: Option<u32>,
 }
 
 /// How a deliberately bad record is broken, in the order they rotate.
@@ -284,6 +304,8 @@ pub(crate) struct Plan {
     pub truncate: bool,
     pub duplicate: bool,
     pub out_of_order: bool,
+    /// A write is applied, then answered 504 (`Faults::lost_answer_every`).
+    pub lost_answer: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,6 +344,7 @@ impl FaultClock {
             truncate: fail.is_none() && !garbage && every(n, f.truncate_every),
             duplicate: f.duplicate_records,
             out_of_order: f.out_of_order,
+            lost_answer: fail.is_none() && every(n, f.lost_answer_every),
         }
     }
 }
@@ -540,6 +563,8 @@ pub(crate) struct Rec {
     pub malformed: bool,
     /// Attachments that always answer 500 (`Faults::broken_media_every`).
     pub broken_media: bool,
+    /// Phone and address are empty on the wire until `supplement_record`.
+    pub contact_withheld: bool,
 }
 
 /// `(time, id, index into recs)`: ordered by time then id; the index never decides.
@@ -630,8 +655,24 @@ impl RecordStore {
             bad,
             malformed: bad.is_none() && every(seq, faults.malformed_optional_every),
             broken_media: every(seq, faults.broken_media_every),
+            contact_withheld: false,
         });
         &self.recs[idx as usize]
+    }
+
+    /// Gives the petitioner's contact back and bumps the update time as [`RecordStore::update`]
+    /// does, without a status step. `false` if there is no such id.
+    pub(crate) fn supplement(&mut self, id: &str, now: i64) -> bool {
+        let Some(&idx) = self.by_id.get(id) else {
+            return false;
+        };
+        let rec = &mut self.recs[idx as usize];
+        self.by_updated.remove(&(rec.updated, rec.id.clone(), idx));
+        rec.updated = now.max(rec.updated + 1);
+        rec.contact_withheld = false;
+        self.by_updated.insert((rec.updated, rec.id.clone(), idx));
+        self.updated_vec = None;
+        true
     }
 
     /// Bumps the record's version and its update time to `now`, or one second past its previous
@@ -750,6 +791,13 @@ pub(crate) struct CoreState {
     picker: Rng,
 }
 
+impl CoreState {
+    /// The `slow_ms` of the faults in force.
+    pub(crate) fn faults_slow_ms(&self) -> u64 {
+        self.faults.faults.slow_ms
+    }
+}
+
 pub(crate) fn now_secs() -> i64 {
     Timestamp::now().as_second()
 }
@@ -797,6 +845,19 @@ impl Core {
 
     pub(crate) fn update(&self, id: &str) -> bool {
         self.lock().store.update(id, now_secs())
+    }
+
+    /// One good record (no record-level fault) with its contact withheld.
+    pub(crate) fn add_incomplete(&self, t: i64) -> String {
+        let mut st = self.lock();
+        let id = st.store.add_with(t, &Faults::default()).id.clone();
+        let idx = st.store.by_id[&id];
+        st.store.recs[idx as usize].contact_withheld = true;
+        id.to_string()
+    }
+
+    pub(crate) fn supplement(&self, id: &str) -> bool {
+        self.lock().store.supplement(id, now_secs())
     }
 
     /// Updates `n` records picked at random (with repeats possible), skipping records that have
@@ -1217,7 +1278,16 @@ pub(crate) mod testing {
         query: &[(&str, &str)],
         headers: &[(&str, &str)],
     ) -> Got {
-        let mut req = reqwest::Client::new().get(url).query(query);
+        let req = reqwest::Client::new().get(url).query(query);
+        send(req, headers).await
+    }
+
+    pub(crate) async fn post_with(url: &str, body: &[u8], headers: &[(&str, &str)]) -> Got {
+        let req = reqwest::Client::new().post(url).body(body.to_vec());
+        send(req, headers).await
+    }
+
+    async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> Got {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -1247,6 +1317,7 @@ mod tests {
             truncate: false,
             duplicate,
             out_of_order,
+            lost_answer: false,
         }
     }
 

@@ -3,6 +3,7 @@
 //!
 //! Endpoints (base `http://127.0.0.1:PORT/api`):
 //! - `GET {base}/petitions` — the list (below).
+//! - `POST {base}/petitions/{petitionNo}/status` — the status API (write-back, below).
 //! - `GET {origin}/files/{name}` — attachments (no auth, never faulted).
 //!
 //! Checks, in order: faults ([`Faults`](super::Faults)); bearer token if configured (401
@@ -42,7 +43,8 @@
 //!  "attachments":[{"url":"http://127.0.0.1:PORT/files/WS2026112800003_1.jpg","name":"照片1.jpg"}]}
 //! ```
 //! Times are Asia/Shanghai local time without offset. `status` goes 待受理 → 已受理 → 办理中 →
-//! 已办结. `attachments` is `[]` for most items; every `media_every`-th item has one or two
+//! 已办结. An item made with `add_incomplete_record` has `mobile` and `address` `""` until
+//! `supplement_record`. `attachments` is `[]` for most items; every `media_every`-th item has one or two
 //! (`.jpg` 照片N.jpg, `.pdf` 材料N.pdf, `.png` 截图N.png). Bad items: see
 //! [`BadKind`] (the bad date: `createTime` `"2026-13-45"` and `updateTime` `"2026-13-45"
 //! 25:00:00"`, no usable time). Malformed optional fields
@@ -55,13 +57,14 @@ use super::{
     percent_encode, run_faulted, secs_at_or_before, serve_file,
 };
 use axum::Router;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Bound;
@@ -208,6 +211,15 @@ pub fn canonical_request(
 /// - canonical:
 ///   `GET\n/api/petitions\npage=1&page_size=50&updated_after=2026-11-28T10%3A00%3A00%2B08%3A00\n1795831200000\nn-0001`
 /// - signature: `b64f43dce0396414b09ec764bf8a29584f5a109afc75da0ada8dde0e40ead578`
+///
+/// A request with a body (the status API) appends `"\n" + BODY_SHA256`, the lower-case hex
+/// SHA-256 of the body bytes as sent (a client template:
+/// `{method}\n{path}\n{query}\n{timestamp}\n{nonce}\n{body_sha256}`). Test vector (also
+/// `status_signature_matches_the_published_vector`): secret `sim-secret`, `POST
+/// /api/petitions/WS2026112800001/status`, no query, timestamp `1795831200000`, nonce
+/// `n-0002`, body `{"opTime":"2026-11-28 10:05:00","state":"FINISHED"}` (SHA-256
+/// `90db0698718cf4e851ab996533c5d655dd61b9433fabbcd437bb6f865679d6d1`) → signature
+/// `c469665197260fdbf7b22a90839d0e37a255474342063e7e4b5d914e79e91be6`.
 pub fn sign(secret: &str, canonical: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     mac.update(canonical.as_bytes());
@@ -256,6 +268,7 @@ struct Shared {
     origin: String,
     core: Arc<Core>,
     nonces: Mutex<NonceBook>,
+    statuses: Mutex<StatusBook>,
 }
 
 fn make_id(dt: jiff::civil::DateTime, seq: u64) -> String {
@@ -272,9 +285,11 @@ impl PortalSim {
             cfg,
             core: core.clone(),
             nonces: Mutex::new(NonceBook::default()),
+            statuses: Mutex::new(StatusBook::default()),
         });
         let app = Router::new()
             .route("/api/petitions", get(petitions))
+            .route("/api/petitions/{id}/status", post(status))
             .route("/files/{name}", get(serve_file))
             .fallback(not_found)
             .with_state(shared.clone())
@@ -302,6 +317,27 @@ impl PortalSim {
 
     record_methods!();
 
+    /// The status writes applied to a petition, in order (each idempotency key once).
+    pub fn status_log(&self, id: &str) -> Vec<AppliedStatus> {
+        let book = self
+            .shared
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        book.applied.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Every status request that reached the status API past the faults, authentication and
+    /// the signature, in arrival order — replays of a known key included.
+    pub fn status_requests(&self) -> Vec<StatusRequest> {
+        let book = self
+            .shared
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        book.requests.clone()
+    }
+
     /// Stops the server: no new connections; in-flight requests get up to two seconds.
     pub async fn stop(self) {
         self.server.stop().await;
@@ -325,6 +361,223 @@ fn bad_request(msg: &str) -> Reply {
     Reply::error(Flavor::Portal, StatusCode::BAD_REQUEST, msg)
 }
 
+// ---------------------------------------------------------------------------------------------
+// The status API
+
+/// A status write the sim applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedStatus {
+    /// The request's `Idempotency-Key`.
+    pub key: String,
+    /// `ACCEPTED`, `TIME_LIMIT` or `FINISHED`.
+    pub state: String,
+    pub handle_dept: Option<String>,
+    pub due_time: Option<String>,
+    pub op_time: String,
+}
+
+/// A status request as received (after faults, auth and the signature).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusRequest {
+    pub petition: String,
+    pub key: String,
+    pub body: Vec<u8>,
+    /// Answered from the key's stored response: not applied again.
+    pub replayed: bool,
+}
+
+/// What the status API remembers: applied writes per petition, each key's request hash and
+/// answer, every request received.
+#[derive(Default)]
+struct StatusBook {
+    applied: HashMap<String, Vec<AppliedStatus>>,
+    /// key → (petition, SHA-256 of the body, the answer's status and body).
+    keys: HashMap<String, (String, [u8; 32], StatusCode, Vec<u8>)>,
+    requests: Vec<StatusRequest>,
+}
+
+/// The states the status API knows.
+pub const STATUS_STATES: [&str; 3] = ["ACCEPTED", "TIME_LIMIT", "FINISHED"];
+
+/// The keys of a `[channels.<name>.writeback]` section that write to this simulator's status
+/// API (the shipped `config/petitiond.toml` says the same): path, states and fields.
+pub const WRITEBACK_TOML: &str = r#"path = "/petitions/{id}/status"
+idempotency_header = "Idempotency-Key"
+time_format = "%Y-%m-%d %H:%M:%S"
+
+[channels.portal.writeback.states]
+acknowledged = "ACCEPTED"
+due = "TIME_LIMIT"
+completed = "FINISHED"
+
+[channels.portal.writeback.fields]
+state = "state"
+department = ""
+department_name = "handleDept"
+due_at = "dueTime"
+time = "opTime"
+"#;
+
+async fn status(
+    State(sh): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let plan = sh.core.plan();
+    let lost = plan.lost_answer.then(|| plan_slow_ms(&sh));
+    let resp = run_faulted(plan, Flavor::Portal, |plan| {
+        sh.status(&id, &method, &uri, &headers, &body, plan)
+    })
+    .await;
+    if let (Some(ms), StatusCode::GATEWAY_TIMEOUT) = (lost, resp.status()) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    resp
+}
+
+/// The `slow_ms` of the faults in force (how long a lost answer keeps the client waiting).
+fn plan_slow_ms(sh: &Shared) -> u64 {
+    sh.core.lock().faults_slow_ms()
+}
+
+impl Shared {
+    /// `POST {base}/petitions/{id}/status`. Checks, in order: bearer, signature (with the
+    /// body's SHA-256, see [`sign`]), `Idempotency-Key` (400 without one), the key's history
+    /// (the same key with the same body: the stored answer again, `Idempotent-Replayed: true`,
+    /// nothing applied; with another body: 422), the petition (404), the body (400): a JSON
+    /// object with `state` one of [`STATUS_STATES`], `opTime` (`yyyy-MM-dd HH:mm:ss`), and
+    /// `handleDept` for `ACCEPTED`, `dueTime` for `TIME_LIMIT`. Applied: 200
+    /// `{"code":0,"msg":"ok","data":{"petitionNo":..,"state":..}}`; the list does not change
+    /// (the portal shows the petitioner its own status). Answers other than 5xx are stored
+    /// under the key.
+    fn status(
+        &self,
+        id: &str,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        plan: &Plan,
+    ) -> Reply {
+        if let Err(r) = check_bearer(self.cfg.bearer.as_deref(), headers, Flavor::Portal) {
+            return r;
+        }
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        if let Err(msg) = self.verify(method, uri, headers, Some(body), now_ms) {
+            return Reply::error(Flavor::Portal, StatusCode::UNAUTHORIZED, msg);
+        }
+        let Some(key) = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.trim().is_empty())
+        else {
+            return bad_request("Idempotency-Key required");
+        };
+        let hash: [u8; 32] = Sha256::digest(body).into();
+        let mut book = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        book.requests.push(StatusRequest {
+            petition: id.to_string(),
+            key: key.to_string(),
+            body: body.to_vec(),
+            replayed: false,
+        });
+        if let Some((petition, h, st, answer)) = book.keys.get(key).cloned() {
+            if petition != id || h != hash {
+                return Reply::error(
+                    Flavor::Portal,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Idempotency-Key reused with another request",
+                );
+            }
+            if let Some(last) = book.requests.last_mut() {
+                last.replayed = true;
+            }
+            let reply = Reply {
+                status: st,
+                content_type: super::JSON,
+                headers: Vec::new(),
+                body: answer,
+            };
+            return reply.with_header(
+                header::HeaderName::from_static("idempotent-replayed"),
+                "true",
+            );
+        }
+        let known = self
+            .core
+            .lock()
+            .store
+            .get(id)
+            .is_some_and(|r| r.bad.is_none());
+        let reply = if !known {
+            Reply::error(Flavor::Portal, StatusCode::NOT_FOUND, "petition not found")
+        } else {
+            match parse_status(key, body) {
+                Err(msg) => bad_request(&msg),
+                Ok(applied) => {
+                    let state = applied.state.clone();
+                    book.applied
+                        .entry(id.to_string())
+                        .or_default()
+                        .push(applied);
+                    Reply::json(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "code": 0, "msg": "ok",
+                            "data": {"petitionNo": id, "state": state},
+                        }),
+                    )
+                }
+            }
+        };
+        book.keys.insert(
+            key.to_string(),
+            (id.to_string(), hash, reply.status, reply.body.clone()),
+        );
+        if plan.lost_answer && reply.status == StatusCode::OK {
+            return Reply::error(Flavor::Portal, StatusCode::GATEWAY_TIMEOUT, "网关超时");
+        }
+        reply
+    }
+}
+
+/// A status body → what is applied, or why not (400).
+fn parse_status(key: &str, body: &[u8]) -> Result<AppliedStatus, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "body: not JSON".to_string())?;
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let time_ok = |t: &Option<String>| {
+        t.as_deref()
+            .is_some_and(|t| jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", t).is_ok())
+    };
+    let state = text("state").ok_or("state: required")?;
+    if !STATUS_STATES.contains(&state.as_str()) {
+        return Err(format!("state: `{state}` unknown"));
+    }
+    let op_time = text("opTime");
+    if !time_ok(&op_time) {
+        return Err("opTime: required, yyyy-MM-dd HH:mm:ss".into());
+    }
+    let handle_dept = text("handleDept");
+    if state == "ACCEPTED" && handle_dept.as_deref().is_none_or(|d| d.trim().is_empty()) {
+        return Err("handleDept: required for ACCEPTED".into());
+    }
+    let due_time = text("dueTime");
+    if state == "TIME_LIMIT" && !time_ok(&due_time) {
+        return Err("dueTime: required for TIME_LIMIT, yyyy-MM-dd HH:mm:ss".into());
+    }
+    Ok(AppliedStatus {
+        key: key.to_string(),
+        state,
+        handle_dept,
+        due_time,
+        op_time: op_time.unwrap_or_default(),
+    })
+}
+
 /// A position in the update-time order: after the item `(updated, id)`.
 fn encode_token(updated: i64, id: &str) -> String {
     hex::encode(format!("{updated}:{id}"))
@@ -337,11 +590,14 @@ fn decode_token(token: &str) -> Option<(i64, String)> {
 }
 
 impl Shared {
+    /// The signature of a request; a request with a body (the status API) signs the body's
+    /// SHA-256 too (see [`sign`]).
     fn verify(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
+        body: Option<&[u8]>,
         now_ms: i64,
     ) -> Result<(), &'static str> {
         let Some(signing) = &self.cfg.signing else {
@@ -364,13 +620,17 @@ impl Shared {
         if (now_ms - ts_ms).abs() > TIMESTAMP_TOLERANCE_MS {
             return Err("timestamp expired");
         }
-        let canonical = canonical_request(
+        let mut canonical = canonical_request(
             method.as_str(),
             uri.path(),
             &parse_query(uri.query()),
             ts,
             nonce,
         );
+        if let Some(body) = body {
+            canonical.push('\n');
+            canonical.push_str(&hex::encode(Sha256::digest(body)));
+        }
         let mut mac = Hmac::<Sha256>::new_from_slice(signing.secret.as_bytes()).expect("any key");
         mac.update(canonical.as_bytes());
         let given = hex::decode(sig).map_err(|_| MISMATCH)?;
@@ -400,7 +660,7 @@ impl Shared {
             return r;
         }
         let now_ms = jiff::Timestamp::now().as_millisecond();
-        if let Err(msg) = self.verify(method, uri, headers, now_ms) {
+        if let Err(msg) = self.verify(method, uri, headers, None, now_ms) {
             return Reply::error(Flavor::Portal, StatusCode::UNAUTHORIZED, msg);
         }
         let q = parse_query(uri.query());
@@ -591,8 +851,14 @@ impl Shared {
             petitioner: Petitioner {
                 name,
                 id_card: p.id_number,
-                mobile: p.phone,
-                address: if m {
+                mobile: if r.contact_withheld {
+                    String::new()
+                } else {
+                    p.phone
+                },
+                address: if r.contact_withheld {
+                    serde_json::Value::from("")
+                } else if m {
                     serde_json::json!([p.district.name, p.address])
                 } else {
                     serde_json::Value::String(p.address)
@@ -707,6 +973,7 @@ mod tests {
     use crate::sim::testing::{Got, get, get_with};
     use jiff::Timestamp;
     use serde_json::{Value, json};
+    use sha2::Digest;
 
     async fn sim(pagination: Pagination) -> PortalSim {
         PortalSim::start(PortalSimConfig {
@@ -1000,6 +1267,194 @@ mod tests {
         let tampered = first.replace("page_size=3", "page_size=4");
         let got = get_signed(&tampered, signed(&secret, &first, now, "n6", None)).await;
         assert_eq!(msg(&got), (401, "signature mismatch".into()));
+        s.stop().await;
+    }
+
+    #[test]
+    fn status_signature_matches_the_published_vector() {
+        let body = br#"{"opTime":"2026-11-28 10:05:00","state":"FINISHED"}"#;
+        let mut canonical = canonical_request(
+            "POST",
+            "/api/petitions/WS2026112800001/status",
+            &[],
+            "1795831200000",
+            "n-0002",
+        );
+        canonical.push('\n');
+        canonical.push_str(&hex::encode(Sha256::digest(body)));
+        assert!(canonical.ends_with(
+            "\n\n1795831200000\nn-0002\n90db0698718cf4e851ab996533c5d655dd61b9433fabbcd437bb6f865679d6d1"
+        ));
+        assert_eq!(
+            sign("sim-secret", &canonical),
+            "c469665197260fdbf7b22a90839d0e37a255474342063e7e4b5d914e79e91be6"
+        );
+        // The client's template gives the same string (crate::channels::http::sign).
+        use crate::channels::http::sign::{Signed, canonical as client_canonical};
+        let client = client_canonical(
+            "{method}\\n{path}\\n{query}\\n{timestamp}\\n{nonce}\\n{body_sha256}",
+            Signed {
+                method: "post",
+                path: "/api/petitions/WS2026112800001/status",
+                query: &[],
+                body,
+            },
+            "1795831200000",
+            "n-0002",
+            "app",
+        );
+        assert_eq!(client, canonical);
+    }
+
+    async fn post_status(s: &PortalSim, id: &str, key: Option<&str>, body: &str) -> Got {
+        let url = format!("{}/petitions/{id}/status", s.base_url());
+        let mut h = vec![("Content-Type", "application/json")];
+        if let Some(k) = key {
+            h.push(("Idempotency-Key", k));
+        }
+        crate::sim::testing::post_with(&url, body.as_bytes(), &h).await
+    }
+
+    #[tokio::test]
+    async fn the_status_api_applies_each_key_once_and_checks_bodies() {
+        let s = sim(Pagination::Page).await;
+        let ids = s.add_records(2);
+        let (a, b) = (&ids[0], &ids[1]);
+        let ack =
+            r#"{"state":"ACCEPTED","handleDept":"市人力社保局","opTime":"2026-11-28 10:00:00"}"#;
+        let got = post_status(&s, a, Some("k1"), ack).await;
+        assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+        assert_eq!(got.json()["data"]["state"], "ACCEPTED");
+        assert_eq!(got.header("idempotent-replayed"), None);
+        // The same key and body again: the stored answer, nothing applied twice.
+        let again = post_status(&s, a, Some("k1"), ack).await;
+        assert_eq!((again.status, again.body.clone()), (200, got.body.clone()));
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(s.status_log(a).len(), 1);
+        // The same key with another body, or on another petition: 422.
+        let other = ack.replace("10:00:00", "10:00:01");
+        assert_eq!(post_status(&s, a, Some("k1"), &other).await.status, 422);
+        assert_eq!(post_status(&s, b, Some("k1"), ack).await.status, 422);
+        // A new key is a new write.
+        let due = r#"{"state":"TIME_LIMIT","dueTime":"2026-11-28 12:00:00","opTime":"2026-11-28 10:00:00"}"#;
+        assert_eq!(post_status(&s, a, Some("k2"), due).await.status, 200);
+        let log = s.status_log(a);
+        assert_eq!(
+            log.iter().map(|x| x.state.as_str()).collect::<Vec<_>>(),
+            ["ACCEPTED", "TIME_LIMIT"]
+        );
+        assert_eq!(log[0].handle_dept.as_deref(), Some("市人力社保局"));
+        assert_eq!(log[1].due_time.as_deref(), Some("2026-11-28 12:00:00"));
+        // What is refused: no key, an unknown petition, bad bodies.
+        let cases: [(Option<&str>, &str, &str, u16); 7] = [
+            (None, a, ack, 400),
+            (Some("k3"), "WS0000", ack, 404),
+            (Some("k4"), a, "not json", 400),
+            (
+                Some("k5"),
+                a,
+                r#"{"state":"DONE","opTime":"2026-11-28 10:00:00"}"#,
+                400,
+            ),
+            (
+                Some("k6"),
+                a,
+                r#"{"state":"ACCEPTED","opTime":"2026-11-28 10:00:00"}"#,
+                400,
+            ),
+            (
+                Some("k7"),
+                a,
+                r#"{"state":"TIME_LIMIT","opTime":"2026-11-28 10:00:00"}"#,
+                400,
+            ),
+            (
+                Some("k8"),
+                a,
+                r#"{"state":"FINISHED","opTime":"yesterday"}"#,
+                400,
+            ),
+        ];
+        for (key, id, body, want) in cases {
+            let got = post_status(&s, id, key, body).await;
+            assert_eq!(got.status, want, "{key:?} {body}");
+            assert_eq!(got.json()["code"], want, "{key:?} {body}");
+        }
+        assert_eq!(s.status_log(a).len(), 2, "nothing refused was applied");
+        assert!(s.status_log(b).is_empty());
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_applied_and_its_retry_is_recognised() {
+        let s = sim(Pagination::Page).await;
+        let id = s.add_records(1).remove(0);
+        s.set_faults(Faults {
+            lost_answer_every: Some(1),
+            slow_ms: 50,
+            ..Faults::default()
+        });
+        let fin = r#"{"state":"FINISHED","opTime":"2026-11-28 10:05:00"}"#;
+        let got = post_status(&s, &id, Some("f1"), fin).await;
+        assert_eq!(got.status, 504);
+        assert!(got.took >= std::time::Duration::from_millis(50));
+        assert_eq!(
+            s.status_log(&id).len(),
+            1,
+            "applied although the answer was lost"
+        );
+        // The retry with the same key is answered from the stored 200 (even while every write
+        // loses its answer: a replay is not a write), and not applied again.
+        let retry = post_status(&s, &id, Some("f1"), fin).await;
+        assert_eq!(retry.status, 200);
+        assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+        assert_eq!(s.status_log(&id).len(), 1);
+        // A client that retried under a new key would have written twice.
+        s.set_faults(Faults::default());
+        assert_eq!(post_status(&s, &id, Some("f2"), fin).await.status, 200);
+        assert_eq!(s.status_log(&id).len(), 2);
+        let reqs = s.status_requests();
+        assert_eq!(
+            reqs.iter()
+                .map(|r| (r.key.as_str(), r.replayed))
+                .collect::<Vec<_>>(),
+            [("f1", false), ("f1", true), ("f2", false)]
+        );
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_record_gets_its_contact_when_supplemented() {
+        let s = sim(Pagination::Page).await;
+        let id = s.add_incomplete_record();
+        let item = |page: &Value| page["data"]["items"][0].clone();
+        let before = item(&get(&url(&s), &[]).await.json());
+        assert_eq!(before["petitionNo"], id.as_str());
+        assert_eq!(before["petitioner"]["mobile"], "");
+        assert_eq!(before["petitioner"]["address"], "");
+        assert!(
+            before["petitioner"]["name"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+        );
+        assert!(s.supplement_record(&id));
+        assert!(!s.supplement_record("WS-nope"));
+        let after = item(&get(&url(&s), &[]).await.json());
+        assert!(
+            after["petitioner"]["mobile"]
+                .as_str()
+                .is_some_and(|m| m.len() >= 11)
+        );
+        assert!(
+            after["petitioner"]["address"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty())
+        );
+        assert!(
+            after["updateTime"].as_str() > before["updateTime"].as_str(),
+            "the update is visible to updated_after"
+        );
+        assert_eq!(after["status"], before["status"], "no status step");
         s.stop().await;
     }
 

@@ -433,6 +433,12 @@ pub fn reconcile(
                 tracing::info!(item = %clock.item_id, clock = %clock.clock_id, was = %was.due_at, due_at = %clock.due_at, provisional = clock.provisional, "SLA due instant moved by a calendar change");
             }
         }
+        // The upstream hears of a moved first-touch due too (written with the clock).
+        let writeback = if moved {
+            crate::channels::http::writeback::dues_for_clock(cfg, &clock, at)
+        } else {
+            Vec::new()
+        };
         out.writes.push(Recomputed {
             row: stored.row,
             was: was.clone(),
@@ -440,6 +446,7 @@ pub fn reconcile(
             next,
             next_provisional,
             announce,
+            writeback,
         });
     }
     out

@@ -25,6 +25,10 @@
 //! (`status.consumer_failed`), and retried after a back-off (1 s doubling to 60 s): the record
 //! in hand is retried in place (handled, dead-lettered, committed — in that order, before the
 //! next one); a consumer that cannot be built or subscribed is built again.
+//!
+//! An event also queues, in its transaction, the status write-backs it causes for an item
+//! whose upstream has a status API (`channels::http::writeback`): a due instant set or moved,
+//! a completion.
 
 use crate::config::{Config, StatusSource};
 use crate::envelope::Envelope;
@@ -196,6 +200,7 @@ pub fn clock_writes(
 ) -> ClockWrites {
     let cal = &config.sla.calendar;
     let mut writes = ClockWrites::default();
+    let dues_before: Vec<Timestamp> = clocks.iter().map(|c| c.due_at).collect();
     for (i, clock) in clocks.iter_mut().enumerate() {
         let Some(policy) = config.sla.clock(&clock.clock_id) else {
             continue;
@@ -228,6 +233,20 @@ pub fn clock_writes(
             writes.started.push((clock, next));
         }
     }
+    // Status write-back (sources with one): a due instant set or moved, a completion.
+    let moved: Vec<&Clock> = writes
+        .updated
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| clocks[*i].due_at != dues_before[*i])
+        .map(|i| &clocks[i])
+        .chain(writes.started.iter().map(|(c, _)| c))
+        .collect();
+    let mut writeback = crate::channels::http::writeback::dues(config, envelope, &moved, at);
+    writeback.extend(crate::channels::http::writeback::completed(
+        config, envelope, kind, at,
+    ));
+    writes.writeback = writeback;
     writes
 }
 

@@ -59,6 +59,51 @@ pub struct NewItem {
     pub version: Option<String>,
     /// The item's entry in the repeat-petition index; `None`: not counted.
     pub person_index: Option<PersonIndex>,
+    /// Status write-backs to the item's upstream (acknowledged, its first due time).
+    pub writeback: Vec<NewWriteback>,
+}
+
+/// A status write-back to queue: a request to the upstream that an item came from, sent by
+/// its source's write-back worker (`channels::http::writeback`). Queued in the transaction of
+/// the change that causes it; the body and the idempotency key are fixed here, so every
+/// retry — after a crash too — sends the same bytes under the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWriteback {
+    pub item_id: String,
+    /// The HTTP source (`portal`, `hotline`); queued only if the item came from it.
+    pub source: String,
+    /// `acknowledged`, `due` or `completed`.
+    pub kind: String,
+    /// What was written back (a department, a clock's due instant, a completion instant),
+    /// for `petitiond writeback list`; no personal data.
+    pub value: String,
+    /// The `Idempotency-Key`: a UUID v5 of (item, kind, value). Queuing the same key again
+    /// is a no-op.
+    pub key: String,
+    /// The JSON body, as sent.
+    pub body: Vec<u8>,
+}
+
+/// A queued write-back as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WritebackRow {
+    pub id: i64,
+    pub item_id: String,
+    /// The item's upstream id (for the request path).
+    pub upstream_id: String,
+    pub source: String,
+    pub kind: String,
+    pub value: String,
+    pub key: String,
+    pub body: Vec<u8>,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    /// Not before this instant (ms); 0: at once.
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub done_at: Option<String>,
 }
 
 /// Who an item is from and what it is about, for repeat-petition linking: keyed hashes only,
@@ -77,6 +122,16 @@ pub struct ItemUpdate {
     pub expected_version: Option<String>,
     pub version: String,
     pub outbox: Vec<NewOutbox>,
+}
+
+/// An upstream update that supplies what an incomplete item lacked
+/// ([`Store::record_supplement`]): its clocks to stop, and the records that say so.
+#[derive(Debug, Clone)]
+pub struct Supplement {
+    /// Clock ids to stop (the policies that run on the `needs_supplement` flag).
+    pub clocks: Vec<String>,
+    /// When they stop.
+    pub at: jiff::Timestamp,
 }
 
 /// A clock's next alert, for the timer engine: the store's row id and the instant in ms.
@@ -147,6 +202,9 @@ pub struct Recomputed {
     /// The due-update record that announces the change (the due instant moved, or a pending
     /// clock got one), committed with the clock; `None`: nothing to announce.
     pub announce: Option<NewOutbox>,
+    /// Write-backs of the new due instant, one per source that writes this clock back; each
+    /// is queued only if the item came from that source (and the clock is written).
+    pub writeback: Vec<NewWriteback>,
 }
 
 /// What [`Store::recompute_clocks`] wrote.
@@ -182,6 +240,8 @@ pub struct StatusRecord {
 pub struct ClockWrites {
     pub updated: Vec<(usize, Option<jiff::Timestamp>)>,
     pub started: Vec<(Clock, Option<jiff::Timestamp>)>,
+    /// Write-backs the event causes (a due instant set or moved, a completion).
+    pub writeback: Vec<NewWriteback>,
 }
 
 /// A re-route by the intake desk (a status event naming a new category and/or department),
@@ -391,6 +451,17 @@ pub trait Store: Send + Sync + 'static {
     fn item_version(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Records an upstream update (see [`ItemUpdate`]); `false` when the version moved meanwhile.
     fn record_update(&self, u: &ItemUpdate) -> Result<bool, StoreError>;
+    /// Records an upstream update that supplied what an incomplete item lacked: as
+    /// [`Store::record_update`], and in the same transaction stops the item's open clocks
+    /// named in `s` and queues the records `f` makes from them (as they were before the stop:
+    /// a clock already stopped, by a status event, is not passed). `None` when the version
+    /// moved meanwhile (nothing written); else the timers to remove.
+    fn record_supplement(
+        &self,
+        u: &ItemUpdate,
+        s: &Supplement,
+        f: &mut dyn FnMut(&[Clock]) -> Vec<NewOutbox>,
+    ) -> Result<Option<Vec<Timer>>, StoreError>;
     /// Quarantines an input; the same bytes from the same source again return the first entry's
     /// id and `false` (a re-poll or a re-read after a crash does not fill quarantine).
     fn quarantine(&self, q: &Quarantined) -> Result<(i64, bool), StoreError>;
@@ -489,6 +560,39 @@ pub trait Store: Send + Sync + 'static {
     fn board(&self, q: &BoardQuery) -> Result<BoardData, StoreError>;
     fn cursor(&self, source: &str) -> Result<Option<String>, StoreError>;
     fn set_cursor(&self, source: &str, value: &str) -> Result<(), StoreError>;
+
+    // Status write-back (`channels::http::writeback`).
+
+    /// Pending write-backs of `source` whose time has come (`next_attempt_ms <= now_ms`),
+    /// oldest first, at most `limit`, leaving out any that has an older pending write-back of
+    /// the same item (per-item order: an item's states reach the upstream in the order they
+    /// happened).
+    fn writeback_ready(
+        &self,
+        source: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WritebackRow>, StoreError>;
+    /// Pending write-backs of `source` (counts them: a gauge's sample, not for every round).
+    fn writeback_pending(&self, source: &str) -> Result<u64, StoreError>;
+    /// The earliest `next_attempt_ms` among `source`'s pending write-backs (one index seek).
+    fn writeback_next_attempt(&self, source: &str) -> Result<Option<i64>, StoreError>;
+    /// Counts an attempt before the request is made (committed first: a crash during the
+    /// request leaves the row pending, and the next attempt reuses its key).
+    fn writeback_attempted(&self, id: i64) -> Result<(), StoreError>;
+    fn writeback_delivered(&self, id: i64, status: u16) -> Result<(), StoreError>;
+    /// Schedules the next attempt of a pending write-back.
+    fn writeback_retry(&self, id: i64, next_ms: i64, error: &str) -> Result<(), StoreError>;
+    fn writeback_dead(&self, id: i64, reason: &str) -> Result<(), StoreError>;
+    /// Write-backs in `state` (any when `None`), newest first.
+    fn writeback_list(
+        &self,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<WritebackRow>, StoreError>;
+    /// Puts dead write-backs back to pending (attempts from 0, due at once) once the cause is
+    /// fixed; returns how many.
+    fn writeback_replay(&self, ids: &[i64]) -> Result<usize, StoreError>;
 }
 
 /// Runs a store call on the blocking pool.

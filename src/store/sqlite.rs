@@ -238,7 +238,35 @@ CREATE TABLE corrections (
 );
 "#,
     ),
+    // v10: status write-back to upstreams (issue 14): one row per request, queued in the
+    // transaction of the change that causes it (`writeback.rs`). `idem_key` is the
+    // Idempotency-Key sent with every attempt; the partial indexes hold pending rows only:
+    // the worker's look-up by source and time, and the per-item order check.
+    M::up(
+        r#"
+CREATE TABLE writeback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL REFERENCES items(id),
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    idem_key TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','delivered','dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    done_at TEXT
+);
+CREATE INDEX writeback_due ON writeback(source, next_attempt_ms) WHERE state = 'pending';
+CREATE INDEX writeback_item ON writeback(item_id, id) WHERE state = 'pending';
+"#,
+    ),
 ];
+
+mod writeback;
 
 pub struct SqliteStore {
     // One connection: SQLite has one writer at a time; a pool would only add lock waits.
@@ -271,6 +299,9 @@ fn checkpointer(path: PathBuf, stop: Arc<AtomicBool>) {
         }
     }
 }
+
+/// Builds the records that announce a supplement from the clocks it stops.
+type SupplementRecords<'a> = dyn FnMut(&[Clock]) -> Vec<NewOutbox> + 'a;
 
 /// Each connection's page cache: up to 64 MiB (`PRAGMA cache_size` in KiB when negative).
 const CACHE_SIZE: i64 = -65536;
@@ -316,6 +347,69 @@ impl SqliteStore {
             read: Mutex::new(read),
             stop,
         })
+    }
+
+    /// An upstream update (compare-and-set on the version), and with a supplement its clocks
+    /// stopped and its records queued, in one transaction. `None`: the version moved.
+    fn update_item(
+        &self,
+        u: &ItemUpdate,
+        supplement: Option<(&Supplement, &mut SupplementRecords<'_>)>,
+    ) -> Result<Option<Vec<Timer>>, StoreError> {
+        let e = &u.envelope;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE items SET envelope = ?2, upstream_version = ?3
+             WHERE id = ?1 AND upstream_version IS ?4",
+            params![
+                e.id.as_str(),
+                serde_json::to_string(e)?,
+                u.version,
+                u.expected_version
+            ],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let insert = |o: &NewOutbox| -> Result<(), StoreError> {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![e.id.as_str(), o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload])?;
+            Ok(())
+        };
+        for o in &u.outbox {
+            insert(o)?;
+        }
+        let mut timers = Vec::new();
+        if let Some((s, f)) = supplement {
+            let open: Vec<(i64, Clock)> = tx
+                .prepare_cached(&format!(
+                    "SELECT {CLOCK_COLS} FROM sla_clocks WHERE item_id = ?1"
+                ))?
+                .query_map([e.id.as_str()], row_to_clock)?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|(_, c)| s.clocks.contains(&c.clock_id) && c.state != State::Stopped)
+                .collect();
+            let clocks: Vec<Clock> = open.iter().map(|(_, c)| c.clone()).collect();
+            let records = f(&clocks);
+            for (row, mut c) in open {
+                c.state = State::Stopped;
+                c.paused_at = None;
+                update_clock(&tx, row, &c, None)?;
+                timers.push(Timer {
+                    clock_row: row,
+                    at_ms: i64::MIN,
+                });
+            }
+            for o in &records {
+                insert(o)?;
+            }
+        }
+        tx.commit()?;
+        Ok(Some(timers))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -857,6 +951,7 @@ impl Store for SqliteStore {
                 ])?;
             }
         }
+        writeback::queue(&tx, &item.writeback)?;
         tx.commit()?;
         Ok(Recorded::New(timers.into_iter().flatten().collect()))
     }
@@ -920,30 +1015,16 @@ impl Store for SqliteStore {
     }
 
     fn record_update(&self, u: &ItemUpdate) -> Result<bool, StoreError> {
-        let e = &u.envelope;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let changed = tx.execute(
-            "UPDATE items SET envelope = ?2, upstream_version = ?3
-             WHERE id = ?1 AND upstream_version IS ?4",
-            params![
-                e.id.as_str(),
-                serde_json::to_string(e)?,
-                u.version,
-                u.expected_version
-            ],
-        )?;
-        if changed == 0 {
-            return Ok(false);
-        }
-        for o in &u.outbox {
-            tx.execute(
-                "INSERT OR IGNORE INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![e.id.as_str(), o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
-            )?;
-        }
-        tx.commit()?;
-        Ok(true)
+        Ok(self.update_item(u, None)?.is_some())
+    }
+
+    fn record_supplement(
+        &self,
+        u: &ItemUpdate,
+        s: &Supplement,
+        f: &mut dyn FnMut(&[Clock]) -> Vec<NewOutbox>,
+    ) -> Result<Option<Vec<Timer>>, StoreError> {
+        self.update_item(u, Some((s, f)))
     }
 
     fn item_envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError> {
@@ -1289,6 +1370,7 @@ impl Store for SqliteStore {
                     .execute(params![c.clock.item_id, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload])?;
                     result.announced += n;
                 }
+                writeback::queue(&tx, &c.writeback)?;
             }
         }
         tx.commit()?;
@@ -1424,6 +1506,7 @@ impl Store for SqliteStore {
                 timers.push(t);
             }
         }
+        writeback::queue(&tx, &writes.writeback)?;
         tx.commit()?;
         Ok(StatusOutcome::Applied(timers))
     }
@@ -1576,6 +1659,51 @@ impl Store for SqliteStore {
         )?;
         Ok(())
     }
+
+    fn writeback_ready(
+        &self,
+        source: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WritebackRow>, StoreError> {
+        writeback::ready(&self.conn(), source, now_ms, limit)
+    }
+
+    fn writeback_pending(&self, source: &str) -> Result<u64, StoreError> {
+        writeback::pending(&self.conn(), source)
+    }
+
+    fn writeback_next_attempt(&self, source: &str) -> Result<Option<i64>, StoreError> {
+        writeback::next_attempt(&self.conn(), source)
+    }
+
+    fn writeback_attempted(&self, id: i64) -> Result<(), StoreError> {
+        writeback::attempted(&self.conn(), id)
+    }
+
+    fn writeback_delivered(&self, id: i64, status: u16) -> Result<(), StoreError> {
+        writeback::delivered(&self.conn(), id, status)
+    }
+
+    fn writeback_retry(&self, id: i64, next_ms: i64, error: &str) -> Result<(), StoreError> {
+        writeback::retry(&self.conn(), id, next_ms, error)
+    }
+
+    fn writeback_dead(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        writeback::dead(&self.conn(), id, reason)
+    }
+
+    fn writeback_list(
+        &self,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<WritebackRow>, StoreError> {
+        writeback::list(&self.conn(), state, limit)
+    }
+
+    fn writeback_replay(&self, ids: &[i64]) -> Result<usize, StoreError> {
+        writeback::replay(&mut self.conn(), ids)
+    }
 }
 
 #[cfg(test)]
@@ -1639,6 +1767,7 @@ mod tests {
             envelope: env,
             version: None,
             person_index: None,
+            writeback: Vec::new(),
         }
     }
 
@@ -2037,6 +2166,7 @@ mod tests {
             ClockWrites {
                 updated: vec![(0, None)],
                 started: vec![],
+                writeback: vec![],
             }
         };
         let StatusOutcome::Applied(t) = s.apply_status(&ev, &mut stop).unwrap() else {

@@ -19,3 +19,5 @@ mod mock_faults;
 mod notify;
 mod routing;
 mod sla;
+mod supplement;
+mod writeback;

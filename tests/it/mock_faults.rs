@@ -96,6 +96,7 @@ pub(crate) fn item(cfg: &Config, n: usize) -> NewItem {
         envelope: env,
         version: None,
         person_index: None,
+        writeback: vec![],
     }
 }
 

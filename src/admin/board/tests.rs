@@ -313,6 +313,7 @@ fn no_personal_field_reaches_the_board() {
             envelope: env,
             version: None,
             person_index: None,
+            writeback: vec![],
         })
         .unwrap();
     let fired = crate::store::Fired {

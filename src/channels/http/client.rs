@@ -38,6 +38,10 @@ pub enum Purpose {
     /// An attachment: neither held back nor counted by the breaker; [`ATTACHMENT_ATTEMPTS`]
     /// attempts, waits capped at `backoff_max` (the item has its own budget across polls).
     Attachment,
+    /// A status write-back: one attempt per call (its durable outbox schedules the retries),
+    /// never counted by the breaker; a redirect is followed only if it keeps the method and
+    /// body (307, 308).
+    Write,
 }
 
 /// A request to make: method, absolute URL, and query pairs. A query already on `url` is
@@ -50,6 +54,10 @@ pub struct Req {
     pub purpose: Purpose,
     /// Largest body accepted, in bytes.
     pub max_body: u64,
+    /// The request body (sent as is, and signed where the canonical string says so).
+    pub body: Option<Vec<u8>>,
+    /// Extra headers (e.g. `Content-Type`, `Idempotency-Key`), sent on every hop.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A successful (2xx) response, body read in full.
@@ -286,10 +294,10 @@ impl Fetcher {
         check: impl Fn(&Resp) -> Result<T, Unusable>,
     ) -> Result<(Resp, T), FetchError> {
         let page = req.purpose == Purpose::Page;
-        let attempts = if page {
-            self.attempts
-        } else {
-            ATTACHMENT_ATTEMPTS
+        let attempts = match req.purpose {
+            Purpose::Page => self.attempts,
+            Purpose::Attachment => ATTACHMENT_ATTEMPTS,
+            Purpose::Write => 1,
         };
         let mut attempt = 0;
         loop {
@@ -385,6 +393,12 @@ impl Fetcher {
                 _ = stop.cancelled() => return Err(FetchError::Stopped),
             }
             let mut b = self.http.request(method.clone(), full.clone());
+            for (k, v) in &req.headers {
+                b = b.header(k.as_str(), v.as_str());
+            }
+            if let Some(body) = &req.body {
+                b = b.body(body.clone());
+            }
             if credentials {
                 b = match &self.auth {
                     Auth::None => b,
@@ -396,9 +410,12 @@ impl Fetcher {
                         let nonce = uuid::Uuid::new_v4().to_string();
                         let headers = super::sign::headers(
                             h,
-                            method.as_str(),
-                            url.path(),
-                            &query,
+                            super::sign::Signed {
+                                method: method.as_str(),
+                                path: url.path(),
+                                query: &query,
+                                body: req.body.as_deref().unwrap_or_default(),
+                            },
                             jiff::Timestamp::now(),
                             &nonce,
                         );
@@ -465,6 +482,25 @@ impl Fetcher {
                             "redirect from {} to {} refused: another origin",
                             url.path(),
                             reference(&next)
+                        ),
+                    ));
+                }
+                if req.body.is_some()
+                    && !matches!(
+                        status,
+                        reqwest::StatusCode::TEMPORARY_REDIRECT
+                            | reqwest::StatusCode::PERMANENT_REDIRECT
+                    )
+                {
+                    // 301/302/303 turn a write into a GET without its body.
+                    self.metrics
+                        .upstream_request(&self.source, refusal::REDIRECT);
+                    return Err(FetchError::refused(
+                        refusal::REDIRECT,
+                        format!(
+                            "HTTP {} from {}: a write is followed only through 307/308",
+                            status.as_u16(),
+                            url.path()
                         ),
                     ));
                 }

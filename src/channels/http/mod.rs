@@ -19,12 +19,14 @@
 //! - `sign`: the app-key + secret HMAC signature.
 //! - `record`: one JSON record → mapped fields, or a reason to quarantine it.
 //! - `open311` / `paged`: how each protocol walks from the cursor to now.
+//! - `writeback`: item states written back to an upstream's status API (its own task).
 
 pub mod client;
 pub mod open311;
 pub mod paged;
 pub mod record;
 pub mod sign;
+pub mod writeback;
 
 use super::{Incoming, Payload};
 use crate::config::http::{HttpSourceConfig, Protocol};
@@ -908,6 +910,8 @@ impl HttpChannel {
             query: Vec::new(),
             purpose: client::Purpose::Attachment,
             max_body: limits.max_bytes,
+            body: None,
+            headers: Vec::new(),
         };
         let allowed = &limits.allowed_types;
         let fetched = f

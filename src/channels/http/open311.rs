@@ -51,6 +51,8 @@ impl Ask<'_> {
             query,
             purpose: Purpose::Page,
             max_body: ch.config.max_body_bytes,
+            body: None,
+            headers: Vec::new(),
         }
     }
 

@@ -102,6 +102,8 @@ pub(super) async fn poll(
             query: q,
             purpose: Purpose::Page,
             max_body: ch.config.max_body_bytes,
+            body: None,
+            headers: Vec::new(),
         };
         let (resp, records) = f
             .fetch(&req, stop, |r| {

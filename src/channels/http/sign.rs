@@ -2,14 +2,16 @@
 //! HMAC-SHA256 over a canonical string of method, path, sorted query, timestamp and nonce.
 //!
 //! The canonical string is a configurable template (`{method}`, `{path}`, `{query}`,
-//! `{timestamp}`, `{nonce}`, `{app_key}`; `\n` for a newline) because gateways differ in the
-//! order and separators; the query is always sorted by name then value with each name and
-//! value percent-encoded per RFC 3986 (unreserved characters kept), joined by `&`.
+//! `{timestamp}`, `{nonce}`, `{app_key}`, `{body_sha256}`; `\n` for a newline) because gateways
+//! differ in the order and separators; the query is always sorted by name then value with each
+//! name and value percent-encoded per RFC 3986 (unreserved characters kept), joined by `&`.
+//! `{body_sha256}` is the lower-case hex SHA-256 of the request body (of no bytes for a
+//! request without one): writes (status write-back) sign what they say, not only where.
 
 use crate::config::http::HmacAuth;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn encode(s: &str) -> String {
@@ -35,24 +37,36 @@ pub fn canonical_query(pairs: &[(String, String)]) -> String {
         .join("&")
 }
 
+/// What to sign about one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a [(String, String)],
+    /// The body as sent (empty without one).
+    pub body: &'a [u8],
+}
+
 /// The string to sign for one request.
 pub fn canonical(
     template: &str,
-    method: &str,
-    path: &str,
-    query: &[(String, String)],
+    req: Signed<'_>,
     timestamp: &str,
     nonce: &str,
     app_key: &str,
 ) -> String {
-    template
+    let mut out = template
         .replace("\\n", "\n")
-        .replace("{method}", &method.to_uppercase())
-        .replace("{path}", path)
-        .replace("{query}", &canonical_query(query))
+        .replace("{method}", &req.method.to_uppercase())
+        .replace("{path}", req.path)
+        .replace("{query}", &canonical_query(req.query))
         .replace("{timestamp}", timestamp)
         .replace("{nonce}", nonce)
-        .replace("{app_key}", app_key)
+        .replace("{app_key}", app_key);
+    if out.contains("{body_sha256}") {
+        out = out.replace("{body_sha256}", &hex::encode(Sha256::digest(req.body)));
+    }
+    out
 }
 
 /// HMAC-SHA256 of `message` under `secret`, hex (lower case) or base64.
@@ -70,9 +84,7 @@ pub fn signature(secret: &[u8], message: &str, base64: bool) -> String {
 /// The headers to add to a request: app key, timestamp, nonce, signature.
 pub fn headers(
     auth: &HmacAuth,
-    method: &str,
-    path: &str,
-    query: &[(String, String)],
+    req: Signed<'_>,
     now: jiff::Timestamp,
     nonce: &str,
 ) -> [(String, String); 4] {
@@ -81,15 +93,7 @@ pub fn headers(
     } else {
         now.as_second().to_string()
     };
-    let message = canonical(
-        &auth.canonical,
-        method,
-        path,
-        query,
-        &ts,
-        nonce,
-        &auth.app_key,
-    );
+    let message = canonical(&auth.canonical, req, &ts, nonce, &auth.app_key);
     let sig = signature(auth.secret.expose().as_bytes(), &message, auth.base64);
     [
         (auth.header_app_key.clone(), auth.app_key.clone()),
@@ -118,9 +122,12 @@ mod tests {
         ];
         let msg = canonical(
             DEFAULT_CANONICAL,
-            "get",
-            "/api/petitions",
-            &query,
+            Signed {
+                method: "get",
+                path: "/api/petitions",
+                query: &query,
+                body: b"",
+            },
             "1764295200000",
             "6f1c2a9e-5d3b-4c7a-9e0f-1a2b3c4d5e6f",
             "app-1",

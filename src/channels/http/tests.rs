@@ -109,6 +109,8 @@ impl H {
             query: vec![],
             purpose: client::Purpose::Page,
             max_body: 1 << 20,
+            body: None,
+            headers: Vec::new(),
         }
     }
 
