@@ -1,18 +1,21 @@
 //! The SLA board: `GET /board` (server-rendered HTML that reloads itself with
 //! `<meta http-equiv="refresh">`, no script, no external asset) and `GET /board.json` (the
 //! same view for machines). Open clocks counted per clock id and state, the running clocks
-//! already overdue and those due next, and the newest alerts; `?department=`, `?clock=` and
-//! `?limit=` filter and bound them. Times are shown in the office's time zone. A due time
+//! already overdue and those due next, the items waiting for the intake desk's review
+//! (`needs_review`: routing unsure of the category, with its two best candidates) and the
+//! newest alerts; `?department=`, `?clock=` and `?limit=` filter and bound them (the review
+//! list has no clock: `?department=` filters it by lead). Times are shown in the office's time zone. A due time
 //! computed on a provisional calendar year is marked `provisional`, and from 60 days before the
 //! official calendars end the page says so ([`calendar_detail`], also in `/readyz`).
 //!
 //! Owns the parameters, the view (pure: [`view`] from the store's [`BoardData`], the instant
 //! and the zone) and the HTML ([`render_html`], every value escaped). It reads the store only
 //! through [`Store::board`] on the blocking pool, whose rows carry item ids, clock ids,
-//! departments, times and states: no envelope, so no petitioner data can reach the page.
+//! departments, times, states and category candidates: no envelope, so no petitioner data can
+//! reach the page.
 
 use super::AdminState;
-use crate::store::{BoardAlert, BoardClock, BoardData, BoardQuery, blocking};
+use crate::store::{BoardAlert, BoardClock, BoardData, BoardQuery, BoardReview, blocking};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -160,6 +163,32 @@ pub struct AlertView {
     pub provisional: bool,
 }
 
+/// One candidate category: `"livelihood"` and its probability in whole percent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CandidateView {
+    pub category: &'static str,
+    pub percent: u32,
+}
+
+/// An item waiting for the intake desk's review (routing unsure of its category).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewView {
+    pub item_id: String,
+    pub department: String,
+    /// When routing decided, RFC 3339 in the office's zone.
+    pub decided_at: String,
+    /// Seconds since then.
+    pub waiting_secs: i64,
+    /// "12m 05s".
+    pub waiting: String,
+    /// `dictionary` or `model`.
+    pub source: String,
+    /// The top candidate's probability, whole percent.
+    pub confidence_percent: u32,
+    /// The two best categories, best first.
+    pub candidates: Vec<CandidateView>,
+}
+
 /// Everything the page shows; `/board.json` is this, serialised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BoardView {
@@ -170,6 +199,10 @@ pub struct BoardView {
     pub overdue: Vec<ClockView>,
     pub upcoming: Vec<ClockView>,
     pub alerts: Vec<AlertView>,
+    /// Items flagged `needs_review` the desk has not acted on yet, oldest first (bounded by
+    /// the limit; `review_total` counts them all).
+    pub review: Vec<ReviewView>,
+    pub review_total: u64,
     /// The calendar coverage notice, when operators must act ([`calendar_detail`]).
     pub calendar_notice: Option<String>,
 }
@@ -231,6 +264,31 @@ fn alert_view(a: &BoardAlert, tz: &TimeZone) -> AlertView {
     }
 }
 
+fn percent(p: f64) -> u32 {
+    (p.clamp(0.0, 1.0) * 100.0).round() as u32
+}
+
+fn review_view(r: &BoardReview, now: Timestamp, tz: &TimeZone) -> ReviewView {
+    let waited = (now.as_millisecond() - r.decided_at.as_millisecond()).max(0) / 1000;
+    ReviewView {
+        item_id: r.item_id.clone(),
+        department: r.lead.clone(),
+        decided_at: local(r.decided_at, tz),
+        waiting_secs: waited,
+        waiting: human(waited as u64),
+        source: r.source.clone(),
+        confidence_percent: percent(r.confidence),
+        candidates: r
+            .candidates
+            .iter()
+            .map(|c| CandidateView {
+                category: c.category.as_str(),
+                percent: percent(c.confidence),
+            })
+            .collect(),
+    }
+}
+
 /// The view of a store snapshot at `now` (pure).
 pub fn view(data: &BoardData, filter: &Filter, now: Timestamp, tz: &TimeZone) -> BoardView {
     BoardView {
@@ -262,6 +320,12 @@ pub fn view(data: &BoardData, filter: &Filter, now: Timestamp, tz: &TimeZone) ->
             .map(|c| clock_view(c, now, tz))
             .collect(),
         alerts: data.alerts.iter().map(|a| alert_view(a, tz)).collect(),
+        review: data
+            .review
+            .iter()
+            .map(|r| review_view(r, now, tz))
+            .collect(),
+        review_total: data.review_total,
         calendar_notice: None,
     }
 }
@@ -346,6 +410,63 @@ fn clock_table(out: &mut String, id: &str, title: &str, rows: &[ClockView], empt
         );
         for c in rows {
             row_clock(out, c);
+        }
+        out.push_str("</tbody></table>");
+    }
+    out.push_str("</section>");
+}
+
+/// Items the intake desk must classify by hand, with routing's two best guesses.
+fn review_table(out: &mut String, v: &BoardView) {
+    let _ = write!(
+        out,
+        "<section aria-labelledby=\"review-h\"><h2 id=\"review-h\">Needs review \
+         (<span id=\"review-total\">{}</span>)</h2>",
+        v.review_total
+    );
+    if v.review.is_empty() {
+        out.push_str(
+            "<p class=\"empty\" id=\"review-empty\">No item waits for the intake desk's review.</p>",
+        );
+    } else {
+        out.push_str(
+            "<table id=\"review\"><thead><tr><th scope=\"col\">Item</th>\
+             <th scope=\"col\">Department</th><th scope=\"col\">Routed</th>\
+             <th scope=\"col\">Waiting</th><th scope=\"col\">Unsure by</th>\
+             <th scope=\"col\">Candidates</th></tr></thead><tbody>",
+        );
+        for r in &v.review {
+            let candidates: Vec<String> = r
+                .candidates
+                .iter()
+                .map(|c| format!("{} {}%", c.category, c.percent))
+                .collect();
+            let _ = write!(
+                out,
+                "<tr data-item=\"{item}\" data-department=\"{dept}\" data-source=\"{source}\" \
+                 data-confidence=\"{conf}\" data-candidates=\"{cands}\" data-waiting-secs=\"{secs}\">\
+                 <td data-col=\"item\"><code>{item}</code></td>\
+                 <td data-col=\"department\">{dept}</td>\
+                 <td data-col=\"routed\"><time datetime=\"{at}\">{at_shown}</time></td>\
+                 <td data-col=\"waiting\">{waiting}</td>\
+                 <td data-col=\"source\">{source} {conf}%</td>\
+                 <td data-col=\"candidates\">{shown}</td></tr>",
+                item = esc(&r.item_id),
+                dept = esc(&r.department),
+                source = esc(&r.source),
+                conf = r.confidence_percent,
+                cands = esc(&r
+                    .candidates
+                    .iter()
+                    .map(|c| c.category)
+                    .collect::<Vec<_>>()
+                    .join(" ")),
+                secs = r.waiting_secs,
+                at = esc(&r.decided_at),
+                at_shown = esc(&shown(&r.decided_at)),
+                waiting = esc(&r.waiting),
+                shown = esc(&candidates.join(", ")),
+            );
         }
         out.push_str("</tbody></table>");
     }
@@ -485,6 +606,8 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         out.push_str("</tbody></table>");
     }
     out.push_str("</section>");
+
+    review_table(&mut out, v);
 
     clock_table(
         &mut out,

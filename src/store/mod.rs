@@ -403,7 +403,24 @@ pub struct BoardAlert {
     pub provisional: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One item waiting for the intake desk's review: routing was unsure of its category
+/// (`needs_review`) and no status event has been applied to it since. Ids, the category
+/// candidates and numbers only — the text that made routing unsure stays in `items`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardReview {
+    pub item_id: String,
+    /// The lead routing chose (the intake desk, under the shipped rules).
+    pub lead: String,
+    pub decided_at: jiff::Timestamp,
+    /// `dictionary` or `model`: whose opinion was not sure enough.
+    pub source: String,
+    /// The top candidate's probability (below `routing.review_threshold`).
+    pub confidence: f64,
+    /// The two best categories, best first.
+    pub candidates: Vec<crate::envelope::Candidate>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BoardData {
     /// By clock id.
     pub counts: Vec<BoardCount>,
@@ -413,6 +430,10 @@ pub struct BoardData {
     pub upcoming: Vec<BoardClock>,
     /// Newest first.
     pub alerts: Vec<BoardAlert>,
+    /// Items waiting for review (under the department filter, on the lead), oldest first.
+    pub review: Vec<BoardReview>,
+    /// How many items wait for review in all (under the department filter).
+    pub review_total: u64,
 }
 
 /// What [`Store::record_item`] did.

@@ -264,6 +264,32 @@ CREATE INDEX writeback_due ON writeback(source, next_attempt_ms) WHERE state = '
 CREATE INDEX writeback_item ON writeback(item_id, id) WHERE state = 'pending';
 "#,
     ),
+    // v11: the intake desk's review queue for the SLA board (issue 20): an item whose
+    // routing was unsure of its category (`needs_review`) waits here, inserted in the
+    // transaction that records the item, until a status event is applied to it (the desk
+    // has taken it in hand), deleted in the transaction that applies the event. Ids,
+    // categories and numbers only. Filled from the decisions already recorded.
+    M::up(
+        r#"
+CREATE TABLE review_queue (
+    item_id TEXT PRIMARY KEY REFERENCES items(id),
+    lead TEXT NOT NULL,
+    decided_ms INTEGER NOT NULL,
+    classification TEXT NOT NULL
+);
+CREATE INDEX review_queue_decided ON review_queue(decided_ms, item_id);
+CREATE INDEX review_queue_lead ON review_queue(lead, decided_ms, item_id);
+INSERT OR REPLACE INTO review_queue (item_id, lead, decided_ms, classification)
+SELECT d.item_id, d.lead,
+       CAST(ROUND((julianday(d.decided_at) - 2440587.5) * 86400000) AS INTEGER),
+       d.classification
+FROM routing_decisions d
+WHERE json_valid(d.classification)
+  AND json_extract(d.classification, '$.needs_review') = 1
+  AND d.item_id NOT IN (SELECT item_id FROM status_events)
+ORDER BY d.decided_at;
+"#,
+    ),
 ];
 
 mod writeback;
@@ -633,6 +659,23 @@ fn insert_alert(tx: &rusqlite::Transaction<'_>, a: &FiredAlert) -> Result<bool, 
 /// The SLA board's SQL, as functions so that the query-plan test checks exactly what runs.
 /// Named parameters: `:now` (ms), `:clock`, `:department`, `:limit`.
 mod board_sql {
+    /// The review queue, oldest first (`review_queue_decided`, or `review_queue_lead` under a
+    /// department filter), and its size under the same filter.
+    pub fn review(department: bool) -> (String, String) {
+        let cond = if department {
+            " WHERE lead = :department"
+        } else {
+            ""
+        };
+        (
+            format!(
+                "SELECT item_id, lead, decided_ms, classification FROM review_queue{cond}
+                 ORDER BY decided_ms, item_id LIMIT :limit"
+            ),
+            format!("SELECT COUNT(*) FROM review_queue{cond}"),
+        )
+    }
+
     fn dept(department: bool) -> &'static str {
         if department {
             " AND department = :department"
@@ -879,6 +922,39 @@ fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData, StoreErro
     alerts.sort_by_key(|a| std::cmp::Reverse(a.0));
     alerts.truncate(q.alerts_limit);
     data.alerts = alerts.into_iter().map(|(_, a)| a).collect();
+
+    // The review queue: oldest first, one index range (by lead under a department filter).
+    let (list_sql, count_sql) = board_sql::review(dept.is_some());
+    let mut p: Vec<(&str, &dyn ToSql)> = vec![(":limit", &limit)];
+    if let Some(d) = &dept {
+        p.push((":department", d));
+    }
+    let mut st = conn.prepare_cached(&list_sql)?;
+    let rows = st.query_map(p.as_slice(), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (item_id, lead, decided_ms, classification) = row?;
+        let c: crate::envelope::CategoryDecision = serde_json::from_str(&classification)?;
+        data.review.push(BoardReview {
+            item_id,
+            lead,
+            decided_at: Timestamp::from_millisecond(decided_ms).unwrap_or_default(),
+            source: c.source,
+            confidence: c.confidence,
+            candidates: c.candidates,
+        });
+    }
+    p.retain(|(k, _)| *k != ":limit");
+    data.review_total = conn
+        .prepare_cached(&count_sql)?
+        .query_row(p.as_slice(), |r| r.get::<_, i64>(0))?
+        .max(0) as u64;
     Ok(data)
 }
 
@@ -928,6 +1004,23 @@ impl Store for SqliteStore {
                 classification
             ],
         )?;
+        if let Some(c) = e
+            .routing
+            .as_ref()
+            .and_then(|r| r.classification.as_ref())
+            .filter(|c| c.needs_review)
+        {
+            tx.execute(
+                "INSERT OR REPLACE INTO review_queue (item_id, lead, decided_ms, classification)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    e.id.as_str(),
+                    d.lead,
+                    d.decided_at.as_millisecond(),
+                    serde_json::to_string(c)?
+                ],
+            )?;
+        }
         for o in &item.outbox {
             tx.execute(
                 "INSERT INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1483,6 +1576,8 @@ impl Store for SqliteStore {
         if fresh == 0 {
             return Ok(StatusOutcome::Duplicate);
         }
+        // The desk (or a department) has acted on the item: it no longer waits for review.
+        tx.execute("DELETE FROM review_queue WHERE item_id = ?1", [&ev.item_id])?;
         let envelope: Envelope = serde_json::from_str(&envelope)?;
         let loaded: Vec<(i64, Clock)> = {
             let mut st = tx.prepare_cached(&format!(
@@ -2231,6 +2326,167 @@ mod tests {
         assert!(s.pending_mail(10).unwrap().is_empty());
     }
 
+    fn review_item(upstream: &str, lead: &str, decided: &str, review: bool) -> NewItem {
+        use crate::envelope::{Candidate, Category, CategoryDecision, Routing};
+        let mut it = item(upstream);
+        it.decision.lead = lead.into();
+        it.decision.decided_at = decided.parse().unwrap();
+        it.envelope.routing = Some(Routing {
+            lead: lead.into(),
+            assists: vec![],
+            rule_id: "unclassified".into(),
+            rules_version: "v0".into(),
+            decided_at: decided.parse().unwrap(),
+            sla_add: vec![],
+            sla_skip: vec![],
+            classification: Some(CategoryDecision {
+                source: "dictionary".into(),
+                confidence: if review { 0.5 } else { 0.9 },
+                candidates: vec![
+                    Candidate {
+                        category: Category::Livelihood,
+                        confidence: 0.5,
+                    },
+                    Candidate {
+                        category: Category::Rights,
+                        confidence: 0.5,
+                    },
+                ],
+                needs_review: review,
+            }),
+        });
+        it
+    }
+
+    /// Issue 20: an item routing was unsure of waits on the board, oldest first, filtered by
+    /// its lead, until a status event is applied to it; a sure one never appears; a
+    /// redelivered event changes nothing.
+    #[test]
+    fn needs_review_items_wait_on_the_board_until_a_status_event() {
+        let (_d, s) = store();
+        let ids: Vec<String> = [
+            ("r1", "desk", "2026-03-02T01:00:02Z", true),
+            ("r2", "desk", "2026-03-02T01:00:01Z", true),
+            ("r3", "hrss", "2026-03-02T01:00:03Z", true),
+            ("sure", "desk", "2026-03-02T01:00:00Z", false),
+        ]
+        .iter()
+        .map(|(u, lead, at, review)| {
+            let it = review_item(u, lead, at, *review);
+            s.record_item(&it).unwrap();
+            it.envelope.id.to_string()
+        })
+        .collect();
+        let board = |dept: Option<&str>| s.board(&bq(dept, None)).unwrap();
+        let listed =
+            |d: &BoardData| -> Vec<String> { d.review.iter().map(|r| r.item_id.clone()).collect() };
+        let all = board(None);
+        assert_eq!(
+            listed(&all),
+            [ids[1].clone(), ids[0].clone(), ids[2].clone()],
+            "oldest first"
+        );
+        assert_eq!(all.review_total, 3);
+        let first = &all.review[0];
+        assert_eq!(first.lead, "desk");
+        assert_eq!(first.source, "dictionary");
+        assert_eq!(
+            first.decided_at,
+            "2026-03-02T01:00:01Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(first.candidates.len(), 2);
+        let hrss = board(Some("hrss"));
+        assert_eq!(listed(&hrss), [ids[2].clone()]);
+        assert_eq!(hrss.review_total, 1);
+        // The limit bounds the list, not the total.
+        let mut q = bq(None, None);
+        q.limit = 1;
+        let one = s.board(&q).unwrap();
+        assert_eq!((one.review.len(), one.review_total), (1, 3));
+
+        let ev = StatusRecord {
+            event_id: "desk-took-it".into(),
+            item_id: ids[1].clone(),
+            event: "status_marked".into(),
+            at: Timestamp::UNIX_EPOCH,
+        };
+        let mut nothing = |_: &Envelope, _: &mut Vec<Clock>| ClockWrites {
+            updated: vec![],
+            started: vec![],
+            writeback: vec![],
+        };
+        assert!(matches!(
+            s.apply_status(&ev, &mut nothing).unwrap(),
+            StatusOutcome::Applied(_)
+        ));
+        let after = board(None);
+        assert_eq!(listed(&after), [ids[0].clone(), ids[2].clone()]);
+        assert_eq!(after.review_total, 2);
+        assert_eq!(
+            s.apply_status(&ev, &mut nothing).unwrap(),
+            StatusOutcome::Duplicate
+        );
+        assert_eq!(board(None).review_total, 2);
+    }
+
+    /// A store recorded before the review queue existed (v10) shows its unsure items once
+    /// migrated, except those a status event has already touched.
+    #[test]
+    fn review_queue_migration_lists_unsure_items_already_recorded() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        Migrations::from_slice(&MIGRATIONS[..MIGRATIONS.len() - 1])
+            .to_latest(&mut conn)
+            .unwrap();
+        let decision = |review: bool| {
+            format!(
+                r#"{{"source":"model","confidence":0.41,"candidates":[{{"category":"policy","confidence":0.41}},{{"category":"rights","confidence":0.3}}]{}}}"#,
+                if review {
+                    r#","needs_review":true"#
+                } else {
+                    ""
+                }
+            )
+        };
+        for (item, review, touched) in [
+            ("unsure", true, false),
+            ("sure", false, false),
+            ("handled", true, true),
+        ] {
+            conn.execute(
+                "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at, classification)
+                 VALUES (?1, 'unclassified', 'v0', 'desk', '[]', '2026-03-02T01:00:00.5Z', ?2)",
+                params![item, decision(review)],
+            )
+            .unwrap();
+            if touched {
+                conn.execute(
+                    "INSERT INTO status_events (event_id, item_id, event, at) VALUES ('e', ?1, 'viewed', 'x')",
+                    [item],
+                )
+                .unwrap();
+            }
+        }
+        conn.execute(
+            "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at)
+             VALUES ('old', 'default', 'v0', 'desk', '[]', '2026-03-02T01:00:00Z')",
+            [],
+        )
+        .unwrap();
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut conn)
+            .unwrap();
+        let rows: Vec<(String, i64)> = conn
+            .prepare("SELECT item_id, decided_ms FROM review_queue")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let at = "2026-03-02T01:00:00.5Z".parse::<Timestamp>().unwrap();
+        assert_eq!(rows, [("unsure".to_string(), at.as_millisecond())]);
+    }
+
     #[test]
     fn migrations_are_valid() {
         Migrations::from_slice(MIGRATIONS).validate().unwrap();
@@ -2749,7 +3005,20 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 18);
+        for dept in [false, true] {
+            let (list, count) = board_sql::review(dept);
+            let want = if dept {
+                "review_queue_lead"
+            } else {
+                "review_queue_decided"
+            };
+            let p = plan(&list);
+            assert!(p.contains(want), "review list {dept}: {p}");
+            assert!(!p.contains("TEMP B-TREE"), "review list {dept}: {p}");
+            assert!(!plan(&count).contains("TEMP B-TREE"), "review count {dept}");
+            checked += 1;
+        }
+        assert_eq!(checked, 20);
     }
 
     /// A million open clocks: the board's read stays well under a second. Run with

@@ -194,3 +194,125 @@ fn board_in_chromium_shows_clocks_filters_and_no_personal_data() {
         }
     }
 }
+
+/// Issue 20: an item routing cannot classify with confidence (here a tie between two
+/// dictionaries) is listed under "Needs review" with its two candidates, for its lead, until
+/// the intake desk acts on it with a status event; the list carries no personal data.
+#[test]
+fn needs_review_item_is_on_the_board_until_the_desk_acts() {
+    let Some(brokers) = broker() else { return };
+    let mut app = TestApp::new(&brokers, "");
+    let dictionaries = app.dir.path().join("dictionaries");
+    std::fs::create_dir(&dictionaries).unwrap();
+    // One keyword each: the letter has 供暖 (livelihood) and 电话 (rights), a tie.
+    for (category, word) in [
+        ("livelihood", "供暖"),
+        ("rights", "电话"),
+        ("policy", "政策解读"),
+        ("historical", "历史遗留"),
+    ] {
+        std::fs::write(
+            dictionaries.join(format!("{category}.toml")),
+            format!("category = \"{category}\"\n\n[keywords]\n\"{word}\" = 5\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        app.dir.path().join("rules.toml"),
+        "[[rule]]\nid = \"default\"\nthen.lead = \"intake-desk\"\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&app.config).unwrap().replace(
+        "[routing]\ndefault_lead = \"intake-desk\"\n",
+        "[routing]\ndefault_lead = \"intake-desk\"\nrules_file = \"rules.toml\"\ndictionaries_dir = \"dictionaries\"\n",
+    );
+    assert!(text.contains("rules_file"), "the harness's [routing] moved");
+    std::fs::write(&app.config, text).unwrap();
+    app.append_config(&format!(
+        "\n[sla]\nalerts_topic = \"{}\"\nstatus_topic = \"{}\"\nconsumer_group = \"{}\"\n",
+        unique("it.alerts"),
+        unique("it.status"),
+        unique("it.group")
+    ));
+    app.start();
+    let item = app.deliver_now(&letter_with_petitioner());
+    let board = |query: &str| -> serde_json::Value {
+        let (status, body) = app.http_get(&format!("/board.json{query}"));
+        assert_eq!(status, 200, "{body}");
+        for value in PERSONAL {
+            assert!(!body.contains(value), "{value} on the board");
+        }
+        serde_json::from_str(&body).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let entry = loop {
+        let v = board("");
+        if let Some(e) = v["review"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["item_id"] == item.as_str())
+        {
+            assert_eq!(v["review_total"], 1, "{v}");
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "not listed for review: {v}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(entry["department"], "intake-desk");
+    assert_eq!(entry["source"], "dictionary");
+    assert_eq!(entry["confidence_percent"], 50);
+    let cands: Vec<&str> = entry["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(cands, ["livelihood", "rights"], "{entry}");
+    assert_eq!(board("?department=hrss")["review_total"], 0);
+    let (_, html) = app.http_get("/board");
+    assert!(
+        html.contains(&format!(
+            "data-item=\"{item}\" data-department=\"intake-desk\""
+        )),
+        "{html}"
+    );
+
+    // The desk takes it in hand (on its own status topic): it leaves the list.
+    let p: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let event = serde_json::json!({"event_id": unique("desk"), "item_id": item,
+        "event": "status_marked", "time": jiff::Timestamp::now().to_string(),
+        "actor": {"department": "intake-desk"},
+        "payload": {"category": "livelihood", "department": "intake-desk"}})
+    .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(
+        p.send(
+            rdkafka::producer::FutureRecord::to(&format!("{}.status", app.topic))
+                .key(item.as_str())
+                .payload(&event),
+            Duration::from_secs(10),
+        ),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = board("");
+        if v["review_total"] == 0 {
+            assert!(v["review"].as_array().unwrap().is_empty(), "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still listed after the desk acted: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -1,7 +1,9 @@
 use super::*;
 use crate::envelope::{Channel, Envelope, Personal, Request, Upstream};
 use crate::sla::clock::{Clock, State as ClockState};
-use crate::store::{BoardCount, Decision, FiredAlert, NewItem, NewOutbox, SqliteStore, Store};
+use crate::store::{
+    BoardCount, BoardReview, Decision, FiredAlert, NewItem, NewOutbox, SqliteStore, Store,
+};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -142,6 +144,7 @@ fn overdue_and_due_in_are_computed_from_now_in_the_office_zone() {
             late: false,
             provisional: false,
         }],
+        ..BoardData::default()
     };
     let f = parse_filter(&params(&[])).unwrap();
     let v = view(&data, &f, now, &shanghai());
@@ -188,6 +191,80 @@ fn overdue_and_due_in_are_computed_from_now_in_the_office_zone() {
     assert_eq!(json["filter"]["department"], serde_json::Value::Null);
 }
 
+fn review(item: &str, lead: &str, decided: &str) -> BoardReview {
+    use crate::envelope::{Candidate, Category};
+    BoardReview {
+        item_id: item.into(),
+        lead: lead.into(),
+        decided_at: ts(decided),
+        source: "model".into(),
+        confidence: 0.4449,
+        candidates: vec![
+            Candidate {
+                category: Category::Policy,
+                confidence: 0.4449,
+            },
+            Candidate {
+                category: Category::Rights,
+                confidence: 0.305,
+            },
+        ],
+    }
+}
+
+/// Issue 20: the board lists the items routing was unsure of, with how long they have waited,
+/// whose opinion it was, and the two best candidates; the total counts beyond the limit.
+#[test]
+fn needs_review_items_show_with_their_two_candidates() {
+    let now = ts("2026-03-02T02:00:00Z");
+    let data = BoardData {
+        review: vec![review("i-1", "intake-desk", "2026-03-02T01:47:55Z")],
+        review_total: 7,
+        ..BoardData::default()
+    };
+    let v = view(
+        &data,
+        &parse_filter(&params(&[])).unwrap(),
+        now,
+        &shanghai(),
+    );
+    let r = &v.review[0];
+    assert_eq!(r.decided_at, "2026-03-02T09:47:55+08:00");
+    assert_eq!((r.waiting_secs, r.waiting.as_str()), (725, "12m 05s"));
+    assert_eq!(r.confidence_percent, 44);
+    assert_eq!(
+        r.candidates,
+        [
+            CandidateView {
+                category: "policy",
+                percent: 44
+            },
+            CandidateView {
+                category: "rights",
+                percent: 31
+            }
+        ]
+    );
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["review_total"], 7);
+    assert_eq!(json["review"][0]["candidates"][1]["category"], "rights");
+    let html = render_html(&v, &cfg());
+    assert!(
+        html.contains("Needs review (<span id=\"review-total\">7</span>)"),
+        "{html}"
+    );
+    assert!(html.contains("data-item=\"i-1\" data-department=\"intake-desk\" data-source=\"model\" data-confidence=\"44\" data-candidates=\"policy rights\""), "{html}");
+    assert!(html.contains(">policy 44%, rights 31%</td>"), "{html}");
+    assert!(html.contains(">2026-03-02 09:47:55</time>"));
+
+    let empty = render_html(
+        &view(&BoardData::default(), &v.filter, now, &shanghai()),
+        &cfg(),
+    );
+    assert!(empty.contains("id=\"review-empty\""), "{empty}");
+    assert!(!empty.contains("<table id=\"review\""));
+}
+
 #[test]
 fn hostile_values_are_escaped_everywhere() {
     let evil = "<img src=x onerror=alert(1)>\"'&";
@@ -215,6 +292,11 @@ fn hostile_values_are_escaped_everywhere() {
             late: true,
             provisional: false,
         }],
+        review: vec![BoardReview {
+            source: evil.into(),
+            ..review(evil, evil, "2026-03-02T01:00:00Z")
+        }],
+        review_total: 1,
     };
     let f = parse_filter(&params(&[("department", evil), ("clock", evil)])).unwrap();
     let v = view(&data, &f, ts("2026-03-02T02:00:00Z"), &shanghai());
