@@ -516,12 +516,13 @@ const RECOVERY_SETTLE: Duration = Duration::from_millis(1500);
 
 /// What a scan of one topic found.
 #[derive(Debug, Default)]
-struct Scan {
-    hits: Vec<Delivered>,
+pub struct Scan {
+    /// The wanted rows found on the topic, with where they sit.
+    pub hits: Vec<Delivered>,
     /// Records read.
-    scanned: u64,
+    pub scanned: u64,
     /// A partition's range was cut at `recovery_scan_max_records`.
-    capped: bool,
+    pub capped: bool,
 }
 
 /// Where to start reading a partition holding offsets `[low, high)`: the earlier of the time
@@ -551,9 +552,18 @@ pub fn scan_start(
 }
 
 /// Reads `topic` from each partition's [`scan_start`] to its current end and returns the rows
-/// whose `ce_id` is there. Any doubt is an error (the caller holds the topic): metadata that
-/// names no partition or reports an error, a failed watermark query, a read that stalls.
-fn scan_topic(
+/// whose `ce_id` (keys of `wanted`, values their outbox seq) is there. Any doubt is an error
+/// (the caller holds the topic): metadata that names no partition or reports an error, a
+/// failed watermark query, a read that stalls.
+///
+/// The end is not trusted to the high watermark alone: tansu 0.6 reports, until the next
+/// batch arrives, the newest batch's base offset + 1 — a batch of several records looks like
+/// one (`tests/it/broker.rs`). Reading stopped there missed the rest of that batch, exactly
+/// the records a crash leaves in flight, and re-sent them: the duplicate of issue 16. A
+/// partition is done once its position has reached the watermark *and* the consumer has
+/// nothing more buffered (a poll comes back empty): the records of one fetched batch are
+/// queued together, so by then the whole batch holding the watermark's record has been read.
+pub fn scan_topic(
     cfg: &KafkaConfig,
     topic: &str,
     positions: &HashMap<i32, i64>,
@@ -676,9 +686,8 @@ fn scan_topic(
                 offset: off,
             });
         }
-        if ends.get(&p).is_some_and(|end| off + 1 >= *end) {
-            ends.remove(&p);
-        }
+        // Not done at `off + 1 >= end`: records past `end` in the same batch may follow (see
+        // above); the empty poll decides.
     }
     Ok(out)
 }

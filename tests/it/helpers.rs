@@ -449,6 +449,11 @@ pub struct Record {
     pub key: String,
     pub headers: HashMap<String, String>,
     pub payload: Vec<u8>,
+    /// Where it sits on the topic, and the broker's timestamp (ms), to tell a second copy on
+    /// the log from a record read twice.
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Reads `topic` from the beginning until `expected` records have arrived, then keeps reading
@@ -522,6 +527,9 @@ pub fn consume(
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 headers,
                 payload: m.payload().unwrap_or_default().to_vec(),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis(),
             });
         }
         if out.len() >= expected && settle_until.is_none() {
@@ -538,7 +546,28 @@ pub fn assert_exactly_once(records: &[Record], expected: &[String]) {
         *count.entry(r.key.as_str()).or_default() += 1;
     }
     let dups: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dups.is_empty(), "duplicates on the topic: {dups:?}");
+    // Each copy with its place on the log and its CloudEvents id and type: the same ce_id at
+    // two offsets is a re-send, two ce_ids are two outbox rows, one offset twice a re-read.
+    let copies: Vec<String> = records
+        .iter()
+        .filter(|r| count.get(r.key.as_str()).is_some_and(|n| *n > 1))
+        .map(|r| {
+            format!(
+                "{} p{}@{} ts={:?} ce_id={:?} ce_type={:?}",
+                r.key,
+                r.partition,
+                r.offset,
+                r.timestamp_ms,
+                r.headers.get("ce_id"),
+                r.headers.get("ce_type")
+            )
+        })
+        .collect();
+    assert!(
+        dups.is_empty(),
+        "duplicates on the topic: {dups:?}\n{}",
+        copies.join("\n")
+    );
     let missing: Vec<_> = expected
         .iter()
         .filter(|id| !count.contains_key(id.as_str()))

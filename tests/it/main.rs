@@ -4,6 +4,8 @@
 mod helpers;
 
 mod board;
+mod broker;
+mod chaos;
 mod check;
 mod corrections;
 mod delivery;
