@@ -4,8 +4,14 @@
 //! (`Application`), against the librdkafka mock cluster by default or a real broker when
 //! `PETITIOND_BENCH_KAFKA` names one (e.g. the tansu the test script starts).
 //!
-//! Baseline in the same run: the same pages fetched and split into records by the same HTTP
-//! client code without intake, store or Kafka — what the upstream and parsing alone allow.
+//! Baselines in the same run: the same pages fetched and split into records by the same HTTP
+//! client code without intake, store or Kafka — what the upstream and parsing alone allow; and
+//! a plain rdkafka producer with petitiond's producer settings (`kafka::client::producer_config`:
+//! acks=all, idempotence) sending as many records of the envelopes' mean size (payload +
+//! headers, read from the run's outbox) to a fresh topic on the same broker — what the broker
+//! alone allows. The ratio to the latter is issue 16's goal (≥ 0.5). CPU seconds are the whole
+//! bench process's (simulators included) per 1,000 items; peak RSS is the process's high-water
+//! mark so far.
 //!
 //! ```text
 //! cargo bench --bench http_channels
@@ -217,10 +223,40 @@ fn fill(which: Which, h: &HotlineSim, p: &PortalSim, n: usize) -> usize {
     total
 }
 
+/// CPU seconds (user + system) this process has used.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// The process's peak resident set so far, MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// What a backlog run measured.
+struct Drained {
+    rate: f64,
+    records: usize,
+    /// Mean payload + headers of the records sent.
+    bytes: usize,
+    cpu_per_1000: f64,
+}
+
 /// Backlog throughput: `n` records per channel waiting upstream when the daemon starts.
-async fn throughput(which: Which, n: usize) -> f64 {
+async fn throughput(which: Which, n: usize) -> Drained {
     let (h, p) = sims().await;
     let total = fill(which, &h, &p, n);
+    let cpu0 = cpu_secs();
     let t0 = Instant::now();
     let run = start(which, &h, &p).await;
     let deadline = t0 + Duration::from_secs(600);
@@ -229,8 +265,88 @@ async fn throughput(which: Which, n: usize) -> f64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
+    let bytes = rusqlite::Connection::open(&run.db)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT CAST(avg(length(payload) + length(headers)) AS INTEGER) FROM outbox",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .unwrap_or(0) as usize;
     run.finish().await;
-    total as f64 / secs
+    Drained {
+        rate: total as f64 / secs,
+        records: total,
+        bytes,
+        cpu_per_1000: cpu * 1000.0 / total as f64,
+    }
+}
+
+/// Baseline: a plain rdkafka producer with petitiond's producer settings sending `count`
+/// records of `bytes` bytes to a fresh 3-partition topic, all in flight at once, timed from
+/// the first send to the last delivery report. Returns (records/s, CPU s per 1,000).
+async fn raw_kafka(count: usize, bytes: usize) -> (f64, f64) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mock;
+    let brokers = match std::env::var("PETITIOND_BENCH_KAFKA") {
+        Ok(b) => b,
+        Err(_) => {
+            mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+            mock.bootstrap_servers()
+        }
+    };
+    let text = config_text(&brokers, None, None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(&text, "bench.toml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let topic = format!("bench.raw.{}.{count}", std::process::id());
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let producer: FutureProducer = petitiond::kafka::client::producer_config(&config.kafka)
+        .create()
+        .unwrap();
+    let payload = vec![b'x'; bytes];
+    let keys: Vec<String> = (0..count).map(|i| format!("item-{i}")).collect();
+    // Warm up: metadata and the producer id, as petitiond's relay has before its backlog.
+    producer
+        .send(
+            FutureRecord::to(&topic).key("warm").payload(&payload[..]),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let cpu0 = cpu_secs();
+    let t0 = Instant::now();
+    let mut futs = Vec::with_capacity(count);
+    for k in &keys {
+        loop {
+            match producer.send_result(FutureRecord::to(&topic).key(k).payload(&payload[..])) {
+                Ok(f) => {
+                    futs.push(f);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+    for f in futures::future::join_all(futs).await {
+        f.unwrap().unwrap();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
+    (count as f64 / secs, cpu * 1000.0 / count as f64)
 }
 
 /// Steady arrivals at `rate` records/s per channel for `secs`: latency from a record being
@@ -377,17 +493,50 @@ fn main() {
         "{:<8} {:>16} {:>22} {:>8}",
         "channel", "petitiond rec/s", "baseline fetch rec/s", "ratio"
     );
+    let mut drained = Vec::new();
     for which in [Which::Hotline, Which::Portal, Which::Both] {
         let base = rt.block_on(baseline(which, n));
         let full = rt.block_on(throughput(which, n));
         println!(
             "{:<8} {:>16.0} {:>22.0} {:>7.1}%",
             which.name(),
-            full,
+            full.rate,
             base,
-            100.0 * full / base
+            100.0 * full.rate / base
+        );
+        drained.push((which, full));
+    }
+    println!();
+    println!("against a plain rdkafka producer (same broker, same settings, same count and size)");
+    println!(
+        "{:<8} {:>8} {:>7} {:>12} {:>12} {:>7} {:>14} {:>14}",
+        "channel",
+        "records",
+        "bytes",
+        "petitiond/s",
+        "raw kafka/s",
+        "ratio",
+        "CPU s/1k pd",
+        "CPU s/1k raw"
+    );
+    for (which, d) in &drained {
+        let (raw, raw_cpu) = rt.block_on(raw_kafka(d.records, d.bytes));
+        println!(
+            "{:<8} {:>8} {:>7} {:>12.0} {:>12.0} {:>7.2} {:>14.3} {:>14.3}",
+            which.name(),
+            d.records,
+            d.bytes,
+            d.rate,
+            raw,
+            d.rate / raw,
+            d.cpu_per_1000,
+            raw_cpu
         );
     }
+    println!(
+        "peak RSS of the bench process so far: {:.0} MB",
+        peak_rss_mb()
+    );
     println!();
     println!(
         "steady arrivals, {rate} records/s per channel for {secs} s: visible upstream → delivery report"

@@ -83,6 +83,8 @@ pub struct Metrics {
     pub alerts: Family<AlertLabels, Counter>,
     /// Seconds between an alert's scheduled instant and its firing.
     pub alert_lateness: Histogram,
+    /// New items per intake commit (group commit).
+    pub intake_group_size: Histogram,
     pub open_timers: Gauge,
     /// Clocks still waiting for a calendar year after the last start's computation. New
     /// pending clocks during a run count in `clock_errors`; the board shows the live number.
@@ -181,6 +183,7 @@ impl Metrics {
             outbox_pending: Gauge::default(),
             alerts: Family::default(),
             alert_lateness: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 60.0]),
+            intake_group_size: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
             open_timers: Gauge::default(),
             pending_clocks: Gauge::default(),
             clock_errors: Family::default(),
@@ -273,6 +276,11 @@ impl Metrics {
             "sla_alerts",
             "SLA alerts recorded, by clock, kind and lateness",
             m.alerts.clone(),
+        );
+        r.register(
+            "intake_group_size",
+            "New items made durable per intake transaction (group commit)",
+            m.intake_group_size.clone(),
         );
         r.register(
             "sla_alert_lateness_seconds",
@@ -568,6 +576,7 @@ mod tests {
             "petitiond_outbox_pending",
             "petitiond_sla_alerts_total",
             "petitiond_sla_alert_lateness_seconds",
+            "petitiond_intake_group_size",
             "petitiond_sla_open_timers",
             "petitiond_sla_pending_clocks",
             "petitiond_sla_clock_errors_total",

@@ -13,7 +13,8 @@
 //!
 //! Recording is idempotent by item id, so a re-delivered item finds its earlier namesakes
 //! excluded (`except` is its own id) and, being a duplicate, writes no index rows: it never
-//! counts twice. Intake handles one item at a time, so two items of one person cannot race.
+//! counts twice. Intake handles one item at a time, and flushes its commit group before an
+//! item of a petitioner already in it, so two items of one person cannot race.
 
 use super::Intake;
 use crate::envelope::{Envelope, ItemId};
@@ -28,13 +29,13 @@ impl Intake {
     pub(super) async fn route_and_link(
         &self,
         env: &mut Envelope,
+        person_keys: Vec<String>,
         now: jiff::Timestamp,
     ) -> anyhow::Result<(Routed, Option<PersonIndex>)> {
         let routed = self.router.route(env, now);
         let (Some(repeat), Some(matter)) = (&self.repeat, routed.matter.clone()) else {
             return Ok((routed, None));
         };
-        let person_keys = repeat.person_keys(env);
         if person_keys.is_empty() {
             return Ok((routed, None));
         }

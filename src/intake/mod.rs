@@ -42,9 +42,39 @@ use crate::store::blobs::BlobStore;
 use crate::store::{
     ItemUpdate, NewItem, Quarantined, Recorded, Store, Supplement, Timer, blocking,
 };
+use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::Instrument;
+
+/// Most new items committed in one transaction (group commit).
+pub const MAX_GROUP: usize = 128;
+
+/// The channel's way to hear back about one item.
+type Reply = oneshot::Sender<anyhow::Result<Disposition>>;
+
+/// Group commit: new items prepared (normalized, routed, linked, clocks computed) and waiting
+/// to be made durable together in one transaction, with the channels' answers. Nothing in it
+/// is answered before its commit. Items whose handling needs the store to know an item of the
+/// group (the same id again — an update or a re-read — or the same petitioner, for linking)
+/// flush the group first, so the store sees every earlier item, as one-at-a-time intake did.
+#[derive(Default)]
+struct Group {
+    staged: Vec<(Staged, Reply)>,
+    ids: HashSet<String>,
+    person_keys: HashSet<String>,
+}
+
+/// A new item ready to commit, and what to count and wake once it is durable.
+struct Staged {
+    item: NewItem,
+    id: String,
+    label: ChannelLabel,
+    /// needs_supplement, linked, repeat petition.
+    counts: [bool; 3],
+    person_keys: Vec<String>,
+    span: tracing::Span,
+}
 
 /// The original bytes of a rejected input, kept in quarantine.
 enum Original {
@@ -134,19 +164,149 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// Takes what is waiting (up to [`MAX_GROUP`] new items, never waiting for more: a lone
+    /// item is committed at once) and commits the group in one transaction.
     pub async fn run(self, mut rx: mpsc::Receiver<Incoming>) -> anyhow::Result<()> {
-        while let Some(inc) = rx.recv().await {
-            let span =
-                tracing::info_span!("intake", source = %inc.source, reference = %inc.reference);
-            let result = self
-                .one(inc.source, inc.reference, inc.payload)
-                .instrument(span)
-                .await;
-            // The channel may have stopped waiting (shutdown); the item is durable either way.
-            let _ = inc.done.send(result);
+        let mut group = Group::default();
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(inc) = next.take() {
+                self.take(&mut group, inc).await;
+                if group.staged.len() < MAX_GROUP {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.flush(&mut group).await;
         }
         tracing::info!("intake drained");
         Ok(())
+    }
+
+    /// One incoming record: answered now (quarantine, update, duplicate, error) or staged in
+    /// the group, answered by its commit.
+    async fn take(&self, g: &mut Group, inc: Incoming) {
+        let span = tracing::info_span!("intake", source = %inc.source, reference = %inc.reference);
+        let result = self
+            .one(g, inc.source, inc.reference, inc.payload)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(Handled::Staged(s)) => {
+                g.ids.insert(s.id.clone());
+                g.person_keys.extend(s.person_keys.iter().cloned());
+                g.staged.push((*s, inc.done));
+            }
+            // The channel may have stopped waiting (shutdown); the item is durable either way.
+            Ok(Handled::Done(d)) => {
+                let _ = inc.done.send(Ok(d));
+            }
+            Ok(Handled::Panicked(_)) => unreachable!("one() turns a panic into quarantine"),
+            Err(e) => {
+                let _ = inc.done.send(Err(e));
+            }
+        }
+    }
+
+    /// Makes the group durable in one transaction, then answers each item's channel (its
+    /// cursor may move), counts, hands the new clocks to the SLA engine and wakes the relay.
+    /// The transaction failing as a whole (the store, not an item) answers every item with
+    /// the error: the channels retry, as they did one item at a time.
+    async fn flush(&self, g: &mut Group) {
+        g.ids.clear();
+        g.person_keys.clear();
+        if g.staged.is_empty() {
+            return;
+        }
+        let (staged, replies): (Vec<Staged>, Vec<Reply>) =
+            std::mem::take(&mut g.staged).into_iter().unzip();
+        let (meta, items): (Vec<_>, Vec<NewItem>) = staged
+            .into_iter()
+            .map(|s| ((s.id, s.label, s.counts, s.span), s.item))
+            .unzip();
+        let n = items.len();
+        let result = match self.sync_blobs().await {
+            Ok(()) => blocking(&self.store, move |s| s.record_items(&items))
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        self.metrics.intake_group_size.observe(n as f64);
+        let results = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(items = n, error = %e, "cannot record the group of new items; the channels retry");
+                for reply in replies {
+                    let _ = reply.send(Err(anyhow::anyhow!("cannot record the item: {e}")));
+                }
+                return;
+            }
+        };
+        let mut woke = false;
+        for (((id, label, counts, span), reply), recorded) in
+            meta.into_iter().zip(replies).zip(results)
+        {
+            let _enter = span.enter();
+            let answer = match recorded {
+                Ok(Recorded::New(timers)) => {
+                    self.metrics.items_received.get_or_create(&label).inc();
+                    let counters = [
+                        &self.metrics.needs_supplement,
+                        &self.metrics.items_linked,
+                        &self.metrics.repeat_petitions,
+                    ];
+                    for (yes, counter) in counts.iter().zip(counters) {
+                        if *yes {
+                            counter.get_or_create(&label).inc();
+                        }
+                    }
+                    woke = true;
+                    if !timers.is_empty() {
+                        let _ = self.timers.send(timers);
+                    }
+                    tracing::info!(item = %id, "item recorded");
+                    Ok(Disposition::Recorded(id))
+                }
+                Ok(Recorded::Duplicate) => {
+                    self.metrics.items_duplicate.get_or_create(&label).inc();
+                    tracing::info!(item = %id, "item already known; not recorded again");
+                    Ok(Disposition::Duplicate(id))
+                }
+                Err(e) => {
+                    tracing::error!(item = %id, error = %e, "cannot record the item; its channel retries");
+                    Err(anyhow::anyhow!("cannot record item {id}: {e}"))
+                }
+            };
+            let _ = reply.send(answer);
+        }
+        if woke {
+            self.relay_wake.notify_one();
+        }
+    }
+
+    /// A parsed letter's envelope recorded on its own, as if its mail had come in (tests).
+    #[cfg(test)]
+    async fn one_now_envelope(&self, env: Envelope) -> anyhow::Result<Disposition> {
+        let mut g = Group::default();
+        match self.record(&mut g, env, None).await? {
+            Handled::Staged(s) => {
+                let (done, answer) = oneshot::channel();
+                g.staged.push((*s, done));
+                self.flush(&mut g).await;
+                answer.await?
+            }
+            Handled::Done(d) => Ok(d),
+            Handled::Panicked(stage) => anyhow::bail!("panicked during {stage}"),
+        }
+    }
+
+    /// Makes the blobs the channels wrote unsynced (`BlobStore::put_unsynced`) durable: called
+    /// before every commit that may refer to one.
+    async fn sync_blobs(&self) -> anyhow::Result<()> {
+        let blobs = Arc::clone(&self.blobs);
+        tokio::task::spawn_blocking(move || blobs.sync())
+            .await
+            .map_err(|e| anyhow::anyhow!(crate::panics::join_error(&e)))?
+            .map_err(|e| anyhow::anyhow!("cannot make the stored records durable: {e}"))
     }
 
     /// One item, within the item boundary: a panic while handling it (normalizing in a
@@ -154,27 +314,49 @@ impl Intake {
     /// `panic` and its original bytes instead of ending intake or failing the channel.
     async fn one(
         &self,
+        g: &mut Group,
+        source: String,
+        reference: String,
+        payload: Payload,
+    ) -> anyhow::Result<Handled> {
+        use futures::FutureExt;
+        let (work, original) = Work::of(payload);
+        let handled =
+            std::panic::AssertUnwindSafe(self.handle(g, source.clone(), reference.clone(), work))
+                .catch_unwind()
+                .await;
+        match handled {
+            Ok(Ok(Handled::Panicked(stage))) => self
+                .panicked(source, reference, stage, original)
+                .await
+                .map(Handled::Done),
+            Ok(other) => other,
+            Err(_) => self
+                .panicked(source, reference, "routing or recording", original)
+                .await
+                .map(Handled::Done),
+        }
+    }
+
+    /// One item through intake as a channel would hand it over, committed and answered on
+    /// its own (tests and one-off tools).
+    pub async fn one_now(
+        &self,
         source: String,
         reference: String,
         payload: Payload,
     ) -> anyhow::Result<Disposition> {
-        use futures::FutureExt;
-        let (work, original) = Work::of(payload);
-        let handled =
-            std::panic::AssertUnwindSafe(self.handle(source.clone(), reference.clone(), work))
-                .catch_unwind()
-                .await;
-        match handled {
-            Ok(Ok(Handled::Done(d))) => Ok(d),
-            Ok(Ok(Handled::Panicked(stage))) => {
-                self.panicked(source, reference, stage, original).await
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                self.panicked(source, reference, "routing or recording", original)
-                    .await
-            }
-        }
+        let mut g = Group::default();
+        let (done, answer) = oneshot::channel();
+        let inc = Incoming {
+            source,
+            reference,
+            payload,
+            done,
+        };
+        self.take(&mut g, inc).await;
+        self.flush(&mut g).await;
+        answer.await?
     }
 
     /// Quarantines an item whose handling panicked. The panic's message is dropped: std's
@@ -199,16 +381,14 @@ impl Intake {
 
     async fn handle(
         &self,
+        g: &mut Group,
         source: String,
         reference: String,
         work: Work,
     ) -> anyhow::Result<Handled> {
         let (raw, arrival) = match work {
             Work::Record { envelope, version } => {
-                return self
-                    .record_or_update(*envelope, version)
-                    .await
-                    .map(Handled::Done);
+                return self.record_or_update(g, *envelope, version).await;
             }
             Work::Rejected {
                 raw,
@@ -249,7 +429,7 @@ impl Intake {
             Err(_) => anyhow::bail!("normalization was cancelled"),
         };
         let d = match normalized {
-            Ok(env) => self.record(env, None).await?,
+            Ok(env) => return self.record(g, env, None).await,
             // The blob store failed, not the mail: not durable, the channel retries.
             Err(BadMail::Blob(e)) => anyhow::bail!("cannot store the mail's parts: {e}"),
             Err(bad) => {
@@ -270,13 +450,18 @@ impl Intake {
     /// known at another version → an update event to the departments it was routed to.
     async fn record_or_update(
         &self,
+        g: &mut Group,
         env: Envelope,
         version: String,
-    ) -> anyhow::Result<Disposition> {
+    ) -> anyhow::Result<Handled> {
         let id = env.id.to_string();
+        if g.ids.contains(&id) {
+            // Its earlier version is in the group: the store must know it to tell an update.
+            self.flush(g).await;
+        }
         let known = blocking(&self.store, move |s| s.item_state(&id)).await?;
         let Some((old, old_version)) = known else {
-            return self.record(env, Some(version)).await;
+            return self.record(g, env, Some(version)).await;
         };
         let label = ChannelLabel {
             channel: env.channel.as_str().to_string(),
@@ -289,7 +474,7 @@ impl Intake {
         if old_version.as_deref() == Some(version.as_str()) || stale {
             self.metrics.items_duplicate.get_or_create(&label).inc();
             tracing::debug!(item = %id, stale, "item already known at this version");
-            return Ok(Disposition::Duplicate(id));
+            return Ok(Handled::Done(Disposition::Duplicate(id)));
         }
         let now = jiff::Timestamp::now();
         let mut merged = old.clone();
@@ -344,6 +529,7 @@ impl Intake {
                     clocks: supplement_clocks,
                     at: now,
                 };
+                self.sync_blobs().await?;
                 let timers = blocking(&self.store, move |s| {
                     s.record_supplement(&update, &supplement, &mut |stopped| {
                         departments
@@ -377,6 +563,7 @@ impl Intake {
                 {
                     tracing::info!(item = %id, supplied = ?supplied, missing = ?missing, "upstream update: the item still needs a supplement");
                 }
+                self.sync_blobs().await?;
                 blocking(&self.store, move |s| s.record_update(&update)).await?
             }
         };
@@ -384,20 +571,34 @@ impl Intake {
             self.metrics.items_updated.get_or_create(&label).inc();
             self.relay_wake.notify_one();
             tracing::info!(item = %id, "upstream update recorded");
-            Ok(Disposition::Updated(id))
+            Ok(Handled::Done(Disposition::Updated(id)))
         } else {
             self.metrics.items_duplicate.get_or_create(&label).inc();
-            Ok(Disposition::Duplicate(id))
+            Ok(Handled::Done(Disposition::Duplicate(id)))
         }
     }
 
+    /// A new item: routed, linked, its clocks started and its rows prepared — staged for the
+    /// group's commit.
     async fn record(
         &self,
+        g: &mut Group,
         mut env: Envelope,
         version: Option<String>,
-    ) -> anyhow::Result<Disposition> {
+    ) -> anyhow::Result<Handled> {
+        let person_keys = self
+            .repeat
+            .as_ref()
+            .map(|r| r.person_keys(&env))
+            .unwrap_or_default();
+        if g.ids.contains(env.id.as_str()) || person_keys.iter().any(|k| g.person_keys.contains(k))
+        {
+            // The same item or the same petitioner is in the group: the look-ups below must
+            // see it (a duplicate, a link, a repeat count).
+            self.flush(g).await;
+        }
         let (routed, person_index) = self
-            .route_and_link(&mut env, jiff::Timestamp::now())
+            .route_and_link(&mut env, person_keys.clone(), jiff::Timestamp::now())
             .await?;
         env.category = routed.category;
         env.flags.extend(routed.flags);
@@ -436,15 +637,9 @@ impl Intake {
         let channel = env.channel.as_str().to_string();
         let has = |flag: &str| env.flags.iter().any(|f| f == flag);
         let counts = [
-            (
-                has(routing::completeness::NEEDS_SUPPLEMENT),
-                &self.metrics.needs_supplement,
-            ),
-            (!env.related.is_empty(), &self.metrics.items_linked),
-            (
-                has(routing::rules::REPEAT_PETITION_FLAG),
-                &self.metrics.repeat_petitions,
-            ),
+            has(routing::completeness::NEEDS_SUPPLEMENT),
+            !env.related.is_empty(),
+            has(routing::rules::REPEAT_PETITION_FLAG),
         ];
         let item = NewItem {
             envelope: env,
@@ -455,27 +650,14 @@ impl Intake {
             person_index,
             writeback,
         };
-        let recorded = blocking(&self.store, move |s| s.record_item(&item)).await?;
-        let label = ChannelLabel { channel };
-        match recorded {
-            Recorded::New(timers) => {
-                self.metrics.items_received.get_or_create(&label).inc();
-                for (_, counter) in counts.iter().filter(|(yes, _)| *yes) {
-                    counter.get_or_create(&label).inc();
-                }
-                self.relay_wake.notify_one();
-                if !timers.is_empty() {
-                    let _ = self.timers.send(timers);
-                }
-                tracing::info!(item = %id, "item recorded");
-                Ok(Disposition::Recorded(id))
-            }
-            Recorded::Duplicate => {
-                self.metrics.items_duplicate.get_or_create(&label).inc();
-                tracing::info!(item = %id, "item already known; not recorded again");
-                Ok(Disposition::Duplicate(id))
-            }
-        }
+        Ok(Handled::Staged(Box::new(Staged {
+            item,
+            id,
+            label: ChannelLabel { channel },
+            counts,
+            person_keys,
+            span: tracing::Span::current(),
+        })))
     }
 
     async fn quarantine(
@@ -520,6 +702,8 @@ impl Intake {
 /// thread (by the stage it happened in) that the item boundary turns into quarantine.
 enum Handled {
     Done(Disposition),
+    /// A new item waiting for the group's commit.
+    Staged(Box<Staged>),
     Panicked(&'static str),
 }
 

@@ -114,13 +114,15 @@ impl H {
     async fn record(&self, env: Envelope) -> (Disposition, Envelope) {
         let id = env.id.to_string();
         let d = if env.channel == Channel::Letter {
-            self.intake.record(env, None).await
+            self.intake.one_now_envelope(env).await
         } else {
             let payload = Payload::Record {
                 envelope: Box::new(env),
                 version: "v1".into(),
             };
-            self.intake.one("test".into(), id.clone(), payload).await
+            self.intake
+                .one_now("test".into(), id.clone(), payload)
+                .await
         }
         .unwrap();
         let stored = self.store.item_envelope(&id).unwrap().expect("recorded");
@@ -543,7 +545,7 @@ async fn a_panic_while_normalizing_one_mail_quarantines_it_and_the_next_is_recor
     let good = letter_with_scan(2, b"%PDF-1.4 fine");
     let d = h
         .intake
-        .one("mailbox".into(), "1.M1.test".into(), mail(&bad))
+        .one_now("mailbox".into(), "1.M1.test".into(), mail(&bad))
         .await
         .unwrap();
     let Disposition::Quarantined(qid) = d else {
@@ -551,7 +553,7 @@ async fn a_panic_while_normalizing_one_mail_quarantines_it_and_the_next_is_recor
     };
     let d = h
         .intake
-        .one("mailbox".into(), "2.M2.test".into(), mail(&good))
+        .one_now("mailbox".into(), "2.M2.test".into(), mail(&good))
         .await
         .unwrap();
     assert!(matches!(d, Disposition::Recorded(_)), "{d:?}");
@@ -591,7 +593,7 @@ async fn a_failing_blob_store_is_an_error_not_a_quarantine() {
     let raw = letter_with_scan(3, b"%PDF-EIO");
     let r = h
         .intake
-        .one("mailbox".into(), "3.M3.test".into(), mail(&raw))
+        .one_now("mailbox".into(), "3.M3.test".into(), mail(&raw))
         .await;
     assert!(r.is_err(), "{r:?}");
     assert!(h.store.list_quarantine(10).unwrap().is_empty());
@@ -609,7 +611,7 @@ impl H {
         };
         let d = self
             .intake
-            .one("test".into(), id.clone(), payload)
+            .one_now("test".into(), id.clone(), payload)
             .await
             .unwrap();
         (d, self.store.item_envelope(&id).unwrap().unwrap())
@@ -864,4 +866,192 @@ async fn a_supplement_after_the_clock_was_stopped_stops_nothing_more() {
         .collect();
     assert_eq!(sup.len(), 1);
     assert_eq!(sup[0].2["clocks_stopped"], serde_json::json!([]));
+}
+
+/// Queues `items` as their channel would (all waiting before intake looks), runs intake to the
+/// end and returns each item's answer, in order, with the intake's metrics text.
+async fn run_queued(h: H, items: Vec<(Envelope, &str)>) -> (Vec<Disposition>, String, H2) {
+    let (tx, rx) = mpsc::channel(256);
+    let mut answers = Vec::new();
+    for (env, version) in items {
+        let (done, answer) = oneshot::channel();
+        let inc = Incoming {
+            source: "test".into(),
+            reference: env.upstream.id.clone(),
+            payload: Payload::Record {
+                envelope: Box::new(env),
+                version: version.into(),
+            },
+            done,
+        };
+        tx.send(inc).await.unwrap();
+        answers.push(answer);
+    }
+    drop(tx);
+    let H {
+        _dir,
+        intake,
+        store,
+        timers,
+    } = h;
+    let metrics = intake.metrics.clone();
+    intake.run(rx).await.unwrap();
+    let mut out = Vec::new();
+    for a in answers {
+        out.push(a.await.unwrap().unwrap());
+    }
+    (
+        out,
+        metrics.encode(),
+        H2 {
+            _dir,
+            store,
+            timers,
+        },
+    )
+}
+
+/// What is left of a harness after its intake ran.
+struct H2 {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    timers: mpsc::UnboundedReceiver<Vec<Timer>>,
+}
+
+fn metric_line<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+}
+
+#[tokio::test]
+async fn a_backlog_is_made_durable_in_one_transaction_and_each_item_answered() {
+    let h = harness(None, "");
+    let items: Vec<(Envelope, &str)> = (0..40)
+        .map(|i| {
+            let phone = format!("1390000{i:04}");
+            (
+                item(Channel::Hotline, &format!("h-{i}"), 0, &phone, WAGES),
+                "v1",
+            )
+        })
+        .collect();
+    let ids: Vec<String> = items.iter().map(|(e, _)| e.id.to_string()).collect();
+    let (answers, m, mut rest) = run_queued(h, items).await;
+    for (a, id) in answers.iter().zip(&ids) {
+        assert_eq!(a, &Disposition::Recorded(id.clone()));
+        assert!(rest.store.item_envelope(id).unwrap().is_some(), "{id}");
+    }
+    // All forty were waiting: one commit, not forty.
+    assert_eq!(
+        metric_line(&m, "petitiond_intake_group_size_count"),
+        "petitiond_intake_group_size_count 1"
+    );
+    assert_eq!(
+        metric_line(&m, "petitiond_intake_group_size_sum"),
+        "petitiond_intake_group_size_sum 40.0"
+    );
+    assert!(
+        m.contains("petitiond_items_received_total{channel=\"hotline\"} 40"),
+        "{m}"
+    );
+    // Every item's clocks reached the SLA engine.
+    let mut clocks = 0;
+    while let Ok(t) = rest.timers.try_recv() {
+        clocks += t.len();
+    }
+    assert!(clocks >= 40, "{clocks}");
+}
+
+#[tokio::test]
+async fn an_update_queued_behind_its_new_item_in_one_group_is_not_lost() {
+    let h = harness(None, "");
+    let first = item(Channel::Portal, "p-7", 0, "13900001111", WAGES);
+    let mut changed = item(Channel::Portal, "p-7", 0, "13900001111", WAGES);
+    changed.request.content = Personal::new(format!("{WAGES}补充：拖欠四个月。"));
+    let other = item(Channel::Portal, "p-8", 0, "13900002222", WAGES);
+    let id = first.id.to_string();
+    let (answers, m, rest) =
+        run_queued(h, vec![(first, "v1"), (other, "v1"), (changed, "v2")]).await;
+    assert_eq!(answers[0], Disposition::Recorded(id.clone()));
+    assert!(matches!(answers[1], Disposition::Recorded(_)));
+    assert_eq!(
+        answers[2],
+        Disposition::Updated(id.clone()),
+        "the update must see its item"
+    );
+    let (stored, version) = rest.store.item_state(&id).unwrap().unwrap();
+    assert_eq!(version.as_deref(), Some("v2"));
+    assert!(stored.request.content.expose().contains("四个月"));
+    // The update flushed the group (its item and the one queued between) before it looked;
+    // the update itself commits on its own.
+    assert_eq!(
+        metric_line(&m, "petitiond_intake_group_size_count"),
+        "petitiond_intake_group_size_count 1"
+    );
+    assert_eq!(
+        metric_line(&m, "petitiond_intake_group_size_sum"),
+        "petitiond_intake_group_size_sum 2.0"
+    );
+}
+
+#[tokio::test]
+async fn items_of_one_petitioner_in_one_group_still_link_and_count_as_a_repeat() {
+    let h = harness(None, "");
+    let mut items = Vec::new();
+    for i in 0..3 {
+        items.push((
+            item(
+                Channel::Hotline,
+                &format!("same-{i}"),
+                i,
+                "13800138000",
+                WAGES,
+            ),
+            "v1",
+        ));
+        items.push((
+            item(
+                Channel::Hotline,
+                &format!("else-{i}"),
+                i,
+                &format!("1370000000{i}"),
+                WAGES,
+            ),
+            "v1",
+        ));
+    }
+    let ids: Vec<_> = items.iter().map(|(e, _)| e.id.clone()).collect();
+    let (answers, _, rest) = run_queued(h, items).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Disposition::Recorded(_))),
+        "{answers:?}"
+    );
+    let third = rest.store.item_envelope(ids[4].as_str()).unwrap().unwrap();
+    assert_eq!(third.related, [ids[0].clone(), ids[2].clone()]);
+    assert!(has(&third, "repeat_petition"), "{:?}", third.flags);
+    let other = rest.store.item_envelope(ids[5].as_str()).unwrap().unwrap();
+    assert!(other.related.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_id_twice_in_one_group_is_recorded_once() {
+    let h = harness(None, "");
+    let a = item(Channel::Hotline, "twice", 0, "13900003333", WAGES);
+    let again = a.clone();
+    let id = a.id.to_string();
+    let (answers, m, _rest) = run_queued(h, vec![(a, "v1"), (again, "v1")]).await;
+    assert_eq!(
+        answers,
+        [
+            Disposition::Recorded(id.clone()),
+            Disposition::Duplicate(id)
+        ]
+    );
+    assert!(
+        m.contains("petitiond_items_received_total{channel=\"hotline\"} 1"),
+        "{m}"
+    );
 }

@@ -455,6 +455,14 @@ pub const MAX_LOOKUP_KEYS: usize = 64;
 pub trait Store: Send + Sync + 'static {
     /// Records an item, its routing decision and its outbox rows atomically.
     fn record_item(&self, item: &NewItem) -> Result<Recorded, StoreError>;
+    /// Group commit: records several items in ONE transaction (one fsync), each as
+    /// [`Store::record_item`] would, in order — an id seen earlier in the group is a
+    /// duplicate. An item that fails leaves nothing of itself behind and its error is its own;
+    /// the outer error means nothing was committed.
+    fn record_items(
+        &self,
+        items: &[NewItem],
+    ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError>;
     fn item_envelope(&self, id: &str) -> Result<Option<Envelope>, StoreError>;
     /// Items recorded before with any of `person_keys` (the first [`MAX_LOOKUP_KEYS`]) on
     /// `matter`, received at or after `since`, other than `except`: distinct ids, oldest first;

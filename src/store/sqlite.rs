@@ -503,7 +503,7 @@ fn next_provisional(c: &Clock, next: Option<Timestamp>) -> bool {
 }
 
 fn insert_clock(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     c: &Clock,
     next: Option<Timestamp>,
 ) -> Result<Option<Timer>, StoreError> {
@@ -958,15 +958,12 @@ fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData, StoreErro
     Ok(data)
 }
 
-const OUTBOX_COLS: &str = "seq, item_id, topic, msg_key, ce_id, headers, payload, attempts";
-
-impl Store for SqliteStore {
-    fn record_item(&self, item: &NewItem) -> Result<Recorded, StoreError> {
-        let e = &item.envelope;
-        let envelope = serde_json::to_string(e)?;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let inserted = tx.execute(
+/// Writes one item's rows (the item, its routing decision, review entry, outbox rows, clocks,
+/// person index, write-backs) inside `tx`; nothing when its id is already known.
+fn insert_item(tx: &rusqlite::Connection, item: &NewItem) -> Result<Recorded, StoreError> {
+    let e = &item.envelope;
+    let envelope = serde_json::to_string(e)?;
+    let inserted = tx.execute(
             "INSERT OR IGNORE INTO items (id, channel, upstream_id, source, received_at, category, stage, envelope, upstream_version)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
@@ -981,17 +978,17 @@ impl Store for SqliteStore {
                 item.version,
             ],
         )?;
-        if inserted == 0 {
-            return Ok(Recorded::Duplicate);
-        }
-        let d = &item.decision;
-        let classification = e
-            .routing
-            .as_ref()
-            .and_then(|r| r.classification.as_ref())
-            .map(serde_json::to_string)
-            .transpose()?;
-        tx.execute(
+    if inserted == 0 {
+        return Ok(Recorded::Duplicate);
+    }
+    let d = &item.decision;
+    let classification = e
+        .routing
+        .as_ref()
+        .and_then(|r| r.classification.as_ref())
+        .map(serde_json::to_string)
+        .transpose()?;
+    tx.execute(
             "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at, classification)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -1004,49 +1001,85 @@ impl Store for SqliteStore {
                 classification
             ],
         )?;
-        if let Some(c) = e
-            .routing
-            .as_ref()
-            .and_then(|r| r.classification.as_ref())
-            .filter(|c| c.needs_review)
-        {
-            tx.execute(
-                "INSERT OR REPLACE INTO review_queue (item_id, lead, decided_ms, classification)
+    if let Some(c) = e
+        .routing
+        .as_ref()
+        .and_then(|r| r.classification.as_ref())
+        .filter(|c| c.needs_review)
+    {
+        tx.execute(
+            "INSERT OR REPLACE INTO review_queue (item_id, lead, decided_ms, classification)
                  VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    e.id.as_str(),
-                    d.lead,
-                    d.decided_at.as_millisecond(),
-                    serde_json::to_string(c)?
-                ],
-            )?;
-        }
-        for o in &item.outbox {
-            tx.execute(
+            params![
+                e.id.as_str(),
+                d.lead,
+                d.decided_at.as_millisecond(),
+                serde_json::to_string(c)?
+            ],
+        )?;
+    }
+    for o in &item.outbox {
+        tx.execute(
                 "INSERT INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![e.id.as_str(), o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
             )?;
-        }
-        let mut timers = Vec::new();
-        for (c, next) in &item.clocks {
-            timers.push(insert_clock(&tx, c, *next)?);
-        }
-        if let Some(p) = &item.person_index {
-            let mut st = tx.prepare_cached(
+    }
+    let mut timers = Vec::new();
+    for (c, next) in &item.clocks {
+        timers.push(insert_clock(tx, c, *next)?);
+    }
+    if let Some(p) = &item.person_index {
+        let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO person_items (person_key, item_id, matter, received_ms) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for k in &p.person_keys {
-                st.execute(params![
-                    k,
-                    e.id.as_str(),
-                    p.matter,
-                    e.received_at.as_millisecond()
-                ])?;
+        for k in &p.person_keys {
+            st.execute(params![
+                k,
+                e.id.as_str(),
+                p.matter,
+                e.received_at.as_millisecond()
+            ])?;
+        }
+    }
+    writeback::queue(tx, &item.writeback)?;
+    Ok(Recorded::New(timers.into_iter().flatten().collect()))
+}
+
+const OUTBOX_COLS: &str = "seq, item_id, topic, msg_key, ce_id, headers, payload, attempts";
+
+impl Store for SqliteStore {
+    fn record_item(&self, item: &NewItem) -> Result<Recorded, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let recorded = insert_item(&tx, item)?;
+        tx.commit()?;
+        Ok(recorded)
+    }
+
+    fn record_items(
+        &self,
+        items: &[NewItem],
+    ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError> {
+        let mut conn = self.conn();
+        let mut tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            // A savepoint per item: one that fails leaves nothing behind, the others commit.
+            let mut sp = tx.savepoint()?;
+            match insert_item(&sp, item) {
+                Ok(r) => {
+                    sp.commit()?;
+                    out.push(Ok(r));
+                }
+                Err(e) => {
+                    sp.rollback()?;
+                    drop(sp);
+                    out.push(Err(e));
+                }
             }
         }
-        writeback::queue(&tx, &item.writeback)?;
         tx.commit()?;
-        Ok(Recorded::New(timers.into_iter().flatten().collect()))
+        Ok(out)
     }
 
     fn related_items(

@@ -799,7 +799,8 @@ impl HttpChannel {
         }
         let bytes = raw.get().as_bytes().to_vec();
         let blobs = Arc::clone(&self.blobs);
-        let raw_ref = tokio::task::spawn_blocking(move || blobs.put(&bytes))
+        // Unsynced: intake syncs the blob store before it commits the item (group commit).
+        let raw_ref = tokio::task::spawn_blocking(move || blobs.put_unsynced(&bytes))
             .await
             .map_err(anyhow::Error::from)?
             .map_err(anyhow::Error::from)?;
@@ -943,7 +944,7 @@ impl HttpChannel {
         };
         let blobs = Arc::clone(&self.blobs);
         let body = resp.body;
-        let stored = tokio::task::spawn_blocking(move || blobs.put(&body))
+        let stored = tokio::task::spawn_blocking(move || blobs.put_unsynced(&body))
             .await
             .map_err(anyhow::Error::from)?
             .map_err(anyhow::Error::from)?;

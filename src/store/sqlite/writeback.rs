@@ -32,10 +32,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WritebackRow> {
 }
 
 /// Queues write-backs inside the caller's transaction; returns how many were new.
-pub(super) fn queue(
-    tx: &rusqlite::Transaction<'_>,
-    rows: &[NewWriteback],
-) -> Result<usize, StoreError> {
+pub(super) fn queue(tx: &rusqlite::Connection, rows: &[NewWriteback]) -> Result<usize, StoreError> {
     let mut n = 0;
     for w in rows {
         n += tx
