@@ -650,6 +650,7 @@ pub fn scan_topic(
     // come; a read that stops short of the end is an error.
     let stall = cfg.request_timeout.max(Duration::from_secs(5));
     let mut progress = Instant::now();
+    let mut last_read: HashMap<i32, i64> = HashMap::new();
     while !ends.is_empty() {
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
             // Offsets past the last record (transaction markers, compaction) are never
@@ -672,9 +673,27 @@ pub fn scan_topic(
             continue;
         };
         let m = m.map_err(|e| anyhow::anyhow!("reading `{topic}`: {e}"))?;
-        progress = Instant::now();
-        out.scanned += 1;
         let (p, off) = (m.partition(), m.offset());
+        // A record at or below one already read: the consumer went back. tansu answers a
+        // fetch past its last batch as out of range and the consumer resets to the start
+        // (`auto.offset.reset`), which then hands the last batch again — counted as a hit
+        // each time until the cap, the failure of `faults::recovery_scan_is_capped_at_max_records`.
+        // Never count a record twice; past the watermark, going back means the end was read.
+        if let Some(last) = last_read.get(&p).copied()
+            && off <= last
+        {
+            if ends.get(&p).is_some_and(|end| last + 1 >= *end) {
+                ends.remove(&p);
+            } else if progress.elapsed() > stall {
+                anyhow::bail!(
+                    "recovery scan of `{topic}` partition {p} keeps going back to offset {off} short of the end"
+                );
+            }
+            continue;
+        }
+        progress = Instant::now();
+        last_read.insert(p, off);
+        out.scanned += 1;
         if let Some(h) = m.headers()
             && let Some(id) = h.iter().find(|h| h.key == "ce_id").and_then(|h| h.value)
             && let Some(seq) = std::str::from_utf8(id).ok().and_then(|id| wanted.get(id))

@@ -89,3 +89,195 @@ fn sigkill_at_random_moments_over_many_cycles_loses_nothing_and_duplicates_nothi
     );
     assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
 }
+
+/// The broker stopped and restarted mid-stream (tansu on SQLite storage, so it keeps its log),
+/// mixed with SIGKILLs of the daemon, over several cycles: every letter on its topic once,
+/// the daemon rides out each outage without a restart of its own.
+///
+/// `PETITIOND_CHAOS_BROKER_CYCLES` (default 4) for the large run.
+#[test]
+fn broker_restarts_and_daemon_kills_mid_stream_lose_nothing_and_duplicate_nothing() {
+    let Some(bin) = tansu_bin() else { return };
+    let cycles = env_num("PETITIOND_CHAOS_BROKER_CYCLES").unwrap_or(4);
+    let seed = env_num("PETITIOND_CHAOS_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }) | 1;
+    eprintln!("chaos (broker): {cycles} cycles, PETITIOND_CHAOS_SEED={seed}");
+    let mut rng = Rng(seed);
+    let bdir = tempfile::tempdir().unwrap();
+    let mut b = OwnBroker::start(&bin, bdir.path());
+    let mut app = TestApp::new(&b.addr, "");
+    let (mut ids, mut n) = (Vec::new(), 0);
+    let (mut outages, mut kills) = (0, 0);
+    app.start();
+    for cycle in 0..cycles {
+        for _ in 0..rng.next(15) {
+            ids.push(app.deliver_now(&letter(n)));
+            n += 1;
+        }
+        std::thread::sleep(Duration::from_millis(rng.next(600)));
+        // The broker goes away while letters keep arriving.
+        b.down();
+        outages += 1;
+        for _ in 0..1 + rng.next(10) {
+            ids.push(app.deliver_now(&letter(n)));
+            n += 1;
+        }
+        std::thread::sleep(Duration::from_millis(500 + rng.next(2500)));
+        let kill = rng.next(2) == 0;
+        if kill {
+            // ... and the daemon dies during the outage, with records in flight.
+            app.kill();
+            kills += 1;
+        } else {
+            assert!(app.is_running(), "petitiond must ride out a broker outage");
+        }
+        b.up(&bin);
+        if kill {
+            app.start();
+        }
+        eprintln!(
+            "cycle {cycle}: broker restarted{}, {} letters so far",
+            if kill { ", daemon SIGKILLed" } else { "" },
+            ids.len()
+        );
+    }
+    let records = consume(
+        &b.addr,
+        &app.topic,
+        ids.len(),
+        Duration::from_secs(180),
+        Duration::from_secs(3),
+    );
+    eprintln!(
+        "chaos (broker): {cycles} cycles, {outages} broker restarts, {kills} daemon kills, {} letters, {} records read (seed {seed})",
+        ids.len(),
+        records.len()
+    );
+    assert_exactly_once(&records, &ids);
+    assert!(app.is_running());
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// A size-limited tmpfs mounted over the data directory, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "32m") at `at`; `None` where mounting is not allowed
+    /// (not root), which fails the test under `CI=true`.
+    fn mount(at: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+            .arg("tmpfs")
+            .arg(at)
+            .output()
+            .expect("run mount");
+        if out.status.success() {
+            return Some(Tmpfs(at.to_path_buf()));
+        }
+        let why = String::from_utf8_lossy(&out.stderr).into_owned();
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("cannot mount a tmpfs for the disk-full test (run as root): {why}");
+        }
+        eprintln!("skipped: cannot mount a tmpfs: {why}");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem holding `dir` to the last byte with one file; returns its path.
+fn fill_disk(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        if f.write_all(&block).is_err() {
+            break;
+        }
+    }
+    // The last partial block, byte by byte chunks.
+    for size in [4096usize, 512, 1] {
+        while f.write_all(&block[..size]).is_ok() {}
+    }
+    let _ = f.sync_all();
+    path
+}
+
+/// The store's disk fills up mid-stream, while records wait in the outbox for a broker that
+/// is away: letters that cannot be made durable stay in the Maildir (their cursor does not
+/// move), the relay cannot mark what it sends, the daemon keeps running and says so, and once
+/// space is freed every letter reaches its topic once, without a restart.
+#[test]
+fn disk_full_for_the_store_holds_letters_back_and_loses_nothing_once_space_returns() {
+    let Some(bin) = tansu_bin() else { return };
+    let bdir = tempfile::tempdir().unwrap();
+    let mut b = OwnBroker::start(&bin, bdir.path());
+    let mut app = TestApp::new(&b.addr, "");
+    let Some(_fs) = Tmpfs::mount(&app.dir.path().join("data"), "48m") else {
+        return;
+    };
+    app.start();
+    let mut ids: Vec<String> = (0..5).map(|i| app.deliver_now(&letter(i))).collect();
+    consume(
+        &b.addr,
+        &app.topic,
+        ids.len(),
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    // Recorded while the broker is away: pending in the outbox when the disk fills.
+    b.down();
+    ids.extend((5..10).map(|i| app.deliver_now(&letter(i))));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(app.maildir.join("new")).unwrap().count() > 0 {
+        assert!(std::time::Instant::now() < deadline, "letters not recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let filler = fill_disk(&app.dir.path().join("data"));
+    ids.extend((10..20).map(|i| app.deliver_now(&letter(i))));
+    b.up(&bin);
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(app.is_running(), "petitiond must ride out a full disk");
+    let waiting = std::fs::read_dir(app.maildir.join("new")).unwrap().count();
+    assert!(
+        waiting > 0,
+        "letters that could not be made durable must stay in new/"
+    );
+    let (_, metrics) = app.http_get("/metrics");
+    eprintln!("disk full: {waiting} letters held back in new/");
+    std::fs::remove_file(filler).unwrap();
+    let records = consume(
+        &b.addr,
+        &app.topic,
+        ids.len(),
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    );
+    assert_exactly_once(&records, &ids);
+    assert!(app.is_running());
+    assert_eq!(
+        std::fs::read_dir(app.maildir.join("new")).unwrap().count(),
+        0,
+        "every letter moved to cur/ once space returned"
+    );
+    let logs = app.logs();
+    assert!(
+        logs.contains("database or disk is full") || logs.contains("No space left on device"),
+        "the full disk is not logged:\n{}\n{metrics}",
+        logs.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
