@@ -166,25 +166,24 @@ fn is_mobile(s: &str) -> bool {
 }
 
 /// A group run without a country prefix (`86`, `0086`, as a group or glued to the number).
-fn strip_country(groups: &[String]) -> (Vec<String>, bool) {
+fn strip_country(groups: &[String]) -> Vec<String> {
     if let Some(first) = groups.first() {
         if (first == "86" || first == "0086") && groups.len() > 1 {
-            return (groups[1..].to_vec(), true);
+            return groups[1..].to_vec();
         }
         for p in ["0086", "86"] {
             if let Some(rest) = first.strip_prefix(p)
-                && rest.len() + p.len() == first.len()
                 && (groups.len() > 1 || is_mobile(rest))
                 && rest.starts_with('1')
-                && (rest.len() == 11 || rest.len() == 3 || rest.len() == 7)
+                && matches!(rest.len(), 3 | 7 | 11)
             {
                 let mut g = vec![rest.to_string()];
                 g.extend_from_slice(&groups[1..]);
-                return (g, true);
+                return g;
             }
         }
     }
-    (groups.to_vec(), false)
+    groups.to_vec()
 }
 
 /// The personal numbers in one run of groups (every contiguous sub-run is tried).
@@ -212,7 +211,7 @@ fn numbers_in(groups: &[Group], known: &Known) -> BTreeSet<(Kind, String)> {
             if !digits_only {
                 continue;
             }
-            let (bare, _) = strip_country(run);
+            let bare = strip_country(run);
             let bare_lens: Vec<usize> = bare.iter().map(String::len).collect();
             let bare_all = bare.concat();
             let shape = match bare_lens.as_slice() {
