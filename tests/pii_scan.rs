@@ -330,7 +330,7 @@ impl Known {
     /// name in the fixture files, the demo's letters and the integration tests' sources.
     fn collect() -> Known {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut names: BTreeSet<String> = petitiond::sim::petitioner_names().into_iter().collect();
+        let mut names: BTreeSet<String> = simulator_names(root).into_iter().collect();
         let mut numbers = HashSet::new();
         for text in fixture_texts(root) {
             names.extend(names_in(&text));
@@ -356,6 +356,30 @@ impl Known {
         }
         Known::new(numbers, names)
     }
+}
+
+/// Every name the simulators generate: each of `SURNAMES` with each of `GIVEN`, read from
+/// their source (`src/sim/texts.rs`).
+fn simulator_names(root: &Path) -> Vec<String> {
+    let src = std::fs::read_to_string(root.join("src/sim/texts.rs")).unwrap();
+    let pair = regex::Regex::new(r#"\("(\p{Han}+)", "[a-z]+"\)"#).unwrap();
+    let table = |name: &str| -> Vec<String> {
+        let start = src
+            .find(&format!("const {name}:"))
+            .unwrap_or_else(|| panic!("src/sim/texts.rs has no {name}"));
+        let body = &src[start..];
+        let body = &body[..body.find("];").unwrap()];
+        pair.captures_iter(body).map(|c| c[1].to_string()).collect()
+    };
+    let (surnames, given) = (table("SURNAMES"), table("GIVEN"));
+    assert!(
+        surnames.len() >= 10 && given.len() >= 10,
+        "simulator names not found"
+    );
+    surnames
+        .iter()
+        .flat_map(|s| given.iter().map(move |g| format!("{s}{g}")))
+        .collect()
 }
 
 /// Every fixture text: files as they are, and mails also decoded (their text parts).

@@ -1240,7 +1240,7 @@ mod files;
 mod texts;
 
 pub(crate) use texts::Petition;
-pub use texts::{id_check_digit, petitioner_names};
+pub use texts::id_check_digit;
 
 /// What the sims' own tests share: one GET and what came back.
 #[cfg(test)]

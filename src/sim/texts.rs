@@ -271,16 +271,6 @@ const VILLAGES: [&str; 5] = ["兰里", "长埭", "西安寺", "南庄兜", "东�
 
 const MAIL_DOMAINS: [&str; 4] = ["163.com", "126.com", "qq.com", "sina.com"];
 
-/// Every petitioner name the simulators can generate (surname + given name), so that the
-/// suite's personal-data scan (`tests/pii_scan.rs`) can look for them in what the daemon
-/// writes.
-pub fn petitioner_names() -> Vec<String> {
-    SURNAMES
-        .iter()
-        .flat_map(|(s, _)| GIVEN.iter().map(move |(g, _)| format!("{s}{g}")))
-        .collect()
-}
-
 /// The check character of an 18-character resident ID number (GB 11643, ISO 7064 MOD 11-2)
 /// from its first 17 digits; `None` if they are not 17 ASCII digits.
 pub fn id_check_digit(first17: &str) -> Option<char> {
