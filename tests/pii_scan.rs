@@ -115,7 +115,8 @@ fn phrases(line: &str) -> Vec<Vec<Group>> {
             let body = tok.strip_suffix(['X', 'x']).unwrap_or(&tok);
             let numeric = !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit());
             if numeric {
-                if !(gap_ok && (1..=2).contains(&gap)) && !cur.is_empty() {
+                let joined = gap_ok && (1..=2).contains(&gap);
+                if !joined && !cur.is_empty() {
                     out.push(std::mem::take(&mut cur));
                 }
                 cur.push(Group {
@@ -398,15 +399,15 @@ fn fixture_texts(root: &Path) -> Vec<String> {
         entries.sort();
         for p in entries {
             let raw = std::fs::read(&p).unwrap();
-            if p.extension().is_some_and(|e| e == "eml") {
-                if let Some(m) = mail_parser::MessageParser::default().parse(&raw) {
-                    let mut t = m.subject().unwrap_or_default().to_string();
-                    for i in 0..m.text_body_count() {
-                        t.push('\n');
-                        t.push_str(&m.body_text(i).unwrap_or_default());
-                    }
-                    out.push(t);
+            if p.extension().is_some_and(|e| e == "eml")
+                && let Some(m) = mail_parser::MessageParser::default().parse(&raw)
+            {
+                let mut t = m.subject().unwrap_or_default().to_string();
+                for i in 0..m.text_body_count() {
+                    t.push('\n');
+                    t.push_str(&m.body_text(i).unwrap_or_default());
                 }
+                out.push(t);
             }
             out.push(String::from_utf8_lossy(&raw).into_owned());
         }
