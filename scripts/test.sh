@@ -166,6 +166,7 @@ status=0
 # The integration tests keep what they observe (logs, admin answers, alerts, alert mail) here
 # for the personal-data scan below (ARCHITECTURE.md, "Personal-data scan").
 export PETITIOND_PII_CAPTURE_DIR="${PETITIOND_PII_CAPTURE_DIR:-$WORK/pii-capture}"
+mkdir -p "$PETITIOND_PII_CAPTURE_DIR"
 cargo test --locked "$@" || status=$?
 # Scanned even after a failed test: what was observed until then must be clean too.
 log "personal-data scan of what the tests observed"

@@ -504,7 +504,11 @@ fn the_capture_dir_holds_no_personal_data() {
         missing.is_empty(),
         "the capture has no {missing:?} files: is PETITIOND_PII_CAPTURE_DIR reaching the tests?"
     );
-    assert!(fig.files > 0, "nothing captured in {}", dir.display());
+    assert!(
+        fig.files > 0 || required.trim().is_empty(),
+        "nothing captured in {}",
+        dir.display()
+    );
     assert!(
         findings.is_empty(),
         "{} raw personal data in what the suite observed (listed above, masked)",
