@@ -16,6 +16,10 @@
 # as installed and by the petitiond user, its unit checked by `systemd-analyze verify` and
 # held to an exposure of at most 1.5 by `systemd-analyze security`.
 #
+# Personal data: the integration tests run with PETITIOND_PII_CAPTURE_DIR (default under the
+# run's temp dir; set it to keep the capture) and tests/pii_scan.rs then scans what they saw:
+# any raw ID number, phone number or petitioner name fails the run (printed masked, file:line).
+#
 # Cache: $PETITIOND_CACHE (default ~/.cache/petitiond) keeps the tansu binary between runs;
 # without it the script builds tansu once (~12 minutes on 2 cores). Also cargo-deb (~1 minute
 # to build once) and hadolint.
@@ -159,7 +163,21 @@ systemd-analyze security --offline=true --threshold=15 /usr/lib/systemd/system/p
 
 log "cargo test"
 status=0
+# The integration tests keep what they observe (logs, admin answers, alerts, alert mail) here
+# for the personal-data scan below (ARCHITECTURE.md, "Personal-data scan").
+export PETITIOND_PII_CAPTURE_DIR="${PETITIOND_PII_CAPTURE_DIR:-$WORK/pii-capture}"
+mkdir -p "$PETITIOND_PII_CAPTURE_DIR"
 cargo test --locked "$@" || status=$?
+# Scanned even after a failed test: what was observed until then must be clean too.
+log "personal-data scan of what the tests observed"
+# On a full run every kind of observation must be there (a capture that stopped cannot pass).
+required=""
+if [ $# -eq 0 ]; then
+  required="daemon-log,cli,admin-metrics,admin-board,kafka,alert-mail,chromium-dom"
+fi
+PETITIOND_PII_SCAN_DIR="$PETITIOND_PII_CAPTURE_DIR" PETITIOND_PII_SCAN_REQUIRE="$required" \
+  cargo test --locked --test pii_scan -- --exact the_capture_dir_holds_no_personal_data --nocapture \
+  || status=1
 if [ $status -ne 0 ]; then
   log "tansu log (tail)"
   tail -50 "$WORK/tansu.log" || true

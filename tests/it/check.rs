@@ -1,3 +1,4 @@
+use crate::capture::Captured;
 use crate::helpers::BIN;
 use std::process::Command;
 
@@ -10,7 +11,7 @@ fn check_accepts_the_shipped_example() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/config/petitiond.toml"),
         ])
         .output()
-        .unwrap();
+        .captured();
     assert!(
         out.status.success(),
         "{}",
@@ -32,7 +33,7 @@ fn check_names_a_misspelled_key_and_a_bad_value_with_their_lines() {
         .args(["check", "--config"])
         .arg(&bad)
         .output()
-        .unwrap();
+        .captured();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -56,7 +57,7 @@ fn sla_due(clock: &str, start: &str) -> std::process::Output {
         ])
         .args(["--clock", clock, "--start", start])
         .output()
-        .unwrap()
+        .captured()
 }
 
 #[test]
@@ -146,7 +147,7 @@ fn sla_due_into_a_year_without_an_official_calendar_is_provisional() {
             "--json",
         ])
         .output()
-        .unwrap();
+        .captured();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["due_at"], "2027-01-04T17:30:00+08:00");
@@ -170,7 +171,7 @@ fn calendar_show(year: &str) -> std::process::Output {
             year,
         ])
         .output()
-        .unwrap()
+        .captured()
 }
 
 #[test]
@@ -219,7 +220,7 @@ fn explain(config: &std::path::Path, channel: &str, record: &str) -> std::proces
             env!("CARGO_MANIFEST_DIR")
         ))
         .output()
-        .unwrap()
+        .captured()
 }
 
 #[test]
@@ -308,7 +309,7 @@ fn explain_reads_hotline_and_portal_records_masked() {
         .args(["--channel", "portal"])
         .arg(dir.path().join("bad.json"))
         .output()
-        .unwrap();
+        .captured();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("would be quarantined: no_id"));
 }
@@ -337,7 +338,7 @@ fn check_refuses_a_non_loopback_admin_listener_without_a_token() {
             .args([cmd, "--config"])
             .arg(&open)
             .output()
-            .unwrap();
+            .captured();
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -361,7 +362,7 @@ fn check_refuses_a_non_loopback_admin_listener_without_a_token() {
         .arg(&with_token)
         .env("CREDENTIALS_DIRECTORY", &creds)
         .output()
-        .unwrap();
+        .captured();
     assert!(
         out.status.success(),
         "{}",
@@ -385,7 +386,7 @@ fn check_and_run_refuse_a_data_dir_others_can_read() {
             .args([cmd, "--config"])
             .arg(&config)
             .output()
-            .unwrap();
+            .captured();
         assert!(!out.status.success(), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -402,7 +403,7 @@ fn check_and_run_refuse_a_data_dir_others_can_read() {
         .args(["check", "--allow-shared-data-dir", "--config"])
         .arg(&config)
         .output()
-        .unwrap();
+        .captured();
     assert!(
         out.status.success(),
         "{}",
@@ -413,6 +414,6 @@ fn check_and_run_refuse_a_data_dir_others_can_read() {
         .args(["check", "--config"])
         .arg(&config)
         .output()
-        .unwrap();
+        .captured();
     assert!(out.status.success());
 }

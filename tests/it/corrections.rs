@@ -3,6 +3,7 @@
 //! category, and `petitiond rules corrections export` writes it as labelled training data,
 //! readable by the owner only.
 
+use crate::capture::Captured;
 use crate::helpers::*;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -92,7 +93,7 @@ fn a_re_route_is_recorded_once_and_exported_as_training_data() {
             .arg("--out")
             .arg(&out)
             .output()
-            .unwrap();
+            .captured();
         assert!(
             run.status.success(),
             "{}",
@@ -120,6 +121,6 @@ fn a_re_route_is_recorded_once_and_exported_as_training_data() {
         .arg("--out")
         .arg(&out)
         .output()
-        .unwrap();
+        .captured();
     assert!(!again.status.success());
 }

@@ -22,6 +22,7 @@ fn demo_routes_the_sample_letters_and_quarantines_the_damaged_one() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = child.wait_with_output().unwrap();
+    crate::capture::output("demo", &out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

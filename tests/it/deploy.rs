@@ -5,6 +5,7 @@
 //! refer to files and ports that exist. `scripts/test.sh` adds what needs tools: promtool,
 //! hadolint, `systemd-analyze verify`, and the .deb installed with `dpkg -i`.
 
+use crate::capture::Captured;
 use crate::helpers::BIN;
 use std::path::{Path, PathBuf};
 use yaml_rust2::{Yaml, YamlLoader};
@@ -171,7 +172,7 @@ fn packaged_config_passes_check_in_the_installed_layout() {
         .arg(etc.join("petitiond.toml"))
         .env_remove("CREDENTIALS_DIRECTORY")
         .output()
-        .unwrap();
+        .captured();
     assert!(
         out.status.success(),
         "{}",
@@ -188,7 +189,7 @@ fn packaged_config_passes_check_in_the_installed_layout() {
             "2026-09-30T18:00:00+08:00",
         ])
         .output()
-        .unwrap();
+        .captured();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "2026-10-08T17:30:00+08:00",
@@ -217,7 +218,7 @@ fn a_credential_secret_is_read_from_the_credentials_directory() {
             Some(d) => cmd.env("CREDENTIALS_DIRECTORY", d),
             None => cmd.env_remove("CREDENTIALS_DIRECTORY"),
         };
-        let out = cmd.output().unwrap();
+        let out = cmd.output().captured();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -1,3 +1,4 @@
+use crate::capture::Captured;
 use crate::helpers::*;
 use std::time::Duration;
 
@@ -249,7 +250,7 @@ fn a_second_daemon_on_the_same_data_dir_refuses_to_start() {
         .args(["run", "--config"])
         .arg(&app.config)
         .output()
-        .unwrap();
+        .captured();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another petitiond is running"), "{err}");

@@ -347,7 +347,7 @@ poll_interval_ms = 100
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async {
+        let (status, body) = rt.block_on(async {
             let r = reqwest::Client::new()
                 .get(&url)
                 .bearer_auth(ADMIN_TOKEN)
@@ -355,7 +355,9 @@ poll_interval_ms = 100
                 .await
                 .unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
-        })
+        });
+        crate::capture::http(path, status, &body);
+        (status, body)
     }
 
     /// A URL that signs a browser in (the admin cookie) and takes it to `next` (a path).
@@ -375,13 +377,15 @@ poll_interval_ms = 100
     }
 
     pub fn petitiond(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
+        let out = Command::new(BIN)
             .args(args)
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())
             .output()
-            .unwrap()
+            .unwrap();
+        crate::capture::output(&format!("cli-{}", args.first().unwrap_or(&"")), &out);
+        out
     }
 }
 
@@ -391,6 +395,8 @@ impl Drop for TestApp {
             let _ = c.kill();
             let _ = c.wait();
         }
+        crate::capture::file("daemon-log", &self.log);
+        crate::capture::readable_files(&self.dir.path().join("data"));
         if std::thread::panicking() {
             eprintln!("--- petitiond log ---\n{}", self.logs());
         }
@@ -536,6 +542,7 @@ pub fn consume(
             settle_until = Some(Instant::now() + settle);
         }
     }
+    crate::capture::records(topic, &out);
     out
 }
 
@@ -732,6 +739,7 @@ pub fn browse(chromium: &Path, url: &str, screenshot: Option<&Path>) -> String {
         std::thread::sleep(Duration::from_millis(100));
     };
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    crate::capture::write("chromium-dom", out.as_bytes());
     assert!(
         status.success(),
         "chromium failed ({status}) on {url}:\n{err}"

@@ -145,6 +145,8 @@ impl Smtpd {
 impl Drop for Smtpd {
     fn drop(&mut self) {
         self.down();
+        crate::capture::maildir("alert-mail", &self.maildir);
+        crate::capture::file("smtpd-log", &self.dir.join("smtpd.log"));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: the real `petitiond` binary against a real Kafka-protocol broker
 //! (tansu, started by scripts/test.sh), one binary so the build happens once.
 
+mod capture;
 mod helpers;
 
 mod board;

@@ -143,6 +143,11 @@ fn read(brokers: &str, topic: &str) -> Vec<(String, Vec<(String, String)>)> {
             out.push((String::from_utf8_lossy(m.key().unwrap()).into_owned(), h));
         }
     }
+    let text: String = out
+        .iter()
+        .map(|(k, h)| format!("record {topic} key={k} headers={h:?}\n"))
+        .collect();
+    crate::capture::write("kafka-headers", text.as_bytes());
     out
 }
 

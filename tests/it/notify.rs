@@ -20,6 +20,8 @@ impl Drop for Notified {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // What systemd would show (`systemctl status` prints STATUS= to anyone).
+        crate::capture::write("notify-datagrams", self.received.join("\n").as_bytes());
     }
 }
 
