@@ -18,7 +18,9 @@
 #
 # Cache: $PETITIOND_CACHE (default ~/.cache/petitiond) keeps the tansu binary between runs;
 # without it the script builds tansu once (~12 minutes on 2 cores). Also cargo-deb (~1 minute
-# to build once) and hadolint.
+# to build once), hadolint, cargo-fuzz and the fuzz build (scripts/fuzz.sh).
+#
+# Last, every cargo-fuzz target runs for $PETITIOND_FUZZ_SECS seconds (default 30; 0 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -163,5 +165,16 @@ cargo test --locked "$@" || status=$?
 if [ $status -ne 0 ]; then
   log "tansu log (tail)"
   tail -50 "$WORK/tansu.log" || true
+fi
+
+# A bounded fuzz run of every target (scripts/fuzz.sh; cargo-fuzz and the fuzz build cached
+# under $CACHE). PETITIOND_FUZZ_SECS=0 skips it (e.g. with extra `cargo test` arguments).
+FUZZ_SECS="${PETITIOND_FUZZ_SECS:-30}"
+if [ "$FUZZ_SECS" != 0 ]; then
+  log "fuzzing: every target for ${FUZZ_SECS}s"
+  fuzz_start=$SECONDS
+  PETITIOND_CACHE="$CACHE" PETITIOND_FUZZ_TARGET_DIR="${PETITIOND_FUZZ_TARGET_DIR:-$CACHE/fuzz-target}" \
+    scripts/fuzz.sh all "$FUZZ_SECS" || status=$?
+  echo "fuzzing took $((SECONDS - fuzz_start))s"
 fi
 exit $status
