@@ -92,7 +92,7 @@ cargo_fuzz() {
   local sub="$1"
   shift
   PATH="$CARGO_FUZZ_ROOT/bin:$PATH" cargo +nightly fuzz "$sub" --fuzz-dir fuzz \
-    --sanitizer "$SANITIZER" --debug-assertions --target-dir "$TARGET_DIR" "$@"
+    --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR" "$@"
 }
 
 run() {
