@@ -6,9 +6,10 @@
 #   scripts/fuzz.sh all SECS        # every target, SECS each (scripts/test.sh: 30)
 #   scripts/fuzz.sh list            # the targets
 #   scripts/fuzz.sh seed            # only (re)build the seed corpora in fuzz/corpus/
+#   scripts/fuzz.sh build           # only build every target
 #
 # Seeds come from the repo's own fixtures (copied, not committed twice: fuzz/corpus/ is
-# ignored by git). A crash stops the run with the input in fuzz/artifacts/TARGET/; fix it in
+# ignored by git); what runs find is kept in $PETITIOND_CACHE/fuzz-corpus/. A crash stops the run with the input in fuzz/artifacts/TARGET/; fix it in
 # src/, commit the input under fuzz/regressions/TARGET/ (plain `cargo test` replays it) and add
 # a unit test named after it.
 #
@@ -16,6 +17,9 @@
 # toolchain (installed if missing). The fuzz build goes to $PETITIOND_FUZZ_TARGET_DIR
 # (default $PETITIOND_CACHE/fuzz-target): a cold build takes minutes, a warm one seconds.
 # $PETITIOND_FUZZ_SANITIZER: none (default; petitiond forbids unsafe code) or address.
+# Builds with fuzz/Cargo.toml's dev profile (opt-level 1: a cold build in minutes);
+# PETITIOND_FUZZ_RELEASE=1 builds cargo-fuzz's release mode instead (one codegen unit per
+# crate: a much longer build, more executions per second; for long runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +28,11 @@ CARGO_FUZZ_VERSION=0.13.2
 CARGO_FUZZ_ROOT="$CACHE/cargo-fuzz-$CARGO_FUZZ_VERSION"
 TARGET_DIR="${PETITIOND_FUZZ_TARGET_DIR:-$CACHE/fuzz-target}"
 SANITIZER="${PETITIOND_FUZZ_SANITIZER:-none}"
+PROFILE=--dev
+[ "${PETITIOND_FUZZ_RELEASE:-0}" = 1 ] && PROFILE=--release
 TARGETS=(http_hotline http_portal mail_letter routing_rules routing_dictionary config status_event)
 
-usage() { sed -n '2,9p' "$0" >&2; exit 2; }
+usage() { sed -n '2,10p' "$0" >&2; exit 2; }
 
 # seed TARGET: copies (wrapping where the parser reads a whole page) the fixtures into
 # fuzz/corpus/TARGET/. Named after their source, so re-seeding overwrites, never duplicates.
@@ -91,7 +97,7 @@ ensure_tools() {
 cargo_fuzz() {
   local sub="$1"
   shift
-  PATH="$CARGO_FUZZ_ROOT/bin:$PATH" cargo +nightly fuzz "$sub" --fuzz-dir fuzz \
+  PATH="$CARGO_FUZZ_ROOT/bin:$PATH" cargo +nightly fuzz "$sub" --fuzz-dir fuzz "$PROFILE" \
     --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR" "$@"
 }
 
@@ -100,14 +106,17 @@ run() {
   seed "$t"
   echo "== fuzzing $t for ${secs}s"
   # -rss_limit_mb: a parser that balloons on one input is a finding too. Seeds first, then
-  # mutations; libFuzzer prints its totals (stat::) at the end.
-  cargo_fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
+  # mutations; libFuzzer prints its totals (stat::) at the end. What a run adds to the corpus
+# goes to $CACHE/fuzz-corpus/TARGET (the first directory), so cached runs build on each other.
+  mkdir -p "$CACHE/fuzz-corpus/$t"
+  cargo_fuzz run "$t" "$CACHE/fuzz-corpus/$t" "fuzz/corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1
 }
 
 case "${1:-}" in
   list) printf '%s\n' "${TARGETS[@]}" ;;
   seed) for t in "${TARGETS[@]}"; do seed "$t"; done ;;
+  build) ensure_tools; cargo_fuzz build ;;
   all)
     [ $# -eq 2 ] || usage
     ensure_tools
