@@ -118,7 +118,13 @@ case "${1:-}" in
     ensure_tools
     # One build of every target, then the runs (a run rebuilds nothing).
     cargo_fuzz build
-    for t in "${TARGETS[@]}"; do run "$t" "$2"; done ;;
+    # A crash in one target does not skip the others; the run fails at the end.
+    failed=()
+    for t in "${TARGETS[@]}"; do run "$t" "$2" || failed+=("$t"); done
+    if [ ${#failed[@]} -gt 0 ]; then
+      echo "fuzzing found crashes in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+      exit 1
+    fi ;;
   "") usage ;;
   *)
     [ $# -eq 2 ] || usage
