@@ -22,8 +22,11 @@ use jiff::tz::TimeZone;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// One fuzz target: arbitrary bytes in, a panic on a finding.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by the name of their `fuzz/fuzz_targets/NAME.rs` and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("http_hotline", http_hotline),
     ("http_portal", http_portal),
     ("mail_letter", mail_letter),
