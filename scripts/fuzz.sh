@@ -3,7 +3,7 @@
 # "Fuzzing".
 #
 #   scripts/fuzz.sh TARGET SECS     # one target for SECS seconds (e.g. the long run: 600)
-#   scripts/fuzz.sh all SECS        # every target, SECS each (scripts/test.sh: 30)
+#   scripts/fuzz.sh all SECS        # every target, SECS each (scripts/test.sh: 15)
 #   scripts/fuzz.sh list            # the targets
 #   scripts/fuzz.sh seed            # only (re)build the seed corpora in fuzz/corpus/
 #   scripts/fuzz.sh build           # only build every target

@@ -20,7 +20,8 @@
 # without it the script builds tansu once (~12 minutes on 2 cores). Also cargo-deb (~1 minute
 # to build once), hadolint, cargo-fuzz and the fuzz build (scripts/fuzz.sh).
 #
-# Last, every cargo-fuzz target runs for $PETITIOND_FUZZ_SECS seconds (default 30; 0 skips).
+# Last, every cargo-fuzz target runs for $PETITIOND_FUZZ_SECS seconds (default 15; 0 skips;
+# BENCHMARKS.md, "Fuzzing", says why not 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -169,7 +170,7 @@ fi
 
 # A bounded fuzz run of every target (scripts/fuzz.sh; cargo-fuzz and the fuzz build cached
 # under $CACHE). PETITIOND_FUZZ_SECS=0 skips it (e.g. with extra `cargo test` arguments).
-FUZZ_SECS="${PETITIOND_FUZZ_SECS:-30}"
+FUZZ_SECS="${PETITIOND_FUZZ_SECS:-15}"
 if [ "$FUZZ_SECS" != 0 ]; then
   log "fuzzing: every target for ${FUZZ_SECS}s"
   fuzz_start=$SECONDS
