@@ -22,7 +22,10 @@
 #
 # Cache: $PETITIOND_CACHE (default ~/.cache/petitiond) keeps the tansu binary between runs;
 # without it the script builds tansu once (~12 minutes on 2 cores). Also cargo-deb (~1 minute
-# to build once) and hadolint.
+# to build once), hadolint, cargo-fuzz and the fuzz build (scripts/fuzz.sh).
+#
+# Last, every cargo-fuzz target runs for $PETITIOND_FUZZ_SECS seconds (default 15; 0 skips;
+# BENCHMARKS.md, "Fuzzing", says why not 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -181,5 +184,17 @@ PETITIOND_PII_SCAN_DIR="$PETITIOND_PII_CAPTURE_DIR" PETITIOND_PII_SCAN_REQUIRE="
 if [ $status -ne 0 ]; then
   log "tansu log (tail)"
   tail -50 "$WORK/tansu.log" || true
+fi
+
+# A bounded fuzz run of every target (scripts/fuzz.sh; cargo-fuzz and the fuzz build cached
+# under $CACHE). PETITIOND_FUZZ_SECS=0 skips it; a run with extra `cargo test` arguments
+# skips it unless PETITIOND_FUZZ_SECS is set.
+if [ $# -eq 0 ]; then FUZZ_SECS="${PETITIOND_FUZZ_SECS:-15}"; else FUZZ_SECS="${PETITIOND_FUZZ_SECS:-0}"; fi
+if [ "$FUZZ_SECS" != 0 ]; then
+  log "fuzzing: every target for ${FUZZ_SECS}s"
+  fuzz_start=$SECONDS
+  PETITIOND_CACHE="$CACHE" PETITIOND_FUZZ_TARGET_DIR="${PETITIOND_FUZZ_TARGET_DIR:-$CACHE/fuzz-target}" \
+    scripts/fuzz.sh all "$FUZZ_SECS" || status=$?
+  echo "fuzzing took $((SECONDS - fuzz_start))s"
 fi
 exit $status

@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod envelope;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod intake;
 pub mod kafka;
 pub mod metrics;

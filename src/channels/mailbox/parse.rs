@@ -708,6 +708,30 @@ mod tests {
         (d, b)
     }
 
+    /// Found by fuzzing (`mail_letter`): a message/rfc822 part whose inner multipart is cut by
+    /// the outer boundary tripped a `debug_assert!` inside mail-parser ("Invalid part ID,
+    /// could not find multipart") in debug builds only. Its debug assertions are off in every
+    /// build now (Cargo.toml), so the mail gets the shipped binary's outcome everywhere.
+    #[test]
+    fn mime_parse_does_not_panic_on_a_forwarded_message_cut_by_the_outer_boundary() {
+        let raw = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/regressions/mail_letter/forwarded-message-outlives-its-boundary.eml"),
+        )
+        .unwrap();
+        let at: Timestamp = "2026-03-02T01:16:00Z".parse().unwrap();
+        let got = normalize(
+            &raw,
+            at,
+            "mailbox",
+            &Limits::default(),
+            &crate::store::blobs::DryRunBlobStore,
+        );
+        // No Date header: quarantined as malformed MIME, not a panic.
+        let bad = got.expect_err("the mail has no Date header");
+        assert_eq!(bad.reason(), "malformed_mime", "{bad}");
+    }
+
     #[test]
     fn letter_becomes_envelope_with_scan_as_claim_check() {
         let (_d, b) = blobs();
