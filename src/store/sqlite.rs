@@ -774,6 +774,85 @@ mod board_sql {
     }
 }
 
+/// `(label, count)` rows of a two-column query.
+fn label_counts(conn: &Connection, sql: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut st = conn.prepare(sql)?;
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// [`Store::summary`]: read from the envelopes' JSON (labels only: channel, category, lead,
+/// assists, flags), the clocks, the alerts and the quarantine.
+fn summary_query(conn: &Connection) -> Result<Summary, StoreError> {
+    let items: i64 = conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0))?;
+    let by_channel = label_counts(
+        conn,
+        "SELECT channel, count(*) FROM items GROUP BY channel ORDER BY channel",
+    )?;
+    let by_lead = label_counts(
+        conn,
+        "SELECT json_extract(envelope, '$.routing.lead') AS d, count(*) FROM items
+         WHERE d IS NOT NULL GROUP BY d ORDER BY d",
+    )?;
+    let by_assist = label_counts(
+        conn,
+        "SELECT a.value, count(*) FROM items, json_each(items.envelope, '$.routing.assists') AS a
+         GROUP BY a.value ORDER BY a.value",
+    )?;
+    let by_category = label_counts(
+        conn,
+        "SELECT coalesce(json_extract(envelope, '$.category'), 'unclassified') AS c, count(*)
+         FROM items GROUP BY c ORDER BY c",
+    )?;
+    let by_flag = label_counts(
+        conn,
+        "SELECT f.value, count(*) FROM items, json_each(items.envelope, '$.flags') AS f
+         GROUP BY f.value ORDER BY f.value",
+    )?;
+    let mut st = conn.prepare(
+        "SELECT c.clock_id,
+                sum(c.state != 'stopped'),
+                sum(c.state = 'stopped'),
+                sum(EXISTS (SELECT 1 FROM alerts a WHERE a.item_id = c.item_id
+                            AND a.clock_id = c.clock_id AND a.kind LIKE 'warning%')),
+                sum(EXISTS (SELECT 1 FROM alerts a WHERE a.item_id = c.item_id
+                            AND a.clock_id = c.clock_id AND a.kind = 'breach'))
+         FROM sla_clocks c GROUP BY c.clock_id ORDER BY c.clock_id",
+    )?;
+    let clocks = st
+        .query_map([], |r| {
+            Ok(ClockSummary {
+                clock_id: r.get(0)?,
+                open: r.get::<_, i64>(1)? as u64,
+                stopped: r.get::<_, i64>(2)? as u64,
+                warned: r.get::<_, i64>(3)? as u64,
+                breached: r.get::<_, i64>(4)? as u64,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut st = conn.prepare(
+        "SELECT source, reason, count(*) FROM quarantine GROUP BY source, reason
+         ORDER BY source, reason",
+    )?;
+    let quarantined = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Summary {
+        items: items as u64,
+        by_channel,
+        by_lead,
+        by_assist,
+        by_category,
+        by_flag,
+        clocks,
+        quarantined,
+    })
+}
+
 fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData, StoreError> {
     use rusqlite::ToSql;
     let now = q.now.as_millisecond();
@@ -1764,6 +1843,14 @@ impl Store for SqliteStore {
         // One read transaction: counts, lists and alerts come from the same snapshot.
         conn.execute_batch("BEGIN")?;
         let result = board_query(&conn, q);
+        let _ = conn.execute_batch("COMMIT");
+        result
+    }
+
+    fn summary(&self) -> Result<Summary, StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute_batch("BEGIN")?;
+        let result = summary_query(&conn);
         let _ = conn.execute_batch("COMMIT");
         result
     }
