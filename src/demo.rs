@@ -233,8 +233,12 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     .await?;
     for s in samples.iter() {
         match s.channel {
-            SampleChannel::Hotline => drop(hotline.add_scripted_record(s.script())),
-            SampleChannel::Portal => drop(portal.add_scripted_record(s.script())),
+            SampleChannel::Hotline => {
+                hotline.add_scripted_record(s.script());
+            }
+            SampleChannel::Portal => {
+                portal.add_scripted_record(s.script());
+            }
             SampleChannel::Letter => {}
         }
     }
@@ -508,6 +512,12 @@ fn print_routed(
             consumer.assign(&tpl)?;
             assigned = true;
         }
+        if !done.is_cancelled()
+            && seen.len() >= w.expected
+            && seen.iter().all(|i| stopped.contains(i) || breached.contains(i))
+        {
+            done.cancel();
+        }
         department.poll(Duration::ZERO);
         let Some(m) = consumer.poll(Duration::from_millis(300)) else {
             continue;
@@ -593,19 +603,13 @@ fn print_routed(
             }
             seen.insert(id);
         }
-        if !done.is_cancelled()
-            && seen.len() >= w.expected
-            && seen.iter().all(|i| stopped.contains(i) || breached.contains(i))
-        {
-            done.cancel();
-        }
     }
     Ok(())
 }
 
 /// Renders the closing summary: items per channel, per department (lead and assist), per
 /// category and per flag; SLA clocks open / warned / breached / stopped; quarantine by reason.
-pub fn summary_table(s: &Summary, departments: &BTreeMap<String, DeptInfo>) -> String {
+fn summary_table(s: &Summary, departments: &BTreeMap<String, DeptInfo>) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let count = |l: &[(String, u64)], k: &str| {
@@ -628,7 +632,7 @@ pub fn summary_table(s: &Summary, departments: &BTreeMap<String, DeptInfo>) -> S
         }
         leads += usize::from(lead > 0);
         let label = format!("{id} {}", d.name);
-        let pad = 28usize.saturating_sub(display_width(&label)) + label.len();
+        let pad = (28 + label.chars().count()).saturating_sub(display_width(&label));
         let _ = writeln!(o, "{label:<pad$} {lead:>6} {assist:>7}");
     }
     let _ = writeln!(o, "lead departments: {leads}");
