@@ -2980,6 +2980,107 @@ mod tests {
         assert_eq!(d, BoardData::default());
     }
 
+    /// The demo's closing table: items by channel, lead, assist, category and flag; clocks
+    /// open / stopped / warned / breached (an alert counted once per clock); quarantine by reason.
+    #[test]
+    fn summary_counts_items_clocks_alerts_and_quarantine() {
+        let (_d, s) = board_store();
+        for (id, channel, env) in [
+            (
+                "i1",
+                "hotline",
+                r#"{"category":"rights","routing":{"lead":"hrss","assists":["health"]},"flags":["repeat_petition"]}"#,
+            ),
+            (
+                "i2",
+                "letter",
+                r#"{"category":"policy","routing":{"lead":"policy-desk","assists":["hrss"]},"flags":[]}"#,
+            ),
+            (
+                "i3",
+                "letter",
+                r#"{"routing":{"lead":"intake-desk","assists":[]},"flags":["needs_supplement","missing:contact"]}"#,
+            ),
+        ] {
+            s.conn()
+                .execute(
+                    "INSERT INTO items (id, channel, upstream_id, source, received_at, stage, envelope)
+                     VALUES (?1, ?2, ?1, 'test', '2026-03-02T00:00:00Z', 'routed', ?3)",
+                    params![id, channel, env],
+                )
+                .unwrap();
+        }
+        put_clock(&s, "i1", "c.a", "hrss", "running", "2026-03-02T01:00:00Z", true);
+        put_clock(&s, "i2", "c.a", "policy-desk", "stopped", "2026-03-02T01:00:00Z", false);
+        put_clock(&s, "i3", "c.b", "intake-desk", "running", "2026-03-02T01:00:00Z", false);
+        put_alert(&s, "a1", "i1", "c.a", "hrss");
+        put_alert(&s, "a2", "i3", "c.b", "intake-desk");
+        s.conn()
+            .execute(
+                "UPDATE alerts SET kind = 'warning_50' WHERE id = 'a2'",
+                [],
+            )
+            .unwrap();
+        for reason in ["no_id", "no_id", "malformed_mime"] {
+            s.conn()
+                .execute(
+                    "INSERT INTO quarantine (source, reference, reason, detail, raw_ref, size)
+                     VALUES ('src', 'ref', ?1, '', 'raw', 1)",
+                    [reason],
+                )
+                .unwrap();
+        }
+        let sum = s.summary().unwrap();
+        let l = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        assert_eq!(sum.items, 3);
+        assert_eq!(sum.by_channel, l(&[("hotline", 1), ("letter", 2)]));
+        assert_eq!(
+            sum.by_lead,
+            l(&[("hrss", 1), ("intake-desk", 1), ("policy-desk", 1)])
+        );
+        assert_eq!(sum.by_assist, l(&[("health", 1), ("hrss", 1)]));
+        assert_eq!(
+            sum.by_category,
+            l(&[("policy", 1), ("rights", 1), ("unclassified", 1)])
+        );
+        assert_eq!(
+            sum.by_flag,
+            l(&[
+                ("missing:contact", 1),
+                ("needs_supplement", 1),
+                ("repeat_petition", 1)
+            ])
+        );
+        assert_eq!(
+            sum.clocks,
+            vec![
+                ClockSummary {
+                    clock_id: "c.a".into(),
+                    open: 1,
+                    stopped: 1,
+                    warned: 0,
+                    breached: 1,
+                },
+                ClockSummary {
+                    clock_id: "c.b".into(),
+                    open: 1,
+                    stopped: 0,
+                    warned: 1,
+                    breached: 0,
+                },
+            ]
+        );
+        assert_eq!(
+            sum.quarantined,
+            vec![
+                ("src".to_string(), "malformed_mime".to_string(), 1),
+                ("src".to_string(), "no_id".to_string(), 2),
+            ]
+        );
+    }
+
     #[test]
     fn board_alerts_newest_first_with_filters() {
         let (_d, s) = board_store();
