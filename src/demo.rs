@@ -152,9 +152,8 @@ impl Sample {
     /// The letter as the scanning desk's mail: subject = title, a UTF-8 text part = content.
     fn letter_mail(&self, n: usize) -> anyhow::Result<Vec<u8>> {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::fixed(
-            jiff::tz::Offset::constant(8),
-        ));
+        let now = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::Offset::constant(8)));
         let body = b64.encode(self.content.as_bytes());
         let mut wrapped = String::new();
         for chunk in body.as_bytes().chunks(76) {
@@ -310,9 +309,7 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     );
     if let Some((board, login)) = &board {
         println!("  SLA board     {board}   (open {login} to sign in)");
-        println!(
-            "  admin         /metrics wants `Authorization: Bearer <token in admin.token>`"
-        );
+        println!("  admin         /metrics wants `Authorization: Bearer <token in admin.token>`");
     }
     println!(
         "  maildir       {}  (drop .eml files into new/ to route more)",
@@ -399,9 +396,7 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
             if exit_when_done {
                 stop.cancel();
             } else if let Some((board, _)) = &board {
-                println!(
-                    "petitiond keeps running: the SLA board is at {board}; Ctrl-C stops it"
-                );
+                println!("petitiond keeps running: the SLA board is at {board}; Ctrl-C stops it");
             }
             Ok(())
         })
@@ -514,7 +509,9 @@ fn print_routed(
         }
         if !done.is_cancelled()
             && seen.len() >= w.expected
-            && seen.iter().all(|i| stopped.contains(i) || breached.contains(i))
+            && seen
+                .iter()
+                .all(|i| stopped.contains(i) || breached.contains(i))
         {
             done.cancel();
         }
@@ -623,7 +620,7 @@ fn summary_table(s: &Summary, departments: &BTreeMap<String, DeptInfo>) -> Strin
         let _ = writeln!(o, "{c:<28} {n:>6}");
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "{:<28} {:>6} {:>7}", "department", "lead", "assist");
+    let _ = writeln!(o, "{:<34} {:>6} {:>7}", "department", "lead", "assist");
     let mut leads = 0;
     for (id, d) in departments {
         let (lead, assist) = (count(&s.by_lead, id), count(&s.by_assist, id));
@@ -632,7 +629,7 @@ fn summary_table(s: &Summary, departments: &BTreeMap<String, DeptInfo>) -> Strin
         }
         leads += usize::from(lead > 0);
         let label = format!("{id} {}", d.name);
-        let pad = (28 + label.chars().count()).saturating_sub(display_width(&label));
+        let pad = (34 + label.chars().count()).saturating_sub(display_width(&label));
         let _ = writeln!(o, "{label:<pad$} {lead:>6} {assist:>7}");
     }
     let _ = writeln!(o, "lead departments: {leads}");

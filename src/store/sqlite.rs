@@ -778,7 +778,9 @@ mod board_sql {
 fn label_counts(conn: &Connection, sql: &str) -> Result<Vec<(String, u64)>, StoreError> {
     let mut st = conn.prepare(sql)?;
     let rows = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -3010,16 +3012,37 @@ mod tests {
                 )
                 .unwrap();
         }
-        put_clock(&s, "i1", "c.a", "hrss", "running", "2026-03-02T01:00:00Z", true);
-        put_clock(&s, "i2", "c.a", "policy-desk", "stopped", "2026-03-02T01:00:00Z", false);
-        put_clock(&s, "i3", "c.b", "intake-desk", "running", "2026-03-02T01:00:00Z", false);
+        put_clock(
+            &s,
+            "i1",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T01:00:00Z",
+            true,
+        );
+        put_clock(
+            &s,
+            "i2",
+            "c.a",
+            "policy-desk",
+            "stopped",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        put_clock(
+            &s,
+            "i3",
+            "c.b",
+            "intake-desk",
+            "running",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
         put_alert(&s, "a1", "i1", "c.a", "hrss");
         put_alert(&s, "a2", "i3", "c.b", "intake-desk");
         s.conn()
-            .execute(
-                "UPDATE alerts SET kind = 'warning_50' WHERE id = 'a2'",
-                [],
-            )
+            .execute("UPDATE alerts SET kind = 'warning_50' WHERE id = 'a2'", [])
             .unwrap();
         for reason in ["no_id", "no_id", "malformed_mime"] {
             s.conn()

@@ -4,7 +4,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn count(l: &[(String, u64)], k: &str) -> u64 {
-    l.iter().find(|(label, _)| label == k).map_or(0, |(_, n)| *n)
+    l.iter()
+        .find(|(label, _)| label == k)
+        .map_or(0, |(_, n)| *n)
 }
 
 /// README's first command, on embedded defaults (no broker, no network): the shipped
@@ -53,9 +55,15 @@ fn demo_routes_all_channels_with_the_shipped_rules_and_prints_a_summary() {
         assert!(count(&s.by_channel, c) >= 4, "channel {c}: {s:?}\n{stdout}");
     }
     let leads = s.by_lead.iter().filter(|(_, n)| *n > 0).count();
-    assert!(leads >= 5, "only {leads} lead department(s): {s:?}\n{stdout}");
+    assert!(
+        leads >= 5,
+        "only {leads} lead department(s): {s:?}\n{stdout}"
+    );
     for c in ["livelihood", "rights", "policy", "historical"] {
-        assert!(count(&s.by_category, c) > 0, "category {c}: {s:?}\n{stdout}");
+        assert!(
+            count(&s.by_category, c) > 0,
+            "category {c}: {s:?}\n{stdout}"
+        );
     }
     assert!(
         s.by_assist.iter().any(|(_, n)| *n > 0),
