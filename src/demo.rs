@@ -1,35 +1,76 @@
-//! `petitiond demo`: the whole path on embedded defaults, no services needed.
+//! `petitiond demo`: the whole path on embedded defaults, no services needed, routed by the
+//! shipped routing.
 //!
 //! An in-process Kafka-protocol broker (librdkafka's mock cluster, on a loopback port that real
 //! clients such as kcat can use), a Maildir that a pretend scanner fills with sample letters
 //! (one of them damaged, to show quarantine), the hotline and portal simulators on loopback
 //! ports (with a few 500s, one bad record and, after a few seconds, an upstream status change),
-//! SQLite under a data dir. A consumer prints every
-//! routed envelope — personal fields masked — and where it went.
+//! SQLite under a data dir. The departments, rules, dictionaries and classifier model are the
+//! shipped ones (`config/`, embedded at build time and written into the demo's directory), so
+//! the demo routes as `petitiond run` does; only the channels and the SLA clocks (shortened to
+//! seconds) are the demo's own (`demo/petitiond-demo.toml`). The sample items are
+//! `demo/petitions.toml` and `demo/letters/`. A consumer prints one line per routed record and
+//! plays the departments (a status event stops a clock); once every item is routed and every
+//! unstopped short clock has breached, a summary table is printed from the store.
 
 use crate::app::{Application, shutdown_on_signals};
 use crate::channels::mailbox::deliver;
 use crate::config::Config;
 use crate::envelope::Envelope;
-use crate::sim::Faults;
 use crate::sim::hotline::{HotlineSim, HotlineSimConfig};
 use crate::sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
+use crate::sim::{Faults, Script};
+use crate::store::{Store, Summary};
+use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::collections::HashSet;
-use std::path::PathBuf;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The demo's own settings (daemon, admin, Kafka, channels, short SLA clocks); the
+/// departments and `[routing]` are taken from [`SHIPPED_CONFIG`].
 const CONFIG: &str = include_str!("../demo/petitiond-demo.toml");
+/// The shipped example config: its `[[departments]]` and `[routing]` (rules file,
+/// dictionaries, model, completeness checks, repeat petitions) are the demo's.
+const SHIPPED_CONFIG: &str = include_str!("../config/petitiond.toml");
+/// The shipped routing files, written into the demo's directory beside its config, at the
+/// relative paths the shipped `[routing]` names.
+const SHIPPED_FILES: [(&str, &[u8]); 6] = [
+    ("rules.toml", include_bytes!("../config/rules.toml")),
+    (
+        "dictionaries/historical.toml",
+        include_bytes!("../config/dictionaries/historical.toml"),
+    ),
+    (
+        "dictionaries/livelihood.toml",
+        include_bytes!("../config/dictionaries/livelihood.toml"),
+    ),
+    (
+        "dictionaries/policy.toml",
+        include_bytes!("../config/dictionaries/policy.toml"),
+    ),
+    (
+        "dictionaries/rights.toml",
+        include_bytes!("../config/dictionaries/rights.toml"),
+    ),
+    (
+        "model/classifier.bin",
+        include_bytes!("../config/model/classifier.bin"),
+    ),
+];
+/// The sample petitions of all three channels (see the file's head).
+const PETITIONS: &str = include_str!("../demo/petitions.toml");
 /// The simulators' credentials: demo values, written to files the config names.
 const DEMO_API_KEY: &str = "demo-api-key";
 const DEMO_PORTAL_SECRET: &str = "demo-portal-secret";
 
-/// The pretend scanner's mails: (file, bytes, should route).
+/// The pretend scanner's prepared mails: (file, bytes, should route).
 const LETTERS: [(&str, &[u8], bool); 5] = [
     (
         "01-letter.eml",
@@ -58,12 +99,120 @@ const LETTERS: [(&str, &[u8], bool); 5] = [
     ),
 ];
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Samples {
+    petition: Vec<Sample>,
+}
+
+/// One sample petition of `demo/petitions.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sample {
+    channel: SampleChannel,
+    title: String,
+    content: String,
+    #[serde(default)]
+    service_code: Option<String>,
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    no_contact: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SampleChannel {
+    Hotline,
+    Portal,
+    Letter,
+}
+
+fn samples() -> anyhow::Result<Vec<Sample>> {
+    let s: Samples = toml_edit::de::from_str(PETITIONS)
+        .map_err(|e| anyhow::anyhow!("demo/petitions.toml: {e}"))?;
+    Ok(s.petition)
+}
+
+impl Sample {
+    fn script(&self) -> Script {
+        Script {
+            title: self.title.clone(),
+            content: self.content.clone(),
+            service_code: self.service_code.clone(),
+            service_name: self.service_name.clone(),
+            phone: self.phone.clone(),
+            id_number: None,
+            withhold_contact: self.no_contact,
+        }
+    }
+
+    /// The letter as the scanning desk's mail: subject = title, a UTF-8 text part = content.
+    fn letter_mail(&self, n: usize) -> anyhow::Result<Vec<u8>> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let now = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::Offset::constant(8)));
+        let body = b64.encode(self.content.as_bytes());
+        let mut wrapped = String::new();
+        for chunk in body.as_bytes().chunks(76) {
+            wrapped.push_str(std::str::from_utf8(chunk)?);
+            wrapped.push_str("\r\n");
+        }
+        Ok(format!(
+            "From: scanner-02@xfj.example.gov.cn\r\n\
+             To: letters@xfj.example.gov.cn\r\n\
+             Date: {}\r\n\
+             Message-ID: <demo-{n:04}@scanner-02.xfj.example.gov.cn>\r\n\
+             Subject: =?utf-8?b?{}?=\r\n\
+             MIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=\"utf-8\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{wrapped}",
+            jiff::fmt::rfc2822::to_string(&now)?,
+            b64.encode(self.title.as_bytes()),
+        )
+        .into_bytes())
+    }
+}
+
+/// The demo's config: its own template with the shipped `[[departments]]` and `[routing]`
+/// (and `[routing.*]`) put in, so routing is exactly the shipped one.
+fn demo_config(template: &str) -> anyhow::Result<String> {
+    let shipped: toml_edit::DocumentMut = SHIPPED_CONFIG.parse()?;
+    let mut doc: toml_edit::DocumentMut = template.parse()?;
+    for key in ["departments", "routing"] {
+        if doc.contains_key(key) {
+            anyhow::bail!("the demo template must not set `{key}`: it is the shipped one");
+        }
+        let item = shipped
+            .get(key)
+            .ok_or_else(|| anyhow::anyhow!("config/petitiond.toml has no `{key}`"))?;
+        doc.insert(key, item.clone());
+    }
+    Ok(doc.to_string())
+}
+
+/// Writes the shipped routing files into `dir` (where the config's relative paths point).
+fn write_shipped_files(dir: &Path) -> anyhow::Result<()> {
+    for (rel, bytes) in SHIPPED_FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(())
+}
+
 pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let dir = data_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("petitiond-demo-{}", std::process::id()))
     });
     std::fs::create_dir_all(&dir)?;
     let dir = dir.canonicalize()?;
+    let samples = samples()?;
     let mock = MockCluster::new(1)?;
     let brokers = mock.bootstrap_servers();
     let hotline = HotlineSim::start(HotlineSimConfig {
@@ -81,35 +230,58 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
         ..Default::default()
     })
     .await?;
+    for s in samples.iter() {
+        match s.channel {
+            SampleChannel::Hotline => {
+                hotline.add_scripted_record(s.script());
+            }
+            SampleChannel::Portal => {
+                portal.add_scripted_record(s.script());
+            }
+            SampleChannel::Letter => {}
+        }
+    }
+    // One record without an id, among the good ones: it is quarantined, the others flow.
     hotline.set_faults(Faults {
-        error_500_every: Some(4),
-        bad_record_every: Some(4),
+        bad_record_every: Some(1),
         ..Default::default()
     });
-    hotline.add_records(4);
-    portal.add_records(3);
+    hotline.add_records(1);
+    hotline.set_faults(Faults {
+        error_500_every: Some(4),
+        ..Default::default()
+    });
     // The admin API is closed without a token: the demo makes one and prints a sign-in link.
     let admin_token = uuid::Uuid::new_v4().simple().to_string();
     std::fs::write(dir.join("admin.token"), &admin_token)?;
     std::fs::write(dir.join("hotline.key"), DEMO_API_KEY)?;
     std::fs::write(dir.join("portal.secret"), DEMO_PORTAL_SECRET)?;
-    let text = CONFIG
-        .replace("{brokers}", &brokers)
-        .replace("{hotline_url}", &hotline.base_url())
-        .replace("{portal_url}", &portal.base_url());
+    write_shipped_files(&dir)?;
+    let text = demo_config(
+        &CONFIG
+            .replace("{brokers}", &brokers)
+            .replace("{hotline_url}", &hotline.base_url())
+            .replace("{portal_url}", &portal.base_url()),
+    )?;
     let config_path = dir.join("petitiond.toml");
     std::fs::write(&config_path, &text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
     let store_path = config.store.path.clone();
-    let topics: Vec<String> = config.departments.iter().map(|d| d.topic.clone()).collect();
-    // The demo plays the intake desk: it reports on that department's own status topic.
-    let (alerts_topic, status_topic) = (
-        config.sla.alerts_topic.clone(),
-        config
-            .department("intake-desk")
-            .map(|d| d.status_topic.clone())
-            .ok_or_else(|| anyhow::anyhow!("the demo config needs the intake-desk department"))?,
-    );
+    let departments: BTreeMap<String, DeptInfo> = config
+        .departments
+        .iter()
+        .map(|d| {
+            (
+                d.id.clone(),
+                DeptInfo {
+                    name: d.name.clone(),
+                    topic: d.topic.clone(),
+                    status_topic: d.status_topic.clone(),
+                },
+            )
+        })
+        .collect();
+    let alerts_topic = config.sla.alerts_topic.clone();
     let mailbox = match config.mailbox.clone().map(|m| m.kind) {
         Some(crate::config::MailboxKind::Maildir { path }) => path,
         _ => anyhow::bail!("the demo config needs a Maildir mailbox"),
@@ -120,17 +292,24 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     }
 
     let app = Application::build(config).await?;
-    println!("petitiond demo");
+    let board = app.admin_addr().map(|a| {
+        (
+            format!("http://{a}/board"),
+            format!("http://{a}/login?token={admin_token}"),
+        )
+    });
+    println!("petitiond demo — the shipped departments, rules, dictionaries and model");
     println!("  data dir      {}", dir.display());
-    println!("  config        {}", config_path.display());
     println!(
-        "  kafka broker  {brokers}   (embedded; try: kcat -b {brokers} -C -t {} -f '%k %h\\n%s\\n\\n')",
-        topics[0]
+        "  config        {}  (its [[departments]] and [routing] are config/petitiond.toml's)",
+        config_path.display()
     );
-    if let Some(a) = app.admin_addr() {
-        println!(
-            "  admin         http://{a}/login?token={admin_token}  (SLA board; /metrics wants `Authorization: Bearer <token in admin.token>`)"
-        );
+    println!(
+        "  kafka broker  {brokers}   (embedded; try: kcat -b {brokers} -C -t petitiond.dept.hrss -f '%k %h\\n%s\\n\\n')"
+    );
+    if let Some((board, login)) = &board {
+        println!("  SLA board     {board}   (open {login} to sign in)");
+        println!("  admin         /metrics wants `Authorization: Bearer <token in admin.token>`");
     }
     println!(
         "  maildir       {}  (drop .eml files into new/ to route more)",
@@ -146,61 +325,89 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     );
     println!();
 
-    for (i, (name, bytes, _)) in LETTERS.iter().enumerate() {
+    let mut routable_letters = 0;
+    for (i, (name, bytes, routes)) in LETTERS.iter().enumerate() {
         deliver(&mailbox, i as u64, bytes)?;
+        routable_letters += usize::from(*routes);
         println!("scanner delivered {name}");
     }
-    let expected = LETTERS.iter().filter(|l| l.2).count()
-        + hotline.record_ids().len()
-        + portal.record_ids().len();
+    for (i, s) in samples
+        .iter()
+        .filter(|s| s.channel == SampleChannel::Letter)
+        .enumerate()
+    {
+        let n = LETTERS.len() + i;
+        deliver(&mailbox, n as u64, &s.letter_mail(n)?)?;
+        routable_letters += 1;
+        println!("scanner delivered letter {}", n + 1);
+    }
+    let expected = routable_letters + hotline.record_ids().len() + portal.record_ids().len();
     println!(
-        "hotline has {} order(s) ({} bad), portal {} petition(s)",
+        "hotline has {} order(s) ({} bad), portal {} petition(s); {expected} item(s) to route",
         hotline.record_count(),
         hotline.record_count() - hotline.record_ids().len(),
         portal.record_count()
     );
+    println!();
 
     let stop = shutdown_on_signals()?;
+    let done = CancellationToken::new();
     let printer = {
-        let (brokers, stop, done) = (brokers.clone(), stop.clone(), exit_when_done);
+        let (brokers, stop, done) = (brokers.clone(), stop.clone(), done.clone());
         let watch = Watch {
-            topics,
+            departments: departments.clone(),
             alerts_topic,
-            status_topic,
             expected,
         };
-        tokio::task::spawn_blocking(move || print_routed(&brokers, &watch, &stop, done))
+        tokio::task::spawn_blocking(move || print_routed(&brokers, &watch, &stop, &done))
     };
     // An upstream change a few seconds in: it reaches the department as an update event.
-    let changed = hotline.record_ids().first().cloned();
+    let changed = hotline.record_ids().get(1).cloned();
     let upstream = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(4)).await;
         if let Some(id) = changed
             && hotline.update_record(&id)
         {
-            println!("\nupstream: the hotline changed the status of order {id}");
+            println!("upstream: the hotline changed the status of order {id}");
         }
         hotline
     });
+    // Once the scenario has played out: the summary, read from the store.
+    let summary = {
+        let (stop, done, board) = (stop.clone(), done.clone(), board.clone());
+        let store_path = store_path.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = done.cancelled() => {}
+                _ = stop.cancelled() => return Ok::<_, anyhow::Error>(()),
+            }
+            let s = tokio::task::spawn_blocking(move || {
+                let store = crate::store::SqliteStore::open(&store_path, Duration::from_secs(5))?;
+                anyhow::Ok(store.summary()?)
+            })
+            .await??;
+            println!();
+            print!("{}", summary_table(&s, &departments));
+            println!();
+            println!(
+                "demo scenario done in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            if exit_when_done {
+                stop.cancel();
+            } else if let Some((board, _)) = &board {
+                println!("petitiond keeps running: the SLA board is at {board}; Ctrl-C stops it");
+            }
+            Ok(())
+        })
+    };
     let result = app.run_until_stopped(stop.clone()).await;
     let hotline = upstream.await?;
     hotline.stop().await;
     portal.stop().await;
     stop.cancel();
-    let seen = printer.await??;
-    let q = crate::store::SqliteStore::open(&store_path, Duration::from_secs(5))?;
-    let quarantined = crate::store::Store::list_quarantine(&q, 100)?;
-    println!();
-    println!(
-        "routed {seen} envelope(s); quarantined {} input(s):",
-        quarantined.len()
-    );
-    for r in &quarantined {
-        println!(
-            "  #{} {} {}: {} ({})",
-            r.id, r.entry.source, r.entry.reference, r.entry.reason, r.entry.detail
-        );
-    }
+    printer.await??;
+    summary.await??;
     println!(
         "inspect with: petitiond quarantine list --config {}",
         config_path.display()
@@ -209,12 +416,20 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     result
 }
 
+/// A department as the printer needs it.
+#[derive(Debug, Clone)]
+struct DeptInfo {
+    name: String,
+    topic: String,
+    /// Where the demo, playing this department, sends its status events.
+    status_topic: String,
+}
+
 /// What the demo's printer watches.
 struct Watch {
-    topics: Vec<String>,
+    departments: BTreeMap<String, DeptInfo>,
     alerts_topic: String,
-    status_topic: String,
-    /// Letters that should be routed.
+    /// Items that should be routed.
     expected: usize,
 }
 
@@ -225,16 +440,30 @@ fn header(m: &rdkafka::message::BorrowedMessage<'_>, k: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Consumes the department and alert topics and prints each envelope (masked) and alert. Plays
-/// a department: the first letter routed is registered at once (a status event), so its clock
-/// stops; the others breach. With `exit_when_done`, cancels `stop` once every letter is routed
-/// and every unregistered one has breached. Returns how many envelopes it saw.
+/// The status event a department sends: `event` on item `id`, by `department`.
+fn status_event(id: &str, event: &str, department: &str) -> String {
+    serde_json::json!({
+        "event_id": format!("demo-{event}-{id}"),
+        "item_id": id,
+        "event": event,
+        "time": jiff::Timestamp::now().to_string(),
+        "actor": { "department": department, "person": "clerk-07" },
+    })
+    .to_string()
+}
+
+/// Consumes the department and alert topics and prints one line per routed record (the first
+/// envelope in full, masked) and per alert. Plays the departments: the lead of the first
+/// letter registers it, the lead of the first hotline order marks it viewed (status events on
+/// the department's own status topic), so those clocks stop; the other short clocks breach.
+/// Cancels `done` once every item is routed and every clock not stopped has breached; runs
+/// until `stop`.
 fn print_routed(
     brokers: &str,
     w: &Watch,
     stop: &CancellationToken,
-    exit_when_done: bool,
-) -> anyhow::Result<usize> {
+    done: &CancellationToken,
+) -> anyhow::Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "petitiond-demo-printer")
@@ -244,14 +473,21 @@ fn print_routed(
     let department: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let mut seen = HashSet::new();
-    let mut registered = HashSet::new();
-    let mut breached = HashSet::new();
-    let mut assigned = false;
-    let watched: Vec<&String> = w
-        .topics
+    let by_topic: HashMap<&str, &str> = w
+        .departments
         .iter()
-        .chain(std::iter::once(&w.alerts_topic))
+        .map(|(id, d)| (d.topic.as_str(), id.as_str()))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut stopped = HashSet::new();
+    let mut played: HashSet<&'static str> = HashSet::new();
+    let mut breached = HashSet::new();
+    let mut shown_full = false;
+    let mut assigned = false;
+    let watched: Vec<&str> = by_topic
+        .keys()
+        .copied()
+        .chain(std::iter::once(w.alerts_topic.as_str()))
         .collect();
     while !stop.is_cancelled() {
         if !assigned {
@@ -271,6 +507,14 @@ fn print_routed(
             consumer.assign(&tpl)?;
             assigned = true;
         }
+        if !done.is_cancelled()
+            && seen.len() >= w.expected
+            && seen
+                .iter()
+                .all(|i| stopped.contains(i) || breached.contains(i))
+        {
+            done.cancel();
+        }
         department.poll(Duration::ZERO);
         let Some(m) = consumer.poll(Duration::from_millis(300)) else {
             continue;
@@ -278,10 +522,9 @@ fn print_routed(
         let m = m?;
         if m.topic() == w.alerts_topic {
             let a: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+            let kind = a["kind"].as_str().unwrap_or_default();
             println!(
-                "\nSLA alert → {}: {} {} for item {} (department {}, due {}{})",
-                m.topic(),
-                a["kind"].as_str().unwrap_or_default(),
+                "SLA alert   {kind:<10} {:<22} item {} ({}, due {}{})",
                 a["clock"].as_str().unwrap_or_default(),
                 a["item_id"].as_str().unwrap_or_default(),
                 a["department"].as_str().unwrap_or_default(),
@@ -292,48 +535,210 @@ fn print_routed(
                     ""
                 },
             );
-            if a["kind"] == "breach" {
+            if kind == "breach" {
                 breached.insert(a["item_id"].as_str().unwrap_or_default().to_string());
             }
         } else {
+            let dept = by_topic.get(m.topic()).copied().unwrap_or_default();
+            let ce_type = header(&m, "ce_type");
+            let role = header(&m, "ce_role");
+            if ce_type != "cn.gov.petition.item.routed.v1" {
+                println!(
+                    "event       {:<18} {role:<6} {ce_type} item {}",
+                    dept,
+                    header(&m, "ce_subject")
+                );
+                continue;
+            }
             let env: Envelope = serde_json::from_slice(m.payload().unwrap_or_default())?;
-            println!(
-                "\nrouted → {} [partition {} offset {}] role={} ce_type={} ce_id={} ce_sladue={}",
-                m.topic(),
-                m.partition(),
-                m.offset(),
-                header(&m, "ce_role"),
-                header(&m, "ce_type"),
-                header(&m, "ce_id"),
-                header(&m, "ce_sladue"),
-            );
-            println!("{}", serde_json::to_string_pretty(&env.redacted())?);
             let id = env.id.to_string();
-            if registered.is_empty() {
-                let event = serde_json::json!({
-                    "event_id": format!("demo-registered-{id}"),
-                    "item_id": id,
-                    "event": "registered",
-                    "time": jiff::Timestamp::now().to_string(),
-                    "actor": { "department": "intake-desk", "person": "clerk-07" },
-                })
-                .to_string();
+            let routing = env.routing.as_ref();
+            println!(
+                "routed    → {dept:<18} {role:<6} {:<7} {:<12} rule={:<24} item {id}{}",
+                env.channel.as_str(),
+                env.category.map_or("unclassified", |c| c.as_str()),
+                routing.map_or("", |r| r.rule_id.as_str()),
+                if env.flags.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", env.flags.join(" "))
+                },
+            );
+            if !shown_full {
+                shown_full = true;
+                println!(
+                    "  (each record is the whole envelope; this one in full, personal fields masked:)"
+                );
+                println!("{}", serde_json::to_string_pretty(&env.redacted())?);
+            }
+            // Play the lead department: register the first letter, view the first hotline order.
+            let play = match env.channel.as_str() {
+                "letter" => Some(("letter", "registered")),
+                "hotline" => Some(("hotline", "viewed")),
+                _ => None,
+            };
+            if role == "lead"
+                && let Some((channel, event)) = play
+                && !played.contains(channel)
+                && let Some(lead) = routing.map(|r| r.lead.as_str())
+                && let Some(d) = w.departments.get(lead)
+            {
                 department
-                    .send(BaseRecord::to(&w.status_topic).key(&id).payload(&event))
+                    .send(
+                        BaseRecord::to(&d.status_topic)
+                            .key(&id)
+                            .payload(&status_event(&id, event, lead)),
+                    )
                     .map_err(|(e, _)| e)?;
                 department.flush(Duration::from_secs(5))?;
                 println!(
-                    "\nstatus → {}: the intake desk registered item {id}; its clock stops",
-                    w.status_topic
+                    "status    → {}: {lead} reports `{event}` for item {id}; its {channel} clock stops",
+                    d.status_topic
                 );
-                registered.insert(id.clone());
+                played.insert(channel);
+                stopped.insert(id.clone());
             }
             seen.insert(id);
         }
-        let unregistered = seen.len() - registered.len();
-        if exit_when_done && seen.len() >= w.expected && breached.len() >= unregistered {
-            stop.cancel();
+    }
+    Ok(())
+}
+
+/// Renders the closing summary: items per channel, per department (lead and assist), per
+/// category and per flag; SLA clocks open / warned / breached / stopped; quarantine by reason.
+fn summary_table(s: &Summary, departments: &BTreeMap<String, DeptInfo>) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let count = |l: &[(String, u64)], k: &str| {
+        l.iter()
+            .find(|(label, _)| label == k)
+            .map_or(0, |(_, n)| *n)
+    };
+    let _ = writeln!(o, "==== summary: {} item(s) ====", s.items);
+    let _ = writeln!(o, "{:<28} {:>6}", "channel", "items");
+    for (c, n) in &s.by_channel {
+        let _ = writeln!(o, "{c:<28} {n:>6}");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "{:<34} {:>6} {:>7}", "department", "lead", "assist");
+    let mut leads = 0;
+    for (id, d) in departments {
+        let (lead, assist) = (count(&s.by_lead, id), count(&s.by_assist, id));
+        if lead + assist == 0 {
+            continue;
+        }
+        leads += usize::from(lead > 0);
+        let label = format!("{id} {}", d.name);
+        let pad = (34 + label.chars().count()).saturating_sub(display_width(&label));
+        let _ = writeln!(o, "{label:<pad$} {lead:>6} {assist:>7}");
+    }
+    let _ = writeln!(o, "lead departments: {leads}");
+    let _ = writeln!(o);
+    let _ = writeln!(o, "{:<28} {:>6}", "category", "items");
+    for (c, n) in &s.by_category {
+        let _ = writeln!(o, "{c:<28} {n:>6}");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "{:<28} {:>6}", "flag", "items");
+    for (f, n) in &s.by_flag {
+        let _ = writeln!(o, "{f:<28} {n:>6}");
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<28} {:>6} {:>7} {:>9} {:>8}",
+        "SLA clock", "open", "warned", "breached", "stopped"
+    );
+    let mut total = (0, 0, 0, 0);
+    for c in &s.clocks {
+        let _ = writeln!(
+            o,
+            "{:<28} {:>6} {:>7} {:>9} {:>8}",
+            c.clock_id, c.open, c.warned, c.breached, c.stopped
+        );
+        total = (
+            total.0 + c.open,
+            total.1 + c.warned,
+            total.2 + c.breached,
+            total.3 + c.stopped,
+        );
+    }
+    let _ = writeln!(
+        o,
+        "{:<28} {:>6} {:>7} {:>9} {:>8}",
+        "all clocks", total.0, total.1, total.2, total.3
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(o, "{:<28} {:>6}", "quarantined (source, reason)", "inputs");
+    for (source, reason, n) in &s.quarantined {
+        let _ = writeln!(o, "{:<28} {n:>6}", format!("{source}, {reason}"));
+    }
+    o
+}
+
+/// Terminal columns of `s`: CJK characters take two.
+fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo embeds every dictionary the package ships: a new file under
+    /// config/dictionaries/ must be added to SHIPPED_FILES too.
+    #[test]
+    fn the_demo_embeds_every_shipped_dictionary() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dictionaries");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| format!("dictionaries/{}", e.unwrap().file_name().to_string_lossy()))
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<&str> = SHIPPED_FILES
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| n.starts_with("dictionaries/"))
+            .collect();
+        assert_eq!(embedded, on_disk);
+    }
+
+    /// The demo's config routes with the shipped departments and [routing], and every sample
+    /// petition parses.
+    #[test]
+    fn the_demo_config_takes_the_shipped_departments_and_routing() {
+        let text = demo_config(CONFIG).unwrap();
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        let shipped: toml_edit::DocumentMut = SHIPPED_CONFIG.parse().unwrap();
+        let depts = |d: &toml_edit::DocumentMut| {
+            d["departments"]
+                .as_array_of_tables()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(depts(&doc), depts(&shipped));
+        assert!(depts(&doc).len() >= 5);
+        assert_eq!(
+            doc["routing"]["rules_file"].as_str(),
+            Some("rules.toml"),
+            "{text}"
+        );
+        assert_eq!(
+            doc["routing"]["model_file"].as_str(),
+            shipped["routing"]["model_file"].as_str()
+        );
+        let s = samples().unwrap();
+        for c in [
+            SampleChannel::Hotline,
+            SampleChannel::Portal,
+            SampleChannel::Letter,
+        ] {
+            assert!(s.iter().any(|p| p.channel == c), "{c:?}");
         }
     }
-    Ok(seen.len())
 }

@@ -80,6 +80,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -442,8 +443,8 @@ struct Wire {
     status: &'static str,
     #[serde(skip_serializing_if = "Field::is_absent")]
     status_notes: Field<String>,
-    service_name: &'static str,
-    service_code: &'static str,
+    service_name: Cow<'static, str>,
+    service_code: Cow<'static, str>,
     description: String,
     agency_responsible: &'static str,
     service_notice: Option<&'static str>,
@@ -533,7 +534,11 @@ impl Shared {
             return Element::not_object(seq);
         }
         let quirks = self.cfg.quirks;
-        let p = Petition::generate(self.cfg.seed, seq);
+        let mut p = Petition::generate(self.cfg.seed, seq);
+        let script = r.script.as_deref();
+        if let Some(s) = script {
+            s.apply(&mut p);
+        }
         let style = if quirks {
             [TimeStyle::Offset, TimeStyle::Utc, TimeStyle::Naive][(seq % 3) as usize]
         } else {
@@ -569,8 +574,12 @@ impl Shared {
             status: status(r),
             status_notes: status_notes(r, p.matter.agency)
                 .map_or_else(|| missing(seq % 2 == 1), Is),
-            service_name: p.matter.service_name,
-            service_code: p.matter.code,
+            service_name: script
+                .and_then(|s| s.service_name.clone())
+                .map_or(Cow::Borrowed(p.matter.service_name), Cow::Owned),
+            service_code: script
+                .and_then(|s| s.service_code.clone())
+                .map_or(Cow::Borrowed(p.matter.code), Cow::Owned),
             description: format!("来电人反映：{text}"),
             agency_responsible: p.matter.agency,
             service_notice: (seq.is_multiple_of(3)).then_some("请于30分钟内签收处理"),

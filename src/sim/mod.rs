@@ -70,6 +70,13 @@ macro_rules! record_methods {
             self.core.add_incomplete($crate::sim::now_secs())
         }
 
+        /// Creates one record created now whose petition is the given one rather than a
+        /// generated one (see [`Script`](crate::sim::Script)); no record-level fault applies.
+        /// Returns its id.
+        pub fn add_scripted_record(&self, script: $crate::sim::Script) -> String {
+            self.core.add_scripted($crate::sim::now_secs(), script)
+        }
+
         /// The petitioner supplies the missing contact: phone and address appear, and the
         /// update time moves as with `update_record` (the status does not change). `false`
         /// if there is no such id.
@@ -193,6 +200,38 @@ pub struct Faults {
     /// `Idempotency-Key`, or the write is applied twice. Counted like the others; a request
     /// that is not a write is not hit.
     pub lost_answer_every: Option<u32>,
+}
+
+/// A petition written out by the caller (the demo's sample items): its title, text and service
+/// code replace the generated ones on the wire; the petitioner's name, address and district
+/// stay generated. `phone` and `id_number`, when given, replace the generated ones (the same
+/// petitioner across records: a repeat petition).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Script {
+    pub title: String,
+    pub content: String,
+    /// Open311 `service_code` / the portal's `matterCode`.
+    pub service_code: Option<String>,
+    /// Open311 `service_name` (the hotline's name of the code).
+    pub service_name: Option<String>,
+    pub phone: Option<String>,
+    pub id_number: Option<String>,
+    /// Phone and address are empty on the wire (an incomplete item).
+    pub withhold_contact: bool,
+}
+
+impl Script {
+    /// The generated petition with this script's fields put in.
+    pub(crate) fn apply(&self, p: &mut Petition) {
+        p.title.clone_from(&self.title);
+        p.body.clone_from(&self.content);
+        if let Some(phone) = &self.phone {
+            p.phone.clone_from(phone);
+        }
+        if let Some(id) = &self.id_number {
+            p.id_number.clone_from(id);
+        }
+    }
 }
 
 /// How a deliberately bad record is broken, in the order they rotate.
@@ -565,6 +604,8 @@ pub(crate) struct Rec {
     pub broken_media: bool,
     /// Phone and address are empty on the wire until `supplement_record`.
     pub contact_withheld: bool,
+    /// A written-out petition in place of the generated one.
+    pub script: Option<Arc<Script>>,
 }
 
 /// `(time, id, index into recs)`: ordered by time then id; the index never decides.
@@ -656,6 +697,7 @@ impl RecordStore {
             malformed: bad.is_none() && every(seq, faults.malformed_optional_every),
             broken_media: every(seq, faults.broken_media_every),
             contact_withheld: false,
+            script: None,
         });
         &self.recs[idx as usize]
     }
@@ -853,6 +895,17 @@ impl Core {
         let id = st.store.add_with(t, &Faults::default()).id.clone();
         let idx = st.store.by_id[&id];
         st.store.recs[idx as usize].contact_withheld = true;
+        id.to_string()
+    }
+
+    /// One good record (no record-level fault) carrying `script`.
+    pub(crate) fn add_scripted(&self, t: i64, script: Script) -> String {
+        let mut st = self.lock();
+        let id = st.store.add_with(t, &Faults::default()).id.clone();
+        let idx = st.store.by_id[&id];
+        let rec = &mut st.store.recs[idx as usize];
+        rec.contact_withheld = script.withhold_contact;
+        rec.script = Some(Arc::new(script));
         id.to_string()
     }
 

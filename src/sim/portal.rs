@@ -65,6 +65,7 @@ use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Bound;
@@ -824,7 +825,11 @@ impl Shared {
         if r.bad == Some(BadKind::NotObject) {
             return Element::not_object(r.seq);
         }
-        let p = Petition::generate(self.cfg.seed, r.seq);
+        let mut p = Petition::generate(self.cfg.seed, r.seq);
+        let script = r.script.as_deref();
+        if let Some(s) = script {
+            s.apply(&mut p);
+        }
         let name = p.name();
         let bad_date = r.bad == Some(BadKind::BadDate);
         let m = r.malformed;
@@ -870,7 +875,9 @@ impl Shared {
             } else {
                 serde_json::Value::from(p.district.name)
             },
-            matter_code: p.matter.code,
+            matter_code: script
+                .and_then(|s| s.service_code.clone())
+                .map_or(Cow::Borrowed(p.matter.code), Cow::Owned),
             status: STATUSES[(r.version as usize).min(STATUSES.len() - 1)],
             attachments: self.attachments(r),
         })
@@ -946,7 +953,7 @@ struct Item {
     petitioner: Petitioner,
     region_code: &'static str,
     region_name: serde_json::Value,
-    matter_code: &'static str,
+    matter_code: Cow<'static, str>,
     status: &'static str,
     attachments: Vec<Attachment>,
 }

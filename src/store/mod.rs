@@ -420,6 +420,40 @@ pub struct BoardReview {
     pub candidates: Vec<crate::envelope::Candidate>,
 }
 
+/// What [`Store::summary`] counts. Every list is `(label, count)` sorted by label; an item
+/// without a category counts as `unclassified`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub items: u64,
+    pub by_channel: Vec<(String, u64)>,
+    /// Items each department leads (主办).
+    pub by_lead: Vec<(String, u64)>,
+    /// Items each department assists (协办).
+    pub by_assist: Vec<(String, u64)>,
+    pub by_category: Vec<(String, u64)>,
+    /// Items carrying each flag (`needs_supplement`, `repeat_petition`, `needs_review`, ...);
+    /// `missing:*` flags included.
+    pub by_flag: Vec<(String, u64)>,
+    /// Per clock id, sorted by it.
+    pub clocks: Vec<ClockSummary>,
+    /// `(source, reason, count)`, sorted by source then reason.
+    pub quarantined: Vec<(String, String, u64)>,
+}
+
+/// One clock id's clocks in [`Summary`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClockSummary {
+    pub clock_id: String,
+    /// Running, paused or pending.
+    pub open: u64,
+    /// Stopped by a status event (or a supplement).
+    pub stopped: u64,
+    /// Clocks that got a warning alert.
+    pub warned: u64,
+    /// Clocks that got a breach alert.
+    pub breached: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BoardData {
     /// By clock id.
@@ -587,6 +621,9 @@ pub trait Store: Send + Sync + 'static {
     /// The SLA board's snapshot (read from its own read-only connection, so a board refresh
     /// never waits for, or holds up, a writer).
     fn board(&self, q: &BoardQuery) -> Result<BoardData, StoreError>;
+    /// Counts over everything recorded (items, clocks, alerts, quarantine): the demo's closing
+    /// table. Labels and numbers only, never petitioner data.
+    fn summary(&self) -> Result<Summary, StoreError>;
     fn cursor(&self, source: &str) -> Result<Option<String>, StoreError>;
     fn set_cursor(&self, source: &str, value: &str) -> Result<(), StoreError>;
 

@@ -774,6 +774,87 @@ mod board_sql {
     }
 }
 
+/// `(label, count)` rows of a two-column query.
+fn label_counts(conn: &Connection, sql: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut st = conn.prepare(sql)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// [`Store::summary`]: read from the envelopes' JSON (labels only: channel, category, lead,
+/// assists, flags), the clocks, the alerts and the quarantine.
+fn summary_query(conn: &Connection) -> Result<Summary, StoreError> {
+    let items: i64 = conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0))?;
+    let by_channel = label_counts(
+        conn,
+        "SELECT channel, count(*) FROM items GROUP BY channel ORDER BY channel",
+    )?;
+    let by_lead = label_counts(
+        conn,
+        "SELECT json_extract(envelope, '$.routing.lead') AS d, count(*) FROM items
+         WHERE d IS NOT NULL GROUP BY d ORDER BY d",
+    )?;
+    let by_assist = label_counts(
+        conn,
+        "SELECT a.value, count(*) FROM items, json_each(items.envelope, '$.routing.assists') AS a
+         GROUP BY a.value ORDER BY a.value",
+    )?;
+    let by_category = label_counts(
+        conn,
+        "SELECT coalesce(json_extract(envelope, '$.category'), 'unclassified') AS c, count(*)
+         FROM items GROUP BY c ORDER BY c",
+    )?;
+    let by_flag = label_counts(
+        conn,
+        "SELECT f.value, count(*) FROM items, json_each(items.envelope, '$.flags') AS f
+         GROUP BY f.value ORDER BY f.value",
+    )?;
+    let mut st = conn.prepare(
+        "SELECT c.clock_id,
+                sum(c.state != 'stopped'),
+                sum(c.state = 'stopped'),
+                sum(EXISTS (SELECT 1 FROM alerts a WHERE a.item_id = c.item_id
+                            AND a.clock_id = c.clock_id AND a.kind LIKE 'warning%')),
+                sum(EXISTS (SELECT 1 FROM alerts a WHERE a.item_id = c.item_id
+                            AND a.clock_id = c.clock_id AND a.kind = 'breach'))
+         FROM sla_clocks c GROUP BY c.clock_id ORDER BY c.clock_id",
+    )?;
+    let clocks = st
+        .query_map([], |r| {
+            Ok(ClockSummary {
+                clock_id: r.get(0)?,
+                open: r.get::<_, i64>(1)? as u64,
+                stopped: r.get::<_, i64>(2)? as u64,
+                warned: r.get::<_, i64>(3)? as u64,
+                breached: r.get::<_, i64>(4)? as u64,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut st = conn.prepare(
+        "SELECT source, reason, count(*) FROM quarantine GROUP BY source, reason
+         ORDER BY source, reason",
+    )?;
+    let quarantined = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Summary {
+        items: items as u64,
+        by_channel,
+        by_lead,
+        by_assist,
+        by_category,
+        by_flag,
+        clocks,
+        quarantined,
+    })
+}
+
 fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData, StoreError> {
     use rusqlite::ToSql;
     let now = q.now.as_millisecond();
@@ -1764,6 +1845,14 @@ impl Store for SqliteStore {
         // One read transaction: counts, lists and alerts come from the same snapshot.
         conn.execute_batch("BEGIN")?;
         let result = board_query(&conn, q);
+        let _ = conn.execute_batch("COMMIT");
+        result
+    }
+
+    fn summary(&self) -> Result<Summary, StoreError> {
+        let conn = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute_batch("BEGIN")?;
+        let result = summary_query(&conn);
         let _ = conn.execute_batch("COMMIT");
         result
     }
@@ -2891,6 +2980,128 @@ mod tests {
 
         let d = s.board(&bq(Some("nobody"), Some("<x>"))).unwrap();
         assert_eq!(d, BoardData::default());
+    }
+
+    /// The demo's closing table: items by channel, lead, assist, category and flag; clocks
+    /// open / stopped / warned / breached (an alert counted once per clock); quarantine by reason.
+    #[test]
+    fn summary_counts_items_clocks_alerts_and_quarantine() {
+        let (_d, s) = board_store();
+        for (id, channel, env) in [
+            (
+                "i1",
+                "hotline",
+                r#"{"category":"rights","routing":{"lead":"hrss","assists":["health"]},"flags":["repeat_petition"]}"#,
+            ),
+            (
+                "i2",
+                "letter",
+                r#"{"category":"policy","routing":{"lead":"policy-desk","assists":["hrss"]},"flags":[]}"#,
+            ),
+            (
+                "i3",
+                "letter",
+                r#"{"routing":{"lead":"intake-desk","assists":[]},"flags":["needs_supplement","missing:contact"]}"#,
+            ),
+        ] {
+            s.conn()
+                .execute(
+                    "INSERT INTO items (id, channel, upstream_id, source, received_at, stage, envelope)
+                     VALUES (?1, ?2, ?1, 'test', '2026-03-02T00:00:00Z', 'routed', ?3)",
+                    params![id, channel, env],
+                )
+                .unwrap();
+        }
+        put_clock(
+            &s,
+            "i1",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T01:00:00Z",
+            true,
+        );
+        put_clock(
+            &s,
+            "i2",
+            "c.a",
+            "policy-desk",
+            "stopped",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        put_clock(
+            &s,
+            "i3",
+            "c.b",
+            "intake-desk",
+            "running",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        put_alert(&s, "a1", "i1", "c.a", "hrss");
+        put_alert(&s, "a2", "i3", "c.b", "intake-desk");
+        s.conn()
+            .execute("UPDATE alerts SET kind = 'warning_50' WHERE id = 'a2'", [])
+            .unwrap();
+        for reason in ["no_id", "no_id", "malformed_mime"] {
+            s.conn()
+                .execute(
+                    "INSERT INTO quarantine (source, reference, reason, detail, raw_ref, size)
+                     VALUES ('src', 'ref', ?1, '', 'raw', 1)",
+                    [reason],
+                )
+                .unwrap();
+        }
+        let sum = s.summary().unwrap();
+        let l = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        assert_eq!(sum.items, 3);
+        assert_eq!(sum.by_channel, l(&[("hotline", 1), ("letter", 2)]));
+        assert_eq!(
+            sum.by_lead,
+            l(&[("hrss", 1), ("intake-desk", 1), ("policy-desk", 1)])
+        );
+        assert_eq!(sum.by_assist, l(&[("health", 1), ("hrss", 1)]));
+        assert_eq!(
+            sum.by_category,
+            l(&[("policy", 1), ("rights", 1), ("unclassified", 1)])
+        );
+        assert_eq!(
+            sum.by_flag,
+            l(&[
+                ("missing:contact", 1),
+                ("needs_supplement", 1),
+                ("repeat_petition", 1)
+            ])
+        );
+        assert_eq!(
+            sum.clocks,
+            vec![
+                ClockSummary {
+                    clock_id: "c.a".into(),
+                    open: 1,
+                    stopped: 1,
+                    warned: 0,
+                    breached: 1,
+                },
+                ClockSummary {
+                    clock_id: "c.b".into(),
+                    open: 1,
+                    stopped: 0,
+                    warned: 1,
+                    breached: 0,
+                },
+            ]
+        );
+        assert_eq!(
+            sum.quarantined,
+            vec![
+                ("src".to_string(), "malformed_mime".to_string(), 1),
+                ("src".to_string(), "no_id".to_string(), 2),
+            ]
+        );
     }
 
     #[test]
