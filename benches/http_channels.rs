@@ -291,29 +291,33 @@ async fn raw_kafka(count: usize, bytes: usize) -> (f64, f64) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::producer::{FutureProducer, FutureRecord};
+    let topic = format!("bench.raw.{}.{count}", std::process::id());
     let mock;
     let brokers = match std::env::var("PETITIOND_BENCH_KAFKA") {
-        Ok(b) => b,
+        Ok(b) => {
+            let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &b)
+                .create()
+                .unwrap();
+            admin
+                .create_topics(
+                    &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+                    &AdminOptions::new(),
+                )
+                .await
+                .unwrap();
+            b
+        }
         Err(_) => {
+            // The mock cluster answers no CreateTopics: its own call makes the topic.
             mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+            mock.create_topic(&topic, 3, 1).unwrap();
             mock.bootstrap_servers()
         }
     };
     let text = config_text(&brokers, None, None);
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(&text, "bench.toml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let topic = format!("bench.raw.{}.{count}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    admin
-        .create_topics(
-            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
     let producer: FutureProducer = petitiond::kafka::client::producer_config(&config.kafka)
         .create()
         .unwrap();
