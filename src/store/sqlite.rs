@@ -351,6 +351,10 @@ impl SqliteStore {
         // the default 2 MiB cache, pages were evicted (and dirty ones spilled to the WAL)
         // within one transaction (benches/sla_timers.rs).
         conn.pragma_update(None, "cache_size", CACHE_SIZE)?;
+        // Group commit takes a savepoint per item: its statement journal (every page the item
+        // touches, more than SQLite's 64 KiB in-memory spill size) went to a temporary file
+        // created, written and unlinked per item. Journals of one transaction fit in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         let read = Connection::open_with_flags(
             path,
