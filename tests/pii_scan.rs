@@ -145,19 +145,6 @@ fn phrases(line: &str) -> Vec<Vec<Group>> {
     out
 }
 
-fn valid_id(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 18 || !b[..17].iter().all(u8::is_ascii_digit) {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| s[r].parse::<i16>().unwrap_or(0);
-    let (y, m, d) = (num(6..10), num(10..12), num(12..14));
-    if !(1900..=2100).contains(&y) || jiff::civil::Date::new(y, m as i8, d as i8).is_err() {
-        return false;
-    }
-    petitiond::sim::id_check_digit(&s[..17]) == Some(b[17] as char)
-}
-
 fn is_mobile(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 11
@@ -204,7 +191,7 @@ fn numbers_in(groups: &[Group], known: &Known) -> BTreeSet<(Kind, String)> {
             if !x_inside
                 && !dotted
                 && matches!(lens.as_slice(), [18] | [6, 8, 4] | [6, 4, 4, 4])
-                && valid_id(&all)
+                && petitiond::envelope::person::normalize_id_number(&all).is_some()
             {
                 out.insert((Kind::IdNumber, all.clone()));
                 continue;

@@ -32,16 +32,21 @@ fn env_num(k: &str) -> Option<u64> {
     std::env::var(k).ok().and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn sigkill_at_random_moments_over_many_cycles_loses_nothing_and_duplicates_nothing() {
-    let Some(brokers) = broker() else { return };
-    let cycles = env_num("PETITIOND_CHAOS_CYCLES").unwrap_or(8);
-    let seed = env_num("PETITIOND_CHAOS_SEED").unwrap_or_else(|| {
+/// `PETITIOND_CHAOS_SEED`, or one from the clock (odd: xorshift needs a non-zero state).
+fn seed() -> u64 {
+    env_num("PETITIOND_CHAOS_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64
-    }) | 1;
+    }) | 1
+}
+
+#[test]
+fn sigkill_at_random_moments_over_many_cycles_loses_nothing_and_duplicates_nothing() {
+    let Some(brokers) = broker() else { return };
+    let cycles = env_num("PETITIOND_CHAOS_CYCLES").unwrap_or(8);
+    let seed = seed();
     eprintln!("chaos: {cycles} cycles, PETITIOND_CHAOS_SEED={seed}");
     let mut rng = Rng(seed);
     let mut app = TestApp::new(&brokers, "");
@@ -99,12 +104,7 @@ fn sigkill_at_random_moments_over_many_cycles_loses_nothing_and_duplicates_nothi
 fn broker_restarts_and_daemon_kills_mid_stream_lose_nothing_and_duplicate_nothing() {
     let Some(bin) = tansu_bin() else { return };
     let cycles = env_num("PETITIOND_CHAOS_BROKER_CYCLES").unwrap_or(4);
-    let seed = env_num("PETITIOND_CHAOS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    }) | 1;
+    let seed = seed();
     eprintln!("chaos (broker): {cycles} cycles, PETITIOND_CHAOS_SEED={seed}");
     let mut rng = Rng(seed);
     let bdir = tempfile::tempdir().unwrap();
