@@ -82,6 +82,44 @@ pub enum Stage {
     Closed,
 }
 
+impl Stage {
+    /// Order along the closed loop: a stored stage only moves to a higher rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            Stage::Received => 0,
+            Stage::Accepted => 1,
+            Stage::Handling => 2,
+            Stage::Replied => 3,
+            Stage::Evaluated => 4,
+            Stage::Closed => 5,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Received => "received",
+            Stage::Accepted => "accepted",
+            Stage::Handling => "handling",
+            Stage::Replied => "replied",
+            Stage::Evaluated => "evaluated",
+            Stage::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        [
+            Stage::Received,
+            Stage::Accepted,
+            Stage::Handling,
+            Stage::Replied,
+            Stage::Evaluated,
+            Stage::Closed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
 /// Deterministic item id from (channel, upstream id): a re-poll of the same record yields the
 /// same id, which is how the store recognises it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -832,12 +832,12 @@ async fn a_supplement_after_the_clock_was_stopped_stops_nothing_more() {
     let (_, e) = h.record(item(Channel::Hotline, "h-5", 0, "", WAGES)).await;
     let id = e.id.to_string();
     let _ = h.timers.try_recv();
-    let ev = crate::store::StatusRecord {
-        event_id: "ev-1".into(),
-        item_id: id.clone(),
-        event: "status_marked".into(),
-        at: e.received_at + jiff::SignedDuration::from_mins(10),
-    };
+    let ev = crate::store::StatusRecord::new(
+        "ev-1",
+        &id,
+        "status_marked",
+        e.received_at + jiff::SignedDuration::from_mins(10),
+    );
     let (cfg, metrics) = (h.intake.config.clone(), h.intake.metrics.clone());
     let applied = h
         .store

@@ -174,6 +174,26 @@ pub fn authorise(
     Ok(department)
 }
 
+/// The closed-loop stage (DOMAIN.md §6) an event moves its item to, if any: the office has
+/// taken it in (受理: viewed, marked, signed in, registered), a department handles it (办理:
+/// accepted, extended, paused, resumed), replied (反馈), evaluated (评价); a refusal closes
+/// it. The stored stage only advances.
+pub fn stage_after(kind: EventKind) -> Option<crate::envelope::Stage> {
+    use crate::envelope::Stage;
+    Some(match kind {
+        EventKind::Viewed
+        | EventKind::StatusMarked
+        | EventKind::SignedIn
+        | EventKind::Registered => Stage::Accepted,
+        EventKind::Accepted | EventKind::Extended | EventKind::Paused | EventKind::Resumed => {
+            Stage::Handling
+        }
+        EventKind::Replied => Stage::Replied,
+        EventKind::Evaluated => Stage::Evaluated,
+        EventKind::Rejected => Stage::Closed,
+    })
+}
+
 /// Parses a record value into an event and its kind.
 pub fn parse(payload: &[u8]) -> Result<(StatusEvent, EventKind), Rejected> {
     let ev: StatusEvent =
@@ -446,7 +466,7 @@ impl StatusConsumer {
         let Some(env) = blocking(&self.store, move |s| s.item_envelope(&id)).await? else {
             return Ok(Err(Rejected::UnknownItem(ev.item_id)));
         };
-        if let Err(r) = authorise(
+        let department = match authorise(
             source,
             &self.config.sla.shared_status_departments,
             &ev,
@@ -454,8 +474,9 @@ impl StatusConsumer {
             Timestamp::now(),
             self.config.sla.status_max_future_skew,
         ) {
-            return Ok(Err(r));
-        }
+            Ok(d) => d,
+            Err(r) => return Ok(Err(r)),
+        };
         let reroute = match crate::routing::corrections::reroute(
             ev.payload.as_ref(),
             &self.config.departments,
@@ -474,6 +495,10 @@ impl StatusConsumer {
             item_id: ev.item_id.clone(),
             event: kind.as_str().into(),
             at: ev.time,
+            department: Some(department),
+            person: ev.actor.as_ref().and_then(|a| a.person.clone()),
+            verdict: None,
+            stage: stage_after(kind),
         };
         let (cfg, metrics) = (self.config.clone(), self.metrics.clone());
         let outcome = blocking(&self.store, move |s| {

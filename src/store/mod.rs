@@ -232,6 +232,32 @@ pub struct StatusRecord {
     pub item_id: String,
     pub event: String,
     pub at: jiff::Timestamp,
+    /// The department whose event it is (the status topic's), for the ledger.
+    pub department: Option<String>,
+    /// `actor.person`: the staff member handling the item (a staff id, not petitioner data).
+    pub person: Option<String>,
+    /// What the event said, where the closed loop needs it: a reply's check (`ok`,
+    /// `bounced`), an evaluation (`satisfied`, `basically_satisfied`, `dissatisfied`).
+    pub verdict: Option<String>,
+    /// The closed-loop stage the event moves the item to; the stored stage only advances
+    /// (see [`crate::envelope::Stage::rank`]).
+    pub stage: Option<crate::envelope::Stage>,
+}
+
+impl StatusRecord {
+    /// A record with no department, person, verdict or stage.
+    pub fn new(event_id: &str, item_id: &str, event: &str, at: jiff::Timestamp) -> StatusRecord {
+        StatusRecord {
+            event_id: event_id.into(),
+            item_id: item_id.into(),
+            event: event.into(),
+            at,
+            department: None,
+            person: None,
+            verdict: None,
+            stage: None,
+        }
+    }
 }
 
 /// The clock changes a status event causes: indexes into the loaded clocks with their next
@@ -242,6 +268,12 @@ pub struct ClockWrites {
     pub started: Vec<(Clock, Option<jiff::Timestamp>)>,
     /// Write-backs the event causes (a due instant set or moved, a completion).
     pub writeback: Vec<NewWriteback>,
+    /// Alerts the event raises (a bounced reply, a dissatisfied evaluation), recorded with
+    /// their Kafka record and mail in the event's transaction (once: by alert id).
+    pub alerts: Vec<FiredAlert>,
+    /// Other records the event causes (a bounce notice to the department), queued in the
+    /// event's transaction.
+    pub outbox: Vec<NewOutbox>,
 }
 
 /// A re-route by the intake desk (a status event naming a new category and/or department),

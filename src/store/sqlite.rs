@@ -290,6 +290,20 @@ WHERE json_valid(d.classification)
 ORDER BY d.decided_at;
 "#,
     ),
+    // v12: the closed loop (issue 17). A status event keeps whose it is (`department`), who
+    // handles the item (`person`, a staff id) and what it said where the loop needs it
+    // (`verdict`: a reply's check, an evaluation); `items.stage` advances with the events
+    // (`stage_rank` orders it). The ledger and the monthly report read these.
+    M::up(
+        r#"
+ALTER TABLE status_events ADD COLUMN department TEXT;
+ALTER TABLE status_events ADD COLUMN person TEXT;
+ALTER TABLE status_events ADD COLUMN verdict TEXT;
+ALTER TABLE items ADD COLUMN stage_rank INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX status_events_item ON status_events(item_id, at);
+CREATE INDEX items_received ON items(received_at);
+"#,
+    ),
 ];
 
 mod writeback;
@@ -1688,8 +1702,9 @@ impl Store for SqliteStore {
             return Ok(StatusOutcome::UnknownItem);
         };
         let fresh = tx.execute(
-            "INSERT OR IGNORE INTO status_events (event_id, item_id, event, at) VALUES (?1, ?2, ?3, ?4)",
-            params![ev.event_id, ev.item_id, ev.event, ev.at.to_string()],
+            "INSERT OR IGNORE INTO status_events (event_id, item_id, event, at, department, person, verdict)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![ev.event_id, ev.item_id, ev.event, ev.at.to_string(), ev.department, ev.person, ev.verdict],
         )?;
         if fresh == 0 {
             return Ok(StatusOutcome::Duplicate);
@@ -1720,6 +1735,21 @@ impl Store for SqliteStore {
             }
         }
         writeback::queue(&tx, &writes.writeback)?;
+        for a in &writes.alerts {
+            insert_alert(&tx, a)?;
+        }
+        for o in &writes.outbox {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![ev.item_id, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload])?;
+        }
+        if let Some(stage) = ev.stage {
+            tx.execute(
+                "UPDATE items SET stage = ?2, stage_rank = ?3 WHERE id = ?1 AND stage_rank < ?3",
+                params![ev.item_id, stage.as_str(), stage.rank()],
+            )?;
+        }
         tx.commit()?;
         Ok(StatusOutcome::Applied(timers))
     }
@@ -2376,18 +2406,12 @@ mod tests {
             vec![("c".into(), "warning_50".into(), false)]
         );
 
-        let ev = StatusRecord {
-            event_id: "e1".into(),
-            item_id: id.clone(),
-            event: "viewed".into(),
-            at: Timestamp::UNIX_EPOCH,
-        };
+        let ev = StatusRecord::new("e1", &id, "viewed", Timestamp::UNIX_EPOCH);
         let mut stop = |_: &Envelope, clocks: &mut Vec<Clock>| {
             clocks[0].state = State::Stopped;
             ClockWrites {
                 updated: vec![(0, None)],
-                started: vec![],
-                writeback: vec![],
+                ..Default::default()
             }
         };
         let StatusOutcome::Applied(t) = s.apply_status(&ev, &mut stop).unwrap() else {
@@ -2413,6 +2437,68 @@ mod tests {
             s.apply_status(&unknown, &mut stop).unwrap(),
             StatusOutcome::UnknownItem
         );
+    }
+
+    /// The closed loop's record of an event: whose it was, who handles the item, what it
+    /// said; the item's stage only moves forward (a late `accepted` after `replied` leaves it
+    /// at replied); the event's own records are queued in its transaction, once.
+    #[test]
+    fn status_events_keep_department_person_verdict_and_the_stage_only_advances() {
+        let (_d, s) = store();
+        let it = item("a");
+        s.record_item(&it).unwrap();
+        let id = it.envelope.id.to_string();
+        let stage = || -> (String, i64) {
+            s.conn()
+                .query_row(
+                    "SELECT stage, stage_rank FROM items WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap()
+        };
+        assert_eq!(stage(), ("received".into(), 0));
+        let at = |m: i64| Timestamp::from_millisecond(m).unwrap();
+        let mut replied = StatusRecord::new("r1", &id, "replied", at(2_000));
+        replied.department = Some("hrss".into());
+        replied.person = Some("staff-7".into());
+        replied.verdict = Some("ok".into());
+        replied.stage = Some(crate::envelope::Stage::Replied);
+        let notice = NewOutbox {
+            topic: "petitiond.hrss".into(),
+            key: id.clone(),
+            ce_id: "bounce-1".into(),
+            headers: vec![],
+            payload: b"{}".to_vec(),
+        };
+        let mut with_notice = |_: &Envelope, _: &mut Vec<Clock>| ClockWrites {
+            outbox: vec![notice.clone()],
+            ..Default::default()
+        };
+        let pending = s.pending_count().unwrap();
+        s.apply_status(&replied, &mut with_notice).unwrap();
+        assert_eq!(stage(), ("replied".into(), 3));
+        assert_eq!(s.pending_count().unwrap(), pending + 1);
+        let mut late = StatusRecord::new("a1", &id, "accepted", at(1_000));
+        late.stage = Some(crate::envelope::Stage::Handling);
+        s.apply_status(&late, &mut |_, _| ClockWrites::default())
+            .unwrap();
+        assert_eq!(stage(), ("replied".into(), 3));
+        let row: (String, String, String) = s
+            .conn()
+            .query_row(
+                "SELECT department, person, verdict FROM status_events WHERE event_id = 'r1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("hrss".into(), "staff-7".into(), "ok".into()));
+        // A redelivery queues nothing again.
+        assert_eq!(
+            s.apply_status(&replied, &mut with_notice).unwrap(),
+            StatusOutcome::Duplicate
+        );
+        assert_eq!(s.pending_count().unwrap(), pending + 1);
     }
 
     #[test]
@@ -2530,17 +2616,13 @@ mod tests {
         let one = s.board(&q).unwrap();
         assert_eq!((one.review.len(), one.review_total), (1, 3));
 
-        let ev = StatusRecord {
-            event_id: "desk-took-it".into(),
-            item_id: ids[1].clone(),
-            event: "status_marked".into(),
-            at: Timestamp::UNIX_EPOCH,
-        };
-        let mut nothing = |_: &Envelope, _: &mut Vec<Clock>| ClockWrites {
-            updated: vec![],
-            started: vec![],
-            writeback: vec![],
-        };
+        let ev = StatusRecord::new(
+            "desk-took-it",
+            &ids[1],
+            "status_marked",
+            Timestamp::UNIX_EPOCH,
+        );
+        let mut nothing = |_: &Envelope, _: &mut Vec<Clock>| ClockWrites::default();
         assert!(matches!(
             s.apply_status(&ev, &mut nothing).unwrap(),
             StatusOutcome::Applied(_)
