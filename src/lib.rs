@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod notify;
 pub mod panics;
+pub mod report;
 pub mod routing;
 pub mod sim;
 pub mod sla;
