@@ -22,6 +22,8 @@
 //! - one-time resolution: items evaluated in the month whose first evaluation was not
 //!   `dissatisfied` and that had no bounced reply.
 
+pub mod figures;
+
 use jiff::Timestamp;
 use serde::Serialize;
 
