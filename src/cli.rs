@@ -85,6 +85,21 @@ enum Command {
         #[command(subcommand)]
         command: WritebackCommand,
     },
+    /// The electronic ledger (电子跟踪台账) on stdout: every item's stage, responsible
+    /// department and person, expected completion time and clocks with their states.
+    Ledger {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Items received on or after this date (YYYY-MM-DD, in sla.time_zone) or instant.
+        #[arg(long)]
+        since: Option<String>,
+        /// Items this department leads or assists.
+        #[arg(long)]
+        department: Option<String>,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: crate::report::ledger::Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -286,6 +301,55 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+fn ledger(
+    path: &Path,
+    since: Option<&str>,
+    department: Option<String>,
+    format: crate::report::ledger::Format,
+) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let tz = config.sla.calendar.time_zone().clone();
+    let since = match since
+        .map(|s| crate::report::ledger::parse_since(s, &tz))
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(d) = &department
+        && config.department(d).is_none()
+    {
+        eprintln!(
+            "error: --department `{d}` is not in {}'s [[departments]]",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    let q = crate::store::LedgerQuery { since, department };
+    let result = crate::store::SqliteStore::open(&config.store.path, config.store.busy_timeout)
+        .map_err(anyhow::Error::from)
+        .and_then(|s| {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::report::ledger::write(&s, &q, format, &tz, &mut out)
+        });
+    match result {
+        Ok(n) => {
+            eprintln!("{n} item(s)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     // First: a panic's message may quote a petitioner's data (see `panics`).
     crate::panics::install();
@@ -436,6 +500,12 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Writeback { command } => writeback_command(command),
+        Command::Ledger {
+            config,
+            since,
+            department,
+            format,
+        } => ledger(&config, since.as_deref(), department, format),
         Command::Quarantine {
             command: QuarantineCommand::List { config, limit },
         } => {

@@ -23,6 +23,9 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("store task: {0}")]
     Join(String),
+    /// A stored value that does not read back (a bug or a hand-edited database).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
 }
 
 /// One record to produce: opaque to the store.
@@ -223,6 +226,48 @@ pub struct FireResult {
     /// Alerts newly recorded (an alert recorded before is not counted again).
     pub alerts: usize,
     pub timers: Vec<Timer>,
+}
+
+/// Which items the ledger lists.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerQuery {
+    /// Items received at or after this instant.
+    pub since: Option<jiff::Timestamp>,
+    /// Items this department leads or assists (after any re-route).
+    pub department: Option<String>,
+}
+
+/// One item of the electronic ledger: where it stands in the closed loop, who answers for it
+/// and by when. Ids, labels, staff ids and instants: no petitioner data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRow {
+    pub item_id: String,
+    pub channel: String,
+    pub category: Option<String>,
+    pub received_at: jiff::Timestamp,
+    pub stage: crate::envelope::Stage,
+    /// The responsible (lead) department: the last re-route's, else routing's.
+    pub lead: Option<String>,
+    pub assists: Vec<String>,
+    /// The staff member last named by a status event (`actor.person`).
+    pub person: Option<String>,
+    /// The completion clock's due instant (`statutory.handle`), else the acceptance clock's
+    /// (`statutory.accept`), else the latest due of the item's clocks.
+    pub expected_completion: Option<jiff::Timestamp>,
+    pub clocks: Vec<LedgerClock>,
+    /// The last status event applied (by event time) and its time.
+    pub last_event: Option<(String, jiff::Timestamp)>,
+    /// The last reply's check (`ok`, `bounced`) and the last evaluation.
+    pub reply: Option<String>,
+    pub evaluation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerClock {
+    pub clock: String,
+    pub state: String,
+    pub due_at: jiff::Timestamp,
+    pub provisional: bool,
 }
 
 /// A department status event as recorded for idempotence.
@@ -653,6 +698,14 @@ pub trait Store: Send + Sync + 'static {
     /// The SLA board's snapshot (read from its own read-only connection, so a board refresh
     /// never waits for, or holds up, a writer).
     fn board(&self, q: &BoardQuery) -> Result<BoardData, StoreError>;
+    /// The electronic ledger (电子跟踪台账): every item received from `q.since` on, oldest
+    /// first, handed to `f` one row at a time (a million items never sit in memory). Reads
+    /// the board's snapshot connection: a long export never holds up intake.
+    fn ledger(
+        &self,
+        q: &LedgerQuery,
+        f: &mut dyn FnMut(LedgerRow) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError>;
     /// Counts over everything recorded (items, clocks, alerts, quarantine): the demo's closing
     /// table. Labels and numbers only, never petitioner data.
     fn summary(&self) -> Result<Summary, StoreError>;

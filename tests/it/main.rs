@@ -15,6 +15,7 @@ mod deploy;
 mod faults;
 mod http;
 mod imap;
+mod ledger;
 mod mail;
 mod mailbox;
 mod metrics;
