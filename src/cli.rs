@@ -615,7 +615,12 @@ fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(fut) {
+    let result = rt.block_on(fut);
+    // The shutdown deadline has been kept (or cut off) inside `fut`; a blocking task still
+    // running now must not hold the exit: dropping the runtime would wait for it without
+    // limit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(3));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "petitiond failed");

@@ -281,3 +281,167 @@ fn disk_full_for_the_store_holds_letters_back_and_loses_nothing_once_space_retur
     );
     assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
 }
+
+/// Adds an `[sla]` section with fresh topics and one letter clock of `seconds` (warning at
+/// 50%, then breach); returns the alerts topic.
+fn with_letter_clock(app: &TestApp, seconds: u32, extra_sla: &str) -> String {
+    let alerts = unique("it.alerts");
+    app.append_config(&format!(
+        "\n[sla]\nalerts_topic = \"{alerts}\"\nstatus_topic = \"{}\"\nconsumer_group = \"{}\"\n{extra_sla}\n\
+         [[sla.clocks]]\nid = \"letter.chaos\"\nrule = {{ kind = \"wall_clock_seconds\", seconds = {seconds} }}\n\
+         channels = [\"letter\"]\nstop_on = [\"registered\"]\nwarn_at_percent = [50]\n\
+         remind_every_working_days = 0\ncitation = \"test\"\n",
+        unique("it.status"),
+        unique("it.group")
+    ));
+    alerts
+}
+
+/// The alerts read from `records`: (alert id, item, kind, late), failing on an alert id seen
+/// twice on the topic.
+fn distinct_alerts(records: &[Record]) -> Vec<(String, String, String, bool)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for r in records {
+        let a: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let id = a["alert_id"].as_str().unwrap().to_string();
+        assert!(
+            seen.insert(id.clone()),
+            "alert {id} twice on the topic: {a}"
+        );
+        out.push((
+            id,
+            a["item_id"].as_str().unwrap().to_string(),
+            a["kind"].as_str().unwrap().to_string(),
+            a["late"].as_bool().unwrap(),
+        ));
+    }
+    out
+}
+
+/// Alert mail with the SMTP server down while clocks fall due, and the daemon SIGKILLed twice
+/// meanwhile: every due alert reaches the alerts topic once; when the server comes back every
+/// alert is mailed once — except a mail the kill caught mid-attempt, which is recorded
+/// `unknown` and never re-sent (at most once per kill: the mailer's documented rule) — and the
+/// daemon needs no manual action.
+#[test]
+fn smtp_down_while_alerts_fall_due_and_daemon_kills_mail_every_alert_at_most_once() {
+    let Some(brokers) = broker() else { return };
+    let Some(python) = crate::mail::smtpd_python() else {
+        return;
+    };
+    let sdir = tempfile::tempdir().unwrap();
+    let mut smtpd = crate::mail::Smtpd::new(&python, sdir.path());
+    let mut app = TestApp::new(&brokers, "");
+    let cfg = std::fs::read_to_string(&app.config).unwrap().replace(
+        "name = \"信访接待科\"",
+        "name = \"信访接待科\"\nalert_emails = [\"desk@xfj.example.gov.cn\"]",
+    );
+    std::fs::write(&app.config, cfg).unwrap();
+    // One mail per alert (no digest), retried quickly.
+    let alerts = with_letter_clock(
+        &app,
+        4,
+        &format!(
+            "supervisors = [\"boss@xfj.example.gov.cn\"]\n[alerts.email]\nsmtp_host = \"127.0.0.1\"\n\
+             smtp_port = {}\ntls = \"none\"\nfrom = \"petitiond@xfj.example.gov.cn\"\n\
+             poll_interval_ms = 200\ndigest_threshold = 1000\n",
+            smtpd.port
+        ),
+    );
+    let mut rng = Rng(seed());
+    app.start();
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        for _ in 0..3 {
+            ids.push(app.deliver_now(&letter(ids.len())));
+        }
+        std::thread::sleep(Duration::from_millis(1500 + rng.next(2500)));
+        if round < 2 {
+            app.kill();
+            app.start();
+        }
+    }
+    // Every letter's warning and breach on the topic, once, while SMTP is still down.
+    let records = consume(
+        &brokers,
+        &alerts,
+        2 * ids.len(),
+        Duration::from_secs(90),
+        Duration::from_secs(2),
+    );
+    let raised = distinct_alerts(&records);
+    for id in &ids {
+        let kinds: Vec<&str> = raised
+            .iter()
+            .filter(|a| &a.1 == id)
+            .map(|a| a.2.as_str())
+            .collect();
+        assert!(
+            kinds.contains(&"warning_50") && kinds.contains(&"breach") && kinds.len() == 2,
+            "{id}: {kinds:?}"
+        );
+    }
+    assert!(smtpd.received().is_empty());
+
+    smtpd.up();
+    let db = app.dir.path().join("data").join("petitiond.db");
+    let states = || -> Vec<(String, String)> {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut st = c
+            .prepare("SELECT alert_id, state FROM mail_outbox")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = states();
+        if s.len() == raised.len() && s.iter().all(|(_, st)| st == "sent" || st == "unknown") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mail not settled: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mails = smtpd.received();
+    let unknown: Vec<String> = states()
+        .into_iter()
+        .filter(|(_, st)| st == "unknown")
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        unknown.len() <= 2,
+        "more unknown mails than kills: {unknown:?}"
+    );
+    for (alert, ..) in &raised {
+        let n = mails
+            .iter()
+            .filter(|m| m.message_id.starts_with(alert.as_str()))
+            .count();
+        if unknown.contains(alert) {
+            assert!(n <= 1, "{alert} mailed {n} times");
+        } else {
+            assert_eq!(n, 1, "{alert} mailed {n} times");
+        }
+    }
+    assert_eq!(
+        mails.len(),
+        raised.len() - unknown.len(),
+        "no mail beyond the alerts"
+    );
+    eprintln!(
+        "chaos (smtp): {} letters, {} alerts, {} mails, {} unknown",
+        ids.len(),
+        raised.len(),
+        mails.len(),
+        unknown.len()
+    );
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
