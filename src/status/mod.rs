@@ -29,6 +29,16 @@
 //! An event also queues, in its transaction, the status write-backs it causes for an item
 //! whose upstream has a status API (`channels::http::writeback`): a due instant set or moved,
 //! a completion.
+//!
+//! **The closed loop** (DOMAIN.md §6, [`closing`]). A `replied` event's text
+//! (`payload.reply`) is checked ([`reply`]): a reply that fails is not applied to any clock
+//! (what waits for the reply keeps running) and does not advance the item's stage; it is
+//! recorded with verdict `bounced`, and in the event's transaction a bounce notice
+//! (`cn.gov.petition.reply.bounced.v1`) goes to the department's topic and a `reply_bounced`
+//! alert is raised. A passing reply is recorded `ok` and applied as any event. An `evaluated`
+//! event records its `payload.satisfaction`; 不满意 raises a `revisit` alert and starts the
+//! clocks that filter on that verdict (`[[sla.clocks]].verdicts`, the default `revisit`
+//! clock). The reply's text is never logged, counted or forwarded.
 
 use crate::config::{Config, StatusSource};
 use crate::envelope::Envelope;
@@ -43,12 +53,15 @@ use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use reply::{ReplyCheck, Satisfaction};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+pub mod reply;
 
 /// A department status event, as department systems send it (JSON value of the record).
 #[derive(Debug, Clone, Deserialize)]
@@ -208,13 +221,195 @@ pub fn parse(payload: &[u8]) -> Result<(StatusEvent, EventKind), Rejected> {
     Ok((ev, kind))
 }
 
+/// What the closed loop makes of an event's payload (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closing {
+    /// Neither a checked reply nor an evaluation.
+    Nothing,
+    /// A `replied` event, checked.
+    Reply(ReplyCheck),
+    /// An `evaluated` event, with its `payload.satisfaction` if it carries one.
+    Evaluation(Option<Satisfaction>),
+}
+
+impl Closing {
+    /// The verdict recorded in `status_events.verdict`.
+    pub fn verdict(&self) -> Option<&'static str> {
+        match self {
+            Closing::Nothing => None,
+            Closing::Reply(c) => Some(c.verdict()),
+            Closing::Evaluation(s) => s.map(Satisfaction::as_str),
+        }
+    }
+
+    /// A reply that failed the check: not applied to the clocks.
+    pub fn bounced(&self) -> bool {
+        matches!(self, Closing::Reply(c) if !c.passed())
+    }
+}
+
+/// Reads an event's reply text or evaluation (pure). A `payload.reply` that is not a string,
+/// or a `payload.satisfaction` that is not one of the evaluation words, is a bad shape. With
+/// `[replies] enabled = false`, replies are not checked.
+pub fn closing(
+    config: &Config,
+    kind: EventKind,
+    payload: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Closing, Rejected> {
+    let field = |name: &str| -> Result<Option<&str>, Rejected> {
+        match payload.and_then(|p| p.get(name)) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(Rejected::Shape(format!("payload.{name} must be a string"))),
+        }
+    };
+    match kind {
+        EventKind::Replied if config.replies.enabled => {
+            Ok(Closing::Reply(config.replies.check(field("reply")?)))
+        }
+        EventKind::Evaluated => match field("satisfaction")? {
+            None => Ok(Closing::Evaluation(None)),
+            Some(s) => Satisfaction::parse(s)
+                .map(|s| Closing::Evaluation(Some(s)))
+                .ok_or_else(|| {
+                    Rejected::Shape(
+                        "payload.satisfaction must be one of 满意, 基本满意, 不满意 (satisfied, basically_satisfied, dissatisfied)".into(),
+                    )
+                }),
+        },
+        _ => Ok(Closing::Nothing),
+    }
+}
+
+/// Everything one event causes in its transaction (pure): for a bounced reply only the bounce
+/// notice and its alert (no clock changes), otherwise [`clock_writes`] and, for a dissatisfied
+/// evaluation, the revisit alert. `department` is the event's (the reporting department).
+#[allow(clippy::too_many_arguments)]
+pub fn event_writes(
+    config: &Config,
+    metrics: &Metrics,
+    envelope: &Envelope,
+    clocks: &mut [Clock],
+    kind: EventKind,
+    event_id: &str,
+    department: &str,
+    closing: &Closing,
+    at: Timestamp,
+    now: Timestamp,
+    extend_days: Option<u32>,
+) -> ClockWrites {
+    use crate::alerts::{KIND_REPLY_BOUNCED, KIND_REVISIT, LoopAlert, build_loop};
+    if let Closing::Reply(check) = closing
+        && !check.passed()
+    {
+        // What the reply would have stopped keeps running.
+        let waiting: Vec<(&crate::sla::policy::ClockPolicy, &Clock)> = clocks
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    crate::sla::clock::State::Running
+                        | crate::sla::clock::State::Paused
+                        | crate::sla::clock::State::Pending
+                )
+            })
+            .filter_map(|c| Some((config.sla.clock(&c.clock_id)?, c)))
+            .filter(|(p, _)| p.stop_on.contains(&kind))
+            .collect();
+        let mut writes = ClockWrites::default();
+        let Some(dept) = config.department(department) else {
+            return writes;
+        };
+        let running: Vec<&Clock> = waiting.iter().map(|(_, c)| *c).collect();
+        writes.outbox.push(crate::kafka::wire::reply_bounced_record(
+            envelope, dept, event_id, check, &running, at,
+        ));
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "missing".into(),
+            serde_json::json!(check.missing.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
+        );
+        extra.insert(
+            "missing_zh".into(),
+            serde_json::json!(check.missing.iter().map(|m| m.zh()).collect::<Vec<_>>()),
+        );
+        extra.insert("banned".into(), serde_json::json!(check.banned));
+        extra.insert("no_text".into(), serde_json::json!(check.no_text));
+        writes.alerts.push(build_loop(
+            config,
+            LoopAlert {
+                item_id: envelope.id.as_str(),
+                department,
+                kind: KIND_REPLY_BOUNCED,
+                event_id,
+                at,
+                now,
+                clock: waiting.first().copied(),
+                extra,
+            },
+        ));
+        return writes;
+    }
+    let mut writes = clock_writes(
+        config,
+        metrics,
+        envelope,
+        clocks,
+        kind,
+        closing.verdict(),
+        at,
+        extend_days,
+    );
+    if let Closing::Evaluation(Some(Satisfaction::Dissatisfied)) = closing {
+        // To the responsible (lead) department, whose revisit it is.
+        let lead = envelope
+            .routing
+            .as_ref()
+            .map_or(department, |r| r.lead.as_str());
+        let started = writes
+            .started
+            .iter()
+            .filter_map(|(c, _)| Some((config.sla.clock(&c.clock_id)?, c)))
+            .find(|(p, _)| !p.verdicts.is_empty())
+            .or_else(|| {
+                writes
+                    .started
+                    .iter()
+                    .find_map(|(c, _)| Some((config.sla.clock(&c.clock_id)?, c)))
+            });
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "verdict".into(),
+            serde_json::json!(Satisfaction::Dissatisfied.as_str()),
+        );
+        let alert = build_loop(
+            config,
+            LoopAlert {
+                item_id: envelope.id.as_str(),
+                department: lead,
+                kind: KIND_REVISIT,
+                event_id,
+                at,
+                now,
+                clock: started,
+                extra,
+            },
+        );
+        writes.alerts.push(alert);
+    }
+    writes
+}
+
 /// The clock changes one event causes (pure; called inside the store's transaction).
+/// `verdict`: the event's (a reply's check, an evaluation), for clocks that filter on it.
+#[allow(clippy::too_many_arguments)]
 pub fn clock_writes(
     config: &Config,
     metrics: &Metrics,
     envelope: &crate::envelope::Envelope,
     clocks: &mut [Clock],
     kind: EventKind,
+    verdict: Option<&str>,
     at: Timestamp,
     extend_days: Option<u32>,
 ) -> ClockWrites {
@@ -246,9 +441,14 @@ pub fn clock_writes(
         }
     }
     let mut env = envelope.clone();
-    for (clock, next) in
-        crate::intake::start_clocks(config, metrics, &mut env, &Trigger::Event(kind), at)
-    {
+    for (clock, next) in crate::intake::start_clocks(
+        config,
+        metrics,
+        &mut env,
+        &Trigger::Event(kind),
+        verdict,
+        at,
+    ) {
         if !clocks.iter().any(|c| c.clock_id == clock.clock_id) {
             writes.started.push((clock, next));
         }
@@ -490,23 +690,48 @@ impl StatusConsumer {
             .and_then(|p| p.get("extend_days"))
             .and_then(|v| v.as_u64())
             .map(|d| d.min(u32::MAX as u64) as u32);
+        let closing = match closing(&self.config, kind, ev.payload.as_ref()) {
+            Ok(c) => c,
+            Err(r) => return Ok(Err(r)),
+        };
         let record = StatusRecord {
             event_id: ev.event_id.clone(),
             item_id: ev.item_id.clone(),
             event: kind.as_str().into(),
             at: ev.time,
-            department: Some(department),
+            department: Some(department.clone()),
             person: ev.actor.as_ref().and_then(|a| a.person.clone()),
-            verdict: None,
-            stage: stage_after(kind),
+            verdict: closing.verdict().map(Into::into),
+            // A bounced reply is not a reply: the item stays where it was.
+            stage: if closing.bounced() {
+                None
+            } else {
+                stage_after(kind)
+            },
         };
         let (cfg, metrics) = (self.config.clone(), self.metrics.clone());
+        let closing_in = closing.clone();
         let outcome = blocking(&self.store, move |s| {
             s.apply_status(&record, &mut |env, clocks| {
-                clock_writes(&cfg, &metrics, env, clocks, kind, record.at, extend_days)
+                event_writes(
+                    &cfg,
+                    &metrics,
+                    env,
+                    clocks,
+                    kind,
+                    &record.event_id,
+                    &department,
+                    &closing_in,
+                    record.at,
+                    Timestamp::now(),
+                    extend_days,
+                )
             })
         })
         .await?;
+        if matches!(outcome, StatusOutcome::Applied(_)) {
+            self.count_closing(&ev, &closing);
+        }
         if let (Some(r), StatusOutcome::Applied(_) | StatusOutcome::Duplicate) = (reroute, &outcome)
         {
             self.record_correction(&ev, r).await?;
@@ -569,6 +794,37 @@ impl StatusConsumer {
 }
 
 impl StatusConsumer {
+    /// Counts and logs what the closed loop made of an applied event: ids, element names and
+    /// configured phrases only, never the reply's text.
+    fn count_closing(&self, ev: &StatusEvent, closing: &Closing) {
+        match closing {
+            Closing::Nothing => {}
+            Closing::Reply(check) => {
+                self.metrics
+                    .reply_checks
+                    .get_or_create(&crate::metrics::ResultLabel {
+                        result: check.verdict().into(),
+                    })
+                    .inc();
+                if !check.passed() {
+                    let missing: Vec<&str> = check.missing.iter().map(|m| m.as_str()).collect();
+                    tracing::warn!(item = %ev.item_id, event_id = %ev.event_id, no_text = check.no_text, ?missing, banned = ?check.banned, "reply bounced: the clock keeps running");
+                }
+            }
+            Closing::Evaluation(s) => {
+                self.metrics
+                    .evaluations
+                    .get_or_create(&crate::metrics::VerdictLabel {
+                        verdict: s.map_or("none", Satisfaction::as_str).into(),
+                    })
+                    .inc();
+                if *s == Some(Satisfaction::Dissatisfied) {
+                    tracing::warn!(item = %ev.item_id, event_id = %ev.event_id, "dissatisfied evaluation: revisit alert raised");
+                }
+            }
+        }
+    }
+
     /// Records a re-route as a correction (once per event id: also after a redelivery whose
     /// clock changes were committed before a crash, hence on `Duplicate` too).
     async fn record_correction(
