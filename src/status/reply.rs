@@ -408,3 +408,53 @@ mod tests {
         }
     }
 }
+
+/// The corpus of replies in `tests/fixtures/replies.toml`, each with what the check must find.
+#[cfg(test)]
+mod corpus {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Corpus {
+        reply: Vec<Case>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Case {
+        name: String,
+        #[allow(dead_code)]
+        note: String,
+        text: String,
+        missing: Vec<String>,
+        banned: Vec<String>,
+    }
+
+    #[test]
+    fn reply_corpus_gives_the_expected_missing_elements_and_banned_phrases() {
+        let corpus: Corpus =
+            toml_edit::de::from_str(include_str!("../../tests/fixtures/replies.toml")).unwrap();
+        assert!(corpus.reply.len() >= 30, "{} replies", corpus.reply.len());
+        let c = ReplyChecker::default_lists();
+        let (mut good, mut bad, mut wrong) = (0, 0, Vec::new());
+        for case in &corpus.reply {
+            let r = c.check(Some(&case.text));
+            let missing: Vec<&str> = r.missing.iter().map(|m| m.as_str()).collect();
+            if missing != case.missing || r.banned != case.banned {
+                wrong.push(format!(
+                    "{}: missing {missing:?} banned {:?}, want {:?} {:?}",
+                    case.name, r.banned, case.missing, case.banned
+                ));
+            }
+            if case.missing.is_empty() && case.banned.is_empty() {
+                good += 1;
+            } else {
+                bad += 1;
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        assert!(good >= 10 && bad >= 10, "{good} good, {bad} bad");
+    }
+}
