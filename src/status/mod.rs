@@ -1010,4 +1010,329 @@ mod tests {
             "not_routed"
         );
     }
+
+    const LOOP_CONFIG: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[[departments]]
+id = "hrss"
+name = "人社局"
+topic = "t.hrss"
+alert_emails = ["hrss@example.gov.cn"]
+
+[[departments]]
+id = "housing"
+name = "住建局"
+topic = "t.housing"
+
+[routing]
+default_lead = "hrss"
+
+[sla]
+supervisors = ["duban@example.gov.cn"]
+
+[alerts.email]
+smtp_host = "smtp.example.gov.cn"
+from = "petitiond@example.gov.cn"
+"#;
+
+    fn loop_config() -> Config {
+        Config::parse(LOOP_CONFIG, "t.toml", std::path::Path::new("/cfg")).unwrap()
+    }
+
+    fn schema(name: &str) -> jsonschema::Validator {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schema")
+            .join(name);
+        let text = std::fs::read_to_string(path).unwrap();
+        jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+    }
+
+    fn payload(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    /// An item routed to hrss (assist housing) with its statutory.handle clock running.
+    fn handling(cfg: &Config) -> (Envelope, Vec<Clock>) {
+        let env = routed_item("hrss", &["housing"], "2026-03-02T01:00:00Z");
+        let policy = cfg.sla.clock("statutory.handle").unwrap();
+        let clock = Clock::start(
+            policy,
+            env.id.as_str(),
+            "hrss",
+            "2026-03-03T01:00:00Z".parse().unwrap(),
+            &cfg.sla.calendar,
+        )
+        .unwrap();
+        (env, vec![clock])
+    }
+
+    const VAGUE: &str = "张某某（身份证11010519491231002X）反映的问题我们正在协调，将尽快处理。";
+    const GOOD: &str = "经调查核实，情况属实。依据《保障农民工工资支付条例》第三十条的规定，现已责令该公司支付拖欠工资。如对本处理意见不服，可在30日内请求复查。";
+
+    /// The reply names no facts, basis, result or remedy and hedges: the statutory clock keeps
+    /// running, nothing stops, the department hears what is missing on its own topic and an
+    /// alert goes to the alerts topic and by mail — and none of them carries the reply's text.
+    #[test]
+    fn a_bounced_reply_leaves_the_clock_running_and_queues_a_notice_and_an_alert() {
+        let cfg = loop_config();
+        let metrics = Metrics::new();
+        let (env, mut clocks) = handling(&cfg);
+        let at: Timestamp = "2026-03-20T02:00:00Z".parse().unwrap();
+        let closing = closing(
+            &cfg,
+            EventKind::Replied,
+            Some(&payload(serde_json::json!({ "reply": VAGUE }))),
+        )
+        .unwrap();
+        assert!(closing.bounced());
+        assert_eq!(closing.verdict(), Some("bounced"));
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut clocks,
+            EventKind::Replied,
+            "ev-9",
+            "hrss",
+            &closing,
+            at,
+            at,
+            None,
+        );
+        assert!(w.updated.is_empty() && w.started.is_empty() && w.writeback.is_empty());
+        assert_eq!(clocks[0].state, crate::sla::clock::State::Running);
+
+        assert_eq!(w.outbox.len(), 1);
+        let notice = &w.outbox[0];
+        assert_eq!(notice.topic, "t.hrss");
+        assert_eq!(notice.key, env.id.as_str());
+        let h = |k: &str| {
+            notice
+                .headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(h("ce_type"), Some(crate::kafka::wire::TYPE_REPLY_BOUNCED));
+        assert_eq!(h("ce_id"), Some(notice.ce_id.as_str()));
+        let p: serde_json::Value = serde_json::from_slice(&notice.payload).unwrap();
+        assert!(schema("reply-bounced.v1.json").is_valid(&p), "{p}");
+        assert_eq!(
+            p["missing"],
+            serde_json::json!(["facts", "policy", "result", "remedy"])
+        );
+        assert_eq!(p["banned"], serde_json::json!(["正在协调", "尽快处理"]));
+        assert_eq!(p["clocks_running"][0]["clock"], "statutory.handle");
+        assert_eq!(p["clocks_running"][0]["state"], "running");
+
+        assert_eq!(w.alerts.len(), 1);
+        let a = &w.alerts[0];
+        assert_eq!(
+            (a.kind.as_str(), a.clock_id.as_str()),
+            ("reply_bounced", "statutory.handle")
+        );
+        assert_eq!(a.record.topic, cfg.sla.alerts_topic);
+        let ap: serde_json::Value = serde_json::from_slice(&a.record.payload).unwrap();
+        assert!(schema("alert.v1.json").is_valid(&ap), "{ap}");
+        assert_eq!(ap["event_id"], "ev-9");
+        let mail = a.mail.as_ref().unwrap();
+        assert_eq!(
+            mail.recipients,
+            vec!["duban@example.gov.cn", "hrss@example.gov.cn"]
+        );
+        assert!(
+            mail.body.contains("事实认定") && mail.body.contains("正在协调"),
+            "{}",
+            mail.body
+        );
+        // Never the reply's text, nor the personal data in it.
+        for text in [
+            String::from_utf8_lossy(&notice.payload).to_string(),
+            String::from_utf8_lossy(&a.record.payload).to_string(),
+            mail.subject.clone(),
+            mail.body.clone(),
+            format!("{:?}", notice.headers),
+        ] {
+            assert!(
+                !text.contains("张某某") && !text.contains("11010519491231002X"),
+                "{text}"
+            );
+            assert!(!text.contains("将尽快处理"), "{text}");
+        }
+        // The same event again: the same ids (recorded once by the store).
+        let mut again = clocks.clone();
+        let w2 = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut again,
+            EventKind::Replied,
+            "ev-9",
+            "hrss",
+            &closing,
+            at,
+            at,
+            None,
+        );
+        assert_eq!(w2.outbox[0].ce_id, notice.ce_id);
+        assert_eq!(w2.alerts[0].id, a.id);
+    }
+
+    /// A reply that passes stops the clock as before and queues nothing more; a reply event
+    /// without text is bounced ("no reply text"), also from an assist, to its own topic.
+    #[test]
+    fn a_passing_reply_stops_the_clock_and_a_missing_text_bounces() {
+        let cfg = loop_config();
+        let metrics = Metrics::new();
+        let (env, mut clocks) = handling(&cfg);
+        let at: Timestamp = "2026-03-20T02:00:00Z".parse().unwrap();
+        let ok = closing(
+            &cfg,
+            EventKind::Replied,
+            Some(&payload(serde_json::json!({ "reply": GOOD }))),
+        )
+        .unwrap();
+        assert_eq!(ok.verdict(), Some("ok"));
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut clocks,
+            EventKind::Replied,
+            "ev-1",
+            "hrss",
+            &ok,
+            at,
+            at,
+            None,
+        );
+        assert_eq!(w.updated.len(), 1);
+        assert_eq!(clocks[0].state, crate::sla::clock::State::Stopped);
+        assert!(w.alerts.is_empty() && w.outbox.is_empty());
+
+        let (_, mut clocks) = handling(&cfg);
+        let empty = closing(&cfg, EventKind::Replied, None).unwrap();
+        assert_eq!(empty.verdict(), Some("bounced"));
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut clocks,
+            EventKind::Replied,
+            "ev-2",
+            "housing",
+            &empty,
+            at,
+            at,
+            None,
+        );
+        assert_eq!(clocks[0].state, crate::sla::clock::State::Running);
+        assert_eq!(w.outbox[0].topic, "t.housing");
+        let p: serde_json::Value = serde_json::from_slice(&w.outbox[0].payload).unwrap();
+        assert_eq!(p["no_text"], true);
+        assert!(schema("reply-bounced.v1.json").is_valid(&p), "{p}");
+        // A reply that is not text is a bad event.
+        assert_eq!(
+            closing(
+                &cfg,
+                EventKind::Replied,
+                Some(&payload(serde_json::json!({ "reply": 3 })))
+            )
+            .unwrap_err()
+            .label(),
+            "bad_shape"
+        );
+    }
+
+    /// 不满意 starts the revisit clock (the default `[[sla.clocks]]` entry filtered on the
+    /// verdict) and raises a revisit alert to the lead department and the supervisors; other
+    /// evaluations record their verdict and start nothing.
+    #[test]
+    fn a_dissatisfied_evaluation_starts_the_revisit_clock_and_raises_a_revisit_alert() {
+        let cfg = loop_config();
+        let metrics = Metrics::new();
+        let (env, _) = handling(&cfg);
+        let at: Timestamp = "2026-04-20T02:00:00Z".parse().unwrap();
+        let eval = |word: &str| {
+            closing(
+                &cfg,
+                EventKind::Evaluated,
+                Some(&payload(serde_json::json!({ "satisfaction": word }))),
+            )
+        };
+        let bad = eval("不满意").unwrap();
+        assert_eq!(bad.verdict(), Some("dissatisfied"));
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut [],
+            EventKind::Evaluated,
+            "ev-e",
+            "housing",
+            &bad,
+            at,
+            at,
+            None,
+        );
+        let started: Vec<&str> = w.started.iter().map(|(c, _)| c.clock_id.as_str()).collect();
+        assert_eq!(started, vec!["revisit"]);
+        assert_eq!(w.started[0].0.department, "hrss");
+        assert_eq!(w.alerts.len(), 1);
+        let a = &w.alerts[0];
+        assert_eq!(
+            (a.kind.as_str(), a.clock_id.as_str(), a.department.as_str()),
+            ("revisit", "revisit", "hrss")
+        );
+        let ap: serde_json::Value = serde_json::from_slice(&a.record.payload).unwrap();
+        assert!(schema("alert.v1.json").is_valid(&ap), "{ap}");
+        assert_eq!(ap["verdict"], "dissatisfied");
+        assert_eq!(
+            a.mail.as_ref().unwrap().recipients,
+            vec!["duban@example.gov.cn", "hrss@example.gov.cn"]
+        );
+        for (word, verdict) in [
+            ("满意", "satisfied"),
+            ("basically_satisfied", "basically_satisfied"),
+        ] {
+            let c = eval(word).unwrap();
+            assert_eq!(c.verdict(), Some(verdict));
+            let w = event_writes(
+                &cfg,
+                &metrics,
+                &env,
+                &mut [],
+                EventKind::Evaluated,
+                "ev-e",
+                "hrss",
+                &c,
+                at,
+                at,
+                None,
+            );
+            assert!(w.started.is_empty() && w.alerts.is_empty(), "{word}");
+        }
+        assert_eq!(
+            closing(&cfg, EventKind::Evaluated, None).unwrap().verdict(),
+            None
+        );
+        assert_eq!(eval("还行").unwrap_err().label(), "bad_shape");
+        // Other events have no verdict; a reply is not checked with [replies] disabled.
+        assert_eq!(
+            closing(&cfg, EventKind::Accepted, None).unwrap(),
+            Closing::Nothing
+        );
+        let off = Config::parse(
+            &format!("{LOOP_CONFIG}\n[replies]\nenabled = false\n"),
+            "t.toml",
+            std::path::Path::new("/cfg"),
+        )
+        .unwrap();
+        assert_eq!(
+            closing(&off, EventKind::Replied, None).unwrap(),
+            Closing::Nothing
+        );
+    }
 }
