@@ -282,7 +282,8 @@ pub fn closing(
 }
 
 /// Everything one event causes in its transaction (pure): for a bounced reply only the bounce
-/// notice and its alert (no clock changes), otherwise [`clock_writes`] and, for a dissatisfied
+/// notice and its alert (no clock stops; only clocks with `verdicts = ["bounced"]` start),
+/// otherwise [`clock_writes`] and, for a dissatisfied
 /// evaluation, the revisit alert. `department` is the event's (the reporting department).
 #[allow(clippy::too_many_arguments)]
 pub fn event_writes(
@@ -321,6 +322,25 @@ pub fn event_writes(
             return writes;
         };
         let running: Vec<&Clock> = waiting.iter().map(|(_, c)| *c).collect();
+        // Only a clock that asks for bounced replies by name (`verdicts = ["bounced"]`, e.g. a
+        // deadline for the corrected reply) starts on one: it is not a reply otherwise.
+        let mut env = envelope.clone();
+        for (clock, next) in crate::intake::start_clocks(
+            config,
+            metrics,
+            &mut env,
+            &Trigger::Event(kind),
+            Some(check.verdict()),
+            at,
+        ) {
+            let asked = config
+                .sla
+                .clock(&clock.clock_id)
+                .is_some_and(|p| p.verdicts.iter().any(|v| v == check.verdict()));
+            if asked && !clocks.iter().any(|c| c.clock_id == clock.clock_id) {
+                writes.started.push((clock, next));
+            }
+        }
         writes.outbox.push(crate::kafka::wire::reply_bounced_record(
             envelope, dept, event_id, check, &running, at,
         ));
@@ -1233,6 +1253,45 @@ from = "petitiond@example.gov.cn"
         let p: serde_json::Value = serde_json::from_slice(&w.outbox[0].payload).unwrap();
         assert_eq!(p["no_text"], true);
         assert!(schema("reply-bounced.v1.json").is_valid(&p), "{p}");
+        // Only a clock that names `bounced` starts on a bounced reply.
+        let cfg = Config::parse(
+            &format!(
+                "{LOOP_CONFIG}\n[[sla.clocks]]\nid = \"handle\"\nrule = {{ kind = \"working_days\", days = 60 }}\nstart_on = \"accepted\"\nstop_on = [\"replied\"]\ncitation = \"t\"\n\n[[sla.clocks]]\nid = \"resubmit\"\nrule = {{ kind = \"working_days\", days = 5 }}\nstart_on = \"replied\"\nverdicts = [\"bounced\"]\nstop_on = [\"replied\"]\ncitation = \"t\"\n\n[[sla.clocks]]\nid = \"after_reply\"\nrule = {{ kind = \"working_days\", days = 5 }}\nstart_on = \"replied\"\nstop_on = [\"evaluated\"]\ncitation = \"t\"\n"
+            ),
+            "t.toml",
+            std::path::Path::new("/cfg"),
+        )
+        .unwrap();
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut [],
+            EventKind::Replied,
+            "ev-3",
+            "hrss",
+            &empty,
+            at,
+            at,
+            None,
+        );
+        let started: Vec<&str> = w.started.iter().map(|(c, _)| c.clock_id.as_str()).collect();
+        assert_eq!(started, vec!["resubmit"]);
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut [],
+            EventKind::Replied,
+            "ev-4",
+            "hrss",
+            &ok,
+            at,
+            at,
+            None,
+        );
+        let started: Vec<&str> = w.started.iter().map(|(c, _)| c.clock_id.as_str()).collect();
+        assert_eq!(started, vec!["after_reply"]);
         // A reply that is not text is a bad event.
         assert_eq!(
             closing(
