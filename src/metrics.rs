@@ -43,6 +43,16 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceOutcome {
     pub source: String,
     pub outcome: String,
@@ -97,6 +107,10 @@ pub struct Metrics {
     /// Due-update records queued (a pending clock computed, or a calendar change moved a due).
     pub due_updates: Counter,
     pub status_events: Family<StatusLabels, Counter>,
+    /// Replies checked (`ok`, `bounced`; see `status::reply`).
+    pub reply_checks: Family<ResultLabel, Counter>,
+    /// Evaluations recorded, by verdict (`none`: the event carried none).
+    pub evaluations: Family<VerdictLabel, Counter>,
     pub mail_sent: Counter,
     pub mail_failed: Counter,
     /// Mails interrupted mid-send by a stop: not re-sent (no duplicates), counted here.
@@ -190,6 +204,8 @@ impl Metrics {
             provisional_clocks: Gauge::default(),
             due_updates: Counter::default(),
             status_events: Family::default(),
+            reply_checks: Family::default(),
+            evaluations: Family::default(),
             mail_sent: Counter::default(),
             mail_failed: Counter::default(),
             mail_unknown: Counter::default(),
@@ -316,6 +332,16 @@ impl Metrics {
             "status_events",
             "Department status events, by event and outcome",
             m.status_events.clone(),
+        );
+        r.register(
+            "reply_checks",
+            "Department replies checked for the four elements and banned phrases, by result (ok, bounced)",
+            m.reply_checks.clone(),
+        );
+        r.register(
+            "evaluations",
+            "Petitioner evaluations recorded, by verdict (satisfied, basically_satisfied, dissatisfied, none)",
+            m.evaluations.clone(),
         );
         r.register(
             "alert_mail_sent",
@@ -522,6 +548,16 @@ mod tests {
                 outcome: "applied".into(),
             })
             .inc();
+        m.reply_checks
+            .get_or_create(&ResultLabel {
+                result: "bounced".into(),
+            })
+            .inc();
+        m.evaluations
+            .get_or_create(&VerdictLabel {
+                verdict: "dissatisfied".into(),
+            })
+            .inc();
         m.alerts
             .get_or_create(&AlertLabels {
                 clock: "c".into(),
@@ -583,6 +619,8 @@ mod tests {
             "petitiond_sla_provisional_clocks",
             "petitiond_sla_due_updates_total",
             "petitiond_status_events_total",
+            "petitiond_reply_checks_total{result=\"bounced\"} 1",
+            "petitiond_evaluations_total{verdict=\"dissatisfied\"} 1",
             "petitiond_alert_mail_sent_total",
             "petitiond_alert_mail_failed_total",
             "petitiond_alert_mail_unknown_total",

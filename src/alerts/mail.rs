@@ -135,6 +135,68 @@ pub fn body(
     b
 }
 
+fn loop_kind(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        super::KIND_REPLY_BOUNCED => ("答复不合格已退回", "reply bounced to the department"),
+        super::KIND_REVISIT => ("群众评价不满意，需回访", "dissatisfied evaluation: revisit"),
+        _ => ("闭环告警", "closed-loop alert"),
+    }
+}
+
+/// Subject of a closed-loop alert's mail (a bounced reply, a revisit).
+pub fn loop_subject(kind: &str, item_id: &str) -> String {
+    let (zh, en) = loop_kind(kind);
+    format!("[petitiond] {zh} / {en} · 事项 item {item_id}")
+}
+
+/// Body of a closed-loop alert's mail: ids, department, the clock it concerns, and for a
+/// bounced reply the missing elements and the banned phrases found (configured phrases, never
+/// the reply's text).
+pub fn loop_body(cfg: &Config, a: &super::LoopAlert<'_>) -> String {
+    let (zh, en) = loop_kind(a.kind);
+    let department = match cfg.department(a.department) {
+        Some(d) if !d.name.is_empty() => format!("{} ({})", d.name, d.id),
+        _ => a.department.to_string(),
+    };
+    let list = |key: &str| -> Option<String> {
+        let v = a.extra.get(key)?.as_array()?;
+        let items: Vec<&str> = v.iter().filter_map(|x| x.as_str()).collect();
+        (!items.is_empty()).then(|| items.join("、"))
+    };
+    let mut b = String::new();
+    let _ = writeln!(b, "信访事项闭环告警 / Petition closed-loop alert");
+    let _ = writeln!(b);
+    let _ = writeln!(b, "事件 / What:              {zh} / {en}");
+    let _ = writeln!(b, "事项编号 / Item id:       {}", a.item_id);
+    let _ = writeln!(b, "状态事件 / Status event:  {}", a.event_id);
+    let _ = writeln!(b, "责任部门 / Department:    {department}");
+    let _ = writeln!(b, "事件时间 / At:            {}", local(cfg, a.at));
+    if let Some(m) = list("missing_zh") {
+        let _ = writeln!(b, "缺少要素 / Missing:       {m}");
+    }
+    if let Some(m) = list("banned") {
+        let _ = writeln!(b, "含模糊表述 / Vague:       {m}");
+    }
+    if a.extra.get("no_text").and_then(|v| v.as_bool()) == Some(true) {
+        let _ = writeln!(b, "答复正文 / Reply text:    无 / none");
+    }
+    if let Some((p, c)) = a.clock {
+        let _ = writeln!(b, "时限 / Clock:             {} — {}", c.clock_id, p.rule);
+        let _ = writeln!(b, "时限状态 / Clock state:   {}", c.state.as_str());
+        let _ = writeln!(b, "到期 / Due:               {}", local(cfg, c.due_at));
+    }
+    let _ = writeln!(b);
+    let _ = writeln!(
+        b,
+        "本邮件只含事项编号与时限信息，不含信访人信息及答复正文；详情请在信访业务系统中查看。"
+    );
+    let _ = writeln!(
+        b,
+        "This mail carries ids and deadlines only, never petitioner data or the reply's text; see the petition system for details."
+    );
+    b
+}
+
 /// One mail to send: a single alert, or a digest of several for the same recipients.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {

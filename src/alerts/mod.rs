@@ -133,3 +133,118 @@ pub fn build_marked(
         provisional,
     }
 }
+
+/// Alert kind: a reply failed the quality check and was bounced to its department.
+pub const KIND_REPLY_BOUNCED: &str = "reply_bounced";
+/// Alert kind: the petitioner evaluated the handling as 不满意 (dissatisfied).
+pub const KIND_REVISIT: &str = "revisit";
+
+/// A closed-loop alert (DOMAIN.md §6): raised by a status event rather than by a clock
+/// falling due. One per (item, kind, event id).
+pub struct LoopAlert<'a> {
+    pub item_id: &'a str,
+    /// Whose attention it needs: its `alert_emails` are mailed, with the supervisors.
+    pub department: &'a str,
+    /// [`KIND_REPLY_BOUNCED`] or [`KIND_REVISIT`].
+    pub kind: &'static str,
+    /// The status event that raised it.
+    pub event_id: &'a str,
+    /// The event's time.
+    pub at: Timestamp,
+    pub now: Timestamp,
+    /// The clock it concerns, if any: the clock a bounced reply leaves running, the revisit
+    /// clock an evaluation started.
+    pub clock: Option<(&'a ClockPolicy, &'a Clock)>,
+    /// Further payload fields (`missing`, `banned`, `verdict`): names and configured phrases,
+    /// never text from the event.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+pub fn loop_alert_id(item_id: &str, kind: &str, event_id: &str) -> String {
+    let name = format!("petitiond:alert:{item_id}:{kind}:{event_id}");
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+}
+
+/// Builds a closed-loop alert: the alerts topic (`schema/alert.v1.json`, with the clock fields
+/// when it concerns a clock) and a mail to the department's recipients and the supervisors.
+pub fn build_loop(cfg: &Config, a: LoopAlert<'_>) -> FiredAlert {
+    let id = loop_alert_id(a.item_id, a.kind, a.event_id);
+    let mut payload = serde_json::Map::new();
+    payload.insert("version".into(), json!(1));
+    payload.insert("alert_id".into(), json!(id));
+    payload.insert("item_id".into(), json!(a.item_id));
+    payload.insert("kind".into(), json!(a.kind));
+    payload.insert("department".into(), json!(a.department));
+    payload.insert("event_id".into(), json!(a.event_id));
+    payload.insert("scheduled_at".into(), json!(a.at.to_string()));
+    payload.insert("fired_at".into(), json!(a.now.to_string()));
+    payload.insert("late".into(), json!(false));
+    let mut headers = vec![
+        ("ce_specversion".to_string(), SPEC_VERSION.to_string()),
+        ("ce_id".into(), id.clone()),
+        ("ce_source".into(), "urn:petitiond:status".into()),
+        ("ce_type".into(), TYPE_ALERT.into()),
+        ("ce_time".into(), a.now.to_string()),
+        ("ce_subject".into(), a.item_id.to_string()),
+        ("ce_dataschema".into(), DATASCHEMA_ALERT_V1.into()),
+        ("ce_alertkind".into(), a.kind.into()),
+        ("ce_department".into(), a.department.into()),
+        ("ce_late".into(), "false".into()),
+        ("content-type".into(), CONTENT_TYPE.into()),
+    ];
+    if let Some((p, c)) = a.clock {
+        for (k, v) in [
+            ("clock", json!(c.clock_id)),
+            ("state", json!(c.state.as_str())),
+            ("started_at", json!(c.started_at.to_string())),
+            ("due_at", json!(c.due_at.to_string())),
+            ("rule", json!(p.rule.to_string())),
+            ("citation", json!(p.citation)),
+            ("provisional", json!(c.provisional)),
+        ] {
+            payload.insert(k.into(), v);
+        }
+        headers.push(("ce_clock".into(), c.clock_id.clone()));
+        headers.push(("ce_sladue".into(), c.due_at.to_string()));
+        headers.push((
+            crate::kafka::wire::SLA_PROVISIONAL_HEADER.into(),
+            c.provisional.to_string(),
+        ));
+    }
+    let mail_body = mail::loop_body(cfg, &a);
+    payload.extend(a.extra);
+    let record = NewOutbox {
+        topic: cfg.sla.alerts_topic.clone(),
+        key: a.item_id.to_string(),
+        ce_id: id.clone(),
+        headers,
+        payload: serde_json::to_vec(&serde_json::Value::Object(payload))
+            .expect("JSON values always serialize"),
+    };
+    let mut recipients: Vec<String> = cfg
+        .department(a.department)
+        .map(|d| d.alert_emails.clone())
+        .unwrap_or_default();
+    recipients.extend(cfg.sla.supervisors.iter().cloned());
+    recipients.sort();
+    recipients.dedup();
+    let mail = (cfg.email.is_some() && !recipients.is_empty()).then(|| NewMail {
+        recipients,
+        subject: mail::loop_subject(a.kind, a.item_id),
+        body: mail_body,
+    });
+    FiredAlert {
+        id,
+        item_id: a.item_id.to_string(),
+        clock_id: a.clock.map(|(_, c)| c.clock_id.clone()).unwrap_or_default(),
+        kind: a.kind.to_string(),
+        department: a.department.to_string(),
+        due_at: a.clock.map_or(a.at, |(_, c)| c.due_at),
+        scheduled_at: a.at,
+        fired_at: a.now,
+        late: false,
+        record,
+        mail,
+        provisional: a.clock.is_some_and(|(_, c)| c.provisional),
+    }
+}

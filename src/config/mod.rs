@@ -9,6 +9,7 @@
 
 pub mod http;
 mod raw;
+pub mod replies;
 pub mod routing;
 pub(crate) mod toml_file;
 
@@ -133,6 +134,8 @@ pub struct Config {
     pub sla: SlaConfig,
     /// Alert e-mail; `None` when not configured.
     pub email: Option<EmailConfig>,
+    /// `[replies]`: the reply quality check (`status::reply`).
+    pub replies: crate::status::reply::ReplyChecker,
 }
 
 /// Shortest admin token accepted.
@@ -808,6 +811,7 @@ impl Validator<'_> {
                 self.errors.extend(d.errors);
             }
         }
+        let replies = self.replies(&raw.replies);
         let email = raw
             .alerts
             .email
@@ -868,6 +872,7 @@ impl Validator<'_> {
             http_sources,
             sla: sla?,
             email,
+            replies: replies?,
         })
     }
 
@@ -1202,6 +1207,39 @@ impl Validator<'_> {
         out
     }
 
+    /// `[[sla.clocks]].verdicts`: known verdicts of the starting event (a reply's for
+    /// `replied`, an evaluation's for `evaluated`; no other event has one).
+    fn clock_verdicts(
+        &mut self,
+        path: &str,
+        start: &crate::sla::policy::Trigger,
+        verdicts: &[String],
+    ) {
+        use crate::sla::policy::{EventKind, Trigger};
+        if verdicts.is_empty() {
+            return;
+        }
+        let allowed: &[&str] = match start {
+            Trigger::Event(EventKind::Replied) => &crate::status::reply::VERDICTS[..2],
+            Trigger::Event(EventKind::Evaluated) => &crate::status::reply::VERDICTS[2..],
+            _ => {
+                self.err(
+                    path,
+                    "only a clock with start_on = \"replied\" or \"evaluated\" can filter on the event's verdict",
+                );
+                return;
+            }
+        };
+        for (i, v) in verdicts.iter().enumerate() {
+            if !allowed.contains(&v.as_str()) {
+                self.err(
+                    &format!("{path}[{i}]"),
+                    format!("`{v}` is not one of {}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
     fn sla(&mut self, s: &raw::RawSla, dlq: &str) -> Option<SlaConfig> {
         use crate::sla::calendar::{Calendar, OfficeHours};
         use crate::sla::policy::{ClockPolicy, Trigger};
@@ -1315,6 +1353,7 @@ impl Validator<'_> {
                             ),
                         }
                     }
+                    self.clock_verdicts(&at("verdicts"), &start, &c.verdicts);
                     if c.warn_at_percent.iter().any(|p| *p == 0 || *p >= 100) {
                         self.err(
                             &at("warn_at_percent"),
@@ -1340,6 +1379,7 @@ impl Validator<'_> {
                         channels,
                         categories,
                         flags: c.flags.clone(),
+                        verdicts: c.verdicts.clone(),
                         stop_on: self.event_kinds(&at("stop_on"), &c.stop_on),
                         pause_on: self.event_kinds(&at("pause_on"), &c.pause_on),
                         resume_on: self.event_kinds(&at("resume_on"), &c.resume_on),

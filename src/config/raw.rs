@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub sla: RawSla,
     #[serde(default)]
     pub alerts: RawAlerts,
+    #[serde(default)]
+    pub replies: super::replies::RawReplies,
 }
 
 #[derive(Debug, Deserialize)]
@@ -406,6 +408,9 @@ pub struct RawClock {
     pub categories: Vec<String>,
     #[serde(default)]
     pub flags: Vec<String>,
+    /// Start only when the starting event's verdict is one of these (empty: any).
+    #[serde(default)]
+    pub verdicts: Vec<String>,
     pub stop_on: Vec<String>,
     #[serde(default = "default_pause")]
     pub pause_on: Vec<String>,

@@ -40,6 +40,11 @@ fn shipped_example_config_parses() {
     assert_eq!(c.kafka.delivery_timeout, None);
     // The example lists the plan's clocks: exactly the built-in defaults.
     assert_eq!(c.sla.clocks, crate::sla::policy::defaults());
+    // And the reply check's default lists, written out.
+    let d = crate::status::reply::defaults();
+    assert!(c.replies.enabled);
+    assert_eq!(c.replies.phrases, d.elements);
+    assert_eq!(c.replies.banned, d.banned);
     assert!(c.email.is_none(), "e-mail is disabled in the example");
     assert_eq!(
         c.topics(),
@@ -605,5 +610,87 @@ fn urls_never_show_credentials_or_query_strings() {
         ("中文://用户:密码@主机/路径?令牌", "中文://…@主机/路径"),
     ] {
         assert_eq!(url_for_log(url), shown, "{url}");
+    }
+}
+
+/// `[replies]`: a list replaces its default, the others stay; an empty element list (every
+/// reply would bounce), an empty or repeated phrase are errors with their lines.
+#[test]
+fn reply_phrase_lists_replace_defaults_and_bad_ones_are_reported_with_lines() {
+    let ok = format!("{MINIMAL}\n[replies]\nbanned = [\"再议\"]\n");
+    let c = parse(&ok).unwrap();
+    assert_eq!(c.replies.banned, vec!["再议"]);
+    assert_eq!(c.replies.phrases, crate::status::reply::defaults().elements);
+    assert_eq!(c.replies.check(Some("此事再议")).banned, vec!["再议"]);
+    let text = format!(
+        "{MINIMAL}\n[replies]\nfacts = []\nremedy = [\"如不服\", \" \", \"如不服\"]\nresults = [\"x\"]\n"
+    );
+    let errs = parse(&text).unwrap_err().0;
+    let got: Vec<(Option<usize>, &str)> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+    let line_of = |text: &str, start: &str| {
+        text.lines()
+            .position(|l| l.starts_with(start))
+            .map(|i| i + 1)
+    };
+    assert!(
+        got.contains(&(line_of(&text, "results"), "replies.results")),
+        "{errs:#?}"
+    );
+    let text =
+        format!("{MINIMAL}\n[replies]\nfacts = []\nremedy = [\"如不服\", \" \", \"如不服\"]\n");
+    let errs = parse(&text).unwrap_err().0;
+    let got: Vec<(Option<usize>, &str)> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (line_of(&text, "facts"), "replies.facts"),
+            (line_of(&text, "remedy"), "replies.remedy[1]"),
+            (line_of(&text, "remedy"), "replies.remedy[2]"),
+        ],
+        "{errs:#?}"
+    );
+    assert!(errs[0].message.contains("every reply would be bounced"));
+}
+
+/// `[[sla.clocks]].verdicts` only on a clock that starts on `replied` or `evaluated`, and only
+/// that event's verdicts.
+#[test]
+fn clock_verdict_filters_are_validated() {
+    let clock = |start: &str, verdicts: &str| {
+        format!(
+            "{MINIMAL}\n[[sla.clocks]]\nid = \"r\"\nrule = {{ kind = \"working_days\", days = 10 }}\nstart_on = \"{start}\"\nverdicts = {verdicts}\nstop_on = [\"replied\"]\ncitation = \"local\"\n"
+        )
+    };
+    let c = parse(&clock("evaluated", "[\"dissatisfied\"]")).unwrap();
+    assert_eq!(c.sla.clocks[0].verdicts, vec!["dissatisfied"]);
+    assert!(c.sla.clocks[0].admits_verdict(Some("dissatisfied")));
+    assert!(!c.sla.clocks[0].admits_verdict(Some("satisfied")));
+    assert!(!c.sla.clocks[0].admits_verdict(None));
+    parse(&clock("replied", "[\"bounced\"]")).unwrap();
+    for (start, verdicts, path, says) in [
+        (
+            "evaluated",
+            "[\"ok\"]",
+            "sla.clocks[0].verdicts[0]",
+            "not one of satisfied",
+        ),
+        (
+            "replied",
+            "[\"unhappy\"]",
+            "sla.clocks[0].verdicts[0]",
+            "not one of ok, bounced",
+        ),
+        (
+            "received",
+            "[\"dissatisfied\"]",
+            "sla.clocks[0].verdicts",
+            "only a clock with start_on",
+        ),
+    ] {
+        let errs = parse(&clock(start, verdicts)).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].path, path);
+        assert!(errs[0].line.is_some());
+        assert!(errs[0].message.contains(says), "{}", errs[0].message);
     }
 }

@@ -619,6 +619,7 @@ impl Intake {
             &self.metrics,
             &mut env,
             &Trigger::Received,
+            None,
             arrived,
         );
         let outbox = departments
@@ -729,7 +730,8 @@ pub fn supplement_clocks(config: &Config) -> Vec<String> {
 pub const SLA_PENDING_FLAG: &str = "sla_pending:";
 
 /// Starts the clocks whose policy applies to `env` on `trigger` at `at`, with each one's next
-/// alert, and lists them on the envelope (`sla`). The routing rules' `sla_overrides` come
+/// alert, and lists them on the envelope (`sla`). A clock that filters on the starting
+/// event's `verdict` starts only when it is one of its `verdicts`. The routing rules' `sla_overrides` come
 /// first: a clock they skip is not started, a clock they add is started on its own trigger
 /// even where its channel/category/flag filter would not apply. A clock that cannot be
 /// computed (a calendar year not loaded) is logged and counted, never a reason to drop the
@@ -739,6 +741,7 @@ pub fn start_clocks(
     metrics: &Metrics,
     env: &mut Envelope,
     trigger: &Trigger,
+    verdict: Option<&str>,
     at: jiff::Timestamp,
 ) -> Vec<(Clock, Option<jiff::Timestamp>)> {
     let cal = &config.sla.calendar;
@@ -758,6 +761,7 @@ pub fn start_clocks(
         .iter()
         .filter(|p| !skip.contains(&p.id))
         .filter(|p| p.applies(env, trigger) || (&p.start == trigger && add.contains(&p.id)))
+        .filter(|p| p.admits_verdict(verdict))
         .collect();
     for policy in applying {
         let started = Clock::start(policy, env.id.as_str(), &lead, at, cal)

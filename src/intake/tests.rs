@@ -848,6 +848,7 @@ async fn a_supplement_after_the_clock_was_stopped_stops_nothing_more() {
                 env,
                 clocks,
                 crate::sla::policy::EventKind::StatusMarked,
+                None,
                 ev.at,
                 None,
             )

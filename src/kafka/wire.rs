@@ -32,6 +32,11 @@ pub const DATASCHEMA_DUE_UPDATE_V1: &str = "urn:petitiond:schema:due-update:v1";
 pub const TYPE_SUPPLEMENTED: &str = "cn.gov.petition.item.supplemented.v1";
 pub const DATASCHEMA_SUPPLEMENTED_V1: &str = "urn:petitiond:schema:item-supplemented:v1";
 
+/// A department's reply failed the quality check (schema `schema/reply-bounced.v1.json`), to
+/// the department that sent it: which elements are missing, which vague phrases were found.
+pub const TYPE_REPLY_BOUNCED: &str = "cn.gov.petition.reply.bounced.v1";
+pub const DATASCHEMA_REPLY_BOUNCED_V1: &str = "urn:petitiond:schema:reply-bounced:v1";
+
 /// The relay could not check a topic for in-flight records: nothing goes to it until it can.
 pub const TYPE_RECOVERY_FAILED: &str = "cn.gov.petition.relay.recovery_failed.v1";
 /// The status consumer failed and is retrying (status events wait on their topic meanwhile).
@@ -417,6 +422,62 @@ pub fn due_update_record(
         key: now.item_id.clone(),
         ce_id,
         headers,
+        payload: serde_json::to_vec(&payload).expect("JSON values always serialize"),
+    }
+}
+
+/// The bounce notice for a reply that failed the check: to `dept` (the department whose
+/// `replied` event it was), naming the missing elements and the banned phrases found, and the
+/// clocks left running. Never the reply's text. One id per status event.
+pub fn reply_bounced_record(
+    e: &Envelope,
+    dept: &Department,
+    event_id: &str,
+    check: &crate::status::reply::ReplyCheck,
+    running: &[&crate::sla::clock::Clock],
+    replied_at: jiff::Timestamp,
+) -> NewOutbox {
+    let ce_id = self::event_id(
+        e.id.as_str(),
+        &format!("reply_bounced:{event_id}"),
+        &dept.id,
+    );
+    let role = match e.routing.as_ref() {
+        Some(r) if r.lead != dept.id => Role::Assist,
+        _ => Role::Lead,
+    };
+    let payload = json!({
+        "version": 1,
+        "item_id": e.id.as_str(),
+        "event_id": event_id,
+        "department": dept.id,
+        "replied_at": replied_at.to_string(),
+        "no_text": check.no_text,
+        "missing": check.missing.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "missing_zh": check.missing.iter().map(|m| m.zh()).collect::<Vec<_>>(),
+        "banned": check.banned,
+        "clocks_running": running.iter().map(|c| json!({
+            "clock": c.clock_id,
+            "department": c.department,
+            "state": c.state.as_str(),
+            "started_at": c.started_at.to_string(),
+            "due_at": c.due_at.to_string(),
+            "provisional": c.provisional,
+        })).collect::<Vec<_>>(),
+    });
+    NewOutbox {
+        topic: dept.topic.clone(),
+        key: e.id.to_string(),
+        headers: item_headers(
+            e,
+            dept,
+            role,
+            TYPE_REPLY_BOUNCED,
+            &ce_id,
+            replied_at,
+            DATASCHEMA_REPLY_BOUNCED_V1,
+        ),
+        ce_id,
         payload: serde_json::to_vec(&payload).expect("JSON values always serialize"),
     }
 }

@@ -87,6 +87,10 @@ pub struct ClockPolicy {
     pub categories: Vec<Category>,
     /// Empty: no flag needed; otherwise the item must carry one of them.
     pub flags: Vec<String>,
+    /// Empty: any; otherwise the starting event's verdict must be one of them (e.g. the
+    /// revisit clock starts on `evaluated` only when it says `dissatisfied`; see
+    /// `status::reply::VERDICTS`).
+    pub verdicts: Vec<String>,
     pub stop_on: Vec<EventKind>,
     pub pause_on: Vec<EventKind>,
     pub resume_on: Vec<EventKind>,
@@ -112,6 +116,11 @@ impl ClockPolicy {
                 || e.category.is_some_and(|c| self.categories.contains(&c)))
             && (self.flags.is_empty() || self.flags.iter().any(|f| e.flags.contains(f)))
     }
+
+    /// Does the starting event's verdict (`None`: it has none) admit this clock?
+    pub fn admits_verdict(&self, verdict: Option<&str>) -> bool {
+        self.verdicts.is_empty() || verdict.is_some_and(|v| self.verdicts.iter().any(|x| x == v))
+    }
 }
 
 fn policy(
@@ -128,6 +137,7 @@ fn policy(
         channels: Vec::new(),
         categories: Vec::new(),
         flags: Vec::new(),
+        verdicts: Vec::new(),
         stop_on: stop_on.to_vec(),
         pause_on: vec![EventKind::Paused],
         resume_on: vec![EventKind::Resumed],
@@ -140,7 +150,11 @@ fn policy(
     }
 }
 
-/// The plan's clocks (DOMAIN.md §2), used when config lists none.
+/// The revisit clock's id in the defaults: an evaluation of 不满意 starts it, a new reply that
+/// passes the check stops it.
+pub const REVISIT_CLOCK: &str = "revisit";
+
+/// The plan's clocks (DOMAIN.md §2, §6), used when config lists none.
 pub fn defaults() -> Vec<ClockPolicy> {
     use EventKind::*;
     vec![
@@ -219,6 +233,16 @@ pub fn defaults() -> Vec<ClockPolicy> {
                 Trigger::Event(Accepted),
                 &[Replied],
                 "信访工作条例 (2022) 第三十四条: 60日内办结, 可延长不超过30日",
+            )
+        },
+        ClockPolicy {
+            verdicts: vec!["dissatisfied".into()],
+            ..policy(
+                REVISIT_CLOCK,
+                DueRule::WorkingDays { days: 10 },
+                Trigger::Event(Evaluated),
+                &[Replied],
+                "plan: 评价“不满意”的事项触发回访, 重新办理并答复 (期限: 本地设定)",
             )
         },
     ]

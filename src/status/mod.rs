@@ -29,6 +29,16 @@
 //! An event also queues, in its transaction, the status write-backs it causes for an item
 //! whose upstream has a status API (`channels::http::writeback`): a due instant set or moved,
 //! a completion.
+//!
+//! **The closed loop** (DOMAIN.md §6, [`closing`]). A `replied` event's text
+//! (`payload.reply`) is checked ([`reply`]): a reply that fails is not applied to any clock
+//! (what waits for the reply keeps running) and does not advance the item's stage; it is
+//! recorded with verdict `bounced`, and in the event's transaction a bounce notice
+//! (`cn.gov.petition.reply.bounced.v1`) goes to the department's topic and a `reply_bounced`
+//! alert is raised. A passing reply is recorded `ok` and applied as any event. An `evaluated`
+//! event records its `payload.satisfaction`; 不满意 raises a `revisit` alert and starts the
+//! clocks that filter on that verdict (`[[sla.clocks]].verdicts`, the default `revisit`
+//! clock). The reply's text is never logged, counted or forwarded.
 
 use crate::config::{Config, StatusSource};
 use crate::envelope::Envelope;
@@ -43,12 +53,15 @@ use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use reply::{ReplyCheck, Satisfaction};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+pub mod reply;
 
 /// A department status event, as department systems send it (JSON value of the record).
 #[derive(Debug, Clone, Deserialize)]
@@ -208,13 +221,215 @@ pub fn parse(payload: &[u8]) -> Result<(StatusEvent, EventKind), Rejected> {
     Ok((ev, kind))
 }
 
+/// What the closed loop makes of an event's payload (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closing {
+    /// Neither a checked reply nor an evaluation.
+    Nothing,
+    /// A `replied` event, checked.
+    Reply(ReplyCheck),
+    /// An `evaluated` event, with its `payload.satisfaction` if it carries one.
+    Evaluation(Option<Satisfaction>),
+}
+
+impl Closing {
+    /// The verdict recorded in `status_events.verdict`.
+    pub fn verdict(&self) -> Option<&'static str> {
+        match self {
+            Closing::Nothing => None,
+            Closing::Reply(c) => Some(c.verdict()),
+            Closing::Evaluation(s) => s.map(Satisfaction::as_str),
+        }
+    }
+
+    /// A reply that failed the check: not applied to the clocks.
+    pub fn bounced(&self) -> bool {
+        matches!(self, Closing::Reply(c) if !c.passed())
+    }
+}
+
+/// Reads an event's reply text or evaluation (pure). A `payload.reply` that is not a string,
+/// or a `payload.satisfaction` that is not one of the evaluation words, is a bad shape. With
+/// `[replies] enabled = false`, replies are not checked.
+pub fn closing(
+    config: &Config,
+    kind: EventKind,
+    payload: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Closing, Rejected> {
+    let field = |name: &str| -> Result<Option<&str>, Rejected> {
+        match payload.and_then(|p| p.get(name)) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(Rejected::Shape(format!("payload.{name} must be a string"))),
+        }
+    };
+    match kind {
+        EventKind::Replied if config.replies.enabled => {
+            Ok(Closing::Reply(config.replies.check(field("reply")?)))
+        }
+        EventKind::Evaluated => match field("satisfaction")? {
+            None => Ok(Closing::Evaluation(None)),
+            Some(s) => Satisfaction::parse(s)
+                .map(|s| Closing::Evaluation(Some(s)))
+                .ok_or_else(|| {
+                    Rejected::Shape(
+                        "payload.satisfaction must be one of 满意, 基本满意, 不满意 (satisfied, basically_satisfied, dissatisfied)".into(),
+                    )
+                }),
+        },
+        _ => Ok(Closing::Nothing),
+    }
+}
+
+/// Everything one event causes in its transaction (pure): for a bounced reply only the bounce
+/// notice and its alert (no clock stops; only clocks with `verdicts = ["bounced"]` start),
+/// otherwise [`clock_writes`] and, for a dissatisfied
+/// evaluation, the revisit alert. `department` is the event's (the reporting department).
+#[allow(clippy::too_many_arguments)]
+pub fn event_writes(
+    config: &Config,
+    metrics: &Metrics,
+    envelope: &Envelope,
+    clocks: &mut [Clock],
+    kind: EventKind,
+    event_id: &str,
+    department: &str,
+    closing: &Closing,
+    at: Timestamp,
+    now: Timestamp,
+    extend_days: Option<u32>,
+) -> ClockWrites {
+    use crate::alerts::{KIND_REPLY_BOUNCED, KIND_REVISIT, LoopAlert, build_loop};
+    if let Closing::Reply(check) = closing
+        && !check.passed()
+    {
+        // What the reply would have stopped keeps running.
+        let waiting: Vec<(&crate::sla::policy::ClockPolicy, &Clock)> = clocks
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    crate::sla::clock::State::Running
+                        | crate::sla::clock::State::Paused
+                        | crate::sla::clock::State::Pending
+                )
+            })
+            .filter_map(|c| Some((config.sla.clock(&c.clock_id)?, c)))
+            .filter(|(p, _)| p.stop_on.contains(&kind))
+            .collect();
+        let mut writes = ClockWrites::default();
+        let Some(dept) = config.department(department) else {
+            return writes;
+        };
+        let running: Vec<&Clock> = waiting.iter().map(|(_, c)| *c).collect();
+        // Only a clock that asks for bounced replies by name (`verdicts = ["bounced"]`, e.g. a
+        // deadline for the corrected reply) starts on one: it is not a reply otherwise.
+        let mut env = envelope.clone();
+        for (clock, next) in crate::intake::start_clocks(
+            config,
+            metrics,
+            &mut env,
+            &Trigger::Event(kind),
+            Some(check.verdict()),
+            at,
+        ) {
+            let asked = config
+                .sla
+                .clock(&clock.clock_id)
+                .is_some_and(|p| p.verdicts.iter().any(|v| v == check.verdict()));
+            if asked && !clocks.iter().any(|c| c.clock_id == clock.clock_id) {
+                writes.started.push((clock, next));
+            }
+        }
+        writes.outbox.push(crate::kafka::wire::reply_bounced_record(
+            envelope, dept, event_id, check, &running, at,
+        ));
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "missing".into(),
+            serde_json::json!(check.missing.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
+        );
+        extra.insert(
+            "missing_zh".into(),
+            serde_json::json!(check.missing.iter().map(|m| m.zh()).collect::<Vec<_>>()),
+        );
+        extra.insert("banned".into(), serde_json::json!(check.banned));
+        extra.insert("no_text".into(), serde_json::json!(check.no_text));
+        writes.alerts.push(build_loop(
+            config,
+            LoopAlert {
+                item_id: envelope.id.as_str(),
+                department,
+                kind: KIND_REPLY_BOUNCED,
+                event_id,
+                at,
+                now,
+                clock: waiting.first().copied(),
+                extra,
+            },
+        ));
+        return writes;
+    }
+    let mut writes = clock_writes(
+        config,
+        metrics,
+        envelope,
+        clocks,
+        kind,
+        closing.verdict(),
+        at,
+        extend_days,
+    );
+    if let Closing::Evaluation(Some(Satisfaction::Dissatisfied)) = closing {
+        // To the responsible (lead) department, whose revisit it is.
+        let lead = envelope
+            .routing
+            .as_ref()
+            .map_or(department, |r| r.lead.as_str());
+        let started = writes
+            .started
+            .iter()
+            .filter_map(|(c, _)| Some((config.sla.clock(&c.clock_id)?, c)))
+            .find(|(p, _)| !p.verdicts.is_empty())
+            .or_else(|| {
+                writes
+                    .started
+                    .iter()
+                    .find_map(|(c, _)| Some((config.sla.clock(&c.clock_id)?, c)))
+            });
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "verdict".into(),
+            serde_json::json!(Satisfaction::Dissatisfied.as_str()),
+        );
+        let alert = build_loop(
+            config,
+            LoopAlert {
+                item_id: envelope.id.as_str(),
+                department: lead,
+                kind: KIND_REVISIT,
+                event_id,
+                at,
+                now,
+                clock: started,
+                extra,
+            },
+        );
+        writes.alerts.push(alert);
+    }
+    writes
+}
+
 /// The clock changes one event causes (pure; called inside the store's transaction).
+/// `verdict`: the event's (a reply's check, an evaluation), for clocks that filter on it.
+#[allow(clippy::too_many_arguments)]
 pub fn clock_writes(
     config: &Config,
     metrics: &Metrics,
     envelope: &crate::envelope::Envelope,
     clocks: &mut [Clock],
     kind: EventKind,
+    verdict: Option<&str>,
     at: Timestamp,
     extend_days: Option<u32>,
 ) -> ClockWrites {
@@ -246,9 +461,14 @@ pub fn clock_writes(
         }
     }
     let mut env = envelope.clone();
-    for (clock, next) in
-        crate::intake::start_clocks(config, metrics, &mut env, &Trigger::Event(kind), at)
-    {
+    for (clock, next) in crate::intake::start_clocks(
+        config,
+        metrics,
+        &mut env,
+        &Trigger::Event(kind),
+        verdict,
+        at,
+    ) {
         if !clocks.iter().any(|c| c.clock_id == clock.clock_id) {
             writes.started.push((clock, next));
         }
@@ -490,23 +710,48 @@ impl StatusConsumer {
             .and_then(|p| p.get("extend_days"))
             .and_then(|v| v.as_u64())
             .map(|d| d.min(u32::MAX as u64) as u32);
+        let closing = match closing(&self.config, kind, ev.payload.as_ref()) {
+            Ok(c) => c,
+            Err(r) => return Ok(Err(r)),
+        };
         let record = StatusRecord {
             event_id: ev.event_id.clone(),
             item_id: ev.item_id.clone(),
             event: kind.as_str().into(),
             at: ev.time,
-            department: Some(department),
+            department: Some(department.clone()),
             person: ev.actor.as_ref().and_then(|a| a.person.clone()),
-            verdict: None,
-            stage: stage_after(kind),
+            verdict: closing.verdict().map(Into::into),
+            // A bounced reply is not a reply: the item stays where it was.
+            stage: if closing.bounced() {
+                None
+            } else {
+                stage_after(kind)
+            },
         };
         let (cfg, metrics) = (self.config.clone(), self.metrics.clone());
+        let closing_in = closing.clone();
         let outcome = blocking(&self.store, move |s| {
             s.apply_status(&record, &mut |env, clocks| {
-                clock_writes(&cfg, &metrics, env, clocks, kind, record.at, extend_days)
+                event_writes(
+                    &cfg,
+                    &metrics,
+                    env,
+                    clocks,
+                    kind,
+                    &record.event_id,
+                    &department,
+                    &closing_in,
+                    record.at,
+                    Timestamp::now(),
+                    extend_days,
+                )
             })
         })
         .await?;
+        if matches!(outcome, StatusOutcome::Applied(_)) {
+            self.count_closing(&ev, &closing);
+        }
         if let (Some(r), StatusOutcome::Applied(_) | StatusOutcome::Duplicate) = (reroute, &outcome)
         {
             self.record_correction(&ev, r).await?;
@@ -569,6 +814,37 @@ impl StatusConsumer {
 }
 
 impl StatusConsumer {
+    /// Counts and logs what the closed loop made of an applied event: ids, element names and
+    /// configured phrases only, never the reply's text.
+    fn count_closing(&self, ev: &StatusEvent, closing: &Closing) {
+        match closing {
+            Closing::Nothing => {}
+            Closing::Reply(check) => {
+                self.metrics
+                    .reply_checks
+                    .get_or_create(&crate::metrics::ResultLabel {
+                        result: check.verdict().into(),
+                    })
+                    .inc();
+                if !check.passed() {
+                    let missing: Vec<&str> = check.missing.iter().map(|m| m.as_str()).collect();
+                    tracing::warn!(item = %ev.item_id, event_id = %ev.event_id, no_text = check.no_text, ?missing, banned = ?check.banned, "reply bounced: the clock keeps running");
+                }
+            }
+            Closing::Evaluation(s) => {
+                self.metrics
+                    .evaluations
+                    .get_or_create(&crate::metrics::VerdictLabel {
+                        verdict: s.map_or("none", Satisfaction::as_str).into(),
+                    })
+                    .inc();
+                if *s == Some(Satisfaction::Dissatisfied) {
+                    tracing::warn!(item = %ev.item_id, event_id = %ev.event_id, "dissatisfied evaluation: revisit alert raised");
+                }
+            }
+        }
+    }
+
     /// Records a re-route as a correction (once per event id: also after a redelivery whose
     /// clock changes were committed before a crash, hence on `Duplicate` too).
     async fn record_correction(
@@ -752,6 +1028,370 @@ mod tests {
                 .unwrap_err()
                 .label(),
             "not_routed"
+        );
+    }
+
+    const LOOP_CONFIG: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[[departments]]
+id = "hrss"
+name = "人社局"
+topic = "t.hrss"
+alert_emails = ["hrss@example.gov.cn"]
+
+[[departments]]
+id = "housing"
+name = "住建局"
+topic = "t.housing"
+
+[routing]
+default_lead = "hrss"
+
+[sla]
+supervisors = ["duban@example.gov.cn"]
+
+[alerts.email]
+smtp_host = "smtp.example.gov.cn"
+from = "petitiond@example.gov.cn"
+"#;
+
+    fn loop_config() -> Config {
+        Config::parse(LOOP_CONFIG, "t.toml", std::path::Path::new("/cfg")).unwrap()
+    }
+
+    fn schema(name: &str) -> jsonschema::Validator {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schema")
+            .join(name);
+        let text = std::fs::read_to_string(path).unwrap();
+        jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+    }
+
+    fn payload(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    /// An item routed to hrss (assist housing) with its statutory.handle clock running.
+    fn handling(cfg: &Config) -> (Envelope, Vec<Clock>) {
+        let env = routed_item("hrss", &["housing"], "2026-03-02T01:00:00Z");
+        let policy = cfg.sla.clock("statutory.handle").unwrap();
+        let clock = Clock::start(
+            policy,
+            env.id.as_str(),
+            "hrss",
+            "2026-03-03T01:00:00Z".parse().unwrap(),
+            &cfg.sla.calendar,
+        )
+        .unwrap();
+        (env, vec![clock])
+    }
+
+    const VAGUE: &str = "张某某（身份证11010519491231002X）反映的问题我们正在协调，将尽快处理。";
+    const GOOD: &str = "经调查核实，情况属实。依据《保障农民工工资支付条例》第三十条的规定，现已责令该公司支付拖欠工资。如对本处理意见不服，可在30日内请求复查。";
+
+    /// The reply names no facts, basis, result or remedy and hedges: the statutory clock keeps
+    /// running, nothing stops, the department hears what is missing on its own topic and an
+    /// alert goes to the alerts topic and by mail — and none of them carries the reply's text.
+    #[test]
+    fn a_bounced_reply_leaves_the_clock_running_and_queues_a_notice_and_an_alert() {
+        let cfg = loop_config();
+        let metrics = Metrics::new();
+        let (env, mut clocks) = handling(&cfg);
+        let at: Timestamp = "2026-03-20T02:00:00Z".parse().unwrap();
+        let closing = closing(
+            &cfg,
+            EventKind::Replied,
+            Some(&payload(serde_json::json!({ "reply": VAGUE }))),
+        )
+        .unwrap();
+        assert!(closing.bounced());
+        assert_eq!(closing.verdict(), Some("bounced"));
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut clocks,
+            EventKind::Replied,
+            "ev-9",
+            "hrss",
+            &closing,
+            at,
+            at,
+            None,
+        );
+        assert!(w.updated.is_empty() && w.started.is_empty() && w.writeback.is_empty());
+        assert_eq!(clocks[0].state, crate::sla::clock::State::Running);
+
+        assert_eq!(w.outbox.len(), 1);
+        let notice = &w.outbox[0];
+        assert_eq!(notice.topic, "t.hrss");
+        assert_eq!(notice.key, env.id.as_str());
+        let h = |k: &str| {
+            notice
+                .headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(h("ce_type"), Some(crate::kafka::wire::TYPE_REPLY_BOUNCED));
+        assert_eq!(h("ce_id"), Some(notice.ce_id.as_str()));
+        let p: serde_json::Value = serde_json::from_slice(&notice.payload).unwrap();
+        assert!(schema("reply-bounced.v1.json").is_valid(&p), "{p}");
+        assert_eq!(
+            p["missing"],
+            serde_json::json!(["facts", "policy", "result", "remedy"])
+        );
+        assert_eq!(p["banned"], serde_json::json!(["正在协调", "尽快处理"]));
+        assert_eq!(p["clocks_running"][0]["clock"], "statutory.handle");
+        assert_eq!(p["clocks_running"][0]["state"], "running");
+
+        assert_eq!(w.alerts.len(), 1);
+        let a = &w.alerts[0];
+        assert_eq!(
+            (a.kind.as_str(), a.clock_id.as_str()),
+            ("reply_bounced", "statutory.handle")
+        );
+        assert_eq!(a.record.topic, cfg.sla.alerts_topic);
+        let ap: serde_json::Value = serde_json::from_slice(&a.record.payload).unwrap();
+        assert!(schema("alert.v1.json").is_valid(&ap), "{ap}");
+        assert_eq!(ap["event_id"], "ev-9");
+        let mail = a.mail.as_ref().unwrap();
+        assert_eq!(
+            mail.recipients,
+            vec!["duban@example.gov.cn", "hrss@example.gov.cn"]
+        );
+        assert!(
+            mail.body.contains("事实认定") && mail.body.contains("正在协调"),
+            "{}",
+            mail.body
+        );
+        // Never the reply's text, nor the personal data in it.
+        for text in [
+            String::from_utf8_lossy(&notice.payload).to_string(),
+            String::from_utf8_lossy(&a.record.payload).to_string(),
+            mail.subject.clone(),
+            mail.body.clone(),
+            format!("{:?}", notice.headers),
+        ] {
+            assert!(
+                !text.contains("张某某") && !text.contains("11010519491231002X"),
+                "{text}"
+            );
+            assert!(!text.contains("将尽快处理"), "{text}");
+        }
+        // The same event again: the same ids (recorded once by the store).
+        let mut again = clocks.clone();
+        let w2 = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut again,
+            EventKind::Replied,
+            "ev-9",
+            "hrss",
+            &closing,
+            at,
+            at,
+            None,
+        );
+        assert_eq!(w2.outbox[0].ce_id, notice.ce_id);
+        assert_eq!(w2.alerts[0].id, a.id);
+    }
+
+    /// A reply that passes stops the clock as before and queues nothing more; a reply event
+    /// without text is bounced ("no reply text"), also from an assist, to its own topic.
+    #[test]
+    fn a_passing_reply_stops_the_clock_and_a_missing_text_bounces() {
+        let cfg = loop_config();
+        let metrics = Metrics::new();
+        let (env, mut clocks) = handling(&cfg);
+        let at: Timestamp = "2026-03-20T02:00:00Z".parse().unwrap();
+        let ok = closing(
+            &cfg,
+            EventKind::Replied,
+            Some(&payload(serde_json::json!({ "reply": GOOD }))),
+        )
+        .unwrap();
+        assert_eq!(ok.verdict(), Some("ok"));
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut clocks,
+            EventKind::Replied,
+            "ev-1",
+            "hrss",
+            &ok,
+            at,
+            at,
+            None,
+        );
+        assert_eq!(w.updated.len(), 1);
+        assert_eq!(clocks[0].state, crate::sla::clock::State::Stopped);
+        assert!(w.alerts.is_empty() && w.outbox.is_empty());
+
+        let (_, mut clocks) = handling(&cfg);
+        let empty = closing(&cfg, EventKind::Replied, None).unwrap();
+        assert_eq!(empty.verdict(), Some("bounced"));
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut clocks,
+            EventKind::Replied,
+            "ev-2",
+            "housing",
+            &empty,
+            at,
+            at,
+            None,
+        );
+        assert_eq!(clocks[0].state, crate::sla::clock::State::Running);
+        assert_eq!(w.outbox[0].topic, "t.housing");
+        let p: serde_json::Value = serde_json::from_slice(&w.outbox[0].payload).unwrap();
+        assert_eq!(p["no_text"], true);
+        assert!(schema("reply-bounced.v1.json").is_valid(&p), "{p}");
+        // Only a clock that names `bounced` starts on a bounced reply.
+        let cfg = Config::parse(
+            &format!(
+                "{LOOP_CONFIG}\n[[sla.clocks]]\nid = \"handle\"\nrule = {{ kind = \"working_days\", days = 60 }}\nstart_on = \"accepted\"\nstop_on = [\"replied\"]\ncitation = \"t\"\n\n[[sla.clocks]]\nid = \"resubmit\"\nrule = {{ kind = \"working_days\", days = 5 }}\nstart_on = \"replied\"\nverdicts = [\"bounced\"]\nstop_on = [\"replied\"]\ncitation = \"t\"\n\n[[sla.clocks]]\nid = \"after_reply\"\nrule = {{ kind = \"working_days\", days = 5 }}\nstart_on = \"replied\"\nstop_on = [\"evaluated\"]\ncitation = \"t\"\n"
+            ),
+            "t.toml",
+            std::path::Path::new("/cfg"),
+        )
+        .unwrap();
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut [],
+            EventKind::Replied,
+            "ev-3",
+            "hrss",
+            &empty,
+            at,
+            at,
+            None,
+        );
+        let started: Vec<&str> = w.started.iter().map(|(c, _)| c.clock_id.as_str()).collect();
+        assert_eq!(started, vec!["resubmit"]);
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut [],
+            EventKind::Replied,
+            "ev-4",
+            "hrss",
+            &ok,
+            at,
+            at,
+            None,
+        );
+        let started: Vec<&str> = w.started.iter().map(|(c, _)| c.clock_id.as_str()).collect();
+        assert_eq!(started, vec!["after_reply"]);
+        // A reply that is not text is a bad event.
+        assert_eq!(
+            closing(
+                &cfg,
+                EventKind::Replied,
+                Some(&payload(serde_json::json!({ "reply": 3 })))
+            )
+            .unwrap_err()
+            .label(),
+            "bad_shape"
+        );
+    }
+
+    /// 不满意 starts the revisit clock (the default `[[sla.clocks]]` entry filtered on the
+    /// verdict) and raises a revisit alert to the lead department and the supervisors; other
+    /// evaluations record their verdict and start nothing.
+    #[test]
+    fn a_dissatisfied_evaluation_starts_the_revisit_clock_and_raises_a_revisit_alert() {
+        let cfg = loop_config();
+        let metrics = Metrics::new();
+        let (env, _) = handling(&cfg);
+        let at: Timestamp = "2026-04-20T02:00:00Z".parse().unwrap();
+        let eval = |word: &str| {
+            closing(
+                &cfg,
+                EventKind::Evaluated,
+                Some(&payload(serde_json::json!({ "satisfaction": word }))),
+            )
+        };
+        let bad = eval("不满意").unwrap();
+        assert_eq!(bad.verdict(), Some("dissatisfied"));
+        let w = event_writes(
+            &cfg,
+            &metrics,
+            &env,
+            &mut [],
+            EventKind::Evaluated,
+            "ev-e",
+            "housing",
+            &bad,
+            at,
+            at,
+            None,
+        );
+        let started: Vec<&str> = w.started.iter().map(|(c, _)| c.clock_id.as_str()).collect();
+        assert_eq!(started, vec!["revisit"]);
+        assert_eq!(w.started[0].0.department, "hrss");
+        assert_eq!(w.alerts.len(), 1);
+        let a = &w.alerts[0];
+        assert_eq!(
+            (a.kind.as_str(), a.clock_id.as_str(), a.department.as_str()),
+            ("revisit", "revisit", "hrss")
+        );
+        let ap: serde_json::Value = serde_json::from_slice(&a.record.payload).unwrap();
+        assert!(schema("alert.v1.json").is_valid(&ap), "{ap}");
+        assert_eq!(ap["verdict"], "dissatisfied");
+        assert_eq!(
+            a.mail.as_ref().unwrap().recipients,
+            vec!["duban@example.gov.cn", "hrss@example.gov.cn"]
+        );
+        for (word, verdict) in [
+            ("满意", "satisfied"),
+            ("basically_satisfied", "basically_satisfied"),
+        ] {
+            let c = eval(word).unwrap();
+            assert_eq!(c.verdict(), Some(verdict));
+            let w = event_writes(
+                &cfg,
+                &metrics,
+                &env,
+                &mut [],
+                EventKind::Evaluated,
+                "ev-e",
+                "hrss",
+                &c,
+                at,
+                at,
+                None,
+            );
+            assert!(w.started.is_empty() && w.alerts.is_empty(), "{word}");
+        }
+        assert_eq!(
+            closing(&cfg, EventKind::Evaluated, None).unwrap().verdict(),
+            None
+        );
+        assert_eq!(eval("还行").unwrap_err().label(), "bad_shape");
+        // Other events have no verdict; a reply is not checked with [replies] disabled.
+        assert_eq!(
+            closing(&cfg, EventKind::Accepted, None).unwrap(),
+            Closing::Nothing
+        );
+        let off = Config::parse(
+            &format!("{LOOP_CONFIG}\n[replies]\nenabled = false\n"),
+            "t.toml",
+            std::path::Path::new("/cfg"),
+        )
+        .unwrap();
+        assert_eq!(
+            closing(&off, EventKind::Replied, None).unwrap(),
+            Closing::Nothing
         );
     }
 }

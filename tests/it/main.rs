@@ -21,6 +21,7 @@ mod mailbox;
 mod metrics;
 mod mock_faults;
 mod notify;
+mod replies;
 mod routing;
 mod sla;
 mod supplement;

@@ -94,6 +94,8 @@ fn send_replied(brokers: &str, topic: &str, items: &[String]) {
             "event": "replied",
             "time": jiff::Timestamp::now().to_string(),
             "actor": {"department": "intake-desk"},
+            // A reply that passes the check (a bounced one completes nothing).
+            "payload": {"reply": "经调查核实，情况属实。依据《信访工作条例》第三十四条的规定，现已办结。如对本处理意见不服，可在30日内请求复查。"},
         })
         .to_string();
         rt.block_on(p.send(

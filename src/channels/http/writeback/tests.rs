@@ -670,7 +670,8 @@ fn status_events_queue_moved_dues_and_the_completion() {
     let t0 = env.received_at;
     let at = |mins: i64| t0 + jiff::SignedDuration::from_mins(mins);
     let apply = |clocks: &mut Vec<Clock>, kind: EventKind, mins: i64| {
-        let w = crate::status::clock_writes(&cfg, &metrics, &env, clocks, kind, at(mins), None);
+        let w =
+            crate::status::clock_writes(&cfg, &metrics, &env, clocks, kind, None, at(mins), None);
         for (c, _) in &w.started {
             clocks.push(c.clone());
         }
