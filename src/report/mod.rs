@@ -23,6 +23,7 @@
 //!   `dissatisfied` and that had no bounced reply.
 
 pub mod figures;
+pub mod render;
 
 use jiff::Timestamp;
 use serde::Serialize;
