@@ -9,6 +9,7 @@
 
 pub mod http;
 mod raw;
+pub mod reports;
 pub mod routing;
 pub(crate) mod toml_file;
 
@@ -133,6 +134,8 @@ pub struct Config {
     pub sla: SlaConfig,
     /// Alert e-mail; `None` when not configured.
     pub email: Option<EmailConfig>,
+    /// The report schedule (`[reports]`); `None`: nothing scheduled.
+    pub reports: Option<reports::ReportsConfig>,
 }
 
 /// Shortest admin token accepted.
@@ -425,6 +428,9 @@ impl Config {
         t.push(self.kafka.dead_letter_topic.clone());
         t.push(self.sla.alerts_topic.clone());
         t.push(self.sla.status_topic.clone());
+        if let Some(r) = &self.reports {
+            t.push(r.topic.clone());
+        }
         t.sort();
         t.dedup();
         t
@@ -816,6 +822,11 @@ impl Validator<'_> {
             .map(|e| self.email(e));
 
         let data_dir = self.path(&raw.daemon.data_dir);
+        let reports = raw
+            .reports
+            .as_ref()
+            .filter(|r| r.enabled)
+            .and_then(|r| self.reports(r, &data_dir, &raw.sla.alerts_topic, email.is_some()));
         let resolve_data = |p: &str| {
             let p = Path::new(p);
             if p.is_absolute() {
@@ -868,6 +879,7 @@ impl Validator<'_> {
             http_sources,
             sla: sla?,
             email,
+            reports,
         })
     }
 

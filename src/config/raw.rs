@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub sla: RawSla,
     #[serde(default)]
     pub alerts: RawAlerts,
+    /// `None`: no report schedule.
+    #[serde(default)]
+    pub reports: Option<super::reports::RawReports>,
 }
 
 #[derive(Debug, Deserialize)]
