@@ -24,6 +24,7 @@
 
 pub mod figures;
 pub mod render;
+pub mod schedule;
 
 use jiff::Timestamp;
 use serde::Serialize;
