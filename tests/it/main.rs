@@ -20,6 +20,7 @@ mod mailbox;
 mod metrics;
 mod mock_faults;
 mod notify;
+mod report;
 mod routing;
 mod sla;
 mod supplement;
