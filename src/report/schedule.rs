@@ -234,9 +234,7 @@ impl Scheduler {
 
     /// Runs every job due at `now`; returns when to wake next (`None`: never).
     pub fn step(&self, now: Timestamp) -> Option<Timestamp> {
-        let Some(rc) = self.config.reports.as_ref() else {
-            return None;
-        };
+        let rc = self.config.reports.as_ref()?;
         let tz = self.tz();
         let store = self.store.as_ref();
         let mut failed = false;
