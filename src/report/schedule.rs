@@ -96,8 +96,9 @@ fn from_wall(w: chrono::DateTime<chrono::Utc>, tz: &TimeZone) -> Option<Timestam
 /// forward, as jiff's `compatible` does).
 pub fn next_after(s: &cron::Schedule, t: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
     s.after(&to_wall(t, tz)?)
-        .find_map(|w| from_wall(w, tz))
-        .filter(|n| *n > t)
+        .take(1000)
+        .filter_map(|w| from_wall(w, tz))
+        .find(|n| *n > t)
 }
 
 /// The schedule's most recent instant at or before `t`.
@@ -105,8 +106,9 @@ pub fn last_at_or_before(s: &cron::Schedule, t: Timestamp, tz: &TimeZone) -> Opt
     let start = to_wall(t, tz)? + chrono::Duration::seconds(1);
     s.after(&start)
         .rev()
-        .find_map(|w| from_wall(w, tz))
-        .filter(|p| *p <= t)
+        .take(1000)
+        .filter_map(|w| from_wall(w, tz))
+        .find(|p| *p <= t)
 }
 
 /// The month before the one `t` falls in (in `tz`), `YYYY-MM`.
@@ -780,6 +782,18 @@ recipients = [{recipients}]
         s.monthly = sample_monthly;
         s.step(next);
         assert!(s.store.report_ran("monthly", "2026-10").unwrap());
+    }
+
+    #[test]
+    fn without_a_reports_section_the_step_does_nothing_and_never_wakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = scheduler(dir.path());
+        let mut cfg = (*s.config).clone();
+        cfg.reports = None;
+        s.config = Arc::new(cfg);
+        assert_eq!(s.step(t("2026-11-03T02:00:00Z")), None);
+        assert!(!s.store.report_ran("monthly", "2026-10").unwrap());
+        assert!(s.store.pending_outbox(10).unwrap().is_empty());
     }
 
     #[test]
