@@ -15,6 +15,8 @@
 //! (the mailer sends plain text; the files stay on the server, readable by the operators'
 //! group). Files are written before the run is recorded: a crash in between writes them again.
 //!
+//! The records' payloads are published as `schema/report-event.v1.json`.
+//!
 //! Time is a parameter: [`Scheduler::step`] takes `now` and returns when to wake next, so the
 //! tests drive it without waiting. It does not compute figures (`figures`) nor render
 //! (`render`).
@@ -729,6 +731,17 @@ recipients = [{recipients}]
                 .count(),
             2
         );
+        // Every record matches the published schema.
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schema/report-event.v1.json")).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for o in &outbox {
+            let p: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+            assert!(validator.is_valid(&p), "{p}");
+        }
+        let mut bad = p.clone();
+        bad["on_time"]["value"] = serde_json::json!(1.5);
+        assert!(!validator.is_valid(&bad), "the schema checks something");
     }
 
     #[test]
