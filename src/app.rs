@@ -1,6 +1,7 @@
 //! Wiring: builds every part from the config, runs them as tasks, and stops them in order.
 //!
-//! Tasks: the channels and their status write-back workers (edge: watch the shutdown token),
+//! Tasks: the channels and their status write-back workers, the report scheduler (edge: watch
+//! the shutdown token),
 //! intake (ends when the channels drop their senders), the outbox relay (ends when intake is
 //! done and the outbox is empty), and the admin server. Stop order: stop polling → intake
 //! drains → relay flushes → exit. If that takes longer than `daemon.shutdown_deadline_secs`,
@@ -297,6 +298,17 @@ impl Application {
                 metrics: self.metrics.clone(),
             };
             spawn("mailer", Box::pin(mailer.run(shutdown.clone())));
+        }
+
+        if cfg.reports.is_some() {
+            // Edge task: watches the shutdown token; what it queues is in the store, so the
+            // relay and the mailer send it whether or not this task is still running.
+            let scheduler = crate::report::schedule::Scheduler::new(
+                cfg.clone(),
+                self.store.clone(),
+                wake.clone(),
+            );
+            spawn("reports", Box::pin(scheduler.run(shutdown.clone())));
         }
 
         let relay = Relay {

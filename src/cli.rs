@@ -1,6 +1,6 @@
 //! Command line: `run`, `check`, `demo`, `sla due`, `calendar show`, `rules check/test/eval/train`,
 //! `rules corrections export`, `explain`, `dlq list/replay`, `quarantine list`,
-//! `writeback list/replay`.
+//! `writeback list/replay`, `report monthly/key-cases`.
 
 use crate::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
@@ -100,6 +100,40 @@ enum Command {
         #[arg(long, default_value = "csv")]
         format: crate::report::ledger::Format,
     },
+    /// The monthly analysis report and the key-case list, on demand.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Write a month's report as HTML (with SVG charts), plus `report-YYYY-MM.csv` and
+    /// `key-cases-YYYY-MM.csv` in the same directory. Sends nothing.
+    Monthly {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// YYYY-MM, in `sla.time_zone` (default: the previous month).
+        #[arg(long)]
+        month: Option<String>,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the key-case list (季度攻坚清单) as it stands now.
+    KeyCases {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -506,6 +540,7 @@ pub fn main() -> ExitCode {
             department,
             format,
         } => ledger(&config, since.as_deref(), department, format),
+        Command::Report { command } => report_command(command),
         Command::Quarantine {
             command: QuarantineCommand::List { config, limit },
         } => {
@@ -540,6 +575,67 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn report_command(command: ReportCommand) -> ExitCode {
+    let path = match &command {
+        ReportCommand::Monthly { config, .. } | ReportCommand::KeyCases { config, .. } => config,
+    };
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match report(&config, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(config: &Config, command: ReportCommand) -> anyhow::Result<()> {
+    use crate::report::{figures, render, schedule};
+    use anyhow::Context as _;
+    if !config.store.path.exists() {
+        anyhow::bail!(
+            "no store at {} (store.path): has the daemon run with this config?",
+            config.store.path.display()
+        );
+    }
+    let store = crate::store::SqliteStore::open(&config.store.path, config.store.busy_timeout)
+        .with_context(|| format!("opening the store {}", config.store.path.display()))?;
+    let now = jiff::Timestamp::now();
+    match command {
+        ReportCommand::Monthly { month, out, .. } => {
+            let month = match month {
+                Some(m) => schedule::parse_month(&m)?,
+                None => schedule::previous_month(now, config.sla.calendar.time_zone()),
+            };
+            if out.is_dir() {
+                anyhow::bail!(
+                    "--out {} is a directory: give the HTML file to write, e.g. {}/report-{month}.html",
+                    out.display(),
+                    out.display()
+                );
+            }
+            let r = figures::monthly(&store, config, &month, now)
+                .with_context(|| format!("computing the report for {month}"))?;
+            let w = render::write_monthly(&r, &out)?;
+            for p in [&w.html, &w.csv, &w.key_cases_csv] {
+                println!("{}", p.display());
+            }
+        }
+        ReportCommand::KeyCases { format, .. } => {
+            let cases =
+                figures::key_cases(&store, config, now).context("computing the key-case list")?;
+            match format {
+                ReportFormat::Csv => print!("{}", render::key_cases_csv(&cases)?),
+                ReportFormat::Json => println!("{}", render::key_cases_json(&cases)?),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn writeback_command(command: WritebackCommand) -> ExitCode {

@@ -10,6 +10,7 @@
 pub mod http;
 mod raw;
 pub mod replies;
+pub mod reports;
 pub mod routing;
 pub(crate) mod toml_file;
 
@@ -136,6 +137,8 @@ pub struct Config {
     pub email: Option<EmailConfig>,
     /// `[replies]`: the reply quality check (`status::reply`).
     pub replies: crate::status::reply::ReplyChecker,
+    /// The report schedule (`[reports]`); `None`: nothing scheduled.
+    pub reports: Option<reports::ReportsConfig>,
 }
 
 /// Shortest admin token accepted.
@@ -428,6 +431,9 @@ impl Config {
         t.push(self.kafka.dead_letter_topic.clone());
         t.push(self.sla.alerts_topic.clone());
         t.push(self.sla.status_topic.clone());
+        if let Some(r) = &self.reports {
+            t.push(r.topic.clone());
+        }
         t.sort();
         t.dedup();
         t
@@ -820,6 +826,11 @@ impl Validator<'_> {
             .map(|e| self.email(e));
 
         let data_dir = self.path(&raw.daemon.data_dir);
+        let reports = raw
+            .reports
+            .as_ref()
+            .filter(|r| r.enabled)
+            .and_then(|r| self.reports(r, &data_dir, &raw.sla.alerts_topic, email.is_some()));
         let resolve_data = |p: &str| {
             let p = Path::new(p);
             if p.is_absolute() {
@@ -873,6 +884,7 @@ impl Validator<'_> {
             sla: sla?,
             email,
             replies: replies?,
+            reports,
         })
     }
 

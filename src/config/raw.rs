@@ -30,6 +30,9 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     #[serde(default)]
     pub replies: super::replies::RawReplies,
+    /// `None`: no report schedule.
+    #[serde(default)]
+    pub reports: Option<super::reports::RawReports>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,6 +24,8 @@
 
 pub mod figures;
 pub mod ledger;
+pub mod render;
+pub mod schedule;
 
 use jiff::Timestamp;
 use serde::Serialize;

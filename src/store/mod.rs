@@ -628,6 +628,18 @@ pub trait Store: Send + Sync + 'static {
     fn mark_dead(&self, seq: i64, reason: &str) -> Result<(), StoreError>;
     /// Queues a record that belongs to no item's transaction (an operational event).
     fn enqueue(&self, item_id: &str, o: &NewOutbox) -> Result<(), StoreError>;
+    /// Whether the scheduled report `kind` ran for `period` (`report::schedule`).
+    fn report_ran(&self, kind: &str, period: &str) -> Result<bool, StoreError>;
+    /// Records that report `kind` ran for `period` and queues its mails (`(id, mail)`: the id
+    /// keys the mail outbox row) and records, in one transaction. `false`, and nothing queued,
+    /// when that run was recorded before.
+    fn record_report_run(
+        &self,
+        kind: &str,
+        period: &str,
+        mails: &[(String, NewMail)],
+        records: &[NewOutbox],
+    ) -> Result<bool, StoreError>;
     /// Records that could never be delivered (they also went to the dead-letter topic).
     fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
     /// Puts dead records back in the outbox (optionally to another topic) once the operator

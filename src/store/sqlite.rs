@@ -304,6 +304,19 @@ CREATE INDEX status_events_item ON status_events(item_id, at);
 CREATE INDEX items_received ON items(received_at);
 "#,
     ),
+    // v13: report runs (issue 17): one row per scheduled report and period that was queued
+    // (`monthly`/`2026-10`, `key_case_reminder`/`2026-12-07T09:00`), so that a restart neither
+    // sends a report twice nor misses one (see `report::schedule`).
+    M::up(
+        r#"
+CREATE TABLE report_runs (
+    kind TEXT NOT NULL,
+    period TEXT NOT NULL,
+    ran_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    PRIMARY KEY (kind, period)
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 mod ledger;
@@ -1412,6 +1425,51 @@ impl Store for SqliteStore {
             params![seq, reason],
         )?;
         Ok(())
+    }
+
+    fn report_ran(&self, kind: &str, period: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM report_runs WHERE kind = ?1 AND period = ?2",
+                params![kind, period],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    fn record_report_run(
+        &self,
+        kind: &str,
+        period: &str,
+        mails: &[(String, NewMail)],
+        records: &[NewOutbox],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO report_runs (kind, period) VALUES (?1, ?2)",
+            params![kind, period],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let item = format!("report:{kind}");
+        for o in records {
+            tx.execute(
+                "INSERT INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![item, o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
+            )?;
+        }
+        for (id, m) in mails {
+            tx.execute(
+                "INSERT OR IGNORE INTO mail_outbox (alert_id, recipients, subject, body) VALUES (?1, ?2, ?3, ?4)",
+                params![id, serde_json::to_string(&m.recipients)?, m.subject, m.body],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
     fn enqueue(&self, item_id: &str, o: &NewOutbox) -> Result<(), StoreError> {
@@ -2844,7 +2902,8 @@ mod tests {
     fn review_queue_migration_lists_unsure_items_already_recorded() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
-        // v10: the store before the review queue (v11).
+        // Up to v10: the rows below are recorded before v11 (the review queue) runs. (It was
+        // `MIGRATIONS.len() - 1`, which stopped being v10 when v12 came.)
         Migrations::from_slice(&MIGRATIONS[..10])
             .to_latest(&mut conn)
             .unwrap();

@@ -22,6 +22,7 @@ mod metrics;
 mod mock_faults;
 mod notify;
 mod replies;
+mod report;
 mod routing;
 mod sla;
 mod supplement;

@@ -1,0 +1,226 @@
+//! The `[reports]` section: when the monthly report and the weekly key-case reminder run
+//! (cron expressions, in `sla.time_zone`), who receives the report, where its files go and on
+//! which topic it is announced. Parsed and validated here; `report::schedule` uses it.
+//!
+//! Absent section: nothing is scheduled (the `report` commands still work). Present: enabled
+//! unless `enabled = false`.
+
+use super::Validator;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::str::FromStr as _;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReports {
+    pub enabled: bool,
+    /// Six or seven fields, seconds first (the `cron` crate's syntax), in `sla.time_zone`.
+    pub monthly_cron: String,
+    pub key_case_reminder_cron: String,
+    /// Who receives the monthly report by e-mail.
+    pub recipients: Vec<String>,
+    /// Default `<data_dir>/reports`; relative paths are under the data directory.
+    pub out_dir: Option<String>,
+    /// Default `sla.alerts_topic`.
+    pub topic: Option<String>,
+}
+
+impl Default for RawReports {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            monthly_cron: DEFAULT_MONTHLY_CRON.into(),
+            key_case_reminder_cron: DEFAULT_KEY_CASE_CRON.into(),
+            recipients: Vec::new(),
+            out_dir: None,
+            topic: None,
+        }
+    }
+}
+
+/// 08:00 on the 1st of every month.
+pub const DEFAULT_MONTHLY_CRON: &str = "0 0 8 1 * *";
+/// 09:00 every Monday.
+pub const DEFAULT_KEY_CASE_CRON: &str = "0 0 9 * * Mon";
+
+#[derive(Debug, Clone)]
+pub struct ReportsConfig {
+    pub monthly: cron::Schedule,
+    pub key_case_reminder: cron::Schedule,
+    pub recipients: Vec<String>,
+    pub out_dir: PathBuf,
+    pub topic: String,
+}
+
+impl Validator<'_> {
+    /// `data_dir` resolves a relative `out_dir`; `alerts_topic` is the default topic; `mail`
+    /// tells whether `[alerts.email]` is configured (recipients need it).
+    pub(super) fn reports(
+        &mut self,
+        r: &RawReports,
+        data_dir: &std::path::Path,
+        alerts_topic: &str,
+        mail: bool,
+    ) -> Option<ReportsConfig> {
+        let monthly = self.cron("reports.monthly_cron", &r.monthly_cron);
+        let key_case_reminder =
+            self.cron("reports.key_case_reminder_cron", &r.key_case_reminder_cron);
+        for (i, m) in r.recipients.iter().enumerate() {
+            self.email_address(&format!("reports.recipients[{i}]"), m);
+        }
+        if !r.recipients.is_empty() && !mail {
+            self.err(
+                "reports.recipients",
+                "reports are mailed through [alerts.email], which is not configured (or not enabled)",
+            );
+        }
+        let topic = r.topic.clone().unwrap_or_else(|| alerts_topic.to_string());
+        if r.topic.is_some() {
+            self.topic_name("reports.topic", &topic);
+        }
+        let out_dir = match r.out_dir.as_deref() {
+            Some("") => {
+                self.err("reports.out_dir", "must not be empty");
+                PathBuf::new()
+            }
+            Some(p) if std::path::Path::new(p).is_absolute() => PathBuf::from(p),
+            Some(p) => data_dir.join(p),
+            None => data_dir.join("reports"),
+        };
+        Some(ReportsConfig {
+            monthly: monthly?,
+            key_case_reminder: key_case_reminder?,
+            recipients: r.recipients.clone(),
+            out_dir,
+            topic,
+        })
+    }
+
+    fn cron(&mut self, path: &str, expr: &str) -> Option<cron::Schedule> {
+        match cron::Schedule::from_str(expr) {
+            Ok(s) => {
+                // A schedule that never fires (`0 0 0 30 Feb *`) is a mistake, not a choice.
+                let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_767_225_600, 0)?;
+                if s.after(&start).next().is_none() {
+                    self.err(path, format!("`{expr}` never fires"));
+                    return None;
+                }
+                Some(s)
+            }
+            Err(e) => {
+                self.err(
+                    path,
+                    format!(
+                        "`{expr}` is not a cron expression (six or seven fields, seconds first, e.g. \"0 0 8 1 * *\"): {e}"
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigErrors};
+    use std::path::Path;
+
+    const MINIMAL: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[[departments]]
+id = "intake-desk"
+name = "接待科"
+topic = "t.intake"
+
+[routing]
+default_lead = "intake-desk"
+"#;
+
+    fn parse(extra: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(&format!("{MINIMAL}{extra}"), "test.toml", Path::new("/cfg"))
+    }
+
+    #[test]
+    fn no_reports_section_schedules_nothing() {
+        assert!(parse("").unwrap().reports.is_none());
+        assert!(
+            parse("[reports]\nenabled = false\n")
+                .unwrap()
+                .reports
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn reports_section_defaults_to_the_first_at_eight_monday_at_nine_and_the_alerts_topic() {
+        let c = parse("[daemon]\ndata_dir = \"/var/lib/p\"\n[reports]\n").unwrap();
+        let r = c.reports.as_ref().unwrap();
+        assert_eq!(r.monthly.source(), super::DEFAULT_MONTHLY_CRON);
+        assert_eq!(r.key_case_reminder.source(), super::DEFAULT_KEY_CASE_CRON);
+        assert_eq!(r.out_dir, Path::new("/var/lib/p/reports"));
+        assert_eq!(r.topic, c.sla.alerts_topic);
+        assert!(r.recipients.is_empty());
+    }
+
+    #[test]
+    fn bad_cron_expressions_are_reported_with_file_line_and_key() {
+        let errs = parse(
+            "[reports]\nmonthly_cron = \"every month\"\nkey_case_reminder_cron = \"0 0 0 30 Feb *\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert_eq!(errs[0].path, "reports.monthly_cron");
+        assert_eq!(errs[0].file, "test.toml");
+        assert_eq!(errs[0].line, Some(MINIMAL.lines().count() + 2));
+        assert!(
+            errs[0].message.contains("not a cron expression"),
+            "{}",
+            errs[0].message
+        );
+        assert_eq!(errs[1].path, "reports.key_case_reminder_cron");
+        assert!(
+            errs[1].message.contains("never fires"),
+            "{}",
+            errs[1].message
+        );
+    }
+
+    #[test]
+    fn recipients_need_alert_email_and_valid_addresses_and_topic_a_valid_name() {
+        let errs = parse(
+            "[reports]\nrecipients = [\"office@example.gov.cn\", \"not-an-address\"]\ntopic = \"bad topic\"\nunknown_key = 1\n",
+        )
+        .unwrap_err()
+        .0;
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"reports.unknown_key"), "{paths:?}");
+        let errs = parse(
+            "[reports]\nrecipients = [\"office@example.gov.cn\", \"not-an-address\"]\ntopic = \"bad topic\"\n",
+        )
+        .unwrap_err()
+        .0;
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "reports.recipients[1]",
+                "reports.recipients",
+                "reports.topic"
+            ],
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn a_relative_out_dir_is_under_the_data_dir_and_the_topic_is_a_config_topic() {
+        let c = parse(
+            "[daemon]\ndata_dir = \"/d\"\n[reports]\nout_dir = \"monthly\"\ntopic = \"petitiond.reports\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.reports.as_ref().unwrap().out_dir, Path::new("/d/monthly"));
+        assert!(c.topics().contains(&"petitiond.reports".to_string()));
+    }
+}
