@@ -23,6 +23,8 @@
 //!   `dissatisfied` and that had no bounced reply.
 
 pub mod figures;
+#[cfg(test)]
+mod testdata;
 
 use jiff::Timestamp;
 use serde::Serialize;
