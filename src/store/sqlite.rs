@@ -305,14 +305,15 @@ CREATE INDEX items_received ON items(received_at);
 "#,
     ),
     // v13: the monthly report and the key-case list (issue 17, `sqlite/report.rs`).
-    // `items_month` covers the month's counts by channel and category (and replaces
+    // `items_month` covers the month's counts by channel, category and (through the id)
+    // lead, and the join to the repeat index (it replaces
     // `items_received`, its prefix); `status_events_event` finds a month's stops and
     // evaluations; `person_items_item` goes from the month's items to their repeat-index
     // rows; `alerts_escalation` holds escalations only (the timer engine's other alerts do not
     // enter it); `items_unreplied` holds items before `replied` only (each leaves it once).
     M::up(
         r#"
-CREATE INDEX items_month ON items(received_at, channel, category);
+CREATE INDEX items_month ON items(received_at, channel, category, id);
 DROP INDEX items_received;
 CREATE INDEX status_events_event ON status_events(event, at);
 CREATE INDEX person_items_item ON person_items(item_id);
