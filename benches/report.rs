@@ -10,8 +10,9 @@
 //! 2026-11, Asia/Shanghai) of items over every channel, category and five departments, their
 //! routing decisions, statutory clocks (acceptance, completion), status events (accepted,
 //! replied ok or bounced, evaluated with the three verdicts), repeat-index rows (30% of items
-//! from a pool of recurring petitioners) and escalation alerts (1%). About 5% of items are
-//! never accepted and 15% accepted but not replied: the key-case list's candidates. The store
+//! from a pool of recurring petitioners) and escalation alerts (1%). 0.5% of items are never
+//! accepted and 1% of the accepted never replied (with the recent, still open ones: the
+//! key-case list's candidates). The store
 //! is then opened again, as the daemon would, and timed:
 //! - `monthly` (report 2026-10, the key-case list included) and `key_cases` alone;
 //! - baseline 1: `SELECT channel, category, COUNT(*) FROM items GROUP BY channel, category`
@@ -124,11 +125,11 @@ fn fill(db: &Path, n: usize, now: Timestamp) -> anyhow::Result<()> {
             let id = env.id.to_string();
             let r = received.to_string();
             // Lifecycle.
-            let accepted = (rng.random_range(0..100) >= 5)
+            let accepted = (rng.random_range(0..1000) >= 5)
                 .then(|| received + hours(&mut rng, 1, 30 * 24))
                 .filter(|t| *t <= now);
             let replied = accepted
-                .filter(|_| rng.random_range(0..100) >= 15)
+                .filter(|_| rng.random_range(0..1000) >= 10)
                 .map(|a| a + hours(&mut rng, 5 * 24, 90 * 24))
                 .filter(|t| *t <= now);
             let evaluated = replied
