@@ -59,8 +59,7 @@ fn config() -> anyhow::Result<Config> {
          [[sla.clocks]]\nid = \"statutory.accept\"\nrule = { kind = \"calendar_days\", days = 15, roll_forward = true }\nstop_on = [\"accepted\", \"rejected\"]\ncitation = \"t\"\n\
          [[sla.clocks]]\nid = \"statutory.handle\"\nrule = { kind = \"calendar_days\", days = 60, roll_forward = true }\nstart_on = \"accepted\"\nstop_on = [\"replied\"]\ncitation = \"t\"\n",
     );
-    Config::parse(&text, "bench.toml", Path::new("."))
-        .map_err(|e| anyhow::anyhow!("config: {e}"))
+    Config::parse(&text, "bench.toml", Path::new(".")).map_err(|e| anyhow::anyhow!("config: {e}"))
 }
 
 fn hours(rng: &mut StdRng, lo: i64, hi: i64) -> SignedDuration {
@@ -105,7 +104,8 @@ fn fill(db: &Path, n: usize, now: Timestamp) -> anyhow::Result<()> {
         for k in 0..n {
             let received = Timestamp::from_second(start.as_second() + rng.random_range(0..span_s))?;
             let channel = CHANNELS[rng.random_range(0..3)];
-            let category = (rng.random_range(0..20) != 0).then(|| CATEGORIES[rng.random_range(0..4)]);
+            let category =
+                (rng.random_range(0..20) != 0).then(|| CATEGORIES[rng.random_range(0..4)]);
             let lead = DEPARTMENTS[rng.random_range(0..5)];
             let mut env = Envelope::new(
                 channel,
@@ -154,7 +154,11 @@ fn fill(db: &Path, n: usize, now: Timestamp) -> anyhow::Result<()> {
             ])?;
             decision.execute(params![id, lead, r])?;
             let due = received + SignedDuration::from_hours(15 * 24);
-            let state = if accepted.is_some() { "stopped" } else { "running" };
+            let state = if accepted.is_some() {
+                "stopped"
+            } else {
+                "running"
+            };
             clock.execute(params![
                 id,
                 "statutory.accept",
@@ -178,7 +182,11 @@ fn fill(db: &Path, n: usize, now: Timestamp) -> anyhow::Result<()> {
             if let Some(a) = accepted {
                 put("accepted", a, None)?;
                 let due = a + SignedDuration::from_hours(60 * 24);
-                let state = if replied.is_some() { "stopped" } else { "running" };
+                let state = if replied.is_some() {
+                    "stopped"
+                } else {
+                    "running"
+                };
                 clock.execute(params![
                     id,
                     "statutory.handle",
@@ -191,7 +199,11 @@ fn fill(db: &Path, n: usize, now: Timestamp) -> anyhow::Result<()> {
             }
             if let Some(p) = replied {
                 if rng.random_range(0..10) == 0 {
-                    put("replied", p - SignedDuration::from_hours(48), Some("bounced"))?;
+                    put(
+                        "replied",
+                        p - SignedDuration::from_hours(48),
+                        Some("bounced"),
+                    )?;
                 }
                 put("replied", p, Some("ok"))?;
             }
@@ -301,17 +313,43 @@ fn main() -> anyhow::Result<()> {
     println!("report benchmark: monthly report 2026-10, median of {runs} runs");
     println!(
         "{:<44} {:>14} {:>14}",
-        "", format!("{small} items"), format!("{n} items")
+        "",
+        format!("{small} items"),
+        format!("{n} items")
     );
     let row = |name: &str, a: String, b: String| println!("{name:<44} {a:>14} {b:>14}");
     row("fill (one transaction, direct SQL)", ms(s.fill), ms(b.fill));
-    row("database size", format!("{:.0} MB", s.db_mb), format!("{:.0} MB", b.db_mb));
-    row("monthly report (key-case list included)", ms(s.monthly), ms(b.monthly));
+    row(
+        "database size",
+        format!("{:.0} MB", s.db_mb),
+        format!("{:.0} MB", b.db_mb),
+    );
+    row(
+        "monthly report (key-case list included)",
+        ms(s.monthly),
+        ms(b.monthly),
+    );
     row("key-case list alone", ms(s.key_cases), ms(b.key_cases));
-    row("baseline: GROUP BY channel, category (all)", ms(s.group_by), ms(b.group_by));
-    row("items in 2026-10", s.items_in_month.to_string(), b.items_in_month.to_string());
-    row("overdue in 2026-10", s.overdue.to_string(), b.overdue.to_string());
-    row("repeat petitioners in 2026-10", s.repeats.to_string(), b.repeats.to_string());
+    row(
+        "baseline: GROUP BY channel, category (all)",
+        ms(s.group_by),
+        ms(b.group_by),
+    );
+    row(
+        "items in 2026-10",
+        s.items_in_month.to_string(),
+        b.items_in_month.to_string(),
+    );
+    row(
+        "overdue in 2026-10",
+        s.overdue.to_string(),
+        b.overdue.to_string(),
+    );
+    row(
+        "repeat petitioners in 2026-10",
+        s.repeats.to_string(),
+        b.repeats.to_string(),
+    );
     row("key cases", s.key_list.to_string(), b.key_list.to_string());
     Ok(())
 }

@@ -141,7 +141,10 @@ pub fn monthly(
     let by_channel = CHANNELS
         .iter()
         .map(|c| {
-            let n = rows.iter().filter(|r| r.channel == c.as_str()).map(|r| r.items);
+            let n = rows
+                .iter()
+                .filter(|r| r.channel == c.as_str())
+                .map(|r| r.items);
             (c.as_str().to_string(), n.sum())
         })
         .collect();
@@ -154,7 +157,10 @@ pub fn monthly(
     let by_category = labels
         .iter()
         .map(|l| {
-            let n = rows.iter().filter(|r| category_label(r) == *l).map(|r| r.items);
+            let n = rows
+                .iter()
+                .filter(|r| category_label(r) == *l)
+                .map(|r| r.items);
             (l.to_string(), n.sum())
         })
         .collect();
@@ -448,7 +454,9 @@ mod tests {
                 month: 10
             }
         );
-        for bad in ["2026-13", "2026-00", "2026-1", "26-10", "2026/10", "", "2026-1a"] {
+        for bad in [
+            "2026-13", "2026-00", "2026-1", "26-10", "2026/10", "", "2026-1a",
+        ] {
             let e = Month::parse(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
@@ -461,7 +469,9 @@ mod tests {
 
     #[test]
     fn key_case_text_masks_id_numbers_and_phones_and_is_cut() {
-        let t = masked_cut("身份证11010519491231002X，电话 138-0013-8000，固话０１０６２２３３４４５。");
+        let t = masked_cut(
+            "身份证11010519491231002X，电话 138-0013-8000，固话０１０６２２３３４４５。",
+        );
         assert!(!t.contains("19491231"), "{t}");
         assert!(!t.contains("0013"), "{t}");
         assert!(!t.contains("622334"), "{t}");

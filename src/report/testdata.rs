@@ -363,7 +363,12 @@ impl History {
         self.event(i, "accepted", at, None);
     }
     pub fn reply(&mut self, i: usize, at: Timestamp, bounced: bool) {
-        self.event(i, "replied", at, Some(if bounced { "bounced" } else { "ok" }));
+        self.event(
+            i,
+            "replied",
+            at,
+            Some(if bounced { "bounced" } else { "ok" }),
+        );
     }
     pub fn evaluate(&mut self, i: usize, at: Timestamp, verdict: &str) {
         self.event(i, "evaluated", at, Some(verdict));
@@ -417,7 +422,9 @@ impl History {
     /// The random part: `per_month` items a month from December 2025 to November 2026,
     /// with lifecycles drawn at random; events after `now` are not written.
     pub fn random_months(&mut self, per_month: usize) {
-        let pool: Vec<String> = (0..per_month / 2).map(|k| key(1 << 40 | k as u64)).collect();
+        let pool: Vec<String> = (0..per_month / 2)
+            .map(|k| key(1 << 40 | k as u64))
+            .collect();
         for mi in 0..12 {
             let m = super::figures::Month {
                 year: 2025,
@@ -661,16 +668,28 @@ impl History {
         p.created = Some(local("2021-12-01 12:00:01"));
         key(self, p, vec![]);
         // The person's first item on the matter in 2020 (evaluated long ago).
-        let mut old = self.plain(local("2020-05-01 09:00:00"), "edu", Some("b0000001bbbbbbbb"));
+        let mut old = self.plain(
+            local("2020-05-01 09:00:00"),
+            "edu",
+            Some("b0000001bbbbbbbb"),
+        );
         old.clocks = false;
         let o = self.item(old);
         self.accept(o, local("2020-05-02 09:00:00"));
         self.reply(o, local("2020-06-02 09:00:00"), false);
         self.evaluate(o, local("2020-06-05 09:00:00"), "satisfied");
-        let p = self.plain(local("2026-11-05 09:00:00"), "edu", Some("b0000001bbbbbbbb"));
+        let p = self.plain(
+            local("2026-11-05 09:00:00"),
+            "edu",
+            Some("b0000001bbbbbbbb"),
+        );
         key(self, p, vec![KeyReason::Over5Years]);
         // Everything at once.
-        let mut p = self.plain(local("2026-06-05 09:00:00"), "desk", Some("b0000001bbbbbbbb"));
+        let mut p = self.plain(
+            local("2026-06-05 09:00:00"),
+            "desk",
+            Some("b0000001bbbbbbbb"),
+        );
         p.category = Some(Category::Historical);
         p.lead = "edu";
         p.created = Some(local("2019-01-01 09:00:00"));
@@ -746,7 +765,13 @@ impl History {
                 (c.as_str().to_string(), n)
             })
             .collect();
-        let labels = ["livelihood", "rights", "policy", "historical", "unclassified"];
+        let labels = [
+            "livelihood",
+            "rights",
+            "policy",
+            "historical",
+            "unclassified",
+        ];
         let by_category = labels
             .iter()
             .map(|l| {
@@ -929,8 +954,7 @@ impl History {
                     .map(|o| o.received)
                     .min()
             });
-            if first_on_matter.is_some_and(|t| t <= five) || i.created.is_some_and(|t| t <= five)
-            {
+            if first_on_matter.is_some_and(|t| t <= five) || i.created.is_some_and(|t| t <= five) {
                 reasons.push(KeyReason::Over5Years);
             }
             if reasons.is_empty() {
@@ -995,7 +1019,10 @@ mod tests {
         }
         assert!(h.items.iter().any(|i| i.category.is_none()));
         for v in ["satisfied", "basically_satisfied", "dissatisfied"] {
-            assert!(h.evals.iter().filter(|e| e.verdict == v).count() > 20, "{v}");
+            assert!(
+                h.evals.iter().filter(|e| e.verdict == v).count() > 20,
+                "{v}"
+            );
         }
         assert!(h.bounced.len() > 20);
         assert!(h.items.iter().filter(|i| i.escalated).count() > 20);
@@ -1027,7 +1054,10 @@ mod tests {
             assert_eq!(got.overdue, want.overdue, "{m} overdue");
             assert_eq!(got.on_time, want.on_time, "{m} on time");
             assert_eq!(got.satisfaction, want.satisfaction, "{m} satisfaction");
-            assert_eq!(got.one_time_resolution, want.one_time_resolution, "{m} one-time");
+            assert_eq!(
+                got.one_time_resolution, want.one_time_resolution,
+                "{m} one-time"
+            );
             assert_eq!(got.key_cases, want.key_cases, "{m} key cases");
             assert_eq!(got, want, "{m}");
         }
@@ -1064,14 +1094,22 @@ mod tests {
     fn repeat_petitions_need_three_items_in_the_window_and_one_in_the_month() {
         let h = history();
         let nov = figures::monthly(&h.store, &h.cfg, "2026-11", h.now).unwrap();
-        let people: Vec<&str> = nov.repeat_petitions.iter().map(|r| r.person.as_str()).collect();
+        let people: Vec<&str> = nov
+            .repeat_petitions
+            .iter()
+            .map(|r| r.person.as_str())
+            .collect();
         for k in &h.planted_repeat {
             assert!(people.contains(&&k[..8]), "{k} is a repeat petitioner");
         }
         for k in &h.planted_not_repeat {
             assert!(!people.contains(&&k[..8]), "{k} is not a repeat petitioner");
         }
-        let r = nov.repeat_petitions.iter().find(|r| r.person == "a000000d").unwrap();
+        let r = nov
+            .repeat_petitions
+            .iter()
+            .find(|r| r.person == "a000000d")
+            .unwrap();
         assert_eq!(r.matter, "rights/hrss");
         assert_eq!(r.item_ids.len(), 3);
     }
@@ -1081,15 +1119,24 @@ mod tests {
         let h = history();
         let list = figures::key_cases(&h.store, &h.cfg, h.now).unwrap();
         for (id, reasons) in &h.planted_key {
-            let k = list.iter().find(|k| &k.item_id == id).unwrap_or_else(|| panic!("{id}"));
+            let k = list
+                .iter()
+                .find(|k| &k.item_id == id)
+                .unwrap_or_else(|| panic!("{id}"));
             assert_eq!(&k.reasons, reasons, "{id}");
         }
         for id in &h.planted_not_key {
-            assert!(list.iter().all(|k| &k.item_id != id), "{id} is not a key case");
+            assert!(
+                list.iter().all(|k| &k.item_id != id),
+                "{id} is not a key case"
+            );
         }
         let all = list.iter().find(|k| k.reasons.len() == 3).unwrap();
         assert_eq!(all.assists, vec!["desk".to_string()]);
-        assert!(list.windows(2).all(|w| w[0].received_at <= w[1].received_at));
+        assert!(
+            list.windows(2)
+                .all(|w| w[0].received_at <= w[1].received_at)
+        );
         // No raw number in any text of the list.
         let json = serde_json::to_string(&list).unwrap();
         for raw in ["13800138000", "19491231", "11010519491231002X"] {
@@ -1098,7 +1145,10 @@ mod tests {
         assert!(list.iter().any(|k| k.background.contains("138******00")));
         assert!(list.iter().any(|k| k.deadline.is_some()));
         assert_eq!(list, h.expected_key_cases());
-        assert!(list.iter().any(|k| k.reasons == [KeyReason::Unresolved3Months]));
+        assert!(
+            list.iter()
+                .any(|k| k.reasons == [KeyReason::Unresolved3Months])
+        );
     }
 
     #[test]

@@ -222,7 +222,10 @@ pub(super) fn evaluations(
     Ok(rows)
 }
 
-pub(super) fn key_cases(conn: &Connection, q: &KeyCaseQuery) -> Result<Vec<KeyCaseRow>, StoreError> {
+pub(super) fn key_cases(
+    conn: &Connection,
+    q: &KeyCaseQuery,
+) -> Result<Vec<KeyCaseRow>, StoreError> {
     // The prefilter is a superset at whole seconds (`bound` of the next second); figures
     // decides exactly on the parsed instants.
     let received_by = bound(q.received_by + jiff::SignedDuration::from_secs(1));
