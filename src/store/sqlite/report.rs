@@ -17,6 +17,79 @@ use super::super::report::*;
 use jiff::Timestamp;
 use rusqlite::{Connection, params_from_iter, types::Value};
 
+/// The month's items per (channel, category, lead): `items_month` (covering; the id finds
+/// the decision).
+const ITEMS_BY_LEAD: &str =
+    // One decision per item in practice; the latest if there were more.
+    "SELECT i.channel, i.category,
+                (SELECT d.lead FROM routing_decisions d WHERE d.item_id = i.id
+                 ORDER BY d.decided_at DESC LIMIT 1) AS lead,
+                COUNT(*)
+         FROM items i WHERE i.received_at >= ?1 AND i.received_at < ?2
+         GROUP BY i.channel, i.category, lead";
+/// The months' items per (channel, category): `items_month` alone.
+const ITEMS: &str = "SELECT channel, category, NULL, COUNT(*) FROM items
+         WHERE received_at >= ?1 AND received_at < ?2 GROUP BY channel, category";
+/// The repeat-index rows of the month's (person, matter) pairs.
+const PERSON_ITEMS: &str = "WITH m AS (
+             SELECT DISTINCT p.person_key, p.matter FROM items i
+             JOIN person_items p ON p.item_id = i.id
+             WHERE i.received_at >= ?2 AND i.received_at < ?3)
+         SELECT p.person_key, p.matter, p.item_id, p.received_ms FROM m
+         JOIN person_items p ON p.person_key = m.person_key AND p.matter = m.matter
+              AND p.received_ms >= ?1 AND p.received_ms < ?4
+         ORDER BY p.person_key, p.matter, p.received_ms, p.item_id";
+/// Open clocks due before the end: the board's partial index.
+const OPEN_CLOCKS: &str = "SELECT item_id, department, started_at, due_at FROM sla_clocks
+             WHERE clock_id = ?1 AND state IN ('running', 'paused') AND due_ms < ?2";
+/// The month's evaluations: `status_events_event`.
+const EVALUATIONS: &str = "SELECT e.item_id, e.at, e.verdict,
+                (SELECT f.verdict FROM status_events f
+                 WHERE f.item_id = e.item_id AND f.event = 'evaluated'
+                 ORDER BY f.at, f.event_id LIMIT 1),
+                EXISTS (SELECT 1 FROM status_events b
+                        WHERE b.item_id = e.item_id AND b.event = 'replied'
+                          AND b.verdict = 'bounced')
+         FROM status_events e
+         WHERE e.event = 'evaluated' AND e.at >= ?1 AND e.at < ?2
+         ORDER BY e.at, e.event_id";
+/// Key-case candidates: `items_unreplied`.
+const KEY_CASES: &str = "SELECT * FROM (
+             SELECT i.envelope,
+                    (SELECT d.lead FROM routing_decisions d WHERE d.item_id = i.id
+                     ORDER BY d.decided_at DESC LIMIT 1) AS lead,
+                    (SELECT d.assists FROM routing_decisions d WHERE d.item_id = i.id
+                     ORDER BY d.decided_at DESC LIMIT 1) AS assists,
+                    EXISTS (SELECT 1 FROM alerts a WHERE a.item_id = i.id AND a.kind = ?4) AS esc,
+                    (SELECT MIN(o.received_ms) FROM person_items p
+                     JOIN person_items o ON o.person_key = p.person_key AND o.matter = p.matter
+                     WHERE p.item_id = i.id) AS first_ms,
+                    (SELECT c.due_at FROM sla_clocks c WHERE c.item_id = i.id
+                     AND c.clock_id = ?5 AND c.state IN ('running', 'paused')) AS deadline,
+                    i.received_at, i.category,
+                    json_extract(i.envelope, '$.upstream_created_at') AS created
+             FROM items i WHERE i.stage_rank < 3)
+         WHERE received_at < ?1 OR category = ?3 OR esc
+            OR first_ms <= ?2 OR created < ?6
+         ORDER BY received_at";
+
+/// Stopped clocks from their stop events (`status_events_event`), each at the item's first
+/// stop event (`status_events_item`); `marks`: the stop events' parameters (`?5, ?6`).
+fn stopped_clocks(marks: &str) -> String {
+    format!(
+        "SELECT c.item_id, c.department, c.started_at, c.due_at, e.at
+         FROM status_events e
+         JOIN sla_clocks c ON c.item_id = e.item_id AND c.clock_id = ?1 AND c.state = 'stopped'
+         WHERE e.event IN ({marks}) AND e.at >= ?2
+           AND (e.at < ?3 OR c.due_ms < ?4)
+           AND (e.verdict IS NULL OR e.verdict <> 'bounced')
+           AND e.at = (SELECT MIN(f.at) FROM status_events f
+                       WHERE f.item_id = e.item_id AND f.event IN ({marks})
+                         AND (f.verdict IS NULL OR f.verdict <> 'bounced'))
+         GROUP BY c.item_id"
+    )
+}
+
 /// `t` floored to its second, as text without the zone letter (see the module docs).
 pub(super) fn bound(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S").to_string()
@@ -51,18 +124,7 @@ pub(super) fn items(
     end: Timestamp,
     by_lead: bool,
 ) -> Result<Vec<ItemCount>, StoreError> {
-    let sql = if by_lead {
-        // One decision per item in practice; the latest if there were more.
-        "SELECT i.channel, i.category,
-                (SELECT d.lead FROM routing_decisions d WHERE d.item_id = i.id
-                 ORDER BY d.decided_at DESC LIMIT 1) AS lead,
-                COUNT(*)
-         FROM items i WHERE i.received_at >= ?1 AND i.received_at < ?2
-         GROUP BY i.channel, i.category, lead"
-    } else {
-        "SELECT channel, category, NULL, COUNT(*) FROM items
-         WHERE received_at >= ?1 AND received_at < ?2 GROUP BY channel, category"
-    };
+    let sql = if by_lead { ITEMS_BY_LEAD } else { ITEMS };
     let mut st = conn.prepare_cached(sql)?;
     let rows = st
         .query_map([bound(start), bound(end)], |r| {
@@ -83,16 +145,7 @@ pub(super) fn person_items(
     start: Timestamp,
     end: Timestamp,
 ) -> Result<Vec<PersonItem>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "WITH m AS (
-             SELECT DISTINCT p.person_key, p.matter FROM items i
-             JOIN person_items p ON p.item_id = i.id
-             WHERE i.received_at >= ?2 AND i.received_at < ?3)
-         SELECT p.person_key, p.matter, p.item_id, p.received_ms FROM m
-         JOIN person_items p ON p.person_key = m.person_key AND p.matter = m.matter
-              AND p.received_ms >= ?1 AND p.received_ms < ?4
-         ORDER BY p.person_key, p.matter, p.received_ms, p.item_id",
-    )?;
+    let mut st = conn.prepare_cached(PERSON_ITEMS)?;
     let rows = st
         .query_map(
             rusqlite::params![
@@ -124,10 +177,7 @@ pub(super) fn clocks(
     let mut out = Vec::new();
     // Open now: the board's partial index of open clocks (clock_id, state, due_ms).
     {
-        let mut st = conn.prepare_cached(
-            "SELECT item_id, department, started_at, due_at FROM sla_clocks
-             WHERE clock_id = ?1 AND state IN ('running', 'paused') AND due_ms < ?2",
-        )?;
+        let mut st = conn.prepare_cached(OPEN_CLOCKS)?;
         let rows = st.query_map(rusqlite::params![clock_id, end.as_millisecond()], |r| {
             Ok(ClockSpan {
                 item_id: r.get(0)?,
@@ -154,18 +204,7 @@ pub(super) fn clocks(
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "SELECT c.item_id, c.department, c.started_at, c.due_at, e.at
-         FROM status_events e
-         JOIN sla_clocks c ON c.item_id = e.item_id AND c.clock_id = ?1 AND c.state = 'stopped'
-         WHERE e.event IN ({marks}) AND e.at >= ?2
-           AND (e.at < ?3 OR c.due_ms < ?4)
-           AND (e.verdict IS NULL OR e.verdict <> 'bounced')
-           AND e.at = (SELECT MIN(f.at) FROM status_events f
-                       WHERE f.item_id = e.item_id AND f.event IN ({marks})
-                         AND (f.verdict IS NULL OR f.verdict <> 'bounced'))
-         GROUP BY c.item_id"
-    );
+    let sql = stopped_clocks(&marks);
     let mut args: Vec<Value> = vec![
         Value::Text(clock_id.to_string()),
         Value::Text(bound(start)),
@@ -196,18 +235,7 @@ pub(super) fn evaluations(
     start: Timestamp,
     end: Timestamp,
 ) -> Result<Vec<Evaluation>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT e.item_id, e.at, e.verdict,
-                (SELECT f.verdict FROM status_events f
-                 WHERE f.item_id = e.item_id AND f.event = 'evaluated'
-                 ORDER BY f.at, f.event_id LIMIT 1),
-                EXISTS (SELECT 1 FROM status_events b
-                        WHERE b.item_id = e.item_id AND b.event = 'replied'
-                          AND b.verdict = 'bounced')
-         FROM status_events e
-         WHERE e.event = 'evaluated' AND e.at >= ?1 AND e.at < ?2
-         ORDER BY e.at, e.event_id",
-    )?;
+    let mut st = conn.prepare_cached(EVALUATIONS)?;
     let rows = st
         .query_map([bound(start), bound(end)], |r| {
             Ok(Evaluation {
@@ -231,26 +259,7 @@ pub(super) fn key_cases(
     let received_by = bound(q.received_by + jiff::SignedDuration::from_secs(1));
     let matter_by_ms = q.matter_by.as_millisecond();
     let created_by = bound(q.matter_by + jiff::SignedDuration::from_secs(1));
-    let mut st = conn.prepare_cached(
-        "SELECT * FROM (
-             SELECT i.envelope,
-                    (SELECT d.lead FROM routing_decisions d WHERE d.item_id = i.id
-                     ORDER BY d.decided_at DESC LIMIT 1) AS lead,
-                    (SELECT d.assists FROM routing_decisions d WHERE d.item_id = i.id
-                     ORDER BY d.decided_at DESC LIMIT 1) AS assists,
-                    EXISTS (SELECT 1 FROM alerts a WHERE a.item_id = i.id AND a.kind = ?4) AS esc,
-                    (SELECT MIN(o.received_ms) FROM person_items p
-                     JOIN person_items o ON o.person_key = p.person_key AND o.matter = p.matter
-                     WHERE p.item_id = i.id) AS first_ms,
-                    (SELECT c.due_at FROM sla_clocks c WHERE c.item_id = i.id
-                     AND c.clock_id = ?5 AND c.state IN ('running', 'paused')) AS deadline,
-                    i.received_at, i.category,
-                    json_extract(i.envelope, '$.upstream_created_at') AS created
-             FROM items i WHERE i.stage_rank < 3)
-         WHERE received_at < ?1 OR category = ?3 OR esc
-            OR first_ms <= ?2 OR created < ?6
-         ORDER BY received_at",
-    )?;
+    let mut st = conn.prepare_cached(KEY_CASES)?;
     let rows = st
         .query_map(
             rusqlite::params![
@@ -290,4 +299,56 @@ pub(super) fn key_cases(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows: Vec<String> = st
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.join("\n")
+    }
+
+    /// Every report query reads an index range (migration v13's indexes, the board's), never
+    /// a scan of items, status events or the repeat index: the benchmark's 1,000,000 items.
+    #[test]
+    fn report_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        drop(super::super::SqliteStore::open(&path, std::time::Duration::from_secs(1)).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let no_scan = |sql: &str, want: &[&str]| {
+            let p = plan(&conn, sql);
+            for w in want {
+                assert!(p.contains(w), "{w} not in the plan of {sql}:\n{p}");
+            }
+            // A scan is of an index (a partial one, or a covering range), or of the month's
+            // (person, matter) pairs or a subquery's rows: never of a whole table.
+            for line in p.lines().filter(|l| l.contains("SCAN ")) {
+                assert!(
+                    line.contains("USING") || line.contains("SCAN m") || line.contains("subquery"),
+                    "{line} in the plan of {sql}:\n{p}"
+                );
+            }
+        };
+        no_scan(ITEMS, &["items_month"]);
+        no_scan(ITEMS_BY_LEAD, &["items_month"]);
+        no_scan(
+            PERSON_ITEMS,
+            &["items_month", "person_items_item", "person_items_matter"],
+        );
+        no_scan(OPEN_CLOCKS, &["sla_clocks_board_clock"]);
+        no_scan(&stopped_clocks("?5, ?6"), &["status_events_event"]);
+        no_scan(EVALUATIONS, &["status_events_event"]);
+        no_scan(
+            KEY_CASES,
+            &["items_unreplied", "alerts_escalation", "person_items_item"],
+        );
+    }
 }
