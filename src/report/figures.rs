@@ -366,7 +366,6 @@ pub fn key_cases(store: &dyn Store, cfg: &Config, now: Timestamp) -> anyhow::Res
         received_by,
         matter_by,
         key_category: Category::Historical.as_str().into(),
-        escalation_kind: "escalation".into(),
         deadline_clock: COMPLETION_CLOCK.into(),
     };
     let mut out = Vec::new();

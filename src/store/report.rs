@@ -59,10 +59,9 @@ pub struct KeyCaseQuery {
     pub received_by: Timestamp,
     /// The matter's first item (or the upstream record) at or before this (five years).
     pub matter_by: Timestamp,
-    /// Items of this category are key cases (`historical`: the key-case ledger).
+    /// Items of this category are key cases (`historical`: the key-case ledger). An escalation
+    /// is an alert of kind `escalation` (a literal in the query: see its index).
     pub key_category: String,
-    /// The alert kind that marks an escalation.
-    pub escalation_kind: String,
     /// The completion clock whose open due instant is the deadline.
     pub deadline_clock: String,
 }

@@ -39,28 +39,32 @@ const PERSON_ITEMS: &str = "WITH m AS (
          JOIN person_items p ON p.person_key = m.person_key AND p.matter = m.matter
               AND p.received_ms >= ?1 AND p.received_ms < ?4
          ORDER BY p.person_key, p.matter, p.received_ms, p.item_id";
-/// Open clocks due before the end: the board's partial index.
+/// Open clocks due before the end: the board's partial index (`state <> 'stopped'` spelled
+/// as in its definition, or SQLite does not see that the index holds every row asked for).
 const OPEN_CLOCKS: &str = "SELECT item_id, department, started_at, due_at FROM sla_clocks
-             WHERE clock_id = ?1 AND state IN ('running', 'paused') AND due_ms < ?2";
-/// The month's evaluations: `status_events_event`.
+             WHERE clock_id = ?1 AND state <> 'stopped' AND state <> 'pending' AND due_ms < ?2";
+/// The month's evaluations: `status_events_event`; the item's other events from
+/// `status_events_item` (the unary `+` keeps the planner off the event index, which would
+/// read every evaluation of every item for each row).
 const EVALUATIONS: &str = "SELECT e.item_id, e.at, e.verdict,
                 (SELECT f.verdict FROM status_events f
-                 WHERE f.item_id = e.item_id AND f.event = 'evaluated'
+                 WHERE f.item_id = e.item_id AND +f.event = 'evaluated'
                  ORDER BY f.at, f.event_id LIMIT 1),
                 EXISTS (SELECT 1 FROM status_events b
-                        WHERE b.item_id = e.item_id AND b.event = 'replied'
+                        WHERE b.item_id = e.item_id AND +b.event = 'replied'
                           AND b.verdict = 'bounced')
          FROM status_events e
          WHERE e.event = 'evaluated' AND e.at >= ?1 AND e.at < ?2
          ORDER BY e.at, e.event_id";
-/// Key-case candidates: `items_unreplied`.
+/// Key-case candidates: `items_unreplied`; escalations from `alerts_escalation` (the kind
+/// is a literal: a parameter would not match the partial index's condition).
 const KEY_CASES: &str = "SELECT * FROM (
              SELECT i.envelope,
                     (SELECT d.lead FROM routing_decisions d WHERE d.item_id = i.id
                      ORDER BY d.decided_at DESC LIMIT 1) AS lead,
                     (SELECT d.assists FROM routing_decisions d WHERE d.item_id = i.id
                      ORDER BY d.decided_at DESC LIMIT 1) AS assists,
-                    EXISTS (SELECT 1 FROM alerts a WHERE a.item_id = i.id AND a.kind = ?4) AS esc,
+                    EXISTS (SELECT 1 FROM alerts a WHERE a.item_id = i.id AND a.kind = 'escalation') AS esc,
                     (SELECT MIN(o.received_ms) FROM person_items p
                      JOIN person_items o ON o.person_key = p.person_key AND o.matter = p.matter
                      WHERE p.item_id = i.id) AS first_ms,
@@ -266,7 +270,7 @@ pub(super) fn key_cases(
                 received_by,
                 matter_by_ms,
                 q.key_category,
-                q.escalation_kind,
+                rusqlite::types::Null,
                 q.deadline_clock,
                 created_by
             ],
