@@ -571,7 +571,6 @@ impl History {
         self.accept(i, local("2026-11-20 09:00:00"));
 
         // Repeat petitions in 2026-11 (window: 2025-11-01 to 2026-11-30).
-        let nov = local("2026-11-10 09:00:00");
         let person = |h: &mut History, key: &str, at: &[&str], repeat: bool| {
             for a in at {
                 let i = h.item(h.plain(local(a), "hrss", Some(key)));
@@ -632,7 +631,6 @@ impl History {
             ],
             false,
         );
-        let _ = nov;
 
         // Key cases at now (2026-12-01 12:00 local): three months before is 09-01 12:00.
         let key = |h: &mut History, s: Spec, reasons: Vec<KeyReason>| -> usize {
