@@ -313,8 +313,11 @@ mod tests {
 
     fn plan(conn: &Connection, sql: &str) -> String {
         let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let n = st.parameter_count();
         let rows: Vec<String> = st
-            .query_map([], |r| r.get::<_, String>(3))
+            .query_map(params_from_iter(std::iter::repeat_n(Value::Null, n)), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
