@@ -73,7 +73,7 @@ impl Month {
     }
 
     /// The month `n` months later (earlier when negative).
-    pub fn add(self, n: i32) -> Month {
+    pub fn plus(self, n: i32) -> Month {
         let i = i32::from(self.year) * 12 + i32::from(self.month) - 1 + n;
         Month {
             year: i.div_euclid(12) as i16,
@@ -133,7 +133,7 @@ pub fn monthly(
     let cal = &cfg.sla.calendar;
     let tz = cal.time_zone();
     let start = m.start(tz)?;
-    let end = m.add(1).start(tz)?;
+    let end = m.plus(1).start(tz)?;
 
     // Items, channels, categories, complaint types.
     let rows = store.report_items(start, end, true)?;
@@ -183,8 +183,8 @@ pub fn monthly(
     };
     let mut top3_all = top3(&types);
     for back in 1..=2 {
-        let earlier = m.add(-back);
-        let rows = store.report_items(earlier.start(tz)?, earlier.add(1).start(tz)?, true)?;
+        let earlier = m.plus(-back);
+        let rows = store.report_items(earlier.start(tz)?, earlier.plus(1).start(tz)?, true)?;
         let t = top3(&matter_counts(&rows));
         top3_all.retain(|x| t.contains(x));
     }
@@ -196,18 +196,18 @@ pub fn monthly(
     let top_types = types.into_iter().take(TOP_TYPES).collect();
     let mut trend = Vec::new();
     for back in (0..TREND_MONTHS).rev() {
-        let mm = m.add(-back);
+        let mm = m.plus(-back);
         let n = if back == 0 {
             items
         } else {
-            let rows = store.report_items(mm.start(tz)?, mm.add(1).start(tz)?, false)?;
+            let rows = store.report_items(mm.start(tz)?, mm.plus(1).start(tz)?, false)?;
             rows.iter().map(|r| r.items).sum()
         };
         trend.push((mm.to_string(), n));
     }
 
     // Repeat petitions.
-    let window_start = m.add(-REPEAT_WINDOW_MONTHS).start(tz)?;
+    let window_start = m.plus(-REPEAT_WINDOW_MONTHS).start(tz)?;
     let mut groups: BTreeMap<(String, String), Vec<(i64, String)>> = BTreeMap::new();
     for r in store.report_person_items(window_start, start, end)? {
         groups
@@ -460,10 +460,10 @@ mod tests {
             assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
         let m = Month::parse("2026-01").unwrap();
-        assert_eq!(m.add(-1).to_string(), "2025-12");
-        assert_eq!(m.add(-13).to_string(), "2024-12");
-        assert_eq!(m.add(11).to_string(), "2026-12");
-        assert_eq!(m.add(12).to_string(), "2027-01");
+        assert_eq!(m.plus(-1).to_string(), "2025-12");
+        assert_eq!(m.plus(-13).to_string(), "2024-12");
+        assert_eq!(m.plus(11).to_string(), "2026-12");
+        assert_eq!(m.plus(12).to_string(), "2027-01");
     }
 
     #[test]

@@ -430,10 +430,10 @@ impl History {
                 year: 2025,
                 month: 12,
             }
-            .add(mi);
+            .plus(mi);
             let tz = self.cfg.sla.calendar.time_zone().clone();
             let start = m.start(&tz).expect("start");
-            let end = m.add(1).start(&tz).expect("end");
+            let end = m.plus(1).start(&tz).expect("end");
             let span_ms = end.as_millisecond() - start.as_millisecond();
             let n = per_month + self.rng.random_range(0..per_month / 4 + 1);
             let mut specs = Vec::with_capacity(n);
@@ -713,7 +713,7 @@ impl History {
 
     fn month_bounds(&self, m: super::figures::Month) -> (Timestamp, Timestamp) {
         let tz = self.cfg.sla.calendar.time_zone();
-        (m.start(tz).unwrap(), m.add(1).start(tz).unwrap())
+        (m.start(tz).unwrap(), m.plus(1).start(tz).unwrap())
     }
 
     fn in_month(&self, m: super::figures::Month) -> Vec<&MItem> {
@@ -793,17 +793,22 @@ impl History {
         let top3 = |v: Vec<TypeCount>| -> Vec<String> {
             v.into_iter().take(3).map(|t| t.matter).collect()
         };
-        let (t1, t2) = (top3(self.types(m.add(-1))), top3(self.types(m.add(-2))));
+        let (t1, t2) = (top3(self.types(m.plus(-1))), top3(self.types(m.plus(-2))));
         let top3_three_months = top3(types.clone())
             .into_iter()
             .filter(|x| t1.contains(x) && t2.contains(x))
             .collect();
         let trend = (0..6)
             .rev()
-            .map(|b| (m.add(-b).to_string(), self.in_month(m.add(-b)).len() as u64))
+            .map(|b| {
+                (
+                    m.plus(-b).to_string(),
+                    self.in_month(m.plus(-b)).len() as u64,
+                )
+            })
             .collect();
         // Repeats.
-        let (w0, _) = self.month_bounds(m.add(-12));
+        let (w0, _) = self.month_bounds(m.plus(-12));
         let mut groups: BTreeMap<(String, String), Vec<&MItem>> = BTreeMap::new();
         for i in &self.items {
             if let (Some(p), Some(c)) = (&i.person, i.category)
