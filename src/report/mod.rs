@@ -14,18 +14,27 @@
 //! - a repeat petition: the same person (keyed hash) on the same matter 3+ times, counting
 //!   the items of the month and the 12 months before it, with at least one item in the month;
 //! - overdue: a statutory clock (`statutory.*`) whose stop came, or has not come by the end of
-//!   the month, more than 10 working days after its due instant;
+//!   the month, more than 10 working days after its due instant (working days in `(due date,
+//!   stop date]`, local dates on `sla.calendar`). The store keeps no stop instant: a clock's
+//!   stop is its item's first status event among the policy's `stop_on` that is not a bounced
+//!   reply. In the current month "the end" is `now`; a clock stopped after the month counts
+//!   as open at its end;
 //! - on-time completion: items whose completion clock (`statutory.handle`) stopped in the
 //!   month, stopped by its due instant;
 //! - satisfaction: evaluations recorded in the month that were `satisfied` or
 //!   `basically_satisfied`;
 //! - one-time resolution: items evaluated in the month whose first evaluation was not
-//!   `dissatisfied` and that had no bounced reply.
+//!   `dissatisfied` and that had no bounced reply;
+//! - the key-case list (at `now`) holds items not yet replied (stage before `replied`; a
+//!   rejected item is closed), each with at least one [`KeyReason`]: an escalated or old
+//!   case that has been replied to is off the list.
 
 pub mod figures;
 pub mod ledger;
 pub mod render;
 pub mod schedule;
+#[cfg(test)]
+mod testdata;
 
 use jiff::Timestamp;
 use serde::Serialize;

@@ -756,6 +756,46 @@ pub trait Store: Send + Sync + 'static {
     /// Puts dead write-backs back to pending (attempts from 0, due at once) once the cause is
     /// fixed; returns how many.
     fn writeback_replay(&self, ids: &[i64]) -> Result<usize, StoreError>;
+
+    // The monthly report and the key-case list (`report::figures`). Each call reads one
+    // snapshot on the read-only connection: a report never holds up intake.
+
+    /// Items received in `[start, end)` per (channel, category) — and per lead with `by_lead`.
+    fn report_items(
+        &self,
+        start: jiff::Timestamp,
+        end: jiff::Timestamp,
+        by_lead: bool,
+    ) -> Result<Vec<report::ItemCount>, StoreError>;
+    /// Every repeat-index row received in `[window_start, end)` of each (person key, matter)
+    /// that has a row of an item received in `[start, end)`; by person key, matter, time.
+    fn report_person_items(
+        &self,
+        window_start: jiff::Timestamp,
+        start: jiff::Timestamp,
+        end: jiff::Timestamp,
+    ) -> Result<Vec<report::PersonItem>, StoreError>;
+    /// Clocks `clock_id` that are open now and due before `end`, and those stopped (by the
+    /// first of `stop_on` that is not a bounced reply) at or after `start` — before `end`,
+    /// or later when due before `end`.
+    fn report_clocks(
+        &self,
+        clock_id: &str,
+        stop_on: &[String],
+        start: jiff::Timestamp,
+        end: jiff::Timestamp,
+    ) -> Result<Vec<report::ClockSpan>, StoreError>;
+    /// `evaluated` events in `[start, end)`.
+    fn report_evaluations(
+        &self,
+        start: jiff::Timestamp,
+        end: jiff::Timestamp,
+    ) -> Result<Vec<report::Evaluation>, StoreError>;
+    /// Key-case candidates (see [`report::KeyCaseQuery`]), oldest first.
+    fn key_case_rows(
+        &self,
+        q: &report::KeyCaseQuery,
+    ) -> Result<Vec<report::KeyCaseRow>, StoreError>;
 }
 
 /// Runs a store call on the blocking pool.
@@ -772,3 +812,4 @@ where
 
 pub mod blobs;
 pub mod files;
+pub mod report;

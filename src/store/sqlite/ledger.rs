@@ -1,5 +1,5 @@
 //! The electronic ledger (电子跟踪台账) in SQLite: one pass over `items` in received order
-//! (index `items_received`, migration v12), each row's routing, re-route, clocks and last
+//! (index `items_month`, migrations v12 and v14), each row's routing, re-route, clocks and last
 //! events from correlated look-ups on their primary keys or `status_events_item`. Rows go to
 //! the caller one at a time.
 //!
