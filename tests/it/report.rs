@@ -26,7 +26,13 @@ fn small_store(dir: &Path, n: usize) -> PathBuf {
     .unwrap();
     let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
     let store = SqliteStore::open(&cfg.store.path, Duration::from_secs(5)).unwrap();
-    let items: Vec<_> = (0..n).map(|i| crate::mock_faults::item(&cfg, i)).collect();
+    let mut items: Vec<_> = (0..n).map(|i| crate::mock_faults::item(&cfg, i)).collect();
+    // A letter titled with its writer's name and phone: on the key-case list (unresolved for
+    // three months), where both must come out masked.
+    items[0].envelope.petitioner.name = Some(petitiond::envelope::Personal::new("张三丰"));
+    items[0].envelope.request.title = Some(petitiond::envelope::Personal::new(
+        "张三丰关于拆迁补偿的信，电话13812345678",
+    ));
     for r in store.record_items(&items).unwrap() {
         r.unwrap();
     }
@@ -66,10 +72,25 @@ fn monthly_report_renders_in_chromium_with_its_charts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The files the office mails and archives, for the personal-data scan.
+    crate::capture::file("report-html", &html);
+    crate::capture::file("report-csv", &out_dir.join("report-2026-03.csv"));
+    crate::capture::file(
+        "report-key-cases-csv",
+        &out_dir.join("key-cases-2026-03.csv"),
+    );
     let csv = std::fs::read_to_string(out_dir.join("report-2026-03.csv")).unwrap();
     assert!(csv.contains("report,month,2026-03"), "{csv}");
     assert!(csv.contains("report,items,5"), "{csv}");
-    assert!(out_dir.join("key-cases-2026-03.csv").exists());
+    let cases = std::fs::read_to_string(out_dir.join("key-cases-2026-03.csv")).unwrap();
+    assert!(cases.contains("张**关于拆迁补偿的信"), "{cases}");
+    let html_text = std::fs::read_to_string(&html).unwrap();
+    for raw in ["张三丰", "13812345678"] {
+        assert!(
+            !cases.contains(raw) && !html_text.contains(raw),
+            "{raw} unmasked"
+        );
+    }
 
     let Some(chromium) = chromium() else { return };
     let url = format!("file://{}", html.display());
