@@ -497,8 +497,16 @@ fn main() {
         "{:<8} {:>16} {:>22} {:>8}",
         "channel", "petitiond rec/s", "baseline fetch rec/s", "ratio"
     );
+    // HTTP_BENCH_SCALING=1 (scripts/scaling.sh): both channels only, the raw baseline, one
+    // machine-readable line, no latency run.
+    let scaling = std::env::var("HTTP_BENCH_SCALING").is_ok_and(|v| v == "1");
+    let phases: &[Which] = if scaling {
+        &[Which::Both]
+    } else {
+        &[Which::Hotline, Which::Portal, Which::Both]
+    };
     let mut drained = Vec::new();
-    for which in [Which::Hotline, Which::Portal, Which::Both] {
+    for &which in phases {
         let base = rt.block_on(baseline(which, n));
         let full = rt.block_on(throughput(which, n));
         println!(
@@ -525,6 +533,22 @@ fn main() {
     );
     for (which, d) in &drained {
         let (raw, raw_cpu) = rt.block_on(raw_kafka(d.records, d.bytes));
+        if scaling {
+            println!(
+                "SCALING {}",
+                serde_json::json!({
+                    "bench": "http_channels",
+                    "broker": if std::env::var("PETITIOND_BENCH_KAFKA").is_ok() { "tansu" } else { "mock" },
+                    "items": d.records,
+                    "rate": d.rate,
+                    "raw_rate": raw,
+                    "ratio": d.rate / raw,
+                    "cpu_s_per_1000": d.cpu_per_1000,
+                    "raw_cpu_s_per_1000": raw_cpu,
+                    "peak_rss_mb": peak_rss_mb(),
+                })
+            );
+        }
         println!(
             "{:<8} {:>8} {:>7} {:>12.0} {:>12.0} {:>7.2} {:>14.3} {:>14.3}",
             which.name(),
@@ -542,6 +566,9 @@ fn main() {
         peak_rss_mb()
     );
     println!();
+    if scaling {
+        return;
+    }
     println!(
         "steady arrivals, {rate} records/s per channel for {secs} s: visible upstream → delivery report"
     );

@@ -889,6 +889,23 @@ fn main() -> anyhow::Result<()> {
         verdict(late_ok(b))
     );
     println!("{line}");
+    // One machine-readable line for scripts/scaling.sh (the scaling curves in BENCHMARKS.md).
+    println!(
+        "SCALING {}",
+        serde_json::json!({
+            "bench": "sla_timers",
+            "open_clocks": n,
+            "ready_ms": ready_ms,
+            "peak_rss_mb": mem_peak,
+            "timers_bytes_per_clock": per_clock(timers_mb),
+            "late_p50_ms": e.p50,
+            "late_p99_ms": e.p99,
+            "late_max_ms": e.max,
+            "visible_max_ms": c.max,
+            "poller_max_ms": b.max,
+            "db_mb": db_bytes_end as f64 / 1024.0 / 1024.0,
+        })
+    );
     drop(dir);
     Ok(())
 }
