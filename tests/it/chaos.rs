@@ -9,7 +9,10 @@
 //! PETITIOND_CHAOS_CYCLES=300 scripts/test.sh --test it chaos -- --nocapture
 //! ```
 //!
-//! `PETITIOND_CHAOS_SEED` repeats a run's kill moments (each run prints its seed).
+//! `PETITIOND_CHAOS_SEED` repeats a run's kill moments (each run prints its seed). Also here:
+//! the broker restarted mid-stream, the store's disk full, SMTP down while alerts fall due, and
+//! upstream faults drawn at random per cycle (`PETITIOND_CHAOS_BROKER_CYCLES`,
+//! `PETITIOND_CHAOS_HTTP_CYCLES` for their large runs).
 
 use crate::helpers::*;
 use std::time::Duration;
@@ -443,5 +446,76 @@ fn smtp_down_while_alerts_fall_due_and_daemon_kills_mail_every_alert_at_most_onc
         mails.len(),
         unknown.len()
     );
+    assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// Upstream faults drawn at random for each cycle — 500s, 429s with `Retry-After`, slow and
+/// cut bodies, HTML error pages, repeated and shuffled records, in any mix — with the daemon
+/// SIGKILLed at a random moment of each cycle while both upstreams keep adding records: after
+/// a last clean run every record is routed once.
+///
+/// `PETITIOND_CHAOS_HTTP_CYCLES` (default 5) for the large run.
+#[test]
+fn random_upstream_faults_and_sigkills_lose_nothing_and_duplicate_nothing() {
+    use petitiond::sim::Faults;
+    let Some(brokers) = broker() else { return };
+    let cycles = env_num("PETITIOND_CHAOS_HTTP_CYCLES").unwrap_or(5);
+    let seed = seed();
+    eprintln!("chaos (http): {cycles} cycles, PETITIOND_CHAOS_SEED={seed}");
+    let mut rng = Rng(seed);
+    let rt = crate::http::runtime();
+    let (hotline, portal) = crate::http::sims(&rt);
+    let mut app = TestApp::new(&brokers, "");
+    crate::http::channels(&app, &hotline.base_url(), &portal.base_url(), "");
+    for cycle in 0..cycles {
+        // Each fault on or off, at a random period.
+        let every =
+            |rng: &mut Rng, up_to: u64| (rng.next(2) == 0).then(|| 2 + rng.next(up_to) as u32);
+        let faults = Faults {
+            error_500_every: every(&mut rng, 9),
+            rate_limit_every: every(&mut rng, 13),
+            retry_after_secs: 1,
+            slow_every: every(&mut rng, 5),
+            slow_ms: 20 + rng.next(200),
+            truncate_every: every(&mut rng, 9),
+            garbage_every: every(&mut rng, 11),
+            duplicate_records: rng.next(2) == 0,
+            out_of_order: rng.next(2) == 0,
+            ..Faults::default()
+        };
+        eprintln!("cycle {cycle}: {faults:?}");
+        hotline.set_faults(faults.clone());
+        portal.set_faults(faults);
+        // Times within the overlap (30 s) behind now, as in http::sigkill_mid_page_*.
+        let now = jiff::Timestamp::now();
+        hotline.add_records_between(
+            20 + rng.next(100) as usize,
+            now - jiff::SignedDuration::from_secs(20),
+            now,
+        );
+        portal.add_records(10 + rng.next(50) as usize);
+        app.start();
+        std::thread::sleep(Duration::from_millis(300 + rng.next(1500)));
+        app.kill();
+    }
+    // The upstreams recover; the daemon runs to the end.
+    hotline.set_faults(Faults::default());
+    portal.set_faults(Faults::default());
+    app.start();
+    let ids = crate::http::expected_ids(&hotline, &portal);
+    let records = consume(
+        &brokers,
+        &app.topic,
+        ids.len(),
+        Duration::from_secs(240),
+        Duration::from_secs(3),
+    );
+    eprintln!(
+        "chaos (http): {cycles} cycles, {} records upstream, {} read (seed {seed})",
+        ids.len(),
+        records.len()
+    );
+    crate::http::assert_each_routed_once(&records, &ids);
+    assert_eq!(records.len(), ids.len());
     assert_eq!(app.terminate(Duration::from_secs(30)), Some(0));
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 const ROUTED: &str = "cn.gov.petition.item.routed.v1";
 const UPDATED: &str = "cn.gov.petition.item.updated.v1";
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -38,7 +38,7 @@ fn every_fault() -> Faults {
 }
 
 /// The channel sections for the two simulators. Secrets come from files, as in production.
-fn channels(app: &TestApp, hotline: &str, portal: &str, extra: &str) {
+pub(crate) fn channels(app: &TestApp, hotline: &str, portal: &str, extra: &str) {
     channels_paged(app, hotline, portal, extra, "cursor");
 }
 
@@ -100,7 +100,7 @@ secret = {{ file = "portal.secret" }}
     ));
 }
 
-fn sims(rt: &tokio::runtime::Runtime) -> (HotlineSim, PortalSim) {
+pub(crate) fn sims(rt: &tokio::runtime::Runtime) -> (HotlineSim, PortalSim) {
     let hotline = rt
         .block_on(HotlineSim::start(HotlineSimConfig {
             jurisdiction_id: Some("hz.12345".into()),
@@ -122,7 +122,7 @@ fn sims(rt: &tokio::runtime::Runtime) -> (HotlineSim, PortalSim) {
     (hotline, portal)
 }
 
-fn expected_ids(hotline: &HotlineSim, portal: &PortalSim) -> Vec<String> {
+pub(crate) fn expected_ids(hotline: &HotlineSim, portal: &PortalSim) -> Vec<String> {
     let mut ids: Vec<String> = hotline
         .record_ids()
         .iter()
@@ -147,7 +147,7 @@ fn by_type(records: &[Record]) -> HashMap<(String, String), usize> {
     m
 }
 
-fn assert_each_routed_once(records: &[Record], ids: &[String]) {
+pub(crate) fn assert_each_routed_once(records: &[Record], ids: &[String]) {
     let counts = by_type(records);
     let routed: Vec<_> = counts.iter().filter(|((_, t), _)| t == ROUTED).collect();
     let dups: Vec<_> = routed.iter().filter(|(_, n)| **n > 1).collect();
