@@ -365,13 +365,16 @@ fn smtp_down_while_alerts_fall_due_and_daemon_kills_mail_every_alert_at_most_onc
             app.start();
         }
     }
-    // Every letter's warning and breach on the topic, once, while SMTP is still down.
+    // Every letter's breach on the topic, once, while SMTP is still down; its warning too,
+    // unless the daemon was down at the warning's instant and came back after the breach's
+    // (catch-up sends only the breach: the engine's `worth_sending` rule). The last letters'
+    // breaches are at most 4 s away: the settle time covers them.
     let records = consume(
         &brokers,
         &alerts,
-        2 * ids.len(),
+        ids.len(),
         Duration::from_secs(90),
-        Duration::from_secs(2),
+        Duration::from_secs(8),
     );
     let raised = distinct_alerts(&records);
     for id in &ids {
@@ -380,8 +383,11 @@ fn smtp_down_while_alerts_fall_due_and_daemon_kills_mail_every_alert_at_most_onc
             .filter(|a| &a.1 == id)
             .map(|a| a.2.as_str())
             .collect();
+        let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
         assert!(
-            kinds.contains(&"warning_50") && kinds.contains(&"breach") && kinds.len() == 2,
+            count("breach") == 1
+                && count("warning_50") <= 1
+                && kinds.len() == count("breach") + count("warning_50"),
             "{id}: {kinds:?}"
         );
     }
