@@ -5,28 +5,8 @@
 
 use crate::capture::Captured;
 use crate::helpers::*;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
-
-fn send(brokers: &str, topic: &str, item: &str, body: serde_json::Value) {
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let payload = body.to_string();
-    rt.block_on(p.send(
-        FutureRecord::to(topic).key(item).payload(&payload),
-        Duration::from_secs(10),
-    ))
-    .map_err(|(e, _)| e)
-    .unwrap();
-}
 
 #[test]
 fn a_re_route_is_recorded_once_and_exported_as_training_data() {
@@ -56,9 +36,9 @@ fn a_re_route_is_recorded_once_and_exported_as_training_data() {
     let reroute = serde_json::json!({"event_id": "r1", "item_id": item, "event": "status_marked",
         "time": now, "actor": {"department": "intake-desk"},
         "payload": {"category": "rights", "department": "intake-desk"}});
-    send(&brokers, &desk_status, &item, reroute.clone());
-    send(&brokers, &desk_status, &item, reroute); // redelivered: recorded once
-    send(
+    send_status(&brokers, &desk_status, &item, reroute.clone());
+    send_status(&brokers, &desk_status, &item, reroute); // redelivered: recorded once
+    send_status(
         &brokers,
         &desk_status,
         &item,

@@ -746,3 +746,27 @@ pub fn browse(chromium: &Path, url: &str, screenshot: Option<&Path>) -> String {
     );
     out
 }
+
+/// Produces one status event (`body`, as JSON) to `topic`, keyed by `item`, and waits for the
+/// broker's acknowledgement: what a department's system does.
+pub fn send_status(brokers: &str, topic: &str, item: &str, body: serde_json::Value) {
+    let p: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let payload = body.to_string();
+    rt.block_on(
+        p.send(
+            rdkafka::producer::FutureRecord::to(topic)
+                .key(item)
+                .payload(&payload),
+            Duration::from_secs(10),
+        ),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+}

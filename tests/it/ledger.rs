@@ -2,27 +2,7 @@
 //! status topic, the ledger read from the store the daemon writes.
 
 use crate::helpers::*;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
-
-fn send_status(brokers: &str, topic: &str, item: &str, body: serde_json::Value) {
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let payload = body.to_string();
-    rt.block_on(p.send(
-        FutureRecord::to(topic).key(item).payload(&payload),
-        Duration::from_secs(10),
-    ))
-    .map_err(|(e, _)| e)
-    .unwrap();
-}
 
 fn ledger_json(app: &TestApp, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["ledger", "--format", "json"];

@@ -4,27 +4,7 @@
 //! revisit alert and starts the revisit clock, which then alerts like any clock.
 
 use crate::helpers::*;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
-
-fn send(brokers: &str, topic: &str, item: &str, body: serde_json::Value) {
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let payload = body.to_string();
-    rt.block_on(p.send(
-        FutureRecord::to(topic).key(item).payload(&payload),
-        Duration::from_secs(10),
-    ))
-    .map_err(|(e, _)| e)
-    .unwrap();
-}
 
 fn schema(name: &str) -> jsonschema::Validator {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -89,7 +69,7 @@ citation = "test"
             "actor": {"department": "intake-desk", "person": "clerk-1"}, "payload": payload})
     };
     for item in [&bad, &good] {
-        send(
+        send_status(
             &brokers,
             &desk_status,
             item,
@@ -101,7 +81,7 @@ citation = "test"
             ),
         );
     }
-    send(
+    send_status(
         &brokers,
         &desk_status,
         &bad,
@@ -112,7 +92,7 @@ citation = "test"
             serde_json::json!({ "reply": VAGUE }),
         ),
     );
-    send(
+    send_status(
         &brokers,
         &desk_status,
         &good,
@@ -123,7 +103,7 @@ citation = "test"
             serde_json::json!({ "reply": GOOD }),
         ),
     );
-    send(
+    send_status(
         &brokers,
         &desk_status,
         &good,

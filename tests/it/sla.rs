@@ -1,8 +1,6 @@
 //! SLA end to end: the real daemon, the real broker, short clocks.
 
 use crate::helpers::*;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
 struct Sla {
@@ -35,24 +33,6 @@ fn letter_clock(seconds: u32) -> String {
     format!(
         "[[sla.clocks]]\nid = \"letter.test\"\nrule = {{ kind = \"wall_clock_seconds\", seconds = {seconds} }}\nchannels = [\"letter\"]\nstop_on = [\"registered\"]\nwarn_at_percent = [50]\nremind_every_working_days = 0\ncitation = \"test\"\n"
     )
-}
-
-fn send_status(brokers: &str, topic: &str, item: &str, body: serde_json::Value) {
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let payload = body.to_string();
-    rt.block_on(p.send(
-        FutureRecord::to(topic).key(item).payload(&payload),
-        Duration::from_secs(10),
-    ))
-    .map_err(|(e, _)| e)
-    .unwrap();
 }
 
 fn alerts_of(records: &[Record], item: &str) -> Vec<serde_json::Value> {
