@@ -200,14 +200,7 @@ pub fn supplemented_record(
         "supplied": supplied,
         "lead": e.routing.as_ref().map(|r| r.lead.as_str()),
         "suggested_lead": suggested,
-        "clocks_stopped": stopped.iter().map(|c| json!({
-            "clock": c.clock_id,
-            "department": c.department,
-            "state": c.state.as_str(),
-            "started_at": c.started_at.to_string(),
-            "due_at": c.due_at.to_string(),
-            "provisional": c.provisional,
-        })).collect::<Vec<_>>(),
+        "clocks_stopped": stopped.iter().map(clock_v1).collect::<Vec<_>>(),
     });
     NewOutbox {
         topic: dept.topic.clone(),
@@ -256,6 +249,18 @@ fn item_record(
         headers,
         payload: serde_json::to_vec(&envelope_v1(e)).expect("JSON values always serialize"),
     }
+}
+
+/// A clock as the supplemented and reply-bounced records list it.
+fn clock_v1(c: &crate::sla::clock::Clock) -> Value {
+    json!({
+        "clock": c.clock_id,
+        "department": c.department,
+        "state": c.state.as_str(),
+        "started_at": c.started_at.to_string(),
+        "due_at": c.due_at.to_string(),
+        "provisional": c.provisional,
+    })
 }
 
 fn opt<T: serde::Serialize>(v: &Option<T>) -> Value {
@@ -456,14 +461,7 @@ pub fn reply_bounced_record(
         "missing": check.missing.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         "missing_zh": check.missing.iter().map(|m| m.zh()).collect::<Vec<_>>(),
         "banned": check.banned,
-        "clocks_running": running.iter().map(|c| json!({
-            "clock": c.clock_id,
-            "department": c.department,
-            "state": c.state.as_str(),
-            "started_at": c.started_at.to_string(),
-            "due_at": c.due_at.to_string(),
-            "provisional": c.provisional,
-        })).collect::<Vec<_>>(),
+        "clocks_running": running.iter().map(|c| clock_v1(c)).collect::<Vec<_>>(),
     });
     NewOutbox {
         topic: dept.topic.clone(),
