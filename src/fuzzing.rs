@@ -255,9 +255,25 @@ pub fn config(data: &[u8]) {
 
 /// One record value from a department's status topic.
 pub fn status_event(data: &[u8]) {
+    use crate::status::reply::{ReplyChecker, Satisfaction, defaults};
+    static CHECKER: std::sync::OnceLock<ReplyChecker> = std::sync::OnceLock::new();
     match crate::status::parse(data) {
         Ok((ev, kind)) => {
             let _ = format!("{ev:?} {kind:?}");
+            // The closed loop reads the payload's reply text and evaluation (issue 17).
+            let field = |k: &str| ev.payload.as_ref()?.get(k)?.as_str();
+            if let Some(reply) = field("reply") {
+                let checker = CHECKER.get_or_init(|| {
+                    let lists = defaults();
+                    ReplyChecker::new(true, lists.elements, lists.banned)
+                        .expect("the default phrase lists compile")
+                });
+                let check = checker.check(Some(reply));
+                let _ = (check.verdict(), check.passed());
+            }
+            if let Some(s) = field("satisfaction") {
+                let _ = Satisfaction::parse(s);
+            }
         }
         Err(rejected) => {
             let _ = rejected.to_string();
