@@ -26,8 +26,8 @@
 use petitiond::app::Application;
 use petitiond::config::Config;
 use petitiond::envelope::{Channel, ItemId};
-use petitiond::sim::hotline::{HotlineSim, HotlineSimConfig};
-use petitiond::sim::portal::{Pagination, PortalSim, PortalSimConfig};
+use petitiond_sim::hotline::{HotlineSim, HotlineSimConfig};
+use petitiond_sim::portal::{Pagination, PortalSim, PortalSimConfig};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -92,7 +92,7 @@ backoff_max_ms = 500
         );
     }
     if let Some(p) = portal {
-        let mapping = petitiond::sim::portal::MAPPING_TOML;
+        let mapping = petitiond_sim::portal::MAPPING_TOML;
         s += &format!(
             r#"
 [channels.portal]

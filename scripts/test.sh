@@ -143,10 +143,19 @@ scripts/dovecot-test.sh start "$WORK/dovecot" >/dev/null
 # shellcheck disable=SC1091
 . "$WORK/dovecot/env"
 
+log "layers: a production build links no simulator code"
+# `--no-default-features` is the production build (the Debian package's metadata says so): its
+# dependency graph must not hold the simulators' crate (ARCHITECTURE.md, "Crates").
+if cargo tree --locked -e normal,build --no-default-features -p petitiond --prefix none \
+  | grep -q '^petitiond-sim '; then
+  echo "petitiond-sim is linked into a build without the demo feature" >&2
+  exit 1
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "operations: Prometheus rules, Containerfile, Debian package, systemd unit"
 promtool check rules deploy/prometheus/petitiond-rules.yml
@@ -170,7 +179,7 @@ status=0
 # for the personal-data scan below (ARCHITECTURE.md, "Personal-data scan").
 export PETITIOND_PII_CAPTURE_DIR="${PETITIOND_PII_CAPTURE_DIR:-$WORK/pii-capture}"
 mkdir -p "$PETITIOND_PII_CAPTURE_DIR"
-cargo test --locked "$@" || status=$?
+cargo test --workspace --locked "$@" || status=$?
 # Scanned even after a failed test: what was observed until then must be clean too.
 log "personal-data scan of what the tests observed"
 # On a full run every kind of observation must be there (a capture that stopped cannot pass).

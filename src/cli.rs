@@ -36,6 +36,7 @@ enum Command {
     },
     /// Run on embedded defaults: an in-process Kafka-protocol broker, a Maildir with sample
     /// scanned letters, SQLite under a data dir. Prints every routed envelope.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where the demo keeps its data (default: a new directory under the system temp dir).
         #[arg(long)]
@@ -434,6 +435,7 @@ pub fn main() -> ExitCode {
                 app.run_until_stopped(stop).await
             })
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             data_dir,
             exit_when_done,

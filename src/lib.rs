@@ -11,8 +11,9 @@ pub mod app;
 pub mod channels;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod envelope;
+pub use petitiond_core::envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod intake;
@@ -22,7 +23,10 @@ pub mod notify;
 pub mod panics;
 pub mod report;
 pub mod routing;
-pub mod sim;
+/// The upstream simulators (crates/sim): linked only into a build with the `demo` feature (and
+/// into tests), never into a production build's `run`.
+#[cfg(any(test, feature = "demo"))]
+pub use petitiond_sim as sim;
 pub mod sla;
 pub mod status;
 pub mod store;

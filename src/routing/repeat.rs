@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn crafted_text_yields_a_bounded_number_of_keys() {
         let r = Repeat::with_key(cfg(), "k".repeat(32));
-        let mut text = crate::envelope::person::tests::crafted_ids(20);
+        let mut text = crate::envelope::person::testing::crafted_ids(20);
         for n in 0..3000u32 {
             text.push_str(&format!("电话139{n:08}，"));
         }

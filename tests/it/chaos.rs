@@ -463,7 +463,7 @@ fn smtp_down_while_alerts_fall_due_and_daemon_kills_mail_every_alert_at_most_onc
 /// `PETITIOND_CHAOS_HTTP_CYCLES` (default 5) for the large run.
 #[test]
 fn random_upstream_faults_and_sigkills_lose_nothing_and_duplicate_nothing() {
-    use petitiond::sim::Faults;
+    use petitiond_sim::Faults;
     let Some(brokers) = broker() else { return };
     let cycles = env_num("PETITIOND_CHAOS_HTTP_CYCLES").unwrap_or(5);
     let seed = seed();

@@ -3,9 +3,9 @@
 
 use crate::helpers::{Record, TestApp, broker, consume};
 use petitiond::envelope::{Channel, ItemId};
-use petitiond::sim::Faults;
-use petitiond::sim::hotline::{HotlineSim, HotlineSimConfig};
-use petitiond::sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
+use petitiond_sim::Faults;
+use petitiond_sim::hotline::{HotlineSim, HotlineSimConfig};
+use petitiond_sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub(crate) fn channels(app: &TestApp, hotline: &str, portal: &str, extra: &str) 
 
 /// `channels` with the portal's pagination kind.
 fn channels_paged(app: &TestApp, hotline: &str, portal: &str, extra: &str, pagination: &str) {
-    let mapping = petitiond::sim::portal::MAPPING_TOML;
+    let mapping = petitiond_sim::portal::MAPPING_TOML;
     std::fs::write(app.dir.path().join("hotline.key"), "it-api-key\n").unwrap();
     std::fs::write(app.dir.path().join("portal.secret"), "it-secret-不要用\n").unwrap();
     app.append_config(&format!(

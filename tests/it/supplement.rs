@@ -7,7 +7,7 @@
 
 use crate::helpers::{Record, TestApp, broker, consume, unique};
 use petitiond::envelope::{Channel, ItemId};
-use petitiond::sim::portal::{PortalSim, PortalSimConfig};
+use petitiond_sim::portal::{PortalSim, PortalSimConfig};
 use std::time::Duration;
 
 const SUPPLEMENTED: &str = "cn.gov.petition.item.supplemented.v1";
@@ -106,7 +106,7 @@ warn_at_percent = [90]
 remind_every_working_days = 0
 citation = "test"
 "#,
-        mapping = petitiond::sim::portal::MAPPING_TOML,
+        mapping = petitiond_sim::portal::MAPPING_TOML,
         status = unique("it.status"),
         group = unique("it.group"),
     ));

@@ -7,8 +7,8 @@
 
 use crate::helpers::{TestApp, broker, consume, unique};
 use petitiond::envelope::{Channel, ItemId};
-use petitiond::sim::Faults;
-use petitiond::sim::portal::{PortalSim, PortalSimConfig, SigningSecret, WRITEBACK_TOML};
+use petitiond_sim::Faults;
+use petitiond_sim::portal::{PortalSim, PortalSimConfig, SigningSecret, WRITEBACK_TOML};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{BTreeSet, HashMap};
@@ -70,7 +70,7 @@ alerts_topic = "{alerts}"
 status_topic = "{status}"
 consumer_group = "{group}"
 "#,
-        mapping = petitiond::sim::portal::MAPPING_TOML,
+        mapping = petitiond_sim::portal::MAPPING_TOML,
         writeback = WRITEBACK_TOML,
         alerts = unique("it.alerts"),
         group = unique("it.group"),

@@ -159,4 +159,33 @@ mod tests {
             "a=%E8%A5%BF%E6%B9%96%20%E5%8C%BA&a=z&b=2"
         );
     }
+
+    /// The client's template gives the portal simulator's canonical string for the published
+    /// status-API vector (the simulator's side is checked in its own crate).
+    #[test]
+    fn status_canonical_string_matches_the_portal_simulators() {
+        let body = br#"{"opTime":"2026-11-28 10:05:00","state":"FINISHED"}"#;
+        let mut expected = crate::sim::portal::canonical_request(
+            "POST",
+            "/api/petitions/WS2026112800001/status",
+            &[],
+            "1795831200000",
+            "n-0002",
+        );
+        expected.push('\n');
+        expected.push_str(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body)));
+        let client = canonical(
+            "{method}\\n{path}\\n{query}\\n{timestamp}\\n{nonce}\\n{body_sha256}",
+            Signed {
+                method: "post",
+                path: "/api/petitions/WS2026112800001/status",
+                query: &[],
+                body,
+            },
+            "1795831200000",
+            "n-0002",
+            "app",
+        );
+        assert_eq!(client, expected);
+    }
 }

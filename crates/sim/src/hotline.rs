@@ -686,8 +686,8 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::Faults;
-    use crate::sim::testing::{get, get_with};
+    use crate::Faults;
+    use crate::testing::{get, get_with};
     use jiff::Timestamp;
     use std::time::Duration;
 
@@ -872,7 +872,7 @@ mod tests {
         assert!(arr.iter().any(|v| v["lat"].is_string()));
         for v in arr {
             let id = v["id_number"].as_str().unwrap();
-            assert_eq!(crate::sim::id_check_digit(&id[..17]), id.chars().last());
+            assert_eq!(crate::id_check_digit(&id[..17]), id.chars().last());
             assert!(
                 v["description"]
                     .as_str()
@@ -1066,7 +1066,7 @@ mod tests {
             .unwrap();
         let big = objects
             .iter()
-            .find(|v| v["description"].as_str().unwrap().len() >= crate::sim::OVERSIZE_BYTES)
+            .find(|v| v["description"].as_str().unwrap().len() >= crate::OVERSIZE_BYTES)
             .unwrap();
         let mut want = vec![id_of(dated), id_of(big)];
         want.sort();

@@ -195,8 +195,25 @@ pub fn mobiles_in(text: &str) -> Vec<String> {
     )
 }
 
+/// Test data shared with other crates' tests (not for production use).
+#[doc(hidden)]
+pub mod testing {
+    use super::id_check_char;
+
+    /// `n` distinct valid ID numbers separated by Chinese text (for the cap tests).
+    pub fn crafted_ids(n: u32) -> String {
+        let mut text = String::new();
+        for k in 0..n {
+            let first = format!("110105194901{:02}{:03}", 1 + k % 28, k / 28 % 1000);
+            let check = id_check_char(first.as_bytes());
+            text.push_str(&format!("身份证{first}{check}；"));
+        }
+        text
+    }
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     const ID: &str = "11010519491231002X";
@@ -320,7 +337,7 @@ pub(crate) mod tests {
         assert_eq!(found.len(), MAX_NUMBERS, "{}", found.len());
         assert_eq!(found[0], "13800000000");
         assert_eq!(found[MAX_NUMBERS - 1], format!("138{:08}", MAX_NUMBERS - 1));
-        let ids = crafted_ids(5000);
+        let ids = testing::crafted_ids(5000);
         assert_eq!(id_numbers_in(&ids).len(), MAX_NUMBERS);
         // A number after the scanned prefix is not read.
         let late = format!("{}电话13900001111", "字".repeat(MAX_SCAN_BYTES / 3 + 1));
@@ -328,16 +345,5 @@ pub(crate) mod tests {
         // A number cut by the scan limit is not taken for a shorter one.
         let cut = format!("{}{}", "a".repeat(MAX_SCAN_BYTES - 11), "13800138000123");
         assert!(mobiles_in(&cut).is_empty());
-    }
-
-    /// `n` distinct valid ID numbers separated by Chinese text (for the cap tests).
-    pub(crate) fn crafted_ids(n: u32) -> String {
-        let mut text = String::new();
-        for k in 0..n {
-            let first = format!("110105194901{:02}{:03}", 1 + k % 28, k / 28 % 1000);
-            let check = id_check_char(first.as_bytes());
-            text.push_str(&format!("身份证{first}{check}；"));
-        }
-        text
     }
 }

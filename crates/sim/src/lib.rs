@@ -28,8 +28,7 @@ macro_rules! record_methods {
         /// than the hotline's cap, that is a window no split can shrink — use
         /// `add_records_between` to spread a large batch.
         pub fn add_records(&self, n: usize) -> Vec<String> {
-            self.core
-                .add(std::iter::repeat_n($crate::sim::now_secs(), n))
+            self.core.add(std::iter::repeat_n($crate::now_secs(), n))
         }
 
         /// Creates one record created (and last updated) at `created`; returns its id (for a
@@ -52,7 +51,7 @@ macro_rules! record_methods {
             to: jiff::Timestamp,
         ) -> Vec<String> {
             self.core
-                .add($crate::sim::spread(n, from.as_second(), to.as_second()))
+                .add($crate::spread(n, from.as_second(), to.as_second()))
         }
 
         /// Moves the record one step along its status path (then keeps it final but changes
@@ -67,14 +66,14 @@ macro_rules! record_methods {
         /// and address are empty on the wire (name and ID number stay, the text names no
         /// phone), so petitiond flags it `needs_supplement`. Returns its id.
         pub fn add_incomplete_record(&self) -> String {
-            self.core.add_incomplete($crate::sim::now_secs())
+            self.core.add_incomplete($crate::now_secs())
         }
 
         /// Creates one record created now whose petition is the given one rather than a
-        /// generated one (see [`Script`](crate::sim::Script)); no record-level fault applies.
+        /// generated one (see [`Script`](crate::Script)); no record-level fault applies.
         /// Returns its id.
-        pub fn add_scripted_record(&self, script: $crate::sim::Script) -> String {
-            self.core.add_scripted($crate::sim::now_secs(), script)
+        pub fn add_scripted_record(&self, script: $crate::Script) -> String {
+            self.core.add_scripted($crate::now_secs(), script)
         }
 
         /// The petitioner supplies the missing contact: phone and address appear, and the
@@ -91,8 +90,8 @@ macro_rules! record_methods {
         }
 
         /// Replaces the faults in force and restarts their request count (see
-        /// [`Faults`](crate::sim::Faults)).
-        pub fn set_faults(&self, f: $crate::sim::Faults) {
+        /// [`Faults`](crate::Faults)).
+        pub fn set_faults(&self, f: $crate::Faults) {
             self.core.set_faults(f)
         }
 
@@ -107,8 +106,8 @@ macro_rules! record_methods {
         }
 
         /// The ids of the records made bad that still carry an id on the wire
-        /// ([`BadKind::BadDate`](crate::sim::BadKind::BadDate) and
-        /// [`BadKind::Oversize`](crate::sim::BadKind::Oversize)), in creation order.
+        /// ([`BadKind::BadDate`](crate::BadKind::BadDate) and
+        /// [`BadKind::Oversize`](crate::BadKind::Oversize)), in creation order.
         pub fn bad_record_ids(&self) -> Vec<String> {
             self.core.lock().store.bad_ids()
         }

@@ -1,0 +1,8 @@
+//! petitiond's pure core: what the daemon decides, with no I/O runtime (no tokio, no sockets,
+//! no database). Everything here is a function of its inputs (and, for files it is asked to
+//! read, of those files), so it is tested without services and fuzzed cheaply.
+//!
+//! - [`envelope`]: the envelope v1 every channel's item becomes, personal data (`Personal`,
+//!   masked `Debug`), ID/mobile number normalisation and search.
+
+pub mod envelope;
