@@ -1232,6 +1232,25 @@ fn explain_record(
     ))
 }
 
+/// Routes `env` through the daemon's path ([`crate::routing::Router::explain`], then the
+/// decision stamped on the envelope and its arrival clocks started as intake does); returns
+/// the trace. Without the store, explain cannot link repeat petitions (`related`,
+/// `repeat_petition`): those depend on the items already recorded.
+fn route_as_the_daemon(
+    config: Config,
+    env: &mut crate::envelope::Envelope,
+) -> Result<String, ExitCode> {
+    let config = std::sync::Arc::new(config);
+    let router = crate::routing::Router::new(std::sync::Arc::clone(&config)).map_err(|d| {
+        eprintln!("{d}");
+        ExitCode::from(2)
+    })?;
+    let explained = router.explain(env, jiff::Timestamp::now());
+    explained.routed.stamp(env);
+    crate::intake::start_received_clocks(&config, &crate::metrics::Metrics::new(), env);
+    Ok(explained.trace)
+}
+
 /// `petitiond explain`, within the same item boundary as intake: a panic on the record is
 /// reported as the quarantine it would be, with the panic's message withheld.
 fn explain(path: &Path, channel: &str, record: &Path) -> ExitCode {
@@ -1275,58 +1294,9 @@ fn explain_one(path: &Path, channel: &str, record: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let trace = match &config.routing.rules {
-        Some(_) => match rules_of(&config) {
-            Ok((rules, _)) => {
-                let input = crate::routing::rules::Input::from_envelope(
-                    &env,
-                    env.upstream.service_code.as_deref(),
-                    env.upstream.region.as_deref(),
-                );
-                let (outcome, trace) = rules.evaluate(&input);
-                env.category = outcome.category;
-                let mut d = outcome.decision(jiff::Timestamp::now());
-                let mut check = String::new();
-                if let Some(c) = &config.routing.completeness {
-                    let mut flags = outcome.tags.iter().map(|t| format!("tag:{t}")).collect();
-                    let desk = &config.routing.intake_desk;
-                    let missing = crate::routing::completeness::check(
-                        c,
-                        desk,
-                        &env,
-                        outcome.category,
-                        &mut flags,
-                        &mut d,
-                    );
-                    check = if missing.is_empty() {
-                        "\ncompleteness: nothing missing".to_string()
-                    } else {
-                        format!(
-                            "\ncompleteness: missing {} → lead {desk} (rule needs-supplement)",
-                            missing.join(", ")
-                        )
-                    };
-                    env.flags
-                        .extend(flags.into_iter().filter(|f| !f.starts_with("tag:")));
-                }
-                env.routing = Some(crate::envelope::Routing {
-                    lead: d.lead,
-                    assists: d.assists,
-                    rule_id: d.rule_id,
-                    rules_version: d.rules_version,
-                    decided_at: d.decided_at,
-                    sla_add: outcome.sla_add.iter().map(|c| c.to_string()).collect(),
-                    sla_skip: outcome.sla_skip.iter().map(|c| c.to_string()).collect(),
-                    classification: outcome.category_decision(),
-                });
-                format!("{outcome}{check}\n{trace}")
-            }
-            Err(code) => return code,
-        },
-        None => format!(
-            "no rules file: every item goes to `{}`",
-            config.routing.default_lead
-        ),
+    let trace = match route_as_the_daemon(config, &mut env) {
+        Ok(trace) => trace,
+        Err(code) => return code,
     };
     match serde_json::to_string_pretty(&env.redacted()) {
         Ok(json) => println!("{json}"),
