@@ -1,16 +1,10 @@
 //! `rules check/test/eval/train` and `rules corrections export`.
 
 use super::*;
+use crate::routing::rules::RuleSet;
 
-fn rules_of(
-    config: &Config,
-) -> Result<
-    (
-        crate::routing::rules::RuleSet,
-        Vec<crate::config::ConfigError>,
-    ),
-    ExitCode,
-> {
+/// The configured rules, loaded as the daemon loads them; errors printed, exit status 2.
+fn rules_of(config: &Config) -> Result<(RuleSet, Vec<crate::config::ConfigError>), ExitCode> {
     let Some(r) = &config.routing.rules else {
         eprintln!(
             "no [routing] rules_file in the config: every item goes to `{}`",
@@ -25,115 +19,118 @@ fn rules_of(
 }
 
 pub(super) fn rules_command(command: RulesCommand) -> ExitCode {
-    if let RulesCommand::Train {
-        dictionaries,
-        corpus,
-        out,
-        folds,
-        bits,
-        epochs,
-        dict_weight,
-    } = command
-    {
-        let o = crate::routing::model::TrainOptions {
+    match command {
+        RulesCommand::Train {
+            dictionaries,
+            corpus,
+            out,
             folds,
             bits,
             epochs,
-            dict_weight: (dict_weight > 0.0).then_some(dict_weight),
-            ..Default::default()
-        };
-        return finish(
-            rules_train(&dictionaries, &corpus, &out, &o),
-            ExitCode::from(2),
-        );
+            dict_weight,
+        } => {
+            let o = crate::routing::model::TrainOptions {
+                folds,
+                bits,
+                epochs,
+                dict_weight: (dict_weight > 0.0).then_some(dict_weight),
+                ..Default::default()
+            };
+            finish(
+                rules_train(&dictionaries, &corpus, &out, &o),
+                ExitCode::from(2),
+            )
+        }
+        // The store's data only: no rules needed.
+        RulesCommand::Corrections {
+            command: CorrectionsCommand::Export { config, out },
+        } => with_config(&config, |config| {
+            finish(corrections_export(&config, &out), ExitCode::from(2))
+        }),
+        RulesCommand::Check { config } => {
+            with_rules(&config, |_, rules, warnings| rules_check(&rules, &warnings))
+        }
+        RulesCommand::Test { config, cases } => {
+            with_rules(&config, |_, rules, _| rules_test(&rules, &cases))
+        }
+        RulesCommand::Eval {
+            config,
+            corpus,
+            corrections,
+            misses,
+            no_model,
+            min_accuracy,
+        } => with_rules(&config, |config, rules, _| {
+            let rules = if no_model {
+                let t = rules.review_threshold();
+                rules.with_model(None, t)
+            } else {
+                rules
+            };
+            match rules_eval(&config, &rules, corpus.as_deref(), corrections, misses) {
+                Ok(accuracy) if min_accuracy.is_some_and(|m| accuracy < m) => {
+                    eprintln!(
+                        "accuracy {:.1}% is below --min-accuracy {:.1}%",
+                        accuracy * 100.0,
+                        min_accuracy.unwrap_or(0.0) * 100.0
+                    );
+                    ExitCode::FAILURE
+                }
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }),
     }
-    let path = match &command {
-        RulesCommand::Check { config }
-        | RulesCommand::Test { config, .. }
-        | RulesCommand::Eval { config, .. }
-        | RulesCommand::Corrections {
-            command: CorrectionsCommand::Export { config, .. },
-        } => config.clone(),
-        RulesCommand::Train { .. } => unreachable!("handled above"),
-    };
-    with_config(&path, |config| {
-        if let RulesCommand::Corrections {
-            command: CorrectionsCommand::Export { out, .. },
-        } = &command
-        {
-            // The store's data only: no rules needed.
-            return finish(corrections_export(&config, out), ExitCode::from(2));
-        }
-        let (rules, warnings) = match rules_of(&config) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-        match command {
-            RulesCommand::Check { .. } => {
-                for w in &warnings {
-                    eprintln!("warning: {w}");
-                }
-                println!(
-                    "{}: ok ({} rules, version {}, {} warning(s))",
-                    rules.file(),
-                    rules.rules().len(),
-                    rules.version(),
-                    warnings.len()
-                );
-                ExitCode::SUCCESS
-            }
-            RulesCommand::Eval {
-                corpus,
-                corrections,
-                misses,
-                no_model,
-                min_accuracy,
-                ..
-            } => {
-                let rules = if no_model {
-                    let t = rules.review_threshold();
-                    rules.with_model(None, t)
-                } else {
-                    rules
-                };
-                match rules_eval(&config, &rules, corpus.as_deref(), corrections, misses) {
-                    Ok(accuracy) if min_accuracy.is_some_and(|m| accuracy < m) => {
-                        eprintln!(
-                            "accuracy {:.1}% is below --min-accuracy {:.1}%",
-                            accuracy * 100.0,
-                            min_accuracy.unwrap_or(0.0) * 100.0
-                        );
-                        ExitCode::FAILURE
-                    }
-                    Ok(_) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("error: {e:#}");
-                        ExitCode::from(2)
-                    }
-                }
-            }
-            RulesCommand::Train { .. } => unreachable!("handled above"),
-            RulesCommand::Corrections { .. } => unreachable!("handled above"),
-            RulesCommand::Test { cases, .. } => {
-                match crate::routing::rules::run_cases(&rules, &cases) {
-                    Ok(report) => {
-                        println!("{report}");
-                        if report.passed() {
-                            ExitCode::SUCCESS
-                        } else {
-                            ExitCode::FAILURE
-                        }
-                    }
-                    Err(errs) => {
-                        for e in errs {
-                            eprintln!("{e}");
-                        }
-                        ExitCode::from(2)
-                    }
-                }
-            }
-        }
+}
+
+/// Runs `command` on the config at `path` and its rules (with their warnings); exits 2 when
+/// either does not load.
+fn with_rules(
+    path: &Path,
+    command: impl FnOnce(Config, RuleSet, Vec<crate::config::ConfigError>) -> ExitCode,
+) -> ExitCode {
+    with_config(path, |config| match rules_of(&config) {
+        Ok((rules, warnings)) => command(config, rules, warnings),
+        Err(code) => code,
     })
+}
+
+/// `rules check`: the warnings, then one line.
+fn rules_check(rules: &RuleSet, warnings: &[crate::config::ConfigError]) -> ExitCode {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{}: ok ({} rules, version {}, {} warning(s))",
+        rules.file(),
+        rules.rules().len(),
+        rules.version(),
+        warnings.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `rules test`: the operator cases' report; fails when a case does.
+fn rules_test(rules: &RuleSet, cases: &Path) -> ExitCode {
+    match crate::routing::rules::run_cases(rules, cases) {
+        Ok(report) => {
+            println!("{report}");
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(errs) => {
+            for e in errs {
+                eprintln!("{e}");
+            }
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn corpus_errors(errs: Vec<crate::config::ConfigError>) -> anyhow::Error {
@@ -145,7 +142,7 @@ fn corpus_errors(errs: Vec<crate::config::ConfigError>) -> anyhow::Error {
 /// `rules eval`: prints the report; returns the accuracy.
 fn rules_eval(
     config: &Config,
-    rules: &crate::routing::rules::RuleSet,
+    rules: &RuleSet,
     corpus: Option<&Path>,
     corrections: bool,
     misses: bool,

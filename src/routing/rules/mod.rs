@@ -99,6 +99,13 @@
 //! same outcome plus a [`Trace`]) on an [`Input`] borrowed from an envelope
 //! ([`Input::from_envelope`]); [`Outcome::decision`] → `store::Decision`; [`run_cases`] for
 //! operator test cases (format in [`run_cases_str`]).
+//!
+//! # Layout
+//!
+//! This file holds the types and the API; one module per stage: `parse` (the file's shape and
+//! validation into [`Rule`]s), `compile` (the keyword automaton, triggers, regex set), `lint`
+//! (whole-set checks), `evaluate` (`decide`, `evaluate`, `decide_naive`), `cases` (operator
+//! test cases); `tests` beside them.
 
 use super::classify::{
     self, Classification, Dictionaries, Matcher, Span, category_index, normalize, normalize_code,
