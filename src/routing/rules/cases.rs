@@ -141,6 +141,24 @@ pub fn run_cases_str(
         }
         return Err(errors);
     };
+    let cases = valid_cases(&src, &raw)?;
+    let mismatches = cases
+        .into_iter()
+        .filter_map(|(i, c, channel)| run_case(rules, file, &src, i, c, channel))
+        .collect();
+    Ok(CaseReport {
+        total: raw.case.len(),
+        mismatches,
+    })
+}
+
+/// The cases with their channels, or every error in them (names of channels, categories and
+/// priorities).
+fn valid_cases<'c>(
+    src: &TomlFile<'_>,
+    raw: &'c RawCases,
+) -> Result<Vec<(usize, &'c RawCase, Channel)>, Vec<ConfigError>> {
+    let mut errors = Vec::new();
     let mut cases = Vec::new();
     for (i, c) in raw.case.iter().enumerate() {
         let at = |k: &str| format!("case[{i}].{k}");
@@ -177,73 +195,80 @@ pub fn run_cases_str(
             cases.push((i, c, ch));
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(cases)
+    } else {
+        Err(errors)
     }
-    let mut mismatches = Vec::new();
-    for (i, c, channel) in cases {
-        let input = Input {
-            channel,
-            title: &c.title,
-            content: &c.content,
-            service_code: c.service_code.as_deref(),
-            region: c.region.as_deref(),
-            attachments: c.attachments,
-            repeat_petition: c.flags.iter().any(|f| f == REPEAT_PETITION_FLAG),
-        };
-        let (o, trace) = rules.evaluate(&input);
-        let mut diffs = Vec::new();
-        let mut diff = |field: &'static str, expected: String, actual: String| {
-            if expected != actual {
-                diffs.push(FieldDiff {
-                    field,
-                    expected,
-                    actual,
-                });
-            }
-        };
-        let set = |v: &[&str]| {
-            let mut v: Vec<&str> = v.to_vec();
-            v.sort_unstable();
-            format!("[{}]", v.join(", "))
-        };
-        diff(
-            "category",
-            c.expect.category.clone(),
-            category_name(o.category).into(),
-        );
-        diff("lead", c.expect.lead.clone(), o.lead.into());
-        if let Some(a) = &c.expect.assists {
-            let want: Vec<&str> = a.iter().map(String::as_str).collect();
-            diff("assists", set(&want), set(&o.assists));
-        }
-        if let Some(r) = &c.expect.rule {
-            diff("rule", r.clone(), o.rule_id.into());
-        }
-        if let Some(p) = &c.expect.priority {
-            diff("priority", p.clone(), o.priority.as_str().into());
-        }
-        if let Some(t) = &c.expect.tags {
-            let want: Vec<&str> = t.iter().map(String::as_str).collect();
-            diff("tags", set(&want), set(&o.tags));
-        }
-        if !diffs.is_empty() {
-            mismatches.push(Mismatch {
-                name: c.name.clone(),
-                file: file.into(),
-                line: src.line(&format!("case[{i}]")),
-                diffs,
-                context: format!(
-                    "classified {}; decision {}; matched rules: {}",
-                    trace.classification,
-                    trace.opinion,
-                    o.matched_rules.join(", ")
-                ),
+}
+
+/// Routes case `i` and compares: `None` when it routes as expected.
+fn run_case(
+    rules: &RuleSet,
+    file: &str,
+    src: &TomlFile<'_>,
+    i: usize,
+    c: &RawCase,
+    channel: Channel,
+) -> Option<Mismatch> {
+    let input = Input {
+        channel,
+        title: &c.title,
+        content: &c.content,
+        service_code: c.service_code.as_deref(),
+        region: c.region.as_deref(),
+        attachments: c.attachments,
+        repeat_petition: c.flags.iter().any(|f| f == REPEAT_PETITION_FLAG),
+    };
+    let (o, trace) = rules.evaluate(&input);
+    let mut diffs = Vec::new();
+    let mut diff = |field: &'static str, expected: String, actual: String| {
+        if expected != actual {
+            diffs.push(FieldDiff {
+                field,
+                expected,
+                actual,
             });
         }
+    };
+    let set = |v: &[&str]| {
+        let mut v: Vec<&str> = v.to_vec();
+        v.sort_unstable();
+        format!("[{}]", v.join(", "))
+    };
+    diff(
+        "category",
+        c.expect.category.clone(),
+        category_name(o.category).into(),
+    );
+    diff("lead", c.expect.lead.clone(), o.lead.into());
+    if let Some(a) = &c.expect.assists {
+        let want: Vec<&str> = a.iter().map(String::as_str).collect();
+        diff("assists", set(&want), set(&o.assists));
     }
-    Ok(CaseReport {
-        total: raw.case.len(),
-        mismatches,
+    if let Some(r) = &c.expect.rule {
+        diff("rule", r.clone(), o.rule_id.into());
+    }
+    if let Some(p) = &c.expect.priority {
+        diff("priority", p.clone(), o.priority.as_str().into());
+    }
+    if let Some(t) = &c.expect.tags {
+        let want: Vec<&str> = t.iter().map(String::as_str).collect();
+        diff("tags", set(&want), set(&o.tags));
+    }
+    if diffs.is_empty() {
+        return None;
+    }
+    Some(Mismatch {
+        name: c.name.clone(),
+        file: file.into(),
+        line: src.line(&format!("case[{i}]")),
+        diffs,
+        context: format!(
+            "classified {}; decision {}; matched rules: {}",
+            trace.classification,
+            trace.opinion,
+            o.matched_rules.join(", ")
+        ),
     })
 }

@@ -9,6 +9,12 @@ use super::*;
 
 impl RuleSet {
     pub(super) fn lint(&self, src: &TomlFile<'_>, diags: &mut Diagnostics) {
+        self.unreachable_rules(src, diags);
+        self.shared_keywords(src, diags);
+    }
+
+    /// Errors: a rule whose every item an earlier rule that does not continue takes first.
+    fn unreachable_rules(&self, src: &TomlFile<'_>, diags: &mut Diagnostics) {
         let n = self.rules.len();
         // cum_overrides[i]: rules before i with a category action.
         let mut cum = vec![0usize; n + 1];
@@ -55,8 +61,11 @@ impl RuleSet {
                 untriggered_stoppers.push(b);
             }
         }
+    }
 
-        // The same keyword in keywords_any of two rules leading to different departments.
+    /// Warnings: the same keyword in `keywords_any` of two rules leading to different
+    /// departments (unless they cannot match the same item, or the earlier is a special case).
+    fn shared_keywords(&self, src: &TomlFile<'_>, diags: &mut Diagnostics) {
         for (b, rb) in self.rules.iter().enumerate() {
             let Some(lead_b) = &rb.then.lead else {
                 continue;
