@@ -1,3 +1,6 @@
+//! Tests of classification: normalisation, keyword matching against a naive search, the
+//! dictionaries and their validation.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Tests of the classifier model: features, the file format, training and the shipped model.
+
 use super::*;
 use std::path::PathBuf;
 
