@@ -600,28 +600,9 @@ impl Intake {
         let (routed, person_index) = self
             .route_and_link(&mut env, person_keys.clone(), jiff::Timestamp::now())
             .await?;
-        env.category = routed.category;
-        env.flags.extend(routed.flags);
-        let (decision, departments) = (routed.decision, routed.departments);
-        env.routing = Some(crate::envelope::Routing {
-            lead: decision.lead.clone(),
-            assists: decision.assists.clone(),
-            rule_id: decision.rule_id.clone(),
-            rules_version: decision.rules_version.clone(),
-            decided_at: decision.decided_at,
-            sla_add: routed.sla_add,
-            sla_skip: routed.sla_skip,
-            classification: routed.classification,
-        });
+        let (decision, departments) = routed.stamp(&mut env);
         let arrived = env.received_at;
-        let clocks = start_clocks(
-            &self.config,
-            &self.metrics,
-            &mut env,
-            &Trigger::Received,
-            None,
-            arrived,
-        );
+        let clocks = start_received_clocks(&self.config, &self.metrics, &mut env);
         let outbox = departments
             .iter()
             .enumerate()
@@ -723,6 +704,17 @@ pub fn supplement_clocks(config: &Config) -> Vec<String> {
         })
         .map(|p| p.id.clone())
         .collect()
+}
+
+/// Starts the clocks a new item starts on arrival ([`start_clocks`] on `received` at its
+/// `received_at`). Intake and `petitiond explain` both call this.
+pub fn start_received_clocks(
+    config: &Config,
+    metrics: &Metrics,
+    env: &mut Envelope,
+) -> Vec<(Clock, Option<jiff::Timestamp>)> {
+    let arrived = env.received_at;
+    start_clocks(config, metrics, env, &Trigger::Received, None, arrived)
 }
 
 /// Flag prefix on an envelope whose clock `<id>` is pending (`sla_pending:<id>`): its due

@@ -188,8 +188,13 @@ impl Completeness {
 }
 
 /// Checks a routed item and, when something is missing, flags it and hands it to the intake
-/// desk (see the module docs). Returns whether it did.
-pub fn apply(c: &Completeness, config: &Config, env: &Envelope, routed: &mut Routed) -> bool {
+/// desk (see the module docs). Returns what is missing (empty: nothing).
+pub fn apply(
+    c: &Completeness,
+    config: &Config,
+    env: &Envelope,
+    routed: &mut Routed,
+) -> Vec<String> {
     let desk = &config.routing.intake_desk;
     let missing = check(
         c,
@@ -199,11 +204,10 @@ pub fn apply(c: &Completeness, config: &Config, env: &Envelope, routed: &mut Rou
         &mut routed.flags,
         &mut routed.decision,
     );
-    if missing.is_empty() {
-        return false;
+    if !missing.is_empty() {
+        routed.departments = config.department(desk).cloned().into_iter().collect();
     }
-    routed.departments = config.department(desk).cloned().into_iter().collect();
-    true
+    missing
 }
 
 /// The check on a decision and its flags (`tag:<t>` ones name the rule tags): on anything

@@ -167,19 +167,49 @@ impl Router {
         Ok((old, new_version))
     }
 
-    /// Routes one item: the rules (or the fixed route), then the incomplete-item check.
+    /// Routes one item: the rules (or the fixed route), then the incomplete-item check. The
+    /// daemon's path: [`Router::explain`] without the rule-by-rule trace, so the two cannot
+    /// differ in anything but the trace.
     pub fn route(&self, env: &Envelope, now: jiff::Timestamp) -> Routed {
-        let mut routed = self.route_by_rules(env, now);
-        if let Some(c) = &self.config.routing.completeness {
-            completeness::apply(c, &self.config, env, &mut routed);
-        }
-        routed
+        self.decide(env, now, Detail::Decision).routed
     }
 
-    fn route_by_rules(&self, env: &Envelope, now: jiff::Timestamp) -> Routed {
+    /// Routes one item as [`Router::route`] does and says why: the rules' outcome, the
+    /// classification (dictionary hits, model), every rule tried with each condition, and the
+    /// incomplete-item check. `petitiond explain` prints this.
+    pub fn explain(&self, env: &Envelope, now: jiff::Timestamp) -> Explanation {
+        self.decide(env, now, Detail::Trace)
+    }
+
+    /// The one routing path: rules (fast or traced evaluation, which tests hold equal), flags,
+    /// then the incomplete-item check.
+    fn decide(&self, env: &Envelope, now: jiff::Timestamp, detail: Detail) -> Explanation {
+        let (mut routed, summary, rules_trace) = self.route_by_rules(env, now, detail);
+        let mut check = String::new();
+        if let Some(c) = &self.config.routing.completeness {
+            let missing = completeness::apply(c, &self.config, env, &mut routed);
+            if detail == Detail::Trace {
+                check = completeness_line(&self.config, &missing);
+            }
+        }
+        let trace = match detail {
+            Detail::Decision => String::new(),
+            Detail::Trace => format!("{summary}\n{check}{rules_trace}"),
+        };
+        Explanation { routed, trace }
+    }
+
+    /// The rules' decision (or the fixed route) with its flags; when asked, the outcome's line
+    /// and the rule-by-rule trace (empty otherwise).
+    fn route_by_rules(
+        &self,
+        env: &Envelope,
+        now: jiff::Timestamp,
+        detail: Detail,
+    ) -> (Routed, String, String) {
         let Some(rules) = self.snapshot() else {
             let (decision, deps) = route(&self.config, &self.fixed_version, env, now);
-            return Routed {
+            let routed = Routed {
                 matter: repeat::matter(env.category, &decision.lead),
                 decision,
                 departments: deps.into_iter().cloned().collect(),
@@ -189,24 +219,33 @@ impl Router {
                 sla_skip: Vec::new(),
                 classification: None,
             };
+            let summary = match detail {
+                Detail::Decision => String::new(),
+                Detail::Trace => format!(
+                    "no rules file: every item goes to `{}`",
+                    self.config.routing.default_lead
+                ),
+            };
+            return (routed, summary, String::new());
         };
         let input = rules::Input::from_envelope(
             env,
             env.upstream.service_code.as_deref(),
             env.upstream.region.as_deref(),
         );
-        let outcome = rules.decide(&input);
-        let mut flags = Vec::new();
-        if outcome.unclassified() {
-            flags.push(rules::UNCLASSIFIED.to_string());
-        }
-        if outcome.needs_review() {
-            flags.push(NEEDS_REVIEW.to_string());
-        }
-        if outcome.priority != rules::Priority::Normal {
-            flags.push(format!("priority:{}", outcome.priority.as_str()));
-        }
-        flags.extend(outcome.tags.iter().map(|t| format!("tag:{t}")));
+        let (outcome, summary, trace) = match detail {
+            Detail::Decision => (rules.decide(&input), String::new(), String::new()),
+            Detail::Trace => {
+                let (outcome, trace) = rules.evaluate(&input);
+                let (summary, trace) = (outcome.to_string(), trace.to_string());
+                (outcome, summary, trace)
+            }
+        };
+        (self.routed_by(&outcome, now), summary, trace)
+    }
+
+    /// The rules' outcome as a decision, departments and envelope flags.
+    fn routed_by(&self, outcome: &rules::Outcome<'_>, now: jiff::Timestamp) -> Routed {
         let decision = outcome.decision(now);
         let departments = std::iter::once(&decision.lead)
             .chain(decision.assists.iter())
@@ -217,11 +256,80 @@ impl Router {
             category: outcome.category,
             decision,
             departments,
-            flags,
+            flags: outcome_flags(outcome),
             sla_add: outcome.sla_add.iter().map(|c| c.to_string()).collect(),
             sla_skip: outcome.sla_skip.iter().map(|c| c.to_string()).collect(),
             classification: outcome.category_decision(),
         }
+    }
+}
+
+/// How much [`Router`] says about a decision: the daemon needs the decision only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    Decision,
+    Trace,
+}
+
+/// A routing decision with why it was made ([`Router::explain`]).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub routed: Routed,
+    /// For people: the completeness check (when configured), the rules' outcome, the
+    /// classification and every rule tried. Config values and keyword hits only, never the
+    /// item's text beyond the dictionary words it matched.
+    pub trace: String,
+}
+
+/// The envelope flags of a rules outcome: `unclassified`, `needs_review`, `priority:<p>`,
+/// `tag:<t>`.
+fn outcome_flags(outcome: &rules::Outcome<'_>) -> Vec<String> {
+    let mut flags = Vec::new();
+    if outcome.unclassified() {
+        flags.push(rules::UNCLASSIFIED.to_string());
+    }
+    if outcome.needs_review() {
+        flags.push(NEEDS_REVIEW.to_string());
+    }
+    if outcome.priority != rules::Priority::Normal {
+        flags.push(format!("priority:{}", outcome.priority.as_str()));
+    }
+    flags.extend(outcome.tags.iter().map(|t| format!("tag:{t}")));
+    flags
+}
+
+/// The trace's line for the incomplete-item check.
+fn completeness_line(config: &Config, missing: &[String]) -> String {
+    if missing.is_empty() {
+        "completeness: nothing missing\n".to_string()
+    } else {
+        format!(
+            "completeness: missing {} → lead {} (rule {})\n",
+            missing.join(", "),
+            config.routing.intake_desk,
+            completeness::RULE_ID
+        )
+    }
+}
+
+impl Routed {
+    /// Writes the decision onto the envelope as the daemon records and publishes it
+    /// (category, flags, `routing`); returns the decision and the departments to notify,
+    /// lead first. Intake and `petitiond explain` both call this.
+    pub fn stamp(self, env: &mut Envelope) -> (Decision, Vec<Department>) {
+        env.category = self.category;
+        env.flags.extend(self.flags);
+        env.routing = Some(crate::envelope::Routing {
+            lead: self.decision.lead.clone(),
+            assists: self.decision.assists.clone(),
+            rule_id: self.decision.rule_id.clone(),
+            rules_version: self.decision.rules_version.clone(),
+            decided_at: self.decision.decided_at,
+            sla_add: self.sla_add,
+            sla_skip: self.sla_skip,
+            classification: self.classification,
+        });
+        (self.decision, self.departments)
     }
 }
 
