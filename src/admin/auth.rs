@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn tokens_cookies_and_redirects() {
-        let secret = crate::config::Secret::for_tests("0123456789abcdef-token");
+        let secret = crate::config::Secret::from("0123456789abcdef-token");
         let a = Auth::new(Some(&secret));
         assert!(a.token_matches("0123456789abcdef-token"));
         assert!(!a.token_matches("0123456789abcdef-tokeN"));

@@ -816,7 +816,7 @@ from = "petitiond@example.gov.cn"
         e.tls = SmtpTls::None;
         assert!(transport(&e).is_ok(), "no password: fine");
         e.username = Some("u".into());
-        e.password = Some(crate::config::Secret::for_tests("hunter2"));
+        e.password = Some(crate::config::Secret::from("hunter2"));
         let Err(err) = transport(&e) else {
             panic!("a password without TLS was accepted")
         };

@@ -1407,7 +1407,7 @@ mod tests {
                 tls: ImapTls::None,
                 tls_ca_file: None,
                 username: "u".into(),
-                password: crate::config::Secret::for_tests("p"),
+                password: crate::config::Secret::from("p"),
                 mailbox: "INBOX".into(),
                 auth: ImapAuth::Login,
                 after_commit: AfterCommit::None,

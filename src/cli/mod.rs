@@ -48,6 +48,7 @@ enum Command {
     },
     /// Run on embedded defaults: an in-process Kafka-protocol broker, a Maildir with sample
     /// scanned letters, SQLite under a data dir. Prints every routed envelope.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where the demo keeps its data (default: a new directory under the system temp dir).
         #[arg(long)]
@@ -394,6 +395,7 @@ fn dispatch(command: Command) -> ExitCode {
             config,
             allow_shared_data_dir,
         } => with_config(&config, |c| run(c, allow_shared_data_dir)),
+        #[cfg(feature = "demo")]
         Command::Demo {
             data_dir,
             exit_when_done,

@@ -12,69 +12,16 @@ mod raw;
 pub mod replies;
 pub mod reports;
 pub mod routing;
-pub(crate) mod toml_file;
+pub(crate) use petitiond_core::diag::toml_file;
 
 use crate::envelope::Channel;
 pub use http::HttpSourceConfig;
+pub use petitiond_core::diag::{ConfigError, ConfigErrors, Secret};
+pub use petitiond_core::routing::Department;
 use raw::{RawConfig, RawSecretRef};
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: String,
-    /// 1-based line, when the key exists in the file.
-    pub line: Option<usize>,
-    /// Dotted key path, e.g. `kafka.partitions` or `departments[1].topic`.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}: {}", self.file, l, self.path, self.message),
-            None => write!(f, "{}: {}: {}", self.file, self.path, self.message),
-        }
-    }
-}
-
-/// All problems found in a config file.
-#[derive(Debug, Clone)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// A secret value. `Debug` never prints it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// A URL as logs and error messages may show it: without user and password, query string and
 /// fragment (where tokens, keys and signatures travel). Text that does not parse as a URL is
@@ -184,18 +131,6 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties, secrets already resolved.
     pub properties: BTreeMap<String, String>,
     pub secret_properties: BTreeMap<String, Secret>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Department {
-    pub id: String,
-    pub name: String,
-    pub topic: String,
-    /// Where this department's system reports status events (`departments[].status_topic`,
-    /// default `<topic>.status`). Producer identity: only this department may write there
-    /// (Kafka ACLs), so its events are the department's.
-    pub status_topic: String,
-    pub alert_emails: Vec<String>,
 }
 
 /// Whose status events a status topic carries.
@@ -493,7 +428,7 @@ impl Validator<'_> {
         }
         match (&r.env, &r.file) {
             (Some(var), None) => match std::env::var(var) {
-                Ok(v) => Some(Secret(v)),
+                Ok(v) => Some(Secret::new(v)),
                 Err(_) => {
                     self.err(path, format!("environment variable `{var}` is not set"));
                     None
@@ -502,7 +437,7 @@ impl Validator<'_> {
             (None, Some(f)) => {
                 let p = self.path(f);
                 match std::fs::read_to_string(&p) {
-                    Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+                    Ok(v) => Some(Secret::new(v.trim_end_matches(['\n', '\r']).to_string())),
                     Err(e) => {
                         self.err(
                             path,
@@ -547,7 +482,7 @@ impl Validator<'_> {
         };
         let p = Path::new(&dir).join(name);
         match std::fs::read_to_string(&p) {
-            Ok(v) => Some(Secret(v.trim_end_matches(['\n', '\r']).to_string())),
+            Ok(v) => Some(Secret::new(v.trim_end_matches(['\n', '\r']).to_string())),
             Err(e) => {
                 self.err(
                     path,

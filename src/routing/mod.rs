@@ -10,14 +10,10 @@
 //! (the look-up itself is intake's, `intake::link`). The router does no I/O except reading
 //! rules files on reload.
 
-pub mod classify;
+pub use petitiond_core::routing::{classify, corrections, eval, model, rules};
 pub mod completeness;
-pub mod corrections;
-pub mod eval;
-pub mod model;
 pub mod reload;
 pub mod repeat;
-pub mod rules;
 
 use crate::config::{Config, Department};
 use crate::envelope::Envelope;

@@ -365,7 +365,7 @@ mod tests {
         // The file moved into a secret store gives the same hashes.
         let text = std::fs::read_to_string(&path).unwrap();
         let mut from_config = cfg();
-        from_config.key = Some(crate::config::Secret::for_tests(text.trim()));
+        from_config.key = Some(crate::config::Secret::from(text.trim()));
         let c = Repeat::load(&from_config, tempfile::tempdir().unwrap().path()).unwrap();
         assert_eq!(a.person_keys(&e), c.person_keys(&e));
         // A damaged key file is an error, never silently replaced.

@@ -39,15 +39,7 @@ pub struct NewOutbox {
     pub payload: Vec<u8>,
 }
 
-/// The routing decision as recorded (rule, rules version, departments).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub rule_id: String,
-    pub rules_version: String,
-    pub lead: String,
-    pub assists: Vec<String>,
-    pub decided_at: jiff::Timestamp,
-}
+pub use petitiond_core::routing::Decision;
 
 /// An item with everything that must become durable with it, in one transaction.
 #[derive(Debug, Clone)]

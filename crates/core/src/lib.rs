@@ -4,5 +4,9 @@
 //!
 //! - [`envelope`]: the envelope v1 every channel's item becomes, personal data (`Personal`,
 //!   masked `Debug`), ID/mobile number normalisation and search.
+//! - [`diag`]: file/line config errors, the secret type, the TOML machinery every section uses.
+//! - [`routing`]: rules, classification (dictionaries + model), corpus evaluation, re-routes.
 
+pub mod diag;
 pub mod envelope;
+pub mod routing;

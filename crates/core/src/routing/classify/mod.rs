@@ -37,8 +37,8 @@
 //! never text from the item.
 
 use super::rules::Diagnostics;
-use crate::config::ConfigError;
-use crate::config::toml_file::TomlFile;
+use crate::diag::ConfigError;
+use crate::diag::toml_file::TomlFile;
 use crate::envelope::Category;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};

@@ -112,10 +112,11 @@ use super::classify::{
     parse_category,
 };
 use super::model::{self, Model, Opinion, Source};
-use crate::config::toml_file::TomlFile;
-use crate::config::{ConfigError, Department};
+use crate::diag::ConfigError;
+use crate::diag::toml_file::TomlFile;
 use crate::envelope::{Category, Channel, Envelope};
-use crate::store::Decision;
+use crate::routing::Decision;
+use crate::routing::Department;
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

@@ -15,8 +15,8 @@
 //! and never logged.
 
 use super::classify::parse_category;
-use crate::config::Department;
 use crate::envelope::{Category, Envelope};
+use crate::routing::Department;
 
 /// What a status event's payload says the item should have been.
 #[derive(Debug, Clone, PartialEq, Eq)]

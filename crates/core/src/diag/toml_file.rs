@@ -10,8 +10,8 @@ use super::ConfigError;
 use serde::de::DeserializeOwned;
 
 /// A parsed TOML file that knows the line of every key path (`rule[3].when.regex[1]`).
-pub(crate) struct TomlFile<'a> {
-    pub(crate) file: &'a str,
+pub struct TomlFile<'a> {
+    pub file: &'a str,
     text: &'a str,
     doc: toml_edit::Document<String>,
     /// Byte offset of every line start: a key's line is a binary search, not a rescan (a
@@ -20,7 +20,7 @@ pub(crate) struct TomlFile<'a> {
 }
 
 impl<'a> TomlFile<'a> {
-    pub(crate) fn parse(file: &'a str, text: &'a str) -> Result<Self, ConfigError> {
+    pub fn parse(file: &'a str, text: &'a str) -> Result<Self, ConfigError> {
         match toml_edit::Document::parse(text.to_string()) {
             Ok(doc) => {
                 let line_starts = std::iter::once(0)
@@ -43,11 +43,11 @@ impl<'a> TomlFile<'a> {
     }
 
     /// The 1-based line of a key path: the deepest part of it that exists.
-    pub(crate) fn line(&self, path: &str) -> Option<usize> {
+    pub fn line(&self, path: &str) -> Option<usize> {
         line_of(self.doc.as_item(), &parse_path(path), &self.line_starts)
     }
 
-    pub(crate) fn err(&self, path: &str, message: impl Into<String>) -> ConfigError {
+    pub fn err(&self, path: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.into(),
             line: self.line(path),
@@ -59,10 +59,7 @@ impl<'a> TomlFile<'a> {
     /// Stage one: serde, collecting every shape error. On an error at a key that exists, the
     /// key is recorded, removed and deserialization retried, so one bad key does not hide the
     /// next; a missing required key ends it.
-    pub(crate) fn deserialize<T: DeserializeOwned>(
-        &self,
-        errors: &mut Vec<ConfigError>,
-    ) -> Option<T> {
+    pub fn deserialize<T: DeserializeOwned>(&self, errors: &mut Vec<ConfigError>) -> Option<T> {
         let before = errors.len();
         let v = self.deserialize_repaired(errors)?;
         (errors.len() == before).then_some(v)
@@ -70,7 +67,7 @@ impl<'a> TomlFile<'a> {
 
     /// Like [`TomlFile::deserialize`], but returns what the rest of the file deserializes to
     /// once the bad keys are removed, so meaning checks can run on it in the same pass.
-    pub(crate) fn deserialize_repaired<T: DeserializeOwned>(
+    pub fn deserialize_repaired<T: DeserializeOwned>(
         &self,
         errors: &mut Vec<ConfigError>,
     ) -> Option<T> {
@@ -116,7 +113,7 @@ fn backticked(message: &str, prefix: &str) -> Option<String> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Segment {
+pub enum Segment {
     Key(String),
     Index(usize),
 }
@@ -129,7 +126,7 @@ fn segment(s: &serde_path_to_error::Segment) -> Option<Segment> {
     }
 }
 
-pub(crate) fn render_path(path: &[Segment]) -> String {
+pub fn render_path(path: &[Segment]) -> String {
     let mut out = String::new();
     for s in path {
         match s {
@@ -146,7 +143,7 @@ pub(crate) fn render_path(path: &[Segment]) -> String {
 }
 
 /// A key as written in a rendered path: quoted when it contains a dot, bracket or quote.
-pub(crate) fn quote_key(k: &str) -> String {
+pub fn quote_key(k: &str) -> String {
     if k.is_empty() || k.contains(['.', '[', '"']) {
         format!("\"{k}\"")
     } else {
@@ -155,7 +152,7 @@ pub(crate) fn quote_key(k: &str) -> String {
 }
 
 /// Splits `a.b[2]."c.d"` into segments.
-pub(crate) fn parse_path(path: &str) -> Vec<Segment> {
+pub fn parse_path(path: &str) -> Vec<Segment> {
     let mut out = Vec::new();
     let mut rest = path;
     while !rest.is_empty() {
@@ -181,7 +178,7 @@ pub(crate) fn parse_path(path: &str) -> Vec<Segment> {
     out
 }
 
-pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+pub fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

@@ -103,10 +103,7 @@ impl Dictionaries {
                 continue;
             };
             for (code, &weight) in &raw.service_codes {
-                let path = format!(
-                    "service_codes.{}",
-                    crate::config::toml_file::quote_key(code)
-                );
+                let path = format!("service_codes.{}", crate::diag::toml_file::quote_key(code));
                 let norm = normalize_code(code);
                 if norm.is_empty() {
                     d.errors
@@ -151,7 +148,7 @@ impl Dictionaries {
                 ));
             }
             for (kw, &weight) in &raw.keywords {
-                let path = format!("keywords.{}", crate::config::toml_file::quote_key(kw));
+                let path = format!("keywords.{}", crate::diag::toml_file::quote_key(kw));
                 let norm = normalize(kw);
                 if norm.is_empty() {
                     d.errors.push(src.err(&path, "keyword must not be empty"));

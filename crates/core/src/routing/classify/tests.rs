@@ -133,7 +133,9 @@ fn encoding_matches_exactly_the_normalised_substrings() {
 
 #[test]
 fn shipped_dictionaries_load_cleanly_and_classify() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dictionaries");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join("config/dictionaries");
     let (d, warnings) = Dictionaries::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
     assert!(warnings.is_empty(), "{warnings:?}");
     let files: Vec<Category> = d.entries().iter().map(|e| e.category).collect();

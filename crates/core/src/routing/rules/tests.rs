@@ -17,7 +17,7 @@ const DEPARTMENTS: [&str; 8] = [
 ];
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn departments() -> Vec<Department> {
@@ -945,4 +945,12 @@ expect = { category = "policy", lead = "hrss", assists = ["health"], rule = "wag
     let e = run_cases_str(&rs, "c.toml", "[[case]]\nname = \"x\"\nchannel = \"fax\"\ncontent = \"\"\nexpect = { category = \"nope\", lead = \"hrss\" }\n").unwrap_err();
     assert_eq!(e.len(), 2, "{e:?}");
     assert_eq!(e[0].line, Some(3));
+}
+
+#[test]
+fn shipped_review_threshold_is_the_shipped_configs() {
+    let text = std::fs::read_to_string(root().join("config/petitiond.toml")).unwrap();
+    let doc: toml_edit::DocumentMut = text.parse().unwrap();
+    let shipped = doc["routing"]["review_threshold"].as_float().unwrap();
+    assert_eq!(shipped as f32, SHIPPED_REVIEW_THRESHOLD);
 }

@@ -11,7 +11,7 @@
 
 use super::classify::{CATEGORIES, category_index, parse_category};
 use super::rules::{Input, RuleSet};
-use crate::config::ConfigError;
+use crate::diag::ConfigError;
 use crate::envelope::{Category, Channel};
 use std::fmt;
 use std::path::Path;
