@@ -61,7 +61,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub mod reply;
+pub use petitiond_core::reply;
 
 /// A department status event, as department systems send it (JSON value of the record).
 #[derive(Debug, Clone, Deserialize)]

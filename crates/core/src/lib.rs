@@ -6,7 +6,9 @@
 //!   masked `Debug`), ID/mobile number normalisation and search.
 //! - [`diag`]: file/line config errors, the secret type, the TOML machinery every section uses.
 //! - [`routing`]: rules, classification (dictionaries + model), corpus evaluation, re-routes.
+//! - [`reply`]: the reply-quality check (the four elements, banned vague phrases).
 
 pub mod diag;
 pub mod envelope;
+pub mod reply;
 pub mod routing;

@@ -435,7 +435,7 @@ mod corpus {
     #[test]
     fn reply_corpus_gives_the_expected_missing_elements_and_banned_phrases() {
         let corpus: Corpus =
-            toml_edit::de::from_str(include_str!("../../tests/fixtures/replies.toml")).unwrap();
+            toml_edit::de::from_str(include_str!("../../../tests/fixtures/replies.toml")).unwrap();
         assert!(corpus.reply.len() >= 30, "{} replies", corpus.reply.len());
         let c = ReplyChecker::default_lists();
         let (mut good, mut bad, mut wrong) = (0, 0, Vec::new());
