@@ -3,7 +3,11 @@
 use super::*;
 
 impl Validator<'_> {
-    pub(super) fn event_kinds(&mut self, path: &str, names: &[String]) -> Vec<crate::sla::policy::EventKind> {
+    pub(super) fn event_kinds(
+        &mut self,
+        path: &str,
+        names: &[String],
+    ) -> Vec<crate::sla::policy::EventKind> {
         let mut out = Vec::new();
         for (i, n) in names.iter().enumerate() {
             match crate::sla::policy::EventKind::parse(n) {
