@@ -203,112 +203,147 @@ pub(super) fn summary_query(conn: &Connection) -> Result<Summary, StoreError> {
     })
 }
 
+/// The SLA board, read inside [`board`]'s one transaction: the counts per clock id, the
+/// overdue and upcoming lists, the newest alerts and the review queue; each an index range.
 pub(super) fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData, StoreError> {
-    use rusqlite::ToSql;
-    let now = q.now.as_millisecond();
-    let limit = q.limit as i64;
-    let alerts_limit = q.alerts_limit as i64;
-    let dept = q.department.as_deref();
-    let mut data = BoardData::default();
+    let counts = board_counts(conn, q)?;
+    let overdue = board_clocks(conn, q, &counts, true)?;
+    let upcoming = board_clocks(conn, q, &counts, false)?;
+    let alerts = board_alerts(conn, q, &counts)?;
+    let (review, review_total) = board_review(conn, q)?;
+    Ok(BoardData {
+        counts,
+        overdue,
+        upcoming,
+        alerts,
+        review,
+        review_total,
+    })
+}
 
-    {
-        // The clock ids with open clocks (under the department filter), ascending.
-        let clock_ids: Vec<String> = match &q.clock {
-            Some(c) => vec![c.clone()],
-            None => {
-                let mut st = conn.prepare_cached(&board_sql::next_clock_id(dept.is_some()))?;
-                let mut ids: Vec<String> = Vec::new();
-                loop {
-                    let after = ids.last().cloned().unwrap_or_default();
-                    let mut p: Vec<(&str, &dyn ToSql)> = vec![(":after", &after)];
-                    if let Some(d) = &dept {
-                        p.push((":department", d));
-                    }
-                    match st.query_row(p.as_slice(), |r| r.get(0)).optional()? {
-                        Some(id) => ids.push(id),
-                        None => break,
-                    }
-                }
-                ids
-            }
-        };
-        let mut stmts = Vec::new();
-        for what in board_sql::COUNTS {
-            stmts.push((
-                conn.prepare_cached(&board_sql::count(dept.is_some(), what))?,
-                what,
-            ));
+/// The clock ids with open clocks (under the department filter), ascending: the filter's
+/// one, or read one at a time from the index.
+fn open_clock_ids(conn: &Connection, q: &BoardQuery) -> Result<Vec<String>, StoreError> {
+    use rusqlite::ToSql;
+    if let Some(c) = &q.clock {
+        return Ok(vec![c.clone()]);
+    }
+    let dept = q.department.as_deref();
+    let mut st = conn.prepare_cached(&board_sql::next_clock_id(dept.is_some()))?;
+    let mut ids: Vec<String> = Vec::new();
+    loop {
+        let after = ids.last().cloned().unwrap_or_default();
+        let mut p: Vec<(&str, &dyn ToSql)> = vec![(":after", &after)];
+        if let Some(d) = &dept {
+            p.push((":department", d));
         }
-        for clock_id in clock_ids {
-            let mut n = [0u64; 5];
-            for (i, (st, what)) in stmts.iter_mut().enumerate() {
-                let mut p: Vec<(&str, &dyn ToSql)> = vec![(":clock", &clock_id)];
-                if let Some(d) = &dept {
-                    p.push((":department", d));
-                }
-                if matches!(what, board_sql::Count::Overdue | board_sql::Count::Warned) {
-                    p.push((":now", &now));
-                }
-                n[i] = st.query_row(p.as_slice(), |r| r.get::<_, i64>(0))?.max(0) as u64;
-            }
-            if n[0] + n[3] + n[4] > 0 {
-                data.counts.push(BoardCount {
-                    clock_id,
-                    running: n[0],
-                    overdue: n[1],
-                    warning: n[2],
-                    paused: n[3],
-                    pending: n[4],
-                });
-            }
+        match st.query_row(p.as_slice(), |r| r.get(0)).optional()? {
+            Some(id) => ids.push(id),
+            None => break,
         }
     }
+    Ok(ids)
+}
 
-    // The lists: per clock id (index order is due order within one), merged here.
-    for overdue in [true, false] {
-        let sql = board_sql::clocks(dept.is_some(), overdue);
-        let mut st = conn.prepare_cached(&sql)?;
-        let mut all: Vec<(i64, BoardClock)> = Vec::new();
-        for c in &data.counts {
-            let mut p: Vec<(&str, &dyn ToSql)> =
-                vec![(":now", &now), (":clock", &c.clock_id), (":limit", &limit)];
+/// Per clock id with open clocks: running, overdue, warned, paused and pending counts.
+fn board_counts(conn: &Connection, q: &BoardQuery) -> Result<Vec<BoardCount>, StoreError> {
+    use rusqlite::ToSql;
+    let now = q.now.as_millisecond();
+    let dept = q.department.as_deref();
+    let clock_ids = open_clock_ids(conn, q)?;
+    let mut stmts = Vec::new();
+    for what in board_sql::COUNTS {
+        stmts.push((
+            conn.prepare_cached(&board_sql::count(dept.is_some(), what))?,
+            what,
+        ));
+    }
+    let mut counts = Vec::new();
+    for clock_id in clock_ids {
+        let mut n = [0u64; 5];
+        for (i, (st, what)) in stmts.iter_mut().enumerate() {
+            let mut p: Vec<(&str, &dyn ToSql)> = vec![(":clock", &clock_id)];
             if let Some(d) = &dept {
                 p.push((":department", d));
             }
-            let rows = st.query_map(p.as_slice(), |r| {
-                let state: String = r.get(3)?;
-                Ok((
-                    r.get::<_, i64>(6)?,
-                    BoardClock {
-                        item_id: r.get(0)?,
-                        clock_id: r.get(1)?,
-                        department: r.get(2)?,
-                        state: State::parse(&state).unwrap_or(State::Running),
-                        started_at: ts(Some(r.get(4)?))?.unwrap_or_default(),
-                        due_at: ts(Some(r.get(5)?))?.unwrap_or_default(),
-                        provisional: r.get(7)?,
-                    },
-                ))
-            })?;
-            for row in rows {
-                all.push(row?);
+            if matches!(what, board_sql::Count::Overdue | board_sql::Count::Warned) {
+                p.push((":now", &now));
             }
+            n[i] = st.query_row(p.as_slice(), |r| r.get::<_, i64>(0))?.max(0) as u64;
         }
-        all.sort_by_key(|a| a.0);
-        all.truncate(q.limit);
-        let list = all.into_iter().map(|(_, c)| c).collect();
-        if overdue {
-            data.overdue = list;
-        } else {
-            data.upcoming = list;
+        if n[0] + n[3] + n[4] > 0 {
+            counts.push(BoardCount {
+                clock_id,
+                running: n[0],
+                overdue: n[1],
+                warning: n[2],
+                paused: n[3],
+                pending: n[4],
+            });
         }
     }
+    Ok(counts)
+}
 
-    // Alerts: one index range, except "department only", read per clock id and merged.
+/// The overdue (most overdue first) or upcoming (soonest first) list: read per clock id
+/// (index order is due order within one), merged here.
+fn board_clocks(
+    conn: &Connection,
+    q: &BoardQuery,
+    counts: &[BoardCount],
+    overdue: bool,
+) -> Result<Vec<BoardClock>, StoreError> {
+    use rusqlite::ToSql;
+    let now = q.now.as_millisecond();
+    let limit = q.limit as i64;
+    let dept = q.department.as_deref();
+    let sql = board_sql::clocks(dept.is_some(), overdue);
+    let mut st = conn.prepare_cached(&sql)?;
+    let mut all: Vec<(i64, BoardClock)> = Vec::new();
+    for c in counts {
+        let mut p: Vec<(&str, &dyn ToSql)> =
+            vec![(":now", &now), (":clock", &c.clock_id), (":limit", &limit)];
+        if let Some(d) = &dept {
+            p.push((":department", d));
+        }
+        let rows = st.query_map(p.as_slice(), |r| {
+            let state: String = r.get(3)?;
+            Ok((
+                r.get::<_, i64>(6)?,
+                BoardClock {
+                    item_id: r.get(0)?,
+                    clock_id: r.get(1)?,
+                    department: r.get(2)?,
+                    state: State::parse(&state).unwrap_or(State::Running),
+                    started_at: ts(Some(r.get(4)?))?.unwrap_or_default(),
+                    due_at: ts(Some(r.get(5)?))?.unwrap_or_default(),
+                    provisional: r.get(7)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            all.push(row?);
+        }
+    }
+    all.sort_by_key(|a| a.0);
+    all.truncate(q.limit);
+    Ok(all.into_iter().map(|(_, c)| c).collect())
+}
+
+/// The newest alerts: one index range, except "department only", read per clock id and
+/// merged.
+fn board_alerts(
+    conn: &Connection,
+    q: &BoardQuery,
+    counts: &[BoardCount],
+) -> Result<Vec<BoardAlert>, StoreError> {
+    use rusqlite::ToSql;
+    let alerts_limit = q.alerts_limit as i64;
+    let dept = q.department.as_deref();
     let per_clock: Vec<Option<String>> = match (&dept, &q.clock) {
         (Some(_), None) => {
             let mut ids: Vec<String> = q.clock_ids.clone();
-            ids.extend(data.counts.iter().map(|c| c.clock_id.clone()));
+            ids.extend(counts.iter().map(|c| c.clock_id.clone()));
             ids.sort();
             ids.dedup();
             ids.into_iter().map(Some).collect()
@@ -350,9 +385,15 @@ pub(super) fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData
     }
     alerts.sort_by_key(|a| std::cmp::Reverse(a.0));
     alerts.truncate(q.alerts_limit);
-    data.alerts = alerts.into_iter().map(|(_, a)| a).collect();
+    Ok(alerts.into_iter().map(|(_, a)| a).collect())
+}
 
-    // The review queue: oldest first, one index range (by lead under a department filter).
+/// The review queue, oldest first, and its size: one index range each (by lead under a
+/// department filter).
+fn board_review(conn: &Connection, q: &BoardQuery) -> Result<(Vec<BoardReview>, u64), StoreError> {
+    use rusqlite::ToSql;
+    let limit = q.limit as i64;
+    let dept = q.department.as_deref();
     let (list_sql, count_sql) = board_sql::review(dept.is_some());
     let mut p: Vec<(&str, &dyn ToSql)> = vec![(":limit", &limit)];
     if let Some(d) = &dept {
@@ -367,10 +408,11 @@ pub(super) fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData
             r.get::<_, String>(3)?,
         ))
     })?;
+    let mut review = Vec::new();
     for row in rows {
         let (item_id, lead, decided_ms, classification) = row?;
         let c: crate::envelope::CategoryDecision = serde_json::from_str(&classification)?;
-        data.review.push(BoardReview {
+        review.push(BoardReview {
             item_id,
             lead,
             decided_at: Timestamp::from_millisecond(decided_ms).unwrap_or_default(),
@@ -380,11 +422,11 @@ pub(super) fn board_query(conn: &Connection, q: &BoardQuery) -> Result<BoardData
         });
     }
     p.retain(|(k, _)| *k != ":limit");
-    data.review_total = conn
+    let total = conn
         .prepare_cached(&count_sql)?
         .query_row(p.as_slice(), |r| r.get::<_, i64>(0))?
         .max(0) as u64;
-    Ok(data)
+    Ok((review, total))
 }
 
 pub(super) fn board(store: &SqliteStore, q: &BoardQuery) -> Result<BoardData, StoreError> {
