@@ -262,75 +262,9 @@ impl Validator<'_> {
         r: &RawHttpSource,
     ) -> Option<HttpSourceConfig> {
         let at = |k: &str| format!("channels.{name}.{k}");
-        let base = reqwest::Url::parse(&r.base_url).ok();
-        let base_origin = base.as_ref().and_then(origin_of);
-        if base_origin.is_none() {
-            self.err(
-                &at("base_url"),
-                format!(
-                    "`{}` is not an http(s) URL",
-                    super::url_for_log(&r.base_url)
-                ),
-            );
-        }
-        if base
-            .as_ref()
-            .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
-        {
-            self.err(
-                &at("base_url"),
-                "must not carry a user or password (it would be logged): use `auth`",
-            );
-        }
-        let mut origins = vec![base_origin.clone().unwrap_or_default()];
-        for (i, o) in r.allowed_origins.iter().enumerate() {
-            match reqwest::Url::parse(o).ok().filter(|u| {
-                u.path() == "/"
-                    && u.query().is_none()
-                    && u.fragment().is_none()
-                    && u.username().is_empty()
-                    && u.password().is_none()
-            }) {
-                Some(u) if origin_of(&u).is_some() => {
-                    let o = origin_of(&u).unwrap_or_default();
-                    if !origins.contains(&o) {
-                        origins.push(o);
-                    }
-                }
-                _ => self.err(
-                    &format!("{}[{i}]", at("allowed_origins")),
-                    format!("`{o}` is not an origin: expected http(s)://host[:port]"),
-                ),
-            }
-        }
-        let has_credentials = r.auth.as_ref().is_some_and(|a| a.kind != "none")
-            || (r.protocol == "open311" && r.api_key.is_some());
-        if base.as_ref().is_some_and(|u| u.scheme() == "http")
-            && has_credentials
-            && !r.allow_plaintext_auth
-        {
-            self.err(
-                &at("base_url"),
-                "plain http would send the credentials unencrypted: use https, or set allow_plaintext_auth = true",
-            );
-        }
-        // A clamped cursor sits `skew` ahead of our clock; the next poll starts `overlap`
-        // before it, so the overlap must exceed the skew or records written meanwhile (by
-        // an upstream whose clock is right) would be skipped.
-        let max_clock_skew_secs = match r.max_clock_skew_secs {
-            None => (r.overlap_secs / 2).min(60),
-            Some(s) if s > 0 && s >= r.overlap_secs => {
-                self.err(
-                    &at("max_clock_skew_secs"),
-                    format!(
-                        "{s} is not less than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
-                        r.overlap_secs
-                    ),
-                );
-                r.overlap_secs / 2
-            }
-            Some(s) => s,
-        };
+        let (base, origins) = self.http_origins(name, r);
+        self.http_plaintext_credentials(name, r, base.as_ref());
+        let max_clock_skew_secs = self.max_clock_skew_secs(name, r);
         for (k, v) in [
             ("poll_interval_ms", r.poll_interval_ms),
             ("connect_timeout_ms", r.connect_timeout_ms),
@@ -346,32 +280,7 @@ impl Validator<'_> {
             self.positive(&at(k), v);
         }
         let protocol = match r.protocol.as_str() {
-            "open311" => {
-                let updated_after = match r.change_polling.as_str() {
-                    "updated_after" => true,
-                    "requested_window" => false,
-                    other => {
-                        self.err(
-                            &at("change_polling"),
-                            format!("`{other}`: expected `updated_after` or `requested_window`"),
-                        );
-                        true
-                    }
-                };
-                self.positive(&at("max_per_response"), r.max_per_response as u64);
-                self.positive(&at("max_window_days"), r.max_window_days);
-                let api_key = r
-                    .api_key
-                    .as_ref()
-                    .and_then(|k| self.secret(&at("api_key"), k));
-                Some(Protocol::Open311 {
-                    jurisdiction_id: r.jurisdiction_id.clone(),
-                    api_key,
-                    updated_after,
-                    max_per_response: r.max_per_response,
-                    max_window: Duration::from_secs(r.max_window_days * 86_400),
-                })
-            }
+            "open311" => self.open311(name, r),
             "paged" => self.paged(name, r),
             other => {
                 self.err(
@@ -428,6 +337,128 @@ impl Validator<'_> {
             allow_plaintext_auth: r.allow_plaintext_auth,
             max_clock_skew: Duration::from_secs(max_clock_skew_secs),
             writeback,
+        })
+    }
+
+    /// `base_url` (an http(s) URL without user or password) and `allowed_origins`: returns the
+    /// parsed base URL and every origin requests may go to, the base URL's first.
+    fn http_origins(
+        &mut self,
+        name: &str,
+        r: &RawHttpSource,
+    ) -> (Option<reqwest::Url>, Vec<String>) {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        let base = reqwest::Url::parse(&r.base_url).ok();
+        let base_origin = base.as_ref().and_then(origin_of);
+        if base_origin.is_none() {
+            self.err(
+                &at("base_url"),
+                format!(
+                    "`{}` is not an http(s) URL",
+                    super::url_for_log(&r.base_url)
+                ),
+            );
+        }
+        if base
+            .as_ref()
+            .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
+        {
+            self.err(
+                &at("base_url"),
+                "must not carry a user or password (it would be logged): use `auth`",
+            );
+        }
+        let mut origins = vec![base_origin.clone().unwrap_or_default()];
+        for (i, o) in r.allowed_origins.iter().enumerate() {
+            match reqwest::Url::parse(o).ok().filter(|u| {
+                u.path() == "/"
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+            }) {
+                Some(u) if origin_of(&u).is_some() => {
+                    let o = origin_of(&u).unwrap_or_default();
+                    if !origins.contains(&o) {
+                        origins.push(o);
+                    }
+                }
+                _ => self.err(
+                    &format!("{}[{i}]", at("allowed_origins")),
+                    format!("`{o}` is not an origin: expected http(s)://host[:port]"),
+                ),
+            }
+        }
+        (base, origins)
+    }
+
+    /// Credentials over plain http only with `allow_plaintext_auth`.
+    fn http_plaintext_credentials(
+        &mut self,
+        name: &str,
+        r: &RawHttpSource,
+        base: Option<&reqwest::Url>,
+    ) {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        let has_credentials = r.auth.as_ref().is_some_and(|a| a.kind != "none")
+            || (r.protocol == "open311" && r.api_key.is_some());
+        if base.is_some_and(|u| u.scheme() == "http") && has_credentials && !r.allow_plaintext_auth
+        {
+            self.err(
+                &at("base_url"),
+                "plain http would send the credentials unencrypted: use https, or set allow_plaintext_auth = true",
+            );
+        }
+    }
+
+    /// `max_clock_skew_secs`: below `overlap_secs` (default: half of it, at most 60 s).
+    fn max_clock_skew_secs(&mut self, name: &str, r: &RawHttpSource) -> u64 {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        // A clamped cursor sits `skew` ahead of our clock; the next poll starts `overlap`
+        // before it, so the overlap must exceed the skew or records written meanwhile (by
+        // an upstream whose clock is right) would be skipped.
+        match r.max_clock_skew_secs {
+            None => (r.overlap_secs / 2).min(60),
+            Some(s) if s > 0 && s >= r.overlap_secs => {
+                self.err(
+                    &at("max_clock_skew_secs"),
+                    format!(
+                        "{s} is not less than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
+                        r.overlap_secs
+                    ),
+                );
+                r.overlap_secs / 2
+            }
+            Some(s) => s,
+        }
+    }
+
+    /// `protocol = "open311"`: change polling, response and window limits, the API key.
+    fn open311(&mut self, name: &str, r: &RawHttpSource) -> Option<Protocol> {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        let updated_after = match r.change_polling.as_str() {
+            "updated_after" => true,
+            "requested_window" => false,
+            other => {
+                self.err(
+                    &at("change_polling"),
+                    format!("`{other}`: expected `updated_after` or `requested_window`"),
+                );
+                true
+            }
+        };
+        self.positive(&at("max_per_response"), r.max_per_response as u64);
+        self.positive(&at("max_window_days"), r.max_window_days);
+        let api_key = r
+            .api_key
+            .as_ref()
+            .and_then(|k| self.secret(&at("api_key"), k));
+        Some(Protocol::Open311 {
+            jurisdiction_id: r.jurisdiction_id.clone(),
+            api_key,
+            updated_after,
+            max_per_response: r.max_per_response,
+            max_window: Duration::from_secs(r.max_window_days * 86_400),
         })
     }
 
