@@ -9,6 +9,7 @@
 //! that fails stops the daemon with an error.
 
 use crate::admin::{self, AdminState};
+use crate::channels::Incoming;
 use crate::channels::http::{ChannelHealth, HttpChannel};
 use crate::channels::imap::ImapChannel;
 use crate::channels::mailbox::MaildirChannel;
@@ -115,31 +116,76 @@ impl Application {
             .sla_calendar_end
             .set(calendar_end(&cfg.sla.calendar, jiff::Timestamp::now()).unwrap_or(0));
         init_series(&self.metrics, &cfg);
-        let health = Arc::new(BrokerHealth::default());
-        let ready = Arc::new(AtomicBool::new(false));
-        let wake = Arc::new(Notify::new());
-        let intake_done = CancellationToken::new();
-        let hard_stop = CancellationToken::new();
-        let admin_stop = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<(&'static str, anyhow::Error)>();
-
-        let spawn =
-            |name: &'static str,
-             fut: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>| {
-                let fail = fail_tx.clone();
-                tracker.spawn(async move {
-                    let result = match AssertUnwindSafe(fut).catch_unwind().await {
-                        Ok(r) => r,
-                        Err(_) => Err(anyhow::anyhow!("task panicked")),
-                    };
-                    if let Err(e) = result {
-                        let _ = fail.send((name, e));
-                    }
-                })
-            };
+        let stops = Stops::default();
+        let (fail_tx, mut fail_rx) = mpsc::unbounded_channel();
+        let tasks = Tasks {
+            tracker: TaskTracker::new(),
+            fail: fail_tx,
+            shutdown: shutdown.clone(),
+            health: Arc::new(BrokerHealth::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+            wake: Arc::new(Notify::new()),
+        };
 
         let (tx, rx) = mpsc::channel(INTAKE_QUEUE);
+        let channel_health = self.spawn_channels(&tasks, tx)?;
+        self.spawn_producers(&tasks, rx, &stops.intake_done)?;
+        self.spawn_mailer_and_reports(&tasks);
+        self.spawn_relay(&tasks, &stops);
+        let admin_task = self.admin.map(|listener| {
+            let state = AdminState {
+                metrics: self.metrics.clone(),
+                health: tasks.health.clone(),
+                ready: tasks.ready.clone(),
+                channels: channel_health,
+                store: self.store.clone(),
+                board: Arc::new(admin::board::BoardConfig::from_config(&cfg)),
+                auth: Arc::new(admin::auth::Auth::new(cfg.admin.token.as_ref())),
+                limits: admin::Limits::from_config(&cfg.admin),
+            };
+            tokio::spawn(admin::serve(listener, state, stops.admin.clone()))
+        });
+        // From here only the tasks hold the failure channel: it closes when they have all ended.
+        let Tasks {
+            tracker,
+            fail,
+            health,
+            ready,
+            ..
+        } = tasks;
+        drop(fail);
+
+        let sampler = Sampler {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            health,
+            ready: ready.clone(),
+        };
+        tracker.spawn(sampler.run(shutdown.clone()));
+
+        let failure = supervise(&shutdown, &mut fail_rx, &ready).await;
+        stop_in_order(
+            &cfg,
+            &shutdown,
+            &stops,
+            failure,
+            &tracker,
+            admin_task,
+            &mut fail_rx,
+        )
+        .await
+    }
+
+    /// The channels (mailbox, hotline, portal) and the HTTP channels' write-back workers: the
+    /// edge tasks that poll upstreams and feed intake through `intake`. Returns the HTTP
+    /// channels' health for the admin server.
+    fn spawn_channels(
+        &self,
+        tasks: &Tasks,
+        intake: mpsc::Sender<Incoming>,
+    ) -> anyhow::Result<ChannelHealth> {
+        let cfg = &self.config;
+        let shutdown = &tasks.shutdown;
         if let Some(mb) = &cfg.mailbox {
             match &mb.kind {
                 MailboxKind::Maildir { path } => {
@@ -147,9 +193,9 @@ impl Application {
                         source: "mailbox".into(),
                         path: path.clone(),
                         config: mb.clone(),
-                        intake: tx.clone(),
+                        intake: intake.clone(),
                     };
-                    spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
+                    tasks.spawn("mailbox", ch.run(shutdown.clone()));
                 }
                 MailboxKind::Imap(imap) => {
                     // The spool holds whole mails: created owner-only here, whatever the
@@ -163,11 +209,11 @@ impl Application {
                         max_message_bytes: mb.max_message_bytes,
                         poll_interval: mb.poll_interval,
                         spool,
-                        intake: tx.clone(),
+                        intake: intake.clone(),
                         store: self.store.clone(),
                         metrics: self.metrics.clone(),
                     };
-                    spawn("mailbox", Box::pin(ch.run(shutdown.clone())));
+                    tasks.spawn("mailbox", ch.run(shutdown.clone()));
                 }
             }
         }
@@ -178,17 +224,17 @@ impl Application {
                 tz: cfg.sla.calendar.time_zone().clone(),
                 store: self.store.clone(),
                 blobs: self.blobs.clone(),
-                intake: tx.clone(),
+                intake: intake.clone(),
                 metrics: self.metrics.clone(),
                 health: channel_health.clone(),
                 alerts_topic: cfg.sla.alerts_topic.clone(),
-                relay_wake: wake.clone(),
+                relay_wake: tasks.wake.clone(),
             };
             let name = match source.channel {
                 Channel::Hotline => "hotline",
                 _ => "portal",
             };
-            spawn(name, Box::pin(ch.run(shutdown.clone())));
+            tasks.spawn(name, ch.run(shutdown.clone()));
             if source.writeback.is_some() {
                 // Status write-back: its own task, an edge one (its rows wait in the store).
                 let worker = crate::channels::http::writeback::WritebackWorker {
@@ -200,16 +246,26 @@ impl Application {
                     Channel::Hotline => "hotline-writeback",
                     _ => "portal-writeback",
                 };
-                spawn(name, Box::pin(worker.run(shutdown.clone())));
+                tasks.spawn(name, worker.run(shutdown.clone()));
             }
         }
-        drop(tx);
+        Ok(channel_health)
+    }
 
-        // The relay drains once every producer of outbox rows (intake, the SLA engine, the
-        // status consumer) has finished.
+    /// The tasks that write outbox rows — intake (reading `rx`), the SLA engine and the status
+    /// consumer — and the rules reloader. `intake_done` is cancelled once all three producers
+    /// have finished: then the relay drains.
+    fn spawn_producers(
+        &self,
+        tasks: &Tasks,
+        rx: mpsc::Receiver<Incoming>,
+        intake_done: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let cfg = &self.config;
+        let shutdown = &tasks.shutdown;
         let producers = Arc::new(AtomicUsize::new(3));
         let producer_done = {
-            let (producers, intake_done) = (producers.clone(), intake_done.clone());
+            let intake_done = intake_done.clone();
             move || {
                 if producers.fetch_sub(1, Ordering::SeqCst) == 1 {
                     intake_done.cancel();
@@ -228,13 +284,13 @@ impl Application {
                 router: router.clone(),
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),
-                relay_wake: wake.clone(),
+                relay_wake: tasks.wake.clone(),
             };
-            spawn("rules-reload", Box::pin(reloader.run(shutdown.clone())));
+            tasks.spawn("rules-reload", reloader.run(shutdown.clone()));
         } else {
             // SIGHUP (`systemctl reload`) must not kill the daemon when there is nothing to
             // reload: its default action is to terminate.
-            spawn("sighup", Box::pin(acknowledge_sighup(shutdown.clone())));
+            tasks.spawn("sighup", acknowledge_sighup(shutdown.clone()));
         }
         let intake = Intake {
             router,
@@ -242,177 +298,217 @@ impl Application {
             store: self.store.clone(),
             blobs: self.blobs.clone(),
             metrics: self.metrics.clone(),
-            relay_wake: wake.clone(),
+            relay_wake: tasks.wake.clone(),
             timers: timers_tx.clone(),
             repeat: self.repeat.clone(),
         };
         let done = producer_done.clone();
-        spawn(
-            "intake",
-            Box::pin(async move {
-                let r = intake.run(rx).await;
-                done();
-                r
-            }),
-        );
+        tasks.spawn("intake", async move {
+            let r = intake.run(rx).await;
+            done();
+            r
+        });
 
         let engine = Engine {
             config: cfg.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
-            relay_wake: wake.clone(),
+            relay_wake: tasks.wake.clone(),
             input: timers_rx,
         };
         let (done, stop) = (producer_done.clone(), shutdown.clone());
-        spawn(
-            "sla-engine",
-            Box::pin(async move {
-                let r = engine.run(stop).await;
-                done();
-                r
-            }),
-        );
+        tasks.spawn("sla-engine", async move {
+            let r = engine.run(stop).await;
+            done();
+            r
+        });
 
         let status = StatusConsumer {
             config: cfg.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
-            health: health.clone(),
+            health: tasks.health.clone(),
             timers: timers_tx,
-            topics_ready: ready.clone(),
+            topics_ready: tasks.ready.clone(),
         };
         let (done, stop) = (producer_done, shutdown.clone());
-        spawn(
-            "status",
-            Box::pin(async move {
-                let r = status.run(stop).await;
-                done();
-                r
-            }),
-        );
+        tasks.spawn("status", async move {
+            let r = status.run(stop).await;
+            done();
+            r
+        });
+        Ok(())
+    }
 
+    /// The mailer and the report scheduler, when configured.
+    fn spawn_mailer_and_reports(&self, tasks: &Tasks) {
+        let cfg = &self.config;
         if let Some(email) = &cfg.email {
             let mailer = crate::alerts::mail::Mailer {
                 config: email.clone(),
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),
             };
-            spawn("mailer", Box::pin(mailer.run(shutdown.clone())));
+            tasks.spawn("mailer", mailer.run(tasks.shutdown.clone()));
         }
-
         if cfg.reports.is_some() {
             // Edge task: watches the shutdown token; what it queues is in the store, so the
             // relay and the mailer send it whether or not this task is still running.
             let scheduler = crate::report::schedule::Scheduler::new(
                 cfg.clone(),
                 self.store.clone(),
-                wake.clone(),
+                tasks.wake.clone(),
             );
-            spawn("reports", Box::pin(scheduler.run(shutdown.clone())));
+            tasks.spawn("reports", scheduler.run(tasks.shutdown.clone()));
         }
+    }
 
+    /// The outbox relay: verifies the topics (then sets `ready`), delivers until the
+    /// producers are done and the outbox is empty, or until the hard stop.
+    fn spawn_relay(&self, tasks: &Tasks, stops: &Stops) {
+        let cfg = &self.config;
         let relay = Relay {
             config: cfg.kafka.clone(),
             topics: cfg.topics(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
-            health: health.clone(),
-            wake,
-            ready: ready.clone(),
+            health: tasks.health.clone(),
+            wake: tasks.wake.clone(),
+            ready: tasks.ready.clone(),
             alerts_topic: cfg.sla.alerts_topic.clone(),
         };
-        spawn(
+        tasks.spawn(
             "relay",
-            Box::pin(relay.run(intake_done.clone(), hard_stop.clone())),
+            relay.run(stops.intake_done.clone(), stops.hard_stop.clone()),
         );
+    }
+}
 
-        let admin_task = self.admin.map(|listener| {
-            let state = AdminState {
-                metrics: self.metrics.clone(),
-                health: health.clone(),
-                ready: ready.clone(),
-                channels: channel_health,
-                store: self.store.clone(),
-                board: Arc::new(admin::board::BoardConfig::from_config(&cfg)),
-                auth: Arc::new(admin::auth::Auth::new(cfg.admin.token.as_ref())),
-                limits: admin::Limits::from_config(&cfg.admin),
+/// The daemon's task group: every task is tracked (the shutdown deadline waits for them) and
+/// reports its error or panic on `fail`; and what the tasks share.
+struct Tasks {
+    tracker: TaskTracker,
+    fail: mpsc::UnboundedSender<(&'static str, anyhow::Error)>,
+    /// The edge tasks watch it; inner stages end when their input closes.
+    shutdown: CancellationToken,
+    health: Arc<BrokerHealth>,
+    /// Set by the relay once the topics are verified.
+    ready: Arc<AtomicBool>,
+    /// Wakes the relay when rows are queued.
+    wake: Arc<Notify>,
+}
+
+impl Tasks {
+    /// Spawns a tracked task; an error or a panic is sent on `fail` with the task's name.
+    fn spawn(
+        &self,
+        name: &'static str,
+        fut: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        let fail = self.fail.clone();
+        self.tracker.spawn(async move {
+            let result = match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(r) => r,
+                Err(_) => Err(anyhow::anyhow!("task panicked")),
             };
-            tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
+            if let Err(e) = result {
+                let _ = fail.send((name, e));
+            }
         });
-        drop(fail_tx);
+    }
+}
 
-        let sampler = Sampler {
-            store: self.store.clone(),
-            metrics: self.metrics.clone(),
-            health,
-            ready: ready.clone(),
-        };
-        tracker.spawn(sampler.run(shutdown.clone()));
+/// The tokens of the ordered stop, after the shutdown token: the relay drains once the
+/// producers are done (`intake_done`), is cut off at the deadline (`hard_stop`); the admin
+/// server stops last (`admin`).
+#[derive(Default)]
+struct Stops {
+    intake_done: CancellationToken,
+    hard_stop: CancellationToken,
+    admin: CancellationToken,
+}
 
-        // The supervisor loop: reports readiness to systemd once the relay has verified the
-        // topics (the store is open and the channels were started before), and feeds the
-        // watchdog. It ticks only while this task is scheduled, so a wedged runtime stops
-        // the WATCHDOG=1 messages and systemd restarts the daemon.
-        crate::notify::status("starting: waiting for Kafka to verify the topics");
-        let watchdog = crate::notify::watchdog_interval();
-        let mut beat =
-            tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ready_poll = tokio::time::interval(std::time::Duration::from_millis(100));
-        let mut ready_sent = false;
-        let failure = loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    tracing::info!("shutdown requested: stopping channels, draining");
-                    break None;
-                }
-                f = fail_rx.recv() => break f,
-                _ = beat.tick(), if watchdog.is_some() => crate::notify::watchdog(),
-                _ = ready_poll.tick(), if !ready_sent => {
-                    if ready.load(Ordering::Relaxed) {
-                        ready_sent = true;
-                        tracing::info!("ready: topics verified, store open, channels running");
-                        crate::notify::ready("ready: topics verified, store open, channels running");
-                    }
+/// The supervisor loop: reports readiness to systemd once the relay has verified the topics
+/// (the store is open and the channels were started before), and feeds the watchdog. It ticks
+/// only while this task is scheduled, so a wedged runtime stops the WATCHDOG=1 messages and
+/// systemd restarts the daemon. Returns the first task failure, or `None` on shutdown.
+async fn supervise(
+    shutdown: &CancellationToken,
+    fail_rx: &mut mpsc::UnboundedReceiver<(&'static str, anyhow::Error)>,
+    ready: &AtomicBool,
+) -> Option<(&'static str, anyhow::Error)> {
+    crate::notify::status("starting: waiting for Kafka to verify the topics");
+    let watchdog = crate::notify::watchdog_interval();
+    let mut beat = tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ready_poll = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut ready_sent = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                tracing::info!("shutdown requested: stopping channels, draining");
+                break None;
+            }
+            f = fail_rx.recv() => break f,
+            _ = beat.tick(), if watchdog.is_some() => crate::notify::watchdog(),
+            _ = ready_poll.tick(), if !ready_sent => {
+                if ready.load(Ordering::Relaxed) {
+                    ready_sent = true;
+                    tracing::info!("ready: topics verified, store open, channels running");
+                    crate::notify::ready("ready: topics verified, store open, channels running");
                 }
             }
-        };
-        crate::notify::stopping();
-        if let Some((name, e)) = &failure {
-            tracing::error!(
-                task = name,
-                error = format!("{e:#}"),
-                "task failed; stopping"
-            );
         }
-        shutdown.cancel();
-        if failure.is_some() {
-            // A failed task cannot drain in order; stop the relay too.
-            intake_done.cancel();
-        }
-        tracker.close();
-        if tokio::time::timeout(cfg.shutdown_deadline, tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                deadline_secs = cfg.shutdown_deadline.as_secs(),
-                "shutdown deadline reached; cutting off the relay"
-            );
-            hard_stop.cancel();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
-        }
-        admin_stop.cancel();
-        if let Some(t) = admin_task {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
-        }
-        let failure = failure.or_else(|| fail_rx.try_recv().ok());
-        match failure {
-            Some((name, e)) => Err(e.context(format!("task `{name}` failed"))),
-            None => {
-                tracing::info!("stopped cleanly");
-                Ok(())
-            }
+    }
+}
+
+/// The ordered stop: the edge tasks stop, the inner stages drain (or, after a failure, the
+/// relay stops too), all within the shutdown deadline, after which the relay is cut off; then
+/// the admin server. The first failure, if any, is the daemon's error.
+async fn stop_in_order(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+    stops: &Stops,
+    failure: Option<(&'static str, anyhow::Error)>,
+    tracker: &TaskTracker,
+    admin_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    fail_rx: &mut mpsc::UnboundedReceiver<(&'static str, anyhow::Error)>,
+) -> anyhow::Result<()> {
+    crate::notify::stopping();
+    if let Some((name, e)) = &failure {
+        tracing::error!(
+            task = name,
+            error = format!("{e:#}"),
+            "task failed; stopping"
+        );
+    }
+    shutdown.cancel();
+    if failure.is_some() {
+        // A failed task cannot drain in order; stop the relay too.
+        stops.intake_done.cancel();
+    }
+    tracker.close();
+    if tokio::time::timeout(cfg.shutdown_deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            deadline_secs = cfg.shutdown_deadline.as_secs(),
+            "shutdown deadline reached; cutting off the relay"
+        );
+        stops.hard_stop.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait()).await;
+    }
+    stops.admin.cancel();
+    if let Some(t) = admin_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+    }
+    let failure = failure.or_else(|| fail_rx.try_recv().ok());
+    match failure {
+        Some((name, e)) => Err(e.context(format!("task `{name}` failed"))),
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
         }
     }
 }

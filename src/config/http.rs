@@ -9,442 +9,12 @@
 use super::raw::RawSecretRef;
 use super::{Secret, Validator};
 use crate::envelope::Channel;
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-// ---- raw shape ----------------------------------------------------------------------------
+mod raw;
+mod writeback;
 
-fn default_true() -> bool {
-    true
-}
-fn d_poll() -> u64 {
-    5000
-}
-fn d_overlap() -> u64 {
-    300
-}
-fn d_lookback() -> u64 {
-    72
-}
-fn d_connect() -> u64 {
-    3000
-}
-fn d_request() -> u64 {
-    15000
-}
-fn d_rps() -> u32 {
-    5
-}
-fn d_backoff_initial() -> u64 {
-    500
-}
-fn d_backoff_max() -> u64 {
-    60_000
-}
-fn d_breaker_failures() -> u32 {
-    5
-}
-fn d_breaker_cooldown() -> u64 {
-    30_000
-}
-fn d_stale() -> u64 {
-    900
-}
-fn d_max_record() -> u64 {
-    256 * 1024
-}
-fn d_max_body() -> u64 {
-    64 * 1024 * 1024
-}
-fn d_max_per_response() -> usize {
-    1000
-}
-fn d_max_window_days() -> u64 {
-    90
-}
-fn d_change_polling() -> String {
-    "updated_after".into()
-}
-fn d_method() -> String {
-    "GET".into()
-}
-fn d_updated_after_format() -> String {
-    "rfc3339".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHttpSource {
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// `open311` (GeoReport v2) or `paged` (generic JSON with pagination and a mapping).
-    pub protocol: String,
-    pub base_url: String,
-    // Open311
-    pub jurisdiction_id: Option<String>,
-    pub api_key: Option<RawSecretRef>,
-    #[serde(default = "d_change_polling")]
-    pub change_polling: String,
-    #[serde(default = "d_max_per_response")]
-    pub max_per_response: usize,
-    #[serde(default = "d_max_window_days")]
-    pub max_window_days: u64,
-    // Paged
-    #[serde(default = "d_method")]
-    pub method: String,
-    pub path: Option<String>,
-    #[serde(default)]
-    pub query: BTreeMap<String, String>,
-    pub updated_after_param: Option<String>,
-    #[serde(default = "d_updated_after_format")]
-    pub updated_after_format: String,
-    pub items_pointer: Option<String>,
-    pub pagination: Option<RawPagination>,
-    // Common
-    pub mapping: Option<RawMapping>,
-    #[serde(default)]
-    pub auth: Option<RawAuth>,
-    #[serde(default)]
-    pub attachments: RawAttachments,
-    #[serde(default = "d_poll")]
-    pub poll_interval_ms: u64,
-    #[serde(default = "d_overlap")]
-    pub overlap_secs: u64,
-    #[serde(default = "d_lookback")]
-    pub initial_lookback_hours: u64,
-    #[serde(default = "d_connect")]
-    pub connect_timeout_ms: u64,
-    #[serde(default = "d_request")]
-    pub request_timeout_ms: u64,
-    #[serde(default = "d_rps")]
-    pub requests_per_second: u32,
-    #[serde(default = "d_backoff_initial")]
-    pub backoff_initial_ms: u64,
-    #[serde(default = "d_backoff_max")]
-    pub backoff_max_ms: u64,
-    #[serde(default = "d_breaker_failures")]
-    pub breaker_failures: u32,
-    #[serde(default = "d_breaker_cooldown")]
-    pub breaker_cooldown_ms: u64,
-    #[serde(default = "d_stale")]
-    pub stale_after_secs: u64,
-    #[serde(default = "d_max_record")]
-    pub max_record_bytes: u64,
-    #[serde(default = "d_max_body")]
-    pub max_body_bytes: u64,
-    /// Origins (`scheme://host[:port]`) besides `base_url`'s that attachment URLs, `Link`
-    /// targets and redirects may point to. Credentials never go to them.
-    #[serde(default)]
-    pub allowed_origins: Vec<String>,
-    /// Send credentials (auth, Open311 `api_key`) over plain `http`: only when set.
-    #[serde(default)]
-    pub allow_plaintext_auth: bool,
-    /// How far ahead of our clock an upstream time may move the cursor; further is clamped
-    /// (and alerted). Less than `overlap_secs`; default: the smaller of 60 and half of it.
-    pub max_clock_skew_secs: Option<u64>,
-    /// Status write-back to this upstream (a vendor status API; not Open311).
-    pub writeback: Option<RawWriteback>,
-}
-
-fn d_wb_method() -> String {
-    "POST".into()
-}
-fn d_wb_header() -> String {
-    "Idempotency-Key".into()
-}
-fn d_wb_attempts() -> u32 {
-    12
-}
-fn d_wb_backoff_initial() -> u64 {
-    1000
-}
-fn d_wb_backoff_max() -> u64 {
-    600_000
-}
-fn d_wb_timeout() -> u64 {
-    10_000
-}
-fn d_wb_poll() -> u64 {
-    1000
-}
-fn d_wb_rps() -> u32 {
-    5
-}
-fn d_wb_completed_on() -> Vec<String> {
-    vec!["replied".into()]
-}
-fn d_wb_time_format() -> String {
-    "rfc3339".into()
-}
-
-/// `[channels.<name>.writeback]`: item states written back to the upstream.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWriteback {
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    #[serde(default = "d_wb_method")]
-    pub method: String,
-    /// Appended to `base_url`; `{id}` is the item's upstream id (percent-encoded).
-    pub path: Option<String>,
-    #[serde(default = "d_wb_header")]
-    pub idempotency_header: String,
-    /// The clocks whose due instant is written back (default: the clocks that start on
-    /// arrival for this channel only — its first-touch clock).
-    pub due_clocks: Option<Vec<String>>,
-    /// Status events that complete an item upstream.
-    #[serde(default = "d_wb_completed_on")]
-    pub completed_on: Vec<String>,
-    /// `rfc3339` or a strftime pattern, in the office's time zone.
-    #[serde(default = "d_wb_time_format")]
-    pub time_format: String,
-    /// The string to sign for write-back requests (default: `auth.canonical`); may use
-    /// `{body_sha256}`.
-    pub canonical: Option<String>,
-    #[serde(default = "d_wb_attempts")]
-    pub max_attempts: u32,
-    #[serde(default = "d_wb_backoff_initial")]
-    pub backoff_initial_ms: u64,
-    #[serde(default = "d_wb_backoff_max")]
-    pub backoff_max_ms: u64,
-    #[serde(default = "d_wb_timeout")]
-    pub request_timeout_ms: u64,
-    #[serde(default = "d_wb_poll")]
-    pub poll_interval_ms: u64,
-    #[serde(default = "d_wb_rps")]
-    pub requests_per_second: u32,
-    #[serde(default)]
-    pub states: RawWritebackStates,
-    #[serde(default)]
-    pub fields: RawWritebackFields,
-}
-
-fn d_state_ack() -> String {
-    "acknowledged".into()
-}
-fn d_state_due() -> String {
-    "due".into()
-}
-fn d_state_completed() -> String {
-    "completed".into()
-}
-
-/// The upstream's word for each state; `""` leaves that state out.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWritebackStates {
-    #[serde(default = "d_state_ack")]
-    pub acknowledged: String,
-    #[serde(default = "d_state_due")]
-    pub due: String,
-    #[serde(default = "d_state_completed")]
-    pub completed: String,
-}
-
-impl Default for RawWritebackStates {
-    fn default() -> Self {
-        Self {
-            acknowledged: d_state_ack(),
-            due: d_state_due(),
-            completed: d_state_completed(),
-        }
-    }
-}
-
-fn d_f_state() -> String {
-    "state".into()
-}
-fn d_f_department() -> String {
-    "department".into()
-}
-fn d_f_due_at() -> String {
-    "due_at".into()
-}
-fn d_f_time() -> String {
-    "time".into()
-}
-
-/// The body's field names; `""` leaves a field out.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWritebackFields {
-    #[serde(default = "d_f_state")]
-    pub state: String,
-    /// The lead department's id (acknowledged).
-    #[serde(default = "d_f_department")]
-    pub department: String,
-    /// The lead department's name (acknowledged).
-    #[serde(default)]
-    pub department_name: String,
-    /// The due instant (due).
-    #[serde(default = "d_f_due_at")]
-    pub due_at: String,
-    /// The clock id (due).
-    #[serde(default)]
-    pub clock: String,
-    /// Whether the due instant rests on a provisional calendar (due).
-    #[serde(default)]
-    pub provisional: String,
-    /// When the state was reached (all).
-    #[serde(default = "d_f_time")]
-    pub time: String,
-    /// petitiond's item id (all).
-    #[serde(default)]
-    pub item_id: String,
-}
-
-impl Default for RawWritebackFields {
-    fn default() -> Self {
-        Self {
-            state: d_f_state(),
-            department: d_f_department(),
-            department_name: String::new(),
-            due_at: d_f_due_at(),
-            clock: String::new(),
-            provisional: String::new(),
-            time: d_f_time(),
-            item_id: String::new(),
-        }
-    }
-}
-
-fn d_page_param() -> String {
-    "page".into()
-}
-fn d_size_param() -> String {
-    "page_size".into()
-}
-fn d_page_size() -> u32 {
-    100
-}
-fn d_first_page() -> u32 {
-    1
-}
-fn d_cursor_param() -> String {
-    "cursor".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPagination {
-    /// `page` (number + size), `cursor` (token from the body), `link` (RFC 8288 rel="next").
-    pub kind: String,
-    #[serde(default = "d_page_param")]
-    pub page_param: String,
-    #[serde(default = "d_size_param")]
-    pub size_param: String,
-    #[serde(default = "d_page_size")]
-    pub page_size: u32,
-    #[serde(default = "d_first_page")]
-    pub first_page: u32,
-    #[serde(default = "d_cursor_param")]
-    pub cursor_param: String,
-    pub next_cursor_pointer: Option<String>,
-}
-
-/// A field's source: one JSON pointer, or several whose values are joined.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(untagged)]
-pub enum RawPointer {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawMapping {
-    pub id: Option<RawPointer>,
-    pub created: Option<RawPointer>,
-    pub updated: Option<RawPointer>,
-    pub title: Option<RawPointer>,
-    pub content: Option<RawPointer>,
-    pub name: Option<RawPointer>,
-    pub id_number: Option<RawPointer>,
-    pub phone: Option<RawPointer>,
-    pub address: Option<RawPointer>,
-    pub region: Option<RawPointer>,
-    pub service_code: Option<RawPointer>,
-    pub status: Option<RawPointer>,
-    pub url: Option<RawPointer>,
-    pub attachments: Option<String>,
-    pub attachment_url: Option<String>,
-    pub attachment_name: Option<String>,
-    /// Format of time fields without an offset: `rfc3339` tolerant (default) or a strftime
-    /// pattern such as `%Y-%m-%d %H:%M:%S`; either way, no offset means the office's time zone.
-    pub time_format: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAuth {
-    /// `none`, `bearer`, `basic` or `hmac`.
-    pub kind: String,
-    pub token: Option<RawSecretRef>,
-    pub username: Option<String>,
-    pub password: Option<RawSecretRef>,
-    pub app_key: Option<String>,
-    pub secret: Option<RawSecretRef>,
-    pub canonical: Option<String>,
-    pub signature_encoding: Option<String>,
-    pub timestamp_unit: Option<String>,
-    pub header_app_key: Option<String>,
-    pub header_timestamp: Option<String>,
-    pub header_nonce: Option<String>,
-    pub header_signature: Option<String>,
-}
-
-fn d_att_max() -> u64 {
-    20 * 1024 * 1024
-}
-fn d_att_types() -> Vec<String> {
-    [
-        "image/jpeg",
-        "image/png",
-        "image/tiff",
-        "image/gif",
-        "application/pdf",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAttachments {
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    #[serde(default = "d_att_max")]
-    pub max_bytes: u64,
-    #[serde(default = "d_att_types")]
-    pub allowed_types: Vec<String>,
-    #[serde(default = "d_att_per_item")]
-    pub max_per_item: usize,
-    /// Polls in which an item's attachment may fail transiently (network, timeout, 5xx)
-    /// before the item is quarantined as `attachment_failed`.
-    #[serde(default = "d_att_failed_polls")]
-    pub max_failed_polls: u32,
-}
-
-fn d_att_per_item() -> usize {
-    10
-}
-
-fn d_att_failed_polls() -> u32 {
-    5
-}
-
-impl Default for RawAttachments {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_bytes: d_att_max(),
-            allowed_types: d_att_types(),
-            max_per_item: d_att_per_item(),
-            max_failed_polls: d_att_failed_polls(),
-        }
-    }
-}
+pub use raw::*;
 
 // ---- validated ----------------------------------------------------------------------------
 
@@ -692,75 +262,9 @@ impl Validator<'_> {
         r: &RawHttpSource,
     ) -> Option<HttpSourceConfig> {
         let at = |k: &str| format!("channels.{name}.{k}");
-        let base = reqwest::Url::parse(&r.base_url).ok();
-        let base_origin = base.as_ref().and_then(origin_of);
-        if base_origin.is_none() {
-            self.err(
-                &at("base_url"),
-                format!(
-                    "`{}` is not an http(s) URL",
-                    super::url_for_log(&r.base_url)
-                ),
-            );
-        }
-        if base
-            .as_ref()
-            .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
-        {
-            self.err(
-                &at("base_url"),
-                "must not carry a user or password (it would be logged): use `auth`",
-            );
-        }
-        let mut origins = vec![base_origin.clone().unwrap_or_default()];
-        for (i, o) in r.allowed_origins.iter().enumerate() {
-            match reqwest::Url::parse(o).ok().filter(|u| {
-                u.path() == "/"
-                    && u.query().is_none()
-                    && u.fragment().is_none()
-                    && u.username().is_empty()
-                    && u.password().is_none()
-            }) {
-                Some(u) if origin_of(&u).is_some() => {
-                    let o = origin_of(&u).unwrap_or_default();
-                    if !origins.contains(&o) {
-                        origins.push(o);
-                    }
-                }
-                _ => self.err(
-                    &format!("{}[{i}]", at("allowed_origins")),
-                    format!("`{o}` is not an origin: expected http(s)://host[:port]"),
-                ),
-            }
-        }
-        let has_credentials = r.auth.as_ref().is_some_and(|a| a.kind != "none")
-            || (r.protocol == "open311" && r.api_key.is_some());
-        if base.as_ref().is_some_and(|u| u.scheme() == "http")
-            && has_credentials
-            && !r.allow_plaintext_auth
-        {
-            self.err(
-                &at("base_url"),
-                "plain http would send the credentials unencrypted: use https, or set allow_plaintext_auth = true",
-            );
-        }
-        // A clamped cursor sits `skew` ahead of our clock; the next poll starts `overlap`
-        // before it, so the overlap must exceed the skew or records written meanwhile (by
-        // an upstream whose clock is right) would be skipped.
-        let max_clock_skew_secs = match r.max_clock_skew_secs {
-            None => (r.overlap_secs / 2).min(60),
-            Some(s) if s > 0 && s >= r.overlap_secs => {
-                self.err(
-                    &at("max_clock_skew_secs"),
-                    format!(
-                        "{s} is not less than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
-                        r.overlap_secs
-                    ),
-                );
-                r.overlap_secs / 2
-            }
-            Some(s) => s,
-        };
+        let (base, origins) = self.http_origins(name, r);
+        self.http_plaintext_credentials(name, r, base.as_ref());
+        let max_clock_skew_secs = self.max_clock_skew_secs(name, r);
         for (k, v) in [
             ("poll_interval_ms", r.poll_interval_ms),
             ("connect_timeout_ms", r.connect_timeout_ms),
@@ -776,32 +280,7 @@ impl Validator<'_> {
             self.positive(&at(k), v);
         }
         let protocol = match r.protocol.as_str() {
-            "open311" => {
-                let updated_after = match r.change_polling.as_str() {
-                    "updated_after" => true,
-                    "requested_window" => false,
-                    other => {
-                        self.err(
-                            &at("change_polling"),
-                            format!("`{other}`: expected `updated_after` or `requested_window`"),
-                        );
-                        true
-                    }
-                };
-                self.positive(&at("max_per_response"), r.max_per_response as u64);
-                self.positive(&at("max_window_days"), r.max_window_days);
-                let api_key = r
-                    .api_key
-                    .as_ref()
-                    .and_then(|k| self.secret(&at("api_key"), k));
-                Some(Protocol::Open311 {
-                    jurisdiction_id: r.jurisdiction_id.clone(),
-                    api_key,
-                    updated_after,
-                    max_per_response: r.max_per_response,
-                    max_window: Duration::from_secs(r.max_window_days * 86_400),
-                })
-            }
+            "open311" => self.open311(name, r),
             "paged" => self.paged(name, r),
             other => {
                 self.err(
@@ -861,225 +340,126 @@ impl Validator<'_> {
         })
     }
 
-    /// `[channels.<name>.writeback]`. `due_clocks` is resolved later, against the validated
-    /// clocks ([`Validator::writeback_clocks`]).
-    fn writeback(
+    /// `base_url` (an http(s) URL without user or password) and `allowed_origins`: returns the
+    /// parsed base URL and every origin requests may go to, the base URL's first.
+    fn http_origins(
         &mut self,
         name: &str,
         r: &RawHttpSource,
-        w: &RawWriteback,
-    ) -> Option<WritebackConfig> {
-        let at = |k: &str| format!("channels.{name}.writeback.{k}");
-        if r.protocol == "open311" {
+    ) -> (Option<reqwest::Url>, Vec<String>) {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        let base = reqwest::Url::parse(&r.base_url).ok();
+        let base_origin = base.as_ref().and_then(origin_of);
+        if base_origin.is_none() {
             self.err(
-                &format!("channels.{name}.writeback"),
-                "Open311 GeoReport v2 has no call that updates a request's status (GET reads requests, POST requests.json creates a new one): write-back needs the vendor's status API, read with protocol = \"paged\"",
+                &at("base_url"),
+                format!(
+                    "`{}` is not an http(s) URL",
+                    super::url_for_log(&r.base_url)
+                ),
             );
-            return None;
         }
-        let method = match w.method.to_uppercase().as_str() {
-            "POST" => reqwest::Method::POST,
-            "PUT" => reqwest::Method::PUT,
-            "PATCH" => reqwest::Method::PATCH,
-            other => {
-                self.err(
-                    &at("method"),
-                    format!("`{other}`: expected POST, PUT or PATCH"),
-                );
-                reqwest::Method::POST
-            }
-        };
-        let path = match &w.path {
-            None => {
-                self.err(
-                    &at("path"),
-                    "required: where a state is written, e.g. \"/petitions/{id}/status\"",
-                );
-                return None;
-            }
-            Some(p) => {
-                let p = if p.starts_with('/') {
-                    p.clone()
-                } else {
-                    format!("/{p}")
-                };
-                if p.matches("{id}").count() != 1 {
-                    self.err(
-                        &at("path"),
-                        format!("`{p}` must hold `{{id}}` (the item's upstream id) exactly once"),
-                    );
-                } else if p.replace("{id}", "").contains(['{', '}', '?', '#']) {
-                    self.err(
-                        &at("path"),
-                        format!(
-                            "`{p}`: `{{id}}` is the only placeholder, and no query or fragment"
-                        ),
-                    );
+        if base
+            .as_ref()
+            .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
+        {
+            self.err(
+                &at("base_url"),
+                "must not carry a user or password (it would be logged): use `auth`",
+            );
+        }
+        let mut origins = vec![base_origin.clone().unwrap_or_default()];
+        for (i, o) in r.allowed_origins.iter().enumerate() {
+            match reqwest::Url::parse(o).ok().filter(|u| {
+                u.path() == "/"
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+            }) {
+                Some(u) if origin_of(&u).is_some() => {
+                    let o = origin_of(&u).unwrap_or_default();
+                    if !origins.contains(&o) {
+                        origins.push(o);
+                    }
                 }
-                p
-            }
-        };
-        if reqwest::header::HeaderName::from_bytes(w.idempotency_header.as_bytes()).is_err() {
-            self.err(
-                &at("idempotency_header"),
-                format!("`{}` is not an HTTP header name", w.idempotency_header),
-            );
-        }
-        let mut completed_on = Vec::new();
-        for (i, e) in w.completed_on.iter().enumerate() {
-            match crate::sla::policy::EventKind::parse(e) {
-                Some(k) => completed_on.push(k),
-                None => self.err(
-                    &format!("{}[{i}]", at("completed_on")),
-                    format!("`{e}` is not a status event"),
+                _ => self.err(
+                    &format!("{}[{i}]", at("allowed_origins")),
+                    format!("`{o}` is not an origin: expected http(s)://host[:port]"),
                 ),
             }
         }
-        let time_format = match w.time_format.as_str() {
-            "rfc3339" => None,
-            f => {
-                let probe = jiff::civil::date(2026, 1, 2)
-                    .at(3, 4, 5, 0)
-                    .to_zoned(jiff::tz::TimeZone::UTC)
-                    .ok()
-                    .and_then(|z| jiff::fmt::strtime::format(f, &z).ok());
-                if probe.is_none_or(|p| p.is_empty()) {
-                    self.err(
-                        &at("time_format"),
-                        format!("`{f}`: expected `rfc3339` or a strftime pattern"),
-                    );
-                }
-                Some(f.to_string())
-            }
-        };
-        if let Some(c) = &w.canonical {
-            if let Some(bad) = unknown_placeholder(c) {
-                self.err(
-                    &at("canonical"),
-                    format!("unknown placeholder `{{{bad}}}` (known: {KNOWN_PLACEHOLDERS})"),
-                );
-            }
-            if r.auth.as_ref().is_none_or(|a| a.kind != "hmac") {
-                self.err(
-                    &at("canonical"),
-                    "only for HMAC-signed sources (auth.kind = \"hmac\")",
-                );
-            }
-        }
-        self.positive(&at("max_attempts"), u64::from(w.max_attempts));
-        for (k, v) in [
-            ("backoff_initial_ms", w.backoff_initial_ms),
-            ("backoff_max_ms", w.backoff_max_ms),
-            ("request_timeout_ms", w.request_timeout_ms),
-            ("poll_interval_ms", w.poll_interval_ms),
-            ("requests_per_second", u64::from(w.requests_per_second)),
-        ] {
-            self.positive(&at(k), v);
-        }
-        let word = |v: &str| (!v.trim().is_empty()).then(|| v.to_string());
-        let states = &w.states;
-        let (acknowledged, due, completed) = (
-            word(&states.acknowledged),
-            word(&states.due),
-            word(&states.completed),
-        );
-        if acknowledged.is_none() && due.is_none() && completed.is_none() {
-            self.err(
-                &at("states"),
-                "every state is left out: nothing would be written back (disable the section instead)",
-            );
-        }
-        let f = &w.fields;
-        let fields = WritebackFields {
-            state: word(&f.state),
-            department: word(&f.department),
-            department_name: word(&f.department_name),
-            due_at: word(&f.due_at),
-            clock: word(&f.clock),
-            provisional: word(&f.provisional),
-            time: word(&f.time),
-            item_id: word(&f.item_id),
-        };
-        if fields.state.is_none() {
-            self.err(
-                &at("fields.state"),
-                "required: the field that names the state",
-            );
-        }
-        if due.is_some() && fields.due_at.is_none() {
-            self.err(
-                &at("fields.due_at"),
-                "required while states.due is written back",
-            );
-        }
-        Some(WritebackConfig {
-            method,
-            path,
-            idempotency_header: w.idempotency_header.clone(),
-            due_clocks: w.due_clocks.clone().unwrap_or_default(),
-            completed_on,
-            time_format,
-            canonical: w.canonical.clone(),
-            max_attempts: w.max_attempts.max(1),
-            backoff_initial: Duration::from_millis(w.backoff_initial_ms),
-            backoff_max: Duration::from_millis(w.backoff_max_ms.max(w.backoff_initial_ms)),
-            request_timeout: Duration::from_millis(w.request_timeout_ms),
-            poll_interval: Duration::from_millis(w.poll_interval_ms),
-            requests_per_second: w.requests_per_second.max(1),
-            acknowledged,
-            due,
-            completed,
-            fields,
-        })
+        (base, origins)
     }
 
-    /// Resolves each source's write-back `due_clocks` against the validated clocks: named ones
-    /// must exist; absent, they default to the clocks that start on arrival for this channel
-    /// alone (its first-touch clock: `portal.sign_in`, `hotline.view`).
-    pub(super) fn writeback_clocks(
+    /// Credentials over plain http only with `allow_plaintext_auth`.
+    fn http_plaintext_credentials(
         &mut self,
-        raw: &super::raw::RawChannels,
-        sources: &mut [HttpSourceConfig],
-        clocks: &[crate::sla::policy::ClockPolicy],
+        name: &str,
+        r: &RawHttpSource,
+        base: Option<&reqwest::Url>,
     ) {
-        for s in sources.iter_mut() {
-            let Some(wb) = s.writeback.as_mut() else {
-                continue;
-            };
-            let named = match s.name.as_str() {
-                "hotline" => raw.hotline.as_ref(),
-                _ => raw.portal.as_ref(),
-            }
-            .and_then(|r| r.writeback.as_ref())
-            .and_then(|w| w.due_clocks.clone());
-            match named {
-                Some(ids) => {
-                    for (i, id) in ids.iter().enumerate() {
-                        if !clocks.iter().any(|c| &c.id == id) {
-                            let known: Vec<&str> = clocks.iter().map(|c| c.id.as_str()).collect();
-                            self.err(
-                                &format!("channels.{}.writeback.due_clocks[{i}]", s.name),
-                                format!(
-                                    "`{id}` is not an SLA clock (configured: {})",
-                                    known.join(", ")
-                                ),
-                            );
-                        }
-                    }
-                    wb.due_clocks = ids;
-                }
-                None => {
-                    wb.due_clocks = clocks
-                        .iter()
-                        .filter(|c| {
-                            c.start == crate::sla::policy::Trigger::Received
-                                && c.channels == [s.channel]
-                        })
-                        .map(|c| c.id.clone())
-                        .collect();
-                }
-            }
+        let at = |k: &str| format!("channels.{name}.{k}");
+        let has_credentials = r.auth.as_ref().is_some_and(|a| a.kind != "none")
+            || (r.protocol == "open311" && r.api_key.is_some());
+        if base.is_some_and(|u| u.scheme() == "http") && has_credentials && !r.allow_plaintext_auth
+        {
+            self.err(
+                &at("base_url"),
+                "plain http would send the credentials unencrypted: use https, or set allow_plaintext_auth = true",
+            );
         }
+    }
+
+    /// `max_clock_skew_secs`: below `overlap_secs` (default: half of it, at most 60 s).
+    fn max_clock_skew_secs(&mut self, name: &str, r: &RawHttpSource) -> u64 {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        // A clamped cursor sits `skew` ahead of our clock; the next poll starts `overlap`
+        // before it, so the overlap must exceed the skew or records written meanwhile (by
+        // an upstream whose clock is right) would be skipped.
+        match r.max_clock_skew_secs {
+            None => (r.overlap_secs / 2).min(60),
+            Some(s) if s > 0 && s >= r.overlap_secs => {
+                self.err(
+                    &at("max_clock_skew_secs"),
+                    format!(
+                        "{s} is not less than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
+                        r.overlap_secs
+                    ),
+                );
+                r.overlap_secs / 2
+            }
+            Some(s) => s,
+        }
+    }
+
+    /// `protocol = "open311"`: change polling, response and window limits, the API key.
+    fn open311(&mut self, name: &str, r: &RawHttpSource) -> Option<Protocol> {
+        let at = |k: &str| format!("channels.{name}.{k}");
+        let updated_after = match r.change_polling.as_str() {
+            "updated_after" => true,
+            "requested_window" => false,
+            other => {
+                self.err(
+                    &at("change_polling"),
+                    format!("`{other}`: expected `updated_after` or `requested_window`"),
+                );
+                true
+            }
+        };
+        self.positive(&at("max_per_response"), r.max_per_response as u64);
+        self.positive(&at("max_window_days"), r.max_window_days);
+        let api_key = r
+            .api_key
+            .as_ref()
+            .and_then(|k| self.secret(&at("api_key"), k));
+        Some(Protocol::Open311 {
+            jurisdiction_id: r.jurisdiction_id.clone(),
+            api_key,
+            updated_after,
+            max_per_response: r.max_per_response,
+            max_window: Duration::from_secs(r.max_window_days * 86_400),
+        })
     }
 
     fn pointer(&mut self, path: &str, p: &str) {
