@@ -262,6 +262,7 @@ impl Application {
             metrics: self.metrics.clone(),
             relay_wake: wake.clone(),
             input: timers_rx,
+            clock: crate::sla::time::system(),
         };
         let (done, stop) = (producer_done.clone(), shutdown.clone());
         spawn(
