@@ -24,7 +24,7 @@ use jiff::{Timestamp, Zoned};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The time zone the office works in, unless configured otherwise.
 pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";

@@ -2,6 +2,7 @@
 
 use super::*;
 use jiff::civil::date;
+use std::path::Path;
 
 fn cal() -> Calendar {
     Calendar::builtin().expect("builtin calendar")
