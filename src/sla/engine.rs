@@ -51,8 +51,8 @@ pub const STEP_LOG: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 /// A wall clock that follows tokio's clock: `start` plus the tokio time elapsed since it was
 /// made, plus any [`PausedClock::step`]. Under `tokio::time::pause()` it moves only when
 /// tokio's time does (`advance`, or auto-advance to the next timer), so engine tests run on
-/// paused time and finish in milliseconds. Tests and the simulators use it; the daemon runs
-/// on [`crate::sla::time::SystemClock`].
+/// paused time and finish in milliseconds. Tests use it; the daemon runs on
+/// [`crate::sla::time::SystemClock`]. Daemon side (it needs tokio), unlike the trait.
 #[derive(Debug)]
 pub struct PausedClock {
     start: Timestamp,
