@@ -396,6 +396,7 @@ fn run_engine(
         metrics: Metrics::new(),
         relay_wake: Arc::new(tokio::sync::Notify::new()),
         input: rx,
+        clock: petitiond::sla::time::system(),
     };
     let stop = CancellationToken::new();
     let handle = rt.spawn(engine.run(stop.clone()));

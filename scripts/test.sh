@@ -162,9 +162,10 @@ promtool check rules deploy/prometheus/petitiond-rules.yml
 promtool test rules deploy/prometheus/petitiond-rules.test.yml
 promtool check config --syntax-only deploy/prometheus/prometheus.yml
 "$HADOLINT" deploy/Containerfile
-# The package holds the debug binary that `cargo test` uses (built here first, so no second
-# build: a release build would add ~10 minutes on 2 cores); `cargo deb` makes a release one.
-cargo build --locked --bin petitiond
+# The package holds the debug binary that `cargo test` uses (built here first, with the test
+# build's features, so no second build: a release build would add ~10 minutes on 2 cores);
+# `cargo deb` makes a release one, without the demo feature.
+cargo test --workspace --locked --no-run
 "$CARGO_DEB" --no-build --profile dev --fast --output "$WORK/deb/"
 # --force-confnew: the shipped config is what is checked, even over an edited copy.
 DEBIAN_FRONTEND=noninteractive dpkg --force-confnew -i "$WORK"/deb/petitiond_*.deb

@@ -315,6 +315,7 @@ impl Application {
             metrics: self.metrics.clone(),
             relay_wake: tasks.wake.clone(),
             input: timers_rx,
+            clock: crate::sla::time::system(),
         };
         let (done, stop) = (producer_done.clone(), shutdown.clone());
         tasks.spawn("sla-engine", async move {

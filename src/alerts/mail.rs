@@ -30,7 +30,9 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's monotonic instant: retry timers follow paused time in tests.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Rows fetched per poll.

@@ -18,7 +18,9 @@
 //! The records' payloads are published as `schema/report-event.v1.json`.
 //!
 //! Time is a parameter: [`Scheduler::step`] takes `now` and returns when to wake next, so the
-//! tests drive it without waiting. It does not compute figures (`figures`) nor render
+//! tests drive it without waiting; [`Scheduler::run`] reads `now` from the injected wall clock
+//! (`Scheduler::clock`) and sleeps on tokio at most [`MAX_SLEEP`] at a time, so a wall-clock
+//! step is followed within it and the run loop is tested on paused time. It does not compute figures (`figures`) nor render
 //! (`render`).
 
 use super::render::{self, percent, rate_state};
@@ -26,6 +28,7 @@ use super::{KeyCase, MonthlyReport};
 use crate::config::Config;
 use crate::config::reports::ReportsConfig;
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
+use crate::sla::time::SharedClock;
 use crate::store::{NewMail, NewOutbox, Store};
 use anyhow::Context as _;
 use jiff::Timestamp;
@@ -192,7 +195,12 @@ pub struct Scheduler {
     /// The figures (`figures::monthly`, `figures::key_cases`); the tests put others here.
     pub monthly: MonthlyFn,
     pub key_cases: KeyCasesFn,
+    /// Where "now" comes from: the system clock in the daemon, a paused one in tests.
+    pub clock: SharedClock,
 }
+
+/// Longest wait before the wall clock is read again (as the SLA engine's).
+pub const MAX_SLEEP: Duration = crate::sla::engine::MAX_SLEEP;
 
 impl Scheduler {
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>, relay_wake: Arc<Notify>) -> Self {
@@ -202,6 +210,7 @@ impl Scheduler {
             relay_wake,
             monthly: super::figures::monthly,
             key_cases: super::figures::key_cases,
+            clock: crate::sla::time::system(),
         }
     }
 
@@ -214,7 +223,7 @@ impl Scheduler {
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let me = Arc::new(self);
         loop {
-            let now = Timestamp::now();
+            let now = me.clock.now();
             let m = me.clone();
             let wake = tokio::task::spawn_blocking(move || m.step(now))
                 .await
@@ -223,15 +232,17 @@ impl Scheduler {
                     Some(now + jiff::SignedDuration::try_from(RETRY).unwrap_or_default())
                 });
             let sleep = match wake {
-                Some(w) => Timestamp::now()
+                Some(w) => me
+                    .clock
+                    .now()
                     .duration_until(w)
                     .try_into()
                     .unwrap_or(Duration::ZERO),
-                None => Duration::from_secs(86_400),
+                None => MAX_SLEEP,
             };
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(sleep.max(Duration::from_secs(1))) => {}
+                _ = tokio::time::sleep(sleep.clamp(Duration::from_secs(1), MAX_SLEEP)) => {}
             }
         }
     }
@@ -658,7 +669,48 @@ recipients = [{recipients}]
             relay_wake: Arc::new(Notify::new()),
             monthly: sample_monthly,
             key_cases: sample_key_cases,
+            clock: crate::sla::time::system(),
         }
+    }
+
+    /// The run loop on paused time: it catches up at start, then wakes for the next instant
+    /// read from the injected clock (the Monday 09:00 reminder a minute away) — and a
+    /// wall-clock step past an instant is followed within [`MAX_SLEEP`].
+    #[tokio::test(start_paused = true)]
+    async fn the_run_loop_wakes_on_the_injected_clock_and_follows_a_wall_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = scheduler(dir.path());
+        // Monday 2026-11-09 08:59 Shanghai.
+        let clock = crate::sla::engine::PausedClock::starting_at(t("2026-11-09T00:59:00Z"));
+        s.clock = clock.clone();
+        let store = s.store.clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(s.run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(store.report_ran("monthly", "2026-10").unwrap(), "caught up");
+        assert!(
+            !store
+                .report_ran("key_case_reminder", "2026-11-09T09:00")
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert!(
+            store
+                .report_ran("key_case_reminder", "2026-11-09T09:00")
+                .unwrap(),
+            "run at 09:00 on the injected clock"
+        );
+        // The next instant is a week away; the wall clock steps past it.
+        clock.step(jiff::SignedDuration::from_hours(7 * 24));
+        tokio::time::sleep(MAX_SLEEP + Duration::from_secs(1)).await;
+        assert!(
+            store
+                .report_ran("key_case_reminder", "2026-11-16T09:00")
+                .unwrap(),
+            "a wall-clock step is followed within MAX_SLEEP"
+        );
+        stop.cancel();
+        task.await.unwrap().unwrap();
     }
 
     #[test]

@@ -17,12 +17,20 @@
 //! appears) is announced by a due-update record on the alerts topic, committed with the clock.
 //! Every minute it refreshes the provisional-clock gauge, and from 60 days before the last
 //! official calendar day it logs the calendar notice once a day.
+//!
+//! Time is injected ([`crate::sla::time`]): every "now" comes from `Engine::clock`, a wall
+//! clock (the system's in production, [`PausedClock`] in tests). Timers are due at wall-clock
+//! instants; the waits between them are tokio sleeps (monotonic), each at most
+//! [`MAX_SLEEP`], after which the wall clock is read again. So a wall-clock step forward
+//! fires what it skipped within [`MAX_SLEEP`], a step back delays nothing already fired, and
+//! a step is logged when wall and monotonic elapsed time disagree by more than [`STEP_LOG`].
 
 use crate::alerts;
 use crate::config::Config;
 use crate::metrics::{AlertLabels, Metrics};
 use crate::sla::calendar::CalendarError;
 use crate::sla::clock::{State, worth_sending};
+use crate::sla::time::{SharedClock, WallClock};
 use crate::store::{Fired, Recomputed, Store, StoredClock, Timer, blocking};
 use jiff::Timestamp;
 use std::collections::{BTreeSet, HashMap};
@@ -32,6 +40,65 @@ use tokio_util::sync::CancellationToken;
 
 /// Most clocks handled in one store transaction.
 const FIRE_BATCH: usize = 2000;
+
+/// Longest monotonic wait before the wall clock is read again: bounds how late a timer fires
+/// after a wall-clock step forward.
+pub const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Disagreement between wall and monotonic elapsed time logged as a wall-clock step.
+pub const STEP_LOG: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
+
+/// A wall clock that follows tokio's clock: `start` plus the tokio time elapsed since it was
+/// made, plus any [`PausedClock::step`]. Under `tokio::time::pause()` it moves only when
+/// tokio's time does (`advance`, or auto-advance to the next timer), so engine tests run on
+/// paused time and finish in milliseconds. Tests use it; the daemon runs on
+/// [`crate::sla::time::SystemClock`]. Daemon side (it needs tokio), unlike the trait.
+#[derive(Debug)]
+pub struct PausedClock {
+    start: Timestamp,
+    base: tokio::time::Instant,
+    stepped_ms: std::sync::atomic::AtomicI64,
+}
+
+impl PausedClock {
+    /// A clock that reads `start` now (call it inside the runtime, after `pause()`).
+    pub fn starting_at(start: Timestamp) -> Arc<PausedClock> {
+        Arc::new(PausedClock {
+            start,
+            base: tokio::time::Instant::now(),
+            stepped_ms: std::sync::atomic::AtomicI64::new(0),
+        })
+    }
+
+    /// Steps the wall clock by `by` without moving tokio's (monotonic) time: what NTP or an
+    /// operator setting the date does.
+    pub fn step(&self, by: jiff::SignedDuration) {
+        self.stepped_ms
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl WallClock for PausedClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = jiff::SignedDuration::try_from(self.base.elapsed()).unwrap_or_default();
+        let stepped = jiff::SignedDuration::from_millis(
+            self.stepped_ms.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        self.start + elapsed + stepped
+    }
+}
+
+/// How far the wall clock moved beyond the monotonic clock between two readings: `None`
+/// within [`STEP_LOG`].
+pub fn wall_step(
+    wall_before: Timestamp,
+    wall_now: Timestamp,
+    mono_elapsed: std::time::Duration,
+) -> Option<jiff::SignedDuration> {
+    let mono = jiff::SignedDuration::try_from(mono_elapsed).unwrap_or(jiff::SignedDuration::MAX);
+    let step = wall_now.duration_since(wall_before) - mono;
+    (step.abs() > STEP_LOG).then_some(step)
+}
 
 /// The in-memory timer set.
 #[derive(Default)]
@@ -87,6 +154,9 @@ pub struct Engine {
     pub metrics: Metrics,
     pub relay_wake: Arc<Notify>,
     pub input: mpsc::UnboundedReceiver<Vec<Timer>>,
+    /// Where "now" comes from: [`crate::sla::time::system`] in the daemon, a
+    /// [`PausedClock`] in tests.
+    pub clock: SharedClock,
 }
 
 impl Engine {
@@ -101,7 +171,7 @@ impl Engine {
     }
 
     pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         self.reconcile().await?;
         let mut timers = Self::load(&self.store).await?;
         tracing::info!(
@@ -113,14 +183,23 @@ impl Engine {
         let mut coverage = tokio::time::interval(std::time::Duration::from_secs(60));
         coverage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut logged = None;
+        let mut last = (self.clock.now(), tokio::time::Instant::now());
         loop {
             self.metrics.open_timers.set(timers.len() as i64);
+            let now = self.clock.now();
+            if let Some(step) = wall_step(last.0, now, last.1.elapsed()) {
+                tracing::warn!(
+                    step_ms = step.as_millis() as i64,
+                    "the wall clock stepped; SLA timers follow the wall clock"
+                );
+            }
+            last = (now, tokio::time::Instant::now());
             let sleep = match timers.first() {
                 Some(at) => {
-                    let wait = at - Timestamp::now().as_millisecond();
-                    std::time::Duration::from_millis(wait.clamp(0, 3_600_000) as u64)
+                    let wait = at - now.as_millisecond();
+                    std::time::Duration::from_millis(wait.max(0) as u64).min(MAX_SLEEP)
                 }
-                None => std::time::Duration::from_secs(3600),
+                None => MAX_SLEEP,
             };
             tokio::select! {
                 msg = self.input.recv() => match msg {
@@ -161,7 +240,7 @@ impl Engine {
         let stored = blocking(&self.store, |s| s.calendar_state()).await?;
         let changed = stored != state;
         let candidates = blocking(&self.store, move |s| s.clocks_to_recompute(changed)).await?;
-        let out = reconcile(&self.config, candidates, changed, Timestamp::now());
+        let out = reconcile(&self.config, candidates, changed, self.clock.now());
         let announced = if out.writes.is_empty() {
             0
         } else {
@@ -203,7 +282,7 @@ impl Engine {
     /// calendar-end gauge, set at start, is what the shipped alert rule watches.)
     async fn coverage(&self, logged: &mut Option<jiff::civil::Date>) {
         let cal = self.config.sla.calendar.clone();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         match blocking(&self.store, |s| s.open_provisional_clocks()).await {
             Ok(n) => {
                 self.metrics.provisional_clocks.set(n as i64);
@@ -222,7 +301,7 @@ impl Engine {
 
     async fn fire_due(&self, timers: &mut Timers) -> anyhow::Result<()> {
         loop {
-            let now = Timestamp::now();
+            let now = self.clock.now();
             let due = timers.take_due(now.as_millisecond(), FIRE_BATCH);
             if due.is_empty() {
                 return Ok(());
@@ -752,3 +831,6 @@ mod tests {
         assert!(t.is_empty());
     }
 }
+
+#[cfg(test)]
+mod paused_tests;

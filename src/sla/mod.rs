@@ -1,7 +1,8 @@
 //! SLA: the working-day calendar, due-time rules, clock policies and clock state.
 //!
 //! `calendar`, `due`, `policy` and `clock` are pure; the timer engine that fires alerts lives
-//! in `engine` (I/O: the store and the alert outbox).
+//! in `engine` (I/O: the store and the alert outbox). `time` is the injected wall clock
+//! (a pure trait; the engine sleeps on tokio).
 
 pub mod calendar;
 pub mod clock;
@@ -9,6 +10,7 @@ pub mod due;
 pub mod engine;
 pub mod policy;
 pub mod provisional;
+pub mod time;
 
 use calendar::{Basis, Calendar, CalendarError};
 use jiff::Timestamp;
