@@ -4,13 +4,8 @@
 //! in `engine` (I/O: the store and the alert outbox). `time` is the injected wall clock
 //! (a pure trait; the engine sleeps on tokio).
 
-pub mod calendar;
-pub mod clock;
-pub mod due;
+pub use petitiond_core::sla::{calendar, clock, due, policy, provisional, time};
 pub mod engine;
-pub mod policy;
-pub mod provisional;
-pub mod time;
 
 use calendar::{Basis, Calendar, CalendarError};
 use jiff::Timestamp;

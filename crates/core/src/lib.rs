@@ -7,8 +7,10 @@
 //! - [`diag`]: file/line config errors, the secret type, the TOML machinery every section uses.
 //! - [`routing`]: rules, classification (dictionaries + model), corpus evaluation, re-routes.
 //! - [`reply`]: the reply-quality check (the four elements, banned vague phrases).
+//! - [`sla`]: the working-day calendar, due-time rules, clock policies and clock states.
 
 pub mod diag;
 pub mod envelope;
 pub mod reply;
 pub mod routing;
+pub mod sla;

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
 
 /// The 2026 calendar shipped with the daemon, for the demo and tests.
-const BUILTIN_2026: &str = include_str!("../../calendars/cn-2026.toml");
+const BUILTIN_2026: &str = include_str!("../../../../calendars/cn-2026.toml");
 const BUILTIN_2026_FILE: &str = "calendars/cn-2026.toml";
 
 /// What kind of day a date is.
