@@ -95,7 +95,9 @@ fn builtin_file_lists_exactly_the_notice() {
 
 #[test]
 fn shipped_file_loads_from_disk() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(BUILTIN_2026_FILE);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(BUILTIN_2026_FILE);
     let cal = Calendar::load(
         &[path],
         Vec::new(),
@@ -362,7 +364,9 @@ fn office_hours() {
 
 #[test]
 fn unknown_time_zone_is_an_error() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(BUILTIN_2026_FILE);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(BUILTIN_2026_FILE);
     let err =
         Calendar::load(&[path], Vec::new(), OfficeHours::default(), "Asia/Nowhere").unwrap_err();
     assert!(matches!(err, CalendarError::TimeZone { .. }), "{err}");

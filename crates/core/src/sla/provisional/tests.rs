@@ -16,7 +16,9 @@ fn official_2026() -> Calendar {
 
 /// The official 2026 file plus provisional years.
 fn with_provisional() -> Calendar {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join("calendars/cn-2026.toml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join("calendars/cn-2026.toml");
     Calendar::load_with_provisional(
         &[path],
         Vec::new(),
