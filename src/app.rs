@@ -14,7 +14,6 @@ use crate::channels::http::{ChannelHealth, HttpChannel};
 use crate::channels::imap::ImapChannel;
 use crate::channels::mailbox::MaildirChannel;
 use crate::config::{Config, MailboxKind};
-use crate::envelope::Channel;
 use crate::intake::Intake;
 use crate::kafka::client::BrokerHealth;
 use crate::kafka::relay::Relay;
@@ -25,6 +24,7 @@ use crate::store::blobs::FsBlobStore;
 use crate::store::{SqliteStore, Store};
 use anyhow::Context;
 use futures::FutureExt;
+use petitiond_core::envelope::Channel;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -315,7 +315,7 @@ impl Application {
             metrics: self.metrics.clone(),
             relay_wake: tasks.wake.clone(),
             input: timers_rx,
-            clock: crate::sla::time::system(),
+            clock: petitiond_core::sla::time::system(),
         };
         let (done, stop) = (producer_done.clone(), shutdown.clone());
         tasks.spawn("sla-engine", async move {
@@ -589,7 +589,10 @@ async fn acknowledge_sighup(stop: CancellationToken) -> anyhow::Result<()> {
 /// which must be the official years (files from a State Council notice): a year derived
 /// without one must not count as covered (`calendar_end_counts_only_the_years_of_files` holds
 /// this for the calendar the config builds).
-pub fn calendar_end(cal: &crate::sla::calendar::Calendar, now: jiff::Timestamp) -> Option<i64> {
+pub fn calendar_end(
+    cal: &petitiond_core::sla::calendar::Calendar,
+    now: jiff::Timestamp,
+) -> Option<i64> {
     let loaded: std::collections::BTreeSet<i16> = cal.years().collect();
     let mut year = cal.local_date(now).year();
     while loaded.contains(&year) {
@@ -733,7 +736,7 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sla::calendar::Calendar;
+    use petitiond_core::sla::calendar::Calendar;
 
     /// The calendar the daemon runs on (built by the config, not `Calendar::builtin`): with
     /// only the 2026 file, coverage ends at 2027-01-01 in Shanghai, however later years are

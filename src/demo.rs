@@ -16,12 +16,12 @@
 use crate::app::{Application, shutdown_on_signals};
 use crate::channels::mailbox::deliver;
 use crate::config::Config;
-use crate::envelope::Envelope;
 use crate::sim::hotline::{HotlineSim, HotlineSimConfig};
 use crate::sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
 use crate::sim::{Faults, Script};
 use crate::store::{Store, Summary};
 use base64::Engine;
+use petitiond_core::envelope::Envelope;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;

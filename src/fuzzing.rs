@@ -14,11 +14,11 @@
 use crate::channels::http::record;
 use crate::config::http::{HttpSourceConfig, Mapping, Protocol};
 use crate::config::{Config, Department};
-use crate::envelope::{Channel, Envelope};
-use crate::routing::rules::{Input, RuleSet};
 use crate::store::blobs::DryRunBlobStore;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use petitiond_core::envelope::{Channel, Envelope};
+use petitiond_core::routing::rules::{Input, RuleSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -255,7 +255,7 @@ pub fn config(data: &[u8]) {
 
 /// One record value from a department's status topic.
 pub fn status_event(data: &[u8]) {
-    use crate::status::reply::{ReplyChecker, Satisfaction, defaults};
+    use petitiond_core::reply::{ReplyChecker, Satisfaction, defaults};
     static CHECKER: std::sync::OnceLock<ReplyChecker> = std::sync::OnceLock::new();
     match crate::status::parse(data) {
         Ok((ev, kind)) => {

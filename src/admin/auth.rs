@@ -45,7 +45,7 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    pub fn new(token: Option<&crate::config::Secret>) -> Auth {
+    pub fn new(token: Option<&petitiond_core::diag::Secret>) -> Auth {
         let Some(t) = token else {
             return Auth::default();
         };
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn tokens_cookies_and_redirects() {
-        let secret = crate::config::Secret::from("0123456789abcdef-token");
+        let secret = petitiond_core::diag::Secret::from("0123456789abcdef-token");
         let a = Auth::new(Some(&secret));
         assert!(a.token_matches("0123456789abcdef-token"));
         assert!(!a.token_matches("0123456789abcdef-tokeN"));

@@ -44,7 +44,7 @@ pub struct BoardConfig {
     pub departments: Vec<(String, String)>,
     pub refresh_secs: u32,
     /// The calendar in force, for the coverage notice (`None`: no notice).
-    pub calendar: Option<std::sync::Arc<crate::sla::calendar::Calendar>>,
+    pub calendar: Option<std::sync::Arc<petitiond_core::sla::calendar::Calendar>>,
 }
 
 impl BoardConfig {

@@ -25,7 +25,7 @@ async fn start(token: Option<&str>, limits: Limits) -> Server {
     let store: Arc<dyn crate::store::Store> = Arc::new(
         crate::store::SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).unwrap(),
     );
-    let secret = token.map(crate::config::Secret::from);
+    let secret = token.map(petitiond_core::diag::Secret::from);
     let state = AdminState {
         metrics: Metrics::new(),
         health: Arc::new(BrokerHealth::default()),

@@ -16,8 +16,6 @@
 
 use crate::config::{Config, EmailConfig, SmtpTls};
 use crate::metrics::Metrics;
-use crate::sla::clock::{AlertKind, Clock};
-use crate::sla::policy::ClockPolicy;
 use crate::store::{self, MailRow, MailState, Store, StoreError};
 use anyhow::Context as _;
 use jiff::Timestamp;
@@ -26,6 +24,8 @@ use lettre::message::{Mailbox, Mailboxes};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use petitiond_core::sla::clock::{AlertKind, Clock};
+use petitiond_core::sla::policy::ClockPolicy;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -598,7 +598,7 @@ fn build_message(p: &Prepared, out: &Outgoing) -> anyhow::Result<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sla::clock::State;
+    use petitiond_core::sla::clock::State;
     use std::path::Path;
 
     const PII_NAME: &str = "张三";
@@ -818,7 +818,7 @@ from = "petitiond@example.gov.cn"
         e.tls = SmtpTls::None;
         assert!(transport(&e).is_ok(), "no password: fine");
         e.username = Some("u".into());
-        e.password = Some(crate::config::Secret::from("hunter2"));
+        e.password = Some(petitiond_core::diag::Secret::from("hunter2"));
         let Err(err) = transport(&e) else {
             panic!("a password without TLS was accepted")
         };

@@ -9,10 +9,10 @@ pub mod mail;
 
 use crate::config::Config;
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
-use crate::sla::clock::{AlertKind, Clock};
-use crate::sla::policy::ClockPolicy;
 use crate::store::{FiredAlert, NewMail, NewOutbox};
 use jiff::Timestamp;
+use petitiond_core::sla::clock::{AlertKind, Clock};
+use petitiond_core::sla::policy::ClockPolicy;
 use serde_json::json;
 
 pub const TYPE_ALERT: &str = "cn.gov.petition.sla.alert.v1";

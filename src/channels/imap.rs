@@ -653,14 +653,13 @@ fn clear_spool(dir: &Path) -> std::io::Result<()> {
 mod conn;
 mod error;
 mod fetch;
-mod names;
 
+pub use crate::config::imap_names::{flag_name, mailbox_name};
 use conn::{Backoff, PlainAuth, connect};
 pub use conn::{Conn, tls_connector};
 pub use error::ImapError;
 use error::{refused, unreadable};
 use fetch::{drain, fetch_body, fetch_meta, fetch_section};
-pub use names::{flag_name, mailbox_name};
 
 #[cfg(test)]
 mod tests;

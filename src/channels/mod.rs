@@ -13,6 +13,11 @@ use std::path::PathBuf;
 use tokio::sync::oneshot;
 
 /// What a channel hands to intake.
+
+/// Quarantine reason of an item whose handling panicked (in a channel's preparation or in
+/// intake).
+pub const PANIC_REASON: &str = "panic";
+
 #[derive(Debug)]
 pub enum Payload {
     /// A whole mail (RFC 5322 bytes) and when the mail server received it.
@@ -26,7 +31,7 @@ pub enum Payload {
     /// An upstream record already read into an envelope (HTTP channels), with its version:
     /// a known item at another version is an update, at the same version a re-poll.
     Record {
-        envelope: Box<crate::envelope::Envelope>,
+        envelope: Box<petitiond_core::envelope::Envelope>,
         version: String,
     },
     /// An upstream record that cannot become an item: quarantined with its bytes.

@@ -7,7 +7,7 @@ use super::*;
 fn explain_letter(
     config: &Config,
     raw: &[u8],
-) -> Result<crate::envelope::Envelope, (&'static str, String)> {
+) -> Result<petitiond_core::envelope::Envelope, (&'static str, String)> {
     let limits = crate::channels::mailbox::parse::Limits::of(config.mailbox.as_ref());
     crate::channels::mailbox::parse::normalize(
         raw,
@@ -26,7 +26,7 @@ fn explain_record(
     config: &Config,
     channel: &str,
     raw: &[u8],
-) -> Result<crate::envelope::Envelope, (&'static str, String)> {
+) -> Result<petitiond_core::envelope::Envelope, (&'static str, String)> {
     use crate::channels::http::record;
     let source = config.http_sources.iter().find(|s| s.name == channel);
     let (mapping, max) = match (source, channel) {
@@ -54,9 +54,9 @@ fn explain_record(
         );
     }
     let channel = if channel == "hotline" {
-        crate::envelope::Channel::Hotline
+        petitiond_core::envelope::Channel::Hotline
     } else {
-        crate::envelope::Channel::Portal
+        petitiond_core::envelope::Channel::Portal
     };
     use crate::store::blobs::BlobStore;
     let raw_ref = crate::store::blobs::DryRunBlobStore
@@ -78,7 +78,7 @@ fn explain_record(
 /// `repeat_petition`): those depend on the items already recorded.
 fn route_as_the_daemon(
     config: Config,
-    env: &mut crate::envelope::Envelope,
+    env: &mut petitiond_core::envelope::Envelope,
 ) -> Result<String, ExitCode> {
     let config = std::sync::Arc::new(config);
     let router = crate::routing::Router::new(std::sync::Arc::clone(&config)).map_err(|d| {

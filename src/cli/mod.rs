@@ -255,9 +255,9 @@ enum RulesCommand {
         #[arg(long, default_value_t = 5)]
         folds: usize,
         /// log2 of the feature table size.
-        #[arg(long, default_value_t = crate::routing::model::TrainOptions::default().bits)]
+        #[arg(long, default_value_t = petitiond_core::routing::model::TrainOptions::default().bits)]
         bits: u32,
-        #[arg(long, default_value_t = crate::routing::model::TrainOptions::default().epochs)]
+        #[arg(long, default_value_t = petitiond_core::routing::model::TrainOptions::default().epochs)]
         epochs: u32,
         /// The dictionary weight (log-odds per keyword-weight point); 0: fit it by
         /// cross-validation.

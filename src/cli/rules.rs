@@ -1,10 +1,12 @@
 //! `rules check/test/eval/train` and `rules corrections export`.
 
 use super::*;
-use crate::routing::rules::RuleSet;
+use petitiond_core::routing::rules::RuleSet;
 
 /// The configured rules, loaded as the daemon loads them; errors printed, exit status 2.
-fn rules_of(config: &Config) -> Result<(RuleSet, Vec<crate::config::ConfigError>), ExitCode> {
+fn rules_of(
+    config: &Config,
+) -> Result<(RuleSet, Vec<petitiond_core::diag::ConfigError>), ExitCode> {
     let Some(r) = &config.routing.rules else {
         eprintln!(
             "no [routing] rules_file in the config: every item goes to `{}`",
@@ -29,7 +31,7 @@ pub(super) fn rules_command(command: RulesCommand) -> ExitCode {
             epochs,
             dict_weight,
         } => {
-            let o = crate::routing::model::TrainOptions {
+            let o = petitiond_core::routing::model::TrainOptions {
                 folds,
                 bits,
                 epochs,
@@ -90,7 +92,7 @@ pub(super) fn rules_command(command: RulesCommand) -> ExitCode {
 /// either does not load.
 fn with_rules(
     path: &Path,
-    command: impl FnOnce(Config, RuleSet, Vec<crate::config::ConfigError>) -> ExitCode,
+    command: impl FnOnce(Config, RuleSet, Vec<petitiond_core::diag::ConfigError>) -> ExitCode,
 ) -> ExitCode {
     with_config(path, |config| match rules_of(&config) {
         Ok((rules, warnings)) => command(config, rules, warnings),
@@ -99,7 +101,7 @@ fn with_rules(
 }
 
 /// `rules check`: the warnings, then one line.
-fn rules_check(rules: &RuleSet, warnings: &[crate::config::ConfigError]) -> ExitCode {
+fn rules_check(rules: &RuleSet, warnings: &[petitiond_core::diag::ConfigError]) -> ExitCode {
     for w in warnings {
         eprintln!("warning: {w}");
     }
@@ -115,7 +117,7 @@ fn rules_check(rules: &RuleSet, warnings: &[crate::config::ConfigError]) -> Exit
 
 /// `rules test`: the operator cases' report; fails when a case does.
 fn rules_test(rules: &RuleSet, cases: &Path) -> ExitCode {
-    match crate::routing::rules::run_cases(rules, cases) {
+    match petitiond_core::routing::rules::run_cases(rules, cases) {
         Ok(report) => {
             println!("{report}");
             if report.passed() {
@@ -133,7 +135,7 @@ fn rules_test(rules: &RuleSet, cases: &Path) -> ExitCode {
     }
 }
 
-fn corpus_errors(errs: Vec<crate::config::ConfigError>) -> anyhow::Error {
+fn corpus_errors(errs: Vec<petitiond_core::diag::ConfigError>) -> anyhow::Error {
     let n = errs.len();
     let text: Vec<String> = errs.iter().take(20).map(|e| e.to_string()).collect();
     anyhow::anyhow!("{}\n{n} bad line(s)", text.join("\n"))
@@ -147,7 +149,7 @@ fn rules_eval(
     corrections: bool,
     misses: bool,
 ) -> anyhow::Result<f64> {
-    use crate::routing::eval;
+    use petitiond_core::routing::eval;
     let model = rules
         .model()
         .map(|m| format!("model {} ({} weights)", m.digest(), m.nonzero()))
@@ -169,7 +171,7 @@ fn rules_eval(
             let title = env.request.title.as_ref().map_or("", |t| t.expose());
             if let Some(d) = &c.department {
                 with_dept += 1;
-                let input = crate::routing::rules::Input::from_envelope(
+                let input = petitiond_core::routing::rules::Input::from_envelope(
                     env,
                     env.upstream.service_code.as_deref(),
                     env.upstream.region.as_deref(),
@@ -233,7 +235,7 @@ fn rules_train(
     dictionaries: &Path,
     corpora: &[PathBuf],
     out: &Path,
-    o: &crate::routing::model::TrainOptions,
+    o: &petitiond_core::routing::model::TrainOptions,
 ) -> anyhow::Result<()> {
     use crate::routing::{classify, classify::category_index, eval, model};
     let (dicts, _) =
@@ -315,7 +317,7 @@ fn corrections_export(config: &Config, out: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     let mut n = 0;
     for c in &all {
-        if let Some(line) = crate::routing::corrections::export_line(c) {
+        if let Some(line) = petitiond_core::routing::corrections::export_line(c) {
             writeln!(f, "{line}")?;
             n += 1;
         }

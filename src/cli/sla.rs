@@ -62,12 +62,12 @@ fn due_of(
         .map_err(|e| format!("--start `{start}` is not an RFC 3339 instant with offset: {e}"))?;
     let cal = &config.sla.calendar;
     let (due, year) = cal
-        .marked(|c| crate::sla::due::due(&policy.rule, start, c))
+        .marked(|c| petitiond_core::sla::due::due(&policy.rule, start, c))
         .map_err(|e| e.to_string())?;
     Ok((start, due, year))
 }
 
-fn rfc3339_local(cal: &crate::sla::calendar::Calendar, t: jiff::Timestamp) -> String {
+fn rfc3339_local(cal: &petitiond_core::sla::calendar::Calendar, t: jiff::Timestamp) -> String {
     cal.local(t).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
@@ -98,19 +98,22 @@ pub fn sla_due_json(config: &Config, clock: &str, start: &str) -> Result<String,
 
 /// `petitiond calendar show YEAR`: a header (official or provisional, source, working days)
 /// and one line per day: date, weekday, kind, holiday name or override note.
-pub fn calendar_show(cal: &crate::sla::calendar::Calendar, year: i16) -> Result<String, String> {
-    use crate::sla::calendar::Basis;
+pub fn calendar_show(
+    cal: &petitiond_core::sla::calendar::Calendar,
+    year: i16,
+) -> Result<String, String> {
+    use petitiond_core::sla::calendar::Basis;
     use std::fmt::Write;
     let basis = cal.basis(year).ok_or_else(|| {
         let official: Vec<String> = cal.years().map(|y| y.to_string()).collect();
         format!(
             "{year} has no working-day calendar: no official file is configured for it (official: {}) and it is outside the provisional range {}–{}",
             official.join(", "),
-            crate::sla::provisional::YEARS.start(),
-            crate::sla::provisional::YEARS.end()
+            petitiond_core::sla::provisional::YEARS.start(),
+            petitiond_core::sla::provisional::YEARS.end()
         )
     })?;
-    let err = |e: crate::sla::calendar::CalendarError| e.to_string();
+    let err = |e: petitiond_core::sla::calendar::CalendarError| e.to_string();
     let mut out = String::new();
     match basis {
         Basis::Official => {

@@ -8,7 +8,7 @@
 
 use super::raw::RawSecretRef;
 use super::{Secret, Validator};
-use crate::envelope::Channel;
+use petitiond_core::envelope::Channel;
 use std::time::Duration;
 
 mod raw;
@@ -64,7 +64,7 @@ pub struct WritebackConfig {
     pub idempotency_header: String,
     /// Clock ids whose due instant is written back (resolved against `[[sla.clocks]]`).
     pub due_clocks: Vec<String>,
-    pub completed_on: Vec<crate::sla::policy::EventKind>,
+    pub completed_on: Vec<petitiond_core::sla::policy::EventKind>,
     /// `None`: RFC 3339 with the office's offset; else a strftime pattern in its zone.
     pub time_format: Option<String>,
     /// The signature's canonical template for write-back requests (HMAC auth only).

@@ -131,7 +131,7 @@ impl Validator<'_> {
             }
         };
         let mailbox = m.mailbox.clone().unwrap_or_else(|| "INBOX".into());
-        if let Err(e) = crate::channels::imap::mailbox_name(&mailbox) {
+        if let Err(e) = super::imap_names::mailbox_name(&mailbox) {
             self.err(&at("mailbox"), e);
         }
         let after_commit = match m.after_commit.as_deref().unwrap_or("none") {
@@ -141,14 +141,14 @@ impl Validator<'_> {
                     .commit_flag
                     .clone()
                     .unwrap_or_else(|| "$PetitiondRecorded".into());
-                if let Err(e) = crate::channels::imap::flag_name(&f) {
+                if let Err(e) = super::imap_names::flag_name(&f) {
                     self.err(&at("commit_flag"), e);
                 }
                 AfterCommit::Flag(f)
             }
             "move" => match &m.move_to {
                 Some(t) => {
-                    if let Err(e) = crate::channels::imap::mailbox_name(t) {
+                    if let Err(e) = super::imap_names::mailbox_name(t) {
                         self.err(&at("move_to"), e);
                     } else if *t == mailbox {
                         self.err(&at("move_to"), "must differ from `mailbox`");

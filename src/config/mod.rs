@@ -8,6 +8,7 @@
 //! This module does not open sockets or files other than the config file and secret files.
 
 pub mod http;
+pub mod imap_names;
 mod mailbox;
 mod raw;
 pub mod replies;
@@ -17,10 +18,10 @@ mod sla;
 pub(crate) use petitiond_core::diag::toml_file;
 mod validate;
 
-use crate::envelope::Channel;
 pub use http::HttpSourceConfig;
 pub use petitiond_core::diag::{ConfigError, ConfigErrors, Secret};
-pub use petitiond_core::routing::Department;
+use petitiond_core::envelope::Channel;
+pub use petitiond_core::routing::{Department, RulesFiles};
 use raw::{RawConfig, RawSecretRef};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -86,7 +87,7 @@ pub struct Config {
     /// Alert e-mail; `None` when not configured.
     pub email: Option<EmailConfig>,
     /// `[replies]`: the reply quality check (`status::reply`).
-    pub replies: crate::status::reply::ReplyChecker,
+    pub replies: petitiond_core::reply::ReplyChecker,
     /// The report schedule (`[reports]`); `None`: nothing scheduled.
     pub reports: Option<reports::ReportsConfig>,
 }
@@ -149,8 +150,8 @@ pub enum StatusSource {
 /// SLA settings: the calendar, the clock policies and the topics of the closed loop.
 #[derive(Debug, Clone)]
 pub struct SlaConfig {
-    pub calendar: std::sync::Arc<crate::sla::calendar::Calendar>,
-    pub clocks: Vec<crate::sla::policy::ClockPolicy>,
+    pub calendar: std::sync::Arc<petitiond_core::sla::calendar::Calendar>,
+    pub clocks: Vec<petitiond_core::sla::policy::ClockPolicy>,
     /// The shared status topic: events there count only for `shared_status_departments`
     /// (by `actor.department`); departments report on their own `status_topic`.
     pub status_topic: String,
@@ -164,7 +165,7 @@ pub struct SlaConfig {
 }
 
 impl SlaConfig {
-    pub fn clock(&self, id: &str) -> Option<&crate::sla::policy::ClockPolicy> {
+    pub fn clock(&self, id: &str) -> Option<&petitiond_core::sla::policy::ClockPolicy> {
         self.clocks.iter().find(|c| c.id == id)
     }
 }
@@ -200,19 +201,9 @@ pub struct RoutingConfig {
     /// Where incomplete items go (`routing.intake_desk`, default `default_lead`).
     pub intake_desk: String,
     /// The incomplete-item check; `None`: disabled.
-    pub completeness: Option<crate::routing::completeness::Completeness>,
+    pub completeness: Option<petitiond_core::routing::completeness::Completeness>,
     /// Repeat-petition linking; `None`: disabled.
     pub repeat: Option<routing::RepeatConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RulesFiles {
-    pub rules_file: PathBuf,
-    pub dictionaries_dir: PathBuf,
-    /// The classifier model (`routing.model_file`); `None`: dictionaries only.
-    pub model_file: Option<PathBuf>,
-    /// Below this confidence an item is not classified but flagged `needs_review`.
-    pub review_threshold: f32,
 }
 
 #[derive(Debug, Clone)]

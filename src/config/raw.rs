@@ -339,7 +339,7 @@ pub struct RawSla {
     #[serde(default = "default_office_hours")]
     pub office_hours: Vec<String>,
     #[serde(default)]
-    pub overrides: Vec<crate::sla::calendar::Override>,
+    pub overrides: Vec<petitiond_core::sla::calendar::Override>,
     #[serde(default = "default_status_topic")]
     pub status_topic: String,
     #[serde(default = "default_alerts_topic")]
@@ -401,7 +401,7 @@ fn default_remind() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct RawClock {
     pub id: String,
-    pub rule: crate::sla::due::DueRule,
+    pub rule: petitiond_core::sla::due::DueRule,
     /// `received` or a status event name.
     #[serde(default = "default_start")]
     pub start_on: String,

@@ -5,7 +5,7 @@
 //! [`Validator::replies`].
 
 use super::Validator;
-use crate::status::reply::{Element, ReplyChecker, defaults};
+use petitiond_core::reply::{Element, ReplyChecker, defaults};
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -81,7 +81,7 @@ impl Validator<'_> {
     fn phrases(&mut self, path: &str, list: &[String]) {
         let mut seen = HashSet::new();
         for (i, p) in list.iter().enumerate() {
-            let n = crate::routing::classify::normalize(p);
+            let n = petitiond_core::routing::classify::normalize(p);
             if n.is_empty() {
                 self.err(&format!("{path}[{i}]"), "empty phrase");
             } else if !seen.insert(n) {

@@ -8,8 +8,8 @@
 
 use super::raw::RawSecretRef;
 use super::{Secret, Validator};
-use crate::envelope::{Category, Channel};
-use crate::routing::completeness::{Completeness, ContactField, Fact};
+use petitiond_core::envelope::{Category, Channel};
+use petitiond_core::routing::completeness::{Completeness, ContactField, Fact};
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -169,7 +169,7 @@ impl Validator<'_> {
             }
             let mut keywords = Vec::new();
             for (j, k) in f.keywords_any.iter().enumerate() {
-                let n = crate::routing::classify::normalize(k);
+                let n = petitiond_core::routing::classify::normalize(k);
                 if n.is_empty() {
                     self.err(&format!("{}[{j}]", at("keywords_any")), "empty keyword");
                 } else {
@@ -217,7 +217,7 @@ impl Validator<'_> {
                 "must be at least 2 (the first item of a matter is never a repeat)",
             );
         }
-        let max = crate::store::MAX_RELATED_ITEMS as u32 + 1;
+        let max = petitiond_core::envelope::MAX_RELATED_ITEMS as u32 + 1;
         if r.flag_at > max {
             self.err(
                 &format!("{AT}.flag_at"),
@@ -257,8 +257,8 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use crate::config::{Config, ConfigError};
-    use crate::envelope::Channel;
-    use crate::routing::completeness::ContactField;
+    use petitiond_core::envelope::Channel;
+    use petitiond_core::routing::completeness::ContactField;
     use std::path::Path;
 
     const BASE: &str = r#"
@@ -303,7 +303,7 @@ topic = "t.reception"
 
     #[test]
     fn the_shipped_config_checks_wage_arrears_facts() {
-        use crate::envelope::{Envelope, Personal, Request, Upstream};
+        use petitiond_core::envelope::{Envelope, Personal, Request, Upstream};
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/petitiond.toml");
         let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let comp = c.routing.completeness.as_ref().unwrap();
@@ -337,7 +337,7 @@ topic = "t.reception"
             ("某某公司拖欠工资三个月了，请帮忙", vec!["amount"]),
         ];
         for (text, want) in cases {
-            let rights = Some(crate::envelope::Category::Rights);
+            let rights = Some(petitiond_core::envelope::Category::Rights);
             assert_eq!(comp.missing(&item(text), rights, &tags), want, "{text}");
         }
         // Other items are not asked for wage facts.
@@ -379,7 +379,10 @@ regex_any = ['\d+元']
         let facts = &c.routing.completeness.as_ref().unwrap().facts;
         assert_eq!(facts.len(), 2);
         assert_eq!(facts[0].keywords, ["公司", "ab厂"]);
-        assert_eq!(facts[1].categories, [crate::envelope::Category::Rights]);
+        assert_eq!(
+            facts[1].categories,
+            [petitiond_core::envelope::Category::Rights]
+        );
     }
 
     #[test]

@@ -7,10 +7,10 @@ impl Validator<'_> {
         &mut self,
         path: &str,
         names: &[String],
-    ) -> Vec<crate::sla::policy::EventKind> {
+    ) -> Vec<petitiond_core::sla::policy::EventKind> {
         let mut out = Vec::new();
         for (i, n) in names.iter().enumerate() {
-            match crate::sla::policy::EventKind::parse(n) {
+            match petitiond_core::sla::policy::EventKind::parse(n) {
                 Some(k) => out.push(k),
                 None => self.err(
                     &format!("{path}[{i}]"),
@@ -26,16 +26,16 @@ impl Validator<'_> {
     pub(super) fn clock_verdicts(
         &mut self,
         path: &str,
-        start: &crate::sla::policy::Trigger,
+        start: &petitiond_core::sla::policy::Trigger,
         verdicts: &[String],
     ) {
-        use crate::sla::policy::{EventKind, Trigger};
+        use petitiond_core::sla::policy::{EventKind, Trigger};
         if verdicts.is_empty() {
             return;
         }
         let allowed: &[&str] = match start {
-            Trigger::Event(EventKind::Replied) => &crate::status::reply::VERDICTS[..2],
-            Trigger::Event(EventKind::Evaluated) => &crate::status::reply::VERDICTS[2..],
+            Trigger::Event(EventKind::Replied) => &petitiond_core::reply::VERDICTS[..2],
+            Trigger::Event(EventKind::Evaluated) => &petitiond_core::reply::VERDICTS[2..],
             _ => {
                 self.err(
                     path,
@@ -71,7 +71,7 @@ impl Validator<'_> {
         }
         let calendar = self.sla_calendar(s);
         let clocks = match &s.clocks {
-            None => crate::sla::policy::defaults(),
+            None => petitiond_core::sla::policy::defaults(),
             Some(raw) => {
                 let mut ids = HashSet::new();
                 raw.iter()
@@ -94,8 +94,8 @@ impl Validator<'_> {
 
     /// `sla.office_hours` and the calendar files (or the built-in calendar), with provisional
     /// years where no official file exists.
-    fn sla_calendar(&mut self, s: &raw::RawSla) -> Option<crate::sla::calendar::Calendar> {
-        use crate::sla::calendar::{Calendar, OfficeHours};
+    fn sla_calendar(&mut self, s: &raw::RawSla) -> Option<petitiond_core::sla::calendar::Calendar> {
+        use petitiond_core::sla::calendar::{Calendar, OfficeHours};
         let mut hours = Vec::new();
         for (i, h) in s.office_hours.iter().enumerate() {
             let parsed = h.split_once('-').and_then(|(a, b)| {
@@ -149,8 +149,8 @@ impl Validator<'_> {
         i: usize,
         c: &raw::RawClock,
         ids: &mut HashSet<String>,
-    ) -> crate::sla::policy::ClockPolicy {
-        use crate::sla::policy::{ClockPolicy, Trigger};
+    ) -> petitiond_core::sla::policy::ClockPolicy {
+        use petitiond_core::sla::policy::{ClockPolicy, Trigger};
         let at = |k: &str| format!("sla.clocks[{i}].{k}");
         if !ids.insert(c.id.clone()) {
             self.err(&at("id"), format!("duplicate clock id `{}`", c.id));
@@ -161,7 +161,7 @@ impl Validator<'_> {
         let start = if c.start_on == "received" {
             Trigger::Received
         } else {
-            match crate::sla::policy::EventKind::parse(&c.start_on) {
+            match petitiond_core::sla::policy::EventKind::parse(&c.start_on) {
                 Some(k) => Trigger::Event(k),
                 None => {
                     self.err(

@@ -39,9 +39,9 @@ fn shipped_example_config_parses() {
     );
     assert_eq!(c.kafka.delivery_timeout, None);
     // The example lists the plan's clocks: exactly the built-in defaults.
-    assert_eq!(c.sla.clocks, crate::sla::policy::defaults());
+    assert_eq!(c.sla.clocks, petitiond_core::sla::policy::defaults());
     // And the reply check's default lists, written out.
-    let d = crate::status::reply::defaults();
+    let d = petitiond_core::reply::defaults();
     assert!(c.replies.enabled);
     assert_eq!(c.replies.phrases, d.elements);
     assert_eq!(c.replies.banned, d.banned);
@@ -620,7 +620,10 @@ fn reply_phrase_lists_replace_defaults_and_bad_ones_are_reported_with_lines() {
     let ok = format!("{MINIMAL}\n[replies]\nbanned = [\"再议\"]\n");
     let c = parse(&ok).unwrap();
     assert_eq!(c.replies.banned, vec!["再议"]);
-    assert_eq!(c.replies.phrases, crate::status::reply::defaults().elements);
+    assert_eq!(
+        c.replies.phrases,
+        petitiond_core::reply::defaults().elements
+    );
     assert_eq!(c.replies.check(Some("此事再议")).banned, vec!["再议"]);
     let text = format!(
         "{MINIMAL}\n[replies]\nfacts = []\nremedy = [\"如不服\", \" \", \"如不服\"]\nresults = [\"x\"]\n"

@@ -378,8 +378,10 @@ impl Validator<'_> {
     /// errors are reported on their own).
     fn load_rules(&mut self, r: &RulesFiles, departments: &[Department], sla: Option<&SlaConfig>) {
         let loaded = match sla {
-            Some(sla) => crate::routing::load_rules(r, departments, &sla.clocks).map(|_| ()),
-            None => crate::routing::rules::RuleSet::load(
+            Some(sla) => {
+                petitiond_core::routing::load_rules(r, departments, &sla.clocks).map(|_| ())
+            }
+            None => petitiond_core::routing::rules::RuleSet::load(
                 &r.rules_file,
                 &r.dictionaries_dir,
                 departments,

@@ -17,10 +17,10 @@
 //! item of a petitioner already in it, so two items of one person cannot race.
 
 use super::Intake;
-use crate::envelope::{Envelope, ItemId};
 use crate::routing::Routed;
-use crate::routing::rules::REPEAT_PETITION_FLAG;
 use crate::store::{PersonIndex, blocking};
+use petitiond_core::envelope::{Envelope, ItemId};
+use petitiond_core::routing::rules::REPEAT_PETITION_FLAG;
 
 impl Intake {
     /// Routes `env`, links it to related earlier items (`env.related`, and the

@@ -32,16 +32,16 @@ use crate::channels::http::writeback;
 use crate::channels::mailbox::parse::{self, BadMail, Limits};
 use crate::channels::{Disposition, Incoming, Payload};
 use crate::config::Config;
-use crate::envelope::Envelope;
 use crate::kafka::wire::{Role, routed_record, supplemented_record, updated_record};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::routing;
-use crate::sla::clock::Clock;
-use crate::sla::policy::Trigger;
 use crate::store::blobs::BlobStore;
 use crate::store::{
     ItemUpdate, NewItem, Quarantined, Recorded, Store, Supplement, Timer, blocking,
 };
+use petitiond_core::envelope::Envelope;
+use petitiond_core::sla::clock::Clock;
+use petitiond_core::sla::policy::Trigger;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -86,8 +86,7 @@ enum Original {
     Stored(String),
 }
 
-/// Quarantine reason of an item whose handling panicked.
-pub const PANIC_REASON: &str = "panic";
+pub use crate::channels::PANIC_REASON;
 
 /// A payload as intake works on it: a mail's bytes shared with its `Original`.
 enum Work {
@@ -501,10 +500,10 @@ impl Intake {
                 .iter_mut()
                 .filter(|c| supplement_clocks.contains(&c.clock))
             {
-                c.state = crate::sla::clock::State::Stopped.as_str().into();
+                c.state = petitiond_core::sla::clock::State::Stopped.as_str().into();
             }
         }
-        let departments: Vec<(crate::config::Department, Role)> = merged
+        let departments: Vec<(petitiond_core::routing::Department, Role)> = merged
             .routing
             .iter()
             .flat_map(|r| {
@@ -760,7 +759,7 @@ pub fn start_clocks(
             .and_then(|c| Ok((c.next_alert(policy, cal)?.map(|(_, t)| t), c)));
         match started {
             Ok((next, clock)) => {
-                env.sla.push(crate::envelope::SlaClock {
+                env.sla.push(petitiond_core::envelope::SlaClock {
                     clock: clock.clock_id.clone(),
                     due_at: clock.due_at,
                     state: clock.state.as_str().into(),
@@ -768,7 +767,7 @@ pub fn start_clocks(
                 });
                 out.push((clock, next));
             }
-            Err(e @ crate::sla::calendar::CalendarError::YearNotLoaded(_)) => {
+            Err(e @ petitiond_core::sla::calendar::CalendarError::YearNotLoaded(_)) => {
                 // Kept, not dropped: computed when petitiond starts with that year's calendar.
                 // The envelope says so (no due instant to carry yet).
                 metrics

@@ -3,9 +3,9 @@
 //! `record`.
 
 use super::*;
-use crate::envelope::{Channel, Personal, Request, Upstream};
 use crate::store::SqliteStore;
 use crate::store::blobs::FsBlobStore;
+use petitiond_core::envelope::{Channel, Personal, Request, Upstream};
 use std::path::Path;
 use std::time::Duration;
 
@@ -180,7 +180,7 @@ async fn a_hotline_item_without_phone_or_address_needs_supplement_and_goes_to_th
     assert!(r.assists.is_empty());
     assert_eq!(
         e.category,
-        Some(crate::envelope::Category::Rights),
+        Some(petitiond_core::envelope::Category::Rights),
         "still classified"
     );
     // The flag was there before the clocks started: the 24-hour supplement clock runs, from
@@ -847,7 +847,7 @@ async fn a_supplement_after_the_clock_was_stopped_stops_nothing_more() {
                 &metrics,
                 env,
                 clocks,
-                crate::sla::policy::EventKind::StatusMarked,
+                petitiond_core::sla::policy::EventKind::StatusMarked,
                 None,
                 ev.at,
                 None,

@@ -5,9 +5,9 @@
 //! headers. The JSON is written here field by field from the domain type, on purpose: the
 //! wire is a published, versioned contract and must not change when a domain struct does.
 
-use crate::config::Department;
-use crate::envelope::{Attachment, Envelope};
 use crate::store::NewOutbox;
+use petitiond_core::envelope::{Attachment, Envelope};
+use petitiond_core::routing::Department;
 use serde_json::{Value, json};
 
 pub const SPEC_VERSION: &str = "1.0";
@@ -178,7 +178,7 @@ pub fn supplemented_record(
     role: Role,
     version: &str,
     supplied: &[String],
-    stopped: &[crate::sla::clock::Clock],
+    stopped: &[petitiond_core::sla::clock::Clock],
     at: jiff::Timestamp,
 ) -> NewOutbox {
     let ce_id = event_id(e.id.as_str(), &format!("supplemented:{version}"), &dept.id);
@@ -252,7 +252,7 @@ fn item_record(
 }
 
 /// A clock as the supplemented and reply-bounced records list it.
-fn clock_v1(c: &crate::sla::clock::Clock) -> Value {
+fn clock_v1(c: &petitiond_core::sla::clock::Clock) -> Value {
     json!({
         "clock": c.clock_id,
         "department": c.department,
@@ -282,7 +282,7 @@ fn attachment_v1(a: &Attachment) -> Value {
 pub fn envelope_v1(e: &Envelope) -> Value {
     let p = &e.petitioner;
     let personal =
-        |v: &Option<crate::envelope::Personal>| v.as_ref().map(|x| x.expose().to_string());
+        |v: &Option<petitiond_core::envelope::Personal>| v.as_ref().map(|x| x.expose().to_string());
     json!({
         "version": 1,
         "id": e.id.as_str(),
@@ -366,13 +366,13 @@ impl DueUpdateReason {
 /// sends nothing and a crash after it finds the clock already updated.
 pub fn due_update_record(
     topic: &str,
-    was: &crate::sla::clock::Clock,
-    now: &crate::sla::clock::Clock,
+    was: &petitiond_core::sla::clock::Clock,
+    now: &petitiond_core::sla::clock::Clock,
     provisional_year: Option<i16>,
     reason: DueUpdateReason,
     at: jiff::Timestamp,
 ) -> NewOutbox {
-    use crate::sla::clock::State;
+    use petitiond_core::sla::clock::State;
     let pending = was.state == State::Pending;
     let previous = if pending {
         "pending".to_string()
@@ -438,8 +438,8 @@ pub fn reply_bounced_record(
     e: &Envelope,
     dept: &Department,
     event_id: &str,
-    check: &crate::status::reply::ReplyCheck,
-    running: &[&crate::sla::clock::Clock],
+    check: &petitiond_core::reply::ReplyCheck,
+    running: &[&petitiond_core::sla::clock::Clock],
     replied_at: jiff::Timestamp,
 ) -> NewOutbox {
     let ce_id = self::event_id(

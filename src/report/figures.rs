@@ -11,12 +11,12 @@ use super::{
     TARGET_ONE_TIME, TARGET_SATISFACTION, TypeCount,
 };
 use crate::config::Config;
-use crate::envelope::{Category, Channel, pii};
-use crate::sla::calendar::Calendar;
 use crate::store::Store;
 use crate::store::report::{ItemCount, KeyCaseQuery};
 use anyhow::Context;
 use jiff::{Timestamp, ToSpan, civil::Date, tz::TimeZone};
+use petitiond_core::envelope::{Category, Channel, pii};
+use petitiond_core::sla::calendar::Calendar;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
@@ -425,8 +425,8 @@ fn number_regex() -> &'static regex::Regex {
 /// petitioner's name (张**), address and the letter's sender (`<n chars>`) — a letter's title
 /// often starts with who writes it. Names nobody recorded in a field are not found (no name
 /// recogniser): the key-case list is for the office's own staff, and its text is short.
-pub fn masked_cut_for(e: &crate::envelope::Envelope, text: &str) -> String {
-    use crate::envelope::person::half_width;
+pub fn masked_cut_for(e: &petitiond_core::envelope::Envelope, text: &str) -> String {
+    use petitiond_core::envelope::person::half_width;
     let mut text = half_width(text);
     let p = &e.petitioner;
     let known = [
@@ -450,7 +450,7 @@ pub fn masked_cut_for(e: &crate::envelope::Envelope, text: &str) -> String {
 /// last two digits kept), whitespace collapsed, then cut to [`TEXT_CHARS`] characters (with
 /// `…`). Masking comes first, so a cut never leaves part of a number raw.
 pub fn masked_cut(text: &str) -> String {
-    let text = crate::envelope::person::half_width(text);
+    let text = petitiond_core::envelope::person::half_width(text);
     let masked = number_regex().replace_all(&text, |c: &regex::Captures<'_>| {
         let digits: String = c[0].chars().filter(|c| c.is_ascii_alphanumeric()).collect();
         pii::mask(&digits, pii::Kind::IdNumber)
@@ -496,23 +496,25 @@ mod tests {
     /// letter's sender are masked wherever the text repeats them.
     #[test]
     fn key_case_text_masks_the_petitioners_own_name_address_and_sender() {
-        let mut e = crate::envelope::Envelope::new(
-            crate::envelope::Channel::Letter,
-            crate::envelope::Upstream {
+        let mut e = petitiond_core::envelope::Envelope::new(
+            petitiond_core::envelope::Channel::Letter,
+            petitiond_core::envelope::Upstream {
                 id: "k-1".into(),
                 source: "mailbox".into(),
                 raw_ref: "sha256:00".into(),
-                sender: Some(crate::envelope::Personal::new("wang.wu@example.cn")),
+                sender: Some(petitiond_core::envelope::Personal::new(
+                    "wang.wu@example.cn",
+                )),
                 ..Default::default()
             },
             "2026-03-02T01:00:00Z".parse().unwrap(),
-            crate::envelope::Request {
+            petitiond_core::envelope::Request {
                 title: None,
-                content: crate::envelope::Personal::new("x"),
+                content: petitiond_core::envelope::Personal::new("x"),
             },
         );
-        e.petitioner.name = Some(crate::envelope::Personal::new("张三丰"));
-        e.petitioner.address = Some(crate::envelope::Personal::new("幸福路8号"));
+        e.petitioner.name = Some(petitiond_core::envelope::Personal::new("张三丰"));
+        e.petitioner.address = Some(petitiond_core::envelope::Personal::new("幸福路8号"));
         let got = masked_cut_for(
             &e,
             "张三丰关于幸福路8号拆迁补偿的信，回复请寄wang.wu@example.cn，电话13812345678",
@@ -522,7 +524,7 @@ mod tests {
         }
         assert!(got.starts_with("张**关于<5 chars>拆迁补偿的信"), "{got}");
         // A one-character name masks nothing (it would hit every word with that character).
-        e.petitioner.name = Some(crate::envelope::Personal::new("张"));
+        e.petitioner.name = Some(petitiond_core::envelope::Personal::new("张"));
         assert!(masked_cut_for(&e, "张家界").contains("张家界"));
     }
 

@@ -6,10 +6,10 @@
 //! office's time zone (`sla.time_zone`) with their offset. No petitioner data: ids, labels,
 //! staff ids and instants only.
 
-use crate::envelope::Stage;
 use crate::store::{LedgerQuery, LedgerRow, Store, StoreError};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use petitiond_core::envelope::Stage;
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

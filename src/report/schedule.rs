@@ -28,11 +28,11 @@ use super::{KeyCase, MonthlyReport};
 use crate::config::Config;
 use crate::config::reports::ReportsConfig;
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
-use crate::sla::time::SharedClock;
 use crate::store::{NewMail, NewOutbox, Store};
 use anyhow::Context as _;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use petitiond_core::sla::time::SharedClock;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -210,7 +210,7 @@ impl Scheduler {
             relay_wake,
             monthly: super::figures::monthly,
             key_cases: super::figures::key_cases,
-            clock: crate::sla::time::system(),
+            clock: petitiond_core::sla::time::system(),
         }
     }
 
@@ -669,7 +669,7 @@ recipients = [{recipients}]
             relay_wake: Arc::new(Notify::new()),
             monthly: sample_monthly,
             key_cases: sample_key_cases,
-            clock: crate::sla::time::system(),
+            clock: petitiond_core::sla::time::system(),
         }
     }
 

@@ -11,13 +11,13 @@
 
 use super::{KeyCase, KeyReason, MonthlyReport, Overdue, RepeatPetition, TypeCount};
 use crate::config::Config;
-use crate::envelope::{Category, Channel, Envelope, Personal, Request, Stage, Upstream};
-use crate::sla::clock::{Clock, State};
 use crate::store::{
     ClockWrites, Decision, Fired, FiredAlert, NewItem, NewOutbox, PersonIndex, SqliteStore,
     StatusRecord, Store,
 };
 use jiff::{SignedDuration, Timestamp};
+use petitiond_core::envelope::{Category, Channel, Envelope, Personal, Request, Stage, Upstream};
+use petitiond_core::sla::clock::{Clock, State};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};

@@ -10,14 +10,16 @@
 //! (the look-up itself is intake's, `intake::link`). The router does no I/O except reading
 //! rules files on reload.
 
-pub use petitiond_core::routing::{classify, corrections, eval, model, rules};
+pub use petitiond_core::routing::{
+    RulesFiles, classify, corrections, eval, load_rules, model, rules,
+};
 pub mod completeness;
 pub mod reload;
 pub mod repeat;
 
 use crate::config::{Config, Department};
-use crate::envelope::Envelope;
-use crate::store::Decision;
+use petitiond_core::envelope::Envelope;
+use petitiond_core::routing::Decision;
 use sha2::{Digest, Sha256};
 
 /// Version hash of the routing configuration, recorded with every decision.
@@ -39,7 +41,7 @@ pub struct Routed {
     pub decision: Decision,
     /// Lead first, then assists.
     pub departments: Vec<Department>,
-    pub category: Option<crate::envelope::Category>,
+    pub category: Option<petitiond_core::envelope::Category>,
     /// Flags for the envelope: `unclassified`, `priority:<p>`, `tag:<t>`, and from the
     /// incomplete-item check `needs_supplement`, `missing:<what>`, `suggested_lead:<d>`.
     pub flags: Vec<String>,
@@ -51,70 +53,12 @@ pub struct Routed {
     pub sla_add: Vec<String>,
     pub sla_skip: Vec<String>,
     /// How the category was decided (source, confidence, candidates); `None` without rules.
-    pub classification: Option<crate::envelope::CategoryDecision>,
+    pub classification: Option<petitiond_core::envelope::CategoryDecision>,
 }
 
 /// The flag of an item whose category the classifier was unsure of (below
 /// `routing.review_threshold`, no rule decided): it started the rules unclassified.
 pub const NEEDS_REVIEW: &str = "needs_review";
-
-/// Loads the configured rules file and checks what the rules engine cannot know alone: every
-/// clock named in a rule's `sla_overrides` must be an `[[sla.clocks]]` id. Errors name the
-/// rules file and the rule's line.
-pub fn load_rules(
-    files: &crate::config::RulesFiles,
-    departments: &[Department],
-    clocks: &[crate::sla::policy::ClockPolicy],
-) -> Result<(rules::RuleSet, Vec<crate::config::ConfigError>), rules::Diagnostics> {
-    let (set, warnings) =
-        rules::RuleSet::load(&files.rules_file, &files.dictionaries_dir, departments)?;
-    let mut errors = unknown_sla_clocks(&set, &files.rules_file.display().to_string(), clocks);
-    let model = match files.model_file.as_deref().map(model::Model::load) {
-        Some(Ok(m)) => Some(m),
-        Some(Err(e)) => {
-            errors.push(crate::config::ConfigError {
-                file: e.file,
-                line: None,
-                path: "routing.model_file".into(),
-                message: e.message,
-            });
-            None
-        }
-        None => None,
-    };
-    if errors.is_empty() {
-        Ok((set.with_model(model, files.review_threshold), warnings))
-    } else {
-        Err(rules::Diagnostics { errors, warnings })
-    }
-}
-
-/// The `sla_overrides` entries of `set` that name no configured clock.
-fn unknown_sla_clocks(
-    set: &rules::RuleSet,
-    file: &str,
-    clocks: &[crate::sla::policy::ClockPolicy],
-) -> Vec<crate::config::ConfigError> {
-    let mut errors = Vec::new();
-    for (i, rule) in set.rules().iter().enumerate() {
-        for (key, list) in [("add", &rule.then.sla_add), ("skip", &rule.then.sla_skip)] {
-            for c in list.iter().filter(|c| !clocks.iter().any(|p| &p.id == *c)) {
-                let known: Vec<&str> = clocks.iter().map(|p| p.id.as_str()).collect();
-                errors.push(crate::config::ConfigError {
-                    file: file.to_string(),
-                    line: rule.line,
-                    path: format!("rule[{i}].then.sla_overrides.{key}"),
-                    message: format!(
-                        "rule `{}`: `{c}` is not an SLA clock (configured: {})",
-                        rule.id,
-                        known.join(", ")
-                    ),
-                });
-            }
-        }
-    }
-    errors
-}
 
 /// The rules in force. Reads take a snapshot (`Arc`); a reload swaps it whole.
 pub struct Router {
@@ -315,7 +259,7 @@ impl Routed {
     pub fn stamp(self, env: &mut Envelope) -> (Decision, Vec<Department>) {
         env.category = self.category;
         env.flags.extend(self.flags);
-        env.routing = Some(crate::envelope::Routing {
+        env.routing = Some(petitiond_core::envelope::Routing {
             lead: self.decision.lead.clone(),
             assists: self.decision.assists.clone(),
             rule_id: self.decision.rule_id.clone(),

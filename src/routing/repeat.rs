@@ -28,8 +28,8 @@
 //! counting afresh: earlier items keep their old hashes and are no longer found.
 
 use crate::config::routing::RepeatConfig;
-use crate::envelope::{Category, Envelope, person};
 use hmac::{Hmac, Mac};
+use petitiond_core::envelope::{Category, Envelope, person};
 use rand::TryRngCore;
 use sha2::Sha256;
 use std::fmt;
@@ -113,7 +113,7 @@ impl Repeat {
     /// identifier and is not counted.
     pub fn person_keys(&self, env: &Envelope) -> Vec<String> {
         let p = &env.petitioner;
-        let field = |v: &Option<crate::envelope::Personal>, f: fn(&str) -> Vec<String>| {
+        let field = |v: &Option<petitiond_core::envelope::Personal>, f: fn(&str) -> Vec<String>| {
             v.as_ref().map(|v| f(v.expose())).unwrap_or_default()
         };
         let mut ids = field(&p.id_number, person::id_numbers_in);
@@ -211,7 +211,7 @@ fn warn_if_readable(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{Channel, Personal, Request, Upstream};
+    use petitiond_core::envelope::{Channel, Personal, Request, Upstream};
 
     fn cfg() -> RepeatConfig {
         RepeatConfig {
@@ -308,13 +308,16 @@ mod tests {
     #[test]
     fn crafted_text_yields_a_bounded_number_of_keys() {
         let r = Repeat::with_key(cfg(), "k".repeat(32));
-        let mut text = crate::envelope::person::testing::crafted_ids(20);
+        let mut text = petitiond_core::envelope::person::testing::crafted_ids(20);
         for n in 0..3000u32 {
             text.push_str(&format!("电话139{n:08}，"));
         }
         let keys = r.person_keys(&env(Channel::Portal, "", "", &text));
         assert_eq!(keys.len(), MAX_PERSON_KEYS);
-        let first_id = r.hash("id", &crate::envelope::person::id_numbers_in(&text)[0]);
+        let first_id = r.hash(
+            "id",
+            &petitiond_core::envelope::person::id_numbers_in(&text)[0],
+        );
         assert_eq!(keys[0], first_id, "ID numbers first");
         let distinct: std::collections::HashSet<_> = keys.iter().collect();
         assert_eq!(distinct.len(), keys.len());
@@ -365,7 +368,7 @@ mod tests {
         // The file moved into a secret store gives the same hashes.
         let text = std::fs::read_to_string(&path).unwrap();
         let mut from_config = cfg();
-        from_config.key = Some(crate::config::Secret::from(text.trim()));
+        from_config.key = Some(petitiond_core::diag::Secret::from(text.trim()));
         let c = Repeat::load(&from_config, tempfile::tempdir().unwrap().path()).unwrap();
         assert_eq!(a.person_keys(&e), c.person_keys(&e));
         // A damaged key file is an error, never silently replaced.

@@ -18,7 +18,7 @@
 //! Every minute it refreshes the provisional-clock gauge, and from 60 days before the last
 //! official calendar day it logs the calendar notice once a day.
 //!
-//! Time is injected ([`crate::sla::time`]): every "now" comes from `Engine::clock`, a wall
+//! Time is injected ([`petitiond_core::sla::time`]): every "now" comes from `Engine::clock`, a wall
 //! clock (the system's in production, [`PausedClock`] in tests). Timers are due at wall-clock
 //! instants; the waits between them are tokio sleeps (monotonic), each at most
 //! [`MAX_SLEEP`], after which the wall clock is read again. So a wall-clock step forward
@@ -28,11 +28,11 @@
 use crate::alerts;
 use crate::config::Config;
 use crate::metrics::{AlertLabels, Metrics};
-use crate::sla::calendar::CalendarError;
-use crate::sla::clock::{State, worth_sending};
-use crate::sla::time::{SharedClock, WallClock};
 use crate::store::{Fired, Recomputed, Store, StoredClock, Timer, blocking};
 use jiff::Timestamp;
+use petitiond_core::sla::calendar::CalendarError;
+use petitiond_core::sla::clock::{State, worth_sending};
+use petitiond_core::sla::time::{SharedClock, WallClock};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
@@ -52,7 +52,7 @@ pub const STEP_LOG: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 /// made, plus any [`PausedClock::step`]. Under `tokio::time::pause()` it moves only when
 /// tokio's time does (`advance`, or auto-advance to the next timer), so engine tests run on
 /// paused time and finish in milliseconds. Tests use it; the daemon runs on
-/// [`crate::sla::time::SystemClock`]. Daemon side (it needs tokio), unlike the trait.
+/// [`petitiond_core::sla::time::SystemClock`]. Daemon side (it needs tokio), unlike the trait.
 #[derive(Debug)]
 pub struct PausedClock {
     start: Timestamp,
@@ -154,7 +154,7 @@ pub struct Engine {
     pub metrics: Metrics,
     pub relay_wake: Arc<Notify>,
     pub input: mpsc::UnboundedReceiver<Vec<Timer>>,
-    /// Where "now" comes from: [`crate::sla::time::system`] in the daemon, a
+    /// Where "now" comes from: [`petitiond_core::sla::time::system`] in the daemon, a
     /// [`PausedClock`] in tests.
     pub clock: SharedClock,
 }
@@ -330,7 +330,7 @@ impl Engine {
 fn decide(
     cfg: &Config,
     metrics: &Metrics,
-    clock: &crate::sla::clock::Clock,
+    clock: &petitiond_core::sla::clock::Clock,
     now: Timestamp,
 ) -> Fired {
     let mut fired = Fired {
@@ -400,7 +400,11 @@ fn decide(
 /// first instant of `y` is early enough, and a restart with that year's calendar before then
 /// computes it on time; the timer stays in the store either way. Otherwise, and once `y` has
 /// begun without its calendar, hourly.
-fn retry_at(cal: &crate::sla::calendar::Calendar, e: &CalendarError, now: Timestamp) -> Timestamp {
+fn retry_at(
+    cal: &petitiond_core::sla::calendar::Calendar,
+    e: &CalendarError,
+    now: Timestamp,
+) -> Timestamp {
     let hourly = now + jiff::SignedDuration::from_hours(1);
     match e {
         CalendarError::YearNotLoaded(y) => jiff::civil::date(*y, 1, 1)
@@ -416,7 +420,7 @@ fn retry_at(cal: &crate::sla::calendar::Calendar, e: &CalendarError, now: Timest
 
 /// Each year's (basis, digest of its day kinds) in `cal`: what the store remembers to tell
 /// whether the calendars changed between two starts.
-pub fn calendar_state(cal: &crate::sla::calendar::Calendar) -> Vec<(i16, String, String)> {
+pub fn calendar_state(cal: &petitiond_core::sla::calendar::Calendar) -> Vec<(i16, String, String)> {
     cal.all_years()
         .filter_map(|y| Some((y, cal.basis(y)?.as_str().to_string(), cal.digest(y).ok()?)))
         .collect()
@@ -442,7 +446,7 @@ pub struct Reconciled {
 /// if its due instant did. A clock with the same due instant is not announced, even if it is
 /// no longer provisional. Pure: the caller reads and writes the store.
 ///
-/// [`Clock::recompute`]: crate::sla::clock::Clock::recompute
+/// [`Clock::recompute`]: petitiond_core::sla::clock::Clock::recompute
 pub fn reconcile(
     cfg: &Config,
     candidates: Vec<StoredClock>,
@@ -548,7 +552,7 @@ mod tests {
     /// provisional years. Test data only: petitiond ships no calendar that the State Council
     /// has not published.
     fn with_2027(cfg: &mut Config) {
-        use crate::sla::calendar::{Calendar, OfficeHours, YearCalendar};
+        use petitiond_core::sla::calendar::{Calendar, OfficeHours, YearCalendar};
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calendars");
         let y2026 = YearCalendar::read(&dir.join("cn-2026.toml")).unwrap();
         let y2027 =
@@ -565,10 +569,10 @@ mod tests {
     /// The official 2026 file only, no provisional years: how every year beyond the
     /// provisional range is answered (not at all), so clocks that need one go pending.
     fn official_only(cfg: &mut Config) {
-        cfg.sla.calendar = Arc::new(crate::sla::calendar::Calendar::builtin().unwrap());
+        cfg.sla.calendar = Arc::new(petitiond_core::sla::calendar::Calendar::builtin().unwrap());
     }
 
-    fn stored(row: i64, clock: crate::sla::clock::Clock) -> StoredClock {
+    fn stored(row: i64, clock: petitiond_core::sla::clock::Clock) -> StoredClock {
         StoredClock {
             row,
             clock,
@@ -594,10 +598,16 @@ mod tests {
         let policy = cfg.sla.clock("statutory.handle").unwrap().clone();
         let start: Timestamp = "2026-12-02T02:00:00Z".parse().unwrap();
         assert!(matches!(
-            crate::sla::clock::Clock::start(&policy, "i", "hrss", start, &cfg.sla.calendar),
+            petitiond_core::sla::clock::Clock::start(
+                &policy,
+                "i",
+                "hrss",
+                start,
+                &cfg.sla.calendar
+            ),
             Err(CalendarError::YearNotLoaded(2027))
         ));
-        let pending = crate::sla::clock::Clock::pending(&policy, "i", "hrss", start);
+        let pending = petitiond_core::sla::clock::Clock::pending(&policy, "i", "hrss", start);
         let at: Timestamp = "2026-12-06T02:00:00Z".parse().unwrap();
         let out = reconcile(&cfg, vec![stored(7, pending.clone())], false, at);
         assert!(out.writes.is_empty());
@@ -609,7 +619,7 @@ mod tests {
         assert_eq!(out.computed, 1);
         let w = &out.writes[0];
         assert_eq!(w.row, 7);
-        assert_eq!(w.clock.state, crate::sla::clock::State::Running);
+        assert_eq!(w.clock.state, petitiond_core::sla::clock::State::Running);
         assert_eq!(
             w.clock.started_at, start,
             "from the item's arrival, not from now"
@@ -642,8 +652,14 @@ mod tests {
         let policy = cfg.sla.clock("statutory.accept").unwrap().clone();
         // Arrived Mon 12-14: due Tue 12-29; its reminders and escalation need 2027.
         let start: Timestamp = "2026-12-14T02:00:00Z".parse().unwrap();
-        let clock = crate::sla::clock::Clock::start(&policy, "i", "hrss", start, &cfg.sla.calendar)
-            .unwrap();
+        let clock = petitiond_core::sla::clock::Clock::start(
+            &policy,
+            "i",
+            "hrss",
+            start,
+            &cfg.sla.calendar,
+        )
+        .unwrap();
         let now: Timestamp = "2026-12-30T02:00:00Z".parse().unwrap();
         let fired = decide(&cfg, &Metrics::new(), &clock, now);
         let kinds: Vec<&str> = fired.alerts.iter().map(|a| a.kind.as_str()).collect();
@@ -663,8 +679,14 @@ mod tests {
         let cfg = config();
         let policy = cfg.sla.clock("statutory.accept").unwrap().clone();
         let start: Timestamp = "2026-12-14T02:00:00Z".parse().unwrap();
-        let clock = crate::sla::clock::Clock::start(&policy, "i", "hrss", start, &cfg.sla.calendar)
-            .unwrap();
+        let clock = petitiond_core::sla::clock::Clock::start(
+            &policy,
+            "i",
+            "hrss",
+            start,
+            &cfg.sla.calendar,
+        )
+        .unwrap();
         assert!(!clock.provisional, "due Tue 12-29 rests on 2026");
         let now: Timestamp = "2026-12-30T02:00:00Z".parse().unwrap();
         let fired = decide(&cfg, &Metrics::new(), &clock, now);
@@ -702,9 +724,9 @@ mod tests {
 
     /// An official file for a provisional year whose only difference is one extra day off.
     fn official_2027_plus(cfg: &mut Config, extra: &str) {
-        use crate::sla::calendar::{Calendar, OfficeHours, YearCalendar};
+        use petitiond_core::sla::calendar::{Calendar, OfficeHours, YearCalendar};
         let mut text = String::from("year = 2027\nsource = \"test\"\n");
-        for (d, s) in crate::sla::provisional::special_days(2027).unwrap() {
+        for (d, s) in petitiond_core::sla::provisional::special_days(2027).unwrap() {
             text.push_str(&format!("[[holiday]]\nname = \"{}\"\nfrom = {d}\n", s.name));
         }
         text.push_str(&format!("[[holiday]]\nname = \"test\"\nfrom = {extra}\n"));
@@ -724,8 +746,8 @@ mod tests {
     /// the affected one moves one working day.
     #[test]
     fn installing_an_official_file_announces_exactly_the_clocks_whose_due_moves() {
-        use crate::sla::clock::Clock;
-        use crate::sla::policy::EventKind;
+        use petitiond_core::sla::clock::Clock;
+        use petitiond_core::sla::policy::EventKind;
         let mut cfg = config();
         let cal = cfg.sla.calendar.clone();
         let accept = cfg.sla.clock("statutory.accept").unwrap().clone();

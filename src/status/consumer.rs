@@ -212,7 +212,7 @@ impl StatusConsumer {
             Ok(d) => d,
             Err(r) => return Ok(Err(r)),
         };
-        let reroute = match crate::routing::corrections::reroute(
+        let reroute = match petitiond_core::routing::corrections::reroute(
             ev.payload.as_ref(),
             &self.config.departments,
         ) {
@@ -365,7 +365,7 @@ impl StatusConsumer {
     async fn record_correction(
         &self,
         ev: &StatusEvent,
-        r: crate::routing::corrections::Reroute,
+        r: petitiond_core::routing::corrections::Reroute,
     ) -> anyhow::Result<()> {
         let c = crate::store::NewCorrection {
             event_id: ev.event_id.clone(),

@@ -41,14 +41,14 @@
 //! clock). The reply's text is never logged, counted or forwarded.
 
 use crate::config::{Config, StatusSource};
-use crate::envelope::Envelope;
 use crate::kafka::client::{BrokerHealth, KafkaContext, create_producer, status_consumer_config};
 use crate::kafka::wire::{DLQ_REASON, DLQ_TOPIC, TYPE_STATUS_CONSUMER_FAILED, ops_event};
 use crate::metrics::{Metrics, StatusLabels};
-use crate::sla::clock::{Change, Clock};
-use crate::sla::policy::{EventKind, Trigger};
 use crate::store::{ClockWrites, StatusOutcome, StatusRecord, Store, Timer, blocking};
 use jiff::Timestamp;
+use petitiond_core::envelope::Envelope;
+use petitiond_core::sla::clock::{Change, Clock};
+use petitiond_core::sla::policy::{EventKind, Trigger};
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
@@ -194,8 +194,8 @@ pub fn authorise(
 /// taken it in (受理: viewed, marked, signed in, registered), a department handles it (办理:
 /// accepted, extended, paused, resumed), replied (反馈), evaluated (评价); a refusal closes
 /// it. The stored stage only advances.
-pub fn stage_after(kind: EventKind) -> Option<crate::envelope::Stage> {
-    use crate::envelope::Stage;
+pub fn stage_after(kind: EventKind) -> Option<petitiond_core::envelope::Stage> {
+    use petitiond_core::envelope::Stage;
     Some(match kind {
         EventKind::Viewed
         | EventKind::StatusMarked
@@ -307,14 +307,14 @@ pub fn event_writes(
         && !check.passed()
     {
         // What the reply would have stopped keeps running.
-        let waiting: Vec<(&crate::sla::policy::ClockPolicy, &Clock)> = clocks
+        let waiting: Vec<(&petitiond_core::sla::policy::ClockPolicy, &Clock)> = clocks
             .iter()
             .filter(|c| {
                 matches!(
                     c.state,
-                    crate::sla::clock::State::Running
-                        | crate::sla::clock::State::Paused
-                        | crate::sla::clock::State::Pending
+                    petitiond_core::sla::clock::State::Running
+                        | petitiond_core::sla::clock::State::Paused
+                        | petitiond_core::sla::clock::State::Pending
                 )
             })
             .filter_map(|c| Some((config.sla.clock(&c.clock_id)?, c)))
@@ -429,7 +429,7 @@ pub fn event_writes(
 pub fn clock_writes(
     config: &Config,
     metrics: &Metrics,
-    envelope: &crate::envelope::Envelope,
+    envelope: &petitiond_core::envelope::Envelope,
     clocks: &mut [Clock],
     kind: EventKind,
     verdict: Option<&str>,

@@ -37,20 +37,20 @@ fn bad_events_are_rejected_with_a_reason() {
 
 fn routed_item(lead: &str, assists: &[&str], received: &str) -> Envelope {
     let mut env = Envelope::new(
-        crate::envelope::Channel::Hotline,
-        crate::envelope::Upstream {
+        petitiond_core::envelope::Channel::Hotline,
+        petitiond_core::envelope::Upstream {
             id: "o-1".into(),
             source: "hotline".into(),
             raw_ref: "sha256:00".into(),
             ..Default::default()
         },
         received.parse().unwrap(),
-        crate::envelope::Request {
+        petitiond_core::envelope::Request {
             title: None,
-            content: crate::envelope::Personal::new("x"),
+            content: petitiond_core::envelope::Personal::new("x"),
         },
     );
-    env.routing = Some(crate::envelope::Routing {
+    env.routing = Some(petitiond_core::envelope::Routing {
         lead: lead.into(),
         assists: assists.iter().map(|a| a.to_string()).collect(),
         rule_id: "r".into(),
@@ -250,7 +250,7 @@ fn a_bounced_reply_leaves_the_clock_running_and_queues_a_notice_and_an_alert() {
         None,
     );
     assert!(w.updated.is_empty() && w.started.is_empty() && w.writeback.is_empty());
-    assert_eq!(clocks[0].state, crate::sla::clock::State::Running);
+    assert_eq!(clocks[0].state, petitiond_core::sla::clock::State::Running);
 
     assert_eq!(w.outbox.len(), 1);
     let notice = &w.outbox[0];
@@ -357,7 +357,7 @@ fn a_passing_reply_stops_the_clock_and_a_missing_text_bounces() {
         None,
     );
     assert_eq!(w.updated.len(), 1);
-    assert_eq!(clocks[0].state, crate::sla::clock::State::Stopped);
+    assert_eq!(clocks[0].state, petitiond_core::sla::clock::State::Stopped);
     assert!(w.alerts.is_empty() && w.outbox.is_empty());
 
     let (_, mut clocks) = handling(&cfg);
@@ -376,7 +376,7 @@ fn a_passing_reply_stops_the_clock_and_a_missing_text_bounces() {
         at,
         None,
     );
-    assert_eq!(clocks[0].state, crate::sla::clock::State::Running);
+    assert_eq!(clocks[0].state, petitiond_core::sla::clock::State::Running);
     assert_eq!(w.outbox[0].topic, "t.housing");
     let p: serde_json::Value = serde_json::from_slice(&w.outbox[0].payload).unwrap();
     assert_eq!(p["no_text"], true);

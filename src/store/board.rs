@@ -39,7 +39,7 @@ pub struct BoardClock {
     pub item_id: String,
     pub clock_id: String,
     pub department: String,
-    pub state: crate::sla::clock::State,
+    pub state: petitiond_core::sla::clock::State,
     pub started_at: jiff::Timestamp,
     pub due_at: jiff::Timestamp,
     /// The due instant rests on a provisional calendar year.
@@ -74,7 +74,7 @@ pub struct BoardReview {
     /// The top candidate's probability (below `routing.review_threshold`).
     pub confidence: f64,
     /// The two best categories, best first.
-    pub candidates: Vec<crate::envelope::Candidate>,
+    pub candidates: Vec<petitiond_core::envelope::Candidate>,
 }
 
 /// What [`Store::summary`] counts. Every list is `(label, count)` sorted by label; an item

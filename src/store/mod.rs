@@ -13,8 +13,8 @@ pub use board::{
 };
 pub use sqlite::SqliteStore;
 
-use crate::envelope::Envelope;
-use crate::sla::clock::Clock;
+use petitiond_core::envelope::Envelope;
+use petitiond_core::sla::clock::Clock;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +241,7 @@ pub struct LedgerRow {
     pub channel: String,
     pub category: Option<String>,
     pub received_at: jiff::Timestamp,
-    pub stage: crate::envelope::Stage,
+    pub stage: petitiond_core::envelope::Stage,
     /// The responsible (lead) department: the last re-route's, else routing's.
     pub lead: Option<String>,
     pub assists: Vec<String>,
@@ -281,8 +281,8 @@ pub struct StatusRecord {
     /// `bounced`), an evaluation (`satisfied`, `basically_satisfied`, `dissatisfied`).
     pub verdict: Option<String>,
     /// The closed-loop stage the event moves the item to; the stored stage only advances
-    /// (see [`crate::envelope::Stage::rank`]).
-    pub stage: Option<crate::envelope::Stage>,
+    /// (see [`petitiond_core::envelope::Stage::rank`]).
+    pub stage: Option<petitiond_core::envelope::Stage>,
 }
 
 impl StatusRecord {
@@ -325,7 +325,7 @@ pub struct NewCorrection {
     pub item_id: String,
     pub at: jiff::Timestamp,
     pub actor: Option<String>,
-    pub category: Option<crate::envelope::Category>,
+    pub category: Option<petitiond_core::envelope::Category>,
     pub department: Option<String>,
 }
 
@@ -426,9 +426,8 @@ pub enum Recorded {
     Duplicate,
 }
 
-/// Most earlier items [`Store::related_items`] returns (the newest): enough to link and to
-/// count a repeat (`routing.repeat.flag_at` is at most this), and a bound on what one item costs.
-pub const MAX_RELATED_ITEMS: usize = 100;
+/// Most earlier items [`Store::related_items`] returns (defined with the envelope's `related`).
+pub use petitiond_core::envelope::MAX_RELATED_ITEMS;
 
 /// Most person keys one look-up uses (intake passes at most `routing::repeat::MAX_PERSON_KEYS`).
 pub const MAX_LOOKUP_KEYS: usize = 64;
@@ -564,7 +563,9 @@ pub trait Store: Send + Sync + 'static {
     /// `false` when it was recorded before (or the item is unknown).
     fn record_correction(&self, c: &NewCorrection) -> Result<bool, StoreError>;
     /// Every recorded correction, oldest first, with the item's stored envelope.
-    fn corrections(&self) -> Result<Vec<crate::routing::corrections::Correction>, StoreError>;
+    fn corrections(
+        &self,
+    ) -> Result<Vec<petitiond_core::routing::corrections::Correction>, StoreError>;
     fn pending_mail(&self, limit: usize) -> Result<Vec<MailRow>, StoreError>;
     fn mark_mail(
         &self,

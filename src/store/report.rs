@@ -2,8 +2,8 @@
 //! counts and ids, never petitioner data, except the key-case rows' envelopes, which
 //! `report::figures` masks and cuts before anything leaves it.
 
-use crate::envelope::Envelope;
 use jiff::Timestamp;
+use petitiond_core::envelope::Envelope;
 
 /// Items received in a range, per (channel, category, lead).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 //! `rusqlite_migration` (versioned through `PRAGMA user_version`).
 
 use super::*;
-use crate::sla::clock::{Clock, State};
 use jiff::Timestamp;
+use petitiond_core::sla::clock::{Clock, State};
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::Migrations;
 use std::path::{Path, PathBuf};
@@ -319,7 +319,9 @@ impl Store for SqliteStore {
         items::record_correction(self, c)
     }
 
-    fn corrections(&self) -> Result<Vec<crate::routing::corrections::Correction>, StoreError> {
+    fn corrections(
+        &self,
+    ) -> Result<Vec<petitiond_core::routing::corrections::Correction>, StoreError> {
         items::corrections(self)
     }
 

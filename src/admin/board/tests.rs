@@ -1,9 +1,9 @@
 use super::*;
-use crate::envelope::{Channel, Envelope, Personal, Request, Upstream};
-use crate::sla::clock::{Clock, State as ClockState};
 use crate::store::{
     BoardCount, BoardReview, Decision, FiredAlert, NewItem, NewOutbox, SqliteStore, Store,
 };
+use petitiond_core::envelope::{Channel, Envelope, Personal, Request, Upstream};
+use petitiond_core::sla::clock::{Clock, State as ClockState};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -192,7 +192,7 @@ fn overdue_and_due_in_are_computed_from_now_in_the_office_zone() {
 }
 
 fn review(item: &str, lead: &str, decided: &str) -> BoardReview {
-    use crate::envelope::{Candidate, Category};
+    use petitiond_core::envelope::{Candidate, Category};
     BoardReview {
         item_id: item.into(),
         lead: lead.into(),
@@ -502,9 +502,9 @@ fn provisional_due_times_are_marked() {
 #[test]
 fn the_calendar_notice_shows_from_sixty_days_before_the_end() {
     let cal = std::sync::Arc::new(
-        crate::sla::calendar::Calendar::builtin_with_provisional(
+        petitiond_core::sla::calendar::Calendar::builtin_with_provisional(
             Vec::new(),
-            crate::sla::calendar::OfficeHours::default(),
+            petitiond_core::sla::calendar::OfficeHours::default(),
             "Asia/Shanghai",
         )
         .unwrap(),

@@ -31,7 +31,6 @@ pub mod writeback;
 
 use super::{Incoming, Payload};
 use crate::config::http::{HttpSourceConfig, Protocol};
-use crate::envelope::{Attachment, Envelope, Personal, Petitioner, Request, Upstream};
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
 use crate::metrics::{Metrics, SourceLabel, SourceOutcome};
 use crate::store::blobs::BlobStore;
@@ -40,6 +39,7 @@ use client::{FetchError, Fetcher, Req};
 use futures::StreamExt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use petitiond_core::envelope::{Attachment, Envelope, Personal, Petitioner, Request, Upstream};
 pub use prepare::build_envelope;
 use record::{BadRecord, Mapped};
 use serde_json::value::RawValue;

@@ -30,7 +30,7 @@ impl HttpChannel {
                 reference: format!("{page}#{i}"),
                 payload: Payload::Rejected {
                     raw: raw.get().as_bytes().to_vec(),
-                    reason: crate::intake::PANIC_REASON,
+                    reason: crate::channels::PANIC_REASON,
                     detail: detail.into(),
                 },
                 time: None,
@@ -91,7 +91,7 @@ impl HttpChannel {
         raw: &RawValue,
         m: Mapped,
     ) -> Result<Option<Payload>, PollError> {
-        let id = crate::envelope::ItemId::derive(self.config.channel, &m.upstream_id);
+        let id = petitiond_core::envelope::ItemId::derive(self.config.channel, &m.upstream_id);
         // A record we already have at this version needs no attachment downloads: intake will
         // recognise it.
         let known = {
@@ -340,7 +340,7 @@ impl HttpChannel {
 
 /// The envelope for a mapped record (attachments and flags are the caller's).
 pub fn build_envelope(
-    channel: crate::envelope::Channel,
+    channel: petitiond_core::envelope::Channel,
     source: &str,
     m: &Mapped,
     raw_ref: String,

@@ -365,7 +365,8 @@ async fn an_upstream_change_is_an_update_not_a_new_item() {
         1,
         "one update event to the lead"
     );
-    let id = crate::envelope::ItemId::derive(crate::envelope::Channel::Hotline, "1");
+    let id =
+        petitiond_core::envelope::ItemId::derive(petitiond_core::envelope::Channel::Hotline, "1");
     let env = h.store.item_envelope(id.as_str()).unwrap().unwrap();
     assert_eq!(env.upstream.status.as_deref(), Some("closed"));
     assert!(env.routing.is_some(), "routing kept");
@@ -425,7 +426,10 @@ async fn attachments_are_fetched_into_the_blob_store_with_limits() {
         "an unavailable attachment never blocks its item"
     );
     let env = |i: usize| {
-        let id = crate::envelope::ItemId::derive(crate::envelope::Channel::Hotline, &i.to_string());
+        let id = petitiond_core::envelope::ItemId::derive(
+            petitiond_core::envelope::Channel::Hotline,
+            &i.to_string(),
+        );
         h.store.item_envelope(id.as_str()).unwrap().unwrap()
     };
     let ok = env(0);
@@ -546,8 +550,10 @@ next_cursor_pointer = "/data/next_cursor"
         .await;
         assert_eq!(h.poll().await.unwrap(), 23, "{style}");
         assert_eq!(h.items(), 23, "{style}");
-        let id =
-            crate::envelope::ItemId::derive(crate::envelope::Channel::Portal, "WS2026112800007");
+        let id = petitiond_core::envelope::ItemId::derive(
+            petitiond_core::envelope::Channel::Portal,
+            "WS2026112800007",
+        );
         let env = h.store.item_envelope(id.as_str()).unwrap().unwrap();
         assert_eq!(env.upstream.region.as_deref(), Some("西湖区"));
         assert_eq!(env.upstream.service_code.as_deref(), Some("CQ01"));

@@ -24,13 +24,13 @@
 use super::client::{FetchError, Fetcher, Purpose, Req};
 use crate::config::Config;
 use crate::config::http::{HttpSourceConfig, WritebackConfig};
-use crate::envelope::Envelope;
 use crate::metrics::{Metrics, SourceKind, SourceLabel, SourceOutcome};
-use crate::sla::clock::{Clock, State};
-use crate::sla::policy::EventKind;
 use crate::store::{NewWriteback, Store, WritebackRow, blocking};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use petitiond_core::envelope::Envelope;
+use petitiond_core::sla::clock::{Clock, State};
+use petitiond_core::sla::policy::EventKind;
 use rand::Rng;
 use serde_json::{Map, Value};
 use std::sync::Arc;

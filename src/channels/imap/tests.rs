@@ -258,7 +258,7 @@ async fn a_mail_the_server_will_not_send_is_quarantined_and_the_next_is_read() {
             tls: ImapTls::None,
             tls_ca_file: None,
             username: "u".into(),
-            password: crate::config::Secret::from("p"),
+            password: petitiond_core::diag::Secret::from("p"),
             mailbox: "INBOX".into(),
             auth: ImapAuth::Login,
             after_commit: AfterCommit::None,

@@ -4,11 +4,11 @@
 //! Pure apart from the blob writes; no sockets, no store.
 
 use crate::config::MailboxConfig;
-use crate::envelope::{Attachment, Channel, Envelope, Personal, Request, Upstream};
 use crate::store::blobs::BlobStore;
 use jiff::Timestamp;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use petitiond_core::envelope::{Attachment, Channel, Envelope, Personal, Request, Upstream};
 use sha2::{Digest, Sha256};
 
 /// Flag set on a mail that carries no scan (no PDF or image): it is still an item (a clerk must
@@ -769,7 +769,10 @@ mod tests {
         assert!(a.dataref.ends_with(&a.sha256));
         assert_eq!(
             e.id,
-            crate::envelope::ItemId::derive(Channel::Letter, &upstream_id(LETTER.as_bytes()))
+            petitiond_core::envelope::ItemId::derive(
+                Channel::Letter,
+                &upstream_id(LETTER.as_bytes())
+            )
         );
     }
 

@@ -70,7 +70,7 @@ impl Validator<'_> {
         }
         let mut completed_on = Vec::new();
         for (i, e) in w.completed_on.iter().enumerate() {
-            match crate::sla::policy::EventKind::parse(e) {
+            match petitiond_core::sla::policy::EventKind::parse(e) {
                 Some(k) => completed_on.push(k),
                 None => self.err(
                     &format!("{}[{i}]", at("completed_on")),
@@ -183,7 +183,7 @@ impl Validator<'_> {
         &mut self,
         raw: &crate::config::raw::RawChannels,
         sources: &mut [HttpSourceConfig],
-        clocks: &[crate::sla::policy::ClockPolicy],
+        clocks: &[petitiond_core::sla::policy::ClockPolicy],
     ) {
         for s in sources.iter_mut() {
             let Some(wb) = s.writeback.as_mut() else {
@@ -215,7 +215,7 @@ impl Validator<'_> {
                     wb.due_clocks = clocks
                         .iter()
                         .filter(|c| {
-                            c.start == crate::sla::policy::Trigger::Received
+                            c.start == petitiond_core::sla::policy::Trigger::Received
                                 && c.channels == [s.channel]
                         })
                         .map(|c| c.id.clone())

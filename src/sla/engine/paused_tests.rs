@@ -3,8 +3,8 @@
 //! here in milliseconds, and a wall-clock step can be made at will.
 
 use super::*;
-use crate::envelope::{Channel, Envelope, Personal, Request, Upstream};
 use crate::store::{Decision, NewItem, NewOutbox, Recorded, SqliteStore};
+use petitiond_core::envelope::{Channel, Envelope, Personal, Request, Upstream};
 use std::time::Duration;
 
 /// A wall-clock clock of `seconds` on letters, warned at 50 %, as in `tests/it/sla.rs`.
@@ -39,7 +39,8 @@ fn record(store: &Arc<dyn Store>, cfg: &Config, at: Timestamp) -> (String, Vec<T
     let id = env.id.to_string();
     let policy = cfg.sla.clock("letter.test").unwrap();
     let clock =
-        crate::sla::clock::Clock::start(policy, &id, "desk", at, &cfg.sla.calendar).unwrap();
+        petitiond_core::sla::clock::Clock::start(policy, &id, "desk", at, &cfg.sla.calendar)
+            .unwrap();
     let next = clock
         .next_alert_marked(policy, &cfg.sla.calendar)
         .unwrap()

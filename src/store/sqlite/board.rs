@@ -411,7 +411,7 @@ fn board_review(conn: &Connection, q: &BoardQuery) -> Result<(Vec<BoardReview>, 
     let mut review = Vec::new();
     for row in rows {
         let (item_id, lead, decided_ms, classification) = row?;
-        let c: crate::envelope::CategoryDecision = serde_json::from_str(&classification)?;
+        let c: petitiond_core::envelope::CategoryDecision = serde_json::from_str(&classification)?;
         review.push(BoardReview {
             item_id,
             lead,

@@ -308,7 +308,7 @@ pub(super) fn record_correction(
 
 pub(super) fn corrections(
     store: &SqliteStore,
-) -> Result<Vec<crate::routing::corrections::Correction>, StoreError> {
+) -> Result<Vec<petitiond_core::routing::corrections::Correction>, StoreError> {
     let conn = store.conn();
     let mut st = conn.prepare(
         "SELECT c.event_id, c.item_id, c.at, c.actor, c.from_category, c.from_lead,
@@ -319,7 +319,7 @@ pub(super) fn corrections(
     let rows = st
         .query_map([], |r| {
             Ok((
-                crate::routing::corrections::Correction {
+                petitiond_core::routing::corrections::Correction {
                     event_id: r.get(0)?,
                     item_id: r.get(1)?,
                     at: r.get(2)?,
@@ -328,7 +328,7 @@ pub(super) fn corrections(
                     from_lead: r.get(5)?,
                     category: r
                         .get::<_, Option<String>>(6)?
-                        .and_then(|c| crate::routing::classify::parse_category(&c)),
+                        .and_then(|c| petitiond_core::routing::classify::parse_category(&c)),
                     department: r.get(7)?,
                     envelope: None,
                 },

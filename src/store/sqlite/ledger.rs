@@ -8,8 +8,8 @@
 //! parsed instant, after a text pre-filter one second wider.
 
 use super::super::{LedgerClock, LedgerQuery, LedgerRow, StoreError};
-use crate::envelope::Stage;
 use jiff::Timestamp;
+use petitiond_core::envelope::Stage;
 use rusqlite::Connection;
 
 /// Clocks whose due instant is the item's expected completion, in order of preference.

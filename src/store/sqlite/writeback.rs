@@ -157,9 +157,9 @@ pub(super) fn replay(conn: &mut Connection, ids: &[i64]) -> Result<usize, StoreE
 
 #[cfg(test)]
 mod tests {
-    use crate::envelope::{Channel, Envelope, Personal, Request, Upstream};
-    use crate::sla::clock::{Clock, State};
     use crate::store::*;
+    use petitiond_core::envelope::{Channel, Envelope, Personal, Request, Upstream};
+    use petitiond_core::sla::clock::{Clock, State};
     use std::time::Duration;
 
     fn store() -> (tempfile::TempDir, SqliteStore) {

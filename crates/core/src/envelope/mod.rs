@@ -22,6 +22,12 @@ const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
 ]);
 
 /// The intake channel an item came through.
+
+/// Most earlier items an item is linked to (`related`) and the store returns for one item (the
+/// newest): enough to link and to count a repeat (`routing.repeat.flag_at` is at most this),
+/// and a bound on what one item costs.
+pub const MAX_RELATED_ITEMS: usize = 100;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {

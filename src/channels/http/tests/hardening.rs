@@ -5,11 +5,11 @@
 //! through the real intake into a real store.
 
 use super::*;
-use crate::envelope::{Channel, ItemId};
 use crate::sim::Faults;
 use crate::sim::hotline::{HotlineSim, HotlineSimConfig};
 use crate::sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
 use jiff::SignedDuration;
+use petitiond_core::envelope::{Channel, ItemId};
 
 const SECRET: &str = "hardening-secret-不要用";
 const TOKEN: &str = "hotline-token";
@@ -250,7 +250,7 @@ fn secs(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap()
 }
 
-fn env(h: &H, ch: Channel, upstream_id: &str) -> crate::envelope::Envelope {
+fn env(h: &H, ch: Channel, upstream_id: &str) -> petitiond_core::envelope::Envelope {
     let id = ItemId::derive(ch, upstream_id);
     h.store
         .item_envelope(id.as_str())
@@ -706,7 +706,7 @@ fn bearer_config(
     dir: &std::path::Path,
     base: &str,
     keys: &str,
-) -> Result<Config, crate::config::ConfigErrors> {
+) -> Result<Config, petitiond_core::diag::ConfigErrors> {
     std::fs::write(dir.join("token"), "t").unwrap();
     let text = format!(
         "{BASE}\n[channels.hotline]\nprotocol = \"open311\"\nbase_url = \"{base}\"\n{keys}\n[channels.hotline.auth]\nkind = \"bearer\"\ntoken = {{ file = \"token\" }}\n"

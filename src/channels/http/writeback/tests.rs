@@ -4,10 +4,10 @@
 
 use super::*;
 use crate::config::Config;
-use crate::envelope::{Channel, Personal, Request, Routing, Upstream};
 use crate::sim::Faults;
 use crate::sim::portal::{PortalSim, PortalSimConfig, SigningSecret, WRITEBACK_TOML};
 use crate::store::{Decision, NewItem, SqliteStore};
+use petitiond_core::envelope::{Channel, Personal, Request, Routing, Upstream};
 use std::collections::HashMap;
 
 /// A config with the portal pointed at `base` and write-back as the sim wants it; `extra`

@@ -38,8 +38,9 @@ fn the_ledger_shows_stage_department_person_and_expected_completion_per_item() {
             let mut r = StatusRecord::new(n, id, event, at(t));
             r.person = person.map(String::from);
             r.verdict = verdict.map(String::from);
-            r.stage =
-                crate::status::stage_after(crate::sla::policy::EventKind::parse(event).unwrap());
+            r.stage = crate::status::stage_after(
+                petitiond_core::sla::policy::EventKind::parse(event).unwrap(),
+            );
             let stop = event == "accepted";
             s.apply_status(&r, &mut |_, clocks| {
                 if stop {
@@ -106,7 +107,7 @@ fn the_ledger_shows_stage_department_person_and_expected_completion_per_item() {
         ids
     );
     let r = &all[1];
-    assert_eq!(r.stage, crate::envelope::Stage::Evaluated);
+    assert_eq!(r.stage, petitiond_core::envelope::Stage::Evaluated);
     assert_eq!(r.lead.as_deref(), Some("hrss"));
     assert_eq!(r.assists, vec!["housing".to_string()]);
     assert_eq!(r.person.as_deref(), Some("staff-2"));
@@ -118,11 +119,11 @@ fn the_ledger_shows_stage_department_person_and_expected_completion_per_item() {
     );
     assert_eq!(r.reply.as_deref(), Some("ok"));
     assert_eq!(r.evaluation.as_deref(), Some("dissatisfied"));
-    assert_eq!(all[0].stage, crate::envelope::Stage::Received);
+    assert_eq!(all[0].stage, petitiond_core::envelope::Stage::Received);
     assert_eq!((all[0].person.clone(), all[0].reply.clone()), (None, None));
     // Re-routed: the correction's department is the lead now.
     assert_eq!(all[2].lead.as_deref(), Some("civil"));
-    assert_eq!(all[2].stage, crate::envelope::Stage::Accepted);
+    assert_eq!(all[2].stage, petitiond_core::envelope::Stage::Accepted);
 
     // `since` is exact: l1 (15:59:59.5Z) is before 16:00:00Z though its text sorts after.
     let since = list(LedgerQuery {
@@ -187,7 +188,7 @@ fn the_ledger_shows_stage_department_person_and_expected_completion_per_item() {
 }
 
 fn review_item(upstream: &str, lead: &str, decided: &str, review: bool) -> NewItem {
-    use crate::envelope::{Candidate, Category, CategoryDecision, Routing};
+    use petitiond_core::envelope::{Candidate, Category, CategoryDecision, Routing};
     let mut it = item(upstream);
     it.decision.lead = lead.into();
     it.decision.decided_at = decided.parse().unwrap();

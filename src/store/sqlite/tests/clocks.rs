@@ -169,7 +169,7 @@ fn status_events_keep_department_person_verdict_and_the_stage_only_advances() {
     replied.department = Some("hrss".into());
     replied.person = Some("staff-7".into());
     replied.verdict = Some("ok".into());
-    replied.stage = Some(crate::envelope::Stage::Replied);
+    replied.stage = Some(petitiond_core::envelope::Stage::Replied);
     let notice = NewOutbox {
         topic: "petitiond.hrss".into(),
         key: id.clone(),
@@ -186,7 +186,7 @@ fn status_events_keep_department_person_verdict_and_the_stage_only_advances() {
     assert_eq!(stage(), ("replied".into(), 3));
     assert_eq!(s.pending_count().unwrap(), pending + 1);
     let mut late = StatusRecord::new("a1", &id, "accepted", at(1_000));
-    late.stage = Some(crate::envelope::Stage::Handling);
+    late.stage = Some(petitiond_core::envelope::Stage::Handling);
     s.apply_status(&late, &mut |_, _| ClockWrites::default())
         .unwrap();
     assert_eq!(stage(), ("replied".into(), 3));
@@ -282,7 +282,7 @@ fn pending_to_computed_sends_one_due_update() {
 /// millisecond off, and a calendar change that did not move it still announced it.
 #[test]
 fn a_hold_with_a_fraction_of_a_millisecond_is_replayed_exactly() {
-    use crate::sla::policy::EventKind;
+    use petitiond_core::sla::policy::EventKind;
     let (_d, s) = store();
     let cfg = sla_config();
     let cal = cfg.sla.calendar.clone();

@@ -10,8 +10,8 @@ use super::*;
 fn corrections_are_recorded_once_with_what_routing_decided() {
     let (_d, s) = store();
     let mut it = item("c1");
-    it.envelope.category = Some(crate::envelope::Category::Policy);
-    it.envelope.routing = Some(crate::envelope::Routing {
+    it.envelope.category = Some(petitiond_core::envelope::Category::Policy);
+    it.envelope.routing = Some(petitiond_core::envelope::Routing {
         lead: "desk".into(),
         assists: vec![],
         rule_id: "default".into(),
@@ -19,7 +19,7 @@ fn corrections_are_recorded_once_with_what_routing_decided() {
         decided_at: "2026-03-02T01:00:00Z".parse().unwrap(),
         sla_add: vec![],
         sla_skip: vec![],
-        classification: Some(crate::envelope::CategoryDecision {
+        classification: Some(petitiond_core::envelope::CategoryDecision {
             source: "model".into(),
             confidence: 0.42,
             candidates: vec![],
@@ -42,7 +42,7 @@ fn corrections_are_recorded_once_with_what_routing_decided() {
         item_id: id.clone(),
         at: "2026-03-02T02:00:00Z".parse().unwrap(),
         actor: Some("intake-desk".into()),
-        category: Some(crate::envelope::Category::Rights),
+        category: Some(petitiond_core::envelope::Category::Rights),
         department: Some("hrss".into()),
     };
     assert!(s.record_correction(&c).unwrap());
@@ -58,18 +58,24 @@ fn corrections_are_recorded_once_with_what_routing_decided() {
     let got = &all[0];
     assert_eq!(got.from_category.as_deref(), Some("policy"));
     assert_eq!(got.from_lead.as_deref(), Some("desk"));
-    assert_eq!(got.category, Some(crate::envelope::Category::Rights));
+    assert_eq!(
+        got.category,
+        Some(petitiond_core::envelope::Category::Rights)
+    );
     assert_eq!(got.department.as_deref(), Some("hrss"));
     assert_eq!(got.actor.as_deref(), Some("intake-desk"));
     assert_eq!(got.envelope.as_ref().unwrap().id.to_string(), id);
-    let line = crate::routing::corrections::export_line(got).unwrap();
+    let line = petitiond_core::routing::corrections::export_line(got).unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["category"], "rights");
     assert_eq!(v["content"], "x");
     assert_eq!(v["from_category"], "policy");
     // The export is read back as labelled data by `rules eval` / `rules train`.
-    let items = crate::routing::eval::parse_corpus("c.jsonl", &line, true).unwrap();
-    assert_eq!(items[0].category, crate::envelope::Category::Rights);
+    let items = petitiond_core::routing::eval::parse_corpus("c.jsonl", &line, true).unwrap();
+    assert_eq!(
+        items[0].category,
+        petitiond_core::envelope::Category::Rights
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Tests of the SQLite store, by concern; the shared fixtures live here.
 
 use super::*;
-use crate::envelope::{Channel, Envelope, Personal, Request, Upstream};
+use petitiond_core::envelope::{Channel, Envelope, Personal, Request, Upstream};
 
 mod board;
 mod clocks;
