@@ -315,7 +315,7 @@ impl StartFilter {
     /// data-dependent branches, where a candidate is written unconditionally and kept by
     /// advancing the count by the test's outcome. (Testing inside the encoding loop, with a
     /// branch and a push per hit, was slower: petition text passes and fails the test at
-    /// random, so those branches were mispredicted; see ARCHITECTURE.md for the figures.)
+    /// random, so those branches were mispredicted; see BENCHMARKS.md, "Routing throughput on an idle machine", for the figures.)
     fn starts(&self, codes: &[u32], out: &mut [Vec<u32>; 2]) -> [usize; 2] {
         for o in out.iter_mut() {
             if o.len() < codes.len() {
