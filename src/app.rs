@@ -294,7 +294,7 @@ impl Application {
         }
         let intake = Intake {
             router,
-            config: cfg.clone(),
+            inputs: Arc::new(crate::intake::IntakeInputs::from_config(cfg)),
             store: self.store.clone(),
             blobs: self.blobs.clone(),
             metrics: self.metrics.clone(),
@@ -310,7 +310,7 @@ impl Application {
         });
 
         let engine = Engine {
-            config: cfg.clone(),
+            inputs: Arc::new(crate::sla::SlaInputs::from_config(cfg)),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             relay_wake: tasks.wake.clone(),
@@ -325,7 +325,7 @@ impl Application {
         });
 
         let status = StatusConsumer {
-            config: cfg.clone(),
+            inputs: Arc::new(crate::status::StatusInputs::from_config(cfg)),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             health: tasks.health.clone(),

@@ -87,7 +87,7 @@ fn route_as_the_daemon(
     })?;
     let explained = router.explain(env, jiff::Timestamp::now());
     explained.routed.stamp(env);
-    crate::intake::start_received_clocks(&config, &crate::metrics::Metrics::new(), env);
+    crate::intake::start_received_clocks(&config.sla, &crate::metrics::Metrics::new(), env);
     Ok(explained.trace)
 }
 

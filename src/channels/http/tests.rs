@@ -65,7 +65,7 @@ impl H {
         let (timers, _timers_rx) = mpsc::unbounded_channel();
         let intake = Intake {
             router: Arc::new(crate::routing::Router::new(cfg.clone()).unwrap()),
-            config: cfg.clone(),
+            inputs: Arc::new(crate::intake::IntakeInputs::from_config(&cfg)),
             store: store.clone(),
             blobs: blobs.clone(),
             metrics: metrics.clone(),
