@@ -274,13 +274,14 @@ impl Application {
         };
         let (timers_tx, timers_rx) = mpsc::unbounded_channel();
         let router = Arc::new(
-            crate::routing::Router::new(cfg.clone())
+            crate::routing::Router::new(crate::routing::RouterInputs::from_config(cfg))
                 .map_err(|d| anyhow::anyhow!("routing rules:\n{d}"))?,
         );
         tracing::info!(rules_version = %router.version(), "routing rules in force");
         if cfg.routing.rules.is_some() {
             let reloader = crate::routing::reload::Reloader {
-                config: cfg.clone(),
+                routing: cfg.routing.clone(),
+                alerts_topic: cfg.sla.alerts_topic.clone(),
                 router: router.clone(),
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),
@@ -356,7 +357,7 @@ impl Application {
             // Edge task: watches the shutdown token; what it queues is in the store, so the
             // relay and the mailer send it whether or not this task is still running.
             let scheduler = crate::report::schedule::Scheduler::new(
-                cfg.clone(),
+                Arc::new(crate::report::schedule::ReportInputs::from_config(cfg)),
                 self.store.clone(),
                 tasks.wake.clone(),
             );

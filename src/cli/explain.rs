@@ -80,8 +80,8 @@ fn route_as_the_daemon(
     config: Config,
     env: &mut petitiond_core::envelope::Envelope,
 ) -> Result<String, ExitCode> {
-    let config = std::sync::Arc::new(config);
-    let router = crate::routing::Router::new(std::sync::Arc::clone(&config)).map_err(|d| {
+    let inputs = crate::routing::RouterInputs::from_config(&config);
+    let router = crate::routing::Router::new(inputs).map_err(|d| {
         eprintln!("{d}");
         ExitCode::from(2)
     })?;

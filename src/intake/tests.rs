@@ -68,7 +68,7 @@ fn harness(rules: Option<&str>, extra: &str) -> H {
         .clone()
         .map(|r| Arc::new(routing::repeat::Repeat::with_key(r, "k".repeat(32))));
     let intake = Intake {
-        router: Arc::new(routing::Router::new(cfg.clone()).unwrap()),
+        router: Arc::new(routing::Router::new(routing::RouterInputs::from_config(&cfg)).unwrap()),
         inputs: Arc::new(IntakeInputs::from_config(&cfg)),
         store: store.clone(),
         blobs: Arc::new(FsBlobStore::open(&dir.path().join("b")).unwrap()),
