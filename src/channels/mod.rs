@@ -12,12 +12,11 @@ use jiff::Timestamp;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
-/// What a channel hands to intake.
-
 /// Quarantine reason of an item whose handling panicked (in a channel's preparation or in
 /// intake).
 pub const PANIC_REASON: &str = "panic";
 
+/// What a channel hands to intake.
 #[derive(Debug)]
 pub enum Payload {
     /// A whole mail (RFC 5322 bytes) and when the mail server received it.

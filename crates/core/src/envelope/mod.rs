@@ -21,13 +21,12 @@ const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
     0x6e, 0x2f, 0x1d, 0x3a, 0x91, 0x4c, 0x4b, 0x0e, 0x9a, 0x53, 0x2b, 0x7c, 0x10, 0x88, 0x42, 0xd1,
 ]);
 
-/// The intake channel an item came through.
-
 /// Most earlier items an item is linked to (`related`) and the store returns for one item (the
 /// newest): enough to link and to count a repeat (`routing.repeat.flag_at` is at most this),
 /// and a bound on what one item costs.
 pub const MAX_RELATED_ITEMS: usize = 100;
 
+/// The intake channel an item came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
