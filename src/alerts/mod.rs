@@ -33,7 +33,7 @@ pub struct AlertSections<'a> {
 }
 
 impl<'a> AlertSections<'a> {
-    /// The sections of a whole config (tests, the CLI).
+    /// The sections of a whole config (tests).
     pub fn of(cfg: &'a Config) -> Self {
         AlertSections {
             sla: &cfg.sla,
