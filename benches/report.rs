@@ -271,11 +271,11 @@ fn run(n: usize, runs: usize, cfg: &Config, now: Timestamp) -> anyhow::Result<Fi
     let mut last = None;
     for _ in 0..runs {
         let t = Instant::now();
-        let r = figures::monthly(&store, cfg, "2026-10", now)?;
+        let r = figures::monthly(&store, &cfg.sla, "2026-10", now)?;
         m.push(t.elapsed());
         last = Some(r);
         let t = Instant::now();
-        let list = figures::key_cases(&store, cfg, now)?;
+        let list = figures::key_cases(&store, &cfg.sla, now)?;
         k.push(t.elapsed());
         std::hint::black_box(list);
         let conn = Connection::open(&db)?;

@@ -391,7 +391,7 @@ fn run_engine(
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db, Duration::from_secs(5))?);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = Engine {
-        config: cfg,
+        inputs: Arc::new(petitiond::sla::SlaInputs::from_config(&cfg)),
         store,
         metrics: Metrics::new(),
         relay_wake: Arc::new(tokio::sync::Notify::new()),

@@ -274,13 +274,14 @@ impl Application {
         };
         let (timers_tx, timers_rx) = mpsc::unbounded_channel();
         let router = Arc::new(
-            crate::routing::Router::new(cfg.clone())
+            crate::routing::Router::new(crate::routing::RouterInputs::from_config(cfg))
                 .map_err(|d| anyhow::anyhow!("routing rules:\n{d}"))?,
         );
         tracing::info!(rules_version = %router.version(), "routing rules in force");
         if cfg.routing.rules.is_some() {
             let reloader = crate::routing::reload::Reloader {
-                config: cfg.clone(),
+                routing: cfg.routing.clone(),
+                alerts_topic: cfg.sla.alerts_topic.clone(),
                 router: router.clone(),
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),
@@ -294,7 +295,7 @@ impl Application {
         }
         let intake = Intake {
             router,
-            config: cfg.clone(),
+            inputs: Arc::new(crate::intake::IntakeInputs::from_config(cfg)),
             store: self.store.clone(),
             blobs: self.blobs.clone(),
             metrics: self.metrics.clone(),
@@ -310,7 +311,7 @@ impl Application {
         });
 
         let engine = Engine {
-            config: cfg.clone(),
+            inputs: Arc::new(crate::sla::SlaInputs::from_config(cfg)),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             relay_wake: tasks.wake.clone(),
@@ -325,7 +326,7 @@ impl Application {
         });
 
         let status = StatusConsumer {
-            config: cfg.clone(),
+            inputs: Arc::new(crate::status::StatusInputs::from_config(cfg)),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             health: tasks.health.clone(),
@@ -356,7 +357,7 @@ impl Application {
             // Edge task: watches the shutdown token; what it queues is in the store, so the
             // relay and the mailer send it whether or not this task is still running.
             let scheduler = crate::report::schedule::Scheduler::new(
-                cfg.clone(),
+                Arc::new(crate::report::schedule::ReportInputs::from_config(cfg)),
                 self.store.clone(),
                 tasks.wake.clone(),
             );

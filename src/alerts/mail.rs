@@ -14,7 +14,8 @@
 //! never re-sent. The Message-ID is derived from the alert id (a digest's from its sorted alert
 //! ids) so a receiving system can de-duplicate too.
 
-use crate::config::{Config, EmailConfig, SmtpTls};
+use super::AlertSections;
+use crate::config::{EmailConfig, SmtpTls};
 use crate::metrics::Metrics;
 use crate::store::{self, MailRow, MailState, Store, StoreError};
 use anyhow::Context as _;
@@ -70,7 +71,7 @@ pub fn subject(clock_id: &str, kind: AlertKind, item_id: &str, late: bool) -> St
 }
 
 /// A time in the calendar's zone, e.g. `2025-03-04 17:30:00 +08:00 Asia/Shanghai`.
-fn local(cfg: &Config, ts: Timestamp) -> String {
+fn local(cfg: &AlertSections<'_>, ts: Timestamp) -> String {
     cfg.sla
         .calendar
         .local(ts)
@@ -80,7 +81,7 @@ fn local(cfg: &Config, ts: Timestamp) -> String {
 
 /// Body of one alert's mail. Only ids, clock, department and times: no petitioner data.
 pub fn body(
-    cfg: &Config,
+    cfg: &AlertSections<'_>,
     p: &ClockPolicy,
     c: &Clock,
     kind: AlertKind,
@@ -154,7 +155,7 @@ pub fn loop_subject(kind: &str, item_id: &str) -> String {
 /// Body of a closed-loop alert's mail: ids, department, the clock it concerns, and for a
 /// bounced reply the missing elements and the banned phrases found (configured phrases, never
 /// the reply's text).
-pub fn loop_body(cfg: &Config, a: &super::LoopAlert<'_>) -> String {
+pub fn loop_body(cfg: &AlertSections<'_>, a: &super::LoopAlert<'_>) -> String {
     let (zh, en) = loop_kind(a.kind);
     let department = match cfg.department(a.department) {
         Some(d) if !d.name.is_empty() => format!("{} ({})", d.name, d.id),
@@ -598,6 +599,7 @@ fn build_message(p: &Prepared, out: &Outgoing) -> anyhow::Result<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use petitiond_core::sla::clock::State;
     use std::path::Path;
 
@@ -753,7 +755,15 @@ from = "petitiond@example.gov.cn"
         let (p, c) = clock(&cfg);
         let at: Timestamp = "2025-03-18T09:30:00Z".parse().unwrap();
         let now: Timestamp = "2025-03-18T09:45:00Z".parse().unwrap();
-        let b = body(&cfg, &p, &c, AlertKind::Breach, at, now, true);
+        let b = body(
+            &AlertSections::of(&cfg),
+            &p,
+            &c,
+            AlertKind::Breach,
+            at,
+            now,
+            true,
+        );
         for want in [
             "item-7f3a",
             "statutory.accept",
@@ -768,7 +778,15 @@ from = "petitiond@example.gov.cn"
         ] {
             assert!(b.contains(want), "missing {want:?} in:\n{b}");
         }
-        let on_time = body(&cfg, &p, &c, AlertKind::Warning(50), at, at, false);
+        let on_time = body(
+            &AlertSections::of(&cfg),
+            &p,
+            &c,
+            AlertKind::Warning(50),
+            at,
+            at,
+            false,
+        );
         assert!(!on_time.contains("catch-up"), "{on_time}");
         assert!(on_time.contains("50%"), "{on_time}");
     }
@@ -788,7 +806,7 @@ from = "petitiond@example.gov.cn"
         ] {
             let texts = [
                 subject(&c.clock_id, kind, &c.item_id, true),
-                body(&cfg, &p, &c, kind, at, at, true),
+                body(&AlertSections::of(&cfg), &p, &c, kind, at, at, true),
             ];
             for t in texts {
                 for pii in [PII_NAME, PII_ID, PII_PHONE] {

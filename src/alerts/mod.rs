@@ -7,7 +7,7 @@
 
 pub mod mail;
 
-use crate::config::Config;
+use crate::config::{Config, Department, SlaConfig};
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
 use crate::store::{FiredAlert, NewMail, NewOutbox};
 use jiff::Timestamp;
@@ -21,6 +21,32 @@ pub const DATASCHEMA_ALERT_V1: &str = "urn:petitiond:schema:alert:v1";
 /// An alert later than this after its scheduled instant is marked late (fired on catch-up).
 pub const LATE_AFTER_MS: i64 = 1000;
 
+/// What an alert reads from the config: the SLA section (alerts topic, supervisors, the
+/// calendar its mail writes times in), the departments (recipients, names) and whether alert
+/// mail is configured at all.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertSections<'a> {
+    pub sla: &'a SlaConfig,
+    pub departments: &'a [Department],
+    /// `[email]` is configured: alerts are mailed too.
+    pub mail: bool,
+}
+
+impl<'a> AlertSections<'a> {
+    /// The sections of a whole config (tests).
+    pub fn of(cfg: &'a Config) -> Self {
+        AlertSections {
+            sla: &cfg.sla,
+            departments: &cfg.departments,
+            mail: cfg.email.is_some(),
+        }
+    }
+
+    pub fn department(&self, id: &str) -> Option<&'a Department> {
+        self.departments.iter().find(|d| d.id == id)
+    }
+}
+
 pub fn alert_id(item_id: &str, clock_id: &str, kind: AlertKind, at: Timestamp) -> String {
     let name = format!(
         "petitiond:alert:{item_id}:{clock_id}:{kind}:{}",
@@ -31,7 +57,7 @@ pub fn alert_id(item_id: &str, clock_id: &str, kind: AlertKind, at: Timestamp) -
 
 /// Builds the alert for `clock` reaching `kind` at `scheduled_at`, observed at `now`.
 pub fn build(
-    cfg: &Config,
+    cfg: &AlertSections<'_>,
     policy: &ClockPolicy,
     clock: &Clock,
     kind: AlertKind,
@@ -53,7 +79,7 @@ pub fn build(
 /// due does, or a reminder counted working days in such a year): `provisional` in the
 /// payload and the `ce_slaprov` header.
 pub fn build_marked(
-    cfg: &Config,
+    cfg: &AlertSections<'_>,
     policy: &ClockPolicy,
     clock: &Clock,
     kind: AlertKind,
@@ -113,7 +139,7 @@ pub fn build_marked(
     recipients.extend(cfg.sla.supervisors.iter().cloned());
     recipients.sort();
     recipients.dedup();
-    let mail = (cfg.email.is_some() && !recipients.is_empty()).then(|| NewMail {
+    let mail = (cfg.mail && !recipients.is_empty()).then(|| NewMail {
         recipients,
         subject: mail::subject(&clock.clock_id, kind, &clock.item_id, late),
         body: mail::body(cfg, policy, clock, kind, scheduled_at, now, late),
@@ -167,7 +193,7 @@ pub fn loop_alert_id(item_id: &str, kind: &str, event_id: &str) -> String {
 
 /// Builds a closed-loop alert: the alerts topic (`schema/alert.v1.json`, with the clock fields
 /// when it concerns a clock) and a mail to the department's recipients and the supervisors.
-pub fn build_loop(cfg: &Config, a: LoopAlert<'_>) -> FiredAlert {
+pub fn build_loop(cfg: &AlertSections<'_>, a: LoopAlert<'_>) -> FiredAlert {
     let id = loop_alert_id(a.item_id, a.kind, a.event_id);
     let mut payload = serde_json::Map::new();
     payload.insert("version".into(), json!(1));
@@ -228,7 +254,7 @@ pub fn build_loop(cfg: &Config, a: LoopAlert<'_>) -> FiredAlert {
     recipients.extend(cfg.sla.supervisors.iter().cloned());
     recipients.sort();
     recipients.dedup();
-    let mail = (cfg.email.is_some() && !recipients.is_empty()).then(|| NewMail {
+    let mail = (cfg.mail && !recipients.is_empty()).then(|| NewMail {
         recipients,
         subject: mail::loop_subject(a.kind, a.item_id),
         body: mail_body,

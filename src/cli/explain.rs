@@ -80,14 +80,14 @@ fn route_as_the_daemon(
     config: Config,
     env: &mut petitiond_core::envelope::Envelope,
 ) -> Result<String, ExitCode> {
-    let config = std::sync::Arc::new(config);
-    let router = crate::routing::Router::new(std::sync::Arc::clone(&config)).map_err(|d| {
+    let inputs = crate::routing::RouterInputs::from_config(&config);
+    let router = crate::routing::Router::new(inputs).map_err(|d| {
         eprintln!("{d}");
         ExitCode::from(2)
     })?;
     let explained = router.explain(env, jiff::Timestamp::now());
     explained.routed.stamp(env);
-    crate::intake::start_received_clocks(&config, &crate::metrics::Metrics::new(), env);
+    crate::intake::start_received_clocks(&config.sla, &crate::metrics::Metrics::new(), env);
     Ok(explained.trace)
 }
 

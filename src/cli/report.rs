@@ -38,7 +38,7 @@ fn report(config: &Config, command: ReportCommand) -> anyhow::Result<()> {
                     out.display()
                 );
             }
-            let r = figures::monthly(&store, config, &month, now)
+            let r = figures::monthly(&store, &config.sla, &month, now)
                 .with_context(|| format!("computing the report for {month}"))?;
             let w = render::write_monthly(&r, &out)?;
             for p in [&w.html, &w.csv, &w.key_cases_csv] {
@@ -46,8 +46,8 @@ fn report(config: &Config, command: ReportCommand) -> anyhow::Result<()> {
             }
         }
         ReportCommand::KeyCases { format, .. } => {
-            let cases =
-                figures::key_cases(&store, config, now).context("computing the key-case list")?;
+            let cases = figures::key_cases(&store, &config.sla, now)
+                .context("computing the key-case list")?;
             match format {
                 ReportFormat::Csv => print!("{}", render::key_cases_csv(&cases)?),
                 ReportFormat::Json => println!("{}", render::key_cases_json(&cases)?),

@@ -147,6 +147,22 @@ pub enum StatusSource {
     Shared,
 }
 
+/// The topics status events are read from, each with whose events it carries: each
+/// department's own, and the shared `sla.status_topic`.
+pub fn status_topics(departments: &[Department], sla: &SlaConfig) -> Vec<(String, StatusSource)> {
+    let mut t: Vec<(String, StatusSource)> = departments
+        .iter()
+        .map(|d| {
+            (
+                d.status_topic.clone(),
+                StatusSource::Department(d.id.clone()),
+            )
+        })
+        .collect();
+    t.push((sla.status_topic.clone(), StatusSource::Shared));
+    t
+}
+
 /// SLA settings: the calendar, the clock policies and the topics of the closed loop.
 #[derive(Debug, Clone)]
 pub struct SlaConfig {
@@ -335,18 +351,7 @@ impl Config {
 
     /// The topics status events are read from, each with whose events it carries.
     pub fn status_topics(&self) -> Vec<(String, StatusSource)> {
-        let mut t: Vec<(String, StatusSource)> = self
-            .departments
-            .iter()
-            .map(|d| {
-                (
-                    d.status_topic.clone(),
-                    StatusSource::Department(d.id.clone()),
-                )
-            })
-            .collect();
-        t.push((self.sla.status_topic.clone(), StatusSource::Shared));
-        t
+        status_topics(&self.departments, &self.sla)
     }
 
     pub fn department(&self, id: &str) -> Option<&Department> {

@@ -31,10 +31,11 @@ mod tests;
 use crate::channels::http::writeback;
 use crate::channels::mailbox::parse::{self, BadMail, Limits};
 use crate::channels::{Disposition, Incoming, Payload};
-use crate::config::Config;
+use crate::config::{Config, SlaConfig};
 use crate::kafka::wire::{Role, routed_record, supplemented_record, updated_record};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::routing;
+use crate::sla::SlaInputs;
 use crate::store::blobs::BlobStore;
 use crate::store::{
     ItemUpdate, NewItem, Quarantined, Recorded, Store, Supplement, Timer, blocking,
@@ -147,8 +148,30 @@ impl Work {
     }
 }
 
+/// What intake reads from the config: the SLA inputs (clocks started on arrival and on a
+/// supplement, write-backs, the departments an item is routed to), `[routing.completeness]`
+/// (re-checked when an update arrives) and the mailbox parse limits. Built once, by
+/// [`IntakeInputs::from_config`].
+#[derive(Debug, Clone)]
+pub struct IntakeInputs {
+    pub clocks: SlaInputs,
+    pub completeness: Option<petitiond_core::routing::completeness::Completeness>,
+    pub mail_limits: Limits,
+}
+
+impl IntakeInputs {
+    pub fn from_config(cfg: &Config) -> IntakeInputs {
+        IntakeInputs {
+            clocks: SlaInputs::from_config(cfg),
+            completeness: cfg.routing.completeness.clone(),
+            mail_limits: Limits::of(cfg.mailbox.as_ref()),
+        }
+    }
+}
+
 pub struct Intake {
-    pub config: Arc<Config>,
+    /// Its config sections: [`IntakeInputs::from_config`].
+    pub inputs: Arc<IntakeInputs>,
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     pub metrics: Metrics,
@@ -415,7 +438,7 @@ impl Intake {
             Work::Mail { raw, arrival } => (raw, arrival),
         };
         let blobs = Arc::clone(&self.blobs);
-        let limits = Limits::of(self.config.mailbox.as_ref());
+        let limits = self.inputs.mail_limits.clone();
         let (src, bytes) = (source.clone(), Arc::clone(&raw));
         let joined = tokio::task::spawn_blocking(move || {
             parse::normalize(&bytes, arrival, &src, &limits, blobs.as_ref())
@@ -489,11 +512,11 @@ impl Intake {
         }
         // Did the update supply what an incomplete item lacked? (Flags first: the update
         // record carries the envelope as it now stands.)
-        let recheck = match &self.config.routing.completeness {
+        let recheck = match &self.inputs.completeness {
             Some(c) => routing::completeness::recheck(c, &mut merged),
             None => routing::completeness::Recheck::Unchanged,
         };
-        let supplement_clocks = supplement_clocks(&self.config);
+        let supplement_clocks = supplement_clocks(&self.inputs.clocks.sla);
         if let routing::completeness::Recheck::Supplied(_) = &recheck {
             for c in merged
                 .sla
@@ -510,7 +533,7 @@ impl Intake {
                 std::iter::once((r.lead.clone(), Role::Lead))
                     .chain(r.assists.iter().map(|a| (a.clone(), Role::Assist)))
             })
-            .filter_map(|(d, role)| self.config.department(&d).map(|d| (d.clone(), role)))
+            .filter_map(|(d, role)| self.inputs.clocks.department(&d).map(|d| (d.clone(), role)))
             .collect();
         let outbox = departments
             .iter()
@@ -601,7 +624,7 @@ impl Intake {
             .await?;
         let (decision, departments) = routed.stamp(&mut env);
         let arrived = env.received_at;
-        let clocks = start_received_clocks(&self.config, &self.metrics, &mut env);
+        let clocks = start_received_clocks(&self.inputs.clocks.sla, &self.metrics, &mut env);
         let outbox = departments
             .iter()
             .enumerate()
@@ -609,11 +632,13 @@ impl Intake {
             .collect();
         // The upstream hears that the item is acknowledged and when it is first due (sources
         // with a status write-back only), in the item's own transaction.
-        let mut writeback: Vec<_> = writeback::acknowledged(&self.config, &env)
+        let inputs = &self.inputs.clocks;
+        let (sources, tz) = (&inputs.http_sources, inputs.tz());
+        let mut writeback: Vec<_> = writeback::acknowledged(sources, tz, &inputs.departments, &env)
             .into_iter()
             .collect();
         let started: Vec<&Clock> = clocks.iter().map(|(c, _)| c).collect();
-        writeback.extend(writeback::dues(&self.config, &env, &started, arrived));
+        writeback.extend(writeback::dues(sources, tz, &env, &started, arrived));
         let id = env.id.to_string();
         let channel = env.channel.as_str().to_string();
         let has = |flag: &str| env.flags.iter().any(|f| f == flag);
@@ -691,10 +716,8 @@ enum Handled {
 /// The clocks an item has because it is incomplete: those whose policy runs on the
 /// `needs_supplement` flag (`intake.supplement`). They stop when an upstream update supplies
 /// what was missing.
-pub fn supplement_clocks(config: &Config) -> Vec<String> {
-    config
-        .sla
-        .clocks
+pub fn supplement_clocks(sla: &SlaConfig) -> Vec<String> {
+    sla.clocks
         .iter()
         .filter(|p| {
             p.flags
@@ -708,12 +731,12 @@ pub fn supplement_clocks(config: &Config) -> Vec<String> {
 /// Starts the clocks a new item starts on arrival ([`start_clocks`] on `received` at its
 /// `received_at`). Intake and `petitiond explain` both call this.
 pub fn start_received_clocks(
-    config: &Config,
+    sla: &SlaConfig,
     metrics: &Metrics,
     env: &mut Envelope,
 ) -> Vec<(Clock, Option<jiff::Timestamp>)> {
     let arrived = env.received_at;
-    start_clocks(config, metrics, env, &Trigger::Received, None, arrived)
+    start_clocks(sla, metrics, env, &Trigger::Received, None, arrived)
 }
 
 /// Flag prefix on an envelope whose clock `<id>` is pending (`sla_pending:<id>`): its due
@@ -728,14 +751,14 @@ pub const SLA_PENDING_FLAG: &str = "sla_pending:";
 /// computed (a calendar year not loaded) is logged and counted, never a reason to drop the
 /// item.
 pub fn start_clocks(
-    config: &Config,
+    sla: &SlaConfig,
     metrics: &Metrics,
     env: &mut Envelope,
     trigger: &Trigger,
     verdict: Option<&str>,
     at: jiff::Timestamp,
 ) -> Vec<(Clock, Option<jiff::Timestamp>)> {
-    let cal = &config.sla.calendar;
+    let cal = &sla.calendar;
     let lead = env
         .routing
         .as_ref()
@@ -746,8 +769,7 @@ pub fn start_clocks(
         .routing
         .as_ref()
         .map_or((&[][..], &[][..]), |r| (&r.sla_add[..], &r.sla_skip[..]));
-    let applying: Vec<_> = config
-        .sla
+    let applying: Vec<_> = sla
         .clocks
         .iter()
         .filter(|p| !skip.contains(&p.id))

@@ -68,8 +68,8 @@ fn harness(rules: Option<&str>, extra: &str) -> H {
         .clone()
         .map(|r| Arc::new(routing::repeat::Repeat::with_key(r, "k".repeat(32))));
     let intake = Intake {
-        router: Arc::new(routing::Router::new(cfg.clone()).unwrap()),
-        config: cfg,
+        router: Arc::new(routing::Router::new(routing::RouterInputs::from_config(&cfg)).unwrap()),
+        inputs: Arc::new(IntakeInputs::from_config(&cfg)),
         store: store.clone(),
         blobs: Arc::new(FsBlobStore::open(&dir.path().join("b")).unwrap()),
         metrics: Metrics::new(),
@@ -838,12 +838,12 @@ async fn a_supplement_after_the_clock_was_stopped_stops_nothing_more() {
         "status_marked",
         e.received_at + jiff::SignedDuration::from_mins(10),
     );
-    let (cfg, metrics) = (h.intake.config.clone(), h.intake.metrics.clone());
+    let (inputs, metrics) = (h.intake.inputs.clone(), h.intake.metrics.clone());
     let applied = h
         .store
         .apply_status(&ev, &mut |env, clocks| {
             crate::status::clock_writes(
-                &cfg,
+                &inputs.clocks,
                 &metrics,
                 env,
                 clocks,

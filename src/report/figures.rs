@@ -10,7 +10,7 @@ use super::{
     KeyCase, KeyReason, MonthlyReport, Overdue, Rate, RepeatPetition, TARGET_ON_TIME,
     TARGET_ONE_TIME, TARGET_SATISFACTION, TypeCount,
 };
-use crate::config::Config;
+use crate::config::SlaConfig;
 use crate::store::Store;
 use crate::store::report::{ItemCount, KeyCaseQuery};
 use anyhow::Context;
@@ -125,12 +125,12 @@ fn working_days_late(cal: &Calendar, due: Timestamp, at: Timestamp) -> anyhow::R
 /// The report for `month` (`YYYY-MM`, in `sla.time_zone`), as the store holds it at `now`.
 pub fn monthly(
     store: &dyn Store,
-    cfg: &Config,
+    sla: &SlaConfig,
     month: &str,
     now: Timestamp,
 ) -> anyhow::Result<MonthlyReport> {
     let m = Month::parse(month)?;
-    let cal = &cfg.sla.calendar;
+    let cal = &sla.calendar;
     let tz = cal.time_zone();
     let start = m.start(tz)?;
     let end = m.plus(1).start(tz)?;
@@ -259,8 +259,7 @@ pub fn monthly(
         denominator: 0,
         target: TARGET_ON_TIME,
     };
-    for policy in cfg
-        .sla
+    for policy in sla
         .clocks
         .iter()
         .filter(|c| c.id.starts_with(STATUTORY_PREFIX))
@@ -352,13 +351,17 @@ pub fn monthly(
         on_time,
         satisfaction,
         one_time_resolution,
-        key_cases: key_cases(store, cfg, now).context("the key-case list")?,
+        key_cases: key_cases(store, sla, now).context("the key-case list")?,
     })
 }
 
 /// The key-case list at `now`, oldest item first.
-pub fn key_cases(store: &dyn Store, cfg: &Config, now: Timestamp) -> anyhow::Result<Vec<KeyCase>> {
-    let tz = cfg.sla.calendar.time_zone();
+pub fn key_cases(
+    store: &dyn Store,
+    sla: &SlaConfig,
+    now: Timestamp,
+) -> anyhow::Result<Vec<KeyCase>> {
+    let tz = sla.calendar.time_zone();
     let local = now.to_zoned(tz.clone());
     let received_by = local.checked_sub(3.months())?.timestamp();
     let matter_by = local.checked_sub(5.years())?.timestamp();

@@ -25,8 +25,8 @@
 
 use super::render::{self, percent, rate_state};
 use super::{KeyCase, MonthlyReport};
-use crate::config::Config;
 use crate::config::reports::ReportsConfig;
+use crate::config::{Config, Department, SlaConfig};
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
 use crate::store::{NewMail, NewOutbox, Store};
 use anyhow::Context as _;
@@ -183,12 +183,37 @@ pub fn next_wake(rc: &ReportsConfig, tz: &TimeZone, now: Timestamp) -> Option<Ti
         .min()
 }
 
-type MonthlyFn = fn(&dyn Store, &Config, &str, Timestamp) -> anyhow::Result<MonthlyReport>;
-type KeyCasesFn = fn(&dyn Store, &Config, Timestamp) -> anyhow::Result<Vec<KeyCase>>;
+type MonthlyFn = fn(&dyn Store, &SlaConfig, &str, Timestamp) -> anyhow::Result<MonthlyReport>;
+type KeyCasesFn = fn(&dyn Store, &SlaConfig, Timestamp) -> anyhow::Result<Vec<KeyCase>>;
+
+/// What the report task reads from the config: `[reports]` (`None`: nothing scheduled), the
+/// `[sla]` section (the calendar's zone, the statutory clocks the figures count), the
+/// departments (whom a key-case reminder is mailed to) and whether e-mail is configured.
+/// Built once, by [`ReportInputs::from_config`].
+#[derive(Debug, Clone)]
+pub struct ReportInputs {
+    pub reports: Option<ReportsConfig>,
+    pub sla: SlaConfig,
+    pub departments: Vec<Department>,
+    /// `[email]` is configured: reports and reminders are mailed too.
+    pub mail: bool,
+}
+
+impl ReportInputs {
+    pub fn from_config(cfg: &Config) -> ReportInputs {
+        ReportInputs {
+            reports: cfg.reports.clone(),
+            sla: cfg.sla.clone(),
+            departments: cfg.departments.clone(),
+            mail: cfg.email.is_some(),
+        }
+    }
+}
 
 /// The report task.
 pub struct Scheduler {
-    pub config: Arc<Config>,
+    /// Its config sections: [`ReportInputs::from_config`].
+    pub inputs: Arc<ReportInputs>,
     pub store: Arc<dyn Store>,
     /// Woken when records are queued, so the relay sends them without waiting for its poll.
     pub relay_wake: Arc<Notify>,
@@ -203,9 +228,9 @@ pub struct Scheduler {
 pub const MAX_SLEEP: Duration = crate::sla::engine::MAX_SLEEP;
 
 impl Scheduler {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, relay_wake: Arc<Notify>) -> Self {
+    pub fn new(inputs: Arc<ReportInputs>, store: Arc<dyn Store>, relay_wake: Arc<Notify>) -> Self {
         Scheduler {
-            config,
+            inputs,
             store,
             relay_wake,
             monthly: super::figures::monthly,
@@ -215,7 +240,7 @@ impl Scheduler {
     }
 
     fn tz(&self) -> TimeZone {
-        self.config.sla.calendar.time_zone().clone()
+        self.inputs.sla.calendar.time_zone().clone()
     }
 
     /// Runs until `stop`: a step, then a sleep until the next instant (or [`RETRY`] after a
@@ -249,7 +274,7 @@ impl Scheduler {
 
     /// Runs every job due at `now`; returns when to wake next (`None`: never).
     pub fn step(&self, now: Timestamp) -> Option<Timestamp> {
-        let rc = self.config.reports.as_ref()?;
+        let rc = self.inputs.reports.as_ref()?;
         let tz = self.tz();
         let store = self.store.as_ref();
         let mut failed = false;
@@ -292,7 +317,7 @@ impl Scheduler {
 
     fn run_monthly(&self, rc: &ReportsConfig, month: &str, now: Timestamp) -> anyhow::Result<bool> {
         let store = self.store.as_ref();
-        let report = (self.monthly)(store, &self.config, month, now)
+        let report = (self.monthly)(store, &self.inputs.sla, month, now)
             .with_context(|| format!("computing the report for {month}"))?;
         create_private_dir(&rc.out_dir)?;
         let files =
@@ -302,7 +327,7 @@ impl Scheduler {
             .map(|p| p.display().to_string())
             .collect();
         let mut mails = Vec::new();
-        if self.config.email.is_some() && !rc.recipients.is_empty() {
+        if self.inputs.mail && !rc.recipients.is_empty() {
             mails.push((
                 format!("report:monthly:{month}"),
                 monthly_mail(&report, &names, rc.recipients.clone()),
@@ -348,8 +373,8 @@ impl Scheduler {
         now: Timestamp,
     ) -> anyhow::Result<bool> {
         let store = self.store.as_ref();
-        let cases =
-            (self.key_cases)(store, &self.config, now).context("computing the key-case list")?;
+        let cases = (self.key_cases)(store, &self.inputs.sla, now)
+            .context("computing the key-case list")?;
         let tz = self.tz();
         let mut by_dept: BTreeMap<&str, Vec<&KeyCase>> = BTreeMap::new();
         for c in &cases {
@@ -359,13 +384,13 @@ impl Scheduler {
         let mut records = Vec::new();
         for (dept, list) in by_dept {
             let emails = self
-                .config
+                .inputs
                 .departments
                 .iter()
                 .find(|d| d.id == dept)
                 .map(|d| d.alert_emails.clone())
                 .unwrap_or_default();
-            if self.config.email.is_some() && !emails.is_empty() {
+            if self.inputs.mail && !emails.is_empty() {
                 mails.push((
                     format!("report:key_cases:{period}:{dept}"),
                     reminder_mail(dept, period, &list, emails, &tz),
@@ -631,7 +656,7 @@ recipients = [{recipients}]
 
     fn sample_monthly(
         _: &dyn Store,
-        _: &Config,
+        _: &SlaConfig,
         month: &str,
         _: Timestamp,
     ) -> anyhow::Result<MonthlyReport> {
@@ -640,7 +665,11 @@ recipients = [{recipients}]
         Ok(r)
     }
 
-    fn sample_key_cases(_: &dyn Store, _: &Config, _: Timestamp) -> anyhow::Result<Vec<KeyCase>> {
+    fn sample_key_cases(
+        _: &dyn Store,
+        _: &SlaConfig,
+        _: Timestamp,
+    ) -> anyhow::Result<Vec<KeyCase>> {
         let mut k = crate::report::render::tests::sample().key_cases;
         let mut other = k[0].clone();
         other.item_id = "it-8".into();
@@ -652,7 +681,7 @@ recipients = [{recipients}]
 
     fn failing_monthly(
         _: &dyn Store,
-        _: &Config,
+        _: &SlaConfig,
         _: &str,
         _: Timestamp,
     ) -> anyhow::Result<MonthlyReport> {
@@ -664,7 +693,7 @@ recipients = [{recipients}]
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&cfg.store.path, Duration::from_secs(1)).unwrap());
         Scheduler {
-            config: cfg,
+            inputs: Arc::new(ReportInputs::from_config(&cfg)),
             store,
             relay_wake: Arc::new(Notify::new()),
             monthly: sample_monthly,
@@ -771,7 +800,7 @@ recipients = [{recipients}]
             .find(|o| o.headers.iter().any(|h| h.1 == TYPE_MONTHLY))
             .unwrap();
         assert_eq!(monthly_rec.ce_id, ce_id(TYPE_MONTHLY, "2026-10"));
-        assert_eq!(monthly_rec.topic, s.config.sla.alerts_topic);
+        assert_eq!(monthly_rec.topic, s.inputs.sla.alerts_topic);
         let p: serde_json::Value = serde_json::from_slice(&monthly_rec.payload).unwrap();
         assert_eq!(p["month"], "2026-10");
         assert_eq!(p["on_time"]["met"], false);
@@ -853,9 +882,9 @@ recipients = [{recipients}]
     fn without_a_reports_section_the_step_does_nothing_and_never_wakes() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = scheduler(dir.path());
-        let mut cfg = (*s.config).clone();
-        cfg.reports = None;
-        s.config = Arc::new(cfg);
+        let mut inputs = (*s.inputs).clone();
+        inputs.reports = None;
+        s.inputs = Arc::new(inputs);
         assert_eq!(s.step(t("2026-11-03T02:00:00Z")), None);
         assert!(!s.store.report_ran("monthly", "2026-10").unwrap());
         assert!(s.store.pending_outbox(10).unwrap().is_empty());

@@ -1043,7 +1043,7 @@ mod tests {
     fn every_figure_of_every_month_matches_the_generated_history() {
         let h = history();
         for m in MONTHS {
-            let got = figures::monthly(&h.store, &h.cfg, m, h.now).unwrap();
+            let got = figures::monthly(&h.store, &h.cfg.sla, m, h.now).unwrap();
             let want = h.expected_monthly(m);
             assert_eq!(got.items, want.items, "{m} items");
             assert_eq!(got.by_channel, want.by_channel, "{m} by channel");
@@ -1071,7 +1071,7 @@ mod tests {
     #[test]
     fn overdue_counts_working_days_across_national_day_and_needs_more_than_ten() {
         let h = history();
-        let oct = figures::monthly(&h.store, &h.cfg, "2026-10", h.now).unwrap();
+        let oct = figures::monthly(&h.store, &h.cfg.sla, "2026-10", h.now).unwrap();
         assert_eq!(h.planted_late.len(), 4);
         for (id, late) in &h.planted_late {
             let o = oct
@@ -1087,7 +1087,7 @@ mod tests {
             }
         }
         // In November the open one stopped (2026-11-20), later still.
-        let nov = figures::monthly(&h.store, &h.cfg, "2026-11", h.now).unwrap();
+        let nov = figures::monthly(&h.store, &h.cfg.sla, "2026-11", h.now).unwrap();
         let (open, _) = &h.planted_late[3];
         let o = nov.overdue.iter().find(|o| &o.item_id == open).unwrap();
         assert!(o.stopped_at.is_some() && o.working_days_late > 19);
@@ -1096,7 +1096,7 @@ mod tests {
     #[test]
     fn repeat_petitions_need_three_items_in_the_window_and_one_in_the_month() {
         let h = history();
-        let nov = figures::monthly(&h.store, &h.cfg, "2026-11", h.now).unwrap();
+        let nov = figures::monthly(&h.store, &h.cfg.sla, "2026-11", h.now).unwrap();
         let people: Vec<&str> = nov
             .repeat_petitions
             .iter()
@@ -1120,7 +1120,7 @@ mod tests {
     #[test]
     fn key_cases_have_their_reasons_and_boundary_items_are_off_the_list() {
         let h = history();
-        let list = figures::key_cases(&h.store, &h.cfg, h.now).unwrap();
+        let list = figures::key_cases(&h.store, &h.cfg.sla, h.now).unwrap();
         for (id, reasons) in &h.planted_key {
             let k = list
                 .iter()
@@ -1157,7 +1157,7 @@ mod tests {
     #[test]
     fn a_month_that_is_not_one_is_an_error_naming_it() {
         let h = history();
-        let e = figures::monthly(&h.store, &h.cfg, "2026-13", h.now).unwrap_err();
+        let e = figures::monthly(&h.store, &h.cfg.sla, "2026-13", h.now).unwrap_err();
         assert!(format!("{e:#}").contains("\"2026-13\""), "{e:#}");
     }
 }

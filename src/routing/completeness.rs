@@ -5,18 +5,19 @@
 pub use petitiond_core::routing::completeness::*;
 
 use super::Routed;
-use crate::config::Config;
+use crate::config::Department;
 use petitiond_core::envelope::Envelope;
 
 /// Checks a routed item and, when something is missing, flags it and hands it to the intake
-/// desk (see the module docs). Returns what is missing (empty: nothing).
+/// desk (`routing.intake_desk`, one of `departments`; see the module docs). Returns what is
+/// missing (empty: nothing).
 pub fn apply(
     c: &Completeness,
-    config: &Config,
+    desk: &str,
+    departments: &[Department],
     env: &Envelope,
     routed: &mut Routed,
 ) -> Vec<String> {
-    let desk = &config.routing.intake_desk;
     let missing = check(
         c,
         desk,
@@ -26,7 +27,12 @@ pub fn apply(
         &mut routed.decision,
     );
     if !missing.is_empty() {
-        routed.departments = config.department(desk).cloned().into_iter().collect();
+        routed.departments = departments
+            .iter()
+            .find(|d| d.id == desk)
+            .cloned()
+            .into_iter()
+            .collect();
     }
     missing
 }

@@ -17,16 +17,18 @@ pub mod completeness;
 pub mod reload;
 pub mod repeat;
 
-use crate::config::{Config, Department};
+use crate::config::{Config, Department, RoutingConfig};
 use petitiond_core::envelope::Envelope;
 use petitiond_core::routing::Decision;
+use petitiond_core::sla::policy::ClockPolicy;
 use sha2::{Digest, Sha256};
 
-/// Version hash of the routing configuration, recorded with every decision.
-pub fn rules_version(config: &Config) -> String {
+/// Version hash of the routing configuration without a rules file (`routing.default_lead` and
+/// the departments' ids and topics), recorded with every decision.
+pub fn rules_version(routing: &RoutingConfig, departments: &[Department]) -> String {
     let mut h = Sha256::new();
-    h.update(config.routing.default_lead.as_bytes());
-    for d in &config.departments {
+    h.update(routing.default_lead.as_bytes());
+    for d in departments {
         h.update(b"\0");
         h.update(d.id.as_bytes());
         h.update(b"\0");
@@ -60,26 +62,51 @@ pub struct Routed {
 /// `routing.review_threshold`, no rule decided): it started the rules unclassified.
 pub const NEEDS_REVIEW: &str = "needs_review";
 
+/// What the router reads from the config: `[routing]` (rules files, default lead, intake desk,
+/// completeness check), the departments (ids, topics, names) and the clock policies (the rules'
+/// `sla_overrides` must name configured clocks, on load and on reload). Built once, by
+/// [`RouterInputs::from_config`].
+#[derive(Debug, Clone)]
+pub struct RouterInputs {
+    pub routing: RoutingConfig,
+    pub departments: Vec<Department>,
+    pub clocks: Vec<ClockPolicy>,
+}
+
+impl RouterInputs {
+    pub fn from_config(cfg: &Config) -> RouterInputs {
+        RouterInputs {
+            routing: cfg.routing.clone(),
+            departments: cfg.departments.clone(),
+            clocks: cfg.sla.clocks.clone(),
+        }
+    }
+
+    pub fn department(&self, id: &str) -> Option<&Department> {
+        self.departments.iter().find(|d| d.id == id)
+    }
+}
+
 /// The rules in force. Reads take a snapshot (`Arc`); a reload swaps it whole.
 pub struct Router {
-    config: std::sync::Arc<Config>,
+    inputs: RouterInputs,
     rules: std::sync::RwLock<Option<std::sync::Arc<rules::RuleSet>>>,
     fixed_version: String,
 }
 
 impl Router {
     /// Loads the configured rules (already validated by config loading).
-    pub fn new(config: std::sync::Arc<Config>) -> Result<Router, rules::Diagnostics> {
-        let loaded = match &config.routing.rules {
+    pub fn new(inputs: RouterInputs) -> Result<Router, rules::Diagnostics> {
+        let loaded = match &inputs.routing.rules {
             Some(r) => Some(std::sync::Arc::new(
-                load_rules(r, &config.departments, &config.sla.clocks)?.0,
+                load_rules(r, &inputs.departments, &inputs.clocks)?.0,
             )),
             None => None,
         };
         Ok(Router {
-            fixed_version: rules_version(&config),
+            fixed_version: rules_version(&inputs.routing, &inputs.departments),
             rules: std::sync::RwLock::new(loaded),
-            config,
+            inputs,
         })
     }
 
@@ -97,10 +124,10 @@ impl Router {
     /// Re-reads the rules; on success swaps them in and returns (old, new) versions. On error
     /// the old rules stay in force.
     pub fn reload(&self) -> Result<(String, String), rules::Diagnostics> {
-        let Some(r) = &self.config.routing.rules else {
+        let Some(r) = &self.inputs.routing.rules else {
             return Ok((self.version(), self.version()));
         };
-        let (new, _warnings) = load_rules(r, &self.config.departments, &self.config.sla.clocks)?;
+        let (new, _warnings) = load_rules(r, &self.inputs.departments, &self.inputs.clocks)?;
         let old = self.version();
         let new_version = new.version().to_string();
         *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(new));
@@ -126,10 +153,11 @@ impl Router {
     fn decide(&self, env: &Envelope, now: jiff::Timestamp, detail: Detail) -> Explanation {
         let (mut routed, summary, rules_trace) = self.route_by_rules(env, now, detail);
         let mut check = String::new();
-        if let Some(c) = &self.config.routing.completeness {
-            let missing = completeness::apply(c, &self.config, env, &mut routed);
+        if let Some(c) = &self.inputs.routing.completeness {
+            let desk = &self.inputs.routing.intake_desk;
+            let missing = completeness::apply(c, desk, &self.inputs.departments, env, &mut routed);
             if detail == Detail::Trace {
-                check = completeness_line(&self.config, &missing);
+                check = completeness_line(desk, &missing);
             }
         }
         let trace = match detail {
@@ -148,7 +176,13 @@ impl Router {
         detail: Detail,
     ) -> (Routed, String, String) {
         let Some(rules) = self.snapshot() else {
-            let (decision, deps) = route(&self.config, &self.fixed_version, env, now);
+            let (decision, deps) = route(
+                &self.inputs.routing.default_lead,
+                &self.inputs.departments,
+                &self.fixed_version,
+                env,
+                now,
+            );
             let routed = Routed {
                 matter: repeat::matter(env.category, &decision.lead),
                 decision,
@@ -163,7 +197,7 @@ impl Router {
                 Detail::Decision => String::new(),
                 Detail::Trace => format!(
                     "no rules file: every item goes to `{}`",
-                    self.config.routing.default_lead
+                    self.inputs.routing.default_lead
                 ),
             };
             return (routed, summary, String::new());
@@ -189,7 +223,7 @@ impl Router {
         let decision = outcome.decision(now);
         let departments = std::iter::once(&decision.lead)
             .chain(decision.assists.iter())
-            .filter_map(|id| self.config.department(id).cloned())
+            .filter_map(|id| self.inputs.department(id).cloned())
             .collect();
         Routed {
             matter: repeat::matter(outcome.category, &decision.lead),
@@ -239,14 +273,14 @@ fn outcome_flags(outcome: &rules::Outcome<'_>) -> Vec<String> {
 }
 
 /// The trace's line for the incomplete-item check.
-fn completeness_line(config: &Config, missing: &[String]) -> String {
+fn completeness_line(intake_desk: &str, missing: &[String]) -> String {
     if missing.is_empty() {
         "completeness: nothing missing\n".to_string()
     } else {
         format!(
             "completeness: missing {} → lead {} (rule {})\n",
             missing.join(", "),
-            config.routing.intake_desk,
+            intake_desk,
             completeness::RULE_ID
         )
     }
@@ -275,13 +309,15 @@ impl Routed {
 
 /// The fixed route: every item to `routing.default_lead`.
 pub fn route<'c>(
-    config: &'c Config,
+    default_lead: &str,
+    departments: &'c [Department],
     version: &str,
     _envelope: &Envelope,
     now: jiff::Timestamp,
 ) -> (Decision, Vec<&'c Department>) {
-    let lead = config
-        .department(&config.routing.default_lead)
+    let lead = departments
+        .iter()
+        .find(|d| d.id == default_lead)
         .expect("validated: routing.default_lead names a department");
     (
         Decision {

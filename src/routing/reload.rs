@@ -5,7 +5,7 @@
 //! the alerts topic. Every reload logs the old and new version hashes. Channels never stop.
 
 use super::Router;
-use crate::config::Config;
+use crate::config::RoutingConfig;
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
 use crate::metrics::Metrics;
 use crate::store::{NewOutbox, Store, blocking};
@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 pub const TYPE_RELOAD_FAILED: &str = "cn.gov.petition.rules.reload_failed.v1";
 
 pub struct Reloader {
-    pub config: Arc<Config>,
+    /// `[routing]`: the files watched, the poll interval.
+    pub routing: RoutingConfig,
+    /// Where a failed reload is announced (`sla.alerts_topic`).
+    pub alerts_topic: String,
     pub router: Arc<Router>,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
@@ -27,8 +30,8 @@ pub struct Reloader {
 
 /// What the files look like now: (path, modified, length) of the rules file, the model file
 /// and every dictionary, so an edit, an added or a removed file is seen.
-fn fingerprint(cfg: &Config) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-    let Some(r) = &cfg.routing.rules else {
+fn fingerprint(routing: &RoutingConfig) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let Some(r) = &routing.rules else {
         return Vec::new();
     };
     let mut paths = vec![r.rules_file.clone()];
@@ -52,18 +55,18 @@ impl Reloader {
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hup = signal(SignalKind::hangup())?;
-        let mut seen = fingerprint(&self.config);
+        let mut seen = fingerprint(&self.routing);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.config.routing.reload_interval) => {
-                    let now = fingerprint(&self.config);
+                _ = tokio::time::sleep(self.routing.reload_interval) => {
+                    let now = fingerprint(&self.routing);
                     if now != seen {
                         seen = now;
                         self.reload("file changed").await?;
                     }
                 }
                 _ = hup.recv() => {
-                    seen = fingerprint(&self.config);
+                    seen = fingerprint(&self.routing);
                     // systemd (`systemctl reload`): RELOADING=1 ... READY=1, whatever the outcome.
                     crate::notify::reloading();
                     let reloaded = self.reload("SIGHUP").await;
@@ -91,7 +94,6 @@ impl Reloader {
                 let id = uuid::Uuid::new_v4().to_string();
                 let now = jiff::Timestamp::now();
                 let file = self
-                    .config
                     .routing
                     .rules
                     .as_ref()
@@ -106,7 +108,7 @@ impl Reloader {
                     "at": now.to_string(),
                 });
                 let record = NewOutbox {
-                    topic: self.config.sla.alerts_topic.clone(),
+                    topic: self.alerts_topic.clone(),
                     key: "routing-rules".into(),
                     ce_id: id.clone(),
                     headers: vec![

@@ -25,8 +25,8 @@
 //! fires what it skipped within [`MAX_SLEEP`], a step back delays nothing already fired, and
 //! a step is logged when wall and monotonic elapsed time disagree by more than [`STEP_LOG`].
 
+use super::SlaInputs;
 use crate::alerts;
-use crate::config::Config;
 use crate::metrics::{AlertLabels, Metrics};
 use crate::store::{Fired, Recomputed, Store, StoredClock, Timer, blocking};
 use jiff::Timestamp;
@@ -149,7 +149,8 @@ impl Timers {
 }
 
 pub struct Engine {
-    pub config: Arc<Config>,
+    /// Its config sections: [`SlaInputs::from_config`].
+    pub inputs: Arc<SlaInputs>,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     pub relay_wake: Arc<Notify>,
@@ -235,12 +236,12 @@ impl Engine {
     /// what fell due meanwhile fires on catch-up): see [`reconcile`]. Then remembers each
     /// year's calendar, so the next start with the same files recomputes nothing.
     async fn reconcile(&self) -> anyhow::Result<()> {
-        let cal = self.config.sla.calendar.clone();
+        let cal = self.inputs.sla.calendar.clone();
         let state = calendar_state(&cal);
         let stored = blocking(&self.store, |s| s.calendar_state()).await?;
         let changed = stored != state;
         let candidates = blocking(&self.store, move |s| s.clocks_to_recompute(changed)).await?;
-        let out = reconcile(&self.config, candidates, changed, self.clock.now());
+        let out = reconcile(&self.inputs, candidates, changed, self.clock.now());
         let announced = if out.writes.is_empty() {
             0
         } else {
@@ -281,7 +282,7 @@ impl Engine {
     /// and after, logs the notice once a day (`logged`: the last day it was logged). (The
     /// calendar-end gauge, set at start, is what the shipped alert rule watches.)
     async fn coverage(&self, logged: &mut Option<jiff::civil::Date>) {
-        let cal = self.config.sla.calendar.clone();
+        let cal = self.inputs.sla.calendar.clone();
         let now = self.clock.now();
         match blocking(&self.store, |s| s.open_provisional_clocks()).await {
             Ok(n) => {
@@ -307,7 +308,7 @@ impl Engine {
                 return Ok(());
             }
             let rows: Vec<i64> = due.iter().map(|(r, _)| *r).collect();
-            let cfg = self.config.clone();
+            let cfg = self.inputs.clone();
             let metrics = self.metrics.clone();
             let result = blocking(&self.store, move |s| {
                 s.fire(&rows, &mut |clock| decide(&cfg, &metrics, clock, now))
@@ -328,7 +329,7 @@ impl Engine {
 /// several at once: they are recorded as fired, but only those still worth saying are sent,
 /// marked late (see [`worth_sending`]).
 fn decide(
-    cfg: &Config,
+    cfg: &SlaInputs,
     metrics: &Metrics,
     clock: &petitiond_core::sla::clock::Clock,
     now: Timestamp,
@@ -373,7 +374,7 @@ fn decide(
     }
     for (i, &(kind, at)) in due.iter().enumerate() {
         if worth_sending(kind, &c, &due[i + 1..], now) {
-            let alert = alerts::build_marked(cfg, policy, &c, kind, at, now, marks[i]);
+            let alert = alerts::build_marked(&cfg.alerts(), policy, &c, kind, at, now, marks[i]);
             let late_s = (now.as_millisecond() - at.as_millisecond()) as f64 / 1000.0;
             metrics.alert_lateness.observe(late_s.max(0.0));
             metrics
@@ -448,7 +449,7 @@ pub struct Reconciled {
 ///
 /// [`Clock::recompute`]: petitiond_core::sla::clock::Clock::recompute
 pub fn reconcile(
-    cfg: &Config,
+    cfg: &SlaInputs,
     candidates: Vec<StoredClock>,
     calendar_changed: bool,
     at: Timestamp,
@@ -518,7 +519,12 @@ pub fn reconcile(
         }
         // The upstream hears of a moved first-touch due too (written with the clock).
         let writeback = if moved {
-            crate::channels::http::writeback::dues_for_clock(cfg, &clock, at)
+            crate::channels::http::writeback::dues_for_clock(
+                &cfg.http_sources,
+                cfg.tz(),
+                &clock,
+                at,
+            )
         } else {
             Vec::new()
         };
@@ -538,6 +544,7 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn config() -> Config {
         Config::parse(
@@ -609,12 +616,22 @@ mod tests {
         ));
         let pending = petitiond_core::sla::clock::Clock::pending(&policy, "i", "hrss", start);
         let at: Timestamp = "2026-12-06T02:00:00Z".parse().unwrap();
-        let out = reconcile(&cfg, vec![stored(7, pending.clone())], false, at);
+        let out = reconcile(
+            &SlaInputs::from_config(&cfg),
+            vec![stored(7, pending.clone())],
+            false,
+            at,
+        );
         assert!(out.writes.is_empty());
         assert_eq!(out.still_pending, 1);
 
         with_2027(&mut cfg);
-        let out = reconcile(&cfg, vec![stored(7, pending)], false, at);
+        let out = reconcile(
+            &SlaInputs::from_config(&cfg),
+            vec![stored(7, pending)],
+            false,
+            at,
+        );
         assert_eq!(out.still_pending, 0);
         assert_eq!(out.computed, 1);
         let w = &out.writes[0];
@@ -661,7 +678,7 @@ mod tests {
         )
         .unwrap();
         let now: Timestamp = "2026-12-30T02:00:00Z".parse().unwrap();
-        let fired = decide(&cfg, &Metrics::new(), &clock, now);
+        let fired = decide(&SlaInputs::from_config(&cfg), &Metrics::new(), &clock, now);
         let kinds: Vec<&str> = fired.alerts.iter().map(|a| a.kind.as_str()).collect();
         assert_eq!(kinds, ["breach"], "warnings superseded, breach sent");
         // The first reminder needs 2027: looked at again when 2027 begins, not dropped.
@@ -689,7 +706,7 @@ mod tests {
         .unwrap();
         assert!(!clock.provisional, "due Tue 12-29 rests on 2026");
         let now: Timestamp = "2026-12-30T02:00:00Z".parse().unwrap();
-        let fired = decide(&cfg, &Metrics::new(), &clock, now);
+        let fired = decide(&SlaInputs::from_config(&cfg), &Metrics::new(), &clock, now);
         assert_eq!(fired.alerts.len(), 1);
         assert!(!fired.alerts[0].provisional);
         let payload: serde_json::Value =
@@ -707,7 +724,7 @@ mod tests {
         let mut c = clock.clone();
         c.last_alert_at = fired.last_alert_at;
         let fired = decide(
-            &cfg,
+            &SlaInputs::from_config(&cfg),
             &Metrics::new(),
             &c,
             "2027-01-04T09:30:00.200Z".parse().unwrap(),
@@ -792,11 +809,11 @@ mod tests {
         ];
         let at = ts("2027-01-02T02:00:00Z");
         // Same calendars: nothing to do.
-        let out = reconcile(&cfg, candidates.clone(), false, at);
+        let out = reconcile(&SlaInputs::from_config(&cfg), candidates.clone(), false, at);
         assert!(out.writes.is_empty());
 
         official_2027_plus(&mut cfg, "2027-01-12");
-        let out = reconcile(&cfg, candidates, true, at);
+        let out = reconcile(&SlaInputs::from_config(&cfg), candidates, true, at);
         let announced: Vec<&str> = out
             .writes
             .iter()

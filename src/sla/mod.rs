@@ -7,9 +7,53 @@
 pub use petitiond_core::sla::{calendar, clock, due, policy, provisional, time};
 pub mod engine;
 
+use crate::config::{Config, Department, HttpSourceConfig, SlaConfig};
 use calendar::{Basis, Calendar, CalendarError};
 use jiff::Timestamp;
 use jiff::civil::Date;
+
+/// What SLA clocks read from the config, wherever they start, move or fire (the engine, the
+/// status consumer, intake): the `[sla]` section (policies, calendar, alerts topic,
+/// supervisors), the departments (alert recipients and names), the HTTP sources (due and
+/// completion write-backs) and whether alert mail is configured. Built once, by
+/// [`SlaInputs::from_config`].
+#[derive(Debug, Clone)]
+pub struct SlaInputs {
+    pub sla: SlaConfig,
+    pub departments: Vec<Department>,
+    pub http_sources: Vec<HttpSourceConfig>,
+    /// `[email]` is configured: alerts are mailed too.
+    pub mail: bool,
+}
+
+impl SlaInputs {
+    pub fn from_config(cfg: &Config) -> SlaInputs {
+        SlaInputs {
+            sla: cfg.sla.clone(),
+            departments: cfg.departments.clone(),
+            http_sources: cfg.http_sources.clone(),
+            mail: cfg.email.is_some(),
+        }
+    }
+
+    /// What an alert reads.
+    pub fn alerts(&self) -> crate::alerts::AlertSections<'_> {
+        crate::alerts::AlertSections {
+            sla: &self.sla,
+            departments: &self.departments,
+            mail: self.mail,
+        }
+    }
+
+    /// The calendar's time zone (write-backs write times in it).
+    pub fn tz(&self) -> &jiff::tz::TimeZone {
+        self.sla.calendar.time_zone()
+    }
+
+    pub fn department(&self, id: &str) -> Option<&Department> {
+        self.departments.iter().find(|d| d.id == id)
+    }
+}
 
 /// Days before the last official calendar year ends from which operators are told to add the
 /// next one (the State Council publishes it in November or December).

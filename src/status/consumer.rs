@@ -6,7 +6,8 @@
 use super::*;
 
 pub struct StatusConsumer {
-    pub config: Arc<Config>,
+    /// Its config sections: [`StatusInputs::from_config`].
+    pub inputs: Arc<StatusInputs>,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     pub health: Arc<BrokerHealth>,
@@ -70,10 +71,10 @@ impl StatusConsumer {
             serde_json::json!(outage.backoff.as_secs()),
         );
         let record = ops_event(
-            &self.config.sla.alerts_topic,
+            &self.inputs.clocks.sla.alerts_topic,
             TYPE_STATUS_CONSUMER_FAILED,
             "urn:petitiond:status",
-            &self.config.sla.consumer_group,
+            &self.inputs.clocks.sla.consumer_group,
             "status_consumer_failed",
             &format!("{e:#}"),
             extra,
@@ -92,14 +93,14 @@ impl StatusConsumer {
             health: self.health.clone(),
         };
         let consumer: StreamConsumer<KafkaContext> =
-            status_consumer_config(&self.config.kafka, &self.config.sla.consumer_group)
+            status_consumer_config(&self.inputs.kafka, &self.inputs.clocks.sla.consumer_group)
                 .create_with_context(ctx.clone())?;
         let sources: HashMap<String, StatusSource> =
-            self.config.status_topics().into_iter().collect();
+            self.inputs.status_topics().into_iter().collect();
         let topics: Vec<&str> = sources.keys().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        let dlq = create_producer(&self.config.kafka, ctx)?;
-        tracing::info!(topics = ?topics, group = %self.config.sla.consumer_group, "status consumer subscribed");
+        let dlq = create_producer(&self.inputs.kafka, ctx)?;
+        tracing::info!(topics = ?topics, group = %self.inputs.clocks.sla.consumer_group, "status consumer subscribed");
         loop {
             let m = tokio::select! {
                 m = consumer.recv() => m,
@@ -203,18 +204,18 @@ impl StatusConsumer {
         };
         let department = match authorise(
             source,
-            &self.config.sla.shared_status_departments,
+            &self.inputs.clocks.sla.shared_status_departments,
             &ev,
             &env,
             Timestamp::now(),
-            self.config.sla.status_max_future_skew,
+            self.inputs.clocks.sla.status_max_future_skew,
         ) {
             Ok(d) => d,
             Err(r) => return Ok(Err(r)),
         };
         let reroute = match petitiond_core::routing::corrections::reroute(
             ev.payload.as_ref(),
-            &self.config.departments,
+            &self.inputs.clocks.departments,
         ) {
             Ok(r) => r,
             Err(why) => return Ok(Err(Rejected::Shape(why))),
@@ -225,7 +226,7 @@ impl StatusConsumer {
             .and_then(|p| p.get("extend_days"))
             .and_then(|v| v.as_u64())
             .map(|d| d.min(u32::MAX as u64) as u32);
-        let closing = match closing(&self.config, kind, ev.payload.as_ref()) {
+        let closing = match closing(&self.inputs.replies, kind, ev.payload.as_ref()) {
             Ok(c) => c,
             Err(r) => return Ok(Err(r)),
         };
@@ -244,12 +245,12 @@ impl StatusConsumer {
                 stage_after(kind)
             },
         };
-        let (cfg, metrics) = (self.config.clone(), self.metrics.clone());
+        let (inputs, metrics) = (self.inputs.clone(), self.metrics.clone());
         let closing_in = closing.clone();
         let outcome = blocking(&self.store, move |s| {
             s.apply_status(&record, &mut |env, clocks| {
                 event_writes(
-                    &cfg,
+                    &inputs.clocks,
                     &metrics,
                     env,
                     clocks,
@@ -312,7 +313,7 @@ impl StatusConsumer {
                 value: Some(m.topic().as_bytes()),
             });
         let mut rec: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.config.kafka.dead_letter_topic).headers(headers);
+            FutureRecord::to(&self.inputs.kafka.dead_letter_topic).headers(headers);
         if let Some(k) = m.key() {
             rec = rec.key(k);
         }

@@ -40,10 +40,11 @@
 //! clocks that filter on that verdict (`[[sla.clocks]].verdicts`, the default `revisit`
 //! clock). The reply's text is never logged, counted or forwarded.
 
-use crate::config::{Config, StatusSource};
+use crate::config::{Config, KafkaConfig, StatusSource};
 use crate::kafka::client::{BrokerHealth, KafkaContext, create_producer, status_consumer_config};
 use crate::kafka::wire::{DLQ_REASON, DLQ_TOPIC, TYPE_STATUS_CONSUMER_FAILED, ops_event};
 use crate::metrics::{Metrics, StatusLabels};
+use crate::sla::SlaInputs;
 use crate::store::{ClockWrites, StatusOutcome, StatusRecord, Store, Timer, blocking};
 use jiff::Timestamp;
 use petitiond_core::envelope::Envelope;
@@ -251,11 +252,37 @@ impl Closing {
     }
 }
 
+/// What the status consumer reads from the config: the SLA inputs (clocks, departments,
+/// write-backs, alerts; their `sla` section also names the shared status topic, its departments,
+/// the consumer group and the future-skew bound), the reply check and the Kafka client settings.
+/// Built once, by [`StatusInputs::from_config`].
+#[derive(Debug, Clone)]
+pub struct StatusInputs {
+    pub clocks: SlaInputs,
+    pub replies: petitiond_core::reply::ReplyChecker,
+    pub kafka: KafkaConfig,
+}
+
+impl StatusInputs {
+    pub fn from_config(cfg: &Config) -> StatusInputs {
+        StatusInputs {
+            clocks: SlaInputs::from_config(cfg),
+            replies: cfg.replies.clone(),
+            kafka: cfg.kafka.clone(),
+        }
+    }
+
+    /// The topics status events are read from ([`crate::config::status_topics`]).
+    pub fn status_topics(&self) -> Vec<(String, StatusSource)> {
+        crate::config::status_topics(&self.clocks.departments, &self.clocks.sla)
+    }
+}
+
 /// Reads an event's reply text or evaluation (pure). A `payload.reply` that is not a string,
 /// or a `payload.satisfaction` that is not one of the evaluation words, is a bad shape. With
 /// `[replies] enabled = false`, replies are not checked.
 pub fn closing(
-    config: &Config,
+    replies: &petitiond_core::reply::ReplyChecker,
     kind: EventKind,
     payload: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Closing, Rejected> {
@@ -267,8 +294,8 @@ pub fn closing(
         }
     };
     match kind {
-        EventKind::Replied if config.replies.enabled => {
-            Ok(Closing::Reply(config.replies.check(field("reply")?)))
+        EventKind::Replied if replies.enabled => {
+            Ok(Closing::Reply(replies.check(field("reply")?)))
         }
         EventKind::Evaluated => match field("satisfaction")? {
             None => Ok(Closing::Evaluation(None)),
@@ -290,7 +317,7 @@ pub fn closing(
 /// evaluation, the revisit alert. `department` is the event's (the reporting department).
 #[allow(clippy::too_many_arguments)]
 pub fn event_writes(
-    config: &Config,
+    config: &SlaInputs,
     metrics: &Metrics,
     envelope: &Envelope,
     clocks: &mut [Clock],
@@ -329,7 +356,7 @@ pub fn event_writes(
         // deadline for the corrected reply) starts on one: it is not a reply otherwise.
         let mut env = envelope.clone();
         for (clock, next) in crate::intake::start_clocks(
-            config,
+            &config.sla,
             metrics,
             &mut env,
             &Trigger::Event(kind),
@@ -359,7 +386,7 @@ pub fn event_writes(
         extra.insert("banned".into(), serde_json::json!(check.banned));
         extra.insert("no_text".into(), serde_json::json!(check.no_text));
         writes.alerts.push(build_loop(
-            config,
+            &config.alerts(),
             LoopAlert {
                 item_id: envelope.id.as_str(),
                 department,
@@ -406,7 +433,7 @@ pub fn event_writes(
             serde_json::json!(Satisfaction::Dissatisfied.as_str()),
         );
         let alert = build_loop(
-            config,
+            &config.alerts(),
             LoopAlert {
                 item_id: envelope.id.as_str(),
                 department: lead,
@@ -427,7 +454,7 @@ pub fn event_writes(
 /// `verdict`: the event's (a reply's check, an evaluation), for clocks that filter on it.
 #[allow(clippy::too_many_arguments)]
 pub fn clock_writes(
-    config: &Config,
+    config: &SlaInputs,
     metrics: &Metrics,
     envelope: &petitiond_core::envelope::Envelope,
     clocks: &mut [Clock],
@@ -465,7 +492,7 @@ pub fn clock_writes(
     }
     let mut env = envelope.clone();
     for (clock, next) in crate::intake::start_clocks(
-        config,
+        &config.sla,
         metrics,
         &mut env,
         &Trigger::Event(kind),
@@ -485,9 +512,10 @@ pub fn clock_writes(
         .map(|i| &clocks[i])
         .chain(writes.started.iter().map(|(c, _)| c))
         .collect();
-    let mut writeback = crate::channels::http::writeback::dues(config, envelope, &moved, at);
+    let (sources, tz) = (&config.http_sources, config.tz());
+    let mut writeback = crate::channels::http::writeback::dues(sources, tz, envelope, &moved, at);
     writeback.extend(crate::channels::http::writeback::completed(
-        config, envelope, kind, at,
+        sources, tz, envelope, kind, at,
     ));
     writes.writeback = writeback;
     writes

@@ -1,5 +1,43 @@
 use super::*;
 
+// The pure steps take the sections they read; these take a whole test config.
+fn closing(
+    cfg: &Config,
+    kind: EventKind,
+    payload: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Closing, Rejected> {
+    super::closing(&cfg.replies, kind, payload)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn event_writes(
+    cfg: &Config,
+    metrics: &Metrics,
+    envelope: &Envelope,
+    clocks: &mut [Clock],
+    kind: EventKind,
+    event_id: &str,
+    department: &str,
+    closing: &Closing,
+    at: Timestamp,
+    now: Timestamp,
+    extend_days: Option<u32>,
+) -> ClockWrites {
+    super::event_writes(
+        &SlaInputs::from_config(cfg),
+        metrics,
+        envelope,
+        clocks,
+        kind,
+        event_id,
+        department,
+        closing,
+        at,
+        now,
+        extend_days,
+    )
+}
+
 #[test]
 fn bad_events_are_rejected_with_a_reason() {
     let cases: [(&str, &str); 5] = [

@@ -437,7 +437,7 @@ async fn status_consumer_failure_raises_an_alert_and_retries_instead_of_ending_t
     let metrics = Metrics::new();
     let (timers, _timers_rx) = tokio::sync::mpsc::unbounded_channel();
     let consumer = petitiond::status::StatusConsumer {
-        config: Arc::new(cfg.clone()),
+        inputs: Arc::new(petitiond::status::StatusInputs::from_config(&cfg)),
         store: store.clone(),
         metrics: metrics.clone(),
         health: Arc::new(BrokerHealth::default()),

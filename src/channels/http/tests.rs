@@ -64,8 +64,11 @@ impl H {
         let (tx, rx) = mpsc::channel(64);
         let (timers, _timers_rx) = mpsc::unbounded_channel();
         let intake = Intake {
-            router: Arc::new(crate::routing::Router::new(cfg.clone()).unwrap()),
-            config: cfg.clone(),
+            router: Arc::new(
+                crate::routing::Router::new(crate::routing::RouterInputs::from_config(&cfg))
+                    .unwrap(),
+            ),
+            inputs: Arc::new(crate::intake::IntakeInputs::from_config(&cfg)),
             store: store.clone(),
             blobs: blobs.clone(),
             metrics: metrics.clone(),

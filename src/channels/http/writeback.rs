@@ -22,7 +22,7 @@
 //! clock ids and instants: never petitioner data.
 
 use super::client::{FetchError, Fetcher, Purpose, Req};
-use crate::config::Config;
+use crate::config::Department;
 use crate::config::http::{HttpSourceConfig, WritebackConfig};
 use crate::metrics::{Metrics, SourceKind, SourceLabel, SourceOutcome};
 use crate::store::{NewWriteback, Store, WritebackRow, blocking};
@@ -76,10 +76,10 @@ pub fn format_time(t: Timestamp, wb: &WritebackConfig, tz: &TimeZone) -> String 
 
 /// The source an item came from, if it writes back.
 fn source_of<'c>(
-    cfg: &'c Config,
+    sources: &'c [HttpSourceConfig],
     env: &Envelope,
 ) -> Option<(&'c HttpSourceConfig, &'c WritebackConfig)> {
-    cfg.http_sources
+    sources
         .iter()
         .filter(|s| s.channel == env.channel && s.name == env.upstream.source)
         .find_map(|s| s.writeback.as_ref().map(|w| (s, w)))
@@ -130,15 +130,21 @@ fn row(item_id: &str, source: &str, kind: &str, value: String, body: Body<'_>) -
     }
 }
 
-/// The item is routed: its lead department is known (`env.routing`).
-pub fn acknowledged(cfg: &Config, env: &Envelope) -> Option<NewWriteback> {
-    let (source, wb) = source_of(cfg, env)?;
+/// The item is routed: its lead department is known (`env.routing`). `sources`: the HTTP
+/// channels; `tz`: the calendar's zone (times are written in it); `departments`: for the
+/// lead's name.
+pub fn acknowledged(
+    sources: &[HttpSourceConfig],
+    tz: &TimeZone,
+    departments: &[Department],
+    env: &Envelope,
+) -> Option<NewWriteback> {
+    let (source, wb) = source_of(sources, env)?;
     let state = wb.acknowledged.as_deref()?;
     let routing = env.routing.as_ref()?;
-    let tz = cfg.sla.calendar.time_zone();
     let mut body = Body::new(wb, tz, state, env.id.as_str());
     body.set(&wb.fields.department, Value::from(routing.lead.as_str()));
-    if let Some(d) = cfg.department(&routing.lead) {
+    if let Some(d) = departments.iter().find(|d| d.id == routing.lead) {
         body.set(&wb.fields.department_name, Value::from(d.name.as_str()));
     }
     body.time(&wb.fields.time, routing.decided_at);
@@ -154,7 +160,7 @@ pub fn acknowledged(cfg: &Config, env: &Envelope) -> Option<NewWriteback> {
 /// A due write-back for `clock` on `source` (if it writes this clock back), its due instant
 /// set or moved at `cause`. A clock without a due instant (pending) or stopped writes nothing.
 fn due_on(
-    cfg: &Config,
+    tz: &TimeZone,
     source: &HttpSourceConfig,
     clock: &Clock,
     cause: Timestamp,
@@ -166,7 +172,6 @@ fn due_on(
     {
         return None;
     }
-    let tz = cfg.sla.calendar.time_zone();
     let mut body = Body::new(wb, tz, state, &clock.item_id);
     body.time(&wb.fields.due_at, clock.due_at);
     body.set(&wb.fields.clock, Value::from(clock.clock_id.as_str()));
@@ -180,44 +185,50 @@ fn due_on(
 
 /// Due write-backs for an item's clocks whose due instant was set or moved at `cause`.
 pub fn dues(
-    cfg: &Config,
+    sources: &[HttpSourceConfig],
+    tz: &TimeZone,
     env: &Envelope,
     clocks: &[&Clock],
     cause: Timestamp,
 ) -> Vec<NewWriteback> {
-    let Some((source, _)) = source_of(cfg, env) else {
+    let Some((source, _)) = source_of(sources, env) else {
         return Vec::new();
     };
     clocks
         .iter()
-        .filter_map(|c| due_on(cfg, source, c, cause))
+        .filter_map(|c| due_on(tz, source, c, cause))
         .collect()
 }
 
 /// Due write-backs for a clock whose item is not at hand (the SLA engine's recomputation):
 /// one per source that writes this clock back; the store queues only the one whose source the
 /// item came from.
-pub fn dues_for_clock(cfg: &Config, clock: &Clock, cause: Timestamp) -> Vec<NewWriteback> {
-    cfg.http_sources
+pub fn dues_for_clock(
+    sources: &[HttpSourceConfig],
+    tz: &TimeZone,
+    clock: &Clock,
+    cause: Timestamp,
+) -> Vec<NewWriteback> {
+    sources
         .iter()
-        .filter_map(|s| due_on(cfg, s, clock, cause))
+        .filter_map(|s| due_on(tz, s, clock, cause))
         .collect()
 }
 
 /// The item is completed upstream when a configured status event (`completed_on`, default
 /// `replied`) is applied to it at `at`.
 pub fn completed(
-    cfg: &Config,
+    sources: &[HttpSourceConfig],
+    tz: &TimeZone,
     env: &Envelope,
     event: EventKind,
     at: Timestamp,
 ) -> Option<NewWriteback> {
-    let (source, wb) = source_of(cfg, env)?;
+    let (source, wb) = source_of(sources, env)?;
     let state = wb.completed.as_deref()?;
     if !wb.completed_on.contains(&event) {
         return None;
     }
-    let tz = cfg.sla.calendar.time_zone();
     let mut body = Body::new(wb, tz, state, env.id.as_str());
     body.time(&wb.fields.time, at);
     Some(row(

@@ -3,6 +3,7 @@
 //! here in milliseconds, and a wall-clock step can be made at will.
 
 use super::*;
+use crate::config::Config;
 use crate::store::{Decision, NewItem, NewOutbox, Recorded, SqliteStore};
 use petitiond_core::envelope::{Channel, Envelope, Personal, Request, Upstream};
 use std::time::Duration;
@@ -106,7 +107,7 @@ fn start(
 ) -> Running {
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = Engine {
-        config: Arc::new(cfg),
+        inputs: Arc::new(SlaInputs::from_config(&cfg)),
         store: store.clone(),
         metrics: Metrics::new(),
         relay_wake: Arc::new(Notify::new()),

@@ -10,6 +10,50 @@ use crate::store::{Decision, NewItem, SqliteStore};
 use petitiond_core::envelope::{Channel, Personal, Request, Routing, Upstream};
 use std::collections::HashMap;
 
+// The write-back rows take the sections they read; these take a whole test config.
+fn acknowledged(cfg: &Config, env: &Envelope) -> Option<NewWriteback> {
+    super::acknowledged(
+        &cfg.http_sources,
+        cfg.sla.calendar.time_zone(),
+        &cfg.departments,
+        env,
+    )
+}
+
+fn dues(cfg: &Config, env: &Envelope, clocks: &[&Clock], cause: Timestamp) -> Vec<NewWriteback> {
+    super::dues(
+        &cfg.http_sources,
+        cfg.sla.calendar.time_zone(),
+        env,
+        clocks,
+        cause,
+    )
+}
+
+fn dues_for_clock(cfg: &Config, clock: &Clock, cause: Timestamp) -> Vec<NewWriteback> {
+    super::dues_for_clock(
+        &cfg.http_sources,
+        cfg.sla.calendar.time_zone(),
+        clock,
+        cause,
+    )
+}
+
+fn completed(
+    cfg: &Config,
+    env: &Envelope,
+    event: EventKind,
+    at: Timestamp,
+) -> Option<NewWriteback> {
+    super::completed(
+        &cfg.http_sources,
+        cfg.sla.calendar.time_zone(),
+        env,
+        event,
+        at,
+    )
+}
+
 /// A config with the portal pointed at `base` and write-back as the sim wants it; `extra`
 /// lands in `[channels.portal.writeback]`, `auth` after the mapping.
 fn config(base: &str, extra: &str, auth: &str) -> Config {
@@ -670,8 +714,16 @@ fn status_events_queue_moved_dues_and_the_completion() {
     let t0 = env.received_at;
     let at = |mins: i64| t0 + jiff::SignedDuration::from_mins(mins);
     let apply = |clocks: &mut Vec<Clock>, kind: EventKind, mins: i64| {
-        let w =
-            crate::status::clock_writes(&cfg, &metrics, &env, clocks, kind, None, at(mins), None);
+        let w = crate::status::clock_writes(
+            &crate::sla::SlaInputs::from_config(&cfg),
+            &metrics,
+            &env,
+            clocks,
+            kind,
+            None,
+            at(mins),
+            None,
+        );
         for (c, _) in &w.started {
             clocks.push(c.clone());
         }
@@ -721,7 +773,12 @@ fn recomputed_clocks_offer_their_new_due() {
         next_provisional: false,
     };
     let now: Timestamp = "2026-11-28T03:00:00Z".parse().unwrap();
-    let out = crate::sla::engine::reconcile(&cfg, vec![stored], false, now);
+    let out = crate::sla::engine::reconcile(
+        &crate::sla::SlaInputs::from_config(&cfg),
+        vec![stored],
+        false,
+        now,
+    );
     assert_eq!(out.writes.len(), 1);
     let w = &out.writes[0].writeback;
     assert_eq!(w.len(), 1);

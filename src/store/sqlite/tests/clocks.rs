@@ -246,7 +246,12 @@ fn pending_to_computed_sends_one_due_update() {
 
     let candidates = s.clocks_to_recompute(true).unwrap();
     assert_eq!(candidates.len(), 1);
-    let out = crate::sla::engine::reconcile(&cfg, candidates, false, at);
+    let out = crate::sla::engine::reconcile(
+        &crate::sla::SlaInputs::from_config(&cfg),
+        candidates,
+        false,
+        at,
+    );
     assert_eq!(out.computed, 1);
     let r = s.recompute_clocks(&out.writes).unwrap();
     assert_eq!(r.announced, 1);
@@ -269,7 +274,8 @@ fn pending_to_computed_sends_one_due_update() {
     assert!(again[0].next.is_some());
     assert_eq!(s.open_provisional_clocks().unwrap(), 1);
     // Same calendars: nothing to do, nothing sent.
-    let out2 = crate::sla::engine::reconcile(&cfg, again, false, at);
+    let out2 =
+        crate::sla::engine::reconcile(&crate::sla::SlaInputs::from_config(&cfg), again, false, at);
     assert!(out2.writes.is_empty());
     // The first write replayed: the row no longer holds the pending clock.
     let r = s.recompute_clocks(&out.writes).unwrap();
@@ -315,7 +321,12 @@ fn a_hold_with_a_fraction_of_a_millisecond_is_replayed_exactly() {
     assert_eq!(candidates.len(), 1);
     assert_eq!(candidates[0].clock, c, "stored exactly");
     // A calendar change elsewhere (same days for this clock): recomputed, not announced.
-    let out = crate::sla::engine::reconcile(&cfg, candidates, true, t("2026-12-25T02:00:00Z"));
+    let out = crate::sla::engine::reconcile(
+        &crate::sla::SlaInputs::from_config(&cfg),
+        candidates,
+        true,
+        t("2026-12-25T02:00:00Z"),
+    );
     assert!(
         out.writes.iter().all(|w| w.announce.is_none()),
         "{:?}",
