@@ -29,4 +29,4 @@ pub mod routing;
 pub use petitiond_sim as sim;
 pub mod sla;
 pub mod status;
-pub mod store;
+pub use petitiond_store as store;

@@ -15,7 +15,7 @@
 use std::panic::PanicHookInfo;
 
 /// Shown in place of a message formatted at run time.
-pub const WITHHELD: &str = "message withheld: it may quote the data being processed";
+pub use petitiond_core::diag::WITHHELD;
 
 /// Replaces the default panic hook (see the module doc).
 pub fn install() {
@@ -34,15 +34,7 @@ pub fn install() {
     }));
 }
 
-/// A task's `JoinError` for logs and errors. Its own `Display` quotes the panic's message
-/// ("task 7 panicked with message ..."), which may quote the data the task worked on.
-pub fn join_error(e: &tokio::task::JoinError) -> String {
-    if e.is_panic() {
-        format!("a blocking task panicked ({WITHHELD})")
-    } else {
-        "a blocking task was cancelled".to_string()
-    }
-}
+pub use petitiond_store::join_error;
 
 /// The one line the hook writes for a panic: thread, location, and the message only if it is
 /// a literal from the code.

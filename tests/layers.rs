@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// on crates listed before it.
 const LAYERS: &[(&str, &str)] = &[
     ("petitiond-core", "crates/core"),
+    ("petitiond-store", "crates/store"),
     ("petitiond-sim", "crates/sim"),
     ("petitiond", "."),
 ];

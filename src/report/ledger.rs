@@ -196,3 +196,7 @@ pub fn write(
     };
     Ok(n)
 }
+
+#[cfg(test)]
+#[path = "ledger_tests.rs"]
+mod tests;

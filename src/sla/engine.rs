@@ -873,3 +873,5 @@ mod tests {
 
 #[cfg(test)]
 mod paused_tests;
+#[cfg(test)]
+mod store_tests;

@@ -191,25 +191,7 @@ pub fn authorise(
     Ok(department)
 }
 
-/// The closed-loop stage (DOMAIN.md §6) an event moves its item to, if any: the office has
-/// taken it in (受理: viewed, marked, signed in, registered), a department handles it (办理:
-/// accepted, extended, paused, resumed), replied (反馈), evaluated (评价); a refusal closes
-/// it. The stored stage only advances.
-pub fn stage_after(kind: EventKind) -> Option<petitiond_core::envelope::Stage> {
-    use petitiond_core::envelope::Stage;
-    Some(match kind {
-        EventKind::Viewed
-        | EventKind::StatusMarked
-        | EventKind::SignedIn
-        | EventKind::Registered => Stage::Accepted,
-        EventKind::Accepted | EventKind::Extended | EventKind::Paused | EventKind::Resumed => {
-            Stage::Handling
-        }
-        EventKind::Replied => Stage::Replied,
-        EventKind::Evaluated => Stage::Evaluated,
-        EventKind::Rejected => Stage::Closed,
-    })
-}
+pub use petitiond_core::sla::policy::stage_after;
 
 /// Parses a record value into an event and its kind.
 pub fn parse(payload: &[u8]) -> Result<(StatusEvent, EventKind), Rejected> {

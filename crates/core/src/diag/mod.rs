@@ -7,6 +7,10 @@ pub mod toml_file;
 
 use std::fmt;
 
+/// What a panic or task error says instead of its message (which may quote the data being
+/// processed): logs and errors never carry a panic's own words.
+pub const WITHHELD: &str = "message withheld: it may quote the data being processed";
+
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

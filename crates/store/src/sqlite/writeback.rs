@@ -157,7 +157,7 @@ pub(super) fn replay(conn: &mut Connection, ids: &[i64]) -> Result<usize, StoreE
 
 #[cfg(test)]
 mod tests {
-    use crate::store::*;
+    use crate::*;
     use petitiond_core::envelope::{Channel, Envelope, Personal, Request, Upstream};
     use petitiond_core::sla::clock::{Clock, State};
     use std::time::Duration;

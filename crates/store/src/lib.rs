@@ -678,9 +678,24 @@ where
     let store = Arc::clone(store);
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
-        .map_err(|e| StoreError::Join(crate::panics::join_error(&e)))?
+        .map_err(|e| StoreError::Join(join_error(&e)))?
+}
+
+/// A task's `JoinError` for logs and errors. Its own `Display` quotes the panic's message
+/// ("task 7 panicked with message ..."), which may quote the data the task worked on.
+pub fn join_error(e: &tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        format!(
+            "a blocking task panicked ({})",
+            petitiond_core::diag::WITHHELD
+        )
+    } else {
+        "a blocking task was cancelled".to_string()
+    }
 }
 
 pub mod blobs;
 pub mod files;
 pub mod report;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
