@@ -68,11 +68,15 @@
 //! with `media_redirect_to`, a URL on the sim's origin that redirects there; with
 //! [`Faults::broken_media_every`](super::Faults), one that always answers 500.
 
-use super::{
-    BadKind, Core, Element, Field, Flavor, Petition, Plan, Rec, RecordStore, Reply, Server,
-    TimeStyle, arrange, check_bearer, count_requests, fmt_time, not_found, param, parse_query,
-    parse_time_param, run_faulted, secs_at_or_after, secs_at_or_before, serve_file,
-};
+use crate::faults::{Plan, arrange};
+use crate::media::{MediaPlace, serve_file};
+use crate::query::{param, parse_query};
+use crate::records::{BadKind, Element, Field, OVERSIZE_BYTES, Rec, RecordStore};
+use crate::reply::{Flavor, Reply, check_bearer, not_found, run_faulted};
+use crate::server::{Server, bind};
+use crate::shared::{Core, count_requests};
+use crate::texts::{Petition, matters};
+use crate::time::{TimeStyle, fmt_time, parse_time_param, secs_at_or_after, secs_at_or_before};
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -158,7 +162,7 @@ fn make_id(dt: jiff::civil::DateTime, seq: u64) -> String {
 impl HotlineSim {
     /// Binds `cfg.addr` and serves on the current tokio runtime.
     pub async fn start(cfg: HotlineSimConfig) -> std::io::Result<HotlineSim> {
-        let listener = super::bind(cfg.addr).await?;
+        let listener = bind(cfg.addr).await?;
         let core = Arc::new(Core::new(cfg.seed, make_id));
         let shared = Arc::new(Shared {
             origin: listener.origin.clone(),
@@ -252,7 +256,7 @@ async fn services(
         if let Err(r) = sh.authorize(&q, &headers) {
             return r;
         }
-        let list: Vec<Value> = super::texts::matters()
+        let list: Vec<Value> = matters()
             .iter()
             .map(|m| {
                 json!({
@@ -563,7 +567,7 @@ impl Shared {
             },
         };
         let text = if r.bad == Some(BadKind::Oversize) {
-            p.long_body(super::OVERSIZE_BYTES)
+            p.long_body(OVERSIZE_BYTES)
         } else {
             p.body
         };
@@ -670,7 +674,7 @@ impl Shared {
         let every = u64::from(self.cfg.media_every.filter(|&e| e > 0)?);
         r.seq.is_multiple_of(every).then(|| {
             let ext = ["jpg", "png", "pdf"][((r.seq / every) % 3) as usize];
-            let place = super::MediaPlace {
+            let place = MediaPlace {
                 origin: self
                     .cfg
                     .media_origin

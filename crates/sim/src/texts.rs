@@ -3,7 +3,7 @@
 //! and requests across the four categories (livelihood, rights, policy, historical). Everything
 //! is a pure function of `(seed, seq)`.
 
-use super::Rng;
+use crate::rng::Rng;
 
 pub(crate) struct District {
     pub code: &'static str,
