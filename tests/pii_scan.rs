@@ -357,14 +357,14 @@ impl Known {
 }
 
 /// Every name the simulators generate: each of `SURNAMES` with each of `GIVEN`, read from
-/// their source (`src/sim/texts.rs`).
+/// their source (`crates/sim/src/texts.rs`).
 fn simulator_names(root: &Path) -> Vec<String> {
-    let src = std::fs::read_to_string(root.join("src/sim/texts.rs")).unwrap();
+    let src = std::fs::read_to_string(root.join("crates/sim/src/texts.rs")).unwrap();
     let pair = regex::Regex::new(r#"\("(\p{Han}+)", "[a-z]+"\)"#).unwrap();
     let table = |name: &str| -> Vec<String> {
         let start = src
             .find(&format!("const {name}:"))
-            .unwrap_or_else(|| panic!("src/sim/texts.rs has no {name}"));
+            .unwrap_or_else(|| panic!("crates/sim/src/texts.rs has no {name}"));
         let body = &src[start..];
         let body = &body[..body.find("];").unwrap()];
         pair.captures_iter(body).map(|c| c[1].to_string()).collect()
