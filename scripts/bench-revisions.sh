@@ -14,6 +14,9 @@ shift 2
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || { echo "usage: $0 BEFORE AFTER [ROUNDS] -- BENCH..." >&2; exit 2; }
 root=$(git rev-parse --show-toplevel)
+# Resolved once: a revision name such as HEAD must mean the same commit all along.
+before=$(git -C "$root" rev-parse --short "$before^{commit}")
+after=$(git -C "$root" rev-parse --short "$after^{commit}")
 work=$(mktemp -d)
 trap 'for r in before after; do git -C "$root" worktree remove --force "$work/$r" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
@@ -28,12 +31,12 @@ for r in before after; do
     bin[$r.$name]=$path
   done < <(cd "$work/$r" && cargo bench --no-run --locked "${args[@]}" 2>&1 \
     | sed -n 's|.*Executable benches/\([a-z_]*\)\.rs (\(.*\))|\1 \2|p')
-  echo "== built $r ($(git -C "$root" rev-parse --short "$rev"))"
+  echo "== built $r ($rev)"
 done
 for i in $(seq 1 "$rounds"); do
   for b in "${benches[@]}"; do
     for r in before after; do
-      echo "== round $i: $b from $r ($(git -C "$root" rev-parse --short "${!r}")), $(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg)"
+      echo "== round $i: $b from $r (${!r}), $(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg)"
       (cd "$work/$r" && "${bin[$r.$b]}" --bench)
     done
   done
