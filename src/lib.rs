@@ -17,8 +17,8 @@ pub use petitiond_core::envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod intake;
-pub mod kafka;
-pub mod metrics;
+pub use petitiond_kafka as kafka;
+pub use petitiond_metrics as metrics;
 pub mod notify;
 pub mod panics;
 pub mod report;

@@ -22,6 +22,7 @@ pub use http::HttpSourceConfig;
 pub use petitiond_core::diag::{ConfigError, ConfigErrors, Secret};
 use petitiond_core::envelope::Channel;
 pub use petitiond_core::routing::{Department, RulesFiles};
+pub use petitiond_kafka::KafkaConfig;
 use raw::{RawConfig, RawSecretRef};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -112,29 +113,6 @@ pub struct AdminConfig {
 pub struct StoreConfig {
     pub path: PathBuf,
     pub busy_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct KafkaConfig {
-    pub brokers: String,
-    pub client_id: String,
-    pub create_topics: bool,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    /// `None`: librdkafka retries until the broker acknowledges (never drops on timeout).
-    pub delivery_timeout: Option<Duration>,
-    pub request_timeout: Duration,
-    pub relay_batch: usize,
-    pub retry_backoff: Duration,
-    /// The recovery scan reads at most this many records per partition (the newest).
-    pub recovery_scan_max_records: u64,
-    /// The recovery scan starts at records written this long before the oldest in-flight row
-    /// was created (clock skew between this host and the brokers).
-    pub recovery_time_margin: Duration,
-    pub dead_letter_topic: String,
-    /// Extra librdkafka properties, secrets already resolved.
-    pub properties: BTreeMap<String, String>,
-    pub secret_properties: BTreeMap<String, Secret>,
 }
 
 /// Whose status events a status topic carries.

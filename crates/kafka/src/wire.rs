@@ -5,9 +5,9 @@
 //! headers. The JSON is written here field by field from the domain type, on purpose: the
 //! wire is a published, versioned contract and must not change when a domain struct does.
 
-use crate::store::NewOutbox;
 use petitiond_core::envelope::{Attachment, Envelope};
 use petitiond_core::routing::Department;
+use petitiond_store::NewOutbox;
 use serde_json::{Value, json};
 
 pub const SPEC_VERSION: &str = "1.0";

@@ -4,8 +4,8 @@
 //! and cannot be overridden from config. The client context turns librdkafka's error and log
 //! callbacks into tracing events, metrics and the broker-health flag.
 
-use crate::config::KafkaConfig;
-use crate::metrics::Metrics;
+use crate::KafkaConfig;
+use petitiond_metrics::Metrics;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -164,23 +164,36 @@ pub fn create_producer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// `[kafka]` as the config validates it from `brokers` and `[kafka.properties]` alone
+    /// (every other key at its default).
+    fn config(brokers: &str, properties: &[(&str, &str)]) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.into(),
+            client_id: "petitiond".into(),
+            create_topics: false,
+            partitions: 1,
+            replication_factor: 1,
+            delivery_timeout: None,
+            request_timeout: Duration::from_secs(30),
+            relay_batch: 100,
+            retry_backoff: Duration::from_millis(500),
+            recovery_scan_max_records: 10_000,
+            recovery_time_margin: Duration::from_secs(300),
+            dead_letter_topic: "petition.dlq".into(),
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            secret_properties: Default::default(),
+        }
+    }
 
     #[test]
     fn producer_guarantees_are_set_last_and_not_overridable() {
-        let text = r#"
-[kafka]
-brokers = "b1:9092,b2:9092"
-[kafka.properties]
-"security.protocol" = "ssl"
-[[departments]]
-id = "a"
-name = "A"
-topic = "t"
-[routing]
-default_lead = "a"
-"#;
-        let c = crate::config::Config::parse(text, "t", std::path::Path::new(".")).unwrap();
-        let p = producer_config(&c.kafka);
+        let c = config("b1:9092,b2:9092", &[("security.protocol", "ssl")]);
+        let p = producer_config(&c);
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("enable.idempotence"), Some("true"));
         assert_eq!(p.get("message.timeout.ms"), Some("0"));
@@ -193,18 +206,17 @@ default_lead = "a"
     /// missed records and re-sent them. Every consumer now sets it, and no auto-commit.
     #[test]
     fn every_consumer_sets_auto_offset_reset_explicitly() {
-        let text = "[kafka]\nbrokers = \"b:9092\"\n[kafka.properties]\n\"fetch.wait.max.ms\" = \"100\"\n[[departments]]\nid = \"a\"\nname = \"A\"\ntopic = \"t\"\n[routing]\ndefault_lead = \"a\"\n";
-        let c = crate::config::Config::parse(text, "t", std::path::Path::new(".")).unwrap();
+        let c = config("b:9092", &[("fetch.wait.max.ms", "100")]);
         for (what, cfg) in [
-            ("status", status_consumer_config(&c.kafka, "g")),
-            ("recovery", recovery_consumer_config(&c.kafka)),
+            ("status", status_consumer_config(&c, "g")),
+            ("recovery", recovery_consumer_config(&c)),
         ] {
             assert_eq!(cfg.get("auto.offset.reset"), Some("earliest"), "{what}");
             assert_eq!(cfg.get("enable.auto.commit"), Some("false"), "{what}");
             assert_eq!(cfg.get("fetch.wait.max.ms"), Some("100"), "{what}");
         }
         assert_eq!(
-            consumer_config(&c.kafka, "g", OffsetReset::Latest).get("auto.offset.reset"),
+            consumer_config(&c, "g", OffsetReset::Latest).get("auto.offset.reset"),
             Some("latest")
         );
     }

@@ -22,10 +22,10 @@
 use super::client::{BrokerHealth, KafkaContext, create_producer, recovery_consumer_config};
 use super::topics::ensure_topics;
 use super::wire::{DLQ_REASON, DLQ_TOPIC, TYPE_RECOVERY_FAILED, ops_event};
-use crate::config::KafkaConfig;
-use crate::metrics::{Metrics, TopicLabel};
-use crate::store::{Delivered, OutboxRow, Store, blocking};
+use crate::KafkaConfig;
 use futures::future::join_all;
+use petitiond_metrics::{Metrics, TopicLabel};
+use petitiond_store::{Delivered, OutboxRow, Store, blocking};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};

@@ -2,7 +2,7 @@
 //! them everywhere, and name every missing topic in the error otherwise.
 
 use super::client::client_config;
-use crate::config::KafkaConfig;
+use crate::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
