@@ -3,6 +3,7 @@
 //! ([`KafkaConfig`]); imports only the core, the store and the metrics.
 
 pub mod client;
+pub mod lease;
 pub mod relay;
 pub mod topics;
 pub mod wire;
