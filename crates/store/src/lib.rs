@@ -30,6 +30,28 @@ pub enum StoreError {
     /// A stored value that does not read back (a bug or a hand-edited database).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A write under a lease that a newer owner has taken since (`Store::acquire_lease`): the
+    /// writer lost the unit and must stop it.
+    #[error("fenced: the lease of {unit} at epoch {epoch} was taken over by a newer owner")]
+    Fenced { unit: String, epoch: i64 },
+}
+
+/// A unit's lease as the store fences it (ARCHITECTURE.md, "Several instances"): the epoch
+/// [`Store::acquire_lease`] returned. Writes under a lease succeed only while no newer epoch of
+/// the unit was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub unit: String,
+    pub epoch: i64,
+}
+
+/// A unit's newest lease: who took it and when (the board, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub unit: String,
+    pub epoch: i64,
+    pub instance: String,
+    pub since: String,
 }
 
 /// One record to produce: opaque to the store.
@@ -594,6 +616,22 @@ pub trait Store: Send + Sync + 'static {
     fn summary(&self) -> Result<Summary, StoreError>;
     fn cursor(&self, source: &str) -> Result<Option<String>, StoreError>;
     fn set_cursor(&self, source: &str, value: &str) -> Result<(), StoreError>;
+
+    // Leases of units run by one of several instances (ARCHITECTURE.md, "Several instances").
+
+    /// Takes `unit`'s lease for `instance`: the unit's epoch goes up by one (1 for a unit
+    /// never leased) and the new lease is returned. Called when the Kafka group assigns the
+    /// unit, before the unit starts; from then on writes under an older epoch fail.
+    fn acquire_lease(&self, unit: &str, instance: &str) -> Result<Lease, StoreError>;
+    /// Whether `lease` is still the unit's newest (nobody took the unit since).
+    fn lease_holds(&self, lease: &Lease) -> Result<bool, StoreError>;
+    /// Every unit's newest lease, by unit.
+    fn leases(&self) -> Result<Vec<LeaseRow>, StoreError>;
+    /// [`Store::set_cursor`] under a lease: the cursor moves only while `lease` holds and no
+    /// newer epoch wrote it (the epoch is stored with the cursor); otherwise
+    /// [`StoreError::Fenced`] and nothing is written.
+    fn set_cursor_leased(&self, source: &str, value: &str, lease: &Lease)
+    -> Result<(), StoreError>;
 
     // Status write-back (`channels::http::writeback`).
 

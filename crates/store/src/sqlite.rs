@@ -17,6 +17,7 @@ use std::time::Duration;
 mod board;
 mod clocks;
 mod items;
+mod leases;
 mod ledger;
 mod mail;
 mod migrations;
@@ -368,6 +369,27 @@ impl Store for SqliteStore {
 
     fn set_cursor(&self, source: &str, value: &str) -> Result<(), StoreError> {
         items::set_cursor(self, source, value)
+    }
+
+    fn acquire_lease(&self, unit: &str, instance: &str) -> Result<Lease, StoreError> {
+        leases::acquire(&self.conn(), unit, instance)
+    }
+
+    fn lease_holds(&self, lease: &Lease) -> Result<bool, StoreError> {
+        leases::holds(&self.conn(), lease)
+    }
+
+    fn leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        leases::list(&self.conn())
+    }
+
+    fn set_cursor_leased(
+        &self,
+        source: &str,
+        value: &str,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        leases::set_cursor(&self.conn(), source, value, lease)
     }
 
     fn writeback_ready(

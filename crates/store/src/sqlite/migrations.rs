@@ -324,4 +324,18 @@ CREATE INDEX alerts_escalation ON alerts(item_id) WHERE kind = 'escalation';
 CREATE INDEX items_unreplied ON items(received_at) WHERE stage_rank < 3;
 "#,
     ),
+    // v15: leases of units run by one of several instances (`sqlite/leases.rs`): a unit's
+    // newest epoch and its owner; a cursor written under a lease keeps the epoch that wrote
+    // it, so an older owner cannot move it back.
+    M::up(
+        r#"
+CREATE TABLE leases (
+    unit TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    instance TEXT NOT NULL,
+    since TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+) WITHOUT ROWID;
+ALTER TABLE cursors ADD COLUMN epoch INTEGER;
+"#,
+    ),
 ];

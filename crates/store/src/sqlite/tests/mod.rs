@@ -6,6 +6,7 @@ use petitiond_core::envelope::Envelope;
 mod board;
 mod clocks;
 mod items;
+mod leases;
 
 use crate::testing::{item, store};
 
