@@ -15,6 +15,8 @@ mod raw;
 mod writeback;
 
 pub use raw::*;
+use writeback::writeback;
+pub(crate) use writeback::writeback_clocks;
 
 // ---- validated ----------------------------------------------------------------------------
 
@@ -253,382 +255,378 @@ pub struct AttachmentLimits {
 
 // ---- validation ---------------------------------------------------------------------------
 
-impl Validator<'_> {
-    /// Validates `[channels.<name>]`; pushes every error found.
-    pub(super) fn http_source(
-        &mut self,
-        name: &str,
-        channel: Channel,
-        r: &RawHttpSource,
-    ) -> Option<HttpSourceConfig> {
-        let at = |k: &str| format!("channels.{name}.{k}");
-        let (base, origins) = self.http_origins(name, r);
-        self.http_plaintext_credentials(name, r, base.as_ref());
-        let max_clock_skew_secs = self.max_clock_skew_secs(name, r);
-        for (k, v) in [
-            ("poll_interval_ms", r.poll_interval_ms),
-            ("connect_timeout_ms", r.connect_timeout_ms),
-            ("request_timeout_ms", r.request_timeout_ms),
-            ("requests_per_second", r.requests_per_second as u64),
-            ("backoff_initial_ms", r.backoff_initial_ms),
-            ("backoff_max_ms", r.backoff_max_ms),
-            ("breaker_failures", r.breaker_failures as u64),
-            ("stale_after_secs", r.stale_after_secs),
-            ("max_record_bytes", r.max_record_bytes),
-            ("max_body_bytes", r.max_body_bytes),
-        ] {
-            self.positive(&at(k), v);
+/// Validates `[channels.<name>]`; pushes every error found.
+pub(super) fn http_source(
+    v: &mut Validator<'_>,
+    name: &str,
+    channel: Channel,
+    r: &RawHttpSource,
+) -> Option<HttpSourceConfig> {
+    let at = |k: &str| format!("channels.{name}.{k}");
+    let (base, origins) = http_origins(v, name, r);
+    http_plaintext_credentials(v, name, r, base.as_ref());
+    let max_clock_skew_secs = max_clock_skew_secs(v, name, r);
+    for (k, n) in [
+        ("poll_interval_ms", r.poll_interval_ms),
+        ("connect_timeout_ms", r.connect_timeout_ms),
+        ("request_timeout_ms", r.request_timeout_ms),
+        ("requests_per_second", r.requests_per_second as u64),
+        ("backoff_initial_ms", r.backoff_initial_ms),
+        ("backoff_max_ms", r.backoff_max_ms),
+        ("breaker_failures", r.breaker_failures as u64),
+        ("stale_after_secs", r.stale_after_secs),
+        ("max_record_bytes", r.max_record_bytes),
+        ("max_body_bytes", r.max_body_bytes),
+    ] {
+        v.positive(&at(k), n);
+    }
+    let protocol = match r.protocol.as_str() {
+        "open311" => open311(v, name, r),
+        "paged" => paged(v, name, r),
+        other => {
+            v.err(
+                &at("protocol"),
+                format!("`{other}`: expected `open311` or `paged`"),
+            );
+            None
         }
-        let protocol = match r.protocol.as_str() {
-            "open311" => self.open311(name, r),
-            "paged" => self.paged(name, r),
-            other => {
-                self.err(
-                    &at("protocol"),
-                    format!("`{other}`: expected `open311` or `paged`"),
-                );
-                None
-            }
-        };
-        let mapping = self.mapping(name, &r.protocol, r.mapping.as_ref());
-        let auth = match &r.auth {
-            None => Auth::None,
-            Some(a) => self.auth(name, a),
-        };
-        let writeback = r
-            .writeback
-            .as_ref()
-            .filter(|w| w.enabled)
-            .and_then(|w| self.writeback(name, r, w));
-        let a = &r.attachments;
-        self.positive(&at("attachments.max_bytes"), a.max_bytes);
-        self.positive(
-            &at("attachments.max_failed_polls"),
-            u64::from(a.max_failed_polls),
+    };
+    let mapping = mapping(v, name, &r.protocol, r.mapping.as_ref());
+    let auth = match &r.auth {
+        None => Auth::None,
+        Some(a) => auth(v, name, a),
+    };
+    let writeback = r
+        .writeback
+        .as_ref()
+        .filter(|w| w.enabled)
+        .and_then(|w| writeback(v, name, r, w));
+    let a = &r.attachments;
+    v.positive(&at("attachments.max_bytes"), a.max_bytes);
+    v.positive(
+        &at("attachments.max_failed_polls"),
+        u64::from(a.max_failed_polls),
+    );
+    Some(HttpSourceConfig {
+        name: name.to_string(),
+        channel,
+        base_url: r.base_url.trim_end_matches('/').to_string(),
+        protocol: protocol?,
+        mapping,
+        auth,
+        attachments: AttachmentLimits {
+            enabled: a.enabled,
+            max_bytes: a.max_bytes,
+            allowed_types: a.allowed_types.iter().map(|t| t.to_lowercase()).collect(),
+            max_per_item: a.max_per_item,
+            max_failed_polls: a.max_failed_polls.max(1),
+        },
+        poll_interval: Duration::from_millis(r.poll_interval_ms),
+        overlap: Duration::from_secs(r.overlap_secs),
+        initial_lookback: Duration::from_secs(r.initial_lookback_hours * 3600),
+        connect_timeout: Duration::from_millis(r.connect_timeout_ms),
+        request_timeout: Duration::from_millis(r.request_timeout_ms),
+        requests_per_second: r.requests_per_second.max(1),
+        backoff_initial: Duration::from_millis(r.backoff_initial_ms),
+        backoff_max: Duration::from_millis(r.backoff_max_ms.max(r.backoff_initial_ms)),
+        breaker_failures: r.breaker_failures.max(1),
+        breaker_cooldown: Duration::from_millis(r.breaker_cooldown_ms),
+        stale_after: Duration::from_secs(r.stale_after_secs),
+        max_record_bytes: r.max_record_bytes,
+        max_body_bytes: r.max_body_bytes,
+        origins,
+        allow_plaintext_auth: r.allow_plaintext_auth,
+        max_clock_skew: Duration::from_secs(max_clock_skew_secs),
+        writeback,
+    })
+}
+
+/// `base_url` (an http(s) URL without user or password) and `allowed_origins`: returns the
+/// parsed base URL and every origin requests may go to, the base URL's first.
+fn http_origins(
+    v: &mut Validator<'_>,
+    name: &str,
+    r: &RawHttpSource,
+) -> (Option<reqwest::Url>, Vec<String>) {
+    let at = |k: &str| format!("channels.{name}.{k}");
+    let base = reqwest::Url::parse(&r.base_url).ok();
+    let base_origin = base.as_ref().and_then(origin_of);
+    if base_origin.is_none() {
+        v.err(
+            &at("base_url"),
+            format!(
+                "`{}` is not an http(s) URL",
+                super::url_for_log(&r.base_url)
+            ),
         );
-        Some(HttpSourceConfig {
-            name: name.to_string(),
-            channel,
-            base_url: r.base_url.trim_end_matches('/').to_string(),
-            protocol: protocol?,
-            mapping,
-            auth,
-            attachments: AttachmentLimits {
-                enabled: a.enabled,
-                max_bytes: a.max_bytes,
-                allowed_types: a.allowed_types.iter().map(|t| t.to_lowercase()).collect(),
-                max_per_item: a.max_per_item,
-                max_failed_polls: a.max_failed_polls.max(1),
-            },
-            poll_interval: Duration::from_millis(r.poll_interval_ms),
-            overlap: Duration::from_secs(r.overlap_secs),
-            initial_lookback: Duration::from_secs(r.initial_lookback_hours * 3600),
-            connect_timeout: Duration::from_millis(r.connect_timeout_ms),
-            request_timeout: Duration::from_millis(r.request_timeout_ms),
-            requests_per_second: r.requests_per_second.max(1),
-            backoff_initial: Duration::from_millis(r.backoff_initial_ms),
-            backoff_max: Duration::from_millis(r.backoff_max_ms.max(r.backoff_initial_ms)),
-            breaker_failures: r.breaker_failures.max(1),
-            breaker_cooldown: Duration::from_millis(r.breaker_cooldown_ms),
-            stale_after: Duration::from_secs(r.stale_after_secs),
-            max_record_bytes: r.max_record_bytes,
-            max_body_bytes: r.max_body_bytes,
-            origins,
-            allow_plaintext_auth: r.allow_plaintext_auth,
-            max_clock_skew: Duration::from_secs(max_clock_skew_secs),
-            writeback,
-        })
     }
+    if base
+        .as_ref()
+        .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
+    {
+        v.err(
+            &at("base_url"),
+            "must not carry a user or password (it would be logged): use `auth`",
+        );
+    }
+    let mut origins = vec![base_origin.clone().unwrap_or_default()];
+    for (i, o) in r.allowed_origins.iter().enumerate() {
+        match reqwest::Url::parse(o).ok().filter(|u| {
+            u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none()
+        }) {
+            Some(u) if origin_of(&u).is_some() => {
+                let o = origin_of(&u).unwrap_or_default();
+                if !origins.contains(&o) {
+                    origins.push(o);
+                }
+            }
+            _ => v.err(
+                &format!("{}[{i}]", at("allowed_origins")),
+                format!("`{o}` is not an origin: expected http(s)://host[:port]"),
+            ),
+        }
+    }
+    (base, origins)
+}
 
-    /// `base_url` (an http(s) URL without user or password) and `allowed_origins`: returns the
-    /// parsed base URL and every origin requests may go to, the base URL's first.
-    fn http_origins(
-        &mut self,
-        name: &str,
-        r: &RawHttpSource,
-    ) -> (Option<reqwest::Url>, Vec<String>) {
-        let at = |k: &str| format!("channels.{name}.{k}");
-        let base = reqwest::Url::parse(&r.base_url).ok();
-        let base_origin = base.as_ref().and_then(origin_of);
-        if base_origin.is_none() {
-            self.err(
-                &at("base_url"),
+/// Credentials over plain http only with `allow_plaintext_auth`.
+fn http_plaintext_credentials(
+    v: &mut Validator<'_>,
+    name: &str,
+    r: &RawHttpSource,
+    base: Option<&reqwest::Url>,
+) {
+    let at = |k: &str| format!("channels.{name}.{k}");
+    let has_credentials = r.auth.as_ref().is_some_and(|a| a.kind != "none")
+        || (r.protocol == "open311" && r.api_key.is_some());
+    if base.is_some_and(|u| u.scheme() == "http") && has_credentials && !r.allow_plaintext_auth {
+        v.err(
+            &at("base_url"),
+            "plain http would send the credentials unencrypted: use https, or set allow_plaintext_auth = true",
+        );
+    }
+}
+
+/// `max_clock_skew_secs`: below `overlap_secs` (default: half of it, at most 60 s).
+fn max_clock_skew_secs(v: &mut Validator<'_>, name: &str, r: &RawHttpSource) -> u64 {
+    let at = |k: &str| format!("channels.{name}.{k}");
+    // A clamped cursor sits `skew` ahead of our clock; the next poll starts `overlap`
+    // before it, so the overlap must exceed the skew or records written meanwhile (by
+    // an upstream whose clock is right) would be skipped.
+    match r.max_clock_skew_secs {
+        None => (r.overlap_secs / 2).min(60),
+        Some(s) if s > 0 && s >= r.overlap_secs => {
+            v.err(
+                &at("max_clock_skew_secs"),
                 format!(
-                    "`{}` is not an http(s) URL",
-                    super::url_for_log(&r.base_url)
+                    "{s} is not less than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
+                    r.overlap_secs
                 ),
             );
+            r.overlap_secs / 2
         }
-        if base
-            .as_ref()
-            .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
-        {
-            self.err(
-                &at("base_url"),
-                "must not carry a user or password (it would be logged): use `auth`",
-            );
-        }
-        let mut origins = vec![base_origin.clone().unwrap_or_default()];
-        for (i, o) in r.allowed_origins.iter().enumerate() {
-            match reqwest::Url::parse(o).ok().filter(|u| {
-                u.path() == "/"
-                    && u.query().is_none()
-                    && u.fragment().is_none()
-                    && u.username().is_empty()
-                    && u.password().is_none()
-            }) {
-                Some(u) if origin_of(&u).is_some() => {
-                    let o = origin_of(&u).unwrap_or_default();
-                    if !origins.contains(&o) {
-                        origins.push(o);
-                    }
-                }
-                _ => self.err(
-                    &format!("{}[{i}]", at("allowed_origins")),
-                    format!("`{o}` is not an origin: expected http(s)://host[:port]"),
-                ),
-            }
-        }
-        (base, origins)
+        Some(s) => s,
     }
+}
 
-    /// Credentials over plain http only with `allow_plaintext_auth`.
-    fn http_plaintext_credentials(
-        &mut self,
-        name: &str,
-        r: &RawHttpSource,
-        base: Option<&reqwest::Url>,
-    ) {
-        let at = |k: &str| format!("channels.{name}.{k}");
-        let has_credentials = r.auth.as_ref().is_some_and(|a| a.kind != "none")
-            || (r.protocol == "open311" && r.api_key.is_some());
-        if base.is_some_and(|u| u.scheme() == "http") && has_credentials && !r.allow_plaintext_auth
-        {
-            self.err(
-                &at("base_url"),
-                "plain http would send the credentials unencrypted: use https, or set allow_plaintext_auth = true",
+/// `protocol = "open311"`: change polling, response and window limits, the API key.
+fn open311(v: &mut Validator<'_>, name: &str, r: &RawHttpSource) -> Option<Protocol> {
+    let at = |k: &str| format!("channels.{name}.{k}");
+    let updated_after = match r.change_polling.as_str() {
+        "updated_after" => true,
+        "requested_window" => false,
+        other => {
+            v.err(
+                &at("change_polling"),
+                format!("`{other}`: expected `updated_after` or `requested_window`"),
             );
+            true
         }
-    }
+    };
+    v.positive(&at("max_per_response"), r.max_per_response as u64);
+    v.positive(&at("max_window_days"), r.max_window_days);
+    let api_key = r.api_key.as_ref().and_then(|k| v.secret(&at("api_key"), k));
+    Some(Protocol::Open311 {
+        jurisdiction_id: r.jurisdiction_id.clone(),
+        api_key,
+        updated_after,
+        max_per_response: r.max_per_response,
+        max_window: Duration::from_secs(r.max_window_days * 86_400),
+    })
+}
 
-    /// `max_clock_skew_secs`: below `overlap_secs` (default: half of it, at most 60 s).
-    fn max_clock_skew_secs(&mut self, name: &str, r: &RawHttpSource) -> u64 {
-        let at = |k: &str| format!("channels.{name}.{k}");
-        // A clamped cursor sits `skew` ahead of our clock; the next poll starts `overlap`
-        // before it, so the overlap must exceed the skew or records written meanwhile (by
-        // an upstream whose clock is right) would be skipped.
-        match r.max_clock_skew_secs {
-            None => (r.overlap_secs / 2).min(60),
-            Some(s) if s > 0 && s >= r.overlap_secs => {
-                self.err(
-                    &at("max_clock_skew_secs"),
-                    format!(
-                        "{s} is not less than overlap_secs ({}): a clamped cursor would skip records written meanwhile",
-                        r.overlap_secs
-                    ),
+fn pointer(v: &mut Validator<'_>, path: &str, p: &str) {
+    if !p.is_empty() && !p.starts_with('/') {
+        v.err(
+            path,
+            format!("`{p}` is not a JSON pointer (RFC 6901: empty or starting with `/`)"),
+        );
+    }
+}
+
+fn paged(v: &mut Validator<'_>, name: &str, r: &RawHttpSource) -> Option<Protocol> {
+    let at = |k: &str| format!("channels.{name}.{k}");
+    let method = match r.method.to_uppercase().as_str() {
+        "GET" => reqwest::Method::GET,
+        "POST" => reqwest::Method::POST,
+        other => {
+            v.err(&at("method"), format!("`{other}`: expected GET or POST"));
+            reqwest::Method::GET
+        }
+    };
+    let Some(path) = r.path.clone() else {
+        v.err(&at("path"), "required for protocol `paged`");
+        return None;
+    };
+    let items_pointer = r.items_pointer.clone().unwrap_or_default();
+    pointer(v, &at("items_pointer"), &items_pointer);
+    let Some(p) = &r.pagination else {
+        v.err(&at("pagination"), "required for protocol `paged`");
+        return None;
+    };
+    v.positive(&at("pagination.page_size"), p.page_size as u64);
+    let pagination = match p.kind.as_str() {
+        "page" => Pagination::Page {
+            page_param: p.page_param.clone(),
+            size_param: p.size_param.clone(),
+            page_size: p.page_size,
+            first_page: p.first_page,
+        },
+        "cursor" => {
+            let ptr = p.next_cursor_pointer.clone().unwrap_or_default();
+            if ptr.is_empty() {
+                v.err(
+                    &at("pagination.next_cursor_pointer"),
+                    "required for pagination `cursor`",
                 );
-                r.overlap_secs / 2
             }
-            Some(s) => s,
-        }
-    }
-
-    /// `protocol = "open311"`: change polling, response and window limits, the API key.
-    fn open311(&mut self, name: &str, r: &RawHttpSource) -> Option<Protocol> {
-        let at = |k: &str| format!("channels.{name}.{k}");
-        let updated_after = match r.change_polling.as_str() {
-            "updated_after" => true,
-            "requested_window" => false,
-            other => {
-                self.err(
-                    &at("change_polling"),
-                    format!("`{other}`: expected `updated_after` or `requested_window`"),
-                );
-                true
-            }
-        };
-        self.positive(&at("max_per_response"), r.max_per_response as u64);
-        self.positive(&at("max_window_days"), r.max_window_days);
-        let api_key = r
-            .api_key
-            .as_ref()
-            .and_then(|k| self.secret(&at("api_key"), k));
-        Some(Protocol::Open311 {
-            jurisdiction_id: r.jurisdiction_id.clone(),
-            api_key,
-            updated_after,
-            max_per_response: r.max_per_response,
-            max_window: Duration::from_secs(r.max_window_days * 86_400),
-        })
-    }
-
-    fn pointer(&mut self, path: &str, p: &str) {
-        if !p.is_empty() && !p.starts_with('/') {
-            self.err(
-                path,
-                format!("`{p}` is not a JSON pointer (RFC 6901: empty or starting with `/`)"),
-            );
-        }
-    }
-
-    fn paged(&mut self, name: &str, r: &RawHttpSource) -> Option<Protocol> {
-        let at = |k: &str| format!("channels.{name}.{k}");
-        let method = match r.method.to_uppercase().as_str() {
-            "GET" => reqwest::Method::GET,
-            "POST" => reqwest::Method::POST,
-            other => {
-                self.err(&at("method"), format!("`{other}`: expected GET or POST"));
-                reqwest::Method::GET
-            }
-        };
-        let Some(path) = r.path.clone() else {
-            self.err(&at("path"), "required for protocol `paged`");
-            return None;
-        };
-        let items_pointer = r.items_pointer.clone().unwrap_or_default();
-        self.pointer(&at("items_pointer"), &items_pointer);
-        let Some(p) = &r.pagination else {
-            self.err(&at("pagination"), "required for protocol `paged`");
-            return None;
-        };
-        self.positive(&at("pagination.page_size"), p.page_size as u64);
-        let pagination = match p.kind.as_str() {
-            "page" => Pagination::Page {
-                page_param: p.page_param.clone(),
+            pointer(v, &at("pagination.next_cursor_pointer"), &ptr);
+            Pagination::Cursor {
+                cursor_param: p.cursor_param.clone(),
                 size_param: p.size_param.clone(),
                 page_size: p.page_size,
-                first_page: p.first_page,
-            },
-            "cursor" => {
-                let ptr = p.next_cursor_pointer.clone().unwrap_or_default();
-                if ptr.is_empty() {
-                    self.err(
-                        &at("pagination.next_cursor_pointer"),
-                        "required for pagination `cursor`",
-                    );
-                }
-                self.pointer(&at("pagination.next_cursor_pointer"), &ptr);
-                Pagination::Cursor {
-                    cursor_param: p.cursor_param.clone(),
-                    size_param: p.size_param.clone(),
-                    page_size: p.page_size,
-                    next_cursor_pointer: ptr,
-                }
+                next_cursor_pointer: ptr,
             }
-            "link" => Pagination::Link {
-                size_param: p.size_param.clone(),
-                page_size: p.page_size,
-            },
-            other => {
-                self.err(
-                    &at("pagination.kind"),
-                    format!("`{other}`: expected `page`, `cursor` or `link`"),
-                );
-                return None;
-            }
-        };
-        let updated_after_format = match r.updated_after_format.as_str() {
-            "rfc3339" => None,
-            f => Some(f.to_string()),
-        };
-        Some(Protocol::Paged {
-            method,
-            path: if path.starts_with('/') {
-                path
-            } else {
-                format!("/{path}")
-            },
-            query: r
-                .query
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            updated_after_param: r.updated_after_param.clone(),
-            updated_after_format,
-            items_pointer,
-            pagination,
-        })
-    }
-
-    fn mapping(&mut self, name: &str, protocol: &str, m: Option<&RawMapping>) -> Mapping {
-        let at = |k: &str| format!("channels.{name}.mapping.{k}");
-        let mut out = if protocol == "open311" {
-            Mapping::open311()
+        }
+        "link" => Pagination::Link {
+            size_param: p.size_param.clone(),
+            page_size: p.page_size,
+        },
+        other => {
+            v.err(
+                &at("pagination.kind"),
+                format!("`{other}`: expected `page`, `cursor` or `link`"),
+            );
+            return None;
+        }
+    };
+    let updated_after_format = match r.updated_after_format.as_str() {
+        "rfc3339" => None,
+        f => Some(f.to_string()),
+    };
+    Some(Protocol::Paged {
+        method,
+        path: if path.starts_with('/') {
+            path
         } else {
-            Mapping::default()
-        };
-        let Some(m) = m else {
-            if protocol != "open311" {
-                self.err(
-                    &format!("channels.{name}.mapping"),
-                    "required for protocol `paged`",
-                );
-            }
-            return out;
-        };
-        let fields: [(&str, &Option<RawPointer>, &mut Vec<String>); 13] = [
-            ("id", &m.id, &mut out.id),
-            ("created", &m.created, &mut out.created),
-            ("updated", &m.updated, &mut out.updated),
-            ("title", &m.title, &mut out.title),
-            ("content", &m.content, &mut out.content),
-            ("name", &m.name, &mut out.name),
-            ("id_number", &m.id_number, &mut out.id_number),
-            ("phone", &m.phone, &mut out.phone),
-            ("address", &m.address, &mut out.address),
-            ("region", &m.region, &mut out.region),
-            ("service_code", &m.service_code, &mut out.service_code),
-            ("status", &m.status, &mut out.status),
-            ("url", &m.url, &mut out.url),
-        ];
-        let mut bad = Vec::new();
-        for (key, raw, slot) in fields {
-            if let Some(r) = raw {
-                let list = match r {
-                    RawPointer::One(s) => vec![s.clone()],
-                    RawPointer::Many(v) => v.clone(),
-                };
-                for p in &list {
-                    if !p.is_empty() && !p.starts_with('/') {
-                        bad.push((key, p.clone()));
-                    }
-                }
-                *slot = list;
-            }
-        }
-        for (key, p) in bad {
-            self.pointer(&at(key), &p);
-        }
-        if let Some(a) = &m.attachments {
-            self.pointer(&at("attachments"), a);
-            out.attachments = Some(a.clone());
-        }
-        if let Some(a) = &m.attachment_url {
-            self.pointer(&at("attachment_url"), a);
-            out.attachment_url = a.clone();
-        }
-        if let Some(a) = &m.attachment_name {
-            self.pointer(&at("attachment_name"), a);
-            out.attachment_name = Some(a.clone());
-        }
-        if m.time_format.is_some() {
-            out.time_format = m.time_format.clone();
-        }
-        if out.id.is_empty() {
-            self.err(&at("id"), "required: the record's upstream id");
-        }
-        if out.content.is_empty() && out.title.is_empty() {
-            self.err(
-                &at("content"),
-                "required: the record's text (content or title)",
+            format!("/{path}")
+        },
+        query: r
+            .query
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        updated_after_param: r.updated_after_param.clone(),
+        updated_after_format,
+        items_pointer,
+        pagination,
+    })
+}
+
+fn mapping(v: &mut Validator<'_>, name: &str, protocol: &str, m: Option<&RawMapping>) -> Mapping {
+    let at = |k: &str| format!("channels.{name}.mapping.{k}");
+    let mut out = if protocol == "open311" {
+        Mapping::open311()
+    } else {
+        Mapping::default()
+    };
+    let Some(m) = m else {
+        if protocol != "open311" {
+            v.err(
+                &format!("channels.{name}.mapping"),
+                "required for protocol `paged`",
             );
         }
-        out
+        return out;
+    };
+    let fields: [(&str, &Option<RawPointer>, &mut Vec<String>); 13] = [
+        ("id", &m.id, &mut out.id),
+        ("created", &m.created, &mut out.created),
+        ("updated", &m.updated, &mut out.updated),
+        ("title", &m.title, &mut out.title),
+        ("content", &m.content, &mut out.content),
+        ("name", &m.name, &mut out.name),
+        ("id_number", &m.id_number, &mut out.id_number),
+        ("phone", &m.phone, &mut out.phone),
+        ("address", &m.address, &mut out.address),
+        ("region", &m.region, &mut out.region),
+        ("service_code", &m.service_code, &mut out.service_code),
+        ("status", &m.status, &mut out.status),
+        ("url", &m.url, &mut out.url),
+    ];
+    let mut bad = Vec::new();
+    for (key, raw, slot) in fields {
+        if let Some(r) = raw {
+            let list = match r {
+                RawPointer::One(s) => vec![s.clone()],
+                RawPointer::Many(v) => v.clone(),
+            };
+            for p in &list {
+                if !p.is_empty() && !p.starts_with('/') {
+                    bad.push((key, p.clone()));
+                }
+            }
+            *slot = list;
+        }
     }
+    for (key, p) in bad {
+        pointer(v, &at(key), &p);
+    }
+    if let Some(a) = &m.attachments {
+        pointer(v, &at("attachments"), a);
+        out.attachments = Some(a.clone());
+    }
+    if let Some(a) = &m.attachment_url {
+        pointer(v, &at("attachment_url"), a);
+        out.attachment_url = a.clone();
+    }
+    if let Some(a) = &m.attachment_name {
+        pointer(v, &at("attachment_name"), a);
+        out.attachment_name = Some(a.clone());
+    }
+    if m.time_format.is_some() {
+        out.time_format = m.time_format.clone();
+    }
+    if out.id.is_empty() {
+        v.err(&at("id"), "required: the record's upstream id");
+    }
+    if out.content.is_empty() && out.title.is_empty() {
+        v.err(
+            &at("content"),
+            "required: the record's text (content or title)",
+        );
+    }
+    out
+}
 
-    fn auth(&mut self, name: &str, a: &RawAuth) -> Auth {
-        let at = |k: &str| format!("channels.{name}.auth.{k}");
-        let need_secret = |v: &mut Self, key: &str, r: &Option<RawSecretRef>| -> Option<Secret> {
+fn auth(v: &mut Validator<'_>, name: &str, a: &RawAuth) -> Auth {
+    let at = |k: &str| format!("channels.{name}.auth.{k}");
+    let need_secret =
+        |v: &mut Validator<'_>, key: &str, r: &Option<RawSecretRef>| -> Option<Secret> {
             match r {
                 Some(r) => v.secret(&at(key), r),
                 None => {
@@ -637,77 +635,76 @@ impl Validator<'_> {
                 }
             }
         };
-        match a.kind.as_str() {
-            "none" => Auth::None,
-            "bearer" => need_secret(self, "token", &a.token).map_or(Auth::None, Auth::Bearer),
-            "basic" => {
-                let password = need_secret(self, "password", &a.password);
-                let Some(username) = a.username.clone() else {
-                    self.err(&at("username"), "required for auth kind `basic`");
-                    return Auth::None;
-                };
-                password.map_or(Auth::None, |password| Auth::Basic { username, password })
-            }
-            "hmac" => {
-                let secret = need_secret(self, "secret", &a.secret);
-                let Some(app_key) = a.app_key.clone() else {
-                    self.err(&at("app_key"), "required for auth kind `hmac`");
-                    return Auth::None;
-                };
-                let base64 = match a.signature_encoding.as_deref().unwrap_or("hex") {
-                    "hex" => false,
-                    "base64" => true,
-                    other => {
-                        self.err(
-                            &at("signature_encoding"),
-                            format!("`{other}`: expected `hex` or `base64`"),
-                        );
-                        false
-                    }
-                };
-                let millis = match a.timestamp_unit.as_deref().unwrap_or("millis") {
-                    "millis" => true,
-                    "seconds" => false,
-                    other => {
-                        self.err(
-                            &at("timestamp_unit"),
-                            format!("`{other}`: expected `millis` or `seconds`"),
-                        );
-                        true
-                    }
-                };
-                let canonical = a
-                    .canonical
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_CANONICAL.into());
-                if let Some(bad) = unknown_placeholder(&canonical) {
-                    self.err(
-                        &at("canonical"),
-                        format!("unknown placeholder `{{{bad}}}` (known: {KNOWN_PLACEHOLDERS})"),
+    match a.kind.as_str() {
+        "none" => Auth::None,
+        "bearer" => need_secret(v, "token", &a.token).map_or(Auth::None, Auth::Bearer),
+        "basic" => {
+            let password = need_secret(v, "password", &a.password);
+            let Some(username) = a.username.clone() else {
+                v.err(&at("username"), "required for auth kind `basic`");
+                return Auth::None;
+            };
+            password.map_or(Auth::None, |password| Auth::Basic { username, password })
+        }
+        "hmac" => {
+            let secret = need_secret(v, "secret", &a.secret);
+            let Some(app_key) = a.app_key.clone() else {
+                v.err(&at("app_key"), "required for auth kind `hmac`");
+                return Auth::None;
+            };
+            let base64 = match a.signature_encoding.as_deref().unwrap_or("hex") {
+                "hex" => false,
+                "base64" => true,
+                other => {
+                    v.err(
+                        &at("signature_encoding"),
+                        format!("`{other}`: expected `hex` or `base64`"),
                     );
+                    false
                 }
-                let h = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
-                secret.map_or(Auth::None, |secret| {
-                    Auth::Hmac(HmacAuth {
-                        app_key,
-                        secret,
-                        canonical,
-                        base64,
-                        millis,
-                        header_app_key: h(&a.header_app_key, "X-App-Key"),
-                        header_timestamp: h(&a.header_timestamp, "X-Timestamp"),
-                        header_nonce: h(&a.header_nonce, "X-Nonce"),
-                        header_signature: h(&a.header_signature, "X-Signature"),
-                    })
-                })
-            }
-            other => {
-                self.err(
-                    &at("kind"),
-                    format!("`{other}`: expected `none`, `bearer`, `basic` or `hmac`"),
+            };
+            let millis = match a.timestamp_unit.as_deref().unwrap_or("millis") {
+                "millis" => true,
+                "seconds" => false,
+                other => {
+                    v.err(
+                        &at("timestamp_unit"),
+                        format!("`{other}`: expected `millis` or `seconds`"),
+                    );
+                    true
+                }
+            };
+            let canonical = a
+                .canonical
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CANONICAL.into());
+            if let Some(bad) = unknown_placeholder(&canonical) {
+                v.err(
+                    &at("canonical"),
+                    format!("unknown placeholder `{{{bad}}}` (known: {KNOWN_PLACEHOLDERS})"),
                 );
-                Auth::None
             }
+            let h = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
+            secret.map_or(Auth::None, |secret| {
+                Auth::Hmac(HmacAuth {
+                    app_key,
+                    secret,
+                    canonical,
+                    base64,
+                    millis,
+                    header_app_key: h(&a.header_app_key, "X-App-Key"),
+                    header_timestamp: h(&a.header_timestamp, "X-Timestamp"),
+                    header_nonce: h(&a.header_nonce, "X-Nonce"),
+                    header_signature: h(&a.header_signature, "X-Signature"),
+                })
+            })
+        }
+        other => {
+            v.err(
+                &at("kind"),
+                format!("`{other}`: expected `none`, `bearer`, `basic` or `hmac`"),
+            );
+            Auth::None
         }
     }
 }

@@ -20,10 +20,11 @@ mod validate;
 
 pub use http::HttpSourceConfig;
 pub use petitiond_core::diag::{ConfigError, ConfigErrors, Secret};
+use petitiond_core::diag::{PLAINTEXT_AUTH, Validator};
 use petitiond_core::envelope::Channel;
 pub use petitiond_core::routing::{Department, RulesFiles};
 pub use petitiond_kafka::KafkaConfig;
-use raw::{RawConfig, RawSecretRef};
+use raw::RawConfig;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,9 +54,6 @@ pub fn url_for_log(url: &str) -> String {
         None => format!("{scheme}{rest}"),
     }
 }
-
-/// Why a password with a plaintext transport is refused (config errors).
-const PLAINTEXT_AUTH: &str = "the password would cross the network in clear text; use TLS, or set `allow_plaintext_auth = true` (loopback or a trusted network only)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -304,25 +302,22 @@ impl Config {
                 e.message = "must be `{ env = \"VAR\" }`, `{ file = \"PATH\" }` or `{ credential = \"NAME\" }` (the value given is not shown)".into();
             }
         }
-        let mut cx = Validator {
-            toml: &toml,
-            errors,
-            base_dir,
-        };
-        let config = raw.and_then(|raw| cx.validate(raw));
+        let mut v = Validator::new(&toml, errors, base_dir);
+        let config = raw.and_then(|raw| validate::validate(&mut v, raw));
+        let mut errors = v.into_errors();
         match config {
-            Some(c) if cx.errors.is_empty() => Ok(c),
+            Some(c) if errors.is_empty() => Ok(c),
             _ => {
-                if cx.errors.is_empty() {
-                    cx.errors.push(ConfigError {
+                if errors.is_empty() {
+                    errors.push(ConfigError {
                         file: file.into(),
                         line: None,
                         path: String::new(),
                         message: "invalid configuration".into(),
                     });
                 }
-                cx.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-                Err(ConfigErrors(cx.errors))
+                errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+                Err(ConfigErrors(errors))
             }
         }
     }
@@ -349,125 +344,6 @@ impl Config {
         t.sort();
         t.dedup();
         t
-    }
-}
-
-/// Stage two: meaning, cross-references, secrets. Pushes every error it finds.
-struct Validator<'a> {
-    toml: &'a toml_file::TomlFile<'a>,
-    errors: Vec<ConfigError>,
-    base_dir: &'a Path,
-}
-
-impl Validator<'_> {
-    fn err(&mut self, path: &str, message: impl Into<String>) {
-        let e = self.toml.err(path, message);
-        self.errors.push(e);
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
-        }
-    }
-
-    fn positive(&mut self, path: &str, v: u64) {
-        if v == 0 {
-            self.err(path, "must be greater than 0");
-        }
-    }
-
-    fn topic_name(&mut self, path: &str, t: &str) {
-        let ok = !t.is_empty()
-            && t.len() <= 249
-            && t != "."
-            && t != ".."
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !ok {
-            self.err(
-                path,
-                format!("`{t}` is not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-])"),
-            );
-        }
-    }
-
-    fn secret(&mut self, path: &str, r: &RawSecretRef) -> Option<Secret> {
-        if let Some(name) = &r.credential {
-            if r.env.is_some() || r.file.is_some() {
-                self.err(path, "give exactly one of `env`, `file` or `credential`");
-                return None;
-            }
-            return self.credential(path, name);
-        }
-        match (&r.env, &r.file) {
-            (Some(var), None) => match std::env::var(var) {
-                Ok(v) => Some(Secret::new(v)),
-                Err(_) => {
-                    self.err(path, format!("environment variable `{var}` is not set"));
-                    None
-                }
-            },
-            (None, Some(f)) => {
-                let p = self.path(f);
-                match std::fs::read_to_string(&p) {
-                    Ok(v) => Some(Secret::new(v.trim_end_matches(['\n', '\r']).to_string())),
-                    Err(e) => {
-                        self.err(
-                            path,
-                            format!("cannot read secret file {}: {e}", p.display()),
-                        );
-                        None
-                    }
-                }
-            }
-            _ => {
-                self.err(path, "give exactly one of `env`, `file` or `credential`");
-                None
-            }
-        }
-    }
-
-    /// A systemd credential: `$CREDENTIALS_DIRECTORY/NAME`, which systemd fills from the
-    /// unit's `LoadCredential=NAME[:PATH]` (readable by the service's user only, on a private
-    /// mount). Also works with any runtime that puts one file per secret in a directory and
-    /// exports its path (e.g. `CREDENTIALS_DIRECTORY=/run/secrets` with compose secrets).
-    fn credential(&mut self, path: &str, name: &str) -> Option<Secret> {
-        let valid = !name.is_empty()
-            && name.len() <= 255
-            && name != "."
-            && name != ".."
-            && !name.contains(['/', '\0']);
-        if !valid {
-            self.err(
-                path,
-                format!("`{name}` is not a credential name (a file name: no `/`, not `.` or `..`)"),
-            );
-            return None;
-        }
-        let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) else {
-            self.err(
-                path,
-                format!(
-                    "credential `{name}`: $CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with `LoadCredential={name}`; run `petitiond check` as `systemd-run -P -p LoadCredential={name} ...` or set it to the directory holding the file)"
-                ),
-            );
-            return None;
-        };
-        let p = Path::new(&dir).join(name);
-        match std::fs::read_to_string(&p) {
-            Ok(v) => Some(Secret::new(v.trim_end_matches(['\n', '\r']).to_string())),
-            Err(e) => {
-                self.err(
-                    path,
-                    format!("cannot read credential `{name}` ({}): {e}", p.display()),
-                );
-                None
-            }
-        }
     }
 }
 

@@ -113,15 +113,7 @@ impl Default for RawBlobs {
     }
 }
 
-/// Where a secret's value comes from: an environment variable, a file, or a systemd
-/// credential (`$CREDENTIALS_DIRECTORY/NAME`, from the unit's `LoadCredential=`). Never the TOML.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSecretRef {
-    pub env: Option<String>,
-    pub file: Option<String>,
-    pub credential: Option<String>,
-}
+pub use petitiond_core::diag::RawSecretRef;
 
 fn default_partitions() -> i32 {
     3

@@ -26,67 +26,65 @@ pub struct RawReplies {
     pub banned: Option<Vec<String>>,
 }
 
-impl Validator<'_> {
-    pub(super) fn replies(&mut self, r: &RawReplies) -> Option<ReplyChecker> {
-        let d = defaults();
-        let mut elements = Vec::new();
-        for (e, given) in [
-            (Element::Facts, &r.facts),
-            (Element::Policy, &r.policy),
-            (Element::Result, &r.result),
-            (Element::Remedy, &r.remedy),
-        ] {
-            let path = format!("replies.{}", e.as_str());
-            let list = match given {
-                Some(l) => {
-                    if l.is_empty() {
-                        self.err(
-                            &path,
-                            format!(
-                                "list at least one phrase that shows the {} ({}): with none, every reply would be bounced",
-                                e.zh(),
-                                e.as_str()
-                            ),
-                        );
-                    }
-                    self.phrases(&path, l);
-                    l.clone()
-                }
-                None => d
-                    .elements
-                    .iter()
-                    .find(|(x, _)| *x == e)
-                    .map(|(_, l)| l.clone())
-                    .unwrap_or_default(),
-            };
-            elements.push((e, list));
-        }
-        let banned = match &r.banned {
+pub(super) fn replies(v: &mut Validator<'_>, r: &RawReplies) -> Option<ReplyChecker> {
+    let d = defaults();
+    let mut elements = Vec::new();
+    for (e, given) in [
+        (Element::Facts, &r.facts),
+        (Element::Policy, &r.policy),
+        (Element::Result, &r.result),
+        (Element::Remedy, &r.remedy),
+    ] {
+        let path = format!("replies.{}", e.as_str());
+        let list = match given {
             Some(l) => {
-                self.phrases("replies.banned", l);
+                if l.is_empty() {
+                    v.err(
+                        &path,
+                        format!(
+                            "list at least one phrase that shows the {} ({}): with none, every reply would be bounced",
+                            e.zh(),
+                            e.as_str()
+                        ),
+                    );
+                }
+                phrases(v, &path, l);
                 l.clone()
             }
-            None => d.banned,
+            None => d
+                .elements
+                .iter()
+                .find(|(x, _)| *x == e)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_default(),
         };
-        match ReplyChecker::new(r.enabled.unwrap_or(true), elements, banned) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                self.err("replies", format!("the phrase lists do not compile: {e}"));
-                None
-            }
+        elements.push((e, list));
+    }
+    let banned = match &r.banned {
+        Some(l) => {
+            phrases(v, "replies.banned", l);
+            l.clone()
+        }
+        None => d.banned,
+    };
+    match ReplyChecker::new(r.enabled.unwrap_or(true), elements, banned) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            v.err("replies", format!("the phrase lists do not compile: {e}"));
+            None
         }
     }
+}
 
-    /// Each phrase non-empty after normalisation, and listed once.
-    fn phrases(&mut self, path: &str, list: &[String]) {
-        let mut seen = HashSet::new();
-        for (i, p) in list.iter().enumerate() {
-            let n = petitiond_core::routing::classify::normalize(p);
-            if n.is_empty() {
-                self.err(&format!("{path}[{i}]"), "empty phrase");
-            } else if !seen.insert(n) {
-                self.err(&format!("{path}[{i}]"), format!("`{p}` is listed twice"));
-            }
+/// Each phrase non-empty after normalisation, and listed once.
+fn phrases(v: &mut Validator<'_>, path: &str, list: &[String]) {
+    let mut seen = HashSet::new();
+    for (i, p) in list.iter().enumerate() {
+        let n = petitiond_core::routing::classify::normalize(p);
+        if n.is_empty() {
+            v.err(&format!("{path}[{i}]"), "empty phrase");
+        } else if !seen.insert(n) {
+            v.err(&format!("{path}[{i}]"), format!("`{p}` is listed twice"));
         }
     }
 }

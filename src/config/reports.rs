@@ -52,70 +52,71 @@ pub struct ReportsConfig {
     pub topic: String,
 }
 
-impl Validator<'_> {
-    /// `data_dir` resolves a relative `out_dir`; `alerts_topic` is the default topic; `mail`
-    /// tells whether `[alerts.email]` is configured (recipients need it).
-    pub(super) fn reports(
-        &mut self,
-        r: &RawReports,
-        data_dir: &std::path::Path,
-        alerts_topic: &str,
-        mail: bool,
-    ) -> Option<ReportsConfig> {
-        let monthly = self.cron("reports.monthly_cron", &r.monthly_cron);
-        let key_case_reminder =
-            self.cron("reports.key_case_reminder_cron", &r.key_case_reminder_cron);
-        for (i, m) in r.recipients.iter().enumerate() {
-            self.email_address(&format!("reports.recipients[{i}]"), m);
-        }
-        if !r.recipients.is_empty() && !mail {
-            self.err(
-                "reports.recipients",
-                "reports are mailed through [alerts.email], which is not configured (or not enabled)",
-            );
-        }
-        let topic = r.topic.clone().unwrap_or_else(|| alerts_topic.to_string());
-        if r.topic.is_some() {
-            self.topic_name("reports.topic", &topic);
-        }
-        let out_dir = match r.out_dir.as_deref() {
-            Some("") => {
-                self.err("reports.out_dir", "must not be empty");
-                PathBuf::new()
-            }
-            Some(p) if std::path::Path::new(p).is_absolute() => PathBuf::from(p),
-            Some(p) => data_dir.join(p),
-            None => data_dir.join("reports"),
-        };
-        Some(ReportsConfig {
-            monthly: monthly?,
-            key_case_reminder: key_case_reminder?,
-            recipients: r.recipients.clone(),
-            out_dir,
-            topic,
-        })
+/// `data_dir` resolves a relative `out_dir`; `alerts_topic` is the default topic; `mail`
+/// tells whether `[alerts.email]` is configured (recipients need it).
+pub(super) fn reports(
+    v: &mut Validator<'_>,
+    r: &RawReports,
+    data_dir: &std::path::Path,
+    alerts_topic: &str,
+    mail: bool,
+) -> Option<ReportsConfig> {
+    let monthly = cron(v, "reports.monthly_cron", &r.monthly_cron);
+    let key_case_reminder = cron(
+        v,
+        "reports.key_case_reminder_cron",
+        &r.key_case_reminder_cron,
+    );
+    for (i, m) in r.recipients.iter().enumerate() {
+        v.email_address(&format!("reports.recipients[{i}]"), m);
     }
+    if !r.recipients.is_empty() && !mail {
+        v.err(
+            "reports.recipients",
+            "reports are mailed through [alerts.email], which is not configured (or not enabled)",
+        );
+    }
+    let topic = r.topic.clone().unwrap_or_else(|| alerts_topic.to_string());
+    if r.topic.is_some() {
+        v.topic_name("reports.topic", &topic);
+    }
+    let out_dir = match r.out_dir.as_deref() {
+        Some("") => {
+            v.err("reports.out_dir", "must not be empty");
+            PathBuf::new()
+        }
+        Some(p) if std::path::Path::new(p).is_absolute() => PathBuf::from(p),
+        Some(p) => data_dir.join(p),
+        None => data_dir.join("reports"),
+    };
+    Some(ReportsConfig {
+        monthly: monthly?,
+        key_case_reminder: key_case_reminder?,
+        recipients: r.recipients.clone(),
+        out_dir,
+        topic,
+    })
+}
 
-    fn cron(&mut self, path: &str, expr: &str) -> Option<cron::Schedule> {
-        match cron::Schedule::from_str(expr) {
-            Ok(s) => {
-                // A schedule that never fires (`0 0 0 30 Feb *`) is a mistake, not a choice.
-                let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_767_225_600, 0)?;
-                if s.after(&start).next().is_none() {
-                    self.err(path, format!("`{expr}` never fires"));
-                    return None;
-                }
-                Some(s)
+fn cron(v: &mut Validator<'_>, path: &str, expr: &str) -> Option<cron::Schedule> {
+    match cron::Schedule::from_str(expr) {
+        Ok(s) => {
+            // A schedule that never fires (`0 0 0 30 Feb *`) is a mistake, not a choice.
+            let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_767_225_600, 0)?;
+            if s.after(&start).next().is_none() {
+                v.err(path, format!("`{expr}` never fires"));
+                return None;
             }
-            Err(e) => {
-                self.err(
-                    path,
-                    format!(
-                        "`{expr}` is not a cron expression (six or seven fields, seconds first, e.g. \"0 0 8 1 * *\"): {e}"
-                    ),
-                );
-                None
-            }
+            Some(s)
+        }
+        Err(e) => {
+            v.err(
+                path,
+                format!(
+                    "`{expr}` is not a cron expression (six or seven fields, seconds first, e.g. \"0 0 8 1 * *\"): {e}"
+                ),
+            );
+            None
         }
     }
 }

@@ -112,146 +112,144 @@ fn channels(v: &mut Validator<'_>, path: &str, names: &[String]) -> Vec<Channel>
     out
 }
 
-impl Validator<'_> {
-    pub(super) fn completeness(&mut self, c: &RawCompleteness) -> Option<Completeness> {
-        const AT: &str = "routing.completeness";
-        let channels = channels(self, &format!("{AT}.channels"), &c.channels);
-        let mut contact_any = Vec::new();
-        for (i, f) in c.contact_any.iter().enumerate() {
-            match ContactField::parse(f) {
-                Some(f) => contact_any.push(f),
-                None => self.err(
-                    &format!("{AT}.contact_any[{i}]"),
-                    format!("`{f}` is not one of name, id_number, phone, address"),
-                ),
-            }
+pub(super) fn completeness(v: &mut Validator<'_>, c: &RawCompleteness) -> Option<Completeness> {
+    const AT: &str = "routing.completeness";
+    let channels = channels(v, &format!("{AT}.channels"), &c.channels);
+    let mut contact_any = Vec::new();
+    for (i, f) in c.contact_any.iter().enumerate() {
+        match ContactField::parse(f) {
+            Some(f) => contact_any.push(f),
+            None => v.err(
+                &format!("{AT}.contact_any[{i}]"),
+                format!("`{f}` is not one of name, id_number, phone, address"),
+            ),
         }
-        if c.contact_any.is_empty() && !c.contact_in_text {
-            self.err(
-                &format!("{AT}.contact_any"),
-                "name at least one petitioner field (phone, address, ...) or set contact_in_text",
-            );
-        }
-        let mut names = HashSet::new();
-        let mut facts = Vec::new();
-        for (i, f) in c.facts.iter().enumerate() {
-            let at = |k: &str| format!("{AT}.facts[{i}].{k}");
-            let name_ok = !f.name.is_empty()
-                && f.name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c));
-            if !name_ok {
-                self.err(
-                    &at("name"),
-                    format!(
-                        "`{}` must be a-z 0-9 - _ (it becomes the flag `missing:<name>`)",
-                        f.name
-                    ),
-                );
-            } else if matches!(f.name.as_str(), "contact" | "content") || !names.insert(&f.name) {
-                self.err(&at("name"), format!("duplicate fact name `{}`", f.name));
-            }
-            let mut categories = Vec::new();
-            for (j, ca) in f.categories.iter().enumerate() {
-                match serde_json::from_value::<Category>(serde_json::Value::String(ca.clone())) {
-                    Ok(v) => categories.push(v),
-                    Err(_) => self.err(
-                        &format!("{}[{j}]", at("categories")),
-                        format!("`{ca}` is not one of livelihood, rights, policy, historical"),
-                    ),
-                }
-            }
-            if f.keywords_any.is_empty() && f.regex_any.is_empty() {
-                self.err(
-                    &format!("{AT}.facts[{i}]"),
-                    "a fact needs `keywords_any` or `regex_any`: what shows it is present",
-                );
-            }
-            let mut keywords = Vec::new();
-            for (j, k) in f.keywords_any.iter().enumerate() {
-                let n = petitiond_core::routing::classify::normalize(k);
-                if n.is_empty() {
-                    self.err(&format!("{}[{j}]", at("keywords_any")), "empty keyword");
-                } else {
-                    keywords.push(n);
-                }
-            }
-            let mut regexes = Vec::new();
-            for (j, r) in f.regex_any.iter().enumerate() {
-                match regex::Regex::new(r) {
-                    Ok(re) => regexes.push(re),
-                    Err(e) => self.err(
-                        &format!("{}[{j}]", at("regex_any")),
-                        format!("invalid regex: {e}"),
-                    ),
-                }
-            }
-            for (j, t) in f.tags.iter().enumerate() {
-                if t.trim().is_empty() {
-                    self.err(&format!("{}[{j}]", at("tags")), "empty tag");
-                }
-            }
-            facts.push(Fact {
-                name: f.name.clone(),
-                categories,
-                tags: f.tags.clone(),
-                keywords,
-                regexes,
-            });
-        }
-        c.enabled.then_some(Completeness {
-            channels,
-            contact_any,
-            contact_in_text: c.contact_in_text,
-            min_content_chars: c.min_content_chars,
-            facts,
-        })
     }
-
-    pub(super) fn repeat(&mut self, r: &RawRepeat) -> Option<RepeatConfig> {
-        const AT: &str = "routing.repeat";
-        self.positive(&format!("{AT}.window_days"), u64::from(r.window_days));
-        if r.flag_at < 2 {
-            self.err(
-                &format!("{AT}.flag_at"),
-                "must be at least 2 (the first item of a matter is never a repeat)",
-            );
-        }
-        let max = petitiond_core::envelope::MAX_RELATED_ITEMS as u32 + 1;
-        if r.flag_at > max {
-            self.err(
-                &format!("{AT}.flag_at"),
+    if c.contact_any.is_empty() && !c.contact_in_text {
+        v.err(
+            &format!("{AT}.contact_any"),
+            "name at least one petitioner field (phone, address, ...) or set contact_in_text",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut facts = Vec::new();
+    for (i, f) in c.facts.iter().enumerate() {
+        let at = |k: &str| format!("{AT}.facts[{i}].{k}");
+        let name_ok = !f.name.is_empty()
+            && f.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c));
+        if !name_ok {
+            v.err(
+                &at("name"),
                 format!(
-                    "must be at most {max} (an item is linked to at most {} earlier ones)",
-                    max - 1
+                    "`{}` must be a-z 0-9 - _ (it becomes the flag `missing:<name>`)",
+                    f.name
                 ),
             );
+        } else if matches!(f.name.as_str(), "contact" | "content") || !names.insert(&f.name) {
+            v.err(&at("name"), format!("duplicate fact name `{}`", f.name));
         }
-        let from_text = channels(self, &format!("{AT}.from_text"), &r.from_text);
-        if !r.enabled {
+        let mut categories = Vec::new();
+        for (j, ca) in f.categories.iter().enumerate() {
+            match serde_json::from_value::<Category>(serde_json::Value::String(ca.clone())) {
+                Ok(v) => categories.push(v),
+                Err(_) => v.err(
+                    &format!("{}[{j}]", at("categories")),
+                    format!("`{ca}` is not one of livelihood, rights, policy, historical"),
+                ),
+            }
+        }
+        if f.keywords_any.is_empty() && f.regex_any.is_empty() {
+            v.err(
+                &format!("{AT}.facts[{i}]"),
+                "a fact needs `keywords_any` or `regex_any`: what shows it is present",
+            );
+        }
+        let mut keywords = Vec::new();
+        for (j, k) in f.keywords_any.iter().enumerate() {
+            let n = petitiond_core::routing::classify::normalize(k);
+            if n.is_empty() {
+                v.err(&format!("{}[{j}]", at("keywords_any")), "empty keyword");
+            } else {
+                keywords.push(n);
+            }
+        }
+        let mut regexes = Vec::new();
+        for (j, r) in f.regex_any.iter().enumerate() {
+            match regex::Regex::new(r) {
+                Ok(re) => regexes.push(re),
+                Err(e) => v.err(
+                    &format!("{}[{j}]", at("regex_any")),
+                    format!("invalid regex: {e}"),
+                ),
+            }
+        }
+        for (j, t) in f.tags.iter().enumerate() {
+            if t.trim().is_empty() {
+                v.err(&format!("{}[{j}]", at("tags")), "empty tag");
+            }
+        }
+        facts.push(Fact {
+            name: f.name.clone(),
+            categories,
+            tags: f.tags.clone(),
+            keywords,
+            regexes,
+        });
+    }
+    c.enabled.then_some(Completeness {
+        channels,
+        contact_any,
+        contact_in_text: c.contact_in_text,
+        min_content_chars: c.min_content_chars,
+        facts,
+    })
+}
+
+pub(super) fn repeat(v: &mut Validator<'_>, r: &RawRepeat) -> Option<RepeatConfig> {
+    const AT: &str = "routing.repeat";
+    v.positive(&format!("{AT}.window_days"), u64::from(r.window_days));
+    if r.flag_at < 2 {
+        v.err(
+            &format!("{AT}.flag_at"),
+            "must be at least 2 (the first item of a matter is never a repeat)",
+        );
+    }
+    let max = petitiond_core::envelope::MAX_RELATED_ITEMS as u32 + 1;
+    if r.flag_at > max {
+        v.err(
+            &format!("{AT}.flag_at"),
+            format!(
+                "must be at most {max} (an item is linked to at most {} earlier ones)",
+                max - 1
+            ),
+        );
+    }
+    let from_text = channels(v, &format!("{AT}.from_text"), &r.from_text);
+    if !r.enabled {
+        return None;
+    }
+    let key = r.key.as_ref().and_then(|k| {
+        let s = v.secret(&format!("{AT}.key"), k)?;
+        if s.expose().len() < MIN_KEY_BYTES {
+            v.err(
+                &format!("{AT}.key"),
+                format!(
+                    "the key has {} bytes; use at least {MIN_KEY_BYTES} random bytes (e.g. `openssl rand -hex 32`)",
+                    s.expose().len()
+                ),
+            );
             return None;
         }
-        let key = r.key.as_ref().and_then(|k| {
-            let s = self.secret(&format!("{AT}.key"), k)?;
-            if s.expose().len() < MIN_KEY_BYTES {
-                self.err(
-                    &format!("{AT}.key"),
-                    format!(
-                        "the key has {} bytes; use at least {MIN_KEY_BYTES} random bytes (e.g. `openssl rand -hex 32`)",
-                        s.expose().len()
-                    ),
-                );
-                return None;
-            }
-            Some(s)
-        });
-        Some(RepeatConfig {
-            key,
-            window_days: r.window_days,
-            flag_at: r.flag_at,
-            from_text,
-        })
-    }
+        Some(s)
+    });
+    Some(RepeatConfig {
+        key,
+        window_days: r.window_days,
+        flag_at: r.flag_at,
+        from_text,
+    })
 }
 
 #[cfg(test)]

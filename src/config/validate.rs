@@ -3,492 +3,488 @@
 //! were always pushed, and the validated [`Config`] built from the results. Sections with their
 //! own module (`http`, `mailbox`, `routing`, `replies`, `reports`, `sla`) check themselves there.
 
+use super::http::http_source;
+use super::mailbox::mailbox;
+use super::replies::replies;
+use super::reports::reports;
+use super::routing::{completeness, repeat};
+use super::sla::sla;
 use super::*;
 
-impl Validator<'_> {
-    /// Checks every section in turn (the order in which errors are pushed, which orders the
-    /// errors of one line) and builds the [`Config`] when the sections that must be valid are.
-    pub(super) fn validate(&mut self, raw: RawConfig) -> Option<Config> {
-        let d = &raw.daemon;
-        let log_format = self.daemon(d);
-        let admin_listen = self.admin_listen(&raw.admin);
-        let admin = self.admin(&raw.admin, admin_listen);
-        let kafka = self.kafka(&raw.kafka);
-        let (ids, departments) = self.departments(&raw.departments, &kafka.dead_letter_topic);
-        self.status_topics_distinct(&raw, &departments);
-        let intake_desk = self.department_references(&raw, &ids);
-        let completeness = self.completeness(&raw.routing.completeness);
-        let repeat = self.repeat(&raw.routing.repeat);
+/// Checks every section in turn (the order in which errors are pushed, which orders the
+/// errors of one line) and builds the [`Config`] when the sections that must be valid are.
+pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> {
+    let d = &raw.daemon;
+    let log_format = daemon(v, d);
+    let admin_listen = admin_listen(v, &raw.admin);
+    let admin = admin(v, &raw.admin, admin_listen);
+    let kafka = kafka(v, &raw.kafka);
+    let (ids, departments) = departments(v, &raw.departments, &kafka.dead_letter_topic);
+    status_topics_distinct(v, &raw, &departments);
+    let intake_desk = department_references(v, &raw, &ids);
+    let completeness = completeness(v, &raw.routing.completeness);
+    let repeat = repeat(v, &raw.routing.repeat);
 
-        let mailbox = match &raw.channels.mailbox {
-            Some(m) if m.enabled => self.mailbox(m),
-            _ => None,
-        };
-        let mut http_sources = self.http_sources(&raw.channels);
+    let mailbox = match &raw.channels.mailbox {
+        Some(m) if m.enabled => mailbox(v, m),
+        _ => None,
+    };
+    let mut http_sources = http_sources(v, &raw.channels);
 
-        let sla = self.sla(&raw.sla, &kafka.dead_letter_topic);
-        if let Some(sla) = &sla {
-            self.writeback_clocks(&raw.channels, &mut http_sources, &sla.clocks);
-        }
-        let rules = self.rules_files(&raw.routing);
-        if let Some(r) = &rules {
-            self.load_rules(r, &departments, sla.as_ref());
-        }
-        let replies = self.replies(&raw.replies);
-        let email = raw
-            .alerts
-            .email
-            .as_ref()
-            .filter(|e| e.enabled)
-            .map(|e| self.email(e));
-
-        let data_dir = self.path(&raw.daemon.data_dir);
-        let reports = raw
-            .reports
-            .as_ref()
-            .filter(|r| r.enabled)
-            .and_then(|r| self.reports(r, &data_dir, &raw.sla.alerts_topic, email.is_some()));
-        let resolve_data = |p: &str| {
-            let p = Path::new(p);
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                data_dir.join(p)
-            }
-        };
-        Some(Config {
-            source: self.base_dir.to_path_buf(),
-            shutdown_deadline: Duration::from_secs(d.shutdown_deadline_secs),
-            log_format,
-            log_filter: d.log_filter.clone(),
-            admin_listen,
-            admin,
-            store: StoreConfig {
-                path: resolve_data(&raw.store.path),
-                busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
-            },
-            blobs_dir: resolve_data(&raw.blobs.dir),
-            data_dir: data_dir.clone(),
-            allow_shared_data_dir: d.allow_shared_data_dir,
-            kafka,
-            departments,
-            routing: RoutingConfig {
-                default_lead: raw.routing.default_lead.clone(),
-                rules,
-                reload_interval: Duration::from_millis(raw.routing.reload_interval_ms.max(100)),
-                intake_desk,
-                completeness,
-                repeat,
-            },
-            mailbox,
-            http_sources,
-            sla: sla?,
-            email,
-            replies: replies?,
-            reports,
-        })
+    let sla = sla(v, &raw.sla, &kafka.dead_letter_topic);
+    if let Some(sla) = &sla {
+        http::writeback_clocks(v, &raw.channels, &mut http_sources, &sla.clocks);
     }
-
-    /// `[daemon]`: the shutdown deadline, the log format and filter.
-    fn daemon(&mut self, d: &raw::RawDaemon) -> LogFormat {
-        self.positive("daemon.shutdown_deadline_secs", d.shutdown_deadline_secs);
-        let log_format = match d.log_format.as_str() {
-            "auto" => LogFormat::Auto,
-            "json" => LogFormat::Json,
-            "pretty" => LogFormat::Pretty,
-            other => {
-                self.err(
-                    "daemon.log_format",
-                    format!("`{other}` is not one of auto, json, pretty"),
-                );
-                LogFormat::Auto
-            }
-        };
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&d.log_filter) {
-            self.err("daemon.log_filter", format!("not a valid filter: {e}"));
-        }
-        log_format
+    let rules = rules_files(v, &raw.routing);
+    if let Some(r) = &rules {
+        load_rules(v, r, &departments, sla.as_ref());
     }
+    let replies = replies(v, &raw.replies);
+    let email = raw
+        .alerts
+        .email
+        .as_ref()
+        .filter(|e| e.enabled)
+        .map(|e| email(v, e));
 
-    /// `admin.listen`, when the admin server is enabled.
-    fn admin_listen(&mut self, a: &raw::RawAdmin) -> Option<std::net::SocketAddr> {
-        if !a.enabled {
-            return None;
+    let data_dir = v.path(&raw.daemon.data_dir);
+    let reports = raw
+        .reports
+        .as_ref()
+        .filter(|r| r.enabled)
+        .and_then(|r| reports(v, r, &data_dir, &raw.sla.alerts_topic, email.is_some()));
+    let resolve_data = |p: &str| {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            data_dir.join(p)
         }
-        match a.listen.parse() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                self.err(
-                    "admin.listen",
-                    format!("`{}` is not an address like 127.0.0.1:9464", a.listen),
-                );
-                None
-            }
-        }
-    }
+    };
+    Some(Config {
+        source: v.base_dir().to_path_buf(),
+        shutdown_deadline: Duration::from_secs(d.shutdown_deadline_secs),
+        log_format,
+        log_filter: d.log_filter.clone(),
+        admin_listen,
+        admin,
+        store: StoreConfig {
+            path: resolve_data(&raw.store.path),
+            busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+        },
+        blobs_dir: resolve_data(&raw.blobs.dir),
+        data_dir: data_dir.clone(),
+        allow_shared_data_dir: d.allow_shared_data_dir,
+        kafka,
+        departments,
+        routing: RoutingConfig {
+            default_lead: raw.routing.default_lead.clone(),
+            rules,
+            reload_interval: Duration::from_millis(raw.routing.reload_interval_ms.max(100)),
+            intake_desk,
+            completeness,
+            repeat,
+        },
+        mailbox,
+        http_sources,
+        sla: sla?,
+        email,
+        replies: replies?,
+        reports,
+    })
+}
 
-    /// `[kafka]`: brokers, sizes and timeouts, the properties petitiond owns or that look like
-    /// secrets, the secret properties, and SASL without TLS.
-    fn kafka(&mut self, k: &raw::RawKafka) -> KafkaConfig {
-        if k.brokers.trim().is_empty() {
-            self.err("kafka.brokers", "must list at least one host:port");
-        }
-        if k.partitions < 1 {
-            self.err("kafka.partitions", "must be at least 1");
-        }
-        if k.replication_factor < 1 {
-            self.err("kafka.replication_factor", "must be at least 1");
-        }
-        self.positive("kafka.request_timeout_secs", k.request_timeout_secs);
-        self.positive("kafka.relay_batch", k.relay_batch as u64);
-        self.positive("kafka.retry_backoff_ms", k.retry_backoff_ms);
-        self.positive(
-            "kafka.recovery_scan_max_records",
-            k.recovery_scan_max_records,
-        );
-        self.topic_name("kafka.dead_letter_topic", &k.dead_letter_topic);
-        self.kafka_properties(k);
-        let secret_properties = self.kafka_secret_properties(k);
-        KafkaConfig {
-            brokers: k.brokers.clone(),
-            client_id: k.client_id.clone(),
-            create_topics: k.create_topics,
-            partitions: k.partitions,
-            replication_factor: k.replication_factor,
-            delivery_timeout: (k.delivery_timeout_secs > 0)
-                .then(|| Duration::from_secs(k.delivery_timeout_secs)),
-            request_timeout: Duration::from_secs(k.request_timeout_secs),
-            relay_batch: k.relay_batch,
-            retry_backoff: Duration::from_millis(k.retry_backoff_ms),
-            recovery_scan_max_records: k.recovery_scan_max_records,
-            recovery_time_margin: Duration::from_secs(k.recovery_time_margin_secs),
-            dead_letter_topic: k.dead_letter_topic.clone(),
-            properties: k.properties.clone(),
-            secret_properties,
-        }
-    }
-
-    /// `[kafka.properties]`: neither a key petitiond sets itself nor one that looks secret.
-    fn kafka_properties(&mut self, k: &raw::RawKafka) {
-        // Keys the daemon sets itself for its guarantees; an operator must not turn them off.
-        const OWNED: [&str; 9] = [
-            "bootstrap.servers",
-            "acks",
-            "enable.idempotence",
-            "message.timeout.ms",
-            "delivery.timeout.ms",
-            // Consumers: petitiond commits after the work is durable and never skips records.
-            "group.id",
-            "enable.auto.commit",
-            "enable.auto.offset.store",
-            "auto.offset.reset",
-        ];
-        for key in k.properties.keys() {
-            let path = format!("kafka.properties.{}", toml_file::quote_key(key));
-            if OWNED.contains(&key.as_str()) {
-                self.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts, consumer offsets); use the kafka.* and sla.* keys");
-            } else if ["password", "secret", "key.pem", "token"]
-                .iter()
-                .any(|s| key.contains(s))
-            {
-                self.err(&path, "looks like a secret: move it to [kafka.secret_properties] with `env`, `file` or `credential`");
-            }
-        }
-    }
-
-    /// `[kafka.secret_properties]` resolved; a SASL secret needs TLS unless plaintext
-    /// authentication is allowed.
-    fn kafka_secret_properties(&mut self, k: &raw::RawKafka) -> BTreeMap<String, Secret> {
-        let mut secret_properties = BTreeMap::new();
-        for (key, r) in &k.secret_properties {
-            if let Some(s) = self.secret(
-                &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
-                r,
-            ) {
-                secret_properties.insert(key.clone(), s);
-            }
-        }
-        let tls = k
-            .properties
-            .get("security.protocol")
-            .is_some_and(|p| p.eq_ignore_ascii_case("sasl_ssl") || p.eq_ignore_ascii_case("ssl"));
-        // sasl.password, sasl.oauthbearer.client.secret...: sent to the broker. Only for a
-        // secret that resolved: a key whose reference is wrong already has its error.
-        for key in secret_properties.keys() {
-            if key.starts_with("sasl.") && !tls && !k.allow_plaintext_auth {
-                self.err(
-                    &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
-                    format!(
-                        "with security.protocol other than SASL_SSL {PLAINTEXT_AUTH} in [kafka]"
-                    ),
-                );
-            }
-        }
-        secret_properties
-    }
-
-    /// `[[departments]]`: at least one, unique ids, valid topics; returns the ids and the
-    /// departments with their status topics.
-    fn departments(
-        &mut self,
-        raw: &[raw::RawDepartment],
-        dead_letter_topic: &str,
-    ) -> (HashSet<String>, Vec<Department>) {
-        let mut ids = HashSet::new();
-        let mut departments = Vec::new();
-        if raw.is_empty() {
-            self.err(
-                "departments",
-                "at least one [[departments]] entry is required",
+/// `[daemon]`: the shutdown deadline, the log format and filter.
+fn daemon(v: &mut Validator<'_>, d: &raw::RawDaemon) -> LogFormat {
+    v.positive("daemon.shutdown_deadline_secs", d.shutdown_deadline_secs);
+    let log_format = match d.log_format.as_str() {
+        "auto" => LogFormat::Auto,
+        "json" => LogFormat::Json,
+        "pretty" => LogFormat::Pretty,
+        other => {
+            v.err(
+                "daemon.log_format",
+                format!("`{other}` is not one of auto, json, pretty"),
             );
+            LogFormat::Auto
         }
-        for (i, dep) in raw.iter().enumerate() {
-            if dep.id.trim().is_empty() {
-                self.err(&format!("departments[{i}].id"), "must not be empty");
-            } else if !ids.insert(dep.id.clone()) {
-                self.err(
-                    &format!("departments[{i}].id"),
-                    format!("duplicate department id `{}`", dep.id),
-                );
-            }
-            self.topic_name(&format!("departments[{i}].topic"), &dep.topic);
-            if dep.topic == dead_letter_topic {
-                self.err(
-                    &format!("departments[{i}].topic"),
-                    "must differ from kafka.dead_letter_topic",
-                );
-            }
-            for (j, m) in dep.alert_emails.iter().enumerate() {
-                self.email_address(&format!("departments[{i}].alert_emails[{j}]"), m);
-            }
-            let status_topic = dep
-                .status_topic
-                .clone()
-                .unwrap_or_else(|| format!("{}.status", dep.topic));
-            self.topic_name(&format!("departments[{i}].status_topic"), &status_topic);
-            departments.push(Department {
-                id: dep.id.clone(),
-                name: dep.name.clone(),
-                topic: dep.topic.clone(),
-                status_topic,
-                alert_emails: dep.alert_emails.clone(),
-            });
-        }
-        (ids, departments)
+    };
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&d.log_filter) {
+        v.err("daemon.log_filter", format!("not a valid filter: {e}"));
     }
+    log_format
+}
 
-    /// Every status topic is one department's (or the shared one): a topic read as two
-    /// sources, or also written by petitiond, would blur who sent an event.
-    fn status_topics_distinct(&mut self, raw: &RawConfig, departments: &[Department]) {
-        let mut seen: HashSet<&str> = [
-            raw.kafka.dead_letter_topic.as_str(),
-            raw.sla.alerts_topic.as_str(),
-            raw.sla.status_topic.as_str(),
-        ]
-        .into_iter()
-        .chain(departments.iter().map(|d| d.topic.as_str()))
-        .collect();
-        for (i, d) in departments.iter().enumerate() {
-            if !seen.insert(d.status_topic.as_str()) {
-                let key = if raw.departments[i].status_topic.is_some() {
-                    format!("departments[{i}].status_topic")
-                } else {
-                    format!("departments[{i}].topic")
-                };
-                self.err(
-                    &key,
-                    format!(
-                        "status topic `{}` is also another topic of this config (each department's status topic must be its own)",
-                        d.status_topic
-                    ),
-                );
-            }
-        }
+/// `admin.listen`, when the admin server is enabled.
+fn admin_listen(v: &mut Validator<'_>, a: &raw::RawAdmin) -> Option<std::net::SocketAddr> {
+    if !a.enabled {
+        return None;
     }
-
-    /// Department ids named outside `[[departments]]` (shared status departments, the default
-    /// lead, the intake desk) must be defined there; returns the intake desk.
-    fn department_references(&mut self, raw: &RawConfig, ids: &HashSet<String>) -> String {
-        for (j, id) in raw.sla.shared_status_departments.iter().enumerate() {
-            if !ids.contains(id) {
-                self.err(
-                    &format!("sla.shared_status_departments[{j}]"),
-                    format!("department `{id}` is not defined in [[departments]]"),
-                );
-            }
-        }
-        if !ids.contains(&raw.routing.default_lead) {
-            self.err(
-                "routing.default_lead",
-                format!(
-                    "department `{}` is not defined in [[departments]]",
-                    raw.routing.default_lead
-                ),
-            );
-        }
-        let intake_desk = raw
-            .routing
-            .intake_desk
-            .clone()
-            .unwrap_or_else(|| raw.routing.default_lead.clone());
-        if raw.routing.intake_desk.is_some() && !ids.contains(&intake_desk) {
-            self.err(
-                "routing.intake_desk",
-                format!("department `{intake_desk}` is not defined in [[departments]]"),
-            );
-        }
-        intake_desk
-    }
-
-    /// The enabled HTTP channels (`[channels.hotline]`, `[channels.portal]`).
-    fn http_sources(&mut self, channels: &raw::RawChannels) -> Vec<HttpSourceConfig> {
-        let mut http_sources = Vec::new();
-        for (name, channel, section) in [
-            ("hotline", Channel::Hotline, &channels.hotline),
-            ("portal", Channel::Portal, &channels.portal),
-        ] {
-            if let Some(s) = section.as_ref().filter(|s| s.enabled)
-                && let Some(c) = self.http_source(name, channel, s)
-            {
-                http_sources.push(c);
-            }
-        }
-        http_sources
-    }
-
-    /// The routing rules' files (paths resolved) and the review threshold.
-    fn rules_files(&mut self, r: &raw::RawRouting) -> Option<RulesFiles> {
-        let rules = r.rules_file.as_ref().map(|f| RulesFiles {
-            rules_file: self.path(f),
-            dictionaries_dir: self.path(r.dictionaries_dir.as_deref().unwrap_or("dictionaries")),
-            model_file: r.model_file.as_deref().map(|m| self.path(m)),
-            review_threshold: r.review_threshold as f32,
-        });
-        if !(0.0..=1.0).contains(&r.review_threshold) {
-            self.err(
-                "routing.review_threshold",
-                "must be between 0 and 1 (a probability)",
-            );
-        }
-        rules
-    }
-
-    /// The rules are part of the configuration: `check` reports their errors too. Clock ids in
-    /// `sla_overrides` are checked only against an SLA section that is itself valid (its
-    /// errors are reported on their own).
-    fn load_rules(&mut self, r: &RulesFiles, departments: &[Department], sla: Option<&SlaConfig>) {
-        let loaded = match sla {
-            Some(sla) => {
-                petitiond_core::routing::load_rules(r, departments, &sla.clocks).map(|_| ())
-            }
-            None => petitiond_core::routing::rules::RuleSet::load(
-                &r.rules_file,
-                &r.dictionaries_dir,
-                departments,
-            )
-            .map(|_| ()),
-        };
-        if let Err(d) = loaded {
-            self.errors.extend(d.errors);
-        }
-    }
-
-    /// `[admin]`: the token and the bounds. Off loopback the token is required: the admin
-    /// API shows item ids, departments and metrics, and is closed without it.
-    pub(super) fn admin(
-        &mut self,
-        a: &raw::RawAdmin,
-        listen: Option<std::net::SocketAddr>,
-    ) -> AdminConfig {
-        let token = a.token.as_ref().and_then(|r| self.secret("admin.token", r));
-        if let Some(t) = &token
-            && t.expose().trim().chars().count() < MIN_ADMIN_TOKEN_CHARS
-        {
-            self.err(
-                "admin.token",
-                format!(
-                    "too short: use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
-                ),
-            );
-        }
-        if let Some(addr) = listen
-            && !addr.ip().is_loopback()
-            && a.token.is_none()
-        {
-            self.err(
+    match a.listen.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            v.err(
                 "admin.listen",
+                format!("`{}` is not an address like 127.0.0.1:9464", a.listen),
+            );
+            None
+        }
+    }
+}
+
+/// `[kafka]`: brokers, sizes and timeouts, the properties petitiond owns or that look like
+/// secrets, the secret properties, and SASL without TLS.
+fn kafka(v: &mut Validator<'_>, k: &raw::RawKafka) -> KafkaConfig {
+    if k.brokers.trim().is_empty() {
+        v.err("kafka.brokers", "must list at least one host:port");
+    }
+    if k.partitions < 1 {
+        v.err("kafka.partitions", "must be at least 1");
+    }
+    if k.replication_factor < 1 {
+        v.err("kafka.replication_factor", "must be at least 1");
+    }
+    v.positive("kafka.request_timeout_secs", k.request_timeout_secs);
+    v.positive("kafka.relay_batch", k.relay_batch as u64);
+    v.positive("kafka.retry_backoff_ms", k.retry_backoff_ms);
+    v.positive(
+        "kafka.recovery_scan_max_records",
+        k.recovery_scan_max_records,
+    );
+    v.topic_name("kafka.dead_letter_topic", &k.dead_letter_topic);
+    kafka_properties(v, k);
+    let secret_properties = kafka_secret_properties(v, k);
+    KafkaConfig {
+        brokers: k.brokers.clone(),
+        client_id: k.client_id.clone(),
+        create_topics: k.create_topics,
+        partitions: k.partitions,
+        replication_factor: k.replication_factor,
+        delivery_timeout: (k.delivery_timeout_secs > 0)
+            .then(|| Duration::from_secs(k.delivery_timeout_secs)),
+        request_timeout: Duration::from_secs(k.request_timeout_secs),
+        relay_batch: k.relay_batch,
+        retry_backoff: Duration::from_millis(k.retry_backoff_ms),
+        recovery_scan_max_records: k.recovery_scan_max_records,
+        recovery_time_margin: Duration::from_secs(k.recovery_time_margin_secs),
+        dead_letter_topic: k.dead_letter_topic.clone(),
+        properties: k.properties.clone(),
+        secret_properties,
+    }
+}
+
+/// `[kafka.properties]`: neither a key petitiond sets itself nor one that looks secret.
+fn kafka_properties(v: &mut Validator<'_>, k: &raw::RawKafka) {
+    // Keys the daemon sets itself for its guarantees; an operator must not turn them off.
+    const OWNED: [&str; 9] = [
+        "bootstrap.servers",
+        "acks",
+        "enable.idempotence",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        // Consumers: petitiond commits after the work is durable and never skips records.
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+    ];
+    for key in k.properties.keys() {
+        let path = format!("kafka.properties.{}", toml_file::quote_key(key));
+        if OWNED.contains(&key.as_str()) {
+            v.err(&path, "is set by petitiond itself (acks=all, idempotence, timeouts, consumer offsets); use the kafka.* and sla.* keys");
+        } else if ["password", "secret", "key.pem", "token"]
+            .iter()
+            .any(|s| key.contains(s))
+        {
+            v.err(&path, "looks like a secret: move it to [kafka.secret_properties] with `env`, `file` or `credential`");
+        }
+    }
+}
+
+/// `[kafka.secret_properties]` resolved; a SASL secret needs TLS unless plaintext
+/// authentication is allowed.
+fn kafka_secret_properties(v: &mut Validator<'_>, k: &raw::RawKafka) -> BTreeMap<String, Secret> {
+    let mut secret_properties = BTreeMap::new();
+    for (key, r) in &k.secret_properties {
+        if let Some(s) = v.secret(
+            &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
+            r,
+        ) {
+            secret_properties.insert(key.clone(), s);
+        }
+    }
+    let tls = k
+        .properties
+        .get("security.protocol")
+        .is_some_and(|p| p.eq_ignore_ascii_case("sasl_ssl") || p.eq_ignore_ascii_case("ssl"));
+    // sasl.password, sasl.oauthbearer.client.secret...: sent to the broker. Only for a
+    // secret that resolved: a key whose reference is wrong already has its error.
+    for key in secret_properties.keys() {
+        if key.starts_with("sasl.") && !tls && !k.allow_plaintext_auth {
+            v.err(
+                &format!("kafka.secret_properties.{}", toml_file::quote_key(key)),
+                format!("with security.protocol other than SASL_SSL {PLAINTEXT_AUTH} in [kafka]"),
+            );
+        }
+    }
+    secret_properties
+}
+
+/// `[[departments]]`: at least one, unique ids, valid topics; returns the ids and the
+/// departments with their status topics.
+fn departments(
+    v: &mut Validator<'_>,
+    raw: &[raw::RawDepartment],
+    dead_letter_topic: &str,
+) -> (HashSet<String>, Vec<Department>) {
+    let mut ids = HashSet::new();
+    let mut departments = Vec::new();
+    if raw.is_empty() {
+        v.err(
+            "departments",
+            "at least one [[departments]] entry is required",
+        );
+    }
+    for (i, dep) in raw.iter().enumerate() {
+        if dep.id.trim().is_empty() {
+            v.err(&format!("departments[{i}].id"), "must not be empty");
+        } else if !ids.insert(dep.id.clone()) {
+            v.err(
+                &format!("departments[{i}].id"),
+                format!("duplicate department id `{}`", dep.id),
+            );
+        }
+        v.topic_name(&format!("departments[{i}].topic"), &dep.topic);
+        if dep.topic == dead_letter_topic {
+            v.err(
+                &format!("departments[{i}].topic"),
+                "must differ from kafka.dead_letter_topic",
+            );
+        }
+        for (j, m) in dep.alert_emails.iter().enumerate() {
+            v.email_address(&format!("departments[{i}].alert_emails[{j}]"), m);
+        }
+        let status_topic = dep
+            .status_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.status", dep.topic));
+        v.topic_name(&format!("departments[{i}].status_topic"), &status_topic);
+        departments.push(Department {
+            id: dep.id.clone(),
+            name: dep.name.clone(),
+            topic: dep.topic.clone(),
+            status_topic,
+            alert_emails: dep.alert_emails.clone(),
+        });
+    }
+    (ids, departments)
+}
+
+/// Every status topic is one department's (or the shared one): a topic read as two
+/// sources, or also written by petitiond, would blur who sent an event.
+fn status_topics_distinct(v: &mut Validator<'_>, raw: &RawConfig, departments: &[Department]) {
+    let mut seen: HashSet<&str> = [
+        raw.kafka.dead_letter_topic.as_str(),
+        raw.sla.alerts_topic.as_str(),
+        raw.sla.status_topic.as_str(),
+    ]
+    .into_iter()
+    .chain(departments.iter().map(|d| d.topic.as_str()))
+    .collect();
+    for (i, d) in departments.iter().enumerate() {
+        if !seen.insert(d.status_topic.as_str()) {
+            let key = if raw.departments[i].status_topic.is_some() {
+                format!("departments[{i}].status_topic")
+            } else {
+                format!("departments[{i}].topic")
+            };
+            v.err(
+                &key,
                 format!(
-                    "`{addr}` is not a loopback address: set admin.token (`{{ file = ... }}`, `{{ env = ... }}` or `{{ credential = ... }}`) before opening the admin API to the network"
+                    "status topic `{}` is also another topic of this config (each department's status topic must be its own)",
+                    d.status_topic
                 ),
             );
         }
-        self.positive("admin.max_body_bytes", a.max_body_bytes as u64);
-        self.positive("admin.max_connections", a.max_connections as u64);
-        self.positive("admin.request_timeout_secs", a.request_timeout_secs);
-        AdminConfig {
-            token,
-            max_body_bytes: a.max_body_bytes,
-            max_connections: a.max_connections,
-            request_timeout: Duration::from_secs(a.request_timeout_secs),
+    }
+}
+
+/// Department ids named outside `[[departments]]` (shared status departments, the default
+/// lead, the intake desk) must be defined there; returns the intake desk.
+fn department_references(v: &mut Validator<'_>, raw: &RawConfig, ids: &HashSet<String>) -> String {
+    for (j, id) in raw.sla.shared_status_departments.iter().enumerate() {
+        if !ids.contains(id) {
+            v.err(
+                &format!("sla.shared_status_departments[{j}]"),
+                format!("department `{id}` is not defined in [[departments]]"),
+            );
         }
     }
+    if !ids.contains(&raw.routing.default_lead) {
+        v.err(
+            "routing.default_lead",
+            format!(
+                "department `{}` is not defined in [[departments]]",
+                raw.routing.default_lead
+            ),
+        );
+    }
+    let intake_desk = raw
+        .routing
+        .intake_desk
+        .clone()
+        .unwrap_or_else(|| raw.routing.default_lead.clone());
+    if raw.routing.intake_desk.is_some() && !ids.contains(&intake_desk) {
+        v.err(
+            "routing.intake_desk",
+            format!("department `{intake_desk}` is not defined in [[departments]]"),
+        );
+    }
+    intake_desk
+}
 
-    pub(super) fn email_address(&mut self, path: &str, m: &str) {
-        let ok = m.split_once('@').is_some_and(|(u, d)| {
-            !u.is_empty() && d.contains('.') && !m.contains(char::is_whitespace)
-        });
-        if !ok {
-            self.err(path, format!("`{m}` is not an e-mail address"));
+/// The enabled HTTP channels (`[channels.hotline]`, `[channels.portal]`).
+fn http_sources(v: &mut Validator<'_>, channels: &raw::RawChannels) -> Vec<HttpSourceConfig> {
+    let mut http_sources = Vec::new();
+    for (name, channel, section) in [
+        ("hotline", Channel::Hotline, &channels.hotline),
+        ("portal", Channel::Portal, &channels.portal),
+    ] {
+        if let Some(s) = section.as_ref().filter(|s| s.enabled)
+            && let Some(c) = http_source(v, name, channel, s)
+        {
+            http_sources.push(c);
         }
     }
+    http_sources
+}
 
-    pub(super) fn email(&mut self, e: &raw::RawEmail) -> EmailConfig {
-        let tls = match e.tls.as_str() {
-            "starttls" => SmtpTls::StartTls,
-            "tls" => SmtpTls::Tls,
-            "none" => SmtpTls::None,
-            other => {
-                self.err(
-                    "alerts.email.tls",
-                    format!("`{other}` is not one of starttls, tls, none"),
-                );
-                SmtpTls::StartTls
-            }
-        };
-        if e.smtp_host.trim().is_empty() {
-            self.err("alerts.email.smtp_host", "must not be empty");
-        }
-        self.email_address("alerts.email.from", &e.from);
-        self.positive("alerts.email.timeout_secs", e.timeout_secs);
-        self.positive("alerts.email.digest_threshold", e.digest_threshold as u64);
-        self.positive("alerts.email.poll_interval_ms", e.poll_interval_ms);
-        let password = e
-            .password
-            .as_ref()
-            .and_then(|r| self.secret("alerts.email.password", r));
-        if e.password.is_some() && tls == SmtpTls::None && !e.allow_plaintext_auth {
-            self.err(
+/// The routing rules' files (paths resolved) and the review threshold.
+fn rules_files(v: &mut Validator<'_>, r: &raw::RawRouting) -> Option<RulesFiles> {
+    let rules = r.rules_file.as_ref().map(|f| RulesFiles {
+        rules_file: v.path(f),
+        dictionaries_dir: v.path(r.dictionaries_dir.as_deref().unwrap_or("dictionaries")),
+        model_file: r.model_file.as_deref().map(|m| v.path(m)),
+        review_threshold: r.review_threshold as f32,
+    });
+    if !(0.0..=1.0).contains(&r.review_threshold) {
+        v.err(
+            "routing.review_threshold",
+            "must be between 0 and 1 (a probability)",
+        );
+    }
+    rules
+}
+
+/// The rules are part of the configuration: `check` reports their errors too. Clock ids in
+/// `sla_overrides` are checked only against an SLA section that is itself valid (its
+/// errors are reported on their own).
+fn load_rules(
+    v: &mut Validator<'_>,
+    r: &RulesFiles,
+    departments: &[Department],
+    sla: Option<&SlaConfig>,
+) {
+    let loaded = match sla {
+        Some(sla) => petitiond_core::routing::load_rules(r, departments, &sla.clocks).map(|_| ()),
+        None => petitiond_core::routing::rules::RuleSet::load(
+            &r.rules_file,
+            &r.dictionaries_dir,
+            departments,
+        )
+        .map(|_| ()),
+    };
+    if let Err(d) = loaded {
+        v.extend(d.errors);
+    }
+}
+
+/// `[admin]`: the token and the bounds. Off loopback the token is required: the admin
+/// API shows item ids, departments and metrics, and is closed without it.
+pub(super) fn admin(
+    v: &mut Validator<'_>,
+    a: &raw::RawAdmin,
+    listen: Option<std::net::SocketAddr>,
+) -> AdminConfig {
+    let token = a.token.as_ref().and_then(|r| v.secret("admin.token", r));
+    if let Some(t) = &token
+        && t.expose().trim().chars().count() < MIN_ADMIN_TOKEN_CHARS
+    {
+        v.err(
+            "admin.token",
+            format!(
+                "too short: use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
+            ),
+        );
+    }
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && a.token.is_none()
+    {
+        v.err(
+            "admin.listen",
+            format!(
+                "`{addr}` is not a loopback address: set admin.token (`{{ file = ... }}`, `{{ env = ... }}` or `{{ credential = ... }}`) before opening the admin API to the network"
+            ),
+        );
+    }
+    v.positive("admin.max_body_bytes", a.max_body_bytes as u64);
+    v.positive("admin.max_connections", a.max_connections as u64);
+    v.positive("admin.request_timeout_secs", a.request_timeout_secs);
+    AdminConfig {
+        token,
+        max_body_bytes: a.max_body_bytes,
+        max_connections: a.max_connections,
+        request_timeout: Duration::from_secs(a.request_timeout_secs),
+    }
+}
+
+pub(super) fn email(v: &mut Validator<'_>, e: &raw::RawEmail) -> EmailConfig {
+    let tls = match e.tls.as_str() {
+        "starttls" => SmtpTls::StartTls,
+        "tls" => SmtpTls::Tls,
+        "none" => SmtpTls::None,
+        other => {
+            v.err(
                 "alerts.email.tls",
-                format!("`none` with a password: {PLAINTEXT_AUTH}"),
+                format!("`{other}` is not one of starttls, tls, none"),
             );
+            SmtpTls::StartTls
         }
-        if password.is_some() != e.username.is_some() {
-            self.err(
-                "alerts.email.username",
-                "give both `username` and `password`, or neither",
-            );
-        }
-        EmailConfig {
-            host: e.smtp_host.clone(),
-            port: e.smtp_port,
-            tls,
-            username: e.username.clone(),
-            password,
-            from: e.from.clone(),
-            timeout: Duration::from_secs(e.timeout_secs),
-            digest_threshold: e.digest_threshold,
-            poll_interval: Duration::from_millis(e.poll_interval_ms),
-            allow_plaintext_auth: e.allow_plaintext_auth,
-        }
+    };
+    if e.smtp_host.trim().is_empty() {
+        v.err("alerts.email.smtp_host", "must not be empty");
+    }
+    v.email_address("alerts.email.from", &e.from);
+    v.positive("alerts.email.timeout_secs", e.timeout_secs);
+    v.positive("alerts.email.digest_threshold", e.digest_threshold as u64);
+    v.positive("alerts.email.poll_interval_ms", e.poll_interval_ms);
+    let password = e
+        .password
+        .as_ref()
+        .and_then(|r| v.secret("alerts.email.password", r));
+    if e.password.is_some() && tls == SmtpTls::None && !e.allow_plaintext_auth {
+        v.err(
+            "alerts.email.tls",
+            format!("`none` with a password: {PLAINTEXT_AUTH}"),
+        );
+    }
+    if password.is_some() != e.username.is_some() {
+        v.err(
+            "alerts.email.username",
+            "give both `username` and `password`, or neither",
+        );
+    }
+    EmailConfig {
+        host: e.smtp_host.clone(),
+        port: e.smtp_port,
+        tls,
+        username: e.username.clone(),
+        password,
+        from: e.from.clone(),
+        timeout: Duration::from_secs(e.timeout_secs),
+        digest_threshold: e.digest_threshold,
+        poll_interval: Duration::from_millis(e.poll_interval_ms),
+        allow_plaintext_auth: e.allow_plaintext_auth,
     }
 }

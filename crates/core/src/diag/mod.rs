@@ -1,9 +1,14 @@
 //! What every config-reading part shares: an error that names file, line and key path
 //! ([`ConfigError`]), the secret type whose `Debug` never prints it ([`Secret`]), and the TOML
 //! machinery that finds the line of a key path and collects every serde error of a file at once
-//! ([`toml_file`]). Each component parses and validates its own section with these.
+//! ([`toml_file`]), and the [`Validator`] that collects a file's errors and holds the checks
+//! every section shares ([`validator`]). Each component parses and validates its own section
+//! with these.
 
 pub mod toml_file;
+pub mod validator;
+
+pub use validator::{PLAINTEXT_AUTH, RawSecretRef, Validator};
 
 use std::fmt;
 
