@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod app;
 pub mod channels;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -39,6 +39,9 @@ pub struct AdminState {
     /// The token check (`admin.token`); no token: only the public paths answer.
     pub auth: Arc<auth::Auth>,
     pub limits: Limits,
+    /// Several instances: which units this instance owns (`/readyz` lists them); `None`: the
+    /// only instance.
+    pub ownership: Option<crate::cluster::Ownership>,
 }
 
 /// What one client may ask of the admin server (`[admin]`).
@@ -91,13 +94,32 @@ async fn readyz(
     } else {
         (StatusCode::OK, "ready\n")
     };
+    let mut text = text.to_string();
+    // Several instances: which units this one runs (an operator moving a channel by hand
+    // watches it here), one line per unit with its lease epoch.
+    if let Some(o) = &s.ownership {
+        text.push_str(&ownership_lines(o));
+    }
     // `?verbose` adds the calendar coverage: detail, not unreadiness (a restart cannot fix a
     // missing notice).
     if q.contains_key("verbose") {
         let calendar = board::calendar_readiness(&s.board, jiff::Timestamp::now());
         return (code, format!("{text}{calendar}"));
     }
-    (code, text.to_string())
+    (code, text)
+}
+
+/// `instance NAME owns N units` and a line per owned unit (`owns UNIT epoch E since T`).
+fn ownership_lines(o: &crate::cluster::Ownership) -> String {
+    let owned = o.owned();
+    let mut out = format!("instance {} owns {} units\n", o.instance(), owned.len());
+    for u in owned {
+        out.push_str(&format!(
+            "owns {} epoch {} since {}\n",
+            u.unit, u.epoch, u.since
+        ));
+    }
+    out
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {

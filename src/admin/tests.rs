@@ -35,6 +35,7 @@ async fn start(token: Option<&str>, limits: Limits) -> Server {
         board: Arc::new(board::BoardConfig::from_config(&cfg)),
         auth: Arc::new(auth::Auth::new(secret.as_ref())),
         limits,
+        ownership: None,
     };
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();

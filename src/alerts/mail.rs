@@ -387,6 +387,7 @@ fn is_connect_error(e: &lettre::transport::smtp::Error) -> bool {
 }
 
 /// Sends the mail outbox; see the module documentation for the guarantees.
+#[derive(Clone)]
 pub struct Mailer {
     pub config: EmailConfig,
     pub store: Arc<dyn Store>,

@@ -28,7 +28,7 @@
 use super::{Disposition, Incoming, Payload};
 use crate::config::{AfterCommit, ImapAuth, ImapConfig, ImapTls};
 use crate::metrics::{Metrics, SourceLabel};
-use crate::store::{Store, blocking};
+use crate::store::{Lease, Store, blocking};
 use anyhow::Context;
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, Status};
 use async_imap::types::{Capabilities, Fetch, UnsolicitedResponse};
@@ -62,6 +62,7 @@ const READ_ATTEMPTS: u32 = 3;
 /// Quarantine reason of a mail the server would not send.
 pub const UNREADABLE: &str = "unreadable";
 
+#[derive(Clone)]
 pub struct ImapChannel {
     /// Configured source name; also the store's cursor key.
     pub source: String,
@@ -77,6 +78,9 @@ pub struct ImapChannel {
     /// Holds the cursor.
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
+    /// Several instances: the lease this channel runs under (its cursor moves only while the
+    /// lease is the unit's newest).
+    pub lease: Option<Lease>,
 }
 
 /// Where reading resumes: every mail of `mailbox` with UIDVALIDITY `uidvalidity` and a UID up
@@ -411,9 +415,13 @@ impl ImapChannel {
 
     async fn save_cursor(&self, c: &Cursor) -> anyhow::Result<()> {
         let (src, value) = (self.source.clone(), serde_json::to_string(c)?);
-        blocking(&self.store, move |s| s.set_cursor(&src, &value))
-            .await
-            .context("saving the imap cursor")
+        let lease = self.lease.clone();
+        blocking(&self.store, move |s| match &lease {
+            Some(l) => s.set_cursor_leased(&src, &value, l),
+            None => s.set_cursor(&src, &value),
+        })
+        .await
+        .context("saving the imap cursor")
     }
 
     /// Hands every mail past the cursor to intake, in UID order; moves `cursor` past each one

@@ -89,6 +89,8 @@ pub struct Config {
     pub replies: petitiond_core::reply::ReplyChecker,
     /// The report schedule (`[reports]`); `None`: nothing scheduled.
     pub reports: Option<reports::ReportsConfig>,
+    /// `[cluster]`: several instances share the upstreams; `None`: this is the only one.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Shortest admin token accepted.

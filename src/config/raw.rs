@@ -33,6 +33,9 @@ pub struct RawConfig {
     /// `None`: no report schedule.
     #[serde(default)]
     pub reports: Option<super::reports::RawReports>,
+    /// Several instances (`cluster`); absent: one instance.
+    #[serde(default)]
+    pub cluster: crate::cluster::RawCluster,
 }
 
 #[derive(Debug, Deserialize)]

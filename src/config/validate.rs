@@ -47,6 +47,7 @@ pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> 
         .filter(|e| e.enabled)
         .map(|e| email(v, e));
 
+    let cluster = crate::cluster::check(v, &raw.cluster);
     let data_dir = v.path(&raw.daemon.data_dir);
     let reports = raw
         .reports
@@ -91,6 +92,7 @@ pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> 
         email,
         replies: replies?,
         reports,
+        cluster,
     })
 }
 

@@ -211,6 +211,7 @@ impl ReportInputs {
 }
 
 /// The report task.
+#[derive(Clone)]
 pub struct Scheduler {
     /// Its config sections: [`ReportInputs::from_config`].
     pub inputs: Arc<ReportInputs>,

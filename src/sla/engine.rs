@@ -184,6 +184,9 @@ impl Engine {
         let mut coverage = tokio::time::interval(std::time::Duration::from_secs(60));
         coverage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut logged = None;
+        let mut resync = tokio::time::interval(self.inputs.resync.unwrap_or(MAX_SLEEP));
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.reset();
         let mut last = (self.clock.now(), tokio::time::Instant::now());
         loop {
             self.metrics.open_timers.set(timers.len() as i64);
@@ -225,6 +228,13 @@ impl Engine {
                 },
                 _ = tokio::time::sleep(sleep) => self.fire_due(&mut timers).await?,
                 _ = coverage.tick() => self.coverage(&mut logged).await,
+                _ = resync.tick(), if self.inputs.resync.is_some() => {
+                    // Several instances share the store: the timers other instances started
+                    // or stopped. The store's set is the truth (what this process queued is
+                    // committed before it is sent here). A timer two engines fire raises its
+                    // alerts once: the store keeps one alert per id.
+                    timers = Self::load(&self.store).await?;
+                }
                 _ = stop.cancelled() => break,
             }
         }

@@ -24,6 +24,10 @@ pub struct SlaInputs {
     pub http_sources: Vec<HttpSourceConfig>,
     /// `[email]` is configured: alerts are mailed too.
     pub mail: bool,
+    /// Several instances (`[cluster]`): how often the engine reloads the open timers from the
+    /// shared store, to learn the timers other instances' intake started; `None`: one
+    /// instance, every timer comes through this process.
+    pub resync: Option<std::time::Duration>,
 }
 
 impl SlaInputs {
@@ -33,6 +37,9 @@ impl SlaInputs {
             departments: cfg.departments.clone(),
             http_sources: cfg.http_sources.clone(),
             mail: cfg.email.is_some(),
+            // Half the session timeout: a timer another instance started is known here well
+            // before a takeover could have moved anything.
+            resync: cfg.cluster.as_ref().map(|c| c.session_timeout / 2),
         }
     }
 

@@ -303,6 +303,7 @@ pub(crate) fn relay(cfg: &Config, store: Arc<dyn Store>, metrics: Metrics) -> Re
         wake: Arc::new(tokio::sync::Notify::new()),
         ready: Arc::new(Default::default()),
         alerts_topic: cfg.sla.alerts_topic.clone(),
+        lease: None,
     }
 }
 

@@ -67,6 +67,7 @@ pub fn classify(e: &KafkaError) -> Failure {
     }
 }
 
+#[derive(Clone)]
 pub struct Relay {
     pub config: KafkaConfig,
     pub topics: Vec<String>,
@@ -79,6 +80,10 @@ pub struct Relay {
     pub ready: Arc<AtomicBool>,
     /// Where an unresolved recovery is reported (`sla.alerts_topic`).
     pub alerts_topic: String,
+    /// Several instances: the relay unit's lease. Checked before every batch is claimed; once
+    /// a newer owner took the unit, the relay stops with [`StoreError::Fenced`] and sends
+    /// nothing more. `None`: the only instance.
+    pub lease: Option<petitiond_store::Lease>,
 }
 
 /// Topics whose in-flight rows could not be checked against Kafka yet: nothing is sent to them
@@ -135,6 +140,25 @@ fn headers_of(row: &OutboxRow, extra: &[(&str, &str)]) -> OwnedHeaders {
 }
 
 impl Relay {
+    /// Fails with [`StoreError::Fenced`] when a newer owner took the relay unit (several
+    /// instances). Between this check and the batch's production a frozen relay could still
+    /// send one batch: a broker without transactions cannot fence a producer, so its records
+    /// would come twice, never be lost (ARCHITECTURE.md, "Several instances").
+    async fn check_lease(&self) -> anyhow::Result<()> {
+        let Some(lease) = self.lease.clone() else {
+            return Ok(());
+        };
+        let l = lease.clone();
+        if blocking(&self.store, move |s| s.lease_holds(&l)).await? {
+            return Ok(());
+        }
+        Err(petitiond_store::StoreError::Fenced {
+            unit: lease.unit,
+            epoch: lease.epoch,
+        }
+        .into())
+    }
+
     fn context(&self) -> KafkaContext {
         KafkaContext {
             metrics: self.metrics.clone(),
@@ -165,6 +189,7 @@ impl Relay {
                 let retry = held.topics.clone();
                 self.recover(&mut held, Some(&retry)).await?;
             }
+            self.check_lease().await?;
             let batch = self.config.relay_batch;
             let except = held.list();
             let rows = blocking(&self.store, move |s| {

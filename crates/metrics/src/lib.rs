@@ -53,6 +53,18 @@ pub struct VerdictLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnitLabel {
+    pub unit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnitChange {
+    pub unit: String,
+    /// acquired, revoked, fenced
+    pub change: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceOutcome {
     pub source: String,
     pub outcome: String,
@@ -172,6 +184,11 @@ pub struct Metrics {
     pub writeback_dead: Family<SourceKind, Counter>,
     /// Status write-backs waiting to be sent, by source; refreshed by each source's worker.
     pub writeback_pending: Family<SourceLabel, Gauge>,
+    /// Several instances: 1 while this instance owns the unit (a channel or a singleton task).
+    pub unit_owned: Family<UnitLabel, Gauge>,
+    /// Several instances: ownership changes of this instance, by unit and change (acquired,
+    /// revoked, fenced).
+    pub unit_ownership_changes: Family<UnitChange, Counter>,
 }
 
 impl Default for Metrics {
@@ -237,6 +254,8 @@ impl Metrics {
             writeback_requests: Family::default(),
             writeback_dead: Family::default(),
             writeback_pending: Family::default(),
+            unit_owned: Family::default(),
+            unit_ownership_changes: Family::default(),
         };
         r.register(
             "items_received",
@@ -497,6 +516,16 @@ impl Metrics {
             "writeback_pending",
             "Status write-backs waiting to be sent, by source",
             m.writeback_pending.clone(),
+        );
+        r.register(
+            "unit_owned",
+            "1 while this instance owns the unit (several instances; a channel or a singleton task)",
+            m.unit_owned.clone(),
+        );
+        r.register(
+            "unit_ownership_changes",
+            "Ownership changes of this instance, by unit and change (acquired, revoked, fenced)",
+            m.unit_ownership_changes.clone(),
         );
         Metrics {
             registry: Arc::new(r),

@@ -34,7 +34,7 @@ use crate::config::http::{HttpSourceConfig, Protocol};
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
 use crate::metrics::{Metrics, SourceLabel, SourceOutcome};
 use crate::store::blobs::BlobStore;
-use crate::store::{NewOutbox, Store, blocking};
+use crate::store::{Lease, NewOutbox, Store, blocking};
 use client::{FetchError, Fetcher, Req};
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -98,6 +98,7 @@ pub enum PollError {
     Other(#[from] anyhow::Error),
 }
 
+#[derive(Clone)]
 pub struct HttpChannel {
     pub config: Arc<HttpSourceConfig>,
     /// The office's time zone: upstream times without an offset are read in it.
@@ -109,6 +110,9 @@ pub struct HttpChannel {
     pub health: ChannelHealth,
     pub alerts_topic: String,
     pub relay_wake: Arc<Notify>,
+    /// Several instances: the lease this channel runs under; its cursor moves only while the
+    /// lease is the unit's newest (`StoreError::Fenced` otherwise, and the channel stops).
+    pub lease: Option<Lease>,
 }
 
 /// The cursor as stored: a time watermark (each poll starts `overlap` before it), what was
@@ -444,9 +448,13 @@ impl HttpChannel {
         }
         let name = self.name().to_string();
         let text = serde_json::to_string(&value).map_err(anyhow::Error::from)?;
-        blocking(&self.store, move |s| s.set_cursor(&name, &text))
-            .await
-            .map_err(anyhow::Error::from)?;
+        let lease = self.lease.clone();
+        blocking(&self.store, move |s| match &lease {
+            Some(l) => s.set_cursor_leased(&name, &text, l),
+            None => s.set_cursor(&name, &text),
+        })
+        .await
+        .map_err(anyhow::Error::from)?;
         ctx.dirty = false;
         Ok(())
     }

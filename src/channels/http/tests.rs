@@ -92,6 +92,7 @@ impl H {
             health: ChannelHealth::default(),
             alerts_topic: cfg.sla.alerts_topic.clone(),
             relay_wake: Arc::new(Notify::new()),
+            lease: None,
         };
         H {
             _dir: dir,
@@ -706,3 +707,31 @@ async fn the_rate_limit_spaces_requests() {
 }
 
 mod hardening;
+
+/// Several instances: a channel whose lease another instance has taken since (a paused or cut
+/// off owner) stores what it read but cannot move the cursor; under the newest lease it can.
+#[tokio::test]
+async fn a_channel_whose_lease_was_taken_over_moves_no_cursor() {
+    let (server, _, _) = open311_server(spread(5, 600), 1000, vec![]).await;
+    let mut h = H::new(&open311_section(&server.uri(), "")).await;
+    let name = h.ch.config.name.clone();
+    let old = h.store.acquire_lease(&name, "a").unwrap();
+    let new = h.store.acquire_lease(&name, "b").unwrap();
+    h.ch.lease = Some(old);
+    let err = match h.poll().await {
+        Err(PollError::Other(e)) => e,
+        other => panic!("expected a fenced poll, got {other:?}"),
+    };
+    assert!(
+        err.chain().any(|c| matches!(
+            c.downcast_ref::<crate::store::StoreError>(),
+            Some(crate::store::StoreError::Fenced { .. })
+        )),
+        "{err:#}"
+    );
+    assert_eq!(h.cursor(), None, "a fenced channel moved the cursor");
+    h.ch.lease = Some(new);
+    h.poll().await.unwrap();
+    assert!(h.cursor().is_some(), "the newest lease moves the cursor");
+    assert_eq!(h.items(), 5, "each item stored once");
+}

@@ -330,6 +330,7 @@ pub fn request(source: &HttpSourceConfig, wb: &WritebackConfig, r: &WritebackRow
 }
 
 /// One source's write-back worker.
+#[derive(Clone)]
 pub struct WritebackWorker {
     /// The source, with its write-back section.
     pub source: Arc<HttpSourceConfig>,

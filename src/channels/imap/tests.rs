@@ -274,6 +274,7 @@ async fn a_mail_the_server_will_not_send_is_quarantined_and_the_next_is_read() {
         intake: tx,
         store: Arc::clone(&store),
         metrics: Metrics::new(),
+        lease: None,
     };
     let stop = CancellationToken::new();
     let running = tokio::spawn(channel.run(stop.clone()));

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+#[derive(Clone)]
 pub struct MaildirChannel {
     pub source: String,
     /// The Maildir (with new/, cur/, tmp/).

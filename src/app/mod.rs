@@ -8,11 +8,10 @@
 //! the relay is cut off; undelivered records stay in the outbox for the next start. A task
 //! that fails stops the daemon with an error.
 
+mod units;
 use crate::admin::{self, AdminState};
 use crate::channels::Incoming;
-use crate::channels::http::{ChannelHealth, HttpChannel};
-use crate::channels::imap::ImapChannel;
-use crate::channels::mailbox::MaildirChannel;
+use crate::cluster::Ownership;
 use crate::config::{Config, MailboxKind};
 use crate::intake::Intake;
 use crate::kafka::client::BrokerHealth;
@@ -128,10 +127,25 @@ impl Application {
         };
 
         let (tx, rx) = mpsc::channel(INTAKE_QUEUE);
-        let channel_health = self.spawn_channels(&tasks, tx)?;
+        let (mut units, channel_health) = self.channel_units(&tasks, tx)?;
         self.spawn_producers(&tasks, rx, &stops.intake_done)?;
-        self.spawn_mailer_and_reports(&tasks);
-        self.spawn_relay(&tasks, &stops);
+        let ownership = match &cfg.cluster {
+            None => {
+                // The only instance: every unit at once, the relay draining in order.
+                for (name, run) in units.start_all(&tasks.shutdown) {
+                    tasks.spawn(name, run);
+                }
+                self.spawn_mailer_and_reports(&tasks);
+                self.spawn_relay(&tasks, &stops);
+                None
+            }
+            Some(cluster) => {
+                self.singleton_units(&tasks, &mut units);
+                let ownership = Ownership::new(&cluster.instance);
+                self.spawn_cluster(&tasks, cluster, units, ownership.clone());
+                Some(ownership)
+            }
+        };
         let admin_task = self.admin.map(|listener| {
             let state = AdminState {
                 metrics: self.metrics.clone(),
@@ -142,6 +156,7 @@ impl Application {
                 board: Arc::new(admin::board::BoardConfig::from_config(&cfg)),
                 auth: Arc::new(admin::auth::Auth::new(cfg.admin.token.as_ref())),
                 limits: admin::Limits::from_config(&cfg.admin),
+                ownership,
             };
             tokio::spawn(admin::serve(listener, state, stops.admin.clone()))
         });
@@ -174,82 +189,6 @@ impl Application {
             &mut fail_rx,
         )
         .await
-    }
-
-    /// The channels (mailbox, hotline, portal) and the HTTP channels' write-back workers: the
-    /// edge tasks that poll upstreams and feed intake through `intake`. Returns the HTTP
-    /// channels' health for the admin server.
-    fn spawn_channels(
-        &self,
-        tasks: &Tasks,
-        intake: mpsc::Sender<Incoming>,
-    ) -> anyhow::Result<ChannelHealth> {
-        let cfg = &self.config;
-        let shutdown = &tasks.shutdown;
-        if let Some(mb) = &cfg.mailbox {
-            match &mb.kind {
-                MailboxKind::Maildir { path } => {
-                    let ch = MaildirChannel {
-                        source: "mailbox".into(),
-                        path: path.clone(),
-                        config: mb.clone(),
-                        intake: intake.clone(),
-                    };
-                    tasks.spawn("mailbox", ch.run(shutdown.clone()));
-                }
-                MailboxKind::Imap(imap) => {
-                    // The spool holds whole mails: created owner-only here, whatever the
-                    // channel does with it (the umask covers its files).
-                    let spool = cfg.data_dir.join("imap-spool");
-                    crate::store::files::create_private_dir(&spool)
-                        .with_context(|| format!("creating {}", spool.display()))?;
-                    let ch = ImapChannel {
-                        source: "mailbox".into(),
-                        imap: imap.clone(),
-                        max_message_bytes: mb.max_message_bytes,
-                        poll_interval: mb.poll_interval,
-                        spool,
-                        intake: intake.clone(),
-                        store: self.store.clone(),
-                        metrics: self.metrics.clone(),
-                    };
-                    tasks.spawn("mailbox", ch.run(shutdown.clone()));
-                }
-            }
-        }
-        let channel_health = ChannelHealth::default();
-        for source in &cfg.http_sources {
-            let ch = HttpChannel {
-                config: Arc::new(source.clone()),
-                tz: cfg.sla.calendar.time_zone().clone(),
-                store: self.store.clone(),
-                blobs: self.blobs.clone(),
-                intake: intake.clone(),
-                metrics: self.metrics.clone(),
-                health: channel_health.clone(),
-                alerts_topic: cfg.sla.alerts_topic.clone(),
-                relay_wake: tasks.wake.clone(),
-            };
-            let name = match source.channel {
-                Channel::Hotline => "hotline",
-                _ => "portal",
-            };
-            tasks.spawn(name, ch.run(shutdown.clone()));
-            if source.writeback.is_some() {
-                // Status write-back: its own task, an edge one (its rows wait in the store).
-                let worker = crate::channels::http::writeback::WritebackWorker {
-                    source: Arc::new(source.clone()),
-                    store: self.store.clone(),
-                    metrics: self.metrics.clone(),
-                };
-                let name = match source.channel {
-                    Channel::Hotline => "hotline-writeback",
-                    _ => "portal-writeback",
-                };
-                tasks.spawn(name, worker.run(shutdown.clone()));
-            }
-        }
-        Ok(channel_health)
     }
 
     /// The tasks that write outbox rows — intake (reading `rx`), the SLA engine and the status
@@ -378,6 +317,7 @@ impl Application {
             wake: tasks.wake.clone(),
             ready: tasks.ready.clone(),
             alerts_topic: cfg.sla.alerts_topic.clone(),
+            lease: None,
         };
         tasks.spawn(
             "relay",
@@ -390,7 +330,7 @@ impl Application {
 /// reports its error or panic on `fail`; and what the tasks share.
 struct Tasks {
     tracker: TaskTracker,
-    fail: mpsc::UnboundedSender<(&'static str, anyhow::Error)>,
+    fail: mpsc::UnboundedSender<(String, anyhow::Error)>,
     /// The edge tasks watch it; inner stages end when their input closes.
     shutdown: CancellationToken,
     health: Arc<BrokerHealth>,
@@ -404,10 +344,11 @@ impl Tasks {
     /// Spawns a tracked task; an error or a panic is sent on `fail` with the task's name.
     fn spawn(
         &self,
-        name: &'static str,
+        name: impl Into<String>,
         fut: impl Future<Output = anyhow::Result<()>> + Send + 'static,
     ) {
         let fail = self.fail.clone();
+        let name = name.into();
         self.tracker.spawn(async move {
             let result = match AssertUnwindSafe(fut).catch_unwind().await {
                 Ok(r) => r,
@@ -436,9 +377,9 @@ struct Stops {
 /// systemd restarts the daemon. Returns the first task failure, or `None` on shutdown.
 async fn supervise(
     shutdown: &CancellationToken,
-    fail_rx: &mut mpsc::UnboundedReceiver<(&'static str, anyhow::Error)>,
+    fail_rx: &mut mpsc::UnboundedReceiver<(String, anyhow::Error)>,
     ready: &AtomicBool,
-) -> Option<(&'static str, anyhow::Error)> {
+) -> Option<(String, anyhow::Error)> {
     crate::notify::status("starting: waiting for Kafka to verify the topics");
     let watchdog = crate::notify::watchdog_interval();
     let mut beat = tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
@@ -471,10 +412,10 @@ async fn stop_in_order(
     cfg: &Config,
     shutdown: &CancellationToken,
     stops: &Stops,
-    failure: Option<(&'static str, anyhow::Error)>,
+    failure: Option<(String, anyhow::Error)>,
     tracker: &TaskTracker,
     admin_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    fail_rx: &mut mpsc::UnboundedReceiver<(&'static str, anyhow::Error)>,
+    fail_rx: &mut mpsc::UnboundedReceiver<(String, anyhow::Error)>,
 ) -> anyhow::Result<()> {
     crate::notify::stopping();
     if let Some((name, e)) = &failure {
