@@ -45,6 +45,24 @@ pub struct Lease {
     pub epoch: i64,
 }
 
+impl Lease {
+    /// Whether `e`, or an error it wraps, is [`StoreError::Fenced`]: the unit was taken over
+    /// and whoever got the error must stop it.
+    pub fn fenced_in(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(c) = cur {
+            if matches!(
+                c.downcast_ref::<StoreError>(),
+                Some(StoreError::Fenced { .. })
+            ) {
+                return true;
+            }
+            cur = c.source();
+        }
+        false
+    }
+}
+
 /// A unit's newest lease: who took it and when (the board, `/readyz`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRow {

@@ -7,7 +7,7 @@
 use super::*;
 use jiff::Timestamp;
 use petitiond_core::sla::clock::{Clock, State};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::Migrations;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

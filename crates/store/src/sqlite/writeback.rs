@@ -8,7 +8,7 @@
 //! same idempotency key again is a no-op (`INSERT OR IGNORE` on the unique key).
 
 use super::super::{NewWriteback, StoreError, WritebackRow};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 const COLS: &str = "w.id, w.item_id, i.upstream_id, w.source, w.kind, w.value, w.idem_key, w.body, w.state, w.attempts, w.next_attempt_ms, w.last_error, w.created_at, w.done_at";
 
@@ -140,7 +140,7 @@ pub(super) fn list(
 }
 
 pub(super) fn replay(conn: &mut Connection, ids: &[i64]) -> Result<usize, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut n = 0;
     {
         let mut st = tx.prepare_cached(
