@@ -5,6 +5,7 @@ use petitiond_core::envelope::Envelope;
 
 mod board;
 mod clocks;
+mod concurrency;
 mod intake;
 mod items;
 mod leases;
