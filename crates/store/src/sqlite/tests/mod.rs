@@ -9,6 +9,7 @@ mod concurrency;
 mod intake;
 mod items;
 mod leases;
+mod reports;
 
 use crate::testing::{each_backend, item, store};
 
