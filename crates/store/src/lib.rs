@@ -41,9 +41,6 @@ pub enum StoreError {
     /// The database cannot be reached now (no free connection in time); retryable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// A call this backend does not implement yet (named).
-    #[error("not supported by this store backend yet: {0}")]
-    Unsupported(&'static str),
 }
 
 /// A unit's lease as the store fences it (ARCHITECTURE.md, "Several instances"): the epoch

@@ -30,15 +30,93 @@ pub(super) fn snapshot<T>(
     Ok(v)
 }
 
-/// A parameter list built up as a query's conditions are (`$n` is the n-th pushed).
-#[derive(Default)]
-struct Params<'a>(Vec<&'a (dyn ToSql + Sync)>);
+/// The board's SQL, as functions so that the plan test checks exactly what runs. Parameters
+/// at fixed places, named in each function's docs.
+pub(super) mod sql {
+    fn and(cond: bool, sql: &str) -> &str {
+        if cond { sql } else { "" }
+    }
 
-impl<'a> Params<'a> {
-    /// Adds `v`; its placeholder.
-    fn push(&mut self, v: &'a (dyn ToSql + Sync)) -> String {
-        self.0.push(v);
-        format!("${}", self.0.len())
+    /// The counts per clock id (running, overdue, paused, pending) and the warned counts
+    /// (`sla_clocks_board_alerted`): `$1` now, then the clock id (with `clock`), then the
+    /// department (with `department`).
+    pub fn counts(clock: bool, department: bool) -> (String, String) {
+        let dept_p = if clock { "$3" } else { "$2" };
+        let cond = format!(
+            "{}{}",
+            and(clock, " AND clock_id = $2"),
+            if department {
+                format!(" AND department = {dept_p}")
+            } else {
+                String::new()
+            }
+        );
+        (
+            format!(
+                "SELECT clock_id,
+                        COUNT(*) FILTER (WHERE state = 'running'),
+                        COUNT(*) FILTER (WHERE state = 'running' AND due_ms <= $1),
+                        COUNT(*) FILTER (WHERE state = 'paused'),
+                        COUNT(*) FILTER (WHERE state = 'pending')
+                 FROM sla_clocks WHERE state <> 'stopped'{cond}
+                 GROUP BY clock_id"
+            ),
+            format!(
+                "SELECT clock_id, COUNT(*) FROM sla_clocks
+                 WHERE state = 'running' AND alerted AND due_ms > $1{cond}
+                 GROUP BY clock_id"
+            ),
+        )
+    }
+
+    /// Running clocks of one clock id, overdue (most overdue first) or not yet due (soonest
+    /// first): `$1` clock id, `$2` now, `$3` limit, `$4` department (with `department`).
+    pub fn clocks(department: bool, overdue: bool) -> String {
+        let cmp = if overdue { "<=" } else { ">" };
+        let dept = and(department, " AND department = $4");
+        format!(
+            "SELECT item_id, clock_id, department, state, started_at, due_at, due_ms, provisional
+             FROM sla_clocks
+             WHERE state <> 'stopped' AND clock_id = $1{dept} AND state = 'running' AND due_ms {cmp} $2
+             ORDER BY due_ms LIMIT $3"
+        )
+    }
+
+    /// The newest alerts (`seq`: insertion order): `$1` limit, `$2` department (with
+    /// `department`), then the clock id (with `clock`).
+    pub fn alerts(department: bool, clock: bool) -> String {
+        let mut w = Vec::new();
+        if department {
+            w.push("department = $2".to_string());
+        }
+        if clock {
+            w.push(format!("clock_id = ${}", if department { 3 } else { 2 }));
+        }
+        let w = if w.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", w.join(" AND "))
+        };
+        format!(
+            "SELECT seq, kind, clock_id, item_id, department, due_at, fired_at, late, provisional
+             FROM alerts {w} ORDER BY seq DESC LIMIT $1"
+        )
+    }
+
+    /// The review queue, oldest first (`$1` limit, `$2` department), and its size (`$1`
+    /// department), with `department`: by the lead.
+    pub fn review(department: bool) -> (String, String) {
+        (
+            format!(
+                "SELECT item_id, lead, decided_ms, classification FROM review_queue{}
+                 ORDER BY decided_ms, item_id LIMIT $1",
+                and(department, " WHERE lead = $2")
+            ),
+            format!(
+                "SELECT COUNT(*) FROM review_queue{}",
+                and(department, " WHERE lead = $1")
+            ),
+        )
     }
 }
 
@@ -50,36 +128,16 @@ fn count(r: &Row, i: usize) -> Result<u64, StoreError> {
 /// pending counts, by clock id.
 fn board_counts(tx: &mut Transaction<'_>, q: &BoardQuery) -> Result<Vec<BoardCount>, StoreError> {
     let now = q.now.as_millisecond();
-    let mut p = Params::default();
-    let mut cond = String::new();
+    let mut p: Vec<&(dyn ToSql + Sync)> = vec![&now];
     if let Some(c) = &q.clock {
-        cond += &format!(" AND clock_id = {}", p.push(c));
+        p.push(c);
     }
     if let Some(d) = &q.department {
-        cond += &format!(" AND department = {}", p.push(d));
+        p.push(d);
     }
-    let now_p = p.push(&now);
-    let rows = tx.query(
-        &format!(
-            "SELECT clock_id,
-                    COUNT(*) FILTER (WHERE state = 'running'),
-                    COUNT(*) FILTER (WHERE state = 'running' AND due_ms <= {now_p}),
-                    COUNT(*) FILTER (WHERE state = 'paused'),
-                    COUNT(*) FILTER (WHERE state = 'pending')
-             FROM sla_clocks WHERE state <> 'stopped'{cond}
-             GROUP BY clock_id ORDER BY clock_id"
-        ),
-        &p.0,
-    )?;
-    // Warned: running, not yet due, alerted (`sla_clocks_board_alerted`).
-    let warned = tx.query(
-        &format!(
-            "SELECT clock_id, COUNT(*) FROM sla_clocks
-             WHERE state = 'running' AND alerted AND due_ms > {now_p}{cond}
-             GROUP BY clock_id"
-        ),
-        &p.0,
-    )?;
+    let (counts_sql, warned_sql) = sql::counts(q.clock.is_some(), q.department.is_some());
+    let rows = tx.query(&counts_sql, &p)?;
+    let warned = tx.query(&warned_sql, &p)?;
     let mut counts = Vec::with_capacity(rows.len());
     for r in &rows {
         let clock_id: String = r.try_get(0)?;
@@ -113,18 +171,7 @@ fn board_clocks(
 ) -> Result<Vec<BoardClock>, StoreError> {
     let now = q.now.as_millisecond();
     let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-    let cmp = if overdue { "<=" } else { ">" };
-    let dept = if q.department.is_some() {
-        " AND department = $4"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT item_id, clock_id, department, state, started_at, due_at, due_ms, provisional
-         FROM sla_clocks
-         WHERE state <> 'stopped' AND clock_id = $1{dept} AND state = 'running' AND due_ms {cmp} $2
-         ORDER BY due_ms LIMIT $3"
-    );
+    let sql = sql::clocks(q.department.is_some(), overdue);
     let st = tx.prepare(&sql)?;
     let mut all: Vec<(i64, BoardClock)> = Vec::new();
     for c in counts {
@@ -173,27 +220,14 @@ fn board_alerts(
     };
     let mut alerts: Vec<(i64, BoardAlert)> = Vec::new();
     for clock in &per_clock {
-        let mut p = Params::default();
-        let mut w = Vec::new();
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![&limit];
         if let Some(d) = &q.department {
-            w.push(format!("department = {}", p.push(d)));
+            p.push(d);
         }
         if let Some(c) = clock {
-            w.push(format!("clock_id = {}", p.push(c)));
+            p.push(c);
         }
-        let w = if w.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", w.join(" AND "))
-        };
-        let limit_p = p.push(&limit);
-        let rows = tx.query(
-            &format!(
-                "SELECT seq, kind, clock_id, item_id, department, due_at, fired_at, late, provisional
-                 FROM alerts {w} ORDER BY seq DESC LIMIT {limit_p}"
-            ),
-            &p.0,
-        )?;
+        let rows = tx.query(&sql::alerts(q.department.is_some(), clock.is_some()), &p)?;
         for r in &rows {
             alerts.push((
                 r.try_get(0)?,
@@ -222,23 +256,13 @@ fn board_review(
     q: &BoardQuery,
 ) -> Result<(Vec<BoardReview>, u64), StoreError> {
     let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-    let mut p = Params::default();
-    let cond = match &q.department {
-        Some(d) => format!(" WHERE lead = {}", p.push(d)),
-        None => String::new(),
-    };
-    let total = count(
-        &tx.query_one(&format!("SELECT COUNT(*) FROM review_queue{cond}"), &p.0)?,
-        0,
-    )?;
-    let limit_p = p.push(&limit);
-    let rows = tx.query(
-        &format!(
-            "SELECT item_id, lead, decided_ms, classification FROM review_queue{cond}
-             ORDER BY decided_ms, item_id LIMIT {limit_p}"
-        ),
-        &p.0,
-    )?;
+    let (list_sql, count_sql) = sql::review(q.department.is_some());
+    let mut p: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+    if let Some(d) = &q.department {
+        p.push(d);
+    }
+    let rows = tx.query(&list_sql, &p)?;
+    let total = count(&tx.query_one(&count_sql, &p[1..])?, 0)?;
     let mut review = Vec::with_capacity(rows.len());
     for r in &rows {
         let classification: String = r.try_get(3)?;
@@ -357,4 +381,105 @@ pub(super) fn summary(store: &PgStore) -> Result<Summary, StoreError> {
             quarantined,
         })
     })
+}
+
+/// The plan PostgreSQL chooses for `sql` with `params` (EXPLAIN's lines, joined), on a
+/// fresh connection of the store.
+#[cfg(test)]
+pub(super) fn plan(store: &PgStore, sql: &str, params: &[&(dyn ToSql + Sync)]) -> String {
+    let rows = store
+        .conn()
+        .unwrap()
+        .query(&format!("EXPLAIN {sql}"), params)
+        .unwrap();
+    rows.iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With open clocks a minority of the table (as they become: stopped ones accumulate),
+    /// every board read is a range of the board's partial indexes, and the newest alerts a
+    /// backward scan of `alerts.seq`: never a sequential scan of `sla_clocks` or `alerts`.
+    #[test]
+    fn board_reads_use_the_board_indexes() {
+        let Some(b) = crate::testing::postgres_store() else {
+            return;
+        };
+        let s = b.postgres().unwrap();
+        b.execute("ALTER TABLE sla_clocks DROP CONSTRAINT sla_clocks_item_id_fkey");
+        b.execute(
+            "INSERT INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at,
+                 due_ms, alerted)
+             SELECT 'i' || n, 'c' || (n % 7), 'd' || (n % 40),
+                    CASE WHEN n % 100 = 0 THEN 'paused' WHEN n % 100 < 4 THEN 'running'
+                         WHEN n % 100 = 4 THEN 'pending' ELSE 'stopped' END,
+                    '2026-03-01T00:00:00Z', '2026-03-02T00:00:00Z', n * 1000, n % 4 = 1
+             FROM generate_series(1, 100000) n",
+        );
+        b.execute(
+            "INSERT INTO alerts (id, item_id, clock_id, kind, department, due_at, scheduled_at,
+                 fired_at, late)
+             SELECT 'a' || n, 'i' || n, 'c' || (n % 7), 'breach', 'd' || (n % 40), 'x', 'x', 'x',
+                    FALSE
+             FROM generate_series(1, 50000) n",
+        );
+        b.execute("VACUUM ANALYZE");
+        let (now, clock, dept, limit) = (50_000_000i64, "c3".to_string(), "d7".to_string(), 50i64);
+        for (c, d) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut p: Vec<&(dyn ToSql + Sync)> = vec![&now];
+            if c {
+                p.push(&clock);
+            }
+            if d {
+                p.push(&dept);
+            }
+            let (counts, warned) = sql::counts(c, d);
+            let got = plan(s, &counts, &p);
+            assert!(got.contains("sla_clocks_board_"), "counts {c} {d}:\n{got}");
+            assert!(!got.contains("Seq Scan"), "counts {c} {d}:\n{got}");
+            let got = plan(s, &warned, &p);
+            assert!(
+                got.contains("sla_clocks_board_alerted"),
+                "warned {c} {d}:\n{got}"
+            );
+            assert!(!got.contains("Seq Scan"), "warned {c} {d}:\n{got}");
+        }
+        for d in [false, true] {
+            for overdue in [false, true] {
+                let mut p: Vec<&(dyn ToSql + Sync)> = vec![&clock, &now, &limit];
+                if d {
+                    p.push(&dept);
+                }
+                let got = plan(s, &sql::clocks(d, overdue), &p);
+                let want = if d {
+                    "sla_clocks_board_department"
+                } else {
+                    "sla_clocks_board_clock"
+                };
+                assert!(got.contains(want), "clocks {d} {overdue}:\n{got}");
+                // A range of the index (PostgreSQL may sort a small one rather than walk it in
+                // due order).
+                assert!(!got.contains("Seq Scan"), "{got}");
+            }
+            for c in [false, true] {
+                let mut p: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+                if d {
+                    p.push(&dept);
+                }
+                if c {
+                    p.push(&clock);
+                }
+                let got = plan(s, &sql::alerts(d, c), &p);
+                assert!(
+                    got.contains("Index Scan Backward using alerts_seq_key"),
+                    "{got}"
+                );
+            }
+        }
+    }
 }

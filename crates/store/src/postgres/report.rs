@@ -276,3 +276,105 @@ pub(super) fn key_cases(store: &PgStore, q: &KeyCaseQuery) -> Result<Vec<KeyCase
         Ok(out.into_iter().map(|(_, k)| k).collect())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::board::plan;
+    use super::*;
+    use ::postgres::types::ToSql;
+
+    /// On four years of items, most of them replied (as they become), each report query reads
+    /// index ranges (`items_month`, `status_events_event`, `status_events_item`,
+    /// `person_items_item`, `items_unreplied`), never a sequential scan of a large table.
+    #[test]
+    fn report_queries_use_their_indexes() {
+        let Some(b) = crate::testing::postgres_store() else {
+            return;
+        };
+        let s = b.postgres().unwrap();
+        b.execute(
+            "INSERT INTO items (id, channel, upstream_id, source, received_at, stage, envelope,
+                 stage_rank, category)
+             SELECT 'i' || n, 'hotline', 'u' || n, 's',
+                    to_char(timestamp '2022-01-01' + n * interval '30 minutes',
+                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    'replied', '{}', CASE WHEN n % 50 = 0 THEN 1 ELSE 4 END, 'rights'
+             FROM generate_series(1, 80000) n",
+        );
+        b.execute(
+            "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at)
+             SELECT id, 'r', 'v', 'desk', '[]', received_at FROM items",
+        );
+        b.execute(
+            "INSERT INTO status_events (event_id, item_id, event, at, verdict)
+             SELECT 'e' || n || '-' || k, 'i' || n,
+                    (ARRAY['accepted', 'replied', 'evaluated', 'viewed'])[k],
+                    to_char(timestamp '2022-01-02' + n * interval '30 minutes',
+                            'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'ok'
+             FROM generate_series(1, 80000) n, generate_series(1, 4) k",
+        );
+        b.execute(
+            "INSERT INTO person_items (person_key, item_id, matter, received_ms)
+             SELECT 'p' || (n % 30000), 'i' || n, 'm', n::bigint * 1800000 FROM generate_series(1, 80000) n",
+        );
+        b.execute("ALTER TABLE sla_clocks DROP CONSTRAINT sla_clocks_item_id_fkey");
+        b.execute(
+            "INSERT INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, due_ms)
+             SELECT 'i' || n, 'statutory.accept', 'desk',
+                    CASE WHEN n % 50 = 0 THEN 'running' ELSE 'stopped' END, 'x', 'x', n
+             FROM generate_series(1, 80000) n",
+        );
+        b.execute("VACUUM ANALYZE");
+        let (start, end) = (
+            "2026-10-01T00:00:00".to_string(),
+            "2026-11-01T00:00:00".to_string(),
+        );
+        let (ms, clock) = (1_000_000i64, "statutory.accept".to_string());
+        let (window_ms, end_ms) = (0i64, 150_000_000_000i64);
+        let stop_on = vec!["accepted".to_string()];
+        let no_scan = |name: &str, sql: &str, p: &[&(dyn ToSql + Sync)], want: &[&str]| {
+            let got = plan(s, sql, p);
+            for w in want {
+                assert!(got.contains(w), "{w} not in the plan of {name}:\n{got}");
+            }
+            for t in ["items ", "status_events ", "person_items ", "sla_clocks "] {
+                assert!(
+                    !got.contains(&format!("Seq Scan on {t}")),
+                    "{name} scans {t}:\n{got}"
+                );
+            }
+        };
+        no_scan("items", ITEMS, &[&start, &end], &["items_month"]);
+        no_scan(
+            "items by lead",
+            ITEMS_BY_LEAD,
+            &[&start, &end],
+            &["items_month"],
+        );
+        no_scan(
+            "person items",
+            PERSON_ITEMS,
+            &[&window_ms, &start, &end, &end_ms],
+            &["items_month", "person_items"],
+        );
+        no_scan(
+            "stopped clocks",
+            STOPPED_CLOCKS,
+            &[&clock, &start, &end, &ms, &stop_on],
+            &["status_events_event", "status_events_item"],
+        );
+        no_scan(
+            "evaluations",
+            EVALUATIONS,
+            &[&start, &end],
+            &["status_events_event", "status_events_item"],
+        );
+        let category = "historical".to_string();
+        no_scan(
+            "key cases",
+            KEY_CASES,
+            &[&start, &ms, &category, &clock, &start],
+            &["items_unreplied"],
+        );
+    }
+}
