@@ -232,7 +232,7 @@ impl PgStore {
             if attempt >= TX_ATTEMPTS {
                 return Err(result);
             }
-            if closed(&result) {
+            if closed(&result) || conn.is_closed() {
                 tracing::debug!(attempt, "PostgreSQL connection closed; transaction retried");
                 drop(conn);
                 conn = self.conn()?;
@@ -246,9 +246,12 @@ impl PgStore {
     }
 }
 
-/// The connection is gone (server restart, network): a new one may work.
+/// The connection is gone (server restart, network: closed, reset, broken pipe): a new one
+/// may work.
 fn closed(e: &StoreError) -> bool {
-    matches!(e, StoreError::Postgres(e) if e.is_closed())
+    use std::error::Error as _;
+    matches!(e, StoreError::Postgres(e)
+        if e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()))
 }
 
 /// A failure that running the transaction again may cure.
