@@ -64,3 +64,80 @@ pub fn open_store_only(config: &StoreConfig, must_exist: bool) -> anyhow::Result
         Opened::Postgres(store) => store,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use std::time::Duration;
+
+    fn sqlite(dir: &Path) -> StoreConfig {
+        StoreConfig {
+            path: dir.join("data/petitiond.db"),
+            busy_timeout: Duration::from_secs(1),
+            backend: StoreBackend::Sqlite,
+        }
+    }
+
+    /// A reading command on a config whose daemon never ran must not create an empty store.
+    #[test]
+    fn a_reading_command_does_not_create_a_sqlite_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = open_store_only(&sqlite(dir.path()), true)
+            .err()
+            .expect("no store yet");
+        assert!(err.to_string().contains("no store at"), "{err:#}");
+        assert!(!dir.path().join("data/petitiond.db").exists());
+        let (store, _) = open_store(&sqlite(dir.path()), &dir.path().join("blobs")).unwrap();
+        store.set_cursor("portal", "1").unwrap();
+        drop(store);
+        let again = open_store_only(&sqlite(dir.path()), true).unwrap();
+        assert_eq!(again.cursor("portal").unwrap().as_deref(), Some("1"));
+    }
+
+    /// `backend = "postgres"`: the store and its blobs live in the database (no blob
+    /// directory), and a second opening (another instance, a command) sees both.
+    #[test]
+    fn a_postgres_store_keeps_its_blobs_in_the_database() {
+        let Some((url, _schema)) = crate::store::testing::postgres_url() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            backend: StoreBackend::Postgres {
+                url: Secret::new(url),
+                pool_size: 2,
+                connect_timeout: Duration::from_secs(5),
+            },
+            ..sqlite(dir.path())
+        };
+        let (store, blobs) = open_store(&config, &dir.path().join("blobs")).unwrap();
+        store.set_cursor("portal", "9").unwrap();
+        let r = blobs.put(b"scan").unwrap();
+        assert!(!dir.path().join("blobs").exists());
+        assert!(!dir.path().join("data").exists());
+        let (other, other_blobs) = open_store(&config, &dir.path().join("blobs")).unwrap();
+        assert_eq!(other.cursor("portal").unwrap().as_deref(), Some("9"));
+        assert_eq!(other_blobs.get(&r.sha256).unwrap(), b"scan");
+        let cmd = open_store_only(&config, true).unwrap();
+        assert_eq!(cmd.cursor("portal").unwrap().as_deref(), Some("9"));
+    }
+
+    /// An unreachable server is an error naming the setting, never the URL (its password).
+    #[test]
+    fn an_unreachable_postgres_is_an_error_without_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            backend: StoreBackend::Postgres {
+                url: Secret::new("postgres://u:s3cret@127.0.0.1:1/db".into()),
+                pool_size: 1,
+                connect_timeout: Duration::from_secs(2),
+            },
+            ..sqlite(dir.path())
+        };
+        let err = open_store_only(&config, false).err().expect("refused");
+        let text = format!("{err:#}");
+        assert!(text.contains("store.url"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}

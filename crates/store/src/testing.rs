@@ -81,7 +81,7 @@ pub struct Backend {
 
 enum Raw {
     Sqlite(Arc<SqliteStore>, #[allow(dead_code)] tempfile::TempDir),
-    Postgres(Arc<PgStore>, #[allow(dead_code)] Box<PgSchema>),
+    Postgres(Arc<PgStore>, #[allow(dead_code)] SchemaGuard),
 }
 
 impl std::ops::Deref for Backend {
@@ -165,19 +165,28 @@ pub fn each_backend(f: impl Fn(&Backend)) {
     }
 }
 
-/// A fresh PostgreSQL store in its own schema, when [`POSTGRES_ENV`] is set.
-pub fn postgres_store() -> Option<Backend> {
-    let url = match std::env::var(POSTGRES_ENV) {
-        Ok(u) if !u.is_empty() => u,
+/// A schema of its own in the test server, dropped with this guard.
+pub struct SchemaGuard(#[allow(dead_code)] Box<PgSchema>);
+
+/// The test server's URL ([`POSTGRES_ENV`]), if set; under `CI=true` its absence fails.
+fn postgres_env() -> Option<String> {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(u) if !u.is_empty() => Some(u),
         _ => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "CI=true but {POSTGRES_ENV} is not set: the store tests must run on PostgreSQL too \
                  (scripts/test.sh starts one)"
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Creates a fresh schema in the test server: its connection settings (they use it) and the
+/// guard that drops it.
+fn postgres_schema() -> Option<(postgres::Config, String, SchemaGuard)> {
+    let url = postgres_env()?;
     let mut config: postgres::Config = url
         .parse()
         .unwrap_or_else(|e| panic!("{POSTGRES_ENV}: {e}"));
@@ -189,16 +198,28 @@ pub fn postgres_store() -> Option<Backend> {
         .batch_execute(&format!("CREATE SCHEMA {name}"))
         .unwrap();
     config.options(&format!("-c search_path={name}"));
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options=-csearch_path%3D{name}");
+    let guard = SchemaGuard(Box::new(PgSchema {
+        admin: std::sync::Mutex::new(admin),
+        name,
+    }));
+    Some((config, url, guard))
+}
+
+/// A URL of the test server whose connections work in a fresh schema of their own (for the
+/// daemon's tests that open a store from config), with the guard that drops the schema.
+pub fn postgres_url() -> Option<(String, SchemaGuard)> {
+    postgres_schema().map(|(_, url, guard)| (url, guard))
+}
+
+/// A fresh PostgreSQL store in its own schema, when [`POSTGRES_ENV`] is set.
+pub fn postgres_store() -> Option<Backend> {
+    let (config, _, guard) = postgres_schema()?;
     let s = Arc::new(PgStore::connect_config(config, 4, Duration::from_secs(10)).unwrap());
     Some(Backend {
         name: "postgres",
         store: s.clone(),
-        raw: Raw::Postgres(
-            s,
-            Box::new(PgSchema {
-                admin: std::sync::Mutex::new(admin),
-                name,
-            }),
-        ),
+        raw: Raw::Postgres(s, guard),
     })
 }

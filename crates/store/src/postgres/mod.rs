@@ -37,13 +37,18 @@ mod tests;
 /// Most attempts of a transaction that failed on a serialization failure or a deadlock.
 const TX_ATTEMPTS: u32 = 5;
 
+/// An idle client older than this is checked before use.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
+
 pub struct PgStore {
     pool: Pool,
 }
 
 /// A small pool: idle clients in a vector, at most `max` open, a caller waits for a free one
 /// at most `wait`. A client that the server closed (restart, network) is dropped on return
-/// and replaced by a new connection when next needed.
+/// and replaced by a new connection when next needed; one idle for longer than
+/// [`CHECK_IDLE_AFTER`] is checked with a round trip before it is handed out (a server
+/// restarted while the pool was idle closed them all).
 struct Pool {
     config: ::postgres::Config,
     max: usize,
@@ -53,7 +58,8 @@ struct Pool {
 }
 
 struct PoolState {
-    idle: Vec<Client>,
+    /// Idle clients, each with when it was returned.
+    idle: Vec<(Client, Instant)>,
     open: usize,
 }
 
@@ -80,7 +86,7 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         let mut st = self.pool.lock();
         match self.client.take() {
-            Some(c) if !c.is_closed() => st.idle.push(c),
+            Some(c) if !c.is_closed() => st.idle.push((c, Instant::now())),
             _ => st.open -= 1,
         }
         drop(st);
@@ -98,8 +104,17 @@ impl Pool {
         let deadline = Instant::now() + self.wait;
         let mut st = self.lock();
         loop {
-            if let Some(c) = st.idle.pop() {
-                if c.is_closed() {
+            if let Some((mut c, since)) = st.idle.pop() {
+                if !c.is_closed() && since.elapsed() > CHECK_IDLE_AFTER {
+                    // The check is a round trip: not under the lock.
+                    drop(st);
+                    let ok = c.is_valid(self.wait).is_ok();
+                    st = self.lock();
+                    if !ok {
+                        st.open -= 1;
+                        continue;
+                    }
+                } else if c.is_closed() {
                     st.open -= 1;
                     continue;
                 }
@@ -195,7 +210,10 @@ impl PgStore {
     }
 
     /// Runs `f` in a transaction and commits it; a serialization failure or a deadlock rolls
-    /// back and runs `f` again (at most [`TX_ATTEMPTS`] times), so `f` must be repeatable.
+    /// back and runs `f` again (at most [`TX_ATTEMPTS`] times), so `f` must be repeatable. A
+    /// connection found closed before the commit is replaced and `f` run again on the new one
+    /// (nothing was committed); a commit whose answer was lost is not retried (it may have
+    /// committed): its error goes to the caller.
     pub(crate) fn tx<T>(
         &self,
         mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError>,
@@ -203,20 +221,37 @@ impl PgStore {
         let mut conn = self.conn()?;
         let mut attempt = 1;
         loop {
-            let mut tx = conn.transaction()?;
-            let result = f(&mut tx).and_then(|v| {
-                tx.commit()?;
-                Ok(v)
-            });
-            match result {
-                Err(e) if attempt < TX_ATTEMPTS && retryable(&e) => {
-                    tracing::debug!(attempt, error = %e, "PostgreSQL transaction retried");
-                    attempt += 1;
-                }
-                r => return r,
+            let result: StoreError = match conn.transaction() {
+                Err(e) => e.into(),
+                Ok(mut tx) => match f(&mut tx) {
+                    Ok(v) => return tx.commit().map(|()| v).map_err(StoreError::from),
+                    // Dropping `tx` rolls back.
+                    Err(e) => e,
+                },
+            };
+            if attempt >= TX_ATTEMPTS {
+                return Err(result);
             }
+            if closed(&result) || conn.is_closed() {
+                tracing::debug!(attempt, "PostgreSQL connection closed; transaction retried");
+                drop(conn);
+                conn = self.conn()?;
+            } else if retryable(&result) {
+                tracing::debug!(attempt, error = %result, "PostgreSQL transaction retried");
+            } else {
+                return Err(result);
+            }
+            attempt += 1;
         }
     }
+}
+
+/// The connection is gone (server restart, network: closed, reset, broken pipe): a new one
+/// may work.
+fn closed(e: &StoreError) -> bool {
+    use std::error::Error as _;
+    matches!(e, StoreError::Postgres(e)
+        if e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()))
 }
 
 /// A failure that running the transaction again may cure.
