@@ -318,3 +318,99 @@ fn two_engines_firing_one_clock_serialize_on_it_and_record_the_alert_once() {
     assert_eq!(second.pending_mail(10).unwrap().len(), 1);
     assert_eq!(second.pending_count().unwrap(), pending + 1);
 }
+
+/// When the calendars change: the open clocks resting on a provisional year are found (with
+/// the pending ones); a recomputed clock is written with its announcement (queued once by its
+/// CloudEvents id) and its write-back (for its own source only), unless a status event changed
+/// the row since it was read — then it is skipped and left as the event wrote it.
+#[test]
+fn recomputed_clocks_are_written_with_their_announcement_unless_changed_meanwhile() {
+    each_backend(|s| {
+        let mut it = item("r");
+        let id = it.envelope.id.to_string();
+        let due: Timestamp = "2027-01-04T01:00:00Z".parse().unwrap();
+        let mut prov = it.clocks[0].0.clone();
+        prov.clock_id = "prov".into();
+        prov.due_at = due;
+        prov.provisional = true;
+        let mut other = prov.clone();
+        other.clock_id = "other".into();
+        it.clocks = vec![(prov, Some(due)), (other, Some(due))];
+        // A third clock that no calendar change concerns.
+        let mut plain = it.clocks[0].0.clone();
+        plain.clock_id = "plain".into();
+        plain.provisional = false;
+        it.clocks.push((plain, None));
+        s.record_item(&it).unwrap();
+        assert_eq!(s.open_provisional_clocks().unwrap(), 2);
+        assert!(s.clocks_to_recompute(false).unwrap().is_empty());
+        let found = s.clocks_to_recompute(true).unwrap();
+        let mut ids: Vec<&str> = found.iter().map(|c| c.clock.clock_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["other", "prov"]);
+        // A status event extends "other" after it was read.
+        s.execute("UPDATE sla_clocks SET extended_days = 5 WHERE clock_id = 'other'");
+        let official: Timestamp = "2027-01-05T01:00:00Z".parse().unwrap();
+        let pending = s.pending_count().unwrap();
+        let writes: Vec<Recomputed> = found
+            .iter()
+            .map(|c| {
+                let mut clock = c.clock.clone();
+                clock.due_at = official;
+                clock.provisional = false;
+                Recomputed {
+                    row: c.row,
+                    was: c.clock.clone(),
+                    clock,
+                    next: Some(official),
+                    next_provisional: false,
+                    announce: Some(NewOutbox {
+                        ce_id: format!("due-{}", c.clock.clock_id),
+                        ..it.outbox[0].clone()
+                    }),
+                    writeback: vec![
+                        NewWriteback {
+                            item_id: id.clone(),
+                            source: "mailbox".into(),
+                            kind: "due".into(),
+                            value: official.to_string(),
+                            key: format!("due-{}", c.clock.clock_id),
+                            body: b"{}".to_vec(),
+                        },
+                        NewWriteback {
+                            item_id: id.clone(),
+                            source: "portal".into(),
+                            kind: "due".into(),
+                            value: official.to_string(),
+                            key: format!("portal-due-{}", c.clock.clock_id),
+                            body: b"{}".to_vec(),
+                        },
+                    ],
+                }
+            })
+            .collect();
+        let r = s.recompute_clocks(&writes).unwrap();
+        assert_eq!((r.announced, r.skipped), (1, 1));
+        assert_eq!(r.timers.len(), 1);
+        assert_eq!(r.timers[0].at_ms, official.as_millisecond());
+        assert_eq!(s.pending_count().unwrap(), pending + 1);
+        assert_eq!(s.writeback_pending("mailbox").unwrap(), 1);
+        assert_eq!(
+            s.writeback_pending("portal").unwrap(),
+            0,
+            "not the item's source"
+        );
+        let ms = |c: &str| {
+            s.query_i64(&format!(
+                "SELECT due_ms FROM sla_clocks WHERE clock_id = '{c}'"
+            ))
+        };
+        assert_eq!(ms("prov"), official.as_millisecond());
+        assert_eq!(ms("other"), due.as_millisecond(), "the event's row is kept");
+        assert_eq!(s.open_provisional_clocks().unwrap(), 1);
+        // The same recompute again: the row no longer holds what it was computed from.
+        let again = s.recompute_clocks(&writes).unwrap();
+        assert_eq!((again.announced, again.skipped), (0, 2));
+        assert_eq!(s.pending_count().unwrap(), pending + 1);
+    });
+}
