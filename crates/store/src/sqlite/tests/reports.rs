@@ -353,3 +353,33 @@ fn reports_ledger_board_and_summary_read_the_same_history_alike_on_every_backend
         }
     }
 }
+
+/// The ledger hands over every item once, however many fetches it takes (PostgreSQL reads
+/// it through a portal, 500 rows at a time).
+#[test]
+fn the_ledger_hands_over_every_item_once_past_one_fetch() {
+    each_backend(|s| {
+        let items: Vec<NewItem> = (0..1_234).map(|n| item(&format!("l{n}"))).collect();
+        for r in s.record_items(&items).unwrap() {
+            assert!(matches!(r.unwrap(), Recorded::New(_)));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let n = s
+            .ledger(&LedgerQuery::default(), &mut |r| {
+                assert!(seen.insert(r.item_id), "handed over twice");
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((n, seen.len()), (1_234, 1_234));
+        // The callback's error stops the export and is returned.
+        let mut calls = 0;
+        let err = s
+            .ledger(&LedgerQuery::default(), &mut |_| {
+                calls += 1;
+                Err(StoreError::Corrupt("disk full".into()))
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(calls, 1);
+    });
+}
