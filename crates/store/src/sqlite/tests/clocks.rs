@@ -414,3 +414,39 @@ fn recomputed_clocks_are_written_with_their_announcement_unless_changed_meanwhil
         assert_eq!(s.pending_count().unwrap(), pending + 1);
     });
 }
+
+/// Two instances starting together both replace the calendar state: one after the other, so
+/// neither fails (without the table lock, the second's DELETE missed the first's new rows and
+/// its INSERT hit their keys) and the state is one of the two whole.
+#[test]
+fn instances_replacing_the_calendar_state_at_once_both_succeed() {
+    let Some(b) = crate::testing::postgres_store() else {
+        return;
+    };
+    let first = b.postgres().unwrap().clone();
+    let second = Arc::new(
+        PgStore::connect_config(first.config().clone(), 2, Duration::from_secs(10)).unwrap(),
+    );
+    let state = |digest: &str| -> Vec<(i16, String, String)> {
+        (2026..2030)
+            .map(|y| (y, "official".to_string(), format!("{digest}{y}")))
+            .collect()
+    };
+    let (a, c) = (state("a"), state("c"));
+    std::thread::scope(|sc| {
+        let one = sc.spawn(|| {
+            for _ in 0..30 {
+                first.set_calendar_state(&a).unwrap();
+            }
+        });
+        let two = sc.spawn(|| {
+            for _ in 0..30 {
+                second.set_calendar_state(&c).unwrap();
+            }
+        });
+        one.join().unwrap();
+        two.join().unwrap();
+    });
+    let got = first.calendar_state().unwrap();
+    assert!(got == a || got == c, "{got:?}");
+}
