@@ -111,8 +111,23 @@ pub struct AdminConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// SQLite's database file (`backend = "sqlite"`).
     pub path: PathBuf,
     pub busy_timeout: Duration,
+    pub backend: StoreBackend,
+}
+
+/// Which database holds the store (`store.backend`).
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// The embedded default: `path`, on this machine only.
+    Sqlite,
+    /// A PostgreSQL database shared by several instances.
+    Postgres {
+        url: Secret,
+        pool_size: usize,
+        connect_timeout: Duration,
+    },
 }
 
 /// Whose status events a status topic carries.
@@ -349,5 +364,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;
