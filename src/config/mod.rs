@@ -7,9 +7,6 @@
 //!
 //! This module does not open sockets or files other than the config file and secret files.
 
-pub mod http;
-pub mod imap_names;
-mod mailbox;
 mod raw;
 pub mod replies;
 pub mod reports;
@@ -18,42 +15,18 @@ mod sla;
 pub(crate) use petitiond_core::diag::toml_file;
 mod validate;
 
-pub use http::HttpSourceConfig;
+pub use petitiond_channels::config::{
+    AfterCommit, HttpSourceConfig, ImapAuth, ImapConfig, ImapTls, MailboxConfig, MailboxKind, http,
+    imap_names, url_for_log,
+};
 pub use petitiond_core::diag::{ConfigError, ConfigErrors, Secret};
 use petitiond_core::diag::{PLAINTEXT_AUTH, Validator};
-use petitiond_core::envelope::Channel;
 pub use petitiond_core::routing::{Department, RulesFiles};
 pub use petitiond_kafka::KafkaConfig;
 use raw::RawConfig;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// A URL as logs and error messages may show it: without user and password, query string and
-/// fragment (where tokens, keys and signatures travel). Text that does not parse as a URL is
-/// cut at its first `?` or `#`, and whatever comes before its last `@` (after a `scheme://`)
-/// becomes `…`.
-pub fn url_for_log(url: &str) -> String {
-    if let Ok(mut u) = reqwest::Url::parse(url)
-        && u.has_host()
-    {
-        let _ = u.set_username("");
-        let _ = u.set_password(None);
-        u.set_query(None);
-        u.set_fragment(None);
-        return u.to_string();
-    }
-    let cut = url.find(['?', '#']).unwrap_or(url.len());
-    let url = &url[..cut];
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => ("", url),
-    };
-    match rest.rfind('@') {
-        Some(at) => format!("{scheme}…{}", &rest[at..]),
-        None => format!("{scheme}{rest}"),
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -198,76 +171,6 @@ pub struct RoutingConfig {
     pub completeness: Option<petitiond_core::routing::completeness::Completeness>,
     /// Repeat-petition linking; `None`: disabled.
     pub repeat: Option<routing::RepeatConfig>,
-}
-
-#[derive(Debug, Clone)]
-pub struct MailboxConfig {
-    pub kind: MailboxKind,
-    pub poll_interval: Duration,
-    pub max_message_bytes: u64,
-    pub max_parts: usize,
-    pub max_nesting_depth: usize,
-    pub max_decoded_bytes: u64,
-    /// Finds the letter's reference (barcode) number in the subject or body.
-    pub letter_reference: Option<regex::Regex>,
-}
-
-/// Where the scanned letters come from.
-#[derive(Debug, Clone)]
-pub enum MailboxKind {
-    Maildir { path: PathBuf },
-    Imap(ImapConfig),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImapTls {
-    /// Plain TCP (loopback or a trusted network only).
-    None,
-    StartTls,
-    /// Implicit TLS (imaps, port 993).
-    Tls,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImapAuth {
-    /// The LOGIN command.
-    Login,
-    /// AUTHENTICATE PLAIN (SASL).
-    Plain,
-}
-
-/// What to do on the server with a mail once intake has it durably. Cosmetic for humans; the
-/// cursor in the store is what decides what is read again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AfterCommit {
-    None,
-    /// Sets this flag or keyword (e.g. `$PetitiondRecorded`).
-    Flag(String),
-    /// Moves the mail to this folder.
-    Move(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct ImapConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: ImapTls,
-    /// Extra CA certificates (PEM) trusted besides the system's.
-    pub tls_ca_file: Option<PathBuf>,
-    pub username: String,
-    pub password: Secret,
-    /// Folder name as a person writes it (UTF-8); encoded to modified UTF-7 on the wire.
-    pub mailbox: String,
-    pub auth: ImapAuth,
-    pub after_commit: AfterCommit,
-    /// Use IDLE when the server offers it; otherwise poll every `poll_interval`.
-    pub idle: bool,
-    /// Connect, TLS handshake and every command.
-    pub timeout: Duration,
-    pub reconnect_initial: Duration,
-    pub reconnect_max: Duration,
-    /// The operator accepts the password in clear with `tls = "none"`.
-    pub allow_plaintext_auth: bool,
 }
 
 impl Config {

@@ -116,6 +116,7 @@ impl Default for RawBlobs {
     }
 }
 
+pub use petitiond_channels::config::RawChannels;
 pub use petitiond_core::diag::RawSecretRef;
 
 fn default_partitions() -> i32 {
@@ -228,80 +229,6 @@ fn default_reload_ms() -> u64 {
 
 fn default_review_threshold() -> f64 {
     0.5
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawChannels {
-    pub mailbox: Option<RawMailbox>,
-    pub hotline: Option<super::http::RawHttpSource>,
-    pub portal: Option<super::http::RawHttpSource>,
-}
-
-fn default_poll_ms() -> u64 {
-    1000
-}
-fn default_max_message_bytes() -> u64 {
-    25 * 1024 * 1024
-}
-fn default_max_parts() -> usize {
-    200
-}
-fn default_maildir_kind() -> String {
-    "maildir".into()
-}
-
-fn default_max_nesting_depth() -> usize {
-    10
-}
-
-/// `[channels.mailbox]`: the keys of both kinds side by side; `config::validate` rejects the
-/// keys that do not belong to the chosen `kind`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMailbox {
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    #[serde(default = "default_maildir_kind")]
-    pub kind: String,
-    /// Maildir only.
-    pub path: Option<String>,
-    #[serde(default = "default_poll_ms")]
-    pub poll_interval_ms: u64,
-    #[serde(default = "default_max_message_bytes")]
-    pub max_message_bytes: u64,
-    #[serde(default = "default_max_parts")]
-    pub max_parts: usize,
-    /// Multipart and message/rfc822 levels a mail may nest.
-    #[serde(default = "default_max_nesting_depth")]
-    pub max_nesting_depth: usize,
-    /// Decoded bytes of all parts together; absent = `max_message_bytes`.
-    pub max_decoded_bytes: Option<u64>,
-    /// Regex that finds the letter's reference (barcode) number in the subject or body.
-    pub letter_reference_pattern: Option<String>,
-    // IMAP only, below.
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    /// none | starttls | tls
-    pub tls: Option<String>,
-    /// PEM file of extra CA certificates (an office CA), besides the system's.
-    pub tls_ca_file: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<RawSecretRef>,
-    /// The IMAP folder to read (default INBOX).
-    pub mailbox: Option<String>,
-    /// login | plain
-    pub auth: Option<String>,
-    /// none | flag | move
-    pub after_commit: Option<String>,
-    pub commit_flag: Option<String>,
-    pub move_to: Option<String>,
-    pub idle: Option<bool>,
-    pub timeout_secs: Option<u64>,
-    pub reconnect_initial_ms: Option<u64>,
-    pub reconnect_max_ms: Option<u64>,
-    /// `tls = "none"` sends the password in clear: refused unless this is true.
-    pub allow_plaintext_auth: Option<bool>,
 }
 
 fn default_tz() -> String {
@@ -445,6 +372,10 @@ fn default_smtp_timeout() -> u64 {
 }
 fn default_digest() -> usize {
     5
+}
+
+fn default_poll_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Deserialize)]

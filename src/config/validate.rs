@@ -3,13 +3,12 @@
 //! were always pushed, and the validated [`Config`] built from the results. Sections with their
 //! own module (`http`, `mailbox`, `routing`, `replies`, `reports`, `sla`) check themselves there.
 
-use super::http::http_source;
-use super::mailbox::mailbox;
 use super::replies::replies;
 use super::reports::reports;
 use super::routing::{completeness, repeat};
 use super::sla::sla;
 use super::*;
+use petitiond_channels::config::{http_sources, mailbox, writeback_clocks};
 
 /// Checks every section in turn (the order in which errors are pushed, which orders the
 /// errors of one line) and builds the [`Config`] when the sections that must be valid are.
@@ -33,7 +32,7 @@ pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> 
 
     let sla = sla(v, &raw.sla, &kafka.dead_letter_topic);
     if let Some(sla) = &sla {
-        http::writeback_clocks(v, &raw.channels, &mut http_sources, &sla.clocks);
+        writeback_clocks(v, &raw.channels, &mut http_sources, &sla.clocks);
     }
     let rules = rules_files(v, &raw.routing);
     if let Some(r) = &rules {
@@ -343,22 +342,6 @@ fn department_references(v: &mut Validator<'_>, raw: &RawConfig, ids: &HashSet<S
         );
     }
     intake_desk
-}
-
-/// The enabled HTTP channels (`[channels.hotline]`, `[channels.portal]`).
-fn http_sources(v: &mut Validator<'_>, channels: &raw::RawChannels) -> Vec<HttpSourceConfig> {
-    let mut http_sources = Vec::new();
-    for (name, channel, section) in [
-        ("hotline", Channel::Hotline, &channels.hotline),
-        ("portal", Channel::Portal, &channels.portal),
-    ] {
-        if let Some(s) = section.as_ref().filter(|s| s.enabled)
-            && let Some(c) = http_source(v, name, channel, s)
-        {
-            http_sources.push(c);
-        }
-    }
-    http_sources
 }
 
 /// The routing rules' files (paths resolved) and the review threshold.

@@ -27,14 +27,14 @@
 
 use super::{Disposition, Incoming, Payload};
 use crate::config::{AfterCommit, ImapAuth, ImapConfig, ImapTls};
-use crate::metrics::{Metrics, SourceLabel};
-use crate::store::{Lease, Store, blocking};
 use anyhow::Context;
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, Status};
 use async_imap::types::{Capabilities, Fetch, UnsolicitedResponse};
 use async_imap::{Client, Session};
 use futures::TryStreamExt;
 use jiff::Timestamp;
+use petitiond_metrics::{Metrics, SourceLabel};
+use petitiond_store::{Lease, Store, blocking};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::future::Future;

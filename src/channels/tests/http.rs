@@ -2,14 +2,22 @@
 //! store (no Kafka needed: intake never talks to it). Broker-level end-to-end tests with the
 //! simulators live in `tests/it/http.rs`.
 
-use super::*;
 use crate::config::Config;
 use crate::intake::Intake;
-use crate::store::SqliteStore;
-use crate::store::blobs::FsBlobStore;
+use jiff::Timestamp;
+use petitiond_channels::http::client::{FetchError, Fetcher, Req};
+use petitiond_channels::http::*;
+use petitiond_metrics::Metrics;
+use petitiond_store::SqliteStore;
+use petitiond_store::Store;
+use petitiond_store::blobs::BlobStore;
+use petitiond_store::blobs::FsBlobStore;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -145,10 +153,10 @@ impl H {
     }
 
     fn cursor(&self) -> Option<Timestamp> {
-        self.store
-            .cursor(&self.ch.config.name)
-            .unwrap()
-            .map(|c| serde_json::from_str::<Cursor>(&c).unwrap().watermark)
+        self.store.cursor(&self.ch.config.name).unwrap().map(|c| {
+            let stored: Value = serde_json::from_str(&c).unwrap();
+            stored["watermark"].as_str().unwrap().parse().unwrap()
+        })
     }
 }
 
@@ -520,7 +528,7 @@ fn portal_item(i: usize) -> Value {
 #[tokio::test]
 async fn every_pagination_style_walks_all_pages() {
     for style in ["page", "cursor", "link"] {
-        let mapping = crate::sim::portal::MAPPING_TOML;
+        let mapping = petitiond_sim::portal::MAPPING_TOML;
         let server = MockServer::start().await;
         let items: Vec<Value> = (0..23).map(portal_item).collect();
         Mock::given(path("/api/petitions"))
@@ -724,8 +732,8 @@ async fn a_channel_whose_lease_was_taken_over_moves_no_cursor() {
     };
     assert!(
         err.chain().any(|c| matches!(
-            c.downcast_ref::<crate::store::StoreError>(),
-            Some(crate::store::StoreError::Fenced { .. })
+            c.downcast_ref::<petitiond_store::StoreError>(),
+            Some(petitiond_store::StoreError::Fenced { .. })
         )),
         "{err:#}"
     );

@@ -9,12 +9,12 @@
 //! it (test data, not petitioners').
 
 use super::parse::{Limits, normalize};
-use crate::store::blobs::DryRunBlobStore;
+use petitiond_store::blobs::DryRunBlobStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 
-const LABELS: &str = include_str!("../../../tests/fixtures/eml/charset-labels.txt");
+const LABELS: &str = include_str!("../../../../tests/fixtures/eml/charset-labels.txt");
 
 fn labels() -> Vec<&'static str> {
     LABELS
@@ -264,7 +264,7 @@ fn crafted_and_random_headers_never_panic_the_normalizer() {
 
 #[test]
 fn mutated_golden_mails_never_panic_the_normalizer() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eml");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/eml");
     let mut mails: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

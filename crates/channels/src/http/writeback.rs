@@ -22,15 +22,15 @@
 //! clock ids and instants: never petitioner data.
 
 use super::client::{FetchError, Fetcher, Purpose, Req};
-use crate::config::Department;
 use crate::config::http::{HttpSourceConfig, WritebackConfig};
-use crate::metrics::{Metrics, SourceKind, SourceLabel, SourceOutcome};
-use crate::store::{NewWriteback, Store, WritebackRow, blocking};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use petitiond_core::envelope::Envelope;
+use petitiond_core::routing::Department;
 use petitiond_core::sla::clock::{Clock, State};
 use petitiond_core::sla::policy::EventKind;
+use petitiond_metrics::{Metrics, SourceKind, SourceLabel, SourceOutcome};
+use petitiond_store::{NewWriteback, Store, WritebackRow, blocking};
 use rand::Rng;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -494,7 +494,3 @@ impl WritebackWorker {
         Ok(())
     }
 }
-
-#[cfg(test)]
-#[path = "writeback/tests.rs"]
-mod tests;

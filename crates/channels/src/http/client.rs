@@ -15,9 +15,9 @@
 //! errors are logged `without_url`.
 
 use crate::config::http::{Auth, HttpSourceConfig, origin_of};
-use crate::metrics::Metrics;
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use petitiond_metrics::Metrics;
 use rand::Rng;
 use std::num::NonZeroU32;
 use std::sync::Mutex;

@@ -11,7 +11,7 @@
 //! read every changed file before committing it.
 
 use super::parse::{Limits, normalize};
-use crate::store::blobs::DryRunBlobStore;
+use petitiond_store::blobs::DryRunBlobStore;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -31,7 +31,7 @@ fn outcome(raw: &[u8]) -> Value {
     let arrival = "2026-03-02T01:16:00Z".parse().unwrap();
     match normalize(raw, arrival, "mailbox", &limits(), &DryRunBlobStore) {
         Ok(env) => {
-            let mut v = crate::kafka::wire::envelope_v1(&env);
+            let mut v = petitiond_kafka::wire::envelope_v1(&env);
             v["id"] = json!("(UUID v5 of letter:upstream.id)");
             v["upstream"]["id"] = json!("(sha256: of the raw mail; differs for LF and CRLF)");
             v["upstream"]["raw_ref"] = json!("(sha256: of the raw mail; differs for LF and CRLF)");
@@ -68,7 +68,7 @@ fn with_crlf(lf: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_eml_fixture_matches_its_expected_envelope_with_lf_and_crlf() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eml");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/eml");
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

@@ -30,7 +30,7 @@ impl HttpChannel {
                 reference: format!("{page}#{i}"),
                 payload: Payload::Rejected {
                     raw: raw.get().as_bytes().to_vec(),
-                    reason: crate::channels::PANIC_REASON,
+                    reason: crate::PANIC_REASON,
                     detail: detail.into(),
                 },
                 time: None,
@@ -163,7 +163,7 @@ impl HttpChannel {
         for field in &m.dropped {
             self.metrics
                 .fields_dropped
-                .get_or_create(&crate::metrics::SourceField {
+                .get_or_create(&petitiond_metrics::SourceField {
                     source: self.name().to_string(),
                     field: (*field).to_string(),
                 })

@@ -176,9 +176,9 @@ pub(super) fn writeback(
 /// Resolves each source's write-back `due_clocks` against the validated clocks: named ones
 /// must exist; absent, they default to the clocks that start on arrival for this channel
 /// alone (its first-touch clock: `portal.sign_in`, `hotline.view`).
-pub(crate) fn writeback_clocks(
+pub fn writeback_clocks(
     v: &mut Validator<'_>,
-    raw: &crate::config::raw::RawChannels,
+    raw: &crate::config::RawChannels,
     sources: &mut [HttpSourceConfig],
     clocks: &[petitiond_core::sla::policy::ClockPolicy],
 ) {

@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn status_canonical_string_matches_the_portal_simulators() {
         let body = br#"{"opTime":"2026-11-28 10:05:00","state":"FINISHED"}"#;
-        let mut expected = crate::sim::portal::canonical_request(
+        let mut expected = petitiond_sim::portal::canonical_request(
             "POST",
             "/api/petitions/WS2026112800001/status",
             &[],

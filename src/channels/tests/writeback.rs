@@ -2,17 +2,27 @@
 //! against the portal simulator's status API with its faults — 5xx, 429, timeouts, lost
 //! answers (applied, then a 504 or a timeout), refusals — and a stop in the middle.
 
-use super::*;
 use crate::config::Config;
-use crate::sim::Faults;
-use crate::sim::portal::{PortalSim, PortalSimConfig, SigningSecret, WRITEBACK_TOML};
-use crate::store::{Decision, NewItem, SqliteStore};
+use jiff::Timestamp;
+use petitiond_channels::http::client::FetchError;
+use petitiond_channels::http::writeback::*;
+use petitiond_core::envelope::Envelope;
 use petitiond_core::envelope::{Channel, Personal, Request, Routing, Upstream};
+use petitiond_core::sla::clock::{Clock, State};
+use petitiond_core::sla::policy::EventKind;
+use petitiond_metrics::Metrics;
+use petitiond_sim::Faults;
+use petitiond_sim::portal::{PortalSim, PortalSimConfig, SigningSecret, WRITEBACK_TOML};
+use petitiond_store::{Decision, NewItem, SqliteStore};
+use petitiond_store::{NewWriteback, Store, WritebackRow};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 // The write-back rows take the sections they read; these take a whole test config.
 fn acknowledged(cfg: &Config, env: &Envelope) -> Option<NewWriteback> {
-    super::acknowledged(
+    petitiond_channels::http::writeback::acknowledged(
         &cfg.http_sources,
         cfg.sla.calendar.time_zone(),
         &cfg.departments,
@@ -21,7 +31,7 @@ fn acknowledged(cfg: &Config, env: &Envelope) -> Option<NewWriteback> {
 }
 
 fn dues(cfg: &Config, env: &Envelope, clocks: &[&Clock], cause: Timestamp) -> Vec<NewWriteback> {
-    super::dues(
+    petitiond_channels::http::writeback::dues(
         &cfg.http_sources,
         cfg.sla.calendar.time_zone(),
         env,
@@ -31,7 +41,7 @@ fn dues(cfg: &Config, env: &Envelope, clocks: &[&Clock], cause: Timestamp) -> Ve
 }
 
 fn dues_for_clock(cfg: &Config, clock: &Clock, cause: Timestamp) -> Vec<NewWriteback> {
-    super::dues_for_clock(
+    petitiond_channels::http::writeback::dues_for_clock(
         &cfg.http_sources,
         cfg.sla.calendar.time_zone(),
         clock,
@@ -45,7 +55,7 @@ fn completed(
     event: EventKind,
     at: Timestamp,
 ) -> Option<NewWriteback> {
-    super::completed(
+    petitiond_channels::http::writeback::completed(
         &cfg.http_sources,
         cfg.sla.calendar.time_zone(),
         env,
@@ -92,7 +102,7 @@ kind = "page"
 {defaults}
 {extra}
 {WRITEBACK_TOML}"#,
-        mapping = crate::sim::portal::MAPPING_TOML,
+        mapping = petitiond_sim::portal::MAPPING_TOML,
     );
     Config::parse(&text, "t.toml", std::path::Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -681,7 +691,7 @@ fn backoff_grows_to_its_cap_with_jitter_and_retry_after_wins() {
     );
     let conflict = FetchError::Permanent {
         status: Some(409),
-        reason: super::super::client::refusal::HTTP_4XX,
+        reason: petitiond_channels::http::client::refusal::HTTP_4XX,
         what: "HTTP 409".into(),
     };
     assert!(matches!(
@@ -690,7 +700,7 @@ fn backoff_grows_to_its_cap_with_jitter_and_retry_after_wins() {
     ));
     let gone = FetchError::Permanent {
         status: Some(404),
-        reason: super::super::client::refusal::GONE,
+        reason: petitiond_channels::http::client::refusal::GONE,
         what: "HTTP 404".into(),
     };
     assert_eq!(
@@ -766,7 +776,7 @@ fn recomputed_clocks_offer_their_new_due() {
         due_at: computed.started_at,
         ..computed.clone()
     };
-    let stored = crate::store::StoredClock {
+    let stored = petitiond_store::StoredClock {
         row: 7,
         clock: pending,
         next: None,
@@ -794,7 +804,7 @@ fn default_bodies_match_the_published_schema() {
     let text = "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"hrss\"\nname = \"hrss\"\ntopic = \"t.hrss\"\n[routing]\ndefault_lead = \"hrss\"\n[channels.portal]\nprotocol = \"paged\"\nbase_url = \"https://p.example/api\"\npath = \"/p\"\n[channels.portal.pagination]\nkind = \"page\"\n[channels.portal.mapping]\nid = \"/id\"\ncontent = \"/c\"\n[channels.portal.writeback]\npath = \"/p/{id}/status\"\n[channels.portal.writeback.fields]\nclock = \"clock\"\nprovisional = \"provisional\"\nitem_id = \"item_id\"\ndepartment_name = \"department_name\"\n";
     let cfg = Config::parse(text, "t.toml", std::path::Path::new(".")).unwrap();
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../../../schema/writeback-body.v1.json")).unwrap();
+        serde_json::from_str(include_str!("../../../schema/writeback-body.v1.json")).unwrap();
     let known: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let env = portal_item("WS1");

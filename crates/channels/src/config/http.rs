@@ -3,11 +3,11 @@
 //! Both sections have one shape (an HTTP source): where the upstream is, how to ask it
 //! (the Open311 GeoReport v2 dialect, or a generic paged JSON API), how to read its records
 //! (a field mapping of JSON pointers), how to authenticate, and how patient to be. The raw
-//! serde shape and the validated type live together here so the rest of `config` only calls
-//! [`Validator::http_source`].
+//! serde shape and the validated type live together here; the daemon's config calls
+//! [`http_source`] (through `config::http_sources`) and [`writeback_clocks`].
 
-use super::raw::RawSecretRef;
-use super::{Secret, Validator};
+use petitiond_core::diag::RawSecretRef;
+use petitiond_core::diag::{Secret, Validator};
 use petitiond_core::envelope::Channel;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ mod writeback;
 
 pub use raw::*;
 use writeback::writeback;
-pub(crate) use writeback::writeback_clocks;
+pub use writeback::writeback_clocks;
 
 // ---- validated ----------------------------------------------------------------------------
 
@@ -256,7 +256,7 @@ pub struct AttachmentLimits {
 // ---- validation ---------------------------------------------------------------------------
 
 /// Validates `[channels.<name>]`; pushes every error found.
-pub(super) fn http_source(
+pub fn http_source(
     v: &mut Validator<'_>,
     name: &str,
     channel: Channel,

@@ -1,7 +1,7 @@
 //! The HTTP channels' raw serde shape (stage one): `[channels.<name>]` and its `writeback`,
 //! `pagination`, `mapping`, `auth` and `attachments` tables, with their defaults.
 
-use super::super::raw::RawSecretRef;
+use petitiond_core::diag::RawSecretRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

@@ -247,7 +247,8 @@ async fn a_mail_the_server_will_not_send_is_quarantined_and_the_next_is_read() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
-        crate::store::SqliteStore::open(&dir.path().join("p.db"), Duration::from_secs(5)).unwrap(),
+        petitiond_store::SqliteStore::open(&dir.path().join("p.db"), Duration::from_secs(5))
+            .unwrap(),
     );
     let (tx, mut rx) = mpsc::channel::<Incoming>(4);
     let channel = ImapChannel {

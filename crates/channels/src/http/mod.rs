@@ -31,15 +31,15 @@ pub mod writeback;
 
 use super::{Incoming, Payload};
 use crate::config::http::{HttpSourceConfig, Protocol};
-use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
-use crate::metrics::{Metrics, SourceLabel, SourceOutcome};
-use crate::store::blobs::BlobStore;
-use crate::store::{Lease, NewOutbox, Store, blocking};
 use client::{FetchError, Fetcher, Req};
 use futures::StreamExt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use petitiond_core::envelope::{Attachment, Envelope, Personal, Petitioner, Request, Upstream};
+use petitiond_kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
+use petitiond_metrics::{Metrics, SourceLabel, SourceOutcome};
+use petitiond_store::blobs::BlobStore;
+use petitiond_store::{Lease, NewOutbox, Store, blocking};
 pub use prepare::build_envelope;
 use record::{BadRecord, Mapped};
 use serde_json::value::RawValue;
@@ -533,8 +533,9 @@ impl HttpChannel {
         Ok(())
     }
 
-    /// One poll from the cursor to now. Returns how many records it handed to intake.
-    pub(crate) async fn poll(
+    /// One poll from the cursor to now. Returns how many records it handed to intake. (`pub`
+    /// for the daemon's tests, which drive single polls through the real intake.)
+    pub async fn poll(
         &self,
         f: &Fetcher,
         stop: &CancellationToken,
@@ -563,7 +564,8 @@ impl HttpChannel {
         result
     }
 
-    pub(crate) fn url(&self, path: &str) -> Result<reqwest::Url, PollError> {
+    /// `path` on the source's base URL.
+    pub fn url(&self, path: &str) -> Result<reqwest::Url, PollError> {
         reqwest::Url::parse(&format!("{}{}", self.config.base_url, path))
             .map_err(|e| PollError::Other(anyhow::anyhow!("bad URL for {path}: {e}")))
     }
@@ -640,6 +642,3 @@ impl HttpChannel {
         Ok(out)
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -289,7 +289,7 @@ fn bound_span(
 fn withheld(ch: &HttpChannel, at: Timestamp, records: usize) {
     ch.metrics
         .upstream_anomalies
-        .get_or_create(&crate::metrics::SourceOutcome {
+        .get_or_create(&petitiond_metrics::SourceOutcome {
             source: ch.config.name.clone(),
             outcome: "withheld_records".into(),
         })

@@ -5,11 +5,11 @@
 //! through the real intake into a real store.
 
 use super::*;
-use crate::sim::Faults;
-use crate::sim::hotline::{HotlineSim, HotlineSimConfig};
-use crate::sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
 use jiff::SignedDuration;
 use petitiond_core::envelope::{Channel, ItemId};
+use petitiond_sim::Faults;
+use petitiond_sim::hotline::{HotlineSim, HotlineSimConfig};
+use petitiond_sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
 
 const SECRET: &str = "hardening-secret-不要用";
 const TOKEN: &str = "hotline-token";
@@ -230,7 +230,7 @@ next_cursor_pointer = "/data/next_cursor"
 {tables}
 "#,
                     s.base_url(),
-                    crate::sim::portal::MAPPING_TOML
+                    petitiond_sim::portal::MAPPING_TOML
                 )
             }
         }
@@ -280,7 +280,7 @@ fn events(h: &H, ce_type: &str) -> Vec<Value> {
         .collect()
 }
 
-fn quarantined(h: &H) -> Vec<crate::store::Quarantined> {
+fn quarantined(h: &H) -> Vec<petitiond_store::Quarantined> {
     h.store
         .list_quarantine(1000)
         .unwrap()
@@ -1087,7 +1087,7 @@ page_size = 5
 {}
 "#,
         server.uri(),
-        crate::sim::portal::MAPPING_TOML
+        petitiond_sim::portal::MAPPING_TOML
     ))
     .await;
     h.poll().await.unwrap();

@@ -3,7 +3,8 @@
 
 use super::*;
 
-pub(super) fn mailbox(v: &mut Validator<'_>, m: &raw::RawMailbox) -> Option<MailboxConfig> {
+/// Validates `[channels.mailbox]` (enabled); pushes every error found.
+pub fn mailbox(v: &mut Validator<'_>, m: &super::RawMailbox) -> Option<MailboxConfig> {
     const AT: &str = "channels.mailbox";
     let at = |k: &str| format!("{AT}.{k}");
     v.positive(&at("poll_interval_ms"), m.poll_interval_ms);
@@ -89,7 +90,7 @@ pub(super) fn mailbox(v: &mut Validator<'_>, m: &raw::RawMailbox) -> Option<Mail
     })
 }
 
-pub(super) fn imap(v: &mut Validator<'_>, m: &raw::RawMailbox) -> Option<ImapConfig> {
+pub(super) fn imap(v: &mut Validator<'_>, m: &super::RawMailbox) -> Option<ImapConfig> {
     let at = |k: &str| format!("channels.mailbox.{k}");
     let tls = match m.tls.as_deref().unwrap_or("tls") {
         "none" => ImapTls::None,

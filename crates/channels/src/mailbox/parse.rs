@@ -4,11 +4,11 @@
 //! Pure apart from the blob writes; no sockets, no store.
 
 use crate::config::MailboxConfig;
-use crate::store::blobs::BlobStore;
 use jiff::Timestamp;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use petitiond_core::envelope::{Attachment, Channel, Envelope, Personal, Request, Upstream};
+use petitiond_store::blobs::BlobStore;
 use sha2::{Digest, Sha256};
 
 /// Flag set on a mail that carries no scan (no PDF or image): it is still an item (a clerk must
@@ -698,7 +698,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::blobs::FsBlobStore;
+    use petitiond_store::blobs::FsBlobStore;
 
     const LETTER: &str = "From: scanner@xfj.example.gov.cn\r\nTo: intake@xfj.example.gov.cn\r\nDate: Mon, 2 Mar 2026 09:15:00 +0800\r\nSubject: =?UTF-8?B?5p2l5L+h5omr5o+P77ya5YWz5LqO5ouW5qyg5bel6LWE?=\r\nMessage-ID: <scan-1@xfj.example.gov.cn>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n来信人反映某公司拖欠工资。\r\n--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"scan-0001.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcOkw7zDtsOfCg==\r\n--b1--\r\n";
 
@@ -714,10 +714,9 @@ mod tests {
     /// build now (Cargo.toml), so the mail gets the shipped binary's outcome everywhere.
     #[test]
     fn mime_parse_does_not_panic_on_a_forwarded_message_cut_by_the_outer_boundary() {
-        let raw = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("fuzz/regressions/mail_letter/forwarded-message-outlives-its-boundary.eml"),
-        )
+        let raw = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../../fuzz/regressions/mail_letter/forwarded-message-outlives-its-boundary.eml",
+        ))
         .unwrap();
         let at: Timestamp = "2026-03-02T01:16:00Z".parse().unwrap();
         let got = normalize(
@@ -725,7 +724,7 @@ mod tests {
             at,
             "mailbox",
             &Limits::default(),
-            &crate::store::blobs::DryRunBlobStore,
+            &petitiond_store::blobs::DryRunBlobStore,
         );
         // No Date header: quarantined as malformed MIME, not a panic.
         let bad = got.expect_err("the mail has no Date header");

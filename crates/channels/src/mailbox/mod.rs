@@ -176,7 +176,7 @@ impl MaildirChannel {
                 anyhow::Error::new(e).context("moving to cur/"),
             )),
             Err(e) => Err(Failed::ThisFile(
-                anyhow::anyhow!(crate::panics::join_error(&e)).context("moving to cur/"),
+                anyhow::anyhow!(petitiond_store::join_error(&e)).context("moving to cur/"),
             )),
         }
     }
