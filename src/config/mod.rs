@@ -8,13 +8,15 @@
 //! This module does not open sockets or files other than the config file and secret files.
 
 mod raw;
-pub mod replies;
-pub mod reports;
-pub mod routing;
 mod sla;
 pub(crate) use petitiond_core::diag::toml_file;
 mod validate;
 
+/// `[reports]`, `[replies]` and `[routing]` are owned by their components (`report::config`,
+/// `status::config`, `routing::config`); the old paths stay.
+pub use crate::report::config as reports;
+pub use crate::routing::config::{self as routing, RoutingConfig};
+pub use crate::status::config as replies;
 pub use petitiond_channels::config::{
     AfterCommit, HttpSourceConfig, ImapAuth, ImapConfig, ImapTls, MailboxConfig, MailboxKind, http,
     imap_names, url_for_log,
@@ -157,20 +159,6 @@ pub struct EmailConfig {
     pub poll_interval: Duration,
     /// The operator accepts the password in clear with `tls = "none"`.
     pub allow_plaintext_auth: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct RoutingConfig {
-    pub default_lead: String,
-    /// Rules file and dictionaries directory; `None`: every item to `default_lead`.
-    pub rules: Option<RulesFiles>,
-    pub reload_interval: Duration,
-    /// Where incomplete items go (`routing.intake_desk`, default `default_lead`).
-    pub intake_desk: String,
-    /// The incomplete-item check; `None`: disabled.
-    pub completeness: Option<petitiond_core::routing::completeness::Completeness>,
-    /// Repeat-petition linking; `None`: disabled.
-    pub repeat: Option<routing::RepeatConfig>,
 }
 
 impl Config {

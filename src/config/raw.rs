@@ -29,10 +29,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub alerts: RawAlerts,
     #[serde(default)]
-    pub replies: super::replies::RawReplies,
+    pub replies: crate::status::config::RawReplies,
     /// `None`: no report schedule.
     #[serde(default)]
-    pub reports: Option<super::reports::RawReports>,
+    pub reports: Option<crate::report::config::RawReports>,
     /// Several instances (`cluster`); absent: one instance.
     #[serde(default)]
     pub cluster: crate::cluster::RawCluster,
@@ -116,6 +116,7 @@ impl Default for RawBlobs {
     }
 }
 
+pub use crate::routing::config::RawRouting;
 pub use petitiond_channels::config::RawChannels;
 pub use petitiond_core::diag::RawSecretRef;
 
@@ -197,38 +198,6 @@ pub struct RawDepartment {
     /// Who is mailed when one of this department's clocks warns or breaches.
     #[serde(default)]
     pub alert_emails: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRouting {
-    pub default_lead: String,
-    /// Operator rules (config/rules.toml); absent = every item to `default_lead`.
-    pub rules_file: Option<String>,
-    /// Keyword dictionaries for classification (every *.toml in it).
-    pub dictionaries_dir: Option<String>,
-    /// How often the rules files are checked for changes (SIGHUP reloads at once).
-    #[serde(default = "default_reload_ms")]
-    pub reload_interval_ms: u64,
-    /// Where incomplete items go; absent = `default_lead`.
-    pub intake_desk: Option<String>,
-    /// Classifier model (written by `petitiond rules train`); absent = dictionaries only.
-    pub model_file: Option<String>,
-    /// Classification confidence below which an item is flagged `needs_review` (0..1).
-    #[serde(default = "default_review_threshold")]
-    pub review_threshold: f64,
-    #[serde(default)]
-    pub completeness: super::routing::RawCompleteness,
-    #[serde(default)]
-    pub repeat: super::routing::RawRepeat,
-}
-
-fn default_reload_ms() -> u64 {
-    2000
-}
-
-fn default_review_threshold() -> f64 {
-    0.5
 }
 
 fn default_tz() -> String {

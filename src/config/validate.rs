@@ -3,11 +3,11 @@
 //! were always pushed, and the validated [`Config`] built from the results. Sections with their
 //! own module (`http`, `mailbox`, `routing`, `replies`, `reports`, `sla`) check themselves there.
 
-use super::replies::replies;
-use super::reports::reports;
-use super::routing::{completeness, repeat};
 use super::sla::sla;
 use super::*;
+use crate::report::config::reports;
+use crate::routing::config::{completeness, repeat, rules_files};
+use crate::status::config::replies;
 use petitiond_channels::config::{http_sources, mailbox, writeback_clocks};
 
 /// Checks every section in turn (the order in which errors are pushed, which orders the
@@ -342,23 +342,6 @@ fn department_references(v: &mut Validator<'_>, raw: &RawConfig, ids: &HashSet<S
         );
     }
     intake_desk
-}
-
-/// The routing rules' files (paths resolved) and the review threshold.
-fn rules_files(v: &mut Validator<'_>, r: &raw::RawRouting) -> Option<RulesFiles> {
-    let rules = r.rules_file.as_ref().map(|f| RulesFiles {
-        rules_file: v.path(f),
-        dictionaries_dir: v.path(r.dictionaries_dir.as_deref().unwrap_or("dictionaries")),
-        model_file: r.model_file.as_deref().map(|m| v.path(m)),
-        review_threshold: r.review_threshold as f32,
-    });
-    if !(0.0..=1.0).contains(&r.review_threshold) {
-        v.err(
-            "routing.review_threshold",
-            "must be between 0 and 1 (a probability)",
-        );
-    }
-    rules
 }
 
 /// The rules are part of the configuration: `check` reports their errors too. Clock ids in

@@ -29,6 +29,7 @@
 //!   rejected item is closed), each with at least one [`KeyReason`]: an escalated or old
 //!   case that has been replied to is off the list.
 
+pub mod config;
 pub mod figures;
 pub mod ledger;
 pub mod render;

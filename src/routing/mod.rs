@@ -14,6 +14,7 @@ pub use petitiond_core::routing::{
     RulesFiles, classify, corrections, eval, load_rules, model, rules,
 };
 pub mod completeness;
+pub mod config;
 pub mod reload;
 pub mod repeat;
 

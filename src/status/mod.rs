@@ -62,6 +62,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod config;
 mod consumer;
 pub use petitiond_core::reply;
 

@@ -1,10 +1,10 @@
 //! `[replies]`: the reply quality check's phrase lists (see `status::reply`). Every key is
 //! optional; a list left out keeps its default, so an office can tune one list at a time.
 //!
-//! The raw serde shape and its validation live together here; `config::validate` only calls
-//! [`Validator::replies`].
+//! The raw serde shape and its validation live together here, beside the status consumer that
+//! applies the check; the daemon's `config` calls [`replies`].
 
-use super::Validator;
+use petitiond_core::diag::Validator;
 use petitiond_core::reply::{Element, ReplyChecker, defaults};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -26,7 +26,7 @@ pub struct RawReplies {
     pub banned: Option<Vec<String>>,
 }
 
-pub(super) fn replies(v: &mut Validator<'_>, r: &RawReplies) -> Option<ReplyChecker> {
+pub fn replies(v: &mut Validator<'_>, r: &RawReplies) -> Option<ReplyChecker> {
     let d = defaults();
     let mut elements = Vec::new();
     for (e, given) in [
