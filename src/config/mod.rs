@@ -5,17 +5,26 @@
 //! is reported at once, each with file, line and key path, so an operator fixes a file in one
 //! pass. Secrets are never read from the TOML: it names an environment variable or a file.
 //!
+//! `config` is the composition: each component owns its section (raw shape, validated type,
+//! checks: `petitiond_channels::config`, `routing::config`, `sla::config`, `alerts::config`,
+//! `status::config`, `report::config`, `admin::config`), and this module, above them all,
+//! composes [`Config`] from them, checks what crosses sections and cuts each task's inputs
+//! (`inputs`). No component imports `config`.
+//!
 //! This module does not open sockets or files other than the config file and secret files.
 
+mod inputs;
 mod raw;
-mod sla;
 pub(crate) use petitiond_core::diag::toml_file;
 mod validate;
 
 /// `[reports]`, `[replies]` and `[routing]` are owned by their components (`report::config`,
 /// `status::config`, `routing::config`); the old paths stay.
+pub use crate::admin::config::{AdminConfig, MIN_ADMIN_TOKEN_CHARS};
+pub use crate::alerts::config::{EmailConfig, SmtpTls};
 pub use crate::report::config as reports;
 pub use crate::routing::config::{self as routing, RoutingConfig};
+pub use crate::sla::config::{SlaConfig, StatusSource, status_topics};
 pub use crate::status::config as replies;
 pub use petitiond_channels::config::{
     AfterCommit, HttpSourceConfig, ImapAuth, ImapConfig, ImapTls, MailboxConfig, MailboxKind, http,
@@ -68,97 +77,10 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
-/// Shortest admin token accepted.
-pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
-
-/// `[admin]` besides the address: who may read it and how much one client may ask of it.
-#[derive(Debug, Clone)]
-pub struct AdminConfig {
-    /// Required (as `Authorization: Bearer`, or the login cookie) on everything but
-    /// `/healthz`, `/readyz` and `/login`; `None`: those are all the admin API serves.
-    pub token: Option<Secret>,
-    pub max_body_bytes: usize,
-    /// Open connections at once (HTTP/1: one request at a time each); more are closed.
-    pub max_connections: usize,
-    /// Per request, and for a client to send its request headers.
-    pub request_timeout: Duration,
-}
-
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
     pub busy_timeout: Duration,
-}
-
-/// Whose status events a status topic carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatusSource {
-    /// A department's own topic: every event on it is that department's.
-    Department(String),
-    /// The shared `sla.status_topic`: the event's `actor.department`, accepted only for
-    /// `sla.shared_status_departments`.
-    Shared,
-}
-
-/// The topics status events are read from, each with whose events it carries: each
-/// department's own, and the shared `sla.status_topic`.
-pub fn status_topics(departments: &[Department], sla: &SlaConfig) -> Vec<(String, StatusSource)> {
-    let mut t: Vec<(String, StatusSource)> = departments
-        .iter()
-        .map(|d| {
-            (
-                d.status_topic.clone(),
-                StatusSource::Department(d.id.clone()),
-            )
-        })
-        .collect();
-    t.push((sla.status_topic.clone(), StatusSource::Shared));
-    t
-}
-
-/// SLA settings: the calendar, the clock policies and the topics of the closed loop.
-#[derive(Debug, Clone)]
-pub struct SlaConfig {
-    pub calendar: std::sync::Arc<petitiond_core::sla::calendar::Calendar>,
-    pub clocks: Vec<petitiond_core::sla::policy::ClockPolicy>,
-    /// The shared status topic: events there count only for `shared_status_departments`
-    /// (by `actor.department`); departments report on their own `status_topic`.
-    pub status_topic: String,
-    pub shared_status_departments: Vec<String>,
-    /// Events dated further in the future than this are rejected (dead-lettered).
-    pub status_max_future_skew: Duration,
-    /// Alerts are produced here (CloudEvents).
-    pub alerts_topic: String,
-    pub consumer_group: String,
-    pub supervisors: Vec<String>,
-}
-
-impl SlaConfig {
-    pub fn clock(&self, id: &str) -> Option<&petitiond_core::sla::policy::ClockPolicy> {
-        self.clocks.iter().find(|c| c.id == id)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    StartTls,
-    Tls,
-    None,
-}
-
-#[derive(Debug, Clone)]
-pub struct EmailConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub from: String,
-    pub timeout: Duration,
-    pub digest_threshold: usize,
-    pub poll_interval: Duration,
-    /// The operator accepts the password in clear with `tls = "none"`.
-    pub allow_plaintext_auth: bool,
 }
 
 impl Config {

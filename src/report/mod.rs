@@ -35,6 +35,7 @@ pub mod ledger;
 pub mod render;
 pub mod schedule;
 #[cfg(test)]
+#[path = "tests/testdata.rs"]
 mod testdata;
 
 use jiff::Timestamp;

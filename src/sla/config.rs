@@ -1,6 +1,14 @@
-//! `[sla]`: the calendar, the clock policies and the topics of the closed loop, validated.
+//! `[sla]`: the calendar, the clock policies and the topics of the closed loop, in both stages
+//! (the raw serde shape [`RawSla`], the validated [`SlaConfig`], the checks), beside the engine
+//! that runs the clocks; the daemon's `config` calls [`sla`]. Also whose events each status
+//! topic carries ([`status_topics`]), which the `[sla]` section and the departments decide.
 
-use super::*;
+use petitiond_core::diag::Validator;
+use petitiond_core::routing::Department;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
 
 pub(super) fn event_kinds(
     v: &mut Validator<'_>,
@@ -53,7 +61,7 @@ pub(super) fn clock_verdicts(
     }
 }
 
-pub(super) fn sla(v: &mut Validator<'_>, s: &raw::RawSla, dlq: &str) -> Option<SlaConfig> {
+pub fn sla(v: &mut Validator<'_>, s: &RawSla, dlq: &str) -> Option<SlaConfig> {
     v.topic_name("sla.status_topic", &s.status_topic);
     v.topic_name("sla.alerts_topic", &s.alerts_topic);
     if s.alerts_topic == dlq || s.status_topic == dlq || s.alerts_topic == s.status_topic {
@@ -95,7 +103,7 @@ pub(super) fn sla(v: &mut Validator<'_>, s: &raw::RawSla, dlq: &str) -> Option<S
 /// years where no official file exists.
 fn sla_calendar(
     v: &mut Validator<'_>,
-    s: &raw::RawSla,
+    s: &RawSla,
 ) -> Option<petitiond_core::sla::calendar::Calendar> {
     use petitiond_core::sla::calendar::{Calendar, OfficeHours};
     let mut hours = Vec::new();
@@ -143,7 +151,7 @@ fn sla_calendar(
 fn clock_policy(
     v: &mut Validator<'_>,
     i: usize,
-    c: &raw::RawClock,
+    c: &RawClock,
     ids: &mut HashSet<String>,
 ) -> petitiond_core::sla::policy::ClockPolicy {
     use petitiond_core::sla::policy::{ClockPolicy, Trigger};
@@ -225,4 +233,179 @@ fn clock_policy(
         escalate_after_working_days: c.escalate_after_working_days,
         citation: c.citation.clone(),
     }
+}
+
+// ---- the section --------------------------------------------------------------------------
+
+/// Whose status events a status topic carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusSource {
+    /// A department's own topic: every event on it is that department's.
+    Department(String),
+    /// The shared `sla.status_topic`: the event's `actor.department`, accepted only for
+    /// `sla.shared_status_departments`.
+    Shared,
+}
+
+/// The topics status events are read from, each with whose events it carries: each
+/// department's own, and the shared `sla.status_topic`.
+pub fn status_topics(departments: &[Department], sla: &SlaConfig) -> Vec<(String, StatusSource)> {
+    let mut t: Vec<(String, StatusSource)> = departments
+        .iter()
+        .map(|d| {
+            (
+                d.status_topic.clone(),
+                StatusSource::Department(d.id.clone()),
+            )
+        })
+        .collect();
+    t.push((sla.status_topic.clone(), StatusSource::Shared));
+    t
+}
+
+/// SLA settings: the calendar, the clock policies and the topics of the closed loop.
+#[derive(Debug, Clone)]
+pub struct SlaConfig {
+    pub calendar: std::sync::Arc<petitiond_core::sla::calendar::Calendar>,
+    pub clocks: Vec<petitiond_core::sla::policy::ClockPolicy>,
+    /// The shared status topic: events there count only for `shared_status_departments`
+    /// (by `actor.department`); departments report on their own `status_topic`.
+    pub status_topic: String,
+    pub shared_status_departments: Vec<String>,
+    /// Events dated further in the future than this are rejected (dead-lettered).
+    pub status_max_future_skew: Duration,
+    /// Alerts are produced here (CloudEvents).
+    pub alerts_topic: String,
+    pub consumer_group: String,
+    pub supervisors: Vec<String>,
+}
+
+impl SlaConfig {
+    pub fn clock(&self, id: &str) -> Option<&petitiond_core::sla::policy::ClockPolicy> {
+        self.clocks.iter().find(|c| c.id == id)
+    }
+}
+
+fn default_tz() -> String {
+    "Asia/Shanghai".into()
+}
+fn default_office_hours() -> Vec<String> {
+    vec!["08:30-12:00".into(), "14:00-17:30".into()]
+}
+fn default_status_topic() -> String {
+    "petitiond.status".into()
+}
+fn default_alerts_topic() -> String {
+    "petitiond.alerts".into()
+}
+fn default_consumer_group() -> String {
+    "petitiond-status".into()
+}
+fn default_status_max_future_skew_secs() -> u64 {
+    300
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSla {
+    #[serde(default = "default_tz")]
+    pub time_zone: String,
+    /// Calendar data files, one per year; empty = the shipped 2026 calendar.
+    #[serde(default)]
+    pub calendar_files: Vec<String>,
+    #[serde(default = "default_office_hours")]
+    pub office_hours: Vec<String>,
+    #[serde(default)]
+    pub overrides: Vec<petitiond_core::sla::calendar::Override>,
+    #[serde(default = "default_status_topic")]
+    pub status_topic: String,
+    #[serde(default = "default_alerts_topic")]
+    pub alerts_topic: String,
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
+    /// Departments whose events are accepted on the shared `status_topic` (by
+    /// `actor.department`); default none.
+    #[serde(default)]
+    pub shared_status_departments: Vec<String>,
+    /// How far in the future an event's `time` may be (clock skew) before it is rejected.
+    #[serde(default = "default_status_max_future_skew_secs")]
+    pub status_max_future_skew_secs: u64,
+    /// Mailed on every alert, in addition to the department's recipients.
+    #[serde(default)]
+    pub supervisors: Vec<String>,
+    /// Clock policies; absent = the plan's defaults.
+    pub clocks: Option<Vec<RawClock>>,
+}
+
+impl Default for RawSla {
+    fn default() -> Self {
+        Self {
+            time_zone: default_tz(),
+            calendar_files: Vec::new(),
+            office_hours: default_office_hours(),
+            overrides: Vec::new(),
+            status_topic: default_status_topic(),
+            alerts_topic: default_alerts_topic(),
+            consumer_group: default_consumer_group(),
+            shared_status_departments: Vec::new(),
+            status_max_future_skew_secs: default_status_max_future_skew_secs(),
+            supervisors: Vec::new(),
+            clocks: None,
+        }
+    }
+}
+
+fn default_start() -> String {
+    "received".into()
+}
+fn default_pause() -> Vec<String> {
+    vec!["paused".into()]
+}
+fn default_resume() -> Vec<String> {
+    vec!["resumed".into()]
+}
+fn default_extend() -> Vec<String> {
+    vec!["extended".into()]
+}
+fn default_warn() -> Vec<u8> {
+    vec![50, 80]
+}
+fn default_remind() -> u32 {
+    3
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClock {
+    pub id: String,
+    pub rule: petitiond_core::sla::due::DueRule,
+    /// `received` or a status event name.
+    #[serde(default = "default_start")]
+    pub start_on: String,
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// Start only when the starting event's verdict is one of these (empty: any).
+    #[serde(default)]
+    pub verdicts: Vec<String>,
+    pub stop_on: Vec<String>,
+    #[serde(default = "default_pause")]
+    pub pause_on: Vec<String>,
+    #[serde(default = "default_resume")]
+    pub resume_on: Vec<String>,
+    #[serde(default = "default_extend")]
+    pub extend_on: Vec<String>,
+    #[serde(default)]
+    pub max_extension_days: u32,
+    #[serde(default = "default_warn")]
+    pub warn_at_percent: Vec<u8>,
+    #[serde(default = "default_remind")]
+    pub remind_every_working_days: u32,
+    #[serde(default)]
+    pub escalate_after_working_days: Option<u32>,
+    #[serde(default)]
+    pub citation: String,
 }
