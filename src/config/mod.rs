@@ -79,8 +79,23 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// SQLite's database file (`backend = "sqlite"`).
     pub path: PathBuf,
     pub busy_timeout: Duration,
+    pub backend: StoreBackend,
+}
+
+/// Which database holds the store (`store.backend`).
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// The embedded default: `path`, on this machine only.
+    Sqlite,
+    /// A PostgreSQL database shared by several instances.
+    Postgres {
+        url: Secret,
+        pool_size: usize,
+        connect_timeout: Duration,
+    },
 }
 
 impl Config {
@@ -162,5 +177,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

@@ -64,15 +64,25 @@ impl Default for RawDaemon {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
+    /// `sqlite` (embedded, the default) or `postgres` (shared by several instances).
+    pub backend: String,
     pub path: String,
     pub busy_timeout_ms: u64,
+    /// PostgreSQL's connection URL (a secret: it may hold the password).
+    pub url: Option<RawSecretRef>,
+    pub pool_size: u64,
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
+            backend: "sqlite".into(),
             path: "petitiond.db".into(),
             busy_timeout_ms: 5000,
+            url: None,
+            pool_size: 8,
+            connect_timeout_secs: 10,
         }
     }
 }

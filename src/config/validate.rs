@@ -75,6 +75,7 @@ pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> 
         store: StoreConfig {
             path: resolve_data(&raw.store.path),
             busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+            backend: store_backend(v, &raw.store),
         },
         blobs_dir: resolve_data(&raw.blobs.dir),
         data_dir: data_dir.clone(),
@@ -97,6 +98,51 @@ pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> 
         reports,
         cluster,
     })
+}
+
+/// `[store]`: the backend, and for PostgreSQL its URL (a secret), pool and timeout.
+fn store_backend(v: &mut Validator<'_>, s: &raw::RawStore) -> StoreBackend {
+    match s.backend.as_str() {
+        "sqlite" => {
+            if s.url.is_some() {
+                v.err(
+                    "store.url",
+                    "only read with `backend = \"postgres\"`: set the backend, or remove `url`",
+                );
+            }
+            StoreBackend::Sqlite
+        }
+        "postgres" => {
+            v.positive("store.pool_size", s.pool_size);
+            v.positive("store.connect_timeout_secs", s.connect_timeout_secs);
+            let Some(r) = &s.url else {
+                v.err(
+                    "store.backend",
+                    "`postgres` needs `url`: e.g. `url = { env = \"PETITIOND_STORE_URL\" }` \
+                     (or `file`, or `credential`), holding postgres://user:password@host:port/db",
+                );
+                return StoreBackend::Sqlite;
+            };
+            let Some(url) = v.secret("store.url", r) else {
+                return StoreBackend::Sqlite;
+            };
+            if let Err(e) = crate::store::PgStore::check_url(url.expose()) {
+                v.err("store.url", format!("not a PostgreSQL connection URL: {e}"));
+            }
+            StoreBackend::Postgres {
+                url,
+                pool_size: usize::try_from(s.pool_size).unwrap_or(usize::MAX),
+                connect_timeout: Duration::from_secs(s.connect_timeout_secs),
+            }
+        }
+        other => {
+            v.err(
+                "store.backend",
+                format!("`{other}` is not one of sqlite, postgres"),
+            );
+            StoreBackend::Sqlite
+        }
+    }
 }
 
 /// `[daemon]`: the shutdown deadline, the log format and filter.

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::sla::config::SlaConfig;
 use crate::store::Store;
-use crate::store::report::{ItemCount, KeyCaseQuery};
+use crate::store::report::{ClockSpan, Evaluation, ItemCount, KeyCaseQuery, PersonItem};
 use anyhow::Context;
 use jiff::{Timestamp, ToSpan, civil::Date, tz::TimeZone};
 use petitiond_core::envelope::{Category, Channel, pii};
@@ -130,15 +130,51 @@ pub fn monthly(
     now: Timestamp,
 ) -> anyhow::Result<MonthlyReport> {
     let m = Month::parse(month)?;
-    let cal = &sla.calendar;
-    let tz = cal.time_zone();
+    let tz = sla.calendar.time_zone();
     let start = m.start(tz)?;
     let end = m.plus(1).start(tz)?;
 
-    // Items, channels, categories, complaint types.
     let rows = store.report_items(start, end, true)?;
     let items: u64 = rows.iter().map(|r| r.items).sum();
-    let by_channel = CHANNELS
+    let types = matter_counts(&rows);
+    let top3_three_months = top3_three_months(store, m, tz, &types)?;
+    let window_start = m.plus(-REPEAT_WINDOW_MONTHS).start(tz)?;
+    let repeats = store.report_person_items(window_start, start, end)?;
+    let (overdue, on_time) = statutory_clocks(store, sla, start, end, now)?;
+    let evaluations = store.report_evaluations(start, end)?;
+    Ok(MonthlyReport {
+        month: m.to_string(),
+        time_zone: tz.iana_name().unwrap_or("UTC").to_string(),
+        generated_at: now,
+        items,
+        by_channel: by_channel(&rows),
+        by_category: by_category(&rows),
+        by_channel_category: by_channel_category(&rows),
+        top_types: types.into_iter().take(TOP_TYPES).collect(),
+        top3_three_months,
+        trend: trend(store, m, tz, items)?,
+        repeat_petitions: repeat_petitions(repeats)?,
+        overdue,
+        on_time,
+        satisfaction: satisfaction(&evaluations),
+        one_time_resolution: one_time_resolution(&evaluations),
+        key_cases: key_cases(store, sla, now).context("the key-case list")?,
+    })
+}
+
+/// A category's label in the report: its name, or `unclassified`.
+fn category_label(r: &ItemCount) -> &str {
+    r.category.as_deref().unwrap_or(UNCLASSIFIED)
+}
+
+/// The category labels in report order, `unclassified` last.
+fn category_labels() -> impl Iterator<Item = &'static str> {
+    CATEGORIES.iter().map(|c| c.as_str()).chain([UNCLASSIFIED])
+}
+
+/// Items per channel, every channel listed.
+fn by_channel(rows: &[ItemCount]) -> Vec<(String, u64)> {
+    CHANNELS
         .iter()
         .map(|c| {
             let n = rows
@@ -147,53 +183,72 @@ pub fn monthly(
                 .map(|r| r.items);
             (c.as_str().to_string(), n.sum())
         })
-        .collect();
-    let category_label = |r: &ItemCount| r.category.clone().unwrap_or(UNCLASSIFIED.into());
-    let labels: Vec<&str> = CATEGORIES
-        .iter()
-        .map(|c| c.as_str())
-        .chain([UNCLASSIFIED])
-        .collect();
-    let by_category = labels
-        .iter()
+        .collect()
+}
+
+/// Items per category, every category (and `unclassified`) listed.
+fn by_category(rows: &[ItemCount]) -> Vec<(String, u64)> {
+    category_labels()
         .map(|l| {
             let n = rows
                 .iter()
-                .filter(|r| category_label(r) == *l)
+                .filter(|r| category_label(r) == l)
                 .map(|r| r.items);
             (l.to_string(), n.sum())
         })
-        .collect();
-    let mut by_channel_category = Vec::new();
+        .collect()
+}
+
+/// Items per (channel, category) pair that has any.
+fn by_channel_category(rows: &[ItemCount]) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
     for c in CHANNELS {
-        for l in &labels {
+        for l in category_labels() {
             let n: u64 = rows
                 .iter()
-                .filter(|r| r.channel == c.as_str() && category_label(r) == *l)
+                .filter(|r| r.channel == c.as_str() && category_label(r) == l)
                 .map(|r| r.items)
                 .sum();
             if n > 0 {
-                by_channel_category.push((c.as_str().to_string(), l.to_string(), n));
+                out.push((c.as_str().to_string(), l.to_string(), n));
             }
         }
     }
-    let types = matter_counts(&rows);
+    out
+}
+
+/// The month's complaint types that were among the top three in each of the two months
+/// before it too, in the month's order.
+fn top3_three_months(
+    store: &dyn Store,
+    m: Month,
+    tz: &TimeZone,
+    types: &[TypeCount],
+) -> anyhow::Result<Vec<String>> {
     let top3 = |t: &[TypeCount]| -> BTreeSet<String> {
         t.iter().take(3).map(|t| t.matter.clone()).collect()
     };
-    let mut top3_all = top3(&types);
+    let mut top3_all = top3(types);
     for back in 1..=2 {
         let earlier = m.plus(-back);
         let rows = store.report_items(earlier.start(tz)?, earlier.plus(1).start(tz)?, true)?;
         let t = top3(&matter_counts(&rows));
         top3_all.retain(|x| t.contains(x));
     }
-    let top3_three_months = types
+    Ok(types
         .iter()
         .filter(|t| top3_all.contains(&t.matter))
         .map(|t| t.matter.clone())
-        .collect();
-    let top_types = types.into_iter().take(TOP_TYPES).collect();
+        .collect())
+}
+
+/// Items per month over the [`TREND_MONTHS`] ending with `m` (whose count is `items`).
+fn trend(
+    store: &dyn Store,
+    m: Month,
+    tz: &TimeZone,
+    items: u64,
+) -> anyhow::Result<Vec<(String, u64)>> {
     let mut trend = Vec::new();
     for back in (0..TREND_MONTHS).rev() {
         let mm = m.plus(-back);
@@ -205,18 +260,21 @@ pub fn monthly(
         };
         trend.push((mm.to_string(), n));
     }
+    Ok(trend)
+}
 
-    // Repeat petitions.
-    let window_start = m.plus(-REPEAT_WINDOW_MONTHS).start(tz)?;
+/// The repeat petitions among the window's items: [`REPEAT_AT`] or more distinct items of one
+/// person (keyed hash) on one matter, most items first. A person known by two keys (an ID
+/// number and a mobile) with the same items is one petitioner.
+fn repeat_petitions(rows: Vec<PersonItem>) -> anyhow::Result<Vec<RepeatPetition>> {
     let mut groups: BTreeMap<(String, String), Vec<(i64, String)>> = BTreeMap::new();
-    for r in store.report_person_items(window_start, start, end)? {
+    for r in rows {
         groups
             .entry((r.person_key, r.matter))
             .or_default()
             .push((r.received_ms, r.item_id));
     }
     let mut repeat_petitions = Vec::new();
-    // A person known by two keys (an ID number and a mobile) is one petitioner.
     let mut seen: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
     for ((key, matter), mut v) in groups {
         v.sort();
@@ -246,8 +304,19 @@ pub fn monthly(
             .then_with(|| a.first_received.cmp(&b.first_received))
             .then_with(|| a.person.cmp(&b.person))
     });
+    Ok(repeat_petitions)
+}
 
-    // Statutory clocks: overdue, and on-time completion.
+/// The statutory clocks of the month: those overdue (more than [`OVERDUE_WORKING_DAYS`]
+/// working days past due when stopped in the month, or at the month's end or `now`), most
+/// late first; and the on-time rate of the completion clocks stopped in the month.
+fn statutory_clocks(
+    store: &dyn Store,
+    sla: &SlaConfig,
+    start: Timestamp,
+    end: Timestamp,
+    now: Timestamp,
+) -> anyhow::Result<(Vec<Overdue>, Rate)> {
     let until = if now < end {
         now
     } else {
@@ -274,26 +343,8 @@ pub fn monthly(
                 on_time.numerator += u64::from(s <= span.due_at);
             }
             let at = stopped_in_month.unwrap_or(until);
-            if span.due_at >= at {
-                continue;
-            }
-            let late = match working_days_late(cal, span.due_at, at) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(item = %span.item_id, clock = %span.clock_id, error = %format!("{e:#}"),
-                        "report: working days late not counted (calendar year not loaded)");
-                    continue;
-                }
-            };
-            if late > OVERDUE_WORKING_DAYS {
-                overdue.push(Overdue {
-                    item_id: span.item_id,
-                    clock: span.clock_id,
-                    department: span.department,
-                    due_at: span.due_at,
-                    stopped_at: stopped_in_month,
-                    working_days_late: u32::try_from(late).unwrap_or(u32::MAX),
-                });
+            if let Some(o) = overdue_at(&sla.calendar, span, stopped_in_month, at) {
+                overdue.push(o);
             }
         }
     }
@@ -303,15 +354,46 @@ pub fn monthly(
             .then_with(|| a.item_id.cmp(&b.item_id))
             .then_with(|| a.clock.cmp(&b.clock))
     });
+    Ok((overdue, on_time))
+}
 
-    // Evaluations.
-    let evaluations = store.report_evaluations(start, end)?;
+/// The clock as an overdue entry if, at `at`, it is more than [`OVERDUE_WORKING_DAYS`]
+/// working days past due. A calendar year not loaded leaves it out, with a warning.
+fn overdue_at(
+    cal: &Calendar,
+    span: ClockSpan,
+    stopped_in_month: Option<Timestamp>,
+    at: Timestamp,
+) -> Option<Overdue> {
+    if span.due_at >= at {
+        return None;
+    }
+    let late = match working_days_late(cal, span.due_at, at) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(item = %span.item_id, clock = %span.clock_id, error = %format!("{e:#}"),
+                "report: working days late not counted (calendar year not loaded)");
+            return None;
+        }
+    };
+    (late > OVERDUE_WORKING_DAYS).then(|| Overdue {
+        item_id: span.item_id,
+        clock: span.clock_id,
+        department: span.department,
+        due_at: span.due_at,
+        stopped_at: stopped_in_month,
+        working_days_late: u32::try_from(late).unwrap_or(u32::MAX),
+    })
+}
+
+/// Satisfied and basically satisfied over all evaluations with a verdict.
+fn satisfaction(evaluations: &[Evaluation]) -> Rate {
     let mut satisfaction = Rate {
         numerator: 0,
         denominator: 0,
         target: TARGET_SATISFACTION,
     };
-    for e in &evaluations {
+    for e in evaluations {
         match e.verdict.as_deref() {
             Some("satisfied" | "basically_satisfied") => {
                 satisfaction.numerator += 1;
@@ -321,38 +403,26 @@ pub fn monthly(
             _ => {}
         }
     }
+    satisfaction
+}
+
+/// Items evaluated whose first evaluation was not dissatisfied and that had no bounced reply,
+/// over the items evaluated.
+fn one_time_resolution(evaluations: &[Evaluation]) -> Rate {
     let mut one_time_resolution = Rate {
         numerator: 0,
         denominator: 0,
         target: TARGET_ONE_TIME,
     };
     let mut counted = BTreeSet::new();
-    for e in &evaluations {
+    for e in evaluations {
         if counted.insert(e.item_id.as_str()) {
             one_time_resolution.denominator += 1;
             one_time_resolution.numerator +=
                 u64::from(e.first_verdict.as_deref() != Some("dissatisfied") && !e.bounced);
         }
     }
-
-    Ok(MonthlyReport {
-        month: m.to_string(),
-        time_zone: tz.iana_name().unwrap_or("UTC").to_string(),
-        generated_at: now,
-        items,
-        by_channel,
-        by_category,
-        by_channel_category,
-        top_types,
-        top3_three_months,
-        trend,
-        repeat_petitions,
-        overdue,
-        on_time,
-        satisfaction,
-        one_time_resolution,
-        key_cases: key_cases(store, sla, now).context("the key-case list")?,
-    })
+    one_time_resolution
 }
 
 /// The key-case list at `now`, oldest item first.
@@ -547,5 +617,94 @@ mod tests {
         // A number straddling the cut is masked before the cut.
         let s = format!("{}13800138000", "字".repeat(55));
         assert!(!masked_cut(&s).contains("13800"), "{}", masked_cut(&s));
+    }
+
+    fn person_item(key: &str, matter: &str, id: &str, day: i64) -> PersonItem {
+        PersonItem {
+            person_key: key.into(),
+            matter: matter.into(),
+            item_id: id.into(),
+            received_ms: day * 86_400_000,
+        }
+    }
+
+    #[test]
+    fn a_repeat_petition_is_three_distinct_items_of_one_person_on_one_matter_counted_once() {
+        let rows = vec![
+            // Person A on wages: three items (one indexed twice) — a repeat.
+            person_item("aaaaaaaaaaaa", "rights/hrss", "i1", 1),
+            person_item("aaaaaaaaaaaa", "rights/hrss", "i2", 2),
+            person_item("aaaaaaaaaaaa", "rights/hrss", "i2", 2),
+            person_item("aaaaaaaaaaaa", "rights/hrss", "i3", 3),
+            // The same person under a second key (a mobile): the same items, not a second repeat.
+            person_item("bbbbbbbbbbbb", "rights/hrss", "i3", 3),
+            person_item("bbbbbbbbbbbb", "rights/hrss", "i1", 1),
+            person_item("bbbbbbbbbbbb", "rights/hrss", "i2", 2),
+            // Person C: two items only.
+            person_item("cccccccccccc", "livelihood/water", "i4", 1),
+            person_item("cccccccccccc", "livelihood/water", "i5", 2),
+            // Person D: four items on another matter — listed first.
+            person_item("dddddddddddd", "policy/hrss", "i6", 1),
+            person_item("dddddddddddd", "policy/hrss", "i7", 2),
+            person_item("dddddddddddd", "policy/hrss", "i8", 3),
+            person_item("dddddddddddd", "policy/hrss", "i9", 4),
+        ];
+        let got = repeat_petitions(rows).unwrap();
+        let seen: Vec<(&str, &str, usize)> = got
+            .iter()
+            .map(|r| (r.person.as_str(), r.matter.as_str(), r.item_ids.len()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("dddddddd", "policy/hrss", 4),
+                ("aaaaaaaa", "rights/hrss", 3)
+            ]
+        );
+        assert_eq!(got[1].item_ids, ["i1", "i2", "i3"]);
+        assert_eq!(
+            got[1].first_received,
+            Timestamp::from_millisecond(86_400_000).unwrap()
+        );
+        assert_eq!(
+            got[1].last_received,
+            Timestamp::from_millisecond(3 * 86_400_000).unwrap()
+        );
+    }
+
+    #[test]
+    fn satisfaction_counts_verdicts_and_one_time_resolution_counts_items_by_their_first() {
+        let ev =
+            |item: &str, verdict: Option<&str>, first: Option<&str>, bounced: bool| Evaluation {
+                item_id: item.into(),
+                at: Timestamp::UNIX_EPOCH,
+                verdict: verdict.map(String::from),
+                first_verdict: first.map(String::from),
+                bounced,
+            };
+        let evaluations = [
+            ev("a", Some("satisfied"), Some("satisfied"), false),
+            ev(
+                "b",
+                Some("basically_satisfied"),
+                Some("dissatisfied"),
+                false,
+            ),
+            ev("b", Some("dissatisfied"), Some("dissatisfied"), false),
+            ev("c", Some("satisfied"), Some("satisfied"), true),
+            ev("d", None, None, false),
+        ];
+        let s = satisfaction(&evaluations);
+        assert_eq!(
+            (s.numerator, s.denominator, s.target),
+            (3, 4, TARGET_SATISFACTION)
+        );
+        // Resolved at once: a, and d (no verdict is no dissatisfaction); not: b (first
+        // dissatisfied), c (a bounced reply).
+        let o = one_time_resolution(&evaluations);
+        assert_eq!(
+            (o.numerator, o.denominator, o.target),
+            (2, 4, TARGET_ONE_TIME)
+        );
     }
 }

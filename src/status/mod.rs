@@ -305,76 +305,17 @@ pub fn event_writes(
     now: Timestamp,
     extend_days: Option<u32>,
 ) -> ClockWrites {
-    use crate::alerts::{KIND_REPLY_BOUNCED, KIND_REVISIT, LoopAlert, build_loop};
+    let event = LoopEvent {
+        kind,
+        id: event_id,
+        department,
+        at,
+        now,
+    };
     if let Closing::Reply(check) = closing
         && !check.passed()
     {
-        // What the reply would have stopped keeps running.
-        let waiting: Vec<(&petitiond_core::sla::policy::ClockPolicy, &Clock)> = clocks
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c.state,
-                    petitiond_core::sla::clock::State::Running
-                        | petitiond_core::sla::clock::State::Paused
-                        | petitiond_core::sla::clock::State::Pending
-                )
-            })
-            .filter_map(|c| Some((config.sla.clock(&c.clock_id)?, c)))
-            .filter(|(p, _)| p.stop_on.contains(&kind))
-            .collect();
-        let mut writes = ClockWrites::default();
-        let Some(dept) = config.department(department) else {
-            return writes;
-        };
-        let running: Vec<&Clock> = waiting.iter().map(|(_, c)| *c).collect();
-        // Only a clock that asks for bounced replies by name (`verdicts = ["bounced"]`, e.g. a
-        // deadline for the corrected reply) starts on one: it is not a reply otherwise.
-        let mut env = envelope.clone();
-        for (clock, next) in crate::intake::start_clocks(
-            &config.sla,
-            metrics,
-            &mut env,
-            &Trigger::Event(kind),
-            Some(check.verdict()),
-            at,
-        ) {
-            let asked = config
-                .sla
-                .clock(&clock.clock_id)
-                .is_some_and(|p| p.verdicts.iter().any(|v| v == check.verdict()));
-            if asked && !clocks.iter().any(|c| c.clock_id == clock.clock_id) {
-                writes.started.push((clock, next));
-            }
-        }
-        writes.outbox.push(crate::kafka::wire::reply_bounced_record(
-            envelope, dept, event_id, check, &running, at,
-        ));
-        let mut extra = serde_json::Map::new();
-        extra.insert(
-            "missing".into(),
-            serde_json::json!(check.missing.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
-        );
-        extra.insert(
-            "missing_zh".into(),
-            serde_json::json!(check.missing.iter().map(|m| m.zh()).collect::<Vec<_>>()),
-        );
-        extra.insert("banned".into(), serde_json::json!(check.banned));
-        extra.insert("no_text".into(), serde_json::json!(check.no_text));
-        writes.alerts.push(build_loop(
-            &config.alerts(),
-            LoopAlert {
-                item_id: envelope.id.as_str(),
-                department,
-                kind: KIND_REPLY_BOUNCED,
-                event_id,
-                at,
-                now,
-                clock: waiting.first().copied(),
-                extra,
-            },
-        ));
-        return writes;
+        return bounced_reply_writes(config, metrics, envelope, clocks, &event, check);
     }
     let mut writes = clock_writes(
         config,
@@ -387,43 +328,166 @@ pub fn event_writes(
         extend_days,
     );
     if let Closing::Evaluation(Some(Satisfaction::Dissatisfied)) = closing {
-        // To the responsible (lead) department, whose revisit it is.
-        let lead = envelope
-            .routing
-            .as_ref()
-            .map_or(department, |r| r.lead.as_str());
-        let started = writes
-            .started
-            .iter()
-            .filter_map(|(c, _)| Some((config.sla.clock(&c.clock_id)?, c)))
-            .find(|(p, _)| !p.verdicts.is_empty())
-            .or_else(|| {
-                writes
-                    .started
-                    .iter()
-                    .find_map(|(c, _)| Some((config.sla.clock(&c.clock_id)?, c)))
-            });
-        let mut extra = serde_json::Map::new();
-        extra.insert(
-            "verdict".into(),
-            serde_json::json!(Satisfaction::Dissatisfied.as_str()),
-        );
-        let alert = build_loop(
-            &config.alerts(),
-            LoopAlert {
-                item_id: envelope.id.as_str(),
-                department: lead,
-                kind: KIND_REVISIT,
-                event_id,
-                at,
-                now,
-                clock: started,
-                extra,
-            },
-        );
+        let alert = revisit_alert(config, envelope, &writes, &event);
         writes.alerts.push(alert);
     }
     writes
+}
+
+/// The event as a closed-loop alert names it. `department` is the reporting one.
+struct LoopEvent<'a> {
+    kind: EventKind,
+    id: &'a str,
+    department: &'a str,
+    at: Timestamp,
+    now: Timestamp,
+}
+
+/// A bounced reply's writes: no clock stops (what the reply would have stopped keeps
+/// running), only clocks that ask for bounced replies start; the bounce notice to the
+/// department and the `reply_bounced` alert.
+fn bounced_reply_writes(
+    config: &SlaInputs,
+    metrics: &Metrics,
+    envelope: &Envelope,
+    clocks: &[Clock],
+    event: &LoopEvent<'_>,
+    check: &ReplyCheck,
+) -> ClockWrites {
+    use crate::alerts::{KIND_REPLY_BOUNCED, LoopAlert, build_loop};
+    let waiting = waiting_for(config, clocks, event.kind);
+    let mut writes = ClockWrites::default();
+    let Some(dept) = config.department(event.department) else {
+        return writes;
+    };
+    writes.started = started_by_bounce(config, metrics, envelope, clocks, event, check);
+    let running: Vec<&Clock> = waiting.iter().map(|(_, c)| *c).collect();
+    writes.outbox.push(crate::kafka::wire::reply_bounced_record(
+        envelope, dept, event.id, check, &running, event.at,
+    ));
+    writes.alerts.push(build_loop(
+        &config.alerts(),
+        LoopAlert {
+            item_id: envelope.id.as_str(),
+            department: event.department,
+            kind: KIND_REPLY_BOUNCED,
+            event_id: event.id,
+            at: event.at,
+            now: event.now,
+            clock: waiting.first().copied(),
+            extra: bounce_alert_extra(check),
+        },
+    ));
+    writes
+}
+
+/// The open clocks (running, paused or pending) an event of `kind` would stop, with their
+/// policies.
+fn waiting_for<'c>(
+    config: &'c SlaInputs,
+    clocks: &'c [Clock],
+    kind: EventKind,
+) -> Vec<(&'c petitiond_core::sla::policy::ClockPolicy, &'c Clock)> {
+    use petitiond_core::sla::clock::State;
+    clocks
+        .iter()
+        .filter(|c| matches!(c.state, State::Running | State::Paused | State::Pending))
+        .filter_map(|c| Some((config.sla.clock(&c.clock_id)?, c)))
+        .filter(|(p, _)| p.stop_on.contains(&kind))
+        .collect()
+}
+
+/// The clocks a bounced reply starts: only one that asks for bounced replies by name
+/// (`verdicts = ["bounced"]`, e.g. a deadline for the corrected reply) and is not on the item
+/// yet — a bounced reply is not a reply otherwise.
+fn started_by_bounce(
+    config: &SlaInputs,
+    metrics: &Metrics,
+    envelope: &Envelope,
+    clocks: &[Clock],
+    event: &LoopEvent<'_>,
+    check: &ReplyCheck,
+) -> Vec<(Clock, Option<Timestamp>)> {
+    let mut env = envelope.clone();
+    crate::intake::start_clocks(
+        &config.sla,
+        metrics,
+        &mut env,
+        &Trigger::Event(event.kind),
+        Some(check.verdict()),
+        event.at,
+    )
+    .into_iter()
+    .filter(|(clock, _)| {
+        let asked = config
+            .sla
+            .clock(&clock.clock_id)
+            .is_some_and(|p| p.verdicts.iter().any(|v| v == check.verdict()));
+        asked && !clocks.iter().any(|c| c.clock_id == clock.clock_id)
+    })
+    .collect()
+}
+
+/// The `reply_bounced` alert's own fields: what the reply lacked (element names, in English
+/// and Chinese), the banned phrases found, whether it had no text. Never the reply's text.
+fn bounce_alert_extra(check: &ReplyCheck) -> serde_json::Map<String, serde_json::Value> {
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "missing".into(),
+        serde_json::json!(check.missing.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
+    );
+    extra.insert(
+        "missing_zh".into(),
+        serde_json::json!(check.missing.iter().map(|m| m.zh()).collect::<Vec<_>>()),
+    );
+    extra.insert("banned".into(), serde_json::json!(check.banned));
+    extra.insert("no_text".into(), serde_json::json!(check.no_text));
+    extra
+}
+
+/// The `revisit` alert of a dissatisfied evaluation, to the responsible (lead) department,
+/// whose revisit it is; it names the clock the evaluation started (one filtering on the
+/// verdict first).
+fn revisit_alert(
+    config: &SlaInputs,
+    envelope: &Envelope,
+    writes: &ClockWrites,
+    event: &LoopEvent<'_>,
+) -> crate::store::FiredAlert {
+    use crate::alerts::{KIND_REVISIT, LoopAlert, build_loop};
+    let lead = envelope
+        .routing
+        .as_ref()
+        .map_or(event.department, |r| r.lead.as_str());
+    let started = writes
+        .started
+        .iter()
+        .filter_map(|(c, _)| Some((config.sla.clock(&c.clock_id)?, c)))
+        .find(|(p, _)| !p.verdicts.is_empty())
+        .or_else(|| {
+            writes
+                .started
+                .iter()
+                .find_map(|(c, _)| Some((config.sla.clock(&c.clock_id)?, c)))
+        });
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "verdict".into(),
+        serde_json::json!(Satisfaction::Dissatisfied.as_str()),
+    );
+    build_loop(
+        &config.alerts(),
+        LoopAlert {
+            item_id: envelope.id.as_str(),
+            department: lead,
+            kind: KIND_REVISIT,
+            event_id: event.id,
+            at: event.at,
+            now: event.now,
+            clock: started,
+            extra,
+        },
+    )
 }
 
 /// The clock changes one event causes (pure; called inside the store's transaction).

@@ -561,3 +561,24 @@ fn a_dissatisfied_evaluation_starts_the_revisit_clock_and_raises_a_revisit_alert
         Closing::Nothing
     );
 }
+
+/// The bounce alert names what the reply lacked, in English and Chinese, and the banned phrases
+/// found — fields only, never the reply's text.
+#[test]
+fn the_bounce_alert_names_the_missing_elements_in_both_languages_and_the_banned_phrases() {
+    use petitiond_core::reply::Element;
+    let check = ReplyCheck {
+        no_text: false,
+        missing: vec![Element::Policy, Element::Remedy],
+        banned: vec!["尽快处理".into()],
+    };
+    assert_eq!(
+        serde_json::Value::Object(bounce_alert_extra(&check)),
+        serde_json::json!({
+            "missing": ["policy", "remedy"],
+            "missing_zh": ["政策依据", "救济途径"],
+            "banned": ["尽快处理"],
+            "no_text": false,
+        })
+    );
+}

@@ -190,6 +190,8 @@ impl ImapChannel {
             match r {
                 Ok(End::Stopped) => break,
                 Ok(End::IntakeClosed) => return Ok(()),
+                // Another instance owns the mailbox now (several instances): stop, don't retry.
+                Err(e) if Lease::fenced_in(e.as_ref()) => return Err(e),
                 Err(e) => {
                     self.metrics
                         .mailbox_connection_failures

@@ -43,10 +43,26 @@ fn figure(html: &mut String, svg: &str) {
     html.push_str("</figure>\n");
 }
 
-/// The report as one self-contained HTML document.
+/// The report as one self-contained HTML document: the head, then one section per figure.
 pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
-    let tz = r.time_zone.as_str();
     let mut h = String::with_capacity(64 * 1024);
+    head(&mut h, r);
+    rates_section(&mut h, r);
+    channels_section(&mut h, r)?;
+    categories_section(&mut h, r)?;
+    trend_section(&mut h, r)?;
+    top_types_section(&mut h, r);
+    repeats_section(&mut h, r);
+    overdue_section(&mut h, r);
+    section(&mut h, "key-cases", "季度攻坚清单 (key-case list)");
+    key_case_table(&mut h, &r.key_cases, &r.time_zone);
+    h.push_str("</section>\n</body>\n</html>\n");
+    Ok(h)
+}
+
+/// The document's head (title, inline CSS) and the page's title line.
+fn head(h: &mut String, r: &MonthlyReport) {
+    let tz = r.time_zone.as_str();
     let title = format!("信访事项月度分析报告 (monthly analysis report) {}", r.month);
     let _ = write!(
         h,
@@ -56,8 +72,11 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
         g = escape(&ts(&r.generated_at, tz)),
         n = r.items,
     );
+}
 
-    section(&mut h, "rates", "三项指标 (rates against targets)");
+/// The three rates against their targets.
+fn rates_section(h: &mut String, r: &MonthlyReport) {
+    section(h, "rates", "三项指标 (rates against targets)");
     let rates = [
         ("按期办结率 (on-time completion)", &r.on_time),
         ("满意率 (satisfaction)", &r.satisfaction),
@@ -82,11 +101,14 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
         );
     }
     h.push_str("</tbody></table>\n</section>\n");
+}
 
-    section(&mut h, "channels", "按渠道 (items per channel)");
-    figure(&mut h, &bar_chart("items per channel", &r.by_channel)?);
+/// Items per channel: chart and table.
+fn channels_section(h: &mut String, r: &MonthlyReport) -> anyhow::Result<()> {
+    section(h, "channels", "按渠道 (items per channel)");
+    figure(h, &bar_chart("items per channel", &r.by_channel)?);
     table(
-        &mut h,
+        h,
         &["渠道 (channel)", "件数 (items)"],
         r.by_channel
             .iter()
@@ -94,11 +116,15 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
             .collect(),
     );
     h.push_str("</section>\n");
+    Ok(())
+}
 
-    section(&mut h, "categories", "按类别 (items per category)");
-    figure(&mut h, &bar_chart("items per category", &r.by_category)?);
+/// Items per category (chart and table) and per channel and category.
+fn categories_section(h: &mut String, r: &MonthlyReport) -> anyhow::Result<()> {
+    section(h, "categories", "按类别 (items per category)");
+    figure(h, &bar_chart("items per category", &r.by_category)?);
     table(
-        &mut h,
+        h,
         &["类别 (category)", "件数 (items)"],
         r.by_category
             .iter()
@@ -106,7 +132,7 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
             .collect(),
     );
     table(
-        &mut h,
+        h,
         &["渠道 (channel)", "类别 (category)", "件数 (items)"],
         r.by_channel_category
             .iter()
@@ -114,11 +140,15 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
             .collect(),
     );
     h.push_str("</section>\n");
+    Ok(())
+}
 
-    section(&mut h, "trend", "近六个月趋势 (6-month trend)");
-    figure(&mut h, &line_chart("items per month", &r.trend)?);
+/// Items per month over six months: chart and table.
+fn trend_section(h: &mut String, r: &MonthlyReport) -> anyhow::Result<()> {
+    section(h, "trend", "近六个月趋势 (6-month trend)");
+    figure(h, &line_chart("items per month", &r.trend)?);
     table(
-        &mut h,
+        h,
         &["月份 (month)", "件数 (items)"],
         r.trend
             .iter()
@@ -126,10 +156,14 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
             .collect(),
     );
     h.push_str("</section>\n");
+    Ok(())
+}
 
-    section(&mut h, "top-types", "主要投诉类型 (top complaint types)");
+/// The top complaint types, and those in the top three for three months running.
+fn top_types_section(h: &mut String, r: &MonthlyReport) {
+    section(h, "top-types", "主要投诉类型 (top complaint types)");
     table(
-        &mut h,
+        h,
         &["排名 (rank)", "类型 (matter)", "件数 (items)"],
         r.top_types
             .iter()
@@ -141,7 +175,7 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
         "<h3 id=\"top3-three-months\">连续三个月居前三 (top 3 for three months running)</h3>\n",
     );
     table(
-        &mut h,
+        h,
         &["类型 (matter)"],
         r.top3_three_months
             .iter()
@@ -149,14 +183,18 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
             .collect(),
     );
     h.push_str("</section>\n");
+}
 
+/// The repeat petitions.
+fn repeats_section(h: &mut String, r: &MonthlyReport) {
+    let tz = r.time_zone.as_str();
     section(
-        &mut h,
+        h,
         "repeats",
         "重复信访 (repeat petitions: same person 3+ times, same matter)",
     );
     table(
-        &mut h,
+        h,
         &[
             "人员 (person, hashed)",
             "类型 (matter)",
@@ -180,14 +218,18 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
             .collect(),
     );
     h.push_str("</section>\n");
+}
 
+/// The statutory clocks more than 10 working days overdue.
+fn overdue_section(h: &mut String, r: &MonthlyReport) {
+    let tz = r.time_zone.as_str();
     section(
-        &mut h,
+        h,
         "overdue",
         "超期 10 个工作日以上 (more than 10 working days overdue)",
     );
     table(
-        &mut h,
+        h,
         &[
             "事项 (item)",
             "时限 (clock)",
@@ -213,11 +255,6 @@ pub fn html(r: &MonthlyReport) -> anyhow::Result<String> {
             .collect(),
     );
     h.push_str("</section>\n");
-
-    section(&mut h, "key-cases", "季度攻坚清单 (key-case list)");
-    key_case_table(&mut h, &r.key_cases, tz);
-    h.push_str("</section>\n</body>\n</html>\n");
-    Ok(h)
 }
 
 fn key_case_table(h: &mut String, cases: &[KeyCase], tz: &str) {

@@ -266,6 +266,9 @@ impl HttpChannel {
                     self.config.poll_interval
                 }
                 Err(PollError::Fetch(FetchError::Stopped)) | Err(PollError::IntakeClosed) => break,
+                // Another instance owns the source now (several instances): this channel stops;
+                // retrying could never write again.
+                Err(PollError::Other(e)) if Lease::fenced_in(e.as_ref()) => return Err(e),
                 Err(e) => {
                     failures += 1;
                     let msg = e.to_string();

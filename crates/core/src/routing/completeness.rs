@@ -335,28 +335,25 @@ mod tests {
     const LONG: &str = "小区门口的路灯坏了两个星期了，晚上很黑";
     const WAGES: &str = "某建筑公司拖欠工资三个月共计２００００元";
 
+    /// Contact and content cases: (why, channel, petitioner, content, missing).
+    type Case = (
+        &'static str,
+        Channel,
+        Petitioner,
+        &'static str,
+        &'static [&'static str],
+    );
+
     #[test]
-    fn what_is_missing() {
+    fn a_contact_is_a_reachable_field_or_a_mobile_in_the_text() {
         use Channel::*;
-        let c = check();
-        type Case = (
-            &'static str,
-            Channel,
-            Petitioner,
-            &'static str,
-            Option<Category>,
-            &'static [&'static str],
-            &'static [&'static str],
-        );
+        let phone = |s| p("", "", s, "");
         let cases: &[Case] = &[
-            // (why, channel, petitioner, content, category, tags, missing)
             (
                 "phone is a contact",
                 Hotline,
-                p("", "", "13800138000", ""),
+                phone("13800138000"),
                 LONG,
-                None,
-                &[],
                 &[],
             ),
             (
@@ -364,35 +361,21 @@ mod tests {
                 Portal,
                 p("", "", "", "城东村3组"),
                 LONG,
-                None,
-                &[],
                 &[],
             ),
             (
                 "landline with area code",
                 Hotline,
-                p("", "", "0571-8888666", ""),
+                phone("0571-8888666"),
                 LONG,
-                None,
-                &[],
                 &[],
             ),
-            (
-                "nothing",
-                Hotline,
-                p("", "", "", ""),
-                LONG,
-                None,
-                &[],
-                &["contact"],
-            ),
+            ("nothing", Hotline, phone(""), LONG, &["contact"]),
             (
                 "a name is not a contact",
                 Hotline,
                 p("王五", "11010519491231002X", "", ""),
                 LONG,
-                None,
-                &[],
                 &["contact"],
             ),
             (
@@ -400,8 +383,6 @@ mod tests {
                 Portal,
                 p("", "", "无", " 不详 "),
                 LONG,
-                None,
-                &[],
                 &["contact"],
             ),
             (
@@ -409,35 +390,35 @@ mod tests {
                 Portal,
                 p("", "", "", "／"),
                 LONG,
-                None,
-                &[],
                 &["contact"],
             ),
             (
                 "too few digits",
                 Hotline,
-                p("", "", "12345", ""),
+                phone("12345"),
                 LONG,
-                None,
-                &[],
                 &["contact"],
             ),
             (
                 "mobile in the text",
                 Portal,
-                p("", "", "", ""),
+                phone(""),
                 "路灯坏了，请联系我：１３８ ００１３ ８０００",
-                None,
-                &[],
                 &[],
             ),
+        ];
+        check_cases(cases);
+    }
+
+    #[test]
+    fn content_needs_its_minimum_and_letters_are_left_to_the_clerk() {
+        use Channel::*;
+        let cases: &[Case] = &[
             (
                 "short content",
                 Hotline,
                 p("", "", "13800138000", ""),
                 "  停水了  ",
-                None,
-                &[],
                 &["content"],
             ),
             (
@@ -445,8 +426,6 @@ mod tests {
                 Hotline,
                 p("", "", "", ""),
                 "",
-                None,
-                &[],
                 &["contact", "content"],
             ),
             (
@@ -454,62 +433,68 @@ mod tests {
                 Letter,
                 p("", "", "", ""),
                 "",
-                None,
-                &[],
                 &[],
             ),
-            // Facts: by tag and by category; present by keyword or regex (normalised text:
-            // full-width digits match \d).
-            (
-                "wage facts present",
-                Hotline,
-                p("", "", "13800138000", ""),
-                WAGES,
-                Some(Category::Rights),
-                &["wage-arrears"],
-                &[],
-            ),
+        ];
+        check_cases(cases);
+    }
+
+    fn check_cases(cases: &[Case]) {
+        let c = check();
+        for (why, ch, pet, content, want) in cases {
+            let e = env(*ch, pet.clone(), "", content);
+            assert_eq!(c.missing(&e, None, &[]), *want, "{why}");
+        }
+    }
+
+    /// Facts: by tag and by category; present by keyword or regex (normalised text: full-width
+    /// digits match \d).
+    #[test]
+    fn key_facts_apply_by_tag_or_category_and_are_found_by_keyword_or_regex() {
+        use Category::*;
+        let c = check();
+        type FactCase = (
+            &'static str,
+            &'static str,
+            Category,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let cases: &[FactCase] = &[
+            // (why, content, category, tags, missing)
+            ("wage facts present", WAGES, Rights, &["wage-arrears"], &[]),
             (
                 "no employer",
-                Hotline,
-                p("", "", "13800138000", ""),
                 "拖欠工资三个月了共计2万元没人管",
-                Some(Category::Rights),
+                Rights,
                 &["wage-arrears"],
                 &["employer"],
             ),
             (
                 "no amount",
-                Hotline,
-                p("", "", "13800138000", ""),
                 "某建筑公司拖欠工资三个月了没人管",
-                Some(Category::Rights),
+                Rights,
                 &[],
                 &["amount"],
             ),
             (
                 "facts of other kinds do not apply",
-                Hotline,
-                p("", "", "13800138000", ""),
                 LONG,
-                Some(Category::Livelihood),
+                Livelihood,
                 &["utility-outage"],
                 &[],
             ),
-            (
-                "all at once, in order",
-                Portal,
-                p("", "", "", ""),
-                "欠薪",
-                Some(Category::Rights),
-                &["wage-arrears"],
-                &["contact", "content", "employer", "amount"],
-            ),
         ];
-        for (why, ch, pet, content, cat, tags, want) in cases {
-            let e = env(*ch, pet.clone(), "", content);
-            assert_eq!(c.missing(&e, *cat, tags), *want, "{why}");
+        for (why, content, cat, tags, want) in cases {
+            let e = env(Channel::Hotline, p("", "", "13800138000", ""), "", content);
+            assert_eq!(c.missing(&e, Some(*cat), tags), *want, "{why}");
         }
+        let e = env(Channel::Portal, p("", "", "", ""), "", "欠薪");
+        assert_eq!(
+            c.missing(&e, Some(Rights), &["wage-arrears"]),
+            ["contact", "content", "employer", "amount"],
+            "all at once, in order"
+        );
     }
 
     /// An item as routing flagged it: `needs_supplement`, its `missing:*`, tags and the

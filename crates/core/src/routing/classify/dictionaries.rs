@@ -73,158 +73,22 @@ impl Dictionaries {
     pub fn parse(
         files: &[(String, String)],
     ) -> Result<(Dictionaries, Vec<ConfigError>), Diagnostics> {
-        let mut d = Diagnostics::default();
-        let mut out = Dictionaries::default();
-        // normalised keyword → (pattern id)
-        let mut pattern_ids: HashMap<String, u32> = HashMap::new();
+        let mut b = Builder::default();
         for (name, text) in files {
-            let base = Path::new(name)
-                .file_name()
-                .map_or_else(|| name.clone(), |f| f.to_string_lossy().into_owned());
-            out.sources.push((base, text.clone()));
-            let src = match TomlFile::parse(name, text) {
-                Ok(s) => s,
-                Err(e) => {
-                    d.errors.push(e);
-                    continue;
-                }
-            };
-            let Some(raw) = src.deserialize::<RawDictionary>(&mut d.errors) else {
-                continue;
-            };
-            let Some(category) = parse_category(&raw.category) else {
-                d.errors.push(src.err(
-                    "category",
-                    format!(
-                        "`{}` is not one of livelihood, rights, policy, historical",
-                        raw.category
-                    ),
-                ));
-                continue;
-            };
-            for (code, &weight) in &raw.service_codes {
-                let path = format!("service_codes.{}", crate::diag::toml_file::quote_key(code));
-                let norm = normalize_code(code);
-                if norm.is_empty() {
-                    d.errors
-                        .push(src.err(&path, "service code must not be empty"));
-                    continue;
-                }
-                if weight == 0 || weight > MAX_WEIGHT {
-                    d.errors
-                        .push(src.err(&path, format!("weight must be between 1 and {MAX_WEIGHT}")));
-                    continue;
-                }
-                let line = src.line(&path);
-                if let Some(&prev) = out.code_index.get(&norm) {
-                    let p = &out.codes[prev as usize];
-                    d.errors.push(src.err(
-                        &path,
-                        format!(
-                            "service code `{code}` is already mapped to {} in {}{}",
-                            p.category.as_str(),
-                            p.file,
-                            p.line.map(|l| format!(":{l}")).unwrap_or_default()
-                        ),
-                    ));
-                    continue;
-                }
-                out.code_index.insert(norm, out.codes.len() as u32);
-                out.codes.push(CodeEntry {
-                    code: code.clone(),
-                    category,
-                    weight,
-                    file: name.clone(),
-                    line,
-                });
-            }
-            if raw.keywords.is_empty() {
-                d.warnings.push(src.err(
-                    "keywords",
-                    format!(
-                        "no keywords: nothing is classified as {}",
-                        category.as_str()
-                    ),
-                ));
-            }
-            for (kw, &weight) in &raw.keywords {
-                let path = format!("keywords.{}", crate::diag::toml_file::quote_key(kw));
-                let norm = normalize(kw);
-                if norm.is_empty() {
-                    d.errors.push(src.err(&path, "keyword must not be empty"));
-                    continue;
-                }
-                if weight == 0 || weight > MAX_WEIGHT {
-                    d.errors
-                        .push(src.err(&path, format!("weight must be between 1 and {MAX_WEIGHT}")));
-                    continue;
-                }
-                if norm.chars().count() == 1 {
-                    d.warnings.push(src.err(
-                        &path,
-                        "a one-character keyword matches far too much; use a word",
-                    ));
-                }
-                let line = src.line(&path);
-                let pid = *pattern_ids.entry(norm.clone()).or_insert_with(|| {
-                    out.patterns.push(norm.clone());
-                    out.pattern_entries.push(Vec::new());
-                    (out.patterns.len() - 1) as u32
-                });
-                let mut duplicate = false;
-                for &e in &out.pattern_entries[pid as usize] {
-                    let prev = &out.entries[e as usize];
-                    let at = format!(
-                        "{}{}",
-                        prev.file,
-                        prev.line.map(|l| format!(":{l}")).unwrap_or_default()
-                    );
-                    if prev.category == category {
-                        d.errors.push(src.err(
-                            &path,
-                            format!(
-                                "`{kw}` is the same keyword as `{}` ({at}) after normalisation",
-                                prev.keyword
-                            ),
-                        ));
-                        duplicate = true;
-                    } else {
-                        d.warnings.push(src.err(
-                            &path,
-                            format!(
-                                "`{kw}` is also a {} keyword (`{}`, {at}): it counts for both \
-                                 categories, which makes ties more likely",
-                                prev.category.as_str(),
-                                prev.keyword
-                            ),
-                        ));
-                    }
-                }
-                if duplicate {
-                    continue;
-                }
-                out.pattern_entries[pid as usize].push(out.entries.len() as u32);
-                out.entries.push(Entry {
-                    keyword: kw.clone(),
-                    category,
-                    weight,
-                    file: name.clone(),
-                    line,
-                });
-            }
+            b.add_file(name, text);
         }
         if files.is_empty() {
-            d.warnings.push(ConfigError {
+            b.d.warnings.push(ConfigError {
                 file: "dictionaries".into(),
                 line: None,
                 path: String::new(),
                 message: "no dictionary files: every item is unclassified".into(),
             });
         }
-        if d.errors.is_empty() {
-            Ok((out, d.warnings))
+        if b.d.errors.is_empty() {
+            Ok((b.out, b.d.warnings))
         } else {
-            Err(d)
+            Err(b.d)
         }
     }
 
@@ -340,6 +204,192 @@ impl Dictionaries {
             service_code: code,
         }
     }
+}
+
+/// The dictionaries while their files are read, with the errors and warnings found so far.
+#[derive(Default)]
+struct Builder {
+    out: Dictionaries,
+    /// Normalised keyword → pattern id.
+    pattern_ids: HashMap<String, u32>,
+    d: Diagnostics,
+}
+
+impl Builder {
+    /// One dictionary file: its text kept for the version, then its service codes and
+    /// keywords added under its category.
+    fn add_file(&mut self, name: &str, text: &str) {
+        let base = Path::new(name)
+            .file_name()
+            .map_or_else(|| name.to_string(), |f| f.to_string_lossy().into_owned());
+        self.out.sources.push((base, text.to_string()));
+        let src = match TomlFile::parse(name, text) {
+            Ok(s) => s,
+            Err(e) => {
+                self.d.errors.push(e);
+                return;
+            }
+        };
+        let Some(raw) = src.deserialize::<RawDictionary>(&mut self.d.errors) else {
+            return;
+        };
+        let Some(category) = parse_category(&raw.category) else {
+            self.d.errors.push(src.err(
+                "category",
+                format!(
+                    "`{}` is not one of livelihood, rights, policy, historical",
+                    raw.category
+                ),
+            ));
+            return;
+        };
+        for (code, &weight) in &raw.service_codes {
+            self.add_code(&src, category, code, weight);
+        }
+        if raw.keywords.is_empty() {
+            self.d.warnings.push(src.err(
+                "keywords",
+                format!(
+                    "no keywords: nothing is classified as {}",
+                    category.as_str()
+                ),
+            ));
+        }
+        for (kw, &weight) in &raw.keywords {
+            self.add_keyword(&src, category, kw, weight);
+        }
+    }
+
+    /// One service code: refused when empty, out of weight range or already mapped.
+    fn add_code(&mut self, src: &TomlFile<'_>, category: Category, code: &str, weight: u32) {
+        let path = format!("service_codes.{}", crate::diag::toml_file::quote_key(code));
+        let norm = normalize_code(code);
+        if norm.is_empty() {
+            self.d
+                .errors
+                .push(src.err(&path, "service code must not be empty"));
+            return;
+        }
+        if let Some(e) = weight_error(weight) {
+            self.d.errors.push(src.err(&path, e));
+            return;
+        }
+        let out = &mut self.out;
+        if let Some(&prev) = out.code_index.get(&norm) {
+            let p = &out.codes[prev as usize];
+            self.d.errors.push(src.err(
+                &path,
+                format!(
+                    "service code `{code}` is already mapped to {} in {}",
+                    p.category.as_str(),
+                    file_line(&p.file, p.line)
+                ),
+            ));
+            return;
+        }
+        out.code_index.insert(norm, out.codes.len() as u32);
+        out.codes.push(CodeEntry {
+            code: code.to_string(),
+            category,
+            weight,
+            file: src.file.to_string(),
+            line: src.line(&path),
+        });
+    }
+
+    /// One keyword: refused when empty, out of weight range or the same as another of its
+    /// category after normalisation; a one-character keyword or one another category shares
+    /// is a warning.
+    fn add_keyword(&mut self, src: &TomlFile<'_>, category: Category, kw: &str, weight: u32) {
+        let path = format!("keywords.{}", crate::diag::toml_file::quote_key(kw));
+        let norm = normalize(kw);
+        if norm.is_empty() {
+            self.d
+                .errors
+                .push(src.err(&path, "keyword must not be empty"));
+            return;
+        }
+        if let Some(e) = weight_error(weight) {
+            self.d.errors.push(src.err(&path, e));
+            return;
+        }
+        if norm.chars().count() == 1 {
+            self.d.warnings.push(src.err(
+                &path,
+                "a one-character keyword matches far too much; use a word",
+            ));
+        }
+        let out = &mut self.out;
+        let pid = *self.pattern_ids.entry(norm.clone()).or_insert_with(|| {
+            out.patterns.push(norm);
+            out.pattern_entries.push(Vec::new());
+            (out.patterns.len() - 1) as u32
+        });
+        if self.shares_pattern(src, &path, category, kw, pid) {
+            return;
+        }
+        let out = &mut self.out;
+        out.pattern_entries[pid as usize].push(out.entries.len() as u32);
+        out.entries.push(Entry {
+            keyword: kw.to_string(),
+            category,
+            weight,
+            file: src.file.to_string(),
+            line: src.line(&path),
+        });
+    }
+
+    /// Reports the entries already on pattern `pid`: one of the same category is an error
+    /// (returns true: the keyword is a duplicate), one of another category a warning.
+    fn shares_pattern(
+        &mut self,
+        src: &TomlFile<'_>,
+        path: &str,
+        category: Category,
+        kw: &str,
+        pid: u32,
+    ) -> bool {
+        let mut duplicate = false;
+        for &e in &self.out.pattern_entries[pid as usize] {
+            let prev = &self.out.entries[e as usize];
+            let at = file_line(&prev.file, prev.line);
+            if prev.category == category {
+                self.d.errors.push(src.err(
+                    path,
+                    format!(
+                        "`{kw}` is the same keyword as `{}` ({at}) after normalisation",
+                        prev.keyword
+                    ),
+                ));
+                duplicate = true;
+            } else {
+                self.d.warnings.push(src.err(
+                    path,
+                    format!(
+                        "`{kw}` is also a {} keyword (`{}`, {at}): it counts for both \
+                         categories, which makes ties more likely",
+                        prev.category.as_str(),
+                        prev.keyword
+                    ),
+                ));
+            }
+        }
+        duplicate
+    }
+}
+
+/// Why a dictionary weight is refused, if it is.
+fn weight_error(weight: u32) -> Option<String> {
+    (weight == 0 || weight > MAX_WEIGHT)
+        .then(|| format!("weight must be between 1 and {MAX_WEIGHT}"))
+}
+
+/// `file:line`, or the file alone when the line is unknown.
+fn file_line(file: &str, line: Option<usize>) -> String {
+    format!(
+        "{file}{}",
+        line.map(|l| format!(":{l}")).unwrap_or_default()
+    )
 }
 
 /// One occurrence of a pattern (offsets in any monotonic coordinates of the text: only

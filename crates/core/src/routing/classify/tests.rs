@@ -247,3 +247,19 @@ fn same_keyword_after_normalisation_is_an_error_across_categories_a_warning() {
     assert_eq!(w[0].file, "b.toml");
     assert_eq!(w[0].line, Some(3));
 }
+
+#[test]
+fn a_service_code_mapped_twice_is_an_error_naming_the_first_mapping() {
+    let a = "category = \"rights\"\n[keywords]\n\"欠薪\" = 2\n[service_codes]\n\"W-1\" = 3\n";
+    let b = "category = \"policy\"\n[keywords]\n\"政策\" = 2\n[service_codes]\n\"w-1\" = 2\n\"P\" = 0\n";
+    let e = dicts(&[("a.toml", a), ("b.toml", b)]).unwrap_err();
+    // In key order: `P` sorts before `w-1`.
+    let text: Vec<String> = e.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "b.toml:6: service_codes.P: weight must be between 1 and 100",
+            "b.toml:5: service_codes.w-1: service code `w-1` is already mapped to rights in a.toml:5",
+        ]
+    );
+}

@@ -229,3 +229,44 @@ fn shipped_model_is_reproducible_from_the_corpus() {
              corpus and dictionaries: retrain it (command in this test's doc)"
     );
 }
+
+#[test]
+fn quantising_maps_the_largest_weight_to_127_and_folds_the_temperature_into_unit_and_bias() {
+    let w = Weights {
+        bits: 1,
+        w: vec![[0.5, -1.27, 0.0, 0.01], [0.0; 4]],
+        bias: [1.0, 2.0, -3.0, 0.0],
+    };
+    let (table, unit, bias) = quantise(&w, 0.5);
+    assert_eq!(&*table, &[[50, -127, 0, 1], [0; 4]]);
+    assert!((unit - 0.005).abs() < 1e-7, "{unit}");
+    assert_eq!(bias, [0.5, 1.0, -1.5, 0.0]);
+    // All-zero weights keep a unit of 1 (times the temperature), not a division by zero.
+    let zero = Weights {
+        bits: 1,
+        w: vec![[0.0; 4]; 2],
+        bias: [0.0; 4],
+    };
+    let (table, unit, _) = quantise(&zero, 0.3);
+    assert_eq!(&*table, &[[0; 4]; 2]);
+    assert_eq!(unit, 0.3);
+}
+
+#[test]
+fn the_temperature_is_the_softest_factor_with_the_lowest_loss() {
+    // Logits already right and confident: the full factor (1.0) has the lowest loss.
+    let sure: Vec<Oof> = (0..4).map(|y| (one_hot(y, 4.0), [0; 4], y)).collect();
+    assert_eq!(fit_temper(&sure, 1.0), (1.0, 1.0));
+    // Confidently wrong half the time: softening lowers the loss.
+    let mut mixed = sure.clone();
+    mixed.extend((0..4).map(|y| (one_hot((y + 1) % 4, 4.0), [0; 4], y)));
+    let (temper, accuracy) = fit_temper(&mixed, 1.0);
+    assert!(temper < 1.0, "{temper}");
+    assert_eq!(accuracy, 0.5);
+}
+
+fn one_hot(k: usize, v: f32) -> [f32; 4] {
+    let mut z = [0.0; 4];
+    z[k] = v;
+    z
+}

@@ -155,11 +155,7 @@ pub(super) type Oof = ([f32; 4], [u32; 4], usize);
 pub(super) fn loss(oof: &[Oof], a: f32, beta: f32) -> (f64, f64) {
     let (mut right, mut loss) = (0usize, 0f64);
     for (z, s, y) in oof {
-        let mut zz = [0f32; 4];
-        for k in 0..4 {
-            zz[k] = a * z[k] + beta * s[k] as f32;
-        }
-        let p = softmax(zz);
+        let p = combined(z, s, a, beta);
         if argmax(&p) == *y {
             right += 1;
         }
@@ -186,26 +182,64 @@ pub fn train(
     info: serde_json::Map<String, serde_json::Value>,
 ) -> (Model, TrainReport) {
     let folds = o.folds.max(2);
-    // Out-of-fold logits for a dictionary weight.
-    let out_of_fold = |beta: f32| {
-        let mut oof = Vec::with_capacity(examples.len());
-        for f in 0..folds {
-            let fit: Vec<&Example> = examples
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % folds != f)
-                .map(|(_, e)| e)
-                .collect();
-            let w = train_weights(&fit, o, beta);
-            for (_, e) in examples.iter().enumerate().filter(|(i, _)| i % folds == f) {
-                oof.push((w.logits(&e.features), e.scores, e.label));
-            }
-        }
-        oof
+    let (dict_weight, oof) = fit_dict_weight(examples, o, folds);
+    let (temper, cv_combined) = fit_temper(&oof, dict_weight);
+    if std::env::var_os("PETITIOND_TRAIN_DEBUG").is_some() {
+        print_calibration(&oof, temper, dict_weight);
+    }
+    let model_right = oof.iter().filter(|(z, _, y)| argmax(z) == *y).count();
+    let n = examples.len().max(1) as f64;
+    let report = TrainReport {
+        cv_model_accuracy: model_right as f64 / n,
+        cv_combined_accuracy: cv_combined,
+        dictionary_accuracy: dictionary_right(examples) as f64 / n,
+        dict_weight,
     };
-    // The dictionary weight with the lowest out-of-fold log-loss, then a temperature factor
-    // in 0.1..=1 for it: calibration may soften the model's confidence, never sharpen it
-    // (the corpus is cleaner than real petitions).
+    let all: Vec<&Example> = examples.iter().collect();
+    let (table, scale, bias) = quantise(&train_weights(&all, o, dict_weight), temper);
+    let header = Header {
+        format: 1,
+        bits: o.bits,
+        categories: CATEGORIES.iter().map(|c| c.as_str().to_string()).collect(),
+        scale,
+        bias,
+        dict_weight,
+        info: training_info(info, examples.len(), o, folds, &report),
+    };
+    let nonzero = table.iter().filter(|x| **x != [0; 4]).count();
+    let mut model = Model {
+        shift: 64 - o.bits,
+        header,
+        table,
+        digest: String::new(),
+        nonzero,
+    };
+    model.digest = hex::encode(&Sha256::digest(model.to_bytes())[..6]);
+    (model, report)
+}
+
+/// Out-of-fold logits for a dictionary weight: each example predicted by weights trained on
+/// the other folds.
+fn out_of_fold(examples: &[Example], o: &TrainOptions, folds: usize, beta: f32) -> Vec<Oof> {
+    let mut oof = Vec::with_capacity(examples.len());
+    for f in 0..folds {
+        let fit: Vec<&Example> = examples
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % folds != f)
+            .map(|(_, e)| e)
+            .collect();
+        let w = train_weights(&fit, o, beta);
+        for (_, e) in examples.iter().enumerate().filter(|(i, _)| i % folds == f) {
+            oof.push((w.logits(&e.features), e.scores, e.label));
+        }
+    }
+    oof
+}
+
+/// The dictionary weight (the given one, or the one of [`DICT_WEIGHTS`] with the lowest
+/// out-of-fold log-loss) and its out-of-fold predictions.
+fn fit_dict_weight(examples: &[Example], o: &TrainOptions, folds: usize) -> (f32, Vec<Oof>) {
     let mut best: Option<(f64, f32, Vec<Oof>)> = None;
     let fixed = o.dict_weight.map(|b| [b]);
     let weights: &[f32] = match &fixed {
@@ -213,68 +247,79 @@ pub fn train(
         None => &DICT_WEIGHTS,
     };
     for &beta in weights {
-        let oof = out_of_fold(beta);
+        let oof = out_of_fold(examples, o, folds, beta);
         let (l, _) = loss(&oof, 1.0, beta);
         if best.as_ref().is_none_or(|b| l < b.0) {
             best = Some((l, beta, oof));
         }
     }
     let (_, dict_weight, oof) = best.expect("DICT_WEIGHTS is not empty");
+    (dict_weight, oof)
+}
+
+/// The temperature factor in 0.1..=1 with the lowest out-of-fold log-loss, and the combined
+/// accuracy with it: calibration may soften the model's confidence, never sharpen it (the
+/// corpus is cleaner than real petitions).
+pub(super) fn fit_temper(oof: &[Oof], dict_weight: f32) -> (f32, f64) {
     let mut temper = (1.0f32, f64::INFINITY, 0f64);
     for ai in 1..=10 {
         let a = ai as f32 * 0.1;
-        let (l, acc) = loss(&oof, a, dict_weight);
+        let (l, acc) = loss(oof, a, dict_weight);
         if l < temper.1 {
             temper = (a, l, acc);
         }
     }
-    let (temper, cv_combined) = (temper.0, temper.2);
-    let model_right = oof.iter().filter(|(z, _, y)| argmax(z) == *y).count();
-    if std::env::var_os("PETITIOND_TRAIN_DEBUG").is_some() {
-        let mut conf: Vec<(f32, bool)> = oof
-            .iter()
-            .map(|(z, s, y)| {
-                let mut zz = [0f32; 4];
-                for k in 0..4 {
-                    zz[k] = temper * z[k] + dict_weight * s[k] as f32;
-                }
-                let p = softmax(zz);
-                (p[argmax(&p)], argmax(&p) == *y)
-            })
-            .collect();
-        conf.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for t in [0.4f32, 0.5, 0.6, 0.7, 0.8, 0.9] {
-            let below = conf.iter().filter(|c| c.0 < t).count();
-            let wrong_above = conf.iter().filter(|c| c.0 >= t && !c.1).count();
-            eprintln!("threshold {t}: {below} below, {wrong_above} wrong above");
-        }
-        for bar in [0.6f32, 0.7, 0.8] {
-            let (mut below, mut wrong) = (0, 0);
-            for (z, s, y) in &oof {
-                let mut zz = [0f32; 4];
-                for k in 0..4 {
-                    zz[k] = temper * z[k] + dict_weight * s[k] as f32;
-                }
-                let p = softmax(zz);
-                let alone = s.iter().all(|&x| x == 0);
-                let need = if alone { bar } else { 0.6 };
-                if p[argmax(&p)] < need {
-                    below += 1;
-                } else if argmax(&p) != *y {
-                    wrong += 1;
-                }
-            }
-            let alone = oof
-                .iter()
-                .filter(|(_, s, _)| s.iter().all(|&x| x == 0))
-                .count();
-            eprintln!(
-                "no-keyword bar {bar} ({alone} items without keyword): {below} to review, {wrong} wrong"
-            );
-        }
-        eprintln!("temperature factor {temper}, dict weight {dict_weight}");
+    (temper.0, temper.2)
+}
+
+/// Prints (`PETITIOND_TRAIN_DEBUG`) how many out-of-fold items each confidence bar would send
+/// to review and how many it would let through wrong.
+fn print_calibration(oof: &[Oof], temper: f32, dict_weight: f32) {
+    let mut conf: Vec<(f32, bool)> = oof
+        .iter()
+        .map(|(z, s, y)| {
+            let p = combined(z, s, temper, dict_weight);
+            (p[argmax(&p)], argmax(&p) == *y)
+        })
+        .collect();
+    conf.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for t in [0.4f32, 0.5, 0.6, 0.7, 0.8, 0.9] {
+        let below = conf.iter().filter(|c| c.0 < t).count();
+        let wrong_above = conf.iter().filter(|c| c.0 >= t && !c.1).count();
+        eprintln!("threshold {t}: {below} below, {wrong_above} wrong above");
     }
-    let dict_right = examples
+    let alone = |s: &[u32; 4]| s.iter().all(|&x| x == 0);
+    for bar in [0.6f32, 0.7, 0.8] {
+        let (mut below, mut wrong) = (0, 0);
+        for (z, s, y) in oof {
+            let p = combined(z, s, temper, dict_weight);
+            let need = if alone(s) { bar } else { 0.6 };
+            if p[argmax(&p)] < need {
+                below += 1;
+            } else if argmax(&p) != *y {
+                wrong += 1;
+            }
+        }
+        let without = oof.iter().filter(|(_, s, _)| alone(s)).count();
+        eprintln!(
+            "no-keyword bar {bar} ({without} items without keyword): {below} to review, {wrong} wrong"
+        );
+    }
+    eprintln!("temperature factor {temper}, dict weight {dict_weight}");
+}
+
+/// The probabilities of logits `z` scaled by `a`, with `beta` per dictionary point of `s`.
+fn combined(z: &[f32; 4], s: &[u32; 4], a: f32, beta: f32) -> [f32; 4] {
+    let mut zz = [0f32; 4];
+    for k in 0..4 {
+        zz[k] = a * z[k] + beta * s[k] as f32;
+    }
+    softmax(zz)
+}
+
+/// How many examples the dictionaries alone get right (a unique top score on the true label).
+fn dictionary_right(examples: &[Example]) -> usize {
+    examples
         .iter()
         .filter(|e| {
             let s = Scores(e.scores);
@@ -283,29 +328,34 @@ pub fn train(
                 && e.scores.iter().filter(|&&x| x == max).count() == 1
                 && category_index(CATEGORIES[argmax(&s.0.map(|x| x as f32))]) == e.label
         })
-        .count();
-    let all: Vec<&Example> = examples.iter().collect();
-    let w = train_weights(&all, o, dict_weight);
+        .count()
+}
+
+/// The weights as stored: signed bytes of one unit (the largest magnitude is 127 units), and
+/// the unit and bias with the temperature factor folded in. Returns (table, unit, bias).
+pub(super) fn quantise(w: &Weights, temper: f32) -> (Box<[[i8; 4]]>, f32, [f32; 4]) {
     let max =
         w.w.iter()
             .flat_map(|x| x.iter())
             .fold(0f32, |m, v| m.max(v.abs()));
-    // The calibration factor is folded into the stored unit and bias.
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
     let table: Box<[[i8; 4]]> =
         w.w.iter()
             .map(|x| x.map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8))
             .collect();
-    let (scale, bias) = (scale * temper, w.bias.map(|b| b * temper));
-    let n = examples.len().max(1) as f64;
-    let report = TrainReport {
-        cv_model_accuracy: model_right as f64 / n,
-        cv_combined_accuracy: cv_combined,
-        dictionary_accuracy: dict_right as f64 / n,
-        dict_weight,
-    };
-    let mut info = info;
-    info.insert("examples".into(), examples.len().into());
+    (table, scale * temper, w.bias.map(|b| b * temper))
+}
+
+/// The header's `info`: the caller's entries, then the example count, the options and the
+/// cross-validated accuracies (to three places).
+fn training_info(
+    mut info: serde_json::Map<String, serde_json::Value>,
+    examples: usize,
+    o: &TrainOptions,
+    folds: usize,
+    report: &TrainReport,
+) -> serde_json::Map<String, serde_json::Value> {
+    info.insert("examples".into(), examples.into());
     info.insert(
         "options".into(),
         serde_json::json!({
@@ -321,23 +371,5 @@ pub fn train(
         "cv_combined_accuracy".into(),
         serde_json::json!((report.cv_combined_accuracy * 1000.0).round() / 1000.0),
     );
-    let header = Header {
-        format: 1,
-        bits: o.bits,
-        categories: CATEGORIES.iter().map(|c| c.as_str().to_string()).collect(),
-        scale,
-        bias,
-        dict_weight,
-        info,
-    };
-    let nonzero = table.iter().filter(|x| **x != [0; 4]).count();
-    let mut model = Model {
-        shift: 64 - o.bits,
-        header,
-        table,
-        digest: String::new(),
-        nonzero,
-    };
-    model.digest = hex::encode(&Sha256::digest(model.to_bytes())[..6]);
-    (model, report)
+    info
 }

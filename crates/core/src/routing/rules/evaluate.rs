@@ -308,173 +308,221 @@ pub(super) fn check(
     category: Option<Category>,
     facts: &mut impl Facts,
     regex_sources: &[String],
-    mut trace: Option<&mut Vec<ConditionTrace>>,
+    trace: Option<&mut Vec<ConditionTrace>>,
 ) -> bool {
     let c = &rule.when;
-    let tracing = trace.is_some();
-    let mut all = true;
-    macro_rules! cond {
-        ($name:literal, $ok:expr, $detail:expr) => {{
-            let ok: bool = $ok;
-            if let Some(t) = trace.as_deref_mut() {
+    let mut v = Verdict { trace, all: true };
+    // Each step answers whether to go on: false once a condition failed and no trace asks for
+    // the rest. With a trace every step runs and `v.all` holds the answer.
+    channel_condition(c, item.input, &mut v)
+        && category_condition(c, category, &mut v)
+        && keywords_any(c, facts, &mut v)
+        && keywords_all(c, facts, &mut v)
+        && keywords_none(c, facts, &mut v)
+        && regex_condition(c, facts, regex_sources, &mut v)
+        && service_code_condition(c, item, &mut v)
+        && region_condition(c, item, &mut v)
+        && attachments_condition(c, item.input, &mut v)
+        && repeat_condition(c, item.input, &mut v)
+        && v.all
+}
+
+/// One rule's conditions as they are checked: whether all held so far, and their trace when
+/// one is kept.
+struct Verdict<'t> {
+    trace: Option<&'t mut Vec<ConditionTrace>>,
+    all: bool,
+}
+
+impl Verdict<'_> {
+    fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// Records one condition; its detail is computed only for a trace. Returns whether to
+    /// check the next one (false when it failed and no trace is kept).
+    #[inline]
+    fn record(
+        &mut self,
+        condition: &'static str,
+        ok: bool,
+        detail: impl FnOnce() -> String,
+    ) -> bool {
+        self.all &= ok;
+        match self.trace.as_deref_mut() {
+            Some(t) => {
                 t.push(ConditionTrace {
-                    condition: $name,
+                    condition,
                     ok,
-                    detail: $detail,
+                    detail: detail(),
                 });
+                true
             }
-            if !ok {
-                all = false;
-                if !tracing {
-                    return false;
-                }
-            }
-        }};
-    }
-    let input = item.input;
-    if let Some(chs) = &c.channel {
-        let ok = c.channel_mask & channel_bit(input.channel) != 0;
-        cond!("channel", ok, {
-            let op = if ok { "in" } else { "not in" };
-            if tracing {
-                format!("{} {op} [{}]", input.channel, list(chs))
-            } else {
-                String::new()
-            }
-        });
-    }
-    if let Some(cats) = &c.category {
-        let ok = c.category_mask & category_bit(category) != 0;
-        cond!("category", ok, {
-            if tracing {
-                let op = if ok { "in" } else { "not in" };
-                let names: Vec<&str> = cats.iter().map(|c| category_name(*c)).collect();
-                format!("{} {op} [{}]", category_name(category), names.join(", "))
-            } else {
-                String::new()
-            }
-        });
-    }
-    if !c.keywords_any.is_empty() {
-        if tracing {
-            let found: Vec<&Keyword> = c.keywords_any.iter().filter(|k| facts.has(k)).collect();
-            let ok = !found.is_empty();
-            let detail = if ok {
-                format!("found {}", words(&found))
-            } else {
-                format!("none of {} found", c.keywords_any.len())
-            };
-            cond!("keywords_any", ok, detail);
-        } else {
-            cond!(
-                "keywords_any",
-                c.keywords_any.iter().any(|k| facts.has(k)),
-                String::new()
-            );
+            None => ok,
         }
     }
-    if !c.keywords_all.is_empty() {
-        if tracing {
-            let missing: Vec<&Keyword> = c.keywords_all.iter().filter(|k| !facts.has(k)).collect();
-            let ok = missing.is_empty();
-            let detail = if ok {
-                format!(
-                    "found all of {}",
-                    words(&c.keywords_all.iter().collect::<Vec<_>>())
-                )
-            } else {
-                format!("missing {}", words(&missing))
-            };
-            cond!("keywords_all", ok, detail);
+}
+
+fn channel_condition(c: &Conditions, input: &Input<'_>, v: &mut Verdict<'_>) -> bool {
+    let Some(chs) = &c.channel else { return true };
+    let ok = c.channel_mask & channel_bit(input.channel) != 0;
+    v.record("channel", ok, || {
+        let op = if ok { "in" } else { "not in" };
+        format!("{} {op} [{}]", input.channel, list(chs))
+    })
+}
+
+fn category_condition(c: &Conditions, category: Option<Category>, v: &mut Verdict<'_>) -> bool {
+    let Some(cats) = &c.category else { return true };
+    let ok = c.category_mask & category_bit(category) != 0;
+    v.record("category", ok, || {
+        let op = if ok { "in" } else { "not in" };
+        let names: Vec<&str> = cats.iter().map(|c| category_name(*c)).collect();
+        format!("{} {op} [{}]", category_name(category), names.join(", "))
+    })
+}
+
+fn keywords_any(c: &Conditions, facts: &mut impl Facts, v: &mut Verdict<'_>) -> bool {
+    let kws = &c.keywords_any;
+    if kws.is_empty() {
+        return true;
+    }
+    if !v.tracing() {
+        return v.record(
+            "keywords_any",
+            kws.iter().any(|k| facts.has(k)),
+            String::new,
+        );
+    }
+    let found: Vec<&Keyword> = kws.iter().filter(|k| facts.has(k)).collect();
+    v.record("keywords_any", !found.is_empty(), || {
+        if found.is_empty() {
+            format!("none of {} found", kws.len())
         } else {
-            cond!(
-                "keywords_all",
-                c.keywords_all.iter().all(|k| facts.has(k)),
-                String::new()
-            );
+            format!("found {}", words(&found))
         }
+    })
+}
+
+fn keywords_all(c: &Conditions, facts: &mut impl Facts, v: &mut Verdict<'_>) -> bool {
+    let kws = &c.keywords_all;
+    if kws.is_empty() {
+        return true;
     }
-    if !c.keywords_none.is_empty() {
-        if tracing {
-            let found: Vec<&Keyword> = c.keywords_none.iter().filter(|k| facts.has(k)).collect();
-            let ok = found.is_empty();
-            let detail = if ok {
-                "none found".to_string()
-            } else {
-                format!("found {}", words(&found))
-            };
-            cond!("keywords_none", ok, detail);
+    if !v.tracing() {
+        return v.record(
+            "keywords_all",
+            kws.iter().all(|k| facts.has(k)),
+            String::new,
+        );
+    }
+    let missing: Vec<&Keyword> = kws.iter().filter(|k| !facts.has(k)).collect();
+    v.record("keywords_all", missing.is_empty(), || {
+        if missing.is_empty() {
+            format!("found all of {}", words(&kws.iter().collect::<Vec<_>>()))
         } else {
-            cond!(
-                "keywords_none",
-                !c.keywords_none.iter().any(|k| facts.has(k)),
-                String::new()
-            );
+            format!("missing {}", words(&missing))
         }
+    })
+}
+
+fn keywords_none(c: &Conditions, facts: &mut impl Facts, v: &mut Verdict<'_>) -> bool {
+    let kws = &c.keywords_none;
+    if kws.is_empty() {
+        return true;
     }
-    if !c.regex_ids.is_empty() {
-        let hit = c.regex_ids.iter().copied().find(|&id| facts.regex(id));
-        cond!("regex", hit.is_some(), {
-            match hit {
-                Some(id) if tracing => format!("`{}` matches", regex_sources[id as usize]),
-                None if tracing => format!("none of {} matches", c.regex_ids.len()),
-                _ => String::new(),
-            }
-        });
+    if !v.tracing() {
+        return v.record(
+            "keywords_none",
+            !kws.iter().any(|k| facts.has(k)),
+            String::new,
+        );
     }
-    if let Some(codes) = &c.service_code {
-        let ok = item
-            .service_code
-            .as_ref()
-            .is_some_and(|s| codes.iter().any(|c| c == s));
-        cond!("service_code", ok, {
-            match (&item.service_code, ok) {
-                (None, _) => "the item has no service code".to_string(),
-                (Some(_), true) => format!("the item's code is in [{}]", codes.join(", ")),
-                (Some(_), false) => format!("the item's code is not in [{}]", codes.join(", ")),
-            }
-        });
+    let found: Vec<&Keyword> = kws.iter().filter(|k| facts.has(k)).collect();
+    v.record("keywords_none", found.is_empty(), || {
+        if found.is_empty() {
+            "none found".to_string()
+        } else {
+            format!("found {}", words(&found))
+        }
+    })
+}
+
+fn regex_condition(
+    c: &Conditions,
+    facts: &mut impl Facts,
+    regex_sources: &[String],
+    v: &mut Verdict<'_>,
+) -> bool {
+    if c.regex_ids.is_empty() {
+        return true;
     }
-    if let Some(regions) = &c.region {
-        let ok = item
-            .region
-            .as_ref()
-            .is_some_and(|r| regions.iter().any(|p| p.matches(r)));
-        cond!("region", ok, {
-            match (&item.region, ok) {
-                (None, _) => "the item has no region".to_string(),
-                (Some(_), true) => format!("the item's region matches [{}]", list(regions)),
-                (Some(_), false) => {
-                    format!("the item's region matches none of [{}]", list(regions))
-                }
-            }
-        });
-    }
-    if let Some(want) = c.has_attachments {
-        let has = input.attachments > 0;
-        cond!("has_attachments", has == want, {
-            format!(
-                "the item has {} attachment(s), rule wants {}",
-                input.attachments,
-                if want { "some" } else { "none" }
-            )
-        });
-    }
-    if let Some(want) = c.repeat_petition {
-        cond!("repeat_petition", input.repeat_petition == want, {
-            format!(
-                "flag {} {}, rule wants {}",
-                REPEAT_PETITION_FLAG,
-                if input.repeat_petition {
-                    "set"
-                } else {
-                    "not set"
-                },
-                if want { "it set" } else { "it unset" }
-            )
-        });
-    }
-    all
+    let hit = c.regex_ids.iter().copied().find(|&id| facts.regex(id));
+    v.record("regex", hit.is_some(), || match hit {
+        Some(id) => format!("`{}` matches", regex_sources[id as usize]),
+        None => format!("none of {} matches", c.regex_ids.len()),
+    })
+}
+
+fn service_code_condition(c: &Conditions, item: &Prepared<'_>, v: &mut Verdict<'_>) -> bool {
+    let Some(codes) = &c.service_code else {
+        return true;
+    };
+    let ok = item
+        .service_code
+        .as_ref()
+        .is_some_and(|s| codes.iter().any(|c| c == s));
+    v.record("service_code", ok, || match (&item.service_code, ok) {
+        (None, _) => "the item has no service code".to_string(),
+        (Some(_), true) => format!("the item's code is in [{}]", codes.join(", ")),
+        (Some(_), false) => format!("the item's code is not in [{}]", codes.join(", ")),
+    })
+}
+
+fn region_condition(c: &Conditions, item: &Prepared<'_>, v: &mut Verdict<'_>) -> bool {
+    let Some(regions) = &c.region else {
+        return true;
+    };
+    let ok = item
+        .region
+        .as_ref()
+        .is_some_and(|r| regions.iter().any(|p| p.matches(r)));
+    v.record("region", ok, || match (&item.region, ok) {
+        (None, _) => "the item has no region".to_string(),
+        (Some(_), true) => format!("the item's region matches [{}]", list(regions)),
+        (Some(_), false) => format!("the item's region matches none of [{}]", list(regions)),
+    })
+}
+
+fn attachments_condition(c: &Conditions, input: &Input<'_>, v: &mut Verdict<'_>) -> bool {
+    let Some(want) = c.has_attachments else {
+        return true;
+    };
+    v.record("has_attachments", (input.attachments > 0) == want, || {
+        format!(
+            "the item has {} attachment(s), rule wants {}",
+            input.attachments,
+            if want { "some" } else { "none" }
+        )
+    })
+}
+
+fn repeat_condition(c: &Conditions, input: &Input<'_>, v: &mut Verdict<'_>) -> bool {
+    let Some(want) = c.repeat_petition else {
+        return true;
+    };
+    v.record("repeat_petition", input.repeat_petition == want, || {
+        format!(
+            "flag {} {}, rule wants {}",
+            REPEAT_PETITION_FLAG,
+            if input.repeat_petition {
+                "set"
+            } else {
+                "not set"
+            },
+            if want { "it set" } else { "it unset" }
+        )
+    })
 }
 
 impl RuleSet {
@@ -655,5 +703,35 @@ impl RuleSet {
             .iter()
             .map(|r| r.as_str().to_string())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+
+    #[test]
+    fn an_untraced_verdict_stops_at_the_first_failure_and_a_traced_one_records_every_condition() {
+        let mut untraced = Verdict {
+            trace: None,
+            all: true,
+        };
+        assert!(untraced.record("a", true, || unreachable!("no detail without a trace")));
+        assert!(!untraced.record("b", false, || unreachable!("no detail without a trace")));
+        assert!(!untraced.all);
+
+        let mut trace = Vec::new();
+        let mut traced = Verdict {
+            trace: Some(&mut trace),
+            all: true,
+        };
+        assert!(traced.record("a", false, || "a failed".into()));
+        assert!(traced.record("b", true, || "b held".into()));
+        assert!(!traced.all);
+        let seen: Vec<_> = trace
+            .iter()
+            .map(|t| (t.condition, t.ok, t.detail.as_str()))
+            .collect();
+        assert_eq!(seen, [("a", false, "a failed"), ("b", true, "b held")]);
     }
 }
