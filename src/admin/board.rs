@@ -47,22 +47,6 @@ pub struct BoardConfig {
     pub calendar: Option<std::sync::Arc<petitiond_core::sla::calendar::Calendar>>,
 }
 
-impl BoardConfig {
-    pub fn from_config(cfg: &crate::config::Config) -> BoardConfig {
-        BoardConfig {
-            tz: cfg.sla.calendar.time_zone().clone(),
-            clock_ids: cfg.sla.clocks.iter().map(|c| c.id.clone()).collect(),
-            departments: cfg
-                .departments
-                .iter()
-                .map(|d| (d.id.clone(), d.name.clone()))
-                .collect(),
-            refresh_secs: REFRESH_SECS,
-            calendar: Some(cfg.sla.calendar.clone()),
-        }
-    }
-}
-
 /// `/readyz?verbose`'s calendar line: `calendar: ok: official through DATE`, or from 60 days
 /// before the last official day (and after it) `calendar: warning: ` and what to do.
 pub fn calendar_readiness(cfg: &BoardConfig, now: Timestamp) -> String {
