@@ -513,6 +513,31 @@ fn select(
 /// The page (pure). Every value from the store, the config or the request is escaped.
 pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
     let mut out = String::with_capacity(16 * 1024);
+    head(&mut out, v, cfg);
+    filter_form(&mut out, v, cfg);
+    counts_section(&mut out, v);
+    review_table(&mut out, v);
+    clock_table(
+        &mut out,
+        "overdue",
+        "Overdue, most overdue first",
+        &v.overdue,
+        "Nothing overdue.",
+    );
+    clock_table(
+        &mut out,
+        "upcoming",
+        "Due next",
+        &v.upcoming,
+        "No running clock is waiting.",
+    );
+    alerts_section(&mut out, v);
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// The document's head (styles, the reload interval) and the page's title line.
+fn head(out: &mut String, v: &BoardView, cfg: &BoardConfig) {
     let _ = write!(
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -528,7 +553,10 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         tz = esc(&v.time_zone),
         qs = esc(&query_string(&v.filter)),
     );
+}
 
+/// The filter form (department, clock; a non-default limit kept) and the calendar notice.
+fn filter_form(out: &mut String, v: &BoardView, cfg: &BoardConfig) {
     out.push_str("<form method=\"get\" action=\"/board\" id=\"filter\">");
     let depts: Vec<(String, String)> = cfg
         .departments
@@ -536,7 +564,7 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         .map(|(id, name)| (id.clone(), format!("{id} — {name}")))
         .collect();
     select(
-        &mut out,
+        out,
         "department",
         "Department",
         &depts,
@@ -547,13 +575,7 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         .iter()
         .map(|c| (c.clone(), c.clone()))
         .collect();
-    select(
-        &mut out,
-        "clock",
-        "Clock",
-        &clocks,
-        v.filter.clock.as_deref(),
-    );
+    select(out, "clock", "Clock", &clocks, v.filter.clock.as_deref());
     if v.filter.limit != DEFAULT_LIMIT {
         let _ = write!(
             out,
@@ -569,7 +591,10 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
             esc(n)
         );
     }
+}
 
+/// Open clocks per clock id: within time, warned, overdue, paused, pending.
+fn counts_section(out: &mut String, v: &BoardView) {
     out.push_str("<section aria-labelledby=\"counts-h\"><h2 id=\"counts-h\">Open clocks</h2>");
     if v.counts.is_empty() {
         out.push_str("<p class=\"empty\" id=\"counts-empty\">No open clocks.</p>");
@@ -606,24 +631,10 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         out.push_str("</tbody></table>");
     }
     out.push_str("</section>");
+}
 
-    review_table(&mut out, v);
-
-    clock_table(
-        &mut out,
-        "overdue",
-        "Overdue, most overdue first",
-        &v.overdue,
-        "Nothing overdue.",
-    );
-    clock_table(
-        &mut out,
-        "upcoming",
-        "Due next",
-        &v.upcoming,
-        "No running clock is waiting.",
-    );
-
+/// The recent alerts: when, kind, clock, item, department, due, late.
+fn alerts_section(out: &mut String, v: &BoardView) {
     let _ = write!(
         out,
         "<section aria-labelledby=\"alerts-h\"><h2 id=\"alerts-h\">Recent alerts ({})</h2>",
@@ -668,8 +679,7 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         }
         out.push_str("</tbody></table>");
     }
-    out.push_str("</section></body></html>\n");
-    out
+    out.push_str("</section>");
 }
 
 /// `?department=…&clock=…` for the JSON link (percent-encoded).
