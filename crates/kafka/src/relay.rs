@@ -116,6 +116,17 @@ impl Held {
     fn due(&self) -> bool {
         !self.topics.is_empty() && Instant::now() >= self.retry_at
     }
+
+    /// After a round of scans: nothing held resets the back-off; otherwise the next retry is
+    /// one back-off away and the back-off doubles, up to [`HELD_BACKOFF_MAX`].
+    fn reschedule(&mut self) {
+        if self.topics.is_empty() {
+            self.backoff = HELD_BACKOFF_MIN;
+        } else {
+            self.retry_at = Instant::now() + self.backoff;
+            self.backoff = (self.backoff * 2).min(HELD_BACKOFF_MAX);
+        }
+    }
 }
 
 enum Outcome {
@@ -513,12 +524,7 @@ impl Relay {
                 }
             }
         }
-        if held.topics.is_empty() {
-            held.backoff = HELD_BACKOFF_MIN;
-        } else {
-            held.retry_at = Instant::now() + held.backoff;
-            held.backoff = (held.backoff * 2).min(HELD_BACKOFF_MAX);
-        }
+        held.reschedule();
         self.metrics
             .outbox_held_topics
             .set(held.topics.len() as i64);
@@ -585,6 +591,24 @@ const RECOVERY_SETTLE: Duration = Duration::from_millis(1500);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_topic_is_retried_after_a_doubling_back_off_that_resets_once_nothing_is_held() {
+        let mut held = Held::default();
+        held.topics.insert("t".into());
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let before = Instant::now();
+            let backoff = held.backoff;
+            held.reschedule();
+            assert!(held.retry_at >= before + backoff && !held.due());
+            waits.push(backoff.as_secs());
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        held.topics.clear();
+        held.reschedule();
+        assert_eq!(held.backoff, HELD_BACKOFF_MIN);
+    }
 
     #[test]
     fn classification_of_delivery_errors() {
