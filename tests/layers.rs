@@ -238,15 +238,16 @@ fn no_crate_has_a_module_cycle() {
 /// holds too much at once, and a name for each step says more than the comments between them.
 const MAX_FUNCTION_LINES: usize = 150;
 
-/// Functions allowed past [`MAX_FUNCTION_LINES`], as (file under the root, function name),
-/// each with why. An entry whose function is short again fails the test: delete it.
+/// Functions allowed past [`MAX_FUNCTION_LINES`], as (the file's path or its tail, function
+/// name), each with why: a tail keeps matching when a module moves to another crate. An entry
+/// whose function is short again (or gone) fails the test: delete it.
 const LONG_FUNCTIONS: &[(&str, &str)] = &[
     // Data: one registration per metric (name, help, type, labels), in exposition order.
     ("crates/metrics/src/lib.rs", "new"),
-    // Not split yet: the paged poll (src/channels is edited elsewhere at the time of writing).
-    ("src/channels/http/paged.rs", "poll"),
-    // Not split yet: the write-back section's validation (src/config is edited elsewhere).
-    ("src/config/http/writeback.rs", "writeback"),
+    // Not split yet: the paged poll (the channels were being moved to their crate).
+    ("http/paged.rs", "poll"),
+    // Not split yet: the write-back section's validation (config was being moved likewise).
+    ("config/http/writeback.rs", "writeback"),
 ];
 
 /// `text` with comments, string and character literals blanked to spaces (line breaks kept),
@@ -509,8 +510,10 @@ fn no_function_is_longer_than_150_lines() {
             if lines <= MAX_FUNCTION_LINES {
                 continue;
             }
-            let key = (path.as_str(), name.as_str());
-            if let Some(e) = LONG_FUNCTIONS.iter().find(|e| **e == key) {
+            let excepted = LONG_FUNCTIONS.iter().find(|(file, fname)| {
+                *fname == name && (path == *file || path.ends_with(&format!("/{file}")))
+            });
+            if let Some(e) = excepted {
                 excepted_seen.insert(*e);
             } else {
                 long.push(format!("{path}: fn {name} ({lines} lines)"));
