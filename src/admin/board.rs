@@ -47,22 +47,6 @@ pub struct BoardConfig {
     pub calendar: Option<std::sync::Arc<petitiond_core::sla::calendar::Calendar>>,
 }
 
-impl BoardConfig {
-    pub fn from_config(cfg: &crate::config::Config) -> BoardConfig {
-        BoardConfig {
-            tz: cfg.sla.calendar.time_zone().clone(),
-            clock_ids: cfg.sla.clocks.iter().map(|c| c.id.clone()).collect(),
-            departments: cfg
-                .departments
-                .iter()
-                .map(|d| (d.id.clone(), d.name.clone()))
-                .collect(),
-            refresh_secs: REFRESH_SECS,
-            calendar: Some(cfg.sla.calendar.clone()),
-        }
-    }
-}
-
 /// `/readyz?verbose`'s calendar line: `calendar: ok: official through DATE`, or from 60 days
 /// before the last official day (and after it) `calendar: warning: ` and what to do.
 pub fn calendar_readiness(cfg: &BoardConfig, now: Timestamp) -> String {
@@ -205,6 +189,18 @@ pub struct BoardView {
     pub review_total: u64,
     /// The calendar coverage notice, when operators must act ([`calendar_detail`]).
     pub calendar_notice: Option<String>,
+    /// Several instances: which instance runs each unit (its newest lease in the shared
+    /// store), by unit; empty for a single instance.
+    pub owners: Vec<OwnerView>,
+}
+
+/// A unit and the instance whose lease on it is the newest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnerView {
+    pub unit: String,
+    pub instance: String,
+    pub epoch: i64,
+    pub since: String,
 }
 
 /// RFC 3339 in `tz`, whole seconds: `2026-03-02T09:30:00+08:00`.
@@ -327,7 +323,49 @@ pub fn view(data: &BoardData, filter: &Filter, now: Timestamp, tz: &TimeZone) ->
             .collect(),
         review_total: data.review_total,
         calendar_notice: None,
+        owners: Vec::new(),
     }
+}
+
+/// The owners' table rows (pure): `since` shown in the office's time zone when it reads.
+pub fn owners(rows: Vec<crate::store::LeaseRow>, tz: &TimeZone) -> Vec<OwnerView> {
+    rows.into_iter()
+        .map(|r| OwnerView {
+            since: r
+                .since
+                .parse::<Timestamp>()
+                .map(|t| local(t, tz))
+                .unwrap_or(r.since),
+            unit: r.unit,
+            instance: r.instance,
+            epoch: r.epoch,
+        })
+        .collect()
+}
+
+/// The "who runs what" table (several instances only).
+fn owners_table(out: &mut String, owners: &[OwnerView]) {
+    if owners.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section><h2>Instances</h2><table id=\"owners\"><thead><tr><th>Unit</th>\
+         <th>Instance</th><th>Lease epoch</th><th>Since</th></tr></thead><tbody>",
+    );
+    for o in owners {
+        let _ = write!(
+            out,
+            "<tr data-unit=\"{unit}\" data-instance=\"{inst}\"><td data-col=\"unit\">{unit}</td>\
+             <td data-col=\"instance\">{inst}</td><td data-col=\"epoch\">{epoch}</td>\
+             <td data-col=\"since\"><time datetime=\"{since}\">{since_shown}</time></td></tr>",
+            unit = esc(&o.unit),
+            inst = esc(&o.instance),
+            epoch = o.epoch,
+            since = esc(&o.since),
+            since_shown = esc(&shown(&o.since)),
+        );
+    }
+    out.push_str("</tbody></table></section>");
 }
 
 /// HTML-escapes text for element content and quoted attribute values.
@@ -532,6 +570,7 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         "No running clock is waiting.",
     );
     alerts_section(&mut out, v);
+    owners_table(&mut out, &v.owners);
     out.push_str("</body></html>\n");
     out
 }
@@ -743,6 +782,13 @@ async fn snapshot(s: &AdminState, params: &HashMap<String, String>) -> Result<Bo
     );
     let mut v = view(&data, &filter, now, &s.board.tz);
     v.calendar_notice = calendar_detail(&s.board, now);
+    if s.ownership.is_some() {
+        // A failed read leaves the table empty: the clocks above matter more.
+        match blocking(&s.store, |st| st.leases()).await {
+            Ok(rows) => v.owners = owners(rows, &s.board.tz),
+            Err(e) => tracing::warn!(error = %e, "SLA board: leases unreadable"),
+        }
+    }
     Ok(v)
 }
 

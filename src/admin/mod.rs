@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod board;
+pub mod config;
 
 use crate::kafka::client::BrokerHealth;
 use crate::metrics::Metrics;
@@ -53,7 +54,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn from_config(a: &crate::config::AdminConfig) -> Limits {
+    pub fn from_config(a: &config::AdminConfig) -> Limits {
         Limits {
             max_body_bytes: a.max_body_bytes,
             max_connections: a.max_connections,

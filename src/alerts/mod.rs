@@ -5,12 +5,13 @@
 //! mail to the department's recipients and the supervisors (`mail`), and as a log line. It
 //! carries item id, clock, due time, state and department — never petitioner data.
 
+pub mod config;
 pub mod mail;
 
-use crate::config::{Config, Department, SlaConfig};
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
 use crate::store::{FiredAlert, NewMail, NewOutbox};
 use jiff::Timestamp;
+use petitiond_core::routing::Department;
 use petitiond_core::sla::clock::{AlertKind, Clock};
 use petitiond_core::sla::policy::ClockPolicy;
 use serde_json::json;
@@ -21,27 +22,20 @@ pub const DATASCHEMA_ALERT_V1: &str = "urn:petitiond:schema:alert:v1";
 /// An alert later than this after its scheduled instant is marked late (fired on catch-up).
 pub const LATE_AFTER_MS: i64 = 1000;
 
-/// What an alert reads from the config: the SLA section (alerts topic, supervisors, the
-/// calendar its mail writes times in), the departments (recipients, names) and whether alert
-/// mail is configured at all.
+/// What an alert reads from the config: from the SLA section the alerts topic, the supervisors
+/// and the calendar its mail writes times in; the departments (recipients, names) and whether
+/// alert mail is configured at all.
 #[derive(Debug, Clone, Copy)]
 pub struct AlertSections<'a> {
-    pub sla: &'a SlaConfig,
+    pub alerts_topic: &'a str,
+    pub supervisors: &'a [String],
+    pub calendar: &'a petitiond_core::sla::calendar::Calendar,
     pub departments: &'a [Department],
     /// `[email]` is configured: alerts are mailed too.
     pub mail: bool,
 }
 
 impl<'a> AlertSections<'a> {
-    /// The sections of a whole config (tests).
-    pub fn of(cfg: &'a Config) -> Self {
-        AlertSections {
-            sla: &cfg.sla,
-            departments: &cfg.departments,
-            mail: cfg.email.is_some(),
-        }
-    }
-
     pub fn department(&self, id: &str) -> Option<&'a Department> {
         self.departments.iter().find(|d| d.id == id)
     }
@@ -126,7 +120,7 @@ pub fn build_marked(
         ("content-type".into(), CONTENT_TYPE.into()),
     ];
     let record = NewOutbox {
-        topic: cfg.sla.alerts_topic.clone(),
+        topic: cfg.alerts_topic.to_string(),
         key: clock.item_id.clone(),
         ce_id: id.clone(),
         headers,
@@ -136,7 +130,7 @@ pub fn build_marked(
         .department(&clock.department)
         .map(|d| d.alert_emails.clone())
         .unwrap_or_default();
-    recipients.extend(cfg.sla.supervisors.iter().cloned());
+    recipients.extend(cfg.supervisors.iter().cloned());
     recipients.sort();
     recipients.dedup();
     let mail = (cfg.mail && !recipients.is_empty()).then(|| NewMail {
@@ -240,7 +234,7 @@ pub fn build_loop(cfg: &AlertSections<'_>, a: LoopAlert<'_>) -> FiredAlert {
     let mail_body = mail::loop_body(cfg, &a);
     payload.extend(a.extra);
     let record = NewOutbox {
-        topic: cfg.sla.alerts_topic.clone(),
+        topic: cfg.alerts_topic.to_string(),
         key: a.item_id.to_string(),
         ce_id: id.clone(),
         headers,
@@ -251,7 +245,7 @@ pub fn build_loop(cfg: &AlertSections<'_>, a: LoopAlert<'_>) -> FiredAlert {
         .department(a.department)
         .map(|d| d.alert_emails.clone())
         .unwrap_or_default();
-    recipients.extend(cfg.sla.supervisors.iter().cloned());
+    recipients.extend(cfg.supervisors.iter().cloned());
     recipients.sort();
     recipients.dedup();
     let mail = (cfg.mail && !recipients.is_empty()).then(|| NewMail {

@@ -19,8 +19,8 @@ use crate::kafka::relay::Relay;
 use crate::metrics::Metrics;
 use crate::sla::engine::Engine;
 use crate::status::StatusConsumer;
-use crate::store::blobs::FsBlobStore;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
+use crate::store::blobs::BlobStore;
 use anyhow::Context;
 use futures::FutureExt;
 use petitiond_core::envelope::Channel;
@@ -41,7 +41,7 @@ pub struct Application {
     _lock: std::fs::File,
     config: Arc<Config>,
     store: Arc<dyn Store>,
-    blobs: Arc<FsBlobStore>,
+    blobs: Arc<dyn BlobStore>,
     metrics: Metrics,
     admin: Option<tokio::net::TcpListener>,
     /// Repeat-petition linking with its key (read or generated under the data-dir lock).
@@ -68,10 +68,13 @@ impl Application {
         for w in crate::sla::calendar_warnings(&config.sla, jiff::Timestamp::now()) {
             tracing::warn!("{w}");
         }
-        let store = SqliteStore::open(&config.store.path, config.store.busy_timeout)
-            .with_context(|| format!("opening store {}", config.store.path.display()))?;
-        let blobs = FsBlobStore::open(&config.blobs_dir)
-            .with_context(|| format!("opening blob store {}", config.blobs_dir.display()))?;
+        // Off the runtime: the PostgreSQL client blocks on a runtime of its own.
+        let (store_config, blobs_dir) = (config.store.clone(), config.blobs_dir.clone());
+        let (store, blobs) = tokio::task::spawn_blocking(move || {
+            crate::storage::open_store(&store_config, &blobs_dir)
+        })
+        .await
+        .context("opening the store")??;
         let repeat = match &config.routing.repeat {
             Some(r) => Some(Arc::new(
                 crate::routing::repeat::Repeat::load(r, &config.data_dir)
@@ -90,8 +93,8 @@ impl Application {
         Ok(Self {
             _lock: lock,
             config: Arc::new(config),
-            store: Arc::new(store),
-            blobs: Arc::new(blobs),
+            store,
+            blobs,
             metrics: Metrics::new(),
             admin,
             repeat,

@@ -370,12 +370,9 @@ fn finish(result: anyhow::Result<()>, failure: ExitCode) -> ExitCode {
     }
 }
 
-/// The store named by the config (`store.path`).
-fn open_store(config: &Config) -> anyhow::Result<crate::store::SqliteStore> {
-    Ok(crate::store::SqliteStore::open(
-        &config.store.path,
-        config.store.busy_timeout,
-    )?)
+/// The store named by the config (`[store]`).
+fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+    crate::storage::open_store_only(&config.store, false)
 }
 
 pub fn main() -> ExitCode {

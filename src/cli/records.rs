@@ -10,7 +10,6 @@ pub(super) fn dlq_command(command: DlqCommand) -> ExitCode {
     };
     with_config(&path, |config| {
         let result = open_store(&config).and_then(|s| {
-            use crate::store::Store;
             match command {
                 DlqCommand::List { limit, .. } => {
                     for d in s.dead_letters(limit)? {
@@ -43,7 +42,7 @@ pub(super) fn quarantine_command(command: QuarantineCommand) -> ExitCode {
     let QuarantineCommand::List { config, limit } = command;
     with_config(&config, |config| {
         let result = open_store(&config).and_then(|s| {
-            for r in crate::store::Store::list_quarantine(&s, limit)? {
+            for r in s.list_quarantine(limit)? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{} bytes\t{}\t{}",
                     r.id,
@@ -63,7 +62,6 @@ pub(super) fn quarantine_command(command: QuarantineCommand) -> ExitCode {
 }
 
 pub(super) fn writeback_command(command: WritebackCommand) -> ExitCode {
-    use crate::store::Store;
     let path = match &command {
         WritebackCommand::List { config, .. } | WritebackCommand::Replay { config, .. } => {
             config.clone()
@@ -149,7 +147,7 @@ pub(super) fn ledger(
         let q = crate::store::LedgerQuery { since, department };
         let result = open_store(&config).and_then(|s| {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            crate::report::ledger::write(&s, &q, format, &tz, &mut out)
+            crate::report::ledger::write(&*s, &q, format, &tz, &mut out)
         });
         match result {
             Ok(n) => {

@@ -16,14 +16,7 @@ pub(super) fn report_command(command: ReportCommand) -> ExitCode {
 fn report(config: &Config, command: ReportCommand) -> anyhow::Result<()> {
     use crate::report::{figures, render, schedule};
     use anyhow::Context as _;
-    if !config.store.path.exists() {
-        anyhow::bail!(
-            "no store at {} (store.path): has the daemon run with this config?",
-            config.store.path.display()
-        );
-    }
-    let store = crate::store::SqliteStore::open(&config.store.path, config.store.busy_timeout)
-        .with_context(|| format!("opening the store {}", config.store.path.display()))?;
+    let store = crate::storage::open_store_only(&config.store, true)?;
     let now = jiff::Timestamp::now();
     match command {
         ReportCommand::Monthly { month, out, .. } => {
@@ -38,7 +31,7 @@ fn report(config: &Config, command: ReportCommand) -> anyhow::Result<()> {
                     out.display()
                 );
             }
-            let r = figures::monthly(&store, &config.sla, &month, now)
+            let r = figures::monthly(&*store, &config.sla, &month, now)
                 .with_context(|| format!("computing the report for {month}"))?;
             let w = render::write_monthly(&r, &out)?;
             for p in [&w.html, &w.csv, &w.key_cases_csv] {
@@ -46,7 +39,7 @@ fn report(config: &Config, command: ReportCommand) -> anyhow::Result<()> {
             }
         }
         ReportCommand::KeyCases { format, .. } => {
-            let cases = figures::key_cases(&store, &config.sla, now)
+            let cases = figures::key_cases(&*store, &config.sla, now)
                 .context("computing the key-case list")?;
             match format {
                 ReportFormat::Csv => print!("{}", render::key_cases_csv(&cases)?),

@@ -161,8 +161,7 @@ fn rules_eval(
         rules.review_threshold()
     );
     let (items, leads) = if corrections {
-        use crate::store::Store;
-        let store = crate::store::SqliteStore::open(&config.store.path, config.store.busy_timeout)?;
+        let store = crate::storage::open_store_only(&config.store, false)?;
         let all = store.corrections()?;
         let mut items = Vec::new();
         let (mut with_dept, mut lead_agrees) = (0usize, 0usize);
@@ -304,10 +303,9 @@ fn rules_train(
 
 /// `rules corrections export`: labelled JSONL, created 0600 (it holds petition text).
 fn corrections_export(config: &Config, out: &Path) -> anyhow::Result<()> {
-    use crate::store::Store;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let store = crate::store::SqliteStore::open(&config.store.path, config.store.busy_timeout)?;
+    let store = crate::storage::open_store_only(&config.store, false)?;
     let all = store.corrections()?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -5,55 +5,39 @@
 //! is reported at once, each with file, line and key path, so an operator fixes a file in one
 //! pass. Secrets are never read from the TOML: it names an environment variable or a file.
 //!
+//! `config` is the composition: each component owns its section (raw shape, validated type,
+//! checks: `petitiond_channels::config`, `routing::config`, `sla::config`, `alerts::config`,
+//! `status::config`, `report::config`, `admin::config`), and this module, above them all,
+//! composes [`Config`] from them, checks what crosses sections and cuts each task's inputs
+//! (`inputs`). No component imports `config`.
+//!
 //! This module does not open sockets or files other than the config file and secret files.
 
-pub mod http;
-pub mod imap_names;
-mod mailbox;
+mod inputs;
 mod raw;
-pub mod replies;
-pub mod reports;
-pub mod routing;
-mod sla;
 pub(crate) use petitiond_core::diag::toml_file;
 mod validate;
 
-pub use http::HttpSourceConfig;
+/// `[reports]`, `[replies]` and `[routing]` are owned by their components (`report::config`,
+/// `status::config`, `routing::config`); the old paths stay.
+pub use crate::admin::config::{AdminConfig, MIN_ADMIN_TOKEN_CHARS};
+pub use crate::alerts::config::{EmailConfig, SmtpTls};
+pub use crate::report::config as reports;
+pub use crate::routing::config::{self as routing, RoutingConfig};
+pub use crate::sla::config::{SlaConfig, StatusSource, status_topics};
+pub use crate::status::config as replies;
+pub use petitiond_channels::config::{
+    AfterCommit, HttpSourceConfig, ImapAuth, ImapConfig, ImapTls, MailboxConfig, MailboxKind, http,
+    imap_names, url_for_log,
+};
 pub use petitiond_core::diag::{ConfigError, ConfigErrors, Secret};
 use petitiond_core::diag::{PLAINTEXT_AUTH, Validator};
-use petitiond_core::envelope::Channel;
 pub use petitiond_core::routing::{Department, RulesFiles};
 pub use petitiond_kafka::KafkaConfig;
 use raw::RawConfig;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// A URL as logs and error messages may show it: without user and password, query string and
-/// fragment (where tokens, keys and signatures travel). Text that does not parse as a URL is
-/// cut at its first `?` or `#`, and whatever comes before its last `@` (after a `scheme://`)
-/// becomes `…`.
-pub fn url_for_log(url: &str) -> String {
-    if let Ok(mut u) = reqwest::Url::parse(url)
-        && u.has_host()
-    {
-        let _ = u.set_username("");
-        let _ = u.set_password(None);
-        u.set_query(None);
-        u.set_fragment(None);
-        return u.to_string();
-    }
-    let cut = url.find(['?', '#']).unwrap_or(url.len());
-    let url = &url[..cut];
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => ("", url),
-    };
-    match rest.rfind('@') {
-        Some(at) => format!("{scheme}…{}", &rest[at..]),
-        None => format!("{scheme}{rest}"),
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -93,181 +77,25 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
-/// Shortest admin token accepted.
-pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
-
-/// `[admin]` besides the address: who may read it and how much one client may ask of it.
-#[derive(Debug, Clone)]
-pub struct AdminConfig {
-    /// Required (as `Authorization: Bearer`, or the login cookie) on everything but
-    /// `/healthz`, `/readyz` and `/login`; `None`: those are all the admin API serves.
-    pub token: Option<Secret>,
-    pub max_body_bytes: usize,
-    /// Open connections at once (HTTP/1: one request at a time each); more are closed.
-    pub max_connections: usize,
-    /// Per request, and for a client to send its request headers.
-    pub request_timeout: Duration,
-}
-
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// SQLite's database file (`backend = "sqlite"`).
     pub path: PathBuf,
     pub busy_timeout: Duration,
+    pub backend: StoreBackend,
 }
 
-/// Whose status events a status topic carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatusSource {
-    /// A department's own topic: every event on it is that department's.
-    Department(String),
-    /// The shared `sla.status_topic`: the event's `actor.department`, accepted only for
-    /// `sla.shared_status_departments`.
-    Shared,
-}
-
-/// The topics status events are read from, each with whose events it carries: each
-/// department's own, and the shared `sla.status_topic`.
-pub fn status_topics(departments: &[Department], sla: &SlaConfig) -> Vec<(String, StatusSource)> {
-    let mut t: Vec<(String, StatusSource)> = departments
-        .iter()
-        .map(|d| {
-            (
-                d.status_topic.clone(),
-                StatusSource::Department(d.id.clone()),
-            )
-        })
-        .collect();
-    t.push((sla.status_topic.clone(), StatusSource::Shared));
-    t
-}
-
-/// SLA settings: the calendar, the clock policies and the topics of the closed loop.
+/// Which database holds the store (`store.backend`).
 #[derive(Debug, Clone)]
-pub struct SlaConfig {
-    pub calendar: std::sync::Arc<petitiond_core::sla::calendar::Calendar>,
-    pub clocks: Vec<petitiond_core::sla::policy::ClockPolicy>,
-    /// The shared status topic: events there count only for `shared_status_departments`
-    /// (by `actor.department`); departments report on their own `status_topic`.
-    pub status_topic: String,
-    pub shared_status_departments: Vec<String>,
-    /// Events dated further in the future than this are rejected (dead-lettered).
-    pub status_max_future_skew: Duration,
-    /// Alerts are produced here (CloudEvents).
-    pub alerts_topic: String,
-    pub consumer_group: String,
-    pub supervisors: Vec<String>,
-}
-
-impl SlaConfig {
-    pub fn clock(&self, id: &str) -> Option<&petitiond_core::sla::policy::ClockPolicy> {
-        self.clocks.iter().find(|c| c.id == id)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    StartTls,
-    Tls,
-    None,
-}
-
-#[derive(Debug, Clone)]
-pub struct EmailConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub from: String,
-    pub timeout: Duration,
-    pub digest_threshold: usize,
-    pub poll_interval: Duration,
-    /// The operator accepts the password in clear with `tls = "none"`.
-    pub allow_plaintext_auth: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct RoutingConfig {
-    pub default_lead: String,
-    /// Rules file and dictionaries directory; `None`: every item to `default_lead`.
-    pub rules: Option<RulesFiles>,
-    pub reload_interval: Duration,
-    /// Where incomplete items go (`routing.intake_desk`, default `default_lead`).
-    pub intake_desk: String,
-    /// The incomplete-item check; `None`: disabled.
-    pub completeness: Option<petitiond_core::routing::completeness::Completeness>,
-    /// Repeat-petition linking; `None`: disabled.
-    pub repeat: Option<routing::RepeatConfig>,
-}
-
-#[derive(Debug, Clone)]
-pub struct MailboxConfig {
-    pub kind: MailboxKind,
-    pub poll_interval: Duration,
-    pub max_message_bytes: u64,
-    pub max_parts: usize,
-    pub max_nesting_depth: usize,
-    pub max_decoded_bytes: u64,
-    /// Finds the letter's reference (barcode) number in the subject or body.
-    pub letter_reference: Option<regex::Regex>,
-}
-
-/// Where the scanned letters come from.
-#[derive(Debug, Clone)]
-pub enum MailboxKind {
-    Maildir { path: PathBuf },
-    Imap(ImapConfig),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImapTls {
-    /// Plain TCP (loopback or a trusted network only).
-    None,
-    StartTls,
-    /// Implicit TLS (imaps, port 993).
-    Tls,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImapAuth {
-    /// The LOGIN command.
-    Login,
-    /// AUTHENTICATE PLAIN (SASL).
-    Plain,
-}
-
-/// What to do on the server with a mail once intake has it durably. Cosmetic for humans; the
-/// cursor in the store is what decides what is read again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AfterCommit {
-    None,
-    /// Sets this flag or keyword (e.g. `$PetitiondRecorded`).
-    Flag(String),
-    /// Moves the mail to this folder.
-    Move(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct ImapConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: ImapTls,
-    /// Extra CA certificates (PEM) trusted besides the system's.
-    pub tls_ca_file: Option<PathBuf>,
-    pub username: String,
-    pub password: Secret,
-    /// Folder name as a person writes it (UTF-8); encoded to modified UTF-7 on the wire.
-    pub mailbox: String,
-    pub auth: ImapAuth,
-    pub after_commit: AfterCommit,
-    /// Use IDLE when the server offers it; otherwise poll every `poll_interval`.
-    pub idle: bool,
-    /// Connect, TLS handshake and every command.
-    pub timeout: Duration,
-    pub reconnect_initial: Duration,
-    pub reconnect_max: Duration,
-    /// The operator accepts the password in clear with `tls = "none"`.
-    pub allow_plaintext_auth: bool,
+pub enum StoreBackend {
+    /// The embedded default: `path`, on this machine only.
+    Sqlite,
+    /// A PostgreSQL database shared by several instances.
+    Postgres {
+        url: Secret,
+        pool_size: usize,
+        connect_timeout: Duration,
+    },
 }
 
 impl Config {
@@ -349,5 +177,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

@@ -29,10 +29,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub alerts: RawAlerts,
     #[serde(default)]
-    pub replies: super::replies::RawReplies,
+    pub replies: crate::status::config::RawReplies,
     /// `None`: no report schedule.
     #[serde(default)]
-    pub reports: Option<super::reports::RawReports>,
+    pub reports: Option<crate::report::config::RawReports>,
     /// Several instances (`cluster`); absent: one instance.
     #[serde(default)]
     pub cluster: crate::cluster::RawCluster,
@@ -63,41 +63,26 @@ impl Default for RawDaemon {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawAdmin {
-    pub enabled: bool,
-    pub listen: String,
-    /// Bearer token required on everything but /healthz and /readyz.
-    pub token: Option<RawSecretRef>,
-    pub max_body_bytes: usize,
-    pub max_connections: usize,
-    pub request_timeout_secs: u64,
-}
-
-impl Default for RawAdmin {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            listen: "127.0.0.1:9464".into(),
-            token: None,
-            max_body_bytes: 16 * 1024,
-            max_connections: 32,
-            request_timeout_secs: 10,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct RawStore {
+    /// `sqlite` (embedded, the default) or `postgres` (shared by several instances).
+    pub backend: String,
     pub path: String,
     pub busy_timeout_ms: u64,
+    /// PostgreSQL's connection URL (a secret: it may hold the password).
+    pub url: Option<RawSecretRef>,
+    pub pool_size: u64,
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
+            backend: "sqlite".into(),
             path: "petitiond.db".into(),
             busy_timeout_ms: 5000,
+            url: None,
+            pool_size: 8,
+            connect_timeout_secs: 10,
         }
     }
 }
@@ -116,6 +101,11 @@ impl Default for RawBlobs {
     }
 }
 
+pub use crate::admin::config::RawAdmin;
+pub use crate::alerts::config::RawAlerts;
+pub use crate::routing::config::RawRouting;
+pub use crate::sla::config::RawSla;
+pub use petitiond_channels::config::RawChannels;
 pub use petitiond_core::diag::RawSecretRef;
 
 fn default_partitions() -> i32 {
@@ -196,279 +186,4 @@ pub struct RawDepartment {
     /// Who is mailed when one of this department's clocks warns or breaches.
     #[serde(default)]
     pub alert_emails: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRouting {
-    pub default_lead: String,
-    /// Operator rules (config/rules.toml); absent = every item to `default_lead`.
-    pub rules_file: Option<String>,
-    /// Keyword dictionaries for classification (every *.toml in it).
-    pub dictionaries_dir: Option<String>,
-    /// How often the rules files are checked for changes (SIGHUP reloads at once).
-    #[serde(default = "default_reload_ms")]
-    pub reload_interval_ms: u64,
-    /// Where incomplete items go; absent = `default_lead`.
-    pub intake_desk: Option<String>,
-    /// Classifier model (written by `petitiond rules train`); absent = dictionaries only.
-    pub model_file: Option<String>,
-    /// Classification confidence below which an item is flagged `needs_review` (0..1).
-    #[serde(default = "default_review_threshold")]
-    pub review_threshold: f64,
-    #[serde(default)]
-    pub completeness: super::routing::RawCompleteness,
-    #[serde(default)]
-    pub repeat: super::routing::RawRepeat,
-}
-
-fn default_reload_ms() -> u64 {
-    2000
-}
-
-fn default_review_threshold() -> f64 {
-    0.5
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawChannels {
-    pub mailbox: Option<RawMailbox>,
-    pub hotline: Option<super::http::RawHttpSource>,
-    pub portal: Option<super::http::RawHttpSource>,
-}
-
-fn default_poll_ms() -> u64 {
-    1000
-}
-fn default_max_message_bytes() -> u64 {
-    25 * 1024 * 1024
-}
-fn default_max_parts() -> usize {
-    200
-}
-fn default_maildir_kind() -> String {
-    "maildir".into()
-}
-
-fn default_max_nesting_depth() -> usize {
-    10
-}
-
-/// `[channels.mailbox]`: the keys of both kinds side by side; `config::validate` rejects the
-/// keys that do not belong to the chosen `kind`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMailbox {
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    #[serde(default = "default_maildir_kind")]
-    pub kind: String,
-    /// Maildir only.
-    pub path: Option<String>,
-    #[serde(default = "default_poll_ms")]
-    pub poll_interval_ms: u64,
-    #[serde(default = "default_max_message_bytes")]
-    pub max_message_bytes: u64,
-    #[serde(default = "default_max_parts")]
-    pub max_parts: usize,
-    /// Multipart and message/rfc822 levels a mail may nest.
-    #[serde(default = "default_max_nesting_depth")]
-    pub max_nesting_depth: usize,
-    /// Decoded bytes of all parts together; absent = `max_message_bytes`.
-    pub max_decoded_bytes: Option<u64>,
-    /// Regex that finds the letter's reference (barcode) number in the subject or body.
-    pub letter_reference_pattern: Option<String>,
-    // IMAP only, below.
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    /// none | starttls | tls
-    pub tls: Option<String>,
-    /// PEM file of extra CA certificates (an office CA), besides the system's.
-    pub tls_ca_file: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<RawSecretRef>,
-    /// The IMAP folder to read (default INBOX).
-    pub mailbox: Option<String>,
-    /// login | plain
-    pub auth: Option<String>,
-    /// none | flag | move
-    pub after_commit: Option<String>,
-    pub commit_flag: Option<String>,
-    pub move_to: Option<String>,
-    pub idle: Option<bool>,
-    pub timeout_secs: Option<u64>,
-    pub reconnect_initial_ms: Option<u64>,
-    pub reconnect_max_ms: Option<u64>,
-    /// `tls = "none"` sends the password in clear: refused unless this is true.
-    pub allow_plaintext_auth: Option<bool>,
-}
-
-fn default_tz() -> String {
-    "Asia/Shanghai".into()
-}
-fn default_office_hours() -> Vec<String> {
-    vec!["08:30-12:00".into(), "14:00-17:30".into()]
-}
-fn default_status_topic() -> String {
-    "petitiond.status".into()
-}
-fn default_alerts_topic() -> String {
-    "petitiond.alerts".into()
-}
-fn default_consumer_group() -> String {
-    "petitiond-status".into()
-}
-fn default_status_max_future_skew_secs() -> u64 {
-    300
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSla {
-    #[serde(default = "default_tz")]
-    pub time_zone: String,
-    /// Calendar data files, one per year; empty = the shipped 2026 calendar.
-    #[serde(default)]
-    pub calendar_files: Vec<String>,
-    #[serde(default = "default_office_hours")]
-    pub office_hours: Vec<String>,
-    #[serde(default)]
-    pub overrides: Vec<petitiond_core::sla::calendar::Override>,
-    #[serde(default = "default_status_topic")]
-    pub status_topic: String,
-    #[serde(default = "default_alerts_topic")]
-    pub alerts_topic: String,
-    #[serde(default = "default_consumer_group")]
-    pub consumer_group: String,
-    /// Departments whose events are accepted on the shared `status_topic` (by
-    /// `actor.department`); default none.
-    #[serde(default)]
-    pub shared_status_departments: Vec<String>,
-    /// How far in the future an event's `time` may be (clock skew) before it is rejected.
-    #[serde(default = "default_status_max_future_skew_secs")]
-    pub status_max_future_skew_secs: u64,
-    /// Mailed on every alert, in addition to the department's recipients.
-    #[serde(default)]
-    pub supervisors: Vec<String>,
-    /// Clock policies; absent = the plan's defaults.
-    pub clocks: Option<Vec<RawClock>>,
-}
-
-impl Default for RawSla {
-    fn default() -> Self {
-        Self {
-            time_zone: default_tz(),
-            calendar_files: Vec::new(),
-            office_hours: default_office_hours(),
-            overrides: Vec::new(),
-            status_topic: default_status_topic(),
-            alerts_topic: default_alerts_topic(),
-            consumer_group: default_consumer_group(),
-            shared_status_departments: Vec::new(),
-            status_max_future_skew_secs: default_status_max_future_skew_secs(),
-            supervisors: Vec::new(),
-            clocks: None,
-        }
-    }
-}
-
-fn default_start() -> String {
-    "received".into()
-}
-fn default_pause() -> Vec<String> {
-    vec!["paused".into()]
-}
-fn default_resume() -> Vec<String> {
-    vec!["resumed".into()]
-}
-fn default_extend() -> Vec<String> {
-    vec!["extended".into()]
-}
-fn default_warn() -> Vec<u8> {
-    vec![50, 80]
-}
-fn default_remind() -> u32 {
-    3
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawClock {
-    pub id: String,
-    pub rule: petitiond_core::sla::due::DueRule,
-    /// `received` or a status event name.
-    #[serde(default = "default_start")]
-    pub start_on: String,
-    #[serde(default)]
-    pub channels: Vec<String>,
-    #[serde(default)]
-    pub categories: Vec<String>,
-    #[serde(default)]
-    pub flags: Vec<String>,
-    /// Start only when the starting event's verdict is one of these (empty: any).
-    #[serde(default)]
-    pub verdicts: Vec<String>,
-    pub stop_on: Vec<String>,
-    #[serde(default = "default_pause")]
-    pub pause_on: Vec<String>,
-    #[serde(default = "default_resume")]
-    pub resume_on: Vec<String>,
-    #[serde(default = "default_extend")]
-    pub extend_on: Vec<String>,
-    #[serde(default)]
-    pub max_extension_days: u32,
-    #[serde(default = "default_warn")]
-    pub warn_at_percent: Vec<u8>,
-    #[serde(default = "default_remind")]
-    pub remind_every_working_days: u32,
-    #[serde(default)]
-    pub escalate_after_working_days: Option<u32>,
-    #[serde(default)]
-    pub citation: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAlerts {
-    pub email: Option<RawEmail>,
-}
-
-fn default_smtp_port() -> u16 {
-    587
-}
-fn default_smtp_tls() -> String {
-    "starttls".into()
-}
-fn default_smtp_timeout() -> u64 {
-    30
-}
-fn default_digest() -> usize {
-    5
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawEmail {
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    pub smtp_host: String,
-    #[serde(default = "default_smtp_port")]
-    pub smtp_port: u16,
-    /// starttls | tls | none
-    #[serde(default = "default_smtp_tls")]
-    pub tls: String,
-    pub username: Option<String>,
-    pub password: Option<RawSecretRef>,
-    pub from: String,
-    #[serde(default = "default_smtp_timeout")]
-    pub timeout_secs: u64,
-    /// When more alerts than this wait for the same recipients, they go as one digest mail.
-    #[serde(default = "default_digest")]
-    pub digest_threshold: usize,
-    #[serde(default = "default_poll_ms")]
-    pub poll_interval_ms: u64,
-    /// A password with `tls = "none"` is refused unless this is true.
-    #[serde(default)]
-    pub allow_plaintext_auth: bool,
 }

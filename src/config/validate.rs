@@ -1,15 +1,18 @@
 //! Stage two's walk over a whole config file: each section checked in turn by a named step
 //! (daemon, admin, kafka, departments, routing, channels, sla, ...), in the order their errors
-//! were always pushed, and the validated [`Config`] built from the results. Sections with their
-//! own module (`http`, `mailbox`, `routing`, `replies`, `reports`, `sla`) check themselves there.
+//! were always pushed, and the validated [`Config`] built from the results. The sections the
+//! components own are checked by their functions (`petitiond_channels::config`,
+//! `routing::config`, `sla::config`, `alerts::config`, `status::config`, `report::config`,
+//! `admin::config`); what crosses sections is checked here.
 
-use super::http::http_source;
-use super::mailbox::mailbox;
-use super::replies::replies;
-use super::reports::reports;
-use super::routing::{completeness, repeat};
-use super::sla::sla;
 use super::*;
+use crate::admin::config::{admin, admin_listen};
+use crate::alerts::config::email;
+use crate::report::config::reports;
+use crate::routing::config::{completeness, repeat, rules_files};
+use crate::sla::config::sla;
+use crate::status::config::replies;
+use petitiond_channels::config::{http_sources, mailbox, writeback_clocks};
 
 /// Checks every section in turn (the order in which errors are pushed, which orders the
 /// errors of one line) and builds the [`Config`] when the sections that must be valid are.
@@ -33,7 +36,7 @@ pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> 
 
     let sla = sla(v, &raw.sla, &kafka.dead_letter_topic);
     if let Some(sla) = &sla {
-        http::writeback_clocks(v, &raw.channels, &mut http_sources, &sla.clocks);
+        writeback_clocks(v, &raw.channels, &mut http_sources, &sla.clocks);
     }
     let rules = rules_files(v, &raw.routing);
     if let Some(r) = &rules {
@@ -72,6 +75,7 @@ pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> 
         store: StoreConfig {
             path: resolve_data(&raw.store.path),
             busy_timeout: Duration::from_millis(raw.store.busy_timeout_ms),
+            backend: store_backend(v, &raw.store),
         },
         blobs_dir: resolve_data(&raw.blobs.dir),
         data_dir: data_dir.clone(),
@@ -96,6 +100,51 @@ pub(super) fn validate(v: &mut Validator<'_>, raw: RawConfig) -> Option<Config> 
     })
 }
 
+/// `[store]`: the backend, and for PostgreSQL its URL (a secret), pool and timeout.
+fn store_backend(v: &mut Validator<'_>, s: &raw::RawStore) -> StoreBackend {
+    match s.backend.as_str() {
+        "sqlite" => {
+            if s.url.is_some() {
+                v.err(
+                    "store.url",
+                    "only read with `backend = \"postgres\"`: set the backend, or remove `url`",
+                );
+            }
+            StoreBackend::Sqlite
+        }
+        "postgres" => {
+            v.positive("store.pool_size", s.pool_size);
+            v.positive("store.connect_timeout_secs", s.connect_timeout_secs);
+            let Some(r) = &s.url else {
+                v.err(
+                    "store.backend",
+                    "`postgres` needs `url`: e.g. `url = { env = \"PETITIOND_STORE_URL\" }` \
+                     (or `file`, or `credential`), holding postgres://user:password@host:port/db",
+                );
+                return StoreBackend::Sqlite;
+            };
+            let Some(url) = v.secret("store.url", r) else {
+                return StoreBackend::Sqlite;
+            };
+            if let Err(e) = crate::store::PgStore::check_url(url.expose()) {
+                v.err("store.url", format!("not a PostgreSQL connection URL: {e}"));
+            }
+            StoreBackend::Postgres {
+                url,
+                pool_size: usize::try_from(s.pool_size).unwrap_or(usize::MAX),
+                connect_timeout: Duration::from_secs(s.connect_timeout_secs),
+            }
+        }
+        other => {
+            v.err(
+                "store.backend",
+                format!("`{other}` is not one of sqlite, postgres"),
+            );
+            StoreBackend::Sqlite
+        }
+    }
+}
+
 /// `[daemon]`: the shutdown deadline, the log format and filter.
 fn daemon(v: &mut Validator<'_>, d: &raw::RawDaemon) -> LogFormat {
     v.positive("daemon.shutdown_deadline_secs", d.shutdown_deadline_secs);
@@ -115,23 +164,6 @@ fn daemon(v: &mut Validator<'_>, d: &raw::RawDaemon) -> LogFormat {
         v.err("daemon.log_filter", format!("not a valid filter: {e}"));
     }
     log_format
-}
-
-/// `admin.listen`, when the admin server is enabled.
-fn admin_listen(v: &mut Validator<'_>, a: &raw::RawAdmin) -> Option<std::net::SocketAddr> {
-    if !a.enabled {
-        return None;
-    }
-    match a.listen.parse() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            v.err(
-                "admin.listen",
-                format!("`{}` is not an address like 127.0.0.1:9464", a.listen),
-            );
-            None
-        }
-    }
 }
 
 /// `[kafka]`: brokers, sizes and timeouts, the properties petitiond owns or that look like
@@ -345,39 +377,6 @@ fn department_references(v: &mut Validator<'_>, raw: &RawConfig, ids: &HashSet<S
     intake_desk
 }
 
-/// The enabled HTTP channels (`[channels.hotline]`, `[channels.portal]`).
-fn http_sources(v: &mut Validator<'_>, channels: &raw::RawChannels) -> Vec<HttpSourceConfig> {
-    let mut http_sources = Vec::new();
-    for (name, channel, section) in [
-        ("hotline", Channel::Hotline, &channels.hotline),
-        ("portal", Channel::Portal, &channels.portal),
-    ] {
-        if let Some(s) = section.as_ref().filter(|s| s.enabled)
-            && let Some(c) = http_source(v, name, channel, s)
-        {
-            http_sources.push(c);
-        }
-    }
-    http_sources
-}
-
-/// The routing rules' files (paths resolved) and the review threshold.
-fn rules_files(v: &mut Validator<'_>, r: &raw::RawRouting) -> Option<RulesFiles> {
-    let rules = r.rules_file.as_ref().map(|f| RulesFiles {
-        rules_file: v.path(f),
-        dictionaries_dir: v.path(r.dictionaries_dir.as_deref().unwrap_or("dictionaries")),
-        model_file: r.model_file.as_deref().map(|m| v.path(m)),
-        review_threshold: r.review_threshold as f32,
-    });
-    if !(0.0..=1.0).contains(&r.review_threshold) {
-        v.err(
-            "routing.review_threshold",
-            "must be between 0 and 1 (a probability)",
-        );
-    }
-    rules
-}
-
 /// The rules are part of the configuration: `check` reports their errors too. Clock ids in
 /// `sla_overrides` are checked only against an SLA section that is itself valid (its
 /// errors are reported on their own).
@@ -398,95 +397,5 @@ fn load_rules(
     };
     if let Err(d) = loaded {
         v.extend(d.errors);
-    }
-}
-
-/// `[admin]`: the token and the bounds. Off loopback the token is required: the admin
-/// API shows item ids, departments and metrics, and is closed without it.
-pub(super) fn admin(
-    v: &mut Validator<'_>,
-    a: &raw::RawAdmin,
-    listen: Option<std::net::SocketAddr>,
-) -> AdminConfig {
-    let token = a.token.as_ref().and_then(|r| v.secret("admin.token", r));
-    if let Some(t) = &token
-        && t.expose().trim().chars().count() < MIN_ADMIN_TOKEN_CHARS
-    {
-        v.err(
-            "admin.token",
-            format!(
-                "too short: use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
-            ),
-        );
-    }
-    if let Some(addr) = listen
-        && !addr.ip().is_loopback()
-        && a.token.is_none()
-    {
-        v.err(
-            "admin.listen",
-            format!(
-                "`{addr}` is not a loopback address: set admin.token (`{{ file = ... }}`, `{{ env = ... }}` or `{{ credential = ... }}`) before opening the admin API to the network"
-            ),
-        );
-    }
-    v.positive("admin.max_body_bytes", a.max_body_bytes as u64);
-    v.positive("admin.max_connections", a.max_connections as u64);
-    v.positive("admin.request_timeout_secs", a.request_timeout_secs);
-    AdminConfig {
-        token,
-        max_body_bytes: a.max_body_bytes,
-        max_connections: a.max_connections,
-        request_timeout: Duration::from_secs(a.request_timeout_secs),
-    }
-}
-
-pub(super) fn email(v: &mut Validator<'_>, e: &raw::RawEmail) -> EmailConfig {
-    let tls = match e.tls.as_str() {
-        "starttls" => SmtpTls::StartTls,
-        "tls" => SmtpTls::Tls,
-        "none" => SmtpTls::None,
-        other => {
-            v.err(
-                "alerts.email.tls",
-                format!("`{other}` is not one of starttls, tls, none"),
-            );
-            SmtpTls::StartTls
-        }
-    };
-    if e.smtp_host.trim().is_empty() {
-        v.err("alerts.email.smtp_host", "must not be empty");
-    }
-    v.email_address("alerts.email.from", &e.from);
-    v.positive("alerts.email.timeout_secs", e.timeout_secs);
-    v.positive("alerts.email.digest_threshold", e.digest_threshold as u64);
-    v.positive("alerts.email.poll_interval_ms", e.poll_interval_ms);
-    let password = e
-        .password
-        .as_ref()
-        .and_then(|r| v.secret("alerts.email.password", r));
-    if e.password.is_some() && tls == SmtpTls::None && !e.allow_plaintext_auth {
-        v.err(
-            "alerts.email.tls",
-            format!("`none` with a password: {PLAINTEXT_AUTH}"),
-        );
-    }
-    if password.is_some() != e.username.is_some() {
-        v.err(
-            "alerts.email.username",
-            "give both `username` and `password`, or neither",
-        );
-    }
-    EmailConfig {
-        host: e.smtp_host.clone(),
-        port: e.smtp_port,
-        tls,
-        username: e.username.clone(),
-        password,
-        from: e.from.clone(),
-        timeout: Duration::from_secs(e.timeout_secs),
-        digest_threshold: e.digest_threshold,
-        poll_interval: Duration::from_millis(e.poll_interval_ms),
-        allow_plaintext_auth: e.allow_plaintext_auth,
     }
 }

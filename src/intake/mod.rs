@@ -31,11 +31,11 @@ mod tests;
 use crate::channels::http::writeback;
 use crate::channels::mailbox::parse::{self, BadMail, Limits};
 use crate::channels::{Disposition, Incoming, Payload};
-use crate::config::{Config, SlaConfig};
 use crate::kafka::wire::{Role, routed_record, supplemented_record, updated_record};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::routing;
 use crate::sla::SlaInputs;
+use crate::sla::config::SlaConfig;
 use crate::store::blobs::BlobStore;
 use crate::store::{
     ItemUpdate, NewItem, Quarantined, Recorded, Store, Supplement, Timer, blocking,
@@ -157,16 +157,6 @@ pub struct IntakeInputs {
     pub clocks: SlaInputs,
     pub completeness: Option<petitiond_core::routing::completeness::Completeness>,
     pub mail_limits: Limits,
-}
-
-impl IntakeInputs {
-    pub fn from_config(cfg: &Config) -> IntakeInputs {
-        IntakeInputs {
-            clocks: SlaInputs::from_config(cfg),
-            completeness: cfg.routing.completeness.clone(),
-            mail_limits: Limits::of(cfg.mailbox.as_ref()),
-        }
-    }
 }
 
 pub struct Intake {

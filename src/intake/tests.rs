@@ -1,6 +1,7 @@
 //! Intake with the shipped routing rules and a real SQLite store (no Kafka: intake never talks
 //! to it): the incomplete-item check and repeat-petition linking, end to end through
 //! `record`.
+use crate::config::Config;
 
 use super::*;
 use crate::store::SqliteStore;

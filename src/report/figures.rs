@@ -10,7 +10,7 @@ use super::{
     KeyCase, KeyReason, MonthlyReport, Overdue, Rate, RepeatPetition, TARGET_ON_TIME,
     TARGET_ONE_TIME, TARGET_SATISFACTION, TypeCount,
 };
-use crate::config::SlaConfig;
+use crate::sla::config::SlaConfig;
 use crate::store::Store;
 use crate::store::report::{ClockSpan, Evaluation, ItemCount, KeyCaseQuery, PersonItem};
 use anyhow::Context;

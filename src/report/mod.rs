@@ -29,11 +29,13 @@
 //!   rejected item is closed), each with at least one [`KeyReason`]: an escalated or old
 //!   case that has been replied to is off the list.
 
+pub mod config;
 pub mod figures;
 pub mod ledger;
 pub mod render;
 pub mod schedule;
 #[cfg(test)]
+#[path = "tests/testdata.rs"]
 mod testdata;
 
 use jiff::Timestamp;

@@ -5,8 +5,8 @@
 pub use petitiond_core::routing::completeness::*;
 
 use super::Routed;
-use crate::config::Department;
 use petitiond_core::envelope::Envelope;
+use petitiond_core::routing::Department;
 
 /// Checks a routed item and, when something is missing, flags it and hands it to the intake
 /// desk (`routing.intake_desk`, one of `departments`; see the module docs). Returns what is

@@ -14,12 +14,14 @@ pub use petitiond_core::routing::{
     RulesFiles, classify, corrections, eval, load_rules, model, rules,
 };
 pub mod completeness;
+pub mod config;
 pub mod reload;
 pub mod repeat;
 
-use crate::config::{Config, Department, RoutingConfig};
+use config::RoutingConfig;
 use petitiond_core::envelope::Envelope;
 use petitiond_core::routing::Decision;
+use petitiond_core::routing::Department;
 use petitiond_core::sla::policy::ClockPolicy;
 use sha2::{Digest, Sha256};
 
@@ -74,14 +76,6 @@ pub struct RouterInputs {
 }
 
 impl RouterInputs {
-    pub fn from_config(cfg: &Config) -> RouterInputs {
-        RouterInputs {
-            routing: cfg.routing.clone(),
-            departments: cfg.departments.clone(),
-            clocks: cfg.sla.clocks.clone(),
-        }
-    }
-
     pub fn department(&self, id: &str) -> Option<&Department> {
         self.departments.iter().find(|d| d.id == id)
     }

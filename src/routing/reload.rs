@@ -5,7 +5,7 @@
 //! the alerts topic. Every reload logs the old and new version hashes. Channels never stop.
 
 use super::Router;
-use crate::config::RoutingConfig;
+use super::config::RoutingConfig;
 use crate::kafka::wire::{CONTENT_TYPE, SPEC_VERSION};
 use crate::metrics::Metrics;
 use crate::store::{NewOutbox, Store, blocking};

@@ -27,7 +27,7 @@
 //! referenced with `{ file = ... }` without breaking the links. Changing the key starts the
 //! counting afresh: earlier items keep their old hashes and are no longer found.
 
-use crate::config::routing::RepeatConfig;
+use super::config::RepeatConfig;
 use hmac::{Hmac, Mac};
 use petitiond_core::envelope::{Category, Envelope, person};
 use rand::TryRngCore;

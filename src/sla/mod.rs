@@ -5,12 +5,15 @@
 //! (a pure trait; the engine sleeps on tokio).
 
 pub use petitiond_core::sla::{calendar, clock, due, policy, provisional, time};
+pub mod config;
 pub mod engine;
 
-use crate::config::{Config, Department, HttpSourceConfig, SlaConfig};
 use calendar::{Basis, Calendar, CalendarError};
+use config::SlaConfig;
 use jiff::Timestamp;
 use jiff::civil::Date;
+use petitiond_channels::config::HttpSourceConfig;
+use petitiond_core::routing::Department;
 
 /// What SLA clocks read from the config, wherever they start, move or fire (the engine, the
 /// status consumer, intake): the `[sla]` section (policies, calendar, alerts topic,
@@ -31,22 +34,12 @@ pub struct SlaInputs {
 }
 
 impl SlaInputs {
-    pub fn from_config(cfg: &Config) -> SlaInputs {
-        SlaInputs {
-            sla: cfg.sla.clone(),
-            departments: cfg.departments.clone(),
-            http_sources: cfg.http_sources.clone(),
-            mail: cfg.email.is_some(),
-            // Half the session timeout: a timer another instance started is known here well
-            // before a takeover could have moved anything.
-            resync: cfg.cluster.as_ref().map(|c| c.session_timeout / 2),
-        }
-    }
-
     /// What an alert reads.
     pub fn alerts(&self) -> crate::alerts::AlertSections<'_> {
         crate::alerts::AlertSections {
-            sla: &self.sla,
+            alerts_topic: &self.sla.alerts_topic,
+            supervisors: &self.sla.supervisors,
+            calendar: &self.sla.calendar,
             departments: &self.departments,
             mail: self.mail,
         }
@@ -132,7 +125,7 @@ pub fn calendar_notice(cal: &Calendar, now: Timestamp) -> Option<CalendarNotice>
 /// get a provisional due time or cannot be computed at all (they would wait as pending), and
 /// official calendars that end soon or have ended. Printed by `petitiond check` and logged at
 /// start.
-pub fn calendar_warnings(sla: &crate::config::SlaConfig, now: Timestamp) -> Vec<String> {
+pub fn calendar_warnings(sla: &SlaConfig, now: Timestamp) -> Vec<String> {
     let cal = &sla.calendar;
     let mut out = Vec::new();
     for p in &sla.clocks {
@@ -164,52 +157,4 @@ pub fn calendar_warnings(sla: &crate::config::SlaConfig, now: Timestamp) -> Vec<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn calendar_warnings_name_the_missing_year_and_the_clocks_it_holds_up() {
-        let cfg = crate::config::Config::parse(
-            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[departments]]\nid = \"hrss\"\nname = \"hrss\"\ntopic = \"t.hrss\"\n[routing]\ndefault_lead = \"hrss\"\n",
-            "t.toml",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let w = calendar_warnings(&cfg.sla, "2026-06-01T02:00:00Z".parse().unwrap());
-        assert!(w.is_empty(), "{w:?}");
-        // 2026-12-02: 29 days left; the 60-day handling clock already needs 2027.
-        let w = calendar_warnings(&cfg.sla, "2026-12-02T02:00:00Z".parse().unwrap());
-        assert!(
-            w.iter()
-                .any(|m| m.contains("`statutory.handle`") && m.contains("2027")),
-            "{w:?}"
-        );
-        assert!(
-            !w.iter().any(|m| m.contains("`hotline.view`")),
-            "wall-clock clocks need no calendar: {w:?}"
-        );
-        assert!(
-            w.iter()
-                .any(|m| m.contains("end on 2026-12-31 (29 days") && m.contains("2027 file")),
-            "{w:?}"
-        );
-        // Issue 14: the handling clock gets a provisional due time, and says so.
-        assert!(
-            w.iter()
-                .any(|m| m.contains("`statutory.handle` started now gets a provisional due time")),
-            "{w:?}"
-        );
-        // After the end: running on a provisional 2027, still warned.
-        let w = calendar_warnings(&cfg.sla, "2027-01-05T02:00:00Z".parse().unwrap());
-        assert!(
-            w.iter()
-                .any(|m| m.contains("no official working-day calendar for 2027")),
-            "{w:?}"
-        );
-        assert!(
-            w.iter()
-                .any(|m| m.contains("`letter.register` started now gets a provisional due time")),
-            "{w:?}"
-        );
-    }
-}
+mod tests;

@@ -40,16 +40,17 @@
 //! clocks that filter on that verdict (`[[sla.clocks]].verdicts`, the default `revisit`
 //! clock). The reply's text is never logged, counted or forwarded.
 
-use crate::config::{Config, KafkaConfig, StatusSource};
 use crate::kafka::client::{BrokerHealth, KafkaContext, create_producer, status_consumer_config};
 use crate::kafka::wire::{DLQ_REASON, DLQ_TOPIC, TYPE_STATUS_CONSUMER_FAILED, ops_event};
 use crate::metrics::{Metrics, StatusLabels};
 use crate::sla::SlaInputs;
+use crate::sla::config::{StatusSource, status_topics};
 use crate::store::{ClockWrites, StatusOutcome, StatusRecord, Store, Timer, blocking};
 use jiff::Timestamp;
 use petitiond_core::envelope::Envelope;
 use petitiond_core::sla::clock::{Change, Clock};
 use petitiond_core::sla::policy::{EventKind, Trigger};
+use petitiond_kafka::KafkaConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
@@ -62,6 +63,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod config;
 mod consumer;
 pub use petitiond_core::reply;
 
@@ -246,17 +248,9 @@ pub struct StatusInputs {
 }
 
 impl StatusInputs {
-    pub fn from_config(cfg: &Config) -> StatusInputs {
-        StatusInputs {
-            clocks: SlaInputs::from_config(cfg),
-            replies: cfg.replies.clone(),
-            kafka: cfg.kafka.clone(),
-        }
-    }
-
-    /// The topics status events are read from ([`crate::config::status_topics`]).
+    /// The topics status events are read from ([`status_topics`]).
     pub fn status_topics(&self) -> Vec<(String, StatusSource)> {
-        crate::config::status_topics(&self.clocks.departments, &self.clocks.sla)
+        status_topics(&self.clocks.departments, &self.clocks.sla)
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Config;
 
 // The pure steps take the sections they read; these take a whole test config.
 fn closing(

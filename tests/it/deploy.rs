@@ -63,6 +63,10 @@ const DEB: &[(&str, &str)] = &[
         "secret = { credential = \"petitiond.portal-secret\" }",
     ),
     (
+        "#   url = { env = \"PETITIOND_STORE_URL\" }",
+        "#   url = { credential = \"petitiond.store-url\" }",
+    ),
+    (
         "password = { env = \"PETITIOND_SMTP_PASSWORD\" }",
         "password = { credential = \"petitiond.smtp-password\" }",
     ),

@@ -299,6 +299,50 @@ poll_interval_ms = 100
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
+    /// Sends `sig` to the running daemon (SIGSTOP/SIGCONT to freeze and resume it).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let c = self.child.as_ref().expect("not running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).unwrap();
+    }
+
+    /// A second instance of the same installation: its own directory, data dir (lock) and
+    /// admin port, the same config otherwise — the same topics, the same Maildir (absolute),
+    /// the secrets' files copied. The caller adds what both share (`[store]`, `[cluster]`).
+    pub fn twin(&self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let admin_port = free_port();
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace(
+                &format!("listen = \"127.0.0.1:{}\"", self.admin_port),
+                &format!("listen = \"127.0.0.1:{admin_port}\""),
+            )
+            .replace(
+                "path = \"mail\"",
+                &format!("path = \"{}\"", self.maildir.display()),
+            );
+        let config = dir.path().join("petitiond.toml");
+        std::fs::write(&config, text).unwrap();
+        for f in ["admin.token", "hotline.key", "portal.secret"] {
+            let from = self.dir.path().join(f);
+            if from.exists() {
+                std::fs::copy(&from, dir.path().join(f)).unwrap();
+            }
+        }
+        let log = dir.path().join("petitiond.log");
+        TestApp {
+            dir,
+            config,
+            maildir: self.maildir.clone(),
+            topic: self.topic.clone(),
+            dlq: self.dlq.clone(),
+            admin_port,
+            log,
+            child: None,
+            delivered: self.delivered + 1_000_000,
+        }
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

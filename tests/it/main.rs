@@ -12,6 +12,7 @@ mod corrections;
 mod delivery;
 mod demo;
 mod deploy;
+mod failover;
 mod faults;
 mod http;
 mod imap;

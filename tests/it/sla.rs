@@ -3,8 +3,8 @@
 use crate::helpers::*;
 use std::time::Duration;
 
-struct Sla {
-    alerts: String,
+pub(crate) struct Sla {
+    pub alerts: String,
     /// The shared status topic (trusted for no department by default).
     status: String,
     /// The intake desk's own status topic (`<its topic>.status`): where it reports.
@@ -12,7 +12,7 @@ struct Sla {
 }
 
 /// Adds an `[sla]` section with fresh topics and the given clocks to the app's config.
-fn with_sla(app: &TestApp, clocks: &str) -> Sla {
+pub(crate) fn with_sla(app: &TestApp, clocks: &str) -> Sla {
     let sla = Sla {
         alerts: unique("it.alerts"),
         status: unique("it.status"),
@@ -29,7 +29,7 @@ fn with_sla(app: &TestApp, clocks: &str) -> Sla {
     sla
 }
 
-fn letter_clock(seconds: u32) -> String {
+pub(crate) fn letter_clock(seconds: u32) -> String {
     format!(
         "[[sla.clocks]]\nid = \"letter.test\"\nrule = {{ kind = \"wall_clock_seconds\", seconds = {seconds} }}\nchannels = [\"letter\"]\nstop_on = [\"registered\"]\nwarn_at_percent = [50]\nremind_every_working_days = 0\ncitation = \"test\"\n"
     )

@@ -162,6 +162,11 @@ pub fn member_config(k: &KafkaConfig, s: &LeaseSettings) -> rdkafka::ClientConfi
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", session.to_string())
         .set("heartbeat.interval.ms", (session / 3).max(1).to_string())
+        // The rebalance timeout: how long the coordinator waits for every known member to
+        // rejoin. Left at its default (5 minutes) a SIGKILLed member holds its units that long
+        // on a coordinator that waits for it; the member polls every 100 ms, so the session
+        // timeout (librdkafka's lower bound for this setting) is enough.
+        .set("max.poll.interval.ms", session.to_string())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "latest")

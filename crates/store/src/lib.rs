@@ -1,13 +1,15 @@
 //! The store: items, upstream cursors, the outbox, routing decisions, SLA clocks and
-//! quarantine, behind the small [`Store`] trait so a server database can follow SQLite.
+//! quarantine, behind the small [`Store`] trait: SQLite embedded (the default), PostgreSQL shared.
 //!
 //! Owns durability: a call that returns `Ok` has been committed (SQLite WAL with
 //! `synchronous=FULL`). It does not know Kafka or channels; rows carry opaque topic, key,
 //! headers and payload. Calls block; async callers go through [`blocking`].
 
 mod board;
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::{PgBlobStore, PgStore};
 pub use board::{
     BoardAlert, BoardClock, BoardCount, BoardData, BoardQuery, BoardReview, ClockSummary, Summary,
 };
@@ -34,6 +36,11 @@ pub enum StoreError {
     /// writer lost the unit and must stop it.
     #[error("fenced: the lease of {unit} at epoch {epoch} was taken over by a newer owner")]
     Fenced { unit: String, epoch: i64 },
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// The database cannot be reached now (no free connection in time); retryable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A unit's lease as the store fences it (ARCHITECTURE.md, "Several instances"): the epoch
@@ -43,6 +50,24 @@ pub enum StoreError {
 pub struct Lease {
     pub unit: String,
     pub epoch: i64,
+}
+
+impl Lease {
+    /// Whether `e`, or an error it wraps, is [`StoreError::Fenced`]: the unit was taken over
+    /// and whoever got the error must stop it.
+    pub fn fenced_in(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(c) = cur {
+            if matches!(
+                c.downcast_ref::<StoreError>(),
+                Some(StoreError::Fenced { .. })
+            ) {
+                return true;
+            }
+            cur = c.source();
+        }
+        false
+    }
 }
 
 /// A unit's newest lease: who took it and when (the board, `/readyz`).

@@ -7,7 +7,7 @@
 use super::*;
 use jiff::Timestamp;
 use petitiond_core::sla::clock::{Clock, State};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::Migrations;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,7 +112,7 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half transaction (rusqlite rolls back
         // on drop), so a poisoned lock is still a usable connection.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())

@@ -544,3 +544,40 @@ fn the_calendar_notice_shows_from_sixty_days_before_the_end() {
     assert!(html.contains("id=\"calendar-notice\""), "{html}");
     assert!(html.contains("(25 days from today)"), "{html}");
 }
+
+/// Several instances: the board says which instance runs each unit, times in the office's
+/// zone, names escaped; a single instance shows no such table.
+#[test]
+fn the_board_shows_which_instance_owns_each_unit() {
+    let data = crate::store::BoardData::default();
+    let filter = parse_filter(&HashMap::new()).unwrap();
+    let mut v = view(&data, &filter, ts("2026-03-02T01:00:00Z"), &shanghai());
+    assert!(!render_html(&v, &cfg()).contains("id=\"owners\""));
+    v.owners = owners(
+        vec![
+            crate::store::LeaseRow {
+                unit: "hotline".into(),
+                epoch: 3,
+                instance: "a<b>".into(),
+                since: "2026-03-02T00:30:00Z".into(),
+            },
+            crate::store::LeaseRow {
+                unit: "task:relay".into(),
+                epoch: 1,
+                instance: "b".into(),
+                since: "not a time".into(),
+            },
+        ],
+        &shanghai(),
+    );
+    let html = render_html(&v, &cfg());
+    assert!(html.contains("id=\"owners\""), "{html}");
+    assert!(
+        html.contains("data-unit=\"hotline\" data-instance=\"a&lt;b&gt;\""),
+        "{html}"
+    );
+    assert!(html.contains("2026-03-02T08:30:00+08:00"), "{html}");
+    assert!(html.contains("data-unit=\"task:relay\""), "{html}");
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["owners"][0]["epoch"], 3);
+}

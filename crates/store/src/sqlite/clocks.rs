@@ -212,7 +212,7 @@ pub(super) fn compute_clocks(
     clocks: &[(i64, Clock, Option<Timestamp>)],
 ) -> Result<(), StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (row, clock, next) in clocks {
         let still: Option<String> = tx
             .query_row(
@@ -268,7 +268,7 @@ pub(super) fn recompute_clocks(
     clocks: &[Recomputed],
 ) -> Result<RecomputeResult, StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut result = RecomputeResult::default();
     {
         let mut get = tx.prepare_cached(&format!(
@@ -326,7 +326,7 @@ pub(super) fn set_calendar_state(
     years: &[(i16, String, String)],
 ) -> Result<(), StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute("DELETE FROM calendar_state", [])?;
     for (year, basis, digest) in years {
         tx.execute(
@@ -344,7 +344,7 @@ pub(super) fn fire(
     f: &mut dyn FnMut(&Clock) -> Fired,
 ) -> Result<FireResult, StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut result = FireResult::default();
     {
         let mut get = tx.prepare_cached(&format!(

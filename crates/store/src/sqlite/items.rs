@@ -105,7 +105,7 @@ impl SqliteStore {
     ) -> Result<Option<Vec<Timer>>, StoreError> {
         let e = &u.envelope;
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE items SET envelope = ?2, upstream_version = ?3
              WHERE id = ?1 AND upstream_version IS ?4",
@@ -162,7 +162,7 @@ impl SqliteStore {
 
 pub(super) fn record_item(store: &SqliteStore, item: &NewItem) -> Result<Recorded, StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let recorded = insert_item(&tx, item)?;
     tx.commit()?;
     Ok(recorded)
@@ -173,7 +173,7 @@ pub(super) fn record_items(
     items: &[NewItem],
 ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError> {
     let mut conn = store.conn();
-    let mut tx = conn.transaction()?;
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         // A savepoint per item: one that fails leaves nothing behind, the others commit.

@@ -27,7 +27,7 @@ pub(super) fn record_report_run(
     records: &[NewOutbox],
 ) -> Result<bool, StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx.execute(
         "INSERT OR IGNORE INTO report_runs (kind, period) VALUES (?1, ?2)",
         params![kind, period],
@@ -79,7 +79,7 @@ pub(super) fn mark_mail(
     error: Option<&str>,
 ) -> Result<(), StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut st = tx.prepare_cached(
             "UPDATE mail_outbox SET state = ?2, last_error = ?3,

@@ -85,7 +85,7 @@ pub(super) fn in_flight_since(
 
 pub(super) fn mark_attempted(store: &SqliteStore, seqs: &[i64]) -> Result<(), StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut st =
             tx.prepare_cached("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1")?;
@@ -99,7 +99,7 @@ pub(super) fn mark_attempted(store: &SqliteStore, seqs: &[i64]) -> Result<(), St
 
 pub(super) fn mark_delivered(store: &SqliteStore, d: &[Delivered]) -> Result<(), StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut st = tx.prepare_cached(
             "UPDATE outbox SET state = 'delivered', partition = ?2, offset = ?3, last_error = NULL,
@@ -172,7 +172,7 @@ pub(super) fn replay_dead(
     topic: Option<&str>,
 ) -> Result<usize, StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut n = 0;
     {
         let mut st = tx.prepare_cached(

@@ -10,7 +10,7 @@ pub(super) fn apply_status(
     f: &mut dyn FnMut(&Envelope, &mut Vec<Clock>) -> ClockWrites,
 ) -> Result<StatusOutcome, StoreError> {
     let mut conn = store.conn();
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let envelope: Option<String> = tx
         .query_row(
             "SELECT envelope FROM items WHERE id = ?1",

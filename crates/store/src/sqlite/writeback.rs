@@ -8,7 +8,7 @@
 //! same idempotency key again is a no-op (`INSERT OR IGNORE` on the unique key).
 
 use super::super::{NewWriteback, StoreError, WritebackRow};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 const COLS: &str = "w.id, w.item_id, i.upstream_id, w.source, w.kind, w.value, w.idem_key, w.body, w.state, w.attempts, w.next_attempt_ms, w.last_error, w.created_at, w.done_at";
 
@@ -140,7 +140,7 @@ pub(super) fn list(
 }
 
 pub(super) fn replay(conn: &mut Connection, ids: &[i64]) -> Result<usize, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut n = 0;
     {
         let mut st = tx.prepare_cached(
@@ -197,7 +197,7 @@ mod tests {
 
     /// Records an item of `source` with its clocks and write-backs; returns its id.
     fn record(
-        s: &SqliteStore,
+        s: &dyn Store,
         source: &str,
         upstream: &str,
         clocks: &[&str],
@@ -251,87 +251,88 @@ mod tests {
 
     #[test]
     fn rows_are_queued_for_their_own_source_once_and_sent_in_order_per_item() {
-        let (_d, s) = store();
-        // A row offered for another source (the SLA engine offers one per source) is dropped;
-        // the same key twice is queued once.
-        let a = record(
-            &s,
-            "portal",
-            "A",
-            &[],
-            &[
-                ("portal", "acknowledged", "desk"),
-                ("hotline", "due", "x"),
-                ("portal", "due", "d1"),
-                ("portal", "due", "d1"),
-            ],
-        );
-        let _b = record(
-            &s,
-            "portal",
-            "B",
-            &[],
-            &[("portal", "acknowledged", "desk")],
-        );
-        let _h = record(
-            &s,
-            "hotline",
-            "H",
-            &[],
-            &[("hotline", "acknowledged", "desk")],
-        );
-        assert_eq!(s.writeback_pending("portal").unwrap(), 3);
-        assert_eq!(s.writeback_next_attempt("portal").unwrap(), Some(0));
-        assert_eq!(s.writeback_pending("hotline").unwrap(), 1);
-        assert_eq!(s.writeback_next_attempt("nowhere").unwrap(), None);
-        // Per item, only the oldest pending row is ready: A's due waits for A's ack.
-        let ready = s.writeback_ready("portal", 0, 10).unwrap();
-        assert_eq!(
-            kinds(&ready),
-            [
-                ("A".to_string(), "acknowledged".to_string()),
-                ("B".into(), "acknowledged".into())
-            ]
-        );
-        assert_eq!(ready[0].item_id, a);
-        // A's ack fails and waits until t=1000: B goes on, A's due still waits behind it.
-        s.writeback_attempted(ready[0].id).unwrap();
-        s.writeback_retry(ready[0].id, 1000, "HTTP 503").unwrap();
-        s.writeback_attempted(ready[1].id).unwrap();
-        s.writeback_delivered(ready[1].id, 200).unwrap();
-        assert!(s.writeback_ready("portal", 999, 10).unwrap().is_empty());
-        assert_eq!(s.writeback_pending("portal").unwrap(), 2);
-        assert_eq!(s.writeback_next_attempt("portal").unwrap(), Some(0));
-        let again = s.writeback_ready("portal", 1000, 10).unwrap();
-        assert_eq!(
-            kinds(&again),
-            [("A".to_string(), "acknowledged".to_string())]
-        );
-        assert_eq!(again[0].attempts, 1);
-        assert_eq!(again[0].last_error.as_deref(), Some("HTTP 503"));
-        // Dead: the next one of the item is free to go; replay puts it back, once.
-        s.writeback_dead(again[0].id, "HTTP 404").unwrap();
-        let next = s.writeback_ready("portal", 1000, 10).unwrap();
-        assert_eq!(kinds(&next), [("A".to_string(), "due".to_string())]);
-        let dead = s.writeback_list(Some("dead"), 10).unwrap();
-        assert_eq!(dead.len(), 1);
-        assert!(dead[0].done_at.is_some());
-        assert_eq!(s.writeback_replay(&[dead[0].id, 999]).unwrap(), 1);
-        let back = s.writeback_ready("portal", 0, 10).unwrap();
-        assert_eq!(
-            kinds(&back),
-            [("A".to_string(), "acknowledged".to_string())]
-        );
-        assert_eq!(back[0].attempts, 0);
-        assert_eq!(s.writeback_list(None, 10).unwrap().len(), 4);
-        assert_eq!(s.writeback_list(Some("delivered"), 10).unwrap().len(), 1);
+        crate::testing::each_backend(|s| {
+            // A row offered for another source (the SLA engine offers one per source) is dropped;
+            // the same key twice is queued once.
+            let a = record(
+                &**s,
+                "portal",
+                "A",
+                &[],
+                &[
+                    ("portal", "acknowledged", "desk"),
+                    ("hotline", "due", "x"),
+                    ("portal", "due", "d1"),
+                    ("portal", "due", "d1"),
+                ],
+            );
+            let _b = record(
+                &**s,
+                "portal",
+                "B",
+                &[],
+                &[("portal", "acknowledged", "desk")],
+            );
+            let _h = record(
+                &**s,
+                "hotline",
+                "H",
+                &[],
+                &[("hotline", "acknowledged", "desk")],
+            );
+            assert_eq!(s.writeback_pending("portal").unwrap(), 3);
+            assert_eq!(s.writeback_next_attempt("portal").unwrap(), Some(0));
+            assert_eq!(s.writeback_pending("hotline").unwrap(), 1);
+            assert_eq!(s.writeback_next_attempt("nowhere").unwrap(), None);
+            // Per item, only the oldest pending row is ready: A's due waits for A's ack.
+            let ready = s.writeback_ready("portal", 0, 10).unwrap();
+            assert_eq!(
+                kinds(&ready),
+                [
+                    ("A".to_string(), "acknowledged".to_string()),
+                    ("B".into(), "acknowledged".into())
+                ]
+            );
+            assert_eq!(ready[0].item_id, a);
+            // A's ack fails and waits until t=1000: B goes on, A's due still waits behind it.
+            s.writeback_attempted(ready[0].id).unwrap();
+            s.writeback_retry(ready[0].id, 1000, "HTTP 503").unwrap();
+            s.writeback_attempted(ready[1].id).unwrap();
+            s.writeback_delivered(ready[1].id, 200).unwrap();
+            assert!(s.writeback_ready("portal", 999, 10).unwrap().is_empty());
+            assert_eq!(s.writeback_pending("portal").unwrap(), 2);
+            assert_eq!(s.writeback_next_attempt("portal").unwrap(), Some(0));
+            let again = s.writeback_ready("portal", 1000, 10).unwrap();
+            assert_eq!(
+                kinds(&again),
+                [("A".to_string(), "acknowledged".to_string())]
+            );
+            assert_eq!(again[0].attempts, 1);
+            assert_eq!(again[0].last_error.as_deref(), Some("HTTP 503"));
+            // Dead: the next one of the item is free to go; replay puts it back, once.
+            s.writeback_dead(again[0].id, "HTTP 404").unwrap();
+            let next = s.writeback_ready("portal", 1000, 10).unwrap();
+            assert_eq!(kinds(&next), [("A".to_string(), "due".to_string())]);
+            let dead = s.writeback_list(Some("dead"), 10).unwrap();
+            assert_eq!(dead.len(), 1);
+            assert!(dead[0].done_at.is_some());
+            assert_eq!(s.writeback_replay(&[dead[0].id, 999]).unwrap(), 1);
+            let back = s.writeback_ready("portal", 0, 10).unwrap();
+            assert_eq!(
+                kinds(&back),
+                [("A".to_string(), "acknowledged".to_string())]
+            );
+            assert_eq!(back[0].attempts, 0);
+            assert_eq!(s.writeback_list(None, 10).unwrap().len(), 4);
+            assert_eq!(s.writeback_list(Some("delivered"), 10).unwrap().len(), 1);
+        });
     }
 
     #[test]
     fn the_workers_reads_use_the_pending_indexes() {
         let (dir, s) = store();
         record(
-            &s,
+            &s as &dyn Store,
             "portal",
             "A",
             &[],
@@ -362,77 +363,78 @@ mod tests {
 
     #[test]
     fn a_supplement_stops_the_named_open_clocks_with_the_update_or_nothing() {
-        let (_d, s) = store();
-        let id = record(
-            &s,
-            "portal",
-            "S",
-            &["intake.supplement", "portal.sign_in"],
-            &[],
-        );
-        let (env, version) = s.item_state(&id).unwrap().unwrap();
-        let update = |expected: Option<String>| ItemUpdate {
-            envelope: env.clone(),
-            expected_version: expected,
-            version: "v2".into(),
-            outbox: vec![],
-        };
-        let sup = Supplement {
-            clocks: vec!["intake.supplement".into()],
-            at: "2026-03-02T02:00:00Z".parse().unwrap(),
-        };
-        let record = |clocks: &[Clock]| -> Vec<NewOutbox> {
-            clocks
-                .iter()
-                .map(|c| NewOutbox {
-                    topic: "t".into(),
-                    key: c.item_id.clone(),
-                    ce_id: format!("sup-{}", c.clock_id),
-                    headers: vec![],
-                    payload: b"{}".to_vec(),
+        crate::testing::each_backend(|s| {
+            let id = record(
+                &**s,
+                "portal",
+                "S",
+                &["intake.supplement", "portal.sign_in"],
+                &[],
+            );
+            let (env, version) = s.item_state(&id).unwrap().unwrap();
+            let update = |expected: Option<String>| ItemUpdate {
+                envelope: env.clone(),
+                expected_version: expected,
+                version: "v2".into(),
+                outbox: vec![],
+            };
+            let sup = Supplement {
+                clocks: vec!["intake.supplement".into()],
+                at: "2026-03-02T02:00:00Z".parse().unwrap(),
+            };
+            let record = |clocks: &[Clock]| -> Vec<NewOutbox> {
+                clocks
+                    .iter()
+                    .map(|c| NewOutbox {
+                        topic: "t".into(),
+                        key: c.item_id.clone(),
+                        ce_id: format!("sup-{}", c.clock_id),
+                        headers: vec![],
+                        payload: b"{}".to_vec(),
+                    })
+                    .collect()
+            };
+            // A stale version: nothing written, no clock touched.
+            let mut seen = Vec::new();
+            let none = s
+                .record_supplement(&update(Some("v0".into())), &sup, &mut |c: &[Clock]| {
+                    seen.extend(c.iter().map(|c| c.clock_id.clone()));
+                    record(c)
                 })
-                .collect()
-        };
-        // A stale version: nothing written, no clock touched.
-        let mut seen = Vec::new();
-        let none = s
-            .record_supplement(&update(Some("v0".into())), &sup, &mut |c: &[Clock]| {
-                seen.extend(c.iter().map(|c| c.clock_id.clone()));
-                record(c)
-            })
-            .unwrap();
-        assert_eq!(none, None);
-        assert!(seen.is_empty());
-        assert_eq!(s.open_timers().unwrap().len(), 2);
-        let timers = s
-            .record_supplement(&update(version.clone()), &sup, &mut |c: &[Clock]| {
-                assert_eq!(c.len(), 1);
-                assert_eq!(c[0].state, State::Running, "as it was before the stop");
-                record(c)
-            })
-            .unwrap()
-            .unwrap();
-        assert_eq!(timers.len(), 1);
-        assert_eq!(timers[0].at_ms, i64::MIN);
-        let open = s.open_timers().unwrap();
-        assert_eq!(open.len(), 1, "the other clock runs on");
-        assert_ne!(open[0].clock_row, timers[0].clock_row);
-        let rows = s.pending_outbox(10).unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].ce_id, "sup-intake.supplement");
-        assert_eq!(s.item_version(&id).unwrap().as_deref(), Some("v2"));
-        // A stopped clock is not passed again.
-        let again = ItemUpdate {
-            expected_version: Some("v2".into()),
-            version: "v3".into(),
-            ..update(None)
-        };
-        let t = s
-            .record_supplement(&again, &sup, &mut |c: &[Clock]| {
-                assert!(c.is_empty());
-                vec![]
-            })
-            .unwrap();
-        assert_eq!(t, Some(vec![]));
+                .unwrap();
+            assert_eq!(none, None);
+            assert!(seen.is_empty());
+            assert_eq!(s.open_timers().unwrap().len(), 2);
+            let timers = s
+                .record_supplement(&update(version.clone()), &sup, &mut |c: &[Clock]| {
+                    assert_eq!(c.len(), 1);
+                    assert_eq!(c[0].state, State::Running, "as it was before the stop");
+                    record(c)
+                })
+                .unwrap()
+                .unwrap();
+            assert_eq!(timers.len(), 1);
+            assert_eq!(timers[0].at_ms, i64::MIN);
+            let open = s.open_timers().unwrap();
+            assert_eq!(open.len(), 1, "the other clock runs on");
+            assert_ne!(open[0].clock_row, timers[0].clock_row);
+            let rows = s.pending_outbox(10).unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].ce_id, "sup-intake.supplement");
+            assert_eq!(s.item_version(&id).unwrap().as_deref(), Some("v2"));
+            // A stopped clock is not passed again.
+            let again = ItemUpdate {
+                expected_version: Some("v2".into()),
+                version: "v3".into(),
+                ..update(None)
+            };
+            let t = s
+                .record_supplement(&again, &sup, &mut |c: &[Clock]| {
+                    assert!(c.is_empty());
+                    vec![]
+                })
+                .unwrap();
+            assert_eq!(t, Some(vec![]));
+        });
     }
 }

@@ -2,6 +2,7 @@
 
 use super::super::board::board_sql;
 use super::*;
+use crate::testing::Backend;
 
 fn review_item(upstream: &str, lead: &str, decided: &str, review: bool) -> NewItem {
     use petitiond_core::envelope::{Candidate, Category, CategoryDecision, Routing};
@@ -40,66 +41,67 @@ fn review_item(upstream: &str, lead: &str, decided: &str, review: bool) -> NewIt
 /// redelivered event changes nothing.
 #[test]
 fn needs_review_items_wait_on_the_board_until_a_status_event() {
-    let (_d, s) = store();
-    let ids: Vec<String> = [
-        ("r1", "desk", "2026-03-02T01:00:02Z", true),
-        ("r2", "desk", "2026-03-02T01:00:01Z", true),
-        ("r3", "hrss", "2026-03-02T01:00:03Z", true),
-        ("sure", "desk", "2026-03-02T01:00:00Z", false),
-    ]
-    .iter()
-    .map(|(u, lead, at, review)| {
-        let it = review_item(u, lead, at, *review);
-        s.record_item(&it).unwrap();
-        it.envelope.id.to_string()
-    })
-    .collect();
-    let board = |dept: Option<&str>| s.board(&bq(dept, None)).unwrap();
-    let listed =
-        |d: &BoardData| -> Vec<String> { d.review.iter().map(|r| r.item_id.clone()).collect() };
-    let all = board(None);
-    assert_eq!(
-        listed(&all),
-        [ids[1].clone(), ids[0].clone(), ids[2].clone()],
-        "oldest first"
-    );
-    assert_eq!(all.review_total, 3);
-    let first = &all.review[0];
-    assert_eq!(first.lead, "desk");
-    assert_eq!(first.source, "dictionary");
-    assert_eq!(
-        first.decided_at,
-        "2026-03-02T01:00:01Z".parse::<Timestamp>().unwrap()
-    );
-    assert_eq!(first.candidates.len(), 2);
-    let hrss = board(Some("hrss"));
-    assert_eq!(listed(&hrss), [ids[2].clone()]);
-    assert_eq!(hrss.review_total, 1);
-    // The limit bounds the list, not the total.
-    let mut q = bq(None, None);
-    q.limit = 1;
-    let one = s.board(&q).unwrap();
-    assert_eq!((one.review.len(), one.review_total), (1, 3));
+    each_backend(|s| {
+        let ids: Vec<String> = [
+            ("r1", "desk", "2026-03-02T01:00:02Z", true),
+            ("r2", "desk", "2026-03-02T01:00:01Z", true),
+            ("r3", "hrss", "2026-03-02T01:00:03Z", true),
+            ("sure", "desk", "2026-03-02T01:00:00Z", false),
+        ]
+        .iter()
+        .map(|(u, lead, at, review)| {
+            let it = review_item(u, lead, at, *review);
+            s.record_item(&it).unwrap();
+            it.envelope.id.to_string()
+        })
+        .collect();
+        let board = |dept: Option<&str>| s.board(&bq(dept, None)).unwrap();
+        let listed =
+            |d: &BoardData| -> Vec<String> { d.review.iter().map(|r| r.item_id.clone()).collect() };
+        let all = board(None);
+        assert_eq!(
+            listed(&all),
+            [ids[1].clone(), ids[0].clone(), ids[2].clone()],
+            "oldest first"
+        );
+        assert_eq!(all.review_total, 3);
+        let first = &all.review[0];
+        assert_eq!(first.lead, "desk");
+        assert_eq!(first.source, "dictionary");
+        assert_eq!(
+            first.decided_at,
+            "2026-03-02T01:00:01Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(first.candidates.len(), 2);
+        let hrss = board(Some("hrss"));
+        assert_eq!(listed(&hrss), [ids[2].clone()]);
+        assert_eq!(hrss.review_total, 1);
+        // The limit bounds the list, not the total.
+        let mut q = bq(None, None);
+        q.limit = 1;
+        let one = s.board(&q).unwrap();
+        assert_eq!((one.review.len(), one.review_total), (1, 3));
 
-    let ev = StatusRecord::new(
-        "desk-took-it",
-        &ids[1],
-        "status_marked",
-        Timestamp::UNIX_EPOCH,
-    );
-    let mut nothing = |_: &Envelope, _: &mut Vec<Clock>| ClockWrites::default();
-    assert!(matches!(
-        s.apply_status(&ev, &mut nothing).unwrap(),
-        StatusOutcome::Applied(_)
-    ));
-    let after = board(None);
-    assert_eq!(listed(&after), [ids[0].clone(), ids[2].clone()]);
-    assert_eq!(after.review_total, 2);
-    assert_eq!(
-        s.apply_status(&ev, &mut nothing).unwrap(),
-        StatusOutcome::Duplicate
-    );
-    assert_eq!(board(None).review_total, 2);
+        let ev = StatusRecord::new(
+            "desk-took-it",
+            &ids[1],
+            "status_marked",
+            Timestamp::UNIX_EPOCH,
+        );
+        let mut nothing = |_: &Envelope, _: &mut Vec<Clock>| ClockWrites::default();
+        assert!(matches!(
+            s.apply_status(&ev, &mut nothing).unwrap(),
+            StatusOutcome::Applied(_)
+        ));
+        let after = board(None);
+        assert_eq!(listed(&after), [ids[0].clone(), ids[2].clone()]);
+        assert_eq!(after.review_total, 2);
+        assert_eq!(
+            s.apply_status(&ev, &mut nothing).unwrap(),
+            StatusOutcome::Duplicate
+        );
+        assert_eq!(board(None).review_total, 2);
+    });
 }
 
 /// A store recorded before the review queue existed (v10) shows its unsure items once
@@ -168,8 +170,22 @@ fn board_store() -> (tempfile::TempDir, SqliteStore) {
     (d, s)
 }
 
+/// [`each_backend`] with the board's fixtures going straight into the tables: no item rows
+/// (the foreign keys off in SQLite, the clocks' dropped in the test's PostgreSQL schema).
+fn each_board_backend(f: impl Fn(&Backend)) {
+    each_backend(|b| {
+        if b.postgres().is_some() {
+            b.execute("ALTER TABLE sla_clocks DROP CONSTRAINT sla_clocks_item_id_fkey");
+        } else {
+            b.execute("PRAGMA foreign_keys = OFF");
+        }
+        f(b)
+    })
+}
+
+/// A clock row as the board reads it, in SQL both backends take.
 fn put_clock(
-    s: &SqliteStore,
+    s: &Backend,
     item: &str,
     clock: &str,
     dept: &str,
@@ -177,32 +193,23 @@ fn put_clock(
     due: &str,
     alerted: bool,
 ) {
-    s.conn()
-        .execute(
-            "INSERT INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, last_alert_at, due_ms, alerted)
-             VALUES (?1, ?2, ?3, ?4, '2026-03-02T00:00:00Z', ?5, ?6, ?7, ?8)",
-            params![
-                item,
-                clock,
-                dept,
-                state,
-                due,
-                alerted.then_some("2026-03-02T00:10:00Z"),
-                due.parse::<Timestamp>().unwrap().as_millisecond(),
-                alerted
-            ],
-        )
-        .unwrap();
+    let last = if alerted {
+        "'2026-03-02T00:10:00Z'"
+    } else {
+        "NULL"
+    };
+    let due_ms = due.parse::<Timestamp>().unwrap().as_millisecond();
+    s.execute(&format!(
+        "INSERT INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, last_alert_at, due_ms, alerted)
+         VALUES ('{item}', '{clock}', '{dept}', '{state}', '2026-03-02T00:00:00Z', '{due}', {last}, {due_ms}, {alerted})"
+    ));
 }
 
-fn put_alert(s: &SqliteStore, id: &str, item: &str, clock: &str, dept: &str) {
-    s.conn()
-        .execute(
-            "INSERT INTO alerts (id, item_id, clock_id, kind, department, due_at, scheduled_at, fired_at, late)
-             VALUES (?1, ?2, ?3, 'breach', ?4, '2026-03-02T01:00:00Z', '2026-03-02T01:00:00Z', '2026-03-02T01:00:00Z', 0)",
-            params![id, item, clock, dept],
-        )
-        .unwrap();
+fn put_alert(s: &Backend, id: &str, item: &str, clock: &str, dept: &str) {
+    s.execute(&format!(
+        "INSERT INTO alerts (id, item_id, clock_id, kind, department, due_at, scheduled_at, fired_at, late)
+         VALUES ('{id}', '{item}', '{clock}', 'breach', '{dept}', '2026-03-02T01:00:00Z', '2026-03-02T01:00:00Z', '2026-03-02T01:00:00Z', FALSE)"
+    ));
 }
 
 fn bq(department: Option<&str>, clock: Option<&str>) -> BoardQuery {
@@ -222,313 +229,308 @@ fn ids(l: &[BoardClock]) -> Vec<&str> {
 
 #[test]
 fn board_counts_orders_filters_and_limits() {
-    let (_d, s) = board_store();
-    // now = 02:00:00Z. Sub-second dues order by time, not by text ("…00Z" > "…00.5Z").
-    put_clock(
-        &s,
-        "o1",
-        "c.a",
-        "hrss",
-        "running",
-        "2026-03-02T01:00:00Z",
-        true,
-    );
-    put_clock(
-        &s,
-        "o2",
-        "c.b",
-        "hrss",
-        "running",
-        "2026-03-02T00:30:00Z",
-        true,
-    );
-    put_clock(
-        &s,
-        "o3",
-        "c.a",
-        "desk",
-        "running",
-        "2026-03-02T01:59:59.500Z",
-        false,
-    );
-    put_clock(
-        &s,
-        "o4",
-        "c.a",
-        "hrss",
-        "running",
-        "2026-03-02T02:00:00Z",
-        false,
-    ); // due = now
-    put_clock(
-        &s,
-        "u1",
-        "c.a",
-        "hrss",
-        "running",
-        "2026-03-02T02:00:00.5Z",
-        true,
-    ); // warned
-    put_clock(
-        &s,
-        "u2",
-        "c.b",
-        "desk",
-        "running",
-        "2026-03-02T02:10:00Z",
-        false,
-    );
-    put_clock(
-        &s,
-        "u3",
-        "c.a",
-        "hrss",
-        "running",
-        "2026-03-02T02:00:01Z",
-        false,
-    );
-    put_clock(
-        &s,
-        "u4",
-        "c.b",
-        "hrss",
-        "running",
-        "2026-03-02T03:00:00Z",
-        false,
-    );
-    put_clock(
-        &s,
-        "p1",
-        "c.a",
-        "hrss",
-        "paused",
-        "2026-03-02T01:00:00Z",
-        false,
-    );
-    // Waiting for a calendar year: counted, never listed (it has no due instant yet).
-    put_clock(
-        &s,
-        "w1",
-        "c.b",
-        "hrss",
-        "pending",
-        "2026-03-02T01:00:00Z",
-        false,
-    );
-    put_clock(
-        &s,
-        "s1",
-        "c.a",
-        "hrss",
-        "stopped",
-        "2026-03-02T01:00:00Z",
-        true,
-    );
+    each_board_backend(|s| {
+        // now = 02:00:00Z. Sub-second dues order by time, not by text ("…00Z" > "…00.5Z").
+        put_clock(
+            s,
+            "o1",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T01:00:00Z",
+            true,
+        );
+        put_clock(
+            s,
+            "o2",
+            "c.b",
+            "hrss",
+            "running",
+            "2026-03-02T00:30:00Z",
+            true,
+        );
+        put_clock(
+            s,
+            "o3",
+            "c.a",
+            "desk",
+            "running",
+            "2026-03-02T01:59:59.500Z",
+            false,
+        );
+        put_clock(
+            s,
+            "o4",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T02:00:00Z",
+            false,
+        ); // due = now
+        put_clock(
+            s,
+            "u1",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T02:00:00.5Z",
+            true,
+        ); // warned
+        put_clock(
+            s,
+            "u2",
+            "c.b",
+            "desk",
+            "running",
+            "2026-03-02T02:10:00Z",
+            false,
+        );
+        put_clock(
+            s,
+            "u3",
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T02:00:01Z",
+            false,
+        );
+        put_clock(
+            s,
+            "u4",
+            "c.b",
+            "hrss",
+            "running",
+            "2026-03-02T03:00:00Z",
+            false,
+        );
+        put_clock(
+            s,
+            "p1",
+            "c.a",
+            "hrss",
+            "paused",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        // Waiting for a calendar year: counted, never listed (it has no due instant yet).
+        put_clock(
+            s,
+            "w1",
+            "c.b",
+            "hrss",
+            "pending",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        put_clock(
+            s,
+            "s1",
+            "c.a",
+            "hrss",
+            "stopped",
+            "2026-03-02T01:00:00Z",
+            true,
+        );
 
-    let d = s.board(&bq(None, None)).unwrap();
-    assert_eq!(
-        d.counts,
-        vec![
-            BoardCount {
-                clock_id: "c.a".into(),
-                running: 5,
-                overdue: 3,
-                warning: 1,
-                paused: 1,
-                pending: 0
-            },
-            BoardCount {
-                clock_id: "c.b".into(),
-                running: 3,
-                overdue: 1,
-                warning: 0,
-                paused: 0,
-                pending: 1
-            },
-        ]
-    );
-    // Most overdue first, across clock ids; limited to 3; paused and stopped never listed.
-    assert_eq!(ids(&d.overdue), vec!["o2", "o1", "o3"]);
-    assert_eq!(ids(&d.upcoming), vec!["u1", "u3", "u2"]);
-    assert_eq!(
-        d.upcoming[0].due_at,
-        "2026-03-02T02:00:00.5Z".parse::<Timestamp>().unwrap()
-    );
+        let d = s.board(&bq(None, None)).unwrap();
+        assert_eq!(
+            d.counts,
+            vec![
+                BoardCount {
+                    clock_id: "c.a".into(),
+                    running: 5,
+                    overdue: 3,
+                    warning: 1,
+                    paused: 1,
+                    pending: 0
+                },
+                BoardCount {
+                    clock_id: "c.b".into(),
+                    running: 3,
+                    overdue: 1,
+                    warning: 0,
+                    paused: 0,
+                    pending: 1
+                },
+            ]
+        );
+        // Most overdue first, across clock ids; limited to 3; paused and stopped never listed.
+        assert_eq!(ids(&d.overdue), vec!["o2", "o1", "o3"]);
+        assert_eq!(ids(&d.upcoming), vec!["u1", "u3", "u2"]);
+        assert_eq!(
+            d.upcoming[0].due_at,
+            "2026-03-02T02:00:00.5Z".parse::<Timestamp>().unwrap()
+        );
 
-    let d = s.board(&bq(Some("hrss"), None)).unwrap();
-    assert_eq!(ids(&d.overdue), vec!["o2", "o1", "o4"]);
-    assert_eq!(ids(&d.upcoming), vec!["u1", "u3", "u4"]);
-    assert!(
-        d.overdue
-            .iter()
-            .chain(&d.upcoming)
-            .all(|c| c.department == "hrss")
-    );
-    assert_eq!(d.counts[0].running, 4);
+        let d = s.board(&bq(Some("hrss"), None)).unwrap();
+        assert_eq!(ids(&d.overdue), vec!["o2", "o1", "o4"]);
+        assert_eq!(ids(&d.upcoming), vec!["u1", "u3", "u4"]);
+        assert!(
+            d.overdue
+                .iter()
+                .chain(&d.upcoming)
+                .all(|c| c.department == "hrss")
+        );
+        assert_eq!(d.counts[0].running, 4);
 
-    let d = s.board(&bq(None, Some("c.b"))).unwrap();
-    assert_eq!(d.counts.len(), 1);
-    assert_eq!(ids(&d.overdue), vec!["o2"]);
-    assert_eq!(ids(&d.upcoming), vec!["u2", "u4"]);
+        let d = s.board(&bq(None, Some("c.b"))).unwrap();
+        assert_eq!(d.counts.len(), 1);
+        assert_eq!(ids(&d.overdue), vec!["o2"]);
+        assert_eq!(ids(&d.upcoming), vec!["u2", "u4"]);
 
-    let d = s.board(&bq(Some("desk"), Some("c.a"))).unwrap();
-    assert_eq!(ids(&d.overdue), vec!["o3"]);
-    assert!(d.upcoming.is_empty());
+        let d = s.board(&bq(Some("desk"), Some("c.a"))).unwrap();
+        assert_eq!(ids(&d.overdue), vec!["o3"]);
+        assert!(d.upcoming.is_empty());
 
-    let d = s.board(&bq(Some("nobody"), Some("<x>"))).unwrap();
-    assert_eq!(d, BoardData::default());
+        let d = s.board(&bq(Some("nobody"), Some("<x>"))).unwrap();
+        assert_eq!(d, BoardData::default());
+    });
 }
 
 /// The demo's closing table: items by channel, lead, assist, category and flag; clocks
 /// open / stopped / warned / breached (an alert counted once per clock); quarantine by reason.
 #[test]
 fn summary_counts_items_clocks_alerts_and_quarantine() {
-    let (_d, s) = board_store();
-    for (id, channel, env) in [
-        (
+    each_board_backend(|s| {
+        for (id, channel, env) in [
+            (
+                "i1",
+                "hotline",
+                r#"{"category":"rights","routing":{"lead":"hrss","assists":["health"]},"flags":["repeat_petition"]}"#,
+            ),
+            (
+                "i2",
+                "letter",
+                r#"{"category":"policy","routing":{"lead":"policy-desk","assists":["hrss"]},"flags":[]}"#,
+            ),
+            (
+                "i3",
+                "letter",
+                r#"{"routing":{"lead":"intake-desk","assists":[]},"flags":["needs_supplement","missing:contact"]}"#,
+            ),
+        ] {
+            s.execute(&format!(
+            "INSERT INTO items (id, channel, upstream_id, source, received_at, stage, envelope)
+             VALUES ('{id}', '{channel}', '{id}', 'test', '2026-03-02T00:00:00Z', 'routed', '{env}')"
+        ));
+        }
+        put_clock(
+            s,
             "i1",
-            "hotline",
-            r#"{"category":"rights","routing":{"lead":"hrss","assists":["health"]},"flags":["repeat_petition"]}"#,
-        ),
-        (
+            "c.a",
+            "hrss",
+            "running",
+            "2026-03-02T01:00:00Z",
+            true,
+        );
+        put_clock(
+            s,
             "i2",
-            "letter",
-            r#"{"category":"policy","routing":{"lead":"policy-desk","assists":["hrss"]},"flags":[]}"#,
-        ),
-        (
+            "c.a",
+            "policy-desk",
+            "stopped",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        put_clock(
+            s,
             "i3",
-            "letter",
-            r#"{"routing":{"lead":"intake-desk","assists":[]},"flags":["needs_supplement","missing:contact"]}"#,
-        ),
-    ] {
-        s.conn()
-            .execute(
-                "INSERT INTO items (id, channel, upstream_id, source, received_at, stage, envelope)
-                 VALUES (?1, ?2, ?1, 'test', '2026-03-02T00:00:00Z', 'routed', ?3)",
-                params![id, channel, env],
-            )
-            .unwrap();
-    }
-    put_clock(
-        &s,
-        "i1",
-        "c.a",
-        "hrss",
-        "running",
-        "2026-03-02T01:00:00Z",
-        true,
-    );
-    put_clock(
-        &s,
-        "i2",
-        "c.a",
-        "policy-desk",
-        "stopped",
-        "2026-03-02T01:00:00Z",
-        false,
-    );
-    put_clock(
-        &s,
-        "i3",
-        "c.b",
-        "intake-desk",
-        "running",
-        "2026-03-02T01:00:00Z",
-        false,
-    );
-    put_alert(&s, "a1", "i1", "c.a", "hrss");
-    put_alert(&s, "a2", "i3", "c.b", "intake-desk");
-    s.conn()
-        .execute("UPDATE alerts SET kind = 'warning_50' WHERE id = 'a2'", [])
-        .unwrap();
-    for reason in ["no_id", "no_id", "malformed_mime"] {
-        s.conn()
-            .execute(
+            "c.b",
+            "intake-desk",
+            "running",
+            "2026-03-02T01:00:00Z",
+            false,
+        );
+        put_alert(s, "a1", "i1", "c.a", "hrss");
+        put_alert(s, "a2", "i3", "c.b", "intake-desk");
+        s.execute("UPDATE alerts SET kind = 'warning_50' WHERE id = 'a2'");
+        for reason in ["no_id", "no_id", "malformed_mime"] {
+            s.execute(&format!(
                 "INSERT INTO quarantine (source, reference, reason, detail, raw_ref, size)
-                 VALUES ('src', 'ref', ?1, '', 'raw', 1)",
-                [reason],
-            )
-            .unwrap();
-    }
-    let sum = s.summary().unwrap();
-    let l = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
-        v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
-    };
-    assert_eq!(sum.items, 3);
-    assert_eq!(sum.by_channel, l(&[("hotline", 1), ("letter", 2)]));
-    assert_eq!(
-        sum.by_lead,
-        l(&[("hrss", 1), ("intake-desk", 1), ("policy-desk", 1)])
-    );
-    assert_eq!(sum.by_assist, l(&[("health", 1), ("hrss", 1)]));
-    assert_eq!(
-        sum.by_category,
-        l(&[("policy", 1), ("rights", 1), ("unclassified", 1)])
-    );
-    assert_eq!(
-        sum.by_flag,
-        l(&[
-            ("missing:contact", 1),
-            ("needs_supplement", 1),
-            ("repeat_petition", 1)
-        ])
-    );
-    assert_eq!(
-        sum.clocks,
-        vec![
-            ClockSummary {
-                clock_id: "c.a".into(),
-                open: 1,
-                stopped: 1,
-                warned: 0,
-                breached: 1,
-            },
-            ClockSummary {
-                clock_id: "c.b".into(),
-                open: 1,
-                stopped: 0,
-                warned: 1,
-                breached: 0,
-            },
-        ]
-    );
-    assert_eq!(
-        sum.quarantined,
-        vec![
-            ("src".to_string(), "malformed_mime".to_string(), 1),
-            ("src".to_string(), "no_id".to_string(), 2),
-        ]
-    );
+             VALUES ('src', 'ref', '{reason}', '', 'raw', 1)"
+            ));
+        }
+        let sum = s.summary().unwrap();
+        let l = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+        };
+        assert_eq!(sum.items, 3);
+        assert_eq!(sum.by_channel, l(&[("hotline", 1), ("letter", 2)]));
+        assert_eq!(
+            sum.by_lead,
+            l(&[("hrss", 1), ("intake-desk", 1), ("policy-desk", 1)])
+        );
+        assert_eq!(sum.by_assist, l(&[("health", 1), ("hrss", 1)]));
+        assert_eq!(
+            sum.by_category,
+            l(&[("policy", 1), ("rights", 1), ("unclassified", 1)])
+        );
+        assert_eq!(
+            sum.by_flag,
+            l(&[
+                ("missing:contact", 1),
+                ("needs_supplement", 1),
+                ("repeat_petition", 1)
+            ])
+        );
+        assert_eq!(
+            sum.clocks,
+            vec![
+                ClockSummary {
+                    clock_id: "c.a".into(),
+                    open: 1,
+                    stopped: 1,
+                    warned: 0,
+                    breached: 1,
+                },
+                ClockSummary {
+                    clock_id: "c.b".into(),
+                    open: 1,
+                    stopped: 0,
+                    warned: 1,
+                    breached: 0,
+                },
+            ]
+        );
+        assert_eq!(
+            sum.quarantined,
+            vec![
+                ("src".to_string(), "malformed_mime".to_string(), 1),
+                ("src".to_string(), "no_id".to_string(), 2),
+            ]
+        );
+    });
 }
 
 #[test]
 fn board_alerts_newest_first_with_filters() {
-    let (_d, s) = board_store();
-    put_alert(&s, "a1", "i1", "c.a", "hrss");
-    put_alert(&s, "a2", "i2", "c.b", "hrss");
-    put_alert(&s, "a3", "i3", "c.a", "desk");
-    put_alert(&s, "a4", "i4", "c.old", "hrss"); // a clock no longer configured
-    put_alert(&s, "a5", "i5", "c.a", "hrss");
-    let items = |d: &BoardData| {
-        d.alerts
-            .iter()
-            .map(|a| a.item_id.clone())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(items(&s.board(&bq(None, None)).unwrap()), vec!["i5", "i4"]);
-    assert_eq!(
-        items(&s.board(&bq(None, Some("c.a"))).unwrap()),
-        vec!["i5", "i3"]
-    );
-    // Department only: read per configured clock id and merged.
-    assert_eq!(
-        items(&s.board(&bq(Some("hrss"), None)).unwrap()),
-        vec!["i5", "i2"]
-    );
-    assert_eq!(
-        items(&s.board(&bq(Some("desk"), Some("c.a"))).unwrap()),
-        vec!["i3"]
-    );
+    each_board_backend(|s| {
+        put_alert(s, "a1", "i1", "c.a", "hrss");
+        put_alert(s, "a2", "i2", "c.b", "hrss");
+        put_alert(s, "a3", "i3", "c.a", "desk");
+        put_alert(s, "a4", "i4", "c.old", "hrss"); // a clock no longer configured
+        put_alert(s, "a5", "i5", "c.a", "hrss");
+        let items = |d: &BoardData| {
+            d.alerts
+                .iter()
+                .map(|a| a.item_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(items(&s.board(&bq(None, None)).unwrap()), vec!["i5", "i4"]);
+        assert_eq!(
+            items(&s.board(&bq(None, Some("c.a"))).unwrap()),
+            vec!["i5", "i3"]
+        );
+        // Department only: read per configured clock id and merged.
+        assert_eq!(
+            items(&s.board(&bq(Some("hrss"), None)).unwrap()),
+            vec!["i5", "i2"]
+        );
+        assert_eq!(
+            items(&s.board(&bq(Some("desk"), Some("c.a"))).unwrap()),
+            vec!["i3"]
+        );
+    });
 }
 
 /// Clocks recorded before v5 get their `due_ms` and `alerted` from the migration, exact

@@ -8,139 +8,135 @@ use super::*;
 /// kept in routing_decisions.
 #[test]
 fn corrections_are_recorded_once_with_what_routing_decided() {
-    let (_d, s) = store();
-    let mut it = item("c1");
-    it.envelope.category = Some(petitiond_core::envelope::Category::Policy);
-    it.envelope.routing = Some(petitiond_core::envelope::Routing {
-        lead: "desk".into(),
-        assists: vec![],
-        rule_id: "default".into(),
-        rules_version: "v0".into(),
-        decided_at: "2026-03-02T01:00:00Z".parse().unwrap(),
-        sla_add: vec![],
-        sla_skip: vec![],
-        classification: Some(petitiond_core::envelope::CategoryDecision {
-            source: "model".into(),
-            confidence: 0.42,
-            candidates: vec![],
-            needs_review: true,
-        }),
+    each_backend(|s| {
+        let mut it = item("c1");
+        it.envelope.category = Some(petitiond_core::envelope::Category::Policy);
+        it.envelope.routing = Some(petitiond_core::envelope::Routing {
+            lead: "desk".into(),
+            assists: vec![],
+            rule_id: "default".into(),
+            rules_version: "v0".into(),
+            decided_at: "2026-03-02T01:00:00Z".parse().unwrap(),
+            sla_add: vec![],
+            sla_skip: vec![],
+            classification: Some(petitiond_core::envelope::CategoryDecision {
+                source: "model".into(),
+                confidence: 0.42,
+                candidates: vec![],
+                needs_review: true,
+            }),
+        });
+        let id = it.envelope.id.to_string();
+        s.record_item(&it).unwrap();
+        let stored = s
+            .query_text(&format!(
+                "SELECT classification FROM routing_decisions WHERE item_id = '{id}'"
+            ))
+            .unwrap();
+        assert!(stored.contains("\"needs_review\":true"), "{stored}");
+        let c = NewCorrection {
+            event_id: "e1".into(),
+            item_id: id.clone(),
+            at: "2026-03-02T02:00:00Z".parse().unwrap(),
+            actor: Some("intake-desk".into()),
+            category: Some(petitiond_core::envelope::Category::Rights),
+            department: Some("hrss".into()),
+        };
+        assert!(s.record_correction(&c).unwrap());
+        assert!(!s.record_correction(&c).unwrap(), "the same event again");
+        let unknown = NewCorrection {
+            event_id: "e2".into(),
+            item_id: "nope".into(),
+            ..c.clone()
+        };
+        assert!(!s.record_correction(&unknown).unwrap());
+        let all = s.corrections().unwrap();
+        assert_eq!(all.len(), 1);
+        let got = &all[0];
+        assert_eq!(got.from_category.as_deref(), Some("policy"));
+        assert_eq!(got.from_lead.as_deref(), Some("desk"));
+        assert_eq!(
+            got.category,
+            Some(petitiond_core::envelope::Category::Rights)
+        );
+        assert_eq!(got.department.as_deref(), Some("hrss"));
+        assert_eq!(got.actor.as_deref(), Some("intake-desk"));
+        assert_eq!(got.envelope.as_ref().unwrap().id.to_string(), id);
+        let line = petitiond_core::routing::corrections::export_line(got).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["category"], "rights");
+        assert_eq!(v["content"], "x");
+        assert_eq!(v["from_category"], "policy");
+        // The export is read back as labelled data by `rules eval` / `rules train`.
+        let items = petitiond_core::routing::eval::parse_corpus("c.jsonl", &line, true).unwrap();
+        assert_eq!(
+            items[0].category,
+            petitiond_core::envelope::Category::Rights
+        );
     });
-    let id = it.envelope.id.to_string();
-    s.record_item(&it).unwrap();
-    let stored: String = s
-        .conn()
-        .query_row(
-            "SELECT classification FROM routing_decisions WHERE item_id = ?1",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(stored.contains("\"needs_review\":true"), "{stored}");
-    let c = NewCorrection {
-        event_id: "e1".into(),
-        item_id: id.clone(),
-        at: "2026-03-02T02:00:00Z".parse().unwrap(),
-        actor: Some("intake-desk".into()),
-        category: Some(petitiond_core::envelope::Category::Rights),
-        department: Some("hrss".into()),
-    };
-    assert!(s.record_correction(&c).unwrap());
-    assert!(!s.record_correction(&c).unwrap(), "the same event again");
-    let unknown = NewCorrection {
-        event_id: "e2".into(),
-        item_id: "nope".into(),
-        ..c.clone()
-    };
-    assert!(!s.record_correction(&unknown).unwrap());
-    let all = s.corrections().unwrap();
-    assert_eq!(all.len(), 1);
-    let got = &all[0];
-    assert_eq!(got.from_category.as_deref(), Some("policy"));
-    assert_eq!(got.from_lead.as_deref(), Some("desk"));
-    assert_eq!(
-        got.category,
-        Some(petitiond_core::envelope::Category::Rights)
-    );
-    assert_eq!(got.department.as_deref(), Some("hrss"));
-    assert_eq!(got.actor.as_deref(), Some("intake-desk"));
-    assert_eq!(got.envelope.as_ref().unwrap().id.to_string(), id);
-    let line = petitiond_core::routing::corrections::export_line(got).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["category"], "rights");
-    assert_eq!(v["content"], "x");
-    assert_eq!(v["from_category"], "policy");
-    // The export is read back as labelled data by `rules eval` / `rules train`.
-    let items = petitiond_core::routing::eval::parse_corpus("c.jsonl", &line, true).unwrap();
-    assert_eq!(
-        items[0].category,
-        petitiond_core::envelope::Category::Rights
-    );
 }
 
 #[test]
 fn record_is_idempotent_by_item_id() {
-    let (_d, s) = store();
-    let Recorded::New(timers) = s.record_item(&item("a")).unwrap() else {
-        panic!("not new")
-    };
-    assert_eq!(timers.len(), 1);
-    assert_eq!(s.record_item(&item("a")).unwrap(), Recorded::Duplicate);
-    assert_eq!(s.pending_count().unwrap(), 1);
+    each_backend(|s| {
+        let Recorded::New(timers) = s.record_item(&item("a")).unwrap() else {
+            panic!("not new")
+        };
+        assert_eq!(timers.len(), 1);
+        assert_eq!(s.record_item(&item("a")).unwrap(), Recorded::Duplicate);
+        assert_eq!(s.pending_count().unwrap(), 1);
+    });
 }
 
 #[test]
 fn related_items_by_person_matter_and_window() {
-    let (_d, s) = store();
-    // (upstream, received, keys, matter)
-    let rows: &[(&str, &str, &[&str], &str)] = &[
-        ("a", "2026-01-10T00:00:00Z", &["k1"], "rights/hrss"),
-        ("b", "2026-03-01T00:00:00Z", &["k2", "k1"], "rights/hrss"),
-        ("c", "2026-03-02T00:00:00Z", &["k1"], "livelihood/health"),
-        ("d", "2026-03-03T00:00:00Z", &["k3"], "rights/hrss"),
-        ("e", "2026-02-01T00:00:00.500Z", &["k2"], "rights/hrss"),
-    ];
-    let mut ids = std::collections::HashMap::new();
-    for (up, at, keys, matter) in rows {
-        let mut it = item(up);
-        it.envelope.received_at = at.parse().unwrap();
-        it.person_index = Some(PersonIndex {
-            person_keys: keys.iter().map(|k| k.to_string()).collect(),
-            matter: matter.to_string(),
-        });
-        ids.insert(*up, it.envelope.id.to_string());
-        assert!(matches!(s.record_item(&it).unwrap(), Recorded::New(_)));
-        // A re-delivery of the same item adds nothing.
-        assert_eq!(s.record_item(&it).unwrap(), Recorded::Duplicate);
-    }
-    let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
-    let since: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-    let got = s
-        .related_items(&keys(&["k1", "k2"]), "rights/hrss", since, "new")
-        .unwrap();
-    // b is found by both keys but listed once; oldest first (sub-second times compare
-    // as numbers, not text); c is another matter, d another person.
-    assert_eq!(
-        got,
-        vec![ids["a"].clone(), ids["e"].clone(), ids["b"].clone()]
-    );
-    // The window, and the item itself, are left out.
-    let since: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
-    let got = s
-        .related_items(&keys(&["k1", "k2"]), "rights/hrss", since, &ids["b"])
-        .unwrap();
-    assert_eq!(got, vec![ids["e"].clone()]);
-    assert!(
-        s.related_items(&[], "rights/hrss", since, "x")
-            .unwrap()
-            .is_empty()
-    );
-    // Only hashes are stored.
-    let conn = s.conn();
-    let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM person_items", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 6);
+    each_backend(|s| {
+        // (upstream, received, keys, matter)
+        let rows: &[(&str, &str, &[&str], &str)] = &[
+            ("a", "2026-01-10T00:00:00Z", &["k1"], "rights/hrss"),
+            ("b", "2026-03-01T00:00:00Z", &["k2", "k1"], "rights/hrss"),
+            ("c", "2026-03-02T00:00:00Z", &["k1"], "livelihood/health"),
+            ("d", "2026-03-03T00:00:00Z", &["k3"], "rights/hrss"),
+            ("e", "2026-02-01T00:00:00.500Z", &["k2"], "rights/hrss"),
+        ];
+        let mut ids = std::collections::HashMap::new();
+        for (up, at, keys, matter) in rows {
+            let mut it = item(up);
+            it.envelope.received_at = at.parse().unwrap();
+            it.person_index = Some(PersonIndex {
+                person_keys: keys.iter().map(|k| k.to_string()).collect(),
+                matter: matter.to_string(),
+            });
+            ids.insert(*up, it.envelope.id.to_string());
+            assert!(matches!(s.record_item(&it).unwrap(), Recorded::New(_)));
+            // A re-delivery of the same item adds nothing.
+            assert_eq!(s.record_item(&it).unwrap(), Recorded::Duplicate);
+        }
+        let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let since: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let got = s
+            .related_items(&keys(&["k1", "k2"]), "rights/hrss", since, "new")
+            .unwrap();
+        // b is found by both keys but listed once; oldest first (sub-second times compare
+        // as numbers, not text); c is another matter, d another person.
+        assert_eq!(
+            got,
+            vec![ids["a"].clone(), ids["e"].clone(), ids["b"].clone()]
+        );
+        // The window, and the item itself, are left out.
+        let since: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
+        let got = s
+            .related_items(&keys(&["k1", "k2"]), "rights/hrss", since, &ids["b"])
+            .unwrap();
+        assert_eq!(got, vec![ids["e"].clone()]);
+        assert!(
+            s.related_items(&[], "rights/hrss", since, "x")
+                .unwrap()
+                .is_empty()
+        );
+        // Only hashes are stored.
+        assert_eq!(s.query_i64("SELECT COUNT(*) FROM person_items"), 6);
+    });
 }
 
 /// A petitioner with hundreds of earlier items (or an item with many keys) cost a query per
@@ -148,112 +144,113 @@ fn related_items_by_person_matter_and_window() {
 /// at most `MAX_RELATED_ITEMS` ids (the newest, listed oldest first).
 #[test]
 fn related_items_are_bounded_whatever_the_history() {
-    let (_d, s) = store();
-    let keys: Vec<String> = (0..MAX_LOOKUP_KEYS + 5).map(|k| format!("k{k}")).collect();
-    let n = MAX_RELATED_ITEMS + 20;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let mut it = item(&format!("u{i}"));
-        it.envelope.received_at = Timestamp::from_second(1_772_000_000 + i as i64).unwrap();
-        it.person_index = Some(PersonIndex {
-            person_keys: keys[..3].to_vec(),
-            matter: "rights/hrss".into(),
-        });
-        ids.push(it.envelope.id.to_string());
-        s.record_item(&it).unwrap();
-    }
-    let got = s
-        .related_items(&keys, "rights/hrss", Timestamp::UNIX_EPOCH, "x")
-        .unwrap();
-    assert_eq!(got.len(), MAX_RELATED_ITEMS);
-    assert_eq!(
-        got,
-        ids[n - MAX_RELATED_ITEMS..],
-        "the newest, oldest first"
-    );
+    each_backend(|s| {
+        let keys: Vec<String> = (0..MAX_LOOKUP_KEYS + 5).map(|k| format!("k{k}")).collect();
+        let n = MAX_RELATED_ITEMS + 20;
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let mut it = item(&format!("u{i}"));
+            it.envelope.received_at = Timestamp::from_second(1_772_000_000 + i as i64).unwrap();
+            it.person_index = Some(PersonIndex {
+                person_keys: keys[..3].to_vec(),
+                matter: "rights/hrss".into(),
+            });
+            ids.push(it.envelope.id.to_string());
+            s.record_item(&it).unwrap();
+        }
+        let got = s
+            .related_items(&keys, "rights/hrss", Timestamp::UNIX_EPOCH, "x")
+            .unwrap();
+        assert_eq!(got.len(), MAX_RELATED_ITEMS);
+        assert_eq!(
+            got,
+            ids[n - MAX_RELATED_ITEMS..],
+            "the newest, oldest first"
+        );
+    });
 }
 
 #[test]
 fn outbox_lifecycle_and_positions() {
-    let (_d, s) = store();
-    s.record_item(&item("a")).unwrap();
-    s.record_item(&item("b")).unwrap();
-    let rows = s.pending_outbox(10).unwrap();
-    assert_eq!(rows.len(), 2);
-    assert!(s.in_flight_outbox().unwrap().is_empty());
-    assert!(s.in_flight_since("t").unwrap().is_none());
-    s.mark_attempted(&[rows[0].seq]).unwrap();
-    assert_eq!(s.in_flight_outbox().unwrap()[0].ce_id, "ce-a");
-    let since = s.in_flight_since("t").unwrap().unwrap();
-    assert!(
-        (Timestamp::now() - since).get_seconds().abs() < 60,
-        "{since}"
-    );
-    assert!(s.in_flight_since("other").unwrap().is_none());
-    // A held topic's rows are left out; others still come.
-    assert!(
-        s.pending_outbox_except(10, &["t".into()])
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(s.pending_outbox_except(10, &["x".into()]).unwrap().len(), 2);
-    s.mark_delivered(&[Delivered {
-        seq: rows[0].seq,
-        topic: "t".into(),
-        partition: 1,
-        offset: 41,
-    }])
-    .unwrap();
-    assert!(s.in_flight_outbox().unwrap().is_empty());
-    assert_eq!(s.topic_positions("t").unwrap(), vec![(1, 42)]);
-    s.mark_dead(rows[1].seq, "too large").unwrap();
-    assert_eq!(s.pending_count().unwrap(), 0);
+    each_backend(|s| {
+        s.record_item(&item("a")).unwrap();
+        s.record_item(&item("b")).unwrap();
+        let rows = s.pending_outbox(10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(s.in_flight_outbox().unwrap().is_empty());
+        assert!(s.in_flight_since("t").unwrap().is_none());
+        s.mark_attempted(&[rows[0].seq]).unwrap();
+        assert_eq!(s.in_flight_outbox().unwrap()[0].ce_id, "ce-a");
+        let since = s.in_flight_since("t").unwrap().unwrap();
+        assert!(
+            (Timestamp::now() - since).get_seconds().abs() < 60,
+            "{since}"
+        );
+        assert!(s.in_flight_since("other").unwrap().is_none());
+        // A held topic's rows are left out; others still come.
+        assert!(
+            s.pending_outbox_except(10, &["t".into()])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.pending_outbox_except(10, &["x".into()]).unwrap().len(), 2);
+        s.mark_delivered(&[Delivered {
+            seq: rows[0].seq,
+            topic: "t".into(),
+            partition: 1,
+            offset: 41,
+        }])
+        .unwrap();
+        assert!(s.in_flight_outbox().unwrap().is_empty());
+        assert_eq!(s.topic_positions("t").unwrap(), vec![(1, 42)]);
+        s.mark_dead(rows[1].seq, "too large").unwrap();
+        assert_eq!(s.pending_count().unwrap(), 0);
+    });
 }
 
 #[test]
 fn oldest_pending_outbox_is_the_first_undelivered_row() {
-    let (_d, s) = store();
-    assert_eq!(s.oldest_pending_outbox().unwrap(), None);
-    s.record_item(&item("a")).unwrap();
-    s.record_item(&item("b")).unwrap();
-    let rows = s.pending_outbox(10).unwrap();
-    for (row, at) in rows
-        .iter()
-        .zip(["2026-03-02T01:00:00.250Z", "2026-03-02T01:05:00.000Z"])
-    {
-        s.conn()
-            .execute(
-                "UPDATE outbox SET created_at = ?1 WHERE seq = ?2",
-                params![at, row.seq],
-            )
-            .unwrap();
-    }
-    let first: Timestamp = "2026-03-02T01:00:00.250Z".parse().unwrap();
-    assert_eq!(s.oldest_pending_outbox().unwrap(), Some(first));
-    // An attempted row is still undelivered.
-    s.mark_attempted(&[rows[0].seq]).unwrap();
-    assert_eq!(s.oldest_pending_outbox().unwrap(), Some(first));
-    s.mark_delivered(&[Delivered {
-        seq: rows[0].seq,
-        topic: "t".into(),
-        partition: 0,
-        offset: 0,
-    }])
-    .unwrap();
-    let second: Timestamp = "2026-03-02T01:05:00Z".parse().unwrap();
-    assert_eq!(s.oldest_pending_outbox().unwrap(), Some(second));
-    s.mark_dead(rows[1].seq, "too large").unwrap();
-    assert_eq!(s.oldest_pending_outbox().unwrap(), None);
+    each_backend(|s| {
+        assert_eq!(s.oldest_pending_outbox().unwrap(), None);
+        s.record_item(&item("a")).unwrap();
+        s.record_item(&item("b")).unwrap();
+        let rows = s.pending_outbox(10).unwrap();
+        for (row, at) in rows
+            .iter()
+            .zip(["2026-03-02T01:00:00.250Z", "2026-03-02T01:05:00.000Z"])
+        {
+            s.execute(&format!(
+                "UPDATE outbox SET created_at = '{at}' WHERE seq = {}",
+                row.seq
+            ));
+        }
+        let first: Timestamp = "2026-03-02T01:00:00.250Z".parse().unwrap();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), Some(first));
+        // An attempted row is still undelivered.
+        s.mark_attempted(&[rows[0].seq]).unwrap();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), Some(first));
+        s.mark_delivered(&[Delivered {
+            seq: rows[0].seq,
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+        }])
+        .unwrap();
+        let second: Timestamp = "2026-03-02T01:05:00Z".parse().unwrap();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), Some(second));
+        s.mark_dead(rows[1].seq, "too large").unwrap();
+        assert_eq!(s.oldest_pending_outbox().unwrap(), None);
+    });
 }
 
+/// A mail being sent when the process stopped is marked unknown at start, not sent again
+/// (here an alert raised by a status event, with its mail).
 #[test]
 fn interrupted_mail_is_not_sent_again() {
-    let (_d, s) = store();
-    let it = item("a");
-    s.record_item(&it).unwrap();
-    let row = s.open_timers().unwrap()[0].clock_row;
-    let mut fired = |_: &Clock| Fired {
-        alerts: vec![FiredAlert {
+    each_backend(|s| {
+        let it = item("a");
+        s.record_item(&it).unwrap();
+        let alert = FiredAlert {
             id: "al".into(),
             item_id: it.envelope.id.to_string(),
             clock_id: "c".into(),
@@ -273,12 +270,30 @@ fn interrupted_mail_is_not_sent_again() {
                 body: "b".into(),
             }),
             provisional: false,
-        }],
-        ..Fired::default()
-    };
-    s.fire(&[row], &mut fired).unwrap();
-    s.mark_mail(&["al".into()], MailState::Sending, None)
-        .unwrap();
-    assert_eq!(s.settle_interrupted_mail().unwrap(), 1);
-    assert!(s.pending_mail(10).unwrap().is_empty());
+        };
+        let ev = StatusRecord::new(
+            "e1",
+            it.envelope.id.as_str(),
+            "replied",
+            Timestamp::UNIX_EPOCH,
+        );
+        let mut raise = |_: &Envelope, _: &mut Vec<Clock>| ClockWrites {
+            alerts: vec![alert.clone()],
+            ..ClockWrites::default()
+        };
+        assert!(matches!(
+            s.apply_status(&ev, &mut raise).unwrap(),
+            StatusOutcome::Applied(_)
+        ));
+        assert_eq!(s.pending_mail(10).unwrap().len(), 1);
+        assert_eq!(
+            s.pending_count().unwrap(),
+            2,
+            "the item's record and the alert's"
+        );
+        s.mark_mail(&["al".into()], MailState::Sending, None)
+            .unwrap();
+        assert_eq!(s.settle_interrupted_mail().unwrap(), 1);
+        assert!(s.pending_mail(10).unwrap().is_empty());
+    });
 }

@@ -5,10 +5,13 @@ use petitiond_core::envelope::Envelope;
 
 mod board;
 mod clocks;
+mod concurrency;
+mod intake;
 mod items;
 mod leases;
+mod reports;
 
-use crate::testing::{item, store};
+use crate::testing::{each_backend, item, store};
 
 /// The database and its WAL were created with the umask's mode (0644 under the usual
 /// 022): every local user could read the envelopes.
