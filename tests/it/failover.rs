@@ -6,9 +6,8 @@
 //! a channel it lost (ARCHITECTURE.md, "Several instances"; figures in BENCHMARKS.md,
 //! "Failover").
 //!
-//! The shared store is PostgreSQL for the SIGKILL case when `PETITIOND_TEST_POSTGRES` is set
-//! (`scripts/test.sh` starts one), and one SQLite file (instances on one host) for the frozen
-//! case, whose cursor epochs the test reads from the file.
+//! The shared store is PostgreSQL when `PETITIOND_TEST_POSTGRES` is set (`scripts/test.sh`
+//! starts one); the frozen case runs on one SQLite file (instances on one host) as well.
 //! `PETITIOND_FAILOVER_DEBUG=1` logs librdkafka's group protocol (`debug = "cgrp"`).
 
 use crate::helpers::*;
@@ -33,8 +32,8 @@ struct Pair {
     alerts: String,
     store: std::path::PathBuf,
     letters: Vec<String>,
-    /// The PostgreSQL schema both instances share (dropped at the end), if on PostgreSQL.
-    _pg: Option<petitiond_store::testing::SchemaGuard>,
+    /// The PostgreSQL URL and schema both instances share (dropped at the end), if there.
+    pg: Option<(String, petitiond_store::testing::SchemaGuard)>,
 }
 
 /// Where the two instances keep their shared state.
@@ -118,7 +117,7 @@ session_timeout_ms = {session}
             alerts: sla.alerts,
             store,
             letters: Vec::new(),
-            _pg: pg.map(|(_, guard)| guard),
+            pg,
         }
     }
 
@@ -132,6 +131,21 @@ session_timeout_ms = {session}
         for _ in 0..n.div_ceil(4) {
             let k = self.letters.len();
             self.letters.push(self.a.deliver_now(&letter(k)));
+        }
+    }
+
+    /// The lease epoch the shared store keeps with `source`'s cursor.
+    fn cursor_epoch(&self, source: &str) -> i64 {
+        let sql = "SELECT epoch FROM cursors WHERE source = $1";
+        match &self.pg {
+            Some((url, _)) => {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                c.query_one(sql, &[&source]).unwrap().get::<_, i64>(0)
+            }
+            None => rusqlite::Connection::open(&self.store)
+                .unwrap()
+                .query_row(&sql.replace("$1", "?1"), [source], |r| r.get(0))
+                .unwrap(),
         }
     }
 
@@ -273,9 +287,18 @@ fn sigkill_of_one_instance_the_other_takes_over_and_nothing_is_lost_or_doubled()
 
 #[test]
 fn a_frozen_owner_resumed_after_losing_its_units_moves_no_cursor_of_them() {
+    frozen_owner(Shared::PostgresIfThere);
+}
+
+/// The same on one SQLite file: a frozen process may hold its write lock (`busy_timeout_ms`).
+#[test]
+fn a_frozen_owner_on_a_shared_sqlite_file_moves_no_cursor_of_the_units_it_lost() {
+    frozen_owner(Shared::Sqlite);
+}
+
+fn frozen_owner(shared: Shared) {
     let Some(brokers) = broker() else { return };
-    // SQLite: the cursors' epochs are read from the file below.
-    let mut p = Pair::new(&brokers, Shared::Sqlite);
+    let mut p = Pair::new(&brokers, shared);
     start_both(&mut p);
     // The non-leader, as above.
     let (victim, survivor) = ("b", "a");
@@ -308,18 +331,11 @@ fn a_frozen_owner_resumed_after_losing_its_units_moves_no_cursor_of_them() {
     assert_once(&p, &brokers);
     // The fence: no cursor of a unit the frozen instance lost was written under its old
     // lease after the survivor took it (epochs only grow).
-    let db = rusqlite::Connection::open(&p.store).unwrap();
     for unit in lost
         .iter()
         .filter(|u| ["hotline", "portal"].contains(&u.as_str()))
     {
-        let epoch: i64 = db
-            .query_row(
-                "SELECT epoch FROM cursors WHERE source = ?1",
-                [unit.as_str()],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let epoch = p.cursor_epoch(unit);
         assert!(
             epoch >= taken[unit],
             "{unit}: cursor written at epoch {epoch}, older than the takeover's {}",
