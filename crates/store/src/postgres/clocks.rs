@@ -12,6 +12,7 @@
 use super::rows::{CLOCK_COLS, insert_alert, insert_outbox, queue_writeback, row_to_clock};
 use super::rows::{ms, update_clock, update_clock_marked};
 use super::*;
+use ::postgres::types::Type;
 use petitiond_core::sla::clock::State;
 use std::collections::HashMap;
 
@@ -47,9 +48,10 @@ fn lock_clocks(
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let rows = tx.query(
+    // Typed (one round trip instead of prepare + execute): the timer engine's path.
+    let rows = tx.query_typed(
         &format!("SELECT {CLOCK_COLS} FROM sla_clocks WHERE id = ANY($1) ORDER BY id FOR UPDATE"),
-        &[&ids],
+        &[(&ids, Type::INT8_ARRAY)],
     )?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in &rows {
@@ -205,16 +207,16 @@ pub(super) fn fire(
             }
             // `alerted` is set by the clock's first alert and stays set.
             let first = clock.last_alert_at.is_none() && fired.last_alert_at.is_some();
-            tx.execute(
+            tx.execute_typed(
                 "UPDATE sla_clocks SET last_alert_at = $2, next_alert_ms = $3,
                      alerted = alerted OR $4, next_provisional = $5
                  WHERE id = $1",
                 &[
-                    row,
-                    &fired.last_alert_at.map(|t| t.to_string()),
-                    &ms(fired.next),
-                    &first,
-                    &fired.next_provisional,
+                    (row, Type::INT8),
+                    (&fired.last_alert_at.map(|t| t.to_string()), Type::TEXT),
+                    (&ms(fired.next), Type::INT8),
+                    (&first, Type::BOOL),
+                    (&fired.next_provisional, Type::BOOL),
                 ],
             )?;
             clock.last_alert_at = fired.last_alert_at;
