@@ -21,17 +21,15 @@ use crate::sim::portal::{Pagination, PortalSim, PortalSimConfig, SigningSecret};
 use crate::sim::{Faults, Script};
 use crate::store::{Store, Summary};
 use base64::Engine;
-use petitiond_core::envelope::Envelope;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+mod printer;
+use printer::{Watch, print_routed};
 
 /// The demo's own settings (daemon, admin, Kafka, channels, short SLA clocks); the
 /// departments and `[routing]` are taken from [`SHIPPED_CONFIG`].
@@ -207,148 +205,48 @@ fn write_shipped_files(dir: &Path) -> anyhow::Result<()> {
 
 pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let dir = data_dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("petitiond-demo-{}", std::process::id()))
-    });
-    std::fs::create_dir_all(&dir)?;
-    let dir = dir.canonicalize()?;
+    let dir = demo_dir(data_dir)?;
     let samples = samples()?;
     let mock = MockCluster::new(1)?;
     let brokers = mock.bootstrap_servers();
-    let hotline = HotlineSim::start(HotlineSimConfig {
-        jurisdiction_id: Some("demo.12345".into()),
-        api_key: Some(DEMO_API_KEY.into()),
-        ..Default::default()
-    })
-    .await?;
-    let portal = PortalSim::start(PortalSimConfig {
-        pagination: Pagination::Cursor,
-        signing: Some(SigningSecret {
-            app_key: "petitiond-demo".into(),
-            secret: DEMO_PORTAL_SECRET.into(),
-        }),
-        ..Default::default()
-    })
-    .await?;
-    for s in samples.iter() {
-        match s.channel {
-            SampleChannel::Hotline => {
-                hotline.add_scripted_record(s.script());
-            }
-            SampleChannel::Portal => {
-                portal.add_scripted_record(s.script());
-            }
-            SampleChannel::Letter => {}
-        }
-    }
-    // One record without an id, among the good ones: it is quarantined, the others flow.
-    hotline.set_faults(Faults {
-        bad_record_every: Some(1),
-        ..Default::default()
-    });
-    hotline.add_records(1);
-    hotline.set_faults(Faults {
-        error_500_every: Some(4),
-        ..Default::default()
-    });
+    let (hotline, portal) = start_simulators(&samples).await?;
     // The admin API is closed without a token: the demo makes one and prints a sign-in link.
     let admin_token = uuid::Uuid::new_v4().simple().to_string();
-    std::fs::write(dir.join("admin.token"), &admin_token)?;
-    std::fs::write(dir.join("hotline.key"), DEMO_API_KEY)?;
-    std::fs::write(dir.join("portal.secret"), DEMO_PORTAL_SECRET)?;
-    write_shipped_files(&dir)?;
-    let text = demo_config(
+    let config_path = write_demo_dir(
+        &dir,
+        &admin_token,
         &CONFIG
             .replace("{brokers}", &brokers)
             .replace("{hotline_url}", &hotline.base_url())
             .replace("{portal_url}", &portal.base_url()),
     )?;
-    let config_path = dir.join("petitiond.toml");
-    std::fs::write(&config_path, &text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
     let store_path = config.store.path.clone();
-    let departments: BTreeMap<String, DeptInfo> = config
-        .departments
-        .iter()
-        .map(|d| {
-            (
-                d.id.clone(),
-                DeptInfo {
-                    name: d.name.clone(),
-                    topic: d.topic.clone(),
-                    status_topic: d.status_topic.clone(),
-                },
-            )
-        })
-        .collect();
+    let departments = departments(&config);
     let alerts_topic = config.sla.alerts_topic.clone();
-    let mailbox = match config.mailbox.clone().map(|m| m.kind) {
-        Some(crate::config::MailboxKind::Maildir { path }) => path,
-        _ => anyhow::bail!("the demo config needs a Maildir mailbox"),
-    };
+    let mailbox = maildir(&config)?;
     // An operator would create topics on a real cluster; the mock cluster gets them here.
     for t in config.topics() {
         mock.create_topic(&t, config.kafka.partitions, 1)?;
     }
 
     let app = Application::build(config).await?;
+    // The SLA board and its sign-in link.
     let board = app.admin_addr().map(|a| {
-        (
-            format!("http://{a}/board"),
-            format!("http://{a}/login?token={admin_token}"),
-        )
+        let login = format!("http://{a}/login?token={admin_token}");
+        (format!("http://{a}/board"), login)
     });
-    println!("petitiond demo — the shipped departments, rules, dictionaries and model");
-    println!("  data dir      {}", dir.display());
-    println!(
-        "  config        {}  (its [[departments]] and [routing] are config/petitiond.toml's)",
-        config_path.display()
-    );
-    println!(
-        "  kafka broker  {brokers}   (embedded; try: kcat -b {brokers} -C -t petitiond.dept.hrss -f '%k %h\\n%s\\n\\n')"
-    );
-    if let Some((board, login)) = &board {
-        println!("  SLA board     {board}   (open {login} to sign in)");
-        println!("  admin         /metrics wants `Authorization: Bearer <token in admin.token>`");
-    }
-    println!(
-        "  maildir       {}  (drop .eml files into new/ to route more)",
-        mailbox.display()
-    );
-    println!(
-        "  hotline       {}/requests.json  (Open311 simulator)",
-        hotline.base_url()
-    );
-    println!(
-        "  portal        {}/petitions  (signed, cursor-paged simulator)",
-        portal.base_url()
-    );
-    println!();
-
-    let mut routable_letters = 0;
-    for (i, (name, bytes, routes)) in LETTERS.iter().enumerate() {
-        deliver(&mailbox, i as u64, bytes)?;
-        routable_letters += usize::from(*routes);
-        println!("scanner delivered {name}");
-    }
-    for (i, s) in samples
-        .iter()
-        .filter(|s| s.channel == SampleChannel::Letter)
-        .enumerate()
-    {
-        let n = LETTERS.len() + i;
-        deliver(&mailbox, n as u64, &s.letter_mail(n)?)?;
-        routable_letters += 1;
-        println!("scanner delivered letter {}", n + 1);
-    }
-    let expected = routable_letters + hotline.record_ids().len() + portal.record_ids().len();
-    println!(
-        "hotline has {} order(s) ({} bad), portal {} petition(s); {expected} item(s) to route",
-        hotline.record_count(),
-        hotline.record_count() - hotline.record_ids().len(),
-        portal.record_count()
-    );
-    println!();
+    print_intro(&Intro {
+        dir: &dir,
+        config_path: &config_path,
+        brokers: &brokers,
+        board: board.as_ref(),
+        mailbox: &mailbox,
+        hotline_url: &hotline.base_url(),
+        portal_url: &portal.base_url(),
+    });
+    let letters = deliver_letters(&mailbox, &samples)?;
+    let expected = items_to_route(letters, &hotline, &portal);
 
     let stop = shutdown_on_signals()?;
     let done = CancellationToken::new();
@@ -361,46 +259,18 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
         };
         tokio::task::spawn_blocking(move || print_routed(&brokers, &watch, &stop, &done))
     };
-    // An upstream change a few seconds in: it reaches the department as an update event.
-    let changed = hotline.record_ids().get(1).cloned();
-    let upstream = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        if let Some(id) = changed
-            && hotline.update_record(&id)
-        {
-            println!("upstream: the hotline changed the status of order {id}");
-        }
-        hotline
-    });
-    // Once the scenario has played out: the summary, read from the store.
-    let summary = {
-        let (stop, done, board) = (stop.clone(), done.clone(), board.clone());
-        let store_path = store_path.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = done.cancelled() => {}
-                _ = stop.cancelled() => return Ok::<_, anyhow::Error>(()),
-            }
-            let s = tokio::task::spawn_blocking(move || {
-                let store = crate::store::SqliteStore::open(&store_path, Duration::from_secs(5))?;
-                anyhow::Ok(store.summary()?)
-            })
-            .await??;
-            println!();
-            print!("{}", summary_table(&s, &departments));
-            println!();
-            println!(
-                "demo scenario done in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-            if exit_when_done {
-                stop.cancel();
-            } else if let Some((board, _)) = &board {
-                println!("petitiond keeps running: the SLA board is at {board}; Ctrl-C stops it");
-            }
-            Ok(())
-        })
-    };
+    let upstream = tokio::spawn(change_upstream_later(hotline));
+    let summary = tokio::spawn(summary_when_done(
+        Finish {
+            store_path,
+            departments,
+            board: board.map(|(board, _)| board),
+            started,
+            exit_when_done,
+        },
+        stop.clone(),
+        done.clone(),
+    ));
     let result = app.run_until_stopped(stop.clone()).await;
     let hotline = upstream.await?;
     hotline.stop().await;
@@ -416,6 +286,229 @@ pub async fn run(data_dir: Option<PathBuf>, exit_when_done: bool) -> anyhow::Res
     result
 }
 
+/// The demo's directory (`data_dir`, or a new one under the temporary directory), created,
+/// as an absolute path.
+fn demo_dir(data_dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = data_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("petitiond-demo-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.canonicalize()?)
+}
+
+/// The Maildir the pretend scanner fills.
+fn maildir(config: &Config) -> anyhow::Result<PathBuf> {
+    match config.mailbox.clone().map(|m| m.kind) {
+        Some(crate::config::MailboxKind::Maildir { path }) => Ok(path),
+        _ => anyhow::bail!("the demo config needs a Maildir mailbox"),
+    }
+}
+
+/// The items that should route (the letters that can, and the simulators' good records),
+/// printed with the simulators' counts.
+fn items_to_route(letters: usize, hotline: &HotlineSim, portal: &PortalSim) -> usize {
+    let expected = letters + hotline.record_ids().len() + portal.record_ids().len();
+    println!(
+        "hotline has {} order(s) ({} bad), portal {} petition(s); {expected} item(s) to route",
+        hotline.record_count(),
+        hotline.record_count() - hotline.record_ids().len(),
+        portal.record_count()
+    );
+    println!();
+    expected
+}
+
+/// Starts the hotline and portal simulators with the sample petitions of their channels; the
+/// hotline also serves one record without an id (quarantined, the others flow) and a 500 on
+/// every fourth request.
+async fn start_simulators(samples: &[Sample]) -> anyhow::Result<(HotlineSim, PortalSim)> {
+    let hotline = HotlineSim::start(HotlineSimConfig {
+        jurisdiction_id: Some("demo.12345".into()),
+        api_key: Some(DEMO_API_KEY.into()),
+        ..Default::default()
+    })
+    .await?;
+    let portal = PortalSim::start(PortalSimConfig {
+        pagination: Pagination::Cursor,
+        signing: Some(SigningSecret {
+            app_key: "petitiond-demo".into(),
+            secret: DEMO_PORTAL_SECRET.into(),
+        }),
+        ..Default::default()
+    })
+    .await?;
+    for s in samples {
+        match s.channel {
+            SampleChannel::Hotline => {
+                hotline.add_scripted_record(s.script());
+            }
+            SampleChannel::Portal => {
+                portal.add_scripted_record(s.script());
+            }
+            SampleChannel::Letter => {}
+        }
+    }
+    hotline.set_faults(Faults {
+        bad_record_every: Some(1),
+        ..Default::default()
+    });
+    hotline.add_records(1);
+    hotline.set_faults(Faults {
+        error_500_every: Some(4),
+        ..Default::default()
+    });
+    Ok((hotline, portal))
+}
+
+/// Fills the demo's directory: the admin token, the simulators' credentials, the shipped
+/// routing files and the config made from `template` (returns its path).
+fn write_demo_dir(dir: &Path, admin_token: &str, template: &str) -> anyhow::Result<PathBuf> {
+    std::fs::write(dir.join("admin.token"), admin_token)?;
+    std::fs::write(dir.join("hotline.key"), DEMO_API_KEY)?;
+    std::fs::write(dir.join("portal.secret"), DEMO_PORTAL_SECRET)?;
+    write_shipped_files(dir)?;
+    let config_path = dir.join("petitiond.toml");
+    std::fs::write(&config_path, demo_config(template)?)?;
+    Ok(config_path)
+}
+
+/// The config's departments as the printer and the summary need them.
+fn departments(config: &Config) -> BTreeMap<String, DeptInfo> {
+    config
+        .departments
+        .iter()
+        .map(|d| {
+            (
+                d.id.clone(),
+                DeptInfo {
+                    name: d.name.clone(),
+                    topic: d.topic.clone(),
+                    status_topic: d.status_topic.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Where the demo's parts are, as its first lines show them.
+struct Intro<'a> {
+    dir: &'a Path,
+    config_path: &'a Path,
+    brokers: &'a str,
+    /// The SLA board and its sign-in link, when the admin API listens.
+    board: Option<&'a (String, String)>,
+    mailbox: &'a Path,
+    hotline_url: &'a str,
+    portal_url: &'a str,
+}
+
+fn print_intro(i: &Intro<'_>) {
+    let brokers = i.brokers;
+    println!("petitiond demo — the shipped departments, rules, dictionaries and model");
+    println!("  data dir      {}", i.dir.display());
+    println!(
+        "  config        {}  (its [[departments]] and [routing] are config/petitiond.toml's)",
+        i.config_path.display()
+    );
+    println!(
+        "  kafka broker  {brokers}   (embedded; try: kcat -b {brokers} -C -t petitiond.dept.hrss -f '%k %h\\n%s\\n\\n')"
+    );
+    if let Some((board, login)) = i.board {
+        println!("  SLA board     {board}   (open {login} to sign in)");
+        println!("  admin         /metrics wants `Authorization: Bearer <token in admin.token>`");
+    }
+    println!(
+        "  maildir       {}  (drop .eml files into new/ to route more)",
+        i.mailbox.display()
+    );
+    println!(
+        "  hotline       {}/requests.json  (Open311 simulator)",
+        i.hotline_url
+    );
+    println!(
+        "  portal        {}/petitions  (signed, cursor-paged simulator)",
+        i.portal_url
+    );
+    println!();
+}
+
+/// The pretend scanner delivers the prepared mails and the sample letters into the Maildir;
+/// returns how many should route (the damaged one does not).
+fn deliver_letters(mailbox: &Path, samples: &[Sample]) -> anyhow::Result<usize> {
+    let mut routable_letters = 0;
+    for (i, (name, bytes, routes)) in LETTERS.iter().enumerate() {
+        deliver(mailbox, i as u64, bytes)?;
+        routable_letters += usize::from(*routes);
+        println!("scanner delivered {name}");
+    }
+    for (i, s) in samples
+        .iter()
+        .filter(|s| s.channel == SampleChannel::Letter)
+        .enumerate()
+    {
+        let n = LETTERS.len() + i;
+        deliver(mailbox, n as u64, &s.letter_mail(n)?)?;
+        routable_letters += 1;
+        println!("scanner delivered letter {}", n + 1);
+    }
+    Ok(routable_letters)
+}
+
+/// An upstream change a few seconds in: the hotline changes the second order's status, which
+/// reaches the department as an update event. Returns the simulator, to stop it.
+async fn change_upstream_later(hotline: HotlineSim) -> HotlineSim {
+    let changed = hotline.record_ids().get(1).cloned();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    if let Some(id) = changed
+        && hotline.update_record(&id)
+    {
+        println!("upstream: the hotline changed the status of order {id}");
+    }
+    hotline
+}
+
+/// What the demo needs to finish: the summary and what follows it.
+struct Finish {
+    store_path: PathBuf,
+    departments: BTreeMap<String, DeptInfo>,
+    /// The SLA board's address, when the admin API listens.
+    board: Option<String>,
+    started: std::time::Instant,
+    exit_when_done: bool,
+}
+
+/// Once the scenario has played out (`done`): the summary, read from the store; then stops
+/// the demo (with `exit_when_done`) or says where the board is. Nothing if `stop` comes first.
+async fn summary_when_done(
+    c: Finish,
+    stop: CancellationToken,
+    done: CancellationToken,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = done.cancelled() => {}
+        _ = stop.cancelled() => return Ok(()),
+    }
+    let store_path = c.store_path;
+    let s = tokio::task::spawn_blocking(move || {
+        let store = crate::store::SqliteStore::open(&store_path, Duration::from_secs(5))?;
+        anyhow::Ok(store.summary()?)
+    })
+    .await??;
+    println!();
+    print!("{}", summary_table(&s, &c.departments));
+    println!();
+    println!(
+        "demo scenario done in {:.1} s",
+        c.started.elapsed().as_secs_f64()
+    );
+    if c.exit_when_done {
+        stop.cancel();
+    } else if let Some(board) = &c.board {
+        println!("petitiond keeps running: the SLA board is at {board}; Ctrl-C stops it");
+    }
+    Ok(())
+}
+
 /// A department as the printer needs it.
 #[derive(Debug, Clone)]
 struct DeptInfo {
@@ -423,185 +516,6 @@ struct DeptInfo {
     topic: String,
     /// Where the demo, playing this department, sends its status events.
     status_topic: String,
-}
-
-/// What the demo's printer watches.
-struct Watch {
-    departments: BTreeMap<String, DeptInfo>,
-    alerts_topic: String,
-    /// Items that should be routed.
-    expected: usize,
-}
-
-fn header(m: &rdkafka::message::BorrowedMessage<'_>, k: &str) -> String {
-    m.headers()
-        .and_then(|h| h.iter().find(|h| h.key == k).and_then(|h| h.value))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default()
-}
-
-/// The status event a department sends: `event` on item `id`, by `department`.
-fn status_event(id: &str, event: &str, department: &str) -> String {
-    serde_json::json!({
-        "event_id": format!("demo-{event}-{id}"),
-        "item_id": id,
-        "event": event,
-        "time": jiff::Timestamp::now().to_string(),
-        "actor": { "department": department, "person": "clerk-07" },
-    })
-    .to_string()
-}
-
-/// Consumes the department and alert topics and prints one line per routed record (the first
-/// envelope in full, masked) and per alert. Plays the departments: the lead of the first
-/// letter registers it, the lead of the first hotline order marks it viewed (status events on
-/// the department's own status topic), so those clocks stop; the other short clocks breach.
-/// Cancels `done` once every item is routed and every clock not stopped has breached; runs
-/// until `stop`.
-fn print_routed(
-    brokers: &str,
-    w: &Watch,
-    stop: &CancellationToken,
-    done: &CancellationToken,
-) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "petitiond-demo-printer")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    let department: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let by_topic: HashMap<&str, &str> = w
-        .departments
-        .iter()
-        .map(|(id, d)| (d.topic.as_str(), id.as_str()))
-        .collect();
-    let mut seen = HashSet::new();
-    let mut stopped = HashSet::new();
-    let mut played: HashSet<&'static str> = HashSet::new();
-    let mut breached = HashSet::new();
-    let mut shown_full = false;
-    let mut assigned = false;
-    let watched: Vec<&str> = by_topic
-        .keys()
-        .copied()
-        .chain(std::iter::once(w.alerts_topic.as_str()))
-        .collect();
-    while !stop.is_cancelled() {
-        if !assigned {
-            // Topics appear once the relay has verified them.
-            let mut tpl = TopicPartitionList::new();
-            for t in &watched {
-                if let Ok(md) = consumer.fetch_metadata(Some(t), Duration::from_secs(2)) {
-                    for p in md.topics().iter().flat_map(|t| t.partitions()) {
-                        tpl.add_partition_offset(t, p.id(), Offset::Beginning)?;
-                    }
-                }
-            }
-            if tpl.count() == 0 {
-                std::thread::sleep(Duration::from_millis(300));
-                continue;
-            }
-            consumer.assign(&tpl)?;
-            assigned = true;
-        }
-        if !done.is_cancelled()
-            && seen.len() >= w.expected
-            && seen
-                .iter()
-                .all(|i| stopped.contains(i) || breached.contains(i))
-        {
-            done.cancel();
-        }
-        department.poll(Duration::ZERO);
-        let Some(m) = consumer.poll(Duration::from_millis(300)) else {
-            continue;
-        };
-        let m = m?;
-        if m.topic() == w.alerts_topic {
-            let a: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
-            let kind = a["kind"].as_str().unwrap_or_default();
-            println!(
-                "SLA alert   {kind:<10} {:<22} item {} ({}, due {}{})",
-                a["clock"].as_str().unwrap_or_default(),
-                a["item_id"].as_str().unwrap_or_default(),
-                a["department"].as_str().unwrap_or_default(),
-                a["due_at"].as_str().unwrap_or_default(),
-                if a["late"].as_bool() == Some(true) {
-                    ", late"
-                } else {
-                    ""
-                },
-            );
-            if kind == "breach" {
-                breached.insert(a["item_id"].as_str().unwrap_or_default().to_string());
-            }
-        } else {
-            let dept = by_topic.get(m.topic()).copied().unwrap_or_default();
-            let ce_type = header(&m, "ce_type");
-            let role = header(&m, "ce_role");
-            if ce_type != "cn.gov.petition.item.routed.v1" {
-                println!(
-                    "event       {:<18} {role:<6} {ce_type} item {}",
-                    dept,
-                    header(&m, "ce_subject")
-                );
-                continue;
-            }
-            let env: Envelope = serde_json::from_slice(m.payload().unwrap_or_default())?;
-            let id = env.id.to_string();
-            let routing = env.routing.as_ref();
-            println!(
-                "routed    → {dept:<18} {role:<6} {:<7} {:<12} rule={:<24} item {id}{}",
-                env.channel.as_str(),
-                env.category.map_or("unclassified", |c| c.as_str()),
-                routing.map_or("", |r| r.rule_id.as_str()),
-                if env.flags.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{}]", env.flags.join(" "))
-                },
-            );
-            if !shown_full {
-                shown_full = true;
-                println!(
-                    "  (each record is the whole envelope; this one in full, personal fields masked:)"
-                );
-                println!("{}", serde_json::to_string_pretty(&env.redacted())?);
-            }
-            // Play the lead department: register the first letter, view the first hotline order.
-            let play = match env.channel.as_str() {
-                "letter" => Some(("letter", "registered")),
-                "hotline" => Some(("hotline", "viewed")),
-                _ => None,
-            };
-            if role == "lead"
-                && let Some((channel, event)) = play
-                && !played.contains(channel)
-                && let Some(lead) = routing.map(|r| r.lead.as_str())
-                && let Some(d) = w.departments.get(lead)
-            {
-                department
-                    .send(
-                        BaseRecord::to(&d.status_topic)
-                            .key(&id)
-                            .payload(&status_event(&id, event, lead)),
-                    )
-                    .map_err(|(e, _)| e)?;
-                department.flush(Duration::from_secs(5))?;
-                println!(
-                    "status    → {}: {lead} reports `{event}` for item {id}; its {channel} clock stops",
-                    d.status_topic
-                );
-                played.insert(channel);
-                stopped.insert(id.clone());
-            }
-            seen.insert(id);
-        }
-    }
-    Ok(())
 }
 
 /// Renders the closing summary: items per channel, per department (lead and assist), per

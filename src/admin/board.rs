@@ -551,6 +551,32 @@ fn select(
 /// The page (pure). Every value from the store, the config or the request is escaped.
 pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
     let mut out = String::with_capacity(16 * 1024);
+    head(&mut out, v, cfg);
+    filter_form(&mut out, v, cfg);
+    counts_section(&mut out, v);
+    review_table(&mut out, v);
+    clock_table(
+        &mut out,
+        "overdue",
+        "Overdue, most overdue first",
+        &v.overdue,
+        "Nothing overdue.",
+    );
+    clock_table(
+        &mut out,
+        "upcoming",
+        "Due next",
+        &v.upcoming,
+        "No running clock is waiting.",
+    );
+    alerts_section(&mut out, v);
+    owners_table(&mut out, &v.owners);
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// The document's head (styles, the reload interval) and the page's title line.
+fn head(out: &mut String, v: &BoardView, cfg: &BoardConfig) {
     let _ = write!(
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -566,7 +592,10 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         tz = esc(&v.time_zone),
         qs = esc(&query_string(&v.filter)),
     );
+}
 
+/// The filter form (department, clock; a non-default limit kept) and the calendar notice.
+fn filter_form(out: &mut String, v: &BoardView, cfg: &BoardConfig) {
     out.push_str("<form method=\"get\" action=\"/board\" id=\"filter\">");
     let depts: Vec<(String, String)> = cfg
         .departments
@@ -574,7 +603,7 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         .map(|(id, name)| (id.clone(), format!("{id} — {name}")))
         .collect();
     select(
-        &mut out,
+        out,
         "department",
         "Department",
         &depts,
@@ -585,13 +614,7 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         .iter()
         .map(|c| (c.clone(), c.clone()))
         .collect();
-    select(
-        &mut out,
-        "clock",
-        "Clock",
-        &clocks,
-        v.filter.clock.as_deref(),
-    );
+    select(out, "clock", "Clock", &clocks, v.filter.clock.as_deref());
     if v.filter.limit != DEFAULT_LIMIT {
         let _ = write!(
             out,
@@ -607,7 +630,10 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
             esc(n)
         );
     }
+}
 
+/// Open clocks per clock id: within time, warned, overdue, paused, pending.
+fn counts_section(out: &mut String, v: &BoardView) {
     out.push_str("<section aria-labelledby=\"counts-h\"><h2 id=\"counts-h\">Open clocks</h2>");
     if v.counts.is_empty() {
         out.push_str("<p class=\"empty\" id=\"counts-empty\">No open clocks.</p>");
@@ -644,24 +670,10 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         out.push_str("</tbody></table>");
     }
     out.push_str("</section>");
+}
 
-    review_table(&mut out, v);
-
-    clock_table(
-        &mut out,
-        "overdue",
-        "Overdue, most overdue first",
-        &v.overdue,
-        "Nothing overdue.",
-    );
-    clock_table(
-        &mut out,
-        "upcoming",
-        "Due next",
-        &v.upcoming,
-        "No running clock is waiting.",
-    );
-
+/// The recent alerts: when, kind, clock, item, department, due, late.
+fn alerts_section(out: &mut String, v: &BoardView) {
     let _ = write!(
         out,
         "<section aria-labelledby=\"alerts-h\"><h2 id=\"alerts-h\">Recent alerts ({})</h2>",
@@ -707,9 +719,6 @@ pub fn render_html(v: &BoardView, cfg: &BoardConfig) -> String {
         out.push_str("</tbody></table>");
     }
     out.push_str("</section>");
-    owners_table(&mut out, &v.owners);
-    out.push_str("</body></html>\n");
-    out
 }
 
 /// `?department=…&clock=…` for the JSON link (percent-encoded).

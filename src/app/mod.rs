@@ -68,7 +68,13 @@ impl Application {
         for w in crate::sla::calendar_warnings(&config.sla, jiff::Timestamp::now()) {
             tracing::warn!("{w}");
         }
-        let (store, blobs) = crate::storage::open_store(&config.store, &config.blobs_dir)?;
+        // Off the runtime: the PostgreSQL client blocks on a runtime of its own.
+        let (store_config, blobs_dir) = (config.store.clone(), config.blobs_dir.clone());
+        let (store, blobs) = tokio::task::spawn_blocking(move || {
+            crate::storage::open_store(&store_config, &blobs_dir)
+        })
+        .await
+        .context("opening the store")??;
         let repeat = match &config.routing.repeat {
             Some(r) => Some(Arc::new(
                 crate::routing::repeat::Repeat::load(r, &config.data_dir)

@@ -6,8 +6,9 @@
 //! a channel it lost (ARCHITECTURE.md, "Several instances"; figures in BENCHMARKS.md,
 //! "Failover").
 //!
-//! The shared store here is one SQLite file (instances on one host); with
-//! `PETITIOND_TEST_POSTGRES` set the same tests run on PostgreSQL instead.
+//! The shared store is PostgreSQL for the SIGKILL case when `PETITIOND_TEST_POSTGRES` is set
+//! (`scripts/test.sh` starts one), and one SQLite file (instances on one host) for the frozen
+//! case, whose cursor epochs the test reads from the file.
 //! `PETITIOND_FAILOVER_DEBUG=1` logs librdkafka's group protocol (`debug = "cgrp"`).
 
 use crate::helpers::*;
@@ -32,10 +33,22 @@ struct Pair {
     alerts: String,
     store: std::path::PathBuf,
     letters: Vec<String>,
+    /// The PostgreSQL schema both instances share (dropped at the end), if on PostgreSQL.
+    _pg: Option<petitiond_store::testing::SchemaGuard>,
+}
+
+/// Where the two instances keep their shared state.
+#[derive(Clone, Copy, PartialEq)]
+enum Shared {
+    /// One SQLite file (instances on one host).
+    Sqlite,
+    /// PostgreSQL (`PETITIOND_TEST_POSTGRES`, which `scripts/test.sh` starts) when there is
+    /// one; SQLite otherwise (a run without the script).
+    PostgresIfThere,
 }
 
 impl Pair {
-    fn new(brokers: &str) -> Pair {
+    fn new(brokers: &str, shared_store: Shared) -> Pair {
         let rt = crate::http::runtime();
         let (hotline, portal) = crate::http::sims(&rt);
         let a = TestApp::new(brokers, "");
@@ -55,19 +68,36 @@ impl Pair {
         )
         .unwrap();
         let store = shared.path().join("shared.db");
+        let pg = match shared_store {
+            Shared::Sqlite => None,
+            Shared::PostgresIfThere => petitiond_store::testing::postgres_url(),
+        };
+        let store_section = match &pg {
+            Some((url, _)) => {
+                for app in [&a, &b] {
+                    std::fs::write(app.dir.path().join("store.url"), format!("{url}\n")).unwrap();
+                }
+                "backend = \"postgres\"\nurl = { file = \"store.url\" }\n".to_string()
+            }
+            // One SQLite file for two processes: a frozen instance may hold its write lock
+            // for as long as it is frozen; the other waits that long instead of failing
+            // (ARCHITECTURE.md).
+            None => format!(
+                "path = \"{}\"\nbusy_timeout_ms = 30000\n\n[blobs]\ndir = \"{}\"\n",
+                store.display(),
+                shared.path().join("blobs").display()
+            ),
+        };
+        eprintln!(
+            "failover: shared store on {}",
+            if pg.is_some() { "PostgreSQL" } else { "SQLite" }
+        );
         let (group, control) = (unique("it.owners"), unique("it.control"));
         for (app, instance) in [(&a, "a"), (&b, "b")] {
             app.append_config(&format!(
                 r#"
 [store]
-path = "{store}"
-# One SQLite file for two processes: a frozen instance may hold its write lock for as long as
-# it is frozen; the other waits that long instead of failing (ARCHITECTURE.md).
-busy_timeout_ms = 30000
-
-[blobs]
-dir = "{blobs}"
-
+{store_section}
 [cluster]
 enabled = true
 instance = "{instance}"
@@ -75,8 +105,6 @@ group = "{group}"
 control_topic = "{control}"
 session_timeout_ms = {session}
 "#,
-                store = store.display(),
-                blobs = shared.path().join("blobs").display(),
                 session = SESSION.as_millis(),
             ));
         }
@@ -90,6 +118,7 @@ session_timeout_ms = {session}
             alerts: sla.alerts,
             store,
             letters: Vec::new(),
+            _pg: pg.map(|(_, guard)| guard),
         }
     }
 
@@ -204,7 +233,7 @@ fn assert_once(p: &Pair, brokers: &str) {
 #[test]
 fn sigkill_of_one_instance_the_other_takes_over_and_nothing_is_lost_or_doubled() {
     let Some(brokers) = broker() else { return };
-    let mut p = Pair::new(&brokers);
+    let mut p = Pair::new(&brokers, Shared::PostgresIfThere);
     start_both(&mut p);
     // The instance that is not the group's leader: tansu 0.6 never replaces a dead leader
     // (`tansu_does_not_replace_a_sigkilled_group_leader` below); Kafka does.
@@ -245,7 +274,8 @@ fn sigkill_of_one_instance_the_other_takes_over_and_nothing_is_lost_or_doubled()
 #[test]
 fn a_frozen_owner_resumed_after_losing_its_units_moves_no_cursor_of_them() {
     let Some(brokers) = broker() else { return };
-    let mut p = Pair::new(&brokers);
+    // SQLite: the cursors' epochs are read from the file below.
+    let mut p = Pair::new(&brokers, Shared::Sqlite);
     start_both(&mut p);
     // The non-leader, as above.
     let (victim, survivor) = ("b", "a");
@@ -316,7 +346,7 @@ fn tansu_does_not_replace_a_sigkilled_group_leader() {
     if std::env::var_os("PETITIOND_TANSU_BIN").is_none() {
         return; // another broker: nothing to say about tansu
     }
-    let mut p = Pair::new(&brokers);
+    let mut p = Pair::new(&brokers, Shared::Sqlite);
     start_both(&mut p);
     p.a.kill(); // the leader: it joined first
     std::thread::sleep(SESSION * 3);

@@ -19,25 +19,25 @@
 //! ones (too large, not authorised) send the record to the dead-letter topic with the reason in
 //! a header; a fatal producer error drops the producer and builds a new one.
 
-use super::client::{BrokerHealth, KafkaContext, create_producer, recovery_consumer_config};
+use super::client::{BrokerHealth, KafkaContext, create_producer};
 use super::topics::ensure_topics;
 use super::wire::{DLQ_REASON, DLQ_TOPIC, TYPE_RECOVERY_FAILED, ops_event};
 use crate::KafkaConfig;
 use futures::future::join_all;
 use petitiond_metrics::{Metrics, TopicLabel};
 use petitiond_store::{Delivered, OutboxRow, Store, blocking};
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+mod scan;
+pub use scan::{Scan, scan_start, scan_topic};
 
 /// How a failed delivery is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +116,17 @@ impl Held {
     fn due(&self) -> bool {
         !self.topics.is_empty() && Instant::now() >= self.retry_at
     }
+
+    /// After a round of scans: nothing held resets the back-off; otherwise the next retry is
+    /// one back-off away and the back-off doubles, up to [`HELD_BACKOFF_MAX`].
+    fn reschedule(&mut self) {
+        if self.topics.is_empty() {
+            self.backoff = HELD_BACKOFF_MIN;
+        } else {
+            self.retry_at = Instant::now() + self.backoff;
+            self.backoff = (self.backoff * 2).min(HELD_BACKOFF_MAX);
+        }
+    }
 }
 
 enum Outcome {
@@ -181,41 +192,20 @@ impl Relay {
         self.ready.store(true, Ordering::Relaxed);
         let mut held = Held::default();
         self.recover(&mut held, None).await?;
-        loop {
-            if hard_stop.is_cancelled() {
-                break;
-            }
+        while !hard_stop.is_cancelled() {
             if held.due() {
                 let retry = held.topics.clone();
                 self.recover(&mut held, Some(&retry)).await?;
             }
             self.check_lease().await?;
-            let batch = self.config.relay_batch;
-            let except = held.list();
-            let rows = blocking(&self.store, move |s| {
-                s.pending_outbox_except(batch, &except)
-            })
-            .await?;
-            self.metrics
-                .outbox_pending
-                .set(blocking(&self.store, |s| s.pending_count()).await? as i64);
+            let rows = self.next_batch(&held).await?;
             if rows.is_empty() {
                 if input_done.is_cancelled() && held.topics.is_empty() {
                     tracing::info!("outbox drained");
                     break;
                 }
-                let wait = if held.topics.is_empty() {
-                    Duration::from_secs(1)
-                } else {
-                    held.retry_at
-                        .saturating_duration_since(Instant::now())
-                        .min(Duration::from_secs(1))
-                };
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = input_done.cancelled(), if !input_done.is_cancelled() => {}
-                    _ = hard_stop.cancelled() => break,
+                if !self.idle(&held, &input_done, &hard_stop).await {
+                    break;
                 }
                 continue;
             }
@@ -224,40 +214,7 @@ impl Relay {
             let Some(outcomes) = self.produce(&producer, rows, &hard_stop).await else {
                 break;
             };
-            let mut delivered = Vec::new();
-            let (mut retry, mut fatal) = (false, false);
-            for o in outcomes {
-                match o {
-                    Outcome::Delivered(d) => {
-                        self.metrics
-                            .delivered
-                            .get_or_create(&TopicLabel {
-                                topic: d.topic.clone(),
-                            })
-                            .inc();
-                        delivered.push(d);
-                    }
-                    Outcome::Failed(row, e) => match classify(&e) {
-                        Failure::Retriable => {
-                            retry = true;
-                            self.metrics.delivery_retries.inc();
-                            tracing::warn!(item = %row.item_id, topic = %row.topic, error = %e, "delivery failed; will retry");
-                            let (seq, msg) = (row.seq, e.to_string());
-                            blocking(&self.store, move |s| s.mark_failed(seq, &msg)).await?;
-                        }
-                        Failure::Permanent => {
-                            if !self.dead_letter(&producer, &row, &e).await? {
-                                retry = true;
-                            }
-                        }
-                        Failure::Fatal => fatal = true,
-                    },
-                }
-            }
-            if !delivered.is_empty() {
-                self.health.set_up();
-                blocking(&self.store, move |s| s.mark_delivered(&delivered)).await?;
-            }
+            let (retry, fatal) = self.settle(&producer, outcomes).await?;
             if fatal || producer.client().fatal_error().is_some() {
                 let why = producer
                     .client()
@@ -278,6 +235,94 @@ impl Relay {
                 self.recover(&mut held, None).await?;
             }
         }
+        self.report_left(&held).await
+    }
+
+    /// The next pending rows of the topics not held, at most one relay batch; the pending
+    /// gauge updated.
+    async fn next_batch(&self, held: &Held) -> anyhow::Result<Vec<OutboxRow>> {
+        let batch = self.config.relay_batch;
+        let except = held.list();
+        let rows = blocking(&self.store, move |s| {
+            s.pending_outbox_except(batch, &except)
+        })
+        .await?;
+        self.metrics
+            .outbox_pending
+            .set(blocking(&self.store, |s| s.pending_count()).await? as i64);
+        Ok(rows)
+    }
+
+    /// Waits, with nothing to send, for intake's poke, a second (less when a held topic's
+    /// retry comes sooner) or the end of input; false when `hard_stop` fires.
+    async fn idle(
+        &self,
+        held: &Held,
+        input_done: &CancellationToken,
+        hard_stop: &CancellationToken,
+    ) -> bool {
+        let wait = if held.topics.is_empty() {
+            Duration::from_secs(1)
+        } else {
+            held.retry_at
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1))
+        };
+        tokio::select! {
+            _ = self.wake.notified() => true,
+            _ = tokio::time::sleep(wait) => true,
+            _ = input_done.cancelled(), if !input_done.is_cancelled() => true,
+            _ = hard_stop.cancelled() => false,
+        }
+    }
+
+    /// Records a batch's outcomes: delivered rows marked and counted, a retriable failure
+    /// marked failed, a permanent one dead-lettered. Returns (retry, fatal): whether to back
+    /// off and look again before re-sending, whether the producer must be rebuilt.
+    async fn settle(
+        &self,
+        producer: &FutureProducer<KafkaContext>,
+        outcomes: Vec<Outcome>,
+    ) -> anyhow::Result<(bool, bool)> {
+        let mut delivered = Vec::new();
+        let (mut retry, mut fatal) = (false, false);
+        for o in outcomes {
+            match o {
+                Outcome::Delivered(d) => {
+                    self.metrics
+                        .delivered
+                        .get_or_create(&TopicLabel {
+                            topic: d.topic.clone(),
+                        })
+                        .inc();
+                    delivered.push(d);
+                }
+                Outcome::Failed(row, e) => match classify(&e) {
+                    Failure::Retriable => {
+                        retry = true;
+                        self.metrics.delivery_retries.inc();
+                        tracing::warn!(item = %row.item_id, topic = %row.topic, error = %e, "delivery failed; will retry");
+                        let (seq, msg) = (row.seq, e.to_string());
+                        blocking(&self.store, move |s| s.mark_failed(seq, &msg)).await?;
+                    }
+                    Failure::Permanent => {
+                        if !self.dead_letter(producer, &row, &e).await? {
+                            retry = true;
+                        }
+                    }
+                    Failure::Fatal => fatal = true,
+                },
+            }
+        }
+        if !delivered.is_empty() {
+            self.health.set_up();
+            blocking(&self.store, move |s| s.mark_delivered(&delivered)).await?;
+        }
+        Ok((retry, fatal))
+    }
+
+    /// On stopping: the pending gauge set, and a warning when rows are left for the next start.
+    async fn report_left(&self, held: &Held) -> anyhow::Result<()> {
         let left = blocking(&self.store, |s| s.pending_count()).await?;
         self.metrics.outbox_pending.set(left as i64);
         if left > 0 {
@@ -448,25 +493,7 @@ impl Relay {
         let total: usize = by_topic.values().map(HashMap::len).sum();
         let mut found = Vec::new();
         for (topic, wanted) in by_topic {
-            let t = topic.clone();
-            let (positions, since) = blocking(&self.store, move |s| {
-                Ok((
-                    s.topic_positions(&t)?
-                        .into_iter()
-                        .collect::<HashMap<_, _>>(),
-                    s.in_flight_since(&t)?,
-                ))
-            })
-            .await?;
-            let cfg = self.config.clone();
-            let t = topic.clone();
-            let scanned = tokio::task::spawn_blocking(move || {
-                scan_topic(&cfg, &t, &positions, since, &wanted)
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("recovery scan panicked: {e}"))
-            .and_then(|r| r);
-            match scanned {
+            match self.scan_one(&topic, wanted).await? {
                 Ok(scan) => {
                     self.metrics.recovery_scanned.inc_by(scan.scanned);
                     if scan.capped {
@@ -497,12 +524,7 @@ impl Relay {
                 }
             }
         }
-        if held.topics.is_empty() {
-            held.backoff = HELD_BACKOFF_MIN;
-        } else {
-            held.retry_at = Instant::now() + held.backoff;
-            held.backoff = (held.backoff * 2).min(HELD_BACKOFF_MAX);
-        }
+        held.reschedule();
         self.metrics
             .outbox_held_topics
             .set(held.topics.len() as i64);
@@ -516,6 +538,33 @@ impl Relay {
             "recovered in-flight outbox records"
         );
         Ok(())
+    }
+
+    /// Scans `topic` for the `wanted` rows (`ce_id` → seq) from the positions the store
+    /// recorded. The outer error is the store's; the inner one the scan's (the topic is held).
+    async fn scan_one(
+        &self,
+        topic: &str,
+        wanted: HashMap<String, i64>,
+    ) -> anyhow::Result<anyhow::Result<Scan>> {
+        let t = topic.to_string();
+        let (positions, since) = blocking(&self.store, move |s| {
+            Ok((
+                s.topic_positions(&t)?
+                    .into_iter()
+                    .collect::<HashMap<_, _>>(),
+                s.in_flight_since(&t)?,
+            ))
+        })
+        .await?;
+        let cfg = self.config.clone();
+        let t = topic.to_string();
+        Ok(
+            tokio::task::spawn_blocking(move || scan_topic(&cfg, &t, &positions, since, &wanted))
+                .await
+                .map_err(|e| anyhow::anyhow!("recovery scan panicked: {e}"))
+                .and_then(|r| r),
+        )
     }
 
     /// Puts a `relay.recovery_failed` event on the alerts topic (once per holding).
@@ -539,239 +588,26 @@ impl Relay {
 /// How long recovery waits, when there are in-flight rows, before reading the topics back.
 const RECOVERY_SETTLE: Duration = Duration::from_millis(1500);
 
-/// What a scan of one topic found.
-#[derive(Debug, Default)]
-pub struct Scan {
-    /// The wanted rows found on the topic, with where they sit.
-    pub hits: Vec<Delivered>,
-    /// Records read.
-    pub scanned: u64,
-    /// A partition's range was cut at `recovery_scan_max_records`.
-    pub capped: bool,
-}
-
-/// Where to start reading a partition holding offsets `[low, high)`: the earlier of the time
-/// bound (`by_time`: the first offset at or after the oldest in-flight row's creation minus
-/// the margin) and the position bound (one batch before the highest offset recorded), either
-/// of which may be unknown; never before `low`, never more than `max` records before `high`.
-/// Returns the start and whether `max` cut it.
-pub fn scan_start(
-    low: i64,
-    high: i64,
-    by_time: Option<i64>,
-    by_position: Option<i64>,
-    max: u64,
-) -> (i64, bool) {
-    let bound = match (by_time, by_position) {
-        (Some(t), Some(p)) => t.min(p),
-        (Some(x), None) | (None, Some(x)) => x,
-        (None, None) => low,
-    };
-    let start = bound.clamp(low, high.max(low));
-    let floor = high.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
-    if start < floor {
-        (floor, true)
-    } else {
-        (start, false)
-    }
-}
-
-/// Reads `topic` from each partition's [`scan_start`] to its current end and returns the rows
-/// whose `ce_id` (keys of `wanted`, values their outbox seq) is there. Any doubt is an error
-/// (the caller holds the topic): metadata that names no partition or reports an error, a
-/// failed watermark query, a read that stalls.
-///
-/// The end is not trusted to the high watermark alone: tansu 0.6 reports, until the next
-/// batch arrives, the newest batch's base offset + 1 — a batch of several records looks like
-/// one (`tests/it/broker.rs`). Reading stopped there missed the rest of that batch, exactly
-/// the records a crash leaves in flight, and re-sent them: the duplicate of issue 16. A
-/// partition is done once its position has reached the watermark *and* the consumer has
-/// nothing more buffered (a poll comes back empty): the records of one fetched batch are
-/// queued together, so by then the whole batch holding the watermark's record has been read.
-pub fn scan_topic(
-    cfg: &KafkaConfig,
-    topic: &str,
-    positions: &HashMap<i32, i64>,
-    since: Option<jiff::Timestamp>,
-    wanted: &HashMap<String, i64>,
-) -> anyhow::Result<Scan> {
-    let consumer: BaseConsumer = recovery_consumer_config(cfg).create()?;
-    let md = consumer
-        .fetch_metadata(Some(topic), cfg.request_timeout)
-        .map_err(|e| anyhow::anyhow!("metadata for `{topic}`: {e}"))?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| anyhow::anyhow!("metadata for `{topic}`: the topic is not listed"))?;
-    if let Some(e) = t.error() {
-        anyhow::bail!("metadata for `{topic}`: {:?}", RDKafkaErrorCode::from(e));
-    }
-    if t.partitions().is_empty() {
-        anyhow::bail!("metadata for `{topic}`: no partitions");
-    }
-    if let Some(p) = t.partitions().iter().find(|p| p.error().is_some()) {
-        anyhow::bail!(
-            "metadata for `{topic}` partition {}: {:?}",
-            p.id(),
-            p.error().map(RDKafkaErrorCode::from)
-        );
-    }
-    let partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-    // The time bound: the first offset written at or after the oldest in-flight row's
-    // creation minus the margin. A broker that cannot answer (or answers "none") only loses
-    // the bound, never the scan.
-    let mut by_time: HashMap<i32, i64> = HashMap::new();
-    if let Some(since) = since {
-        let at = since.as_millisecond()
-            - i64::try_from(cfg.recovery_time_margin.as_millis()).unwrap_or(i64::MAX);
-        let mut q = TopicPartitionList::new();
-        for p in &partitions {
-            q.add_partition_offset(topic, *p, Offset::Offset(at.max(0)))?;
-        }
-        match consumer.offsets_for_times(q, cfg.request_timeout) {
-            Ok(tpl) => {
-                for e in tpl.elements() {
-                    if let (Offset::Offset(o), None) = (e.offset(), e.error().err()) {
-                        by_time.insert(e.partition(), o);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(topic, error = %e, "recovery scan: no time bound from the broker")
-            }
-        }
-    }
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    let mut out = Scan::default();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, cfg.request_timeout)
-            .map_err(|e| anyhow::anyhow!("watermarks of `{topic}` partition {p}: {e}"))?;
-        // One batch before the highest offset recorded: an in-flight record can sit below a
-        // delivered one (the highest is a max over all deliveries).
-        let by_position = positions
-            .get(&p)
-            .map(|at| at.saturating_sub(cfg.relay_batch as i64));
-        let (start, capped) = scan_start(
-            low,
-            high,
-            by_time.get(&p).copied(),
-            by_position,
-            cfg.recovery_scan_max_records,
-        );
-        out.capped |= capped;
-        if start < high {
-            tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
-            ends.insert(p, high);
-        }
-    }
-    if ends.is_empty() {
-        return Ok(out);
-    }
-    consumer.assign(&tpl)?;
-    // Progress, not a fixed deadline, decides: a long (bounded) range reads as long as records
-    // come; a read that stops short of the end is an error.
-    let stall = cfg.request_timeout.max(Duration::from_secs(5));
-    let mut progress = Instant::now();
-    let mut last_read: HashMap<i32, i64> = HashMap::new();
-    while !ends.is_empty() {
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            // Offsets past the last record (transaction markers, compaction) are never
-            // delivered: the position says whether the end is reached.
-            if let Ok(pos) = consumer.position() {
-                for e in pos.elements() {
-                    if let Offset::Offset(o) = e.offset()
-                        && ends.get(&e.partition()).is_some_and(|end| o >= *end)
-                    {
-                        ends.remove(&e.partition());
-                    }
-                }
-            }
-            if !ends.is_empty() && progress.elapsed() > stall {
-                anyhow::bail!(
-                    "recovery scan of `{topic}` stalled short of the end of {} partition(s)",
-                    ends.len()
-                );
-            }
-            continue;
-        };
-        let m = m.map_err(|e| anyhow::anyhow!("reading `{topic}`: {e}"))?;
-        let (p, off) = (m.partition(), m.offset());
-        // A record at or below one already read: the consumer went back. tansu answers a
-        // fetch past its last batch as out of range and the consumer resets to the start
-        // (`auto.offset.reset`), which then hands the last batch again — counted as a hit
-        // each time until the cap, the failure of `faults::recovery_scan_is_capped_at_max_records`.
-        // Never count a record twice; past the watermark, going back means the end was read.
-        if let Some(last) = last_read.get(&p).copied()
-            && off <= last
-        {
-            if ends.get(&p).is_some_and(|end| last + 1 >= *end) {
-                ends.remove(&p);
-            } else if progress.elapsed() > stall {
-                anyhow::bail!(
-                    "recovery scan of `{topic}` partition {p} keeps going back to offset {off} short of the end"
-                );
-            }
-            continue;
-        }
-        progress = Instant::now();
-        last_read.insert(p, off);
-        out.scanned += 1;
-        if let Some(h) = m.headers()
-            && let Some(id) = h.iter().find(|h| h.key == "ce_id").and_then(|h| h.value)
-            && let Some(seq) = std::str::from_utf8(id).ok().and_then(|id| wanted.get(id))
-        {
-            out.hits.push(Delivered {
-                seq: *seq,
-                topic: topic.to_string(),
-                partition: p,
-                offset: off,
-            });
-        }
-        // Not done at `off + 1 >= end`: records past `end` in the same batch may follow (see
-        // above); the empty poll decides.
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// With nothing recorded the scan read a partition from its first record: on a topic that
-    /// keeps years of records, a scan that never finished (and a relay that stopped). The start
-    /// is now the earlier of the time and position bounds, and never more than `max` records
-    /// before the end.
     #[test]
-    fn recovery_scan_range_is_bounded_whatever_is_recorded() {
-        // (low, high, by_time, by_position, max) -> (start, capped)
-        let cases = [
-            // Nothing known: from the first record, unless that is more than max back.
-            ((0, 50, None, None, 100), (0, false)),
-            ((0, 5_000_000, None, None, 100_000), (4_900_000, true)),
-            // The time bound alone, the position bound alone, both: the earlier one.
-            (
-                (0, 5_000_000, Some(4_999_990), None, 100_000),
-                (4_999_990, false),
-            ),
-            ((0, 1000, None, Some(900), 100), (900, false)),
-            ((0, 1000, Some(950), Some(900), 100), (900, false)),
-            ((0, 1000, Some(800), Some(900), 1000), (800, false)),
-            // Retention removed the start: from the first record still there.
-            ((700, 1000, Some(10), None, 1000), (700, false)),
-            // A bound past the end (a time with no record after it): nothing to read.
-            ((0, 1000, Some(1000), None, 1000), (1000, false)),
-            ((0, 0, None, None, 10), (0, false)),
-        ];
-        for ((low, high, t, p, max), want) in cases {
-            assert_eq!(
-                scan_start(low, high, t, p, max),
-                want,
-                "{low} {high} {t:?} {p:?} {max}"
-            );
+    fn a_held_topic_is_retried_after_a_doubling_back_off_that_resets_once_nothing_is_held() {
+        let mut held = Held::default();
+        held.topics.insert("t".into());
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let before = Instant::now();
+            let backoff = held.backoff;
+            held.reschedule();
+            assert!(held.retry_at >= before + backoff && !held.due());
+            waits.push(backoff.as_secs());
         }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        held.topics.clear();
+        held.reschedule();
+        assert_eq!(held.backoff, HELD_BACKOFF_MIN);
     }
 
     #[test]

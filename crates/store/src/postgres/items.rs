@@ -7,6 +7,7 @@ use super::rows::{
     CLOCK_COLS, insert_clock, insert_outbox, queue_writeback, row_to_clock, update_clock,
 };
 use super::*;
+use ::postgres::types::Type;
 use petitiond_core::sla::clock::State;
 
 /// Writes one item's rows inside `tx`; nothing when its id is already known.
@@ -14,20 +15,20 @@ fn insert_item(tx: &mut Transaction<'_>, item: &NewItem) -> Result<Recorded, Sto
     let e = &item.envelope;
     let envelope = serde_json::to_string(e)?;
     let stage = serde_json::to_value(e.stage)?;
-    let inserted = tx.execute(
+    let inserted = tx.execute_typed(
         "INSERT INTO items (id, channel, upstream_id, source, received_at, category, stage,
              envelope, upstream_version)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
         &[
-            &e.id.as_str(),
-            &e.channel.as_str(),
-            &e.upstream.id,
-            &e.upstream.source,
-            &e.received_at.to_string(),
-            &e.category.map(|c| c.as_str()),
-            &stage.as_str().unwrap_or("received"),
-            &envelope,
-            &item.version,
+            (&e.id.as_str(), Type::TEXT),
+            (&e.channel.as_str(), Type::TEXT),
+            (&e.upstream.id, Type::TEXT),
+            (&e.upstream.source, Type::TEXT),
+            (&e.received_at.to_string(), Type::TEXT),
+            (&e.category.map(|c| c.as_str()), Type::TEXT),
+            (&stage.as_str().unwrap_or("received"), Type::TEXT),
+            (&envelope, Type::TEXT),
+            (&item.version, Type::TEXT),
         ],
     )?;
     if inserted == 0 {
@@ -35,18 +36,21 @@ fn insert_item(tx: &mut Transaction<'_>, item: &NewItem) -> Result<Recorded, Sto
     }
     let d = &item.decision;
     let classification = e.routing.as_ref().and_then(|r| r.classification.as_ref());
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists,
              decided_at, classification)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
-            &e.id.as_str(),
-            &d.rule_id,
-            &d.rules_version,
-            &d.lead,
-            &serde_json::to_string(&d.assists)?,
-            &d.decided_at.to_string(),
-            &classification.map(serde_json::to_string).transpose()?,
+            (&e.id.as_str(), Type::TEXT),
+            (&d.rule_id, Type::TEXT),
+            (&d.rules_version, Type::TEXT),
+            (&d.lead, Type::TEXT),
+            (&serde_json::to_string(&d.assists)?, Type::TEXT),
+            (&d.decided_at.to_string(), Type::TEXT),
+            (
+                &classification.map(serde_json::to_string).transpose()?,
+                Type::TEXT,
+            ),
         ],
     )?;
     if let Some(c) = classification.filter(|c| c.needs_review) {
@@ -71,21 +75,17 @@ fn insert_item(tx: &mut Transaction<'_>, item: &NewItem) -> Result<Recorded, Sto
         timers.extend(insert_clock(tx, c, *next)?);
     }
     if let Some(p) = &item.person_index {
-        let st = tx.prepare(
+        // One statement for every key.
+        tx.execute_typed(
             "INSERT INTO person_items (person_key, item_id, matter, received_ms)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+             SELECT k, $2, $3, $4 FROM unnest($1::text[]) AS k ON CONFLICT DO NOTHING",
+            &[
+                (&p.person_keys, Type::TEXT_ARRAY),
+                (&e.id.as_str(), Type::TEXT),
+                (&p.matter, Type::TEXT),
+                (&e.received_at.as_millisecond(), Type::INT8),
+            ],
         )?;
-        for k in &p.person_keys {
-            tx.execute(
-                &st,
-                &[
-                    k,
-                    &e.id.as_str(),
-                    &p.matter,
-                    &e.received_at.as_millisecond(),
-                ],
-            )?;
-        }
     }
     queue_writeback(tx, &item.writeback)?;
     Ok(Recorded::New(timers))

@@ -85,12 +85,40 @@ impl std::ops::DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         let mut st = self.pool.lock();
-        match self.client.take() {
-            Some(c) if !c.is_closed() => st.idle.push((c, Instant::now())),
-            _ => st.open -= 1,
-        }
+        let closed = match self.client.take() {
+            Some(c) if !c.is_closed() => {
+                st.idle.push((c, Instant::now()));
+                None
+            }
+            c => {
+                st.open -= 1;
+                c
+            }
+        };
         drop(st);
         self.pool.freed.notify_one();
+        discard(closed.into_iter().collect());
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        discard(st.idle.drain(..).map(|(c, _)| c).collect());
+    }
+}
+
+/// Drops clients where that is allowed: each runs its own small runtime and closing it blocks
+/// on that runtime, which panics on a thread that runs async tasks (the daemon drops its
+/// last store handle there when it stops). There they are closed on a thread of their own.
+fn discard(clients: Vec<Client>) {
+    if clients.is_empty() {
+        return;
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        drop(clients);
+    } else if let Err(e) = std::thread::spawn(move || drop(clients)).join() {
+        tracing::debug!(panic = ?e.type_id(), "closing PostgreSQL connections failed");
     }
 }
 
@@ -172,8 +200,25 @@ impl PgStore {
     }
 
     /// [`PgStore::connect`] with a parsed configuration (tests set `options` to work in their
-    /// own schema).
+    /// own schema). Callable from async code too (the daemon opens its store while building):
+    /// there the connection is made on a thread of its own, since the client's runtime cannot
+    /// start on a thread that runs async tasks.
     pub fn connect_config(
+        config: ::postgres::Config,
+        pool_size: usize,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Self::connect_here(config, pool_size, timeout);
+        }
+        std::thread::scope(|s| {
+            s.spawn(move || Self::connect_here(config, pool_size, timeout))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    fn connect_here(
         mut config: ::postgres::Config,
         pool_size: usize,
         timeout: Duration,

@@ -1,9 +1,12 @@
 //! Row helpers shared by the PostgreSQL modules: instants as stored, clock rows (inserted
 //! with an item or a status event, updated by events and the timer engine), alerts with their
 //! records and mail, outbox rows and queued write-backs, each inside the caller's transaction.
+//! The statements on intake's path are typed (`execute_typed`: parameters with their types,
+//! one round trip, where an untyped statement is prepared first: two).
 
 use super::*;
 use ::postgres::Row;
+use ::postgres::types::Type;
 use petitiond_core::sla::clock::State;
 
 pub(crate) fn ms(t: Option<Timestamp>) -> Option<i64> {
@@ -36,28 +39,28 @@ pub(crate) fn insert_clock(
     c: &Clock,
     next: Option<Timestamp>,
 ) -> Result<Option<Timer>, StoreError> {
-    let row = tx.query_opt(
+    let row = tx.query_typed_opt(
         "INSERT INTO sla_clocks (item_id, clock_id, department, state, started_at, due_at, paused_at,
              extended_days, last_alert_at, next_alert_ms, due_ms, alerted, provisional,
              next_provisional, held_ns)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (item_id, clock_id) DO NOTHING RETURNING id",
         &[
-            &c.item_id,
-            &c.clock_id,
-            &c.department,
-            &c.state.as_str(),
-            &c.started_at.to_string(),
-            &c.due_at.to_string(),
-            &c.paused_at.map(|t| t.to_string()),
-            &i64::from(c.extended_days),
-            &c.last_alert_at.map(|t| t.to_string()),
-            &ms(next),
-            &c.due_at.as_millisecond(),
-            &c.last_alert_at.is_some(),
-            &c.provisional,
-            &next_provisional(c, next),
-            &held_ns(c),
+            (&c.item_id, Type::TEXT),
+            (&c.clock_id, Type::TEXT),
+            (&c.department, Type::TEXT),
+            (&c.state.as_str(), Type::TEXT),
+            (&c.started_at.to_string(), Type::TEXT),
+            (&c.due_at.to_string(), Type::TEXT),
+            (&c.paused_at.map(|t| t.to_string()), Type::TEXT),
+            (&i64::from(c.extended_days), Type::INT8),
+            (&c.last_alert_at.map(|t| t.to_string()), Type::TEXT),
+            (&ms(next), Type::INT8),
+            (&c.due_at.as_millisecond(), Type::INT8),
+            (&c.last_alert_at.is_some(), Type::BOOL),
+            (&c.provisional, Type::BOOL),
+            (&next_provisional(c, next), Type::BOOL),
+            (&held_ns(c), Type::INT8),
         ],
     )?;
     let Some(row) = row else {
@@ -153,9 +156,16 @@ pub(crate) fn insert_outbox(
          VALUES ($1, $2, $3, $4, $5, $6)"
     };
     let headers = serde_json::to_string(&o.headers)?;
-    Ok(tx.execute(
+    Ok(tx.execute_typed(
         sql,
-        &[&item_id, &o.topic, &o.key, &o.ce_id, &headers, &o.payload],
+        &[
+            (&item_id, Type::TEXT),
+            (&o.topic, Type::TEXT),
+            (&o.key, Type::TEXT),
+            (&o.ce_id, Type::TEXT),
+            (&headers, Type::TEXT),
+            (&o.payload, Type::BYTEA),
+        ],
     )?)
 }
 
@@ -216,12 +226,19 @@ pub(crate) fn queue_writeback(
 ) -> Result<usize, StoreError> {
     let mut n = 0;
     for w in rows {
-        n += tx.execute(
+        n += tx.execute_typed(
             "INSERT INTO writeback (item_id, source, kind, value, idem_key, body)
-             SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bytea
+             SELECT $1, $2, $3, $4, $5, $6
              WHERE EXISTS (SELECT 1 FROM items WHERE id = $1 AND source = $2)
              ON CONFLICT DO NOTHING",
-            &[&w.item_id, &w.source, &w.kind, &w.value, &w.key, &w.body],
+            &[
+                (&w.item_id, Type::TEXT),
+                (&w.source, Type::TEXT),
+                (&w.kind, Type::TEXT),
+                (&w.value, Type::TEXT),
+                (&w.key, Type::TEXT),
+                (&w.body, Type::BYTEA),
+            ],
         )? as usize;
     }
     Ok(n)

@@ -60,24 +60,34 @@ fn instances_starting_together_migrate_once() {
     );
 }
 
-/// The synchronous client runs its own runtime: it must work from tokio's blocking pool,
-/// which is how the daemon calls the store (`store::blocking`).
+/// The synchronous client runs its own runtime, which cannot start on a thread that runs
+/// async tasks ("Cannot start a runtime from within a runtime": the daemon panicked at start
+/// and at exit). The store opens from async code (`Application::build`), runs its calls on
+/// tokio's blocking pool (`store::blocking`) and drops on a runtime thread (the daemon's last
+/// handle goes there when it stops).
 #[test]
-fn store_calls_run_on_the_blocking_pool() {
+fn the_store_opens_runs_and_drops_from_async_code() {
     let Some(b) = postgres_store() else { return };
-    let store: Arc<dyn Store> = b.store.clone();
+    let store: Arc<dyn Store> =
+        Arc::new(reopen(b.postgres().unwrap(), 2, Duration::from_secs(5)).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let got = rt.block_on(async {
+    let again = b.postgres().unwrap().config().clone();
+    let got = rt.block_on(async move {
+        // Opening from async code (as `Application::build` does) works too.
+        let opened = PgStore::connect_config(again, 1, Duration::from_secs(5)).unwrap();
+        drop(opened);
         crate::blocking(&store, |s| s.set_cursor("portal", "7"))
             .await
             .unwrap();
-        crate::blocking(&store, |s| s.cursor("portal"))
+        let got = crate::blocking(&store, |s| s.cursor("portal"))
             .await
-            .unwrap()
+            .unwrap();
+        drop(store);
+        got
     });
     assert_eq!(got.as_deref(), Some("7"));
 }
