@@ -2,7 +2,7 @@
 //!
 //! Data flow (see ARCHITECTURE.md): `channels` → `intake` (normalize, dedupe, route) →
 //! `store` (item + outbox in one transaction) → `kafka::relay` (CloudEvents, confirmed
-//! delivery). `config` builds validated settings; `admin` serves health and metrics; `demo`
+//! delivery). `config` composes the validated settings from the sections each component owns; `admin` serves health and metrics; `demo`
 //! runs it all on embedded defaults.
 
 pub mod admin;

@@ -235,6 +235,25 @@ fn no_crate_has_a_module_cycle() {
     }
 }
 
+/// The daemon's modules that may import `config`: the wiring, the commands, the demo, the fuzz
+/// entry points and the store opener, all above it. A component receives its own sections
+/// (ARCHITECTURE.md, "Crates": each component owns its config section).
+const CONFIG_READERS: &[&str] = &["app", "cli", "demo", "fuzzing", "storage"];
+
+#[test]
+fn components_do_not_import_config() {
+    let graph = module_imports(&root().join("src"));
+    let readers: Vec<&String> = graph
+        .iter()
+        .filter(|(m, targets)| targets.contains("config") && !CONFIG_READERS.contains(&m.as_str()))
+        .map(|(m, _)| m)
+        .collect();
+    assert!(
+        readers.is_empty(),
+        "these modules import `config`; give them their own sections instead: {readers:?}"
+    );
+}
+
 /// The longest a function may be, from its `fn` line to its closing brace: past this a reader
 /// holds too much at once, and a name for each step says more than the comments between them.
 const MAX_FUNCTION_LINES: usize = 150;

@@ -1,8 +1,11 @@
 //! Stage one of configuration: the TOML file's shape, as serde sees it.
 //!
 //! Every struct denies unknown fields so a misspelled key is an error, never silently ignored.
-//! Defaults live here, next to the key they belong to. Nothing here checks meaning; that is
-//! `config::validate`.
+//! Defaults live next to the key they belong to: here for `[daemon]`, `[store]`, `[blobs]`,
+//! `[kafka]` and `[[departments]]`, with their component for the sections components own
+//! (`RawChannels`, `RawRouting`, `RawSla`, `RawAlerts`, `RawAdmin`, `RawReplies`, `RawReports`,
+//! `RawCluster`). Nothing here checks meaning; that is `config::validate` and the components'
+//! checks.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
