@@ -19,46 +19,8 @@ pub(super) fn writeback(
         );
         return None;
     }
-    let method = match w.method.to_uppercase().as_str() {
-        "POST" => reqwest::Method::POST,
-        "PUT" => reqwest::Method::PUT,
-        "PATCH" => reqwest::Method::PATCH,
-        other => {
-            v.err(
-                &at("method"),
-                format!("`{other}`: expected POST, PUT or PATCH"),
-            );
-            reqwest::Method::POST
-        }
-    };
-    let path = match &w.path {
-        None => {
-            v.err(
-                &at("path"),
-                "required: where a state is written, e.g. \"/petitions/{id}/status\"",
-            );
-            return None;
-        }
-        Some(p) => {
-            let p = if p.starts_with('/') {
-                p.clone()
-            } else {
-                format!("/{p}")
-            };
-            if p.matches("{id}").count() != 1 {
-                v.err(
-                    &at("path"),
-                    format!("`{p}` must hold `{{id}}` (the item's upstream id) exactly once"),
-                );
-            } else if p.replace("{id}", "").contains(['{', '}', '?', '#']) {
-                v.err(
-                    &at("path"),
-                    format!("`{p}`: `{{id}}` is the only placeholder, and no query or fragment"),
-                );
-            }
-            p
-        }
-    };
+    let method = method(v, &at("method"), &w.method);
+    let path = path(v, &at("path"), w.path.as_deref())?;
     if reqwest::header::HeaderName::from_bytes(w.idempotency_header.as_bytes()).is_err() {
         v.err(
             &at("idempotency_header"),
@@ -75,36 +37,9 @@ pub(super) fn writeback(
             ),
         }
     }
-    let time_format = match w.time_format.as_str() {
-        "rfc3339" => None,
-        f => {
-            let probe = jiff::civil::date(2026, 1, 2)
-                .at(3, 4, 5, 0)
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .ok()
-                .and_then(|z| jiff::fmt::strtime::format(f, &z).ok());
-            if probe.is_none_or(|p| p.is_empty()) {
-                v.err(
-                    &at("time_format"),
-                    format!("`{f}`: expected `rfc3339` or a strftime pattern"),
-                );
-            }
-            Some(f.to_string())
-        }
-    };
+    let time_format = time_format(v, &at("time_format"), &w.time_format);
     if let Some(c) = &w.canonical {
-        if let Some(bad) = unknown_placeholder(c) {
-            v.err(
-                &at("canonical"),
-                format!("unknown placeholder `{{{bad}}}` (known: {KNOWN_PLACEHOLDERS})"),
-            );
-        }
-        if r.auth.as_ref().is_none_or(|a| a.kind != "hmac") {
-            v.err(
-                &at("canonical"),
-                "only for HMAC-signed sources (auth.kind = \"hmac\")",
-            );
-        }
+        canonical(v, &at("canonical"), c, r);
     }
     v.positive(&at("max_attempts"), u64::from(w.max_attempts));
     for (k, n) in [
@@ -116,6 +51,114 @@ pub(super) fn writeback(
     ] {
         v.positive(&at(k), n);
     }
+    let (acknowledged, due, completed, fields) = states_and_fields(v, &at, w);
+    Some(WritebackConfig {
+        method,
+        path,
+        idempotency_header: w.idempotency_header.clone(),
+        due_clocks: w.due_clocks.clone().unwrap_or_default(),
+        completed_on,
+        time_format,
+        canonical: w.canonical.clone(),
+        max_attempts: w.max_attempts.max(1),
+        backoff_initial: Duration::from_millis(w.backoff_initial_ms),
+        backoff_max: Duration::from_millis(w.backoff_max_ms.max(w.backoff_initial_ms)),
+        request_timeout: Duration::from_millis(w.request_timeout_ms),
+        poll_interval: Duration::from_millis(w.poll_interval_ms),
+        requests_per_second: w.requests_per_second.max(1),
+        acknowledged,
+        due,
+        completed,
+        fields,
+    })
+}
+
+/// The write's HTTP method: POST, PUT or PATCH (any case).
+fn method(v: &mut Validator<'_>, at: &str, m: &str) -> reqwest::Method {
+    match m.to_uppercase().as_str() {
+        "POST" => reqwest::Method::POST,
+        "PUT" => reqwest::Method::PUT,
+        "PATCH" => reqwest::Method::PATCH,
+        other => {
+            v.err(at, format!("`{other}`: expected POST, PUT or PATCH"));
+            reqwest::Method::POST
+        }
+    }
+}
+
+/// The write's path: required, made absolute, `{id}` exactly once and no other placeholder,
+/// query or fragment.
+fn path(v: &mut Validator<'_>, at: &str, p: Option<&str>) -> Option<String> {
+    let Some(p) = p else {
+        v.err(
+            at,
+            "required: where a state is written, e.g. \"/petitions/{id}/status\"",
+        );
+        return None;
+    };
+    let p = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    };
+    if p.matches("{id}").count() != 1 {
+        v.err(
+            at,
+            format!("`{p}` must hold `{{id}}` (the item's upstream id) exactly once"),
+        );
+    } else if p.replace("{id}", "").contains(['{', '}', '?', '#']) {
+        v.err(
+            at,
+            format!("`{p}`: `{{id}}` is the only placeholder, and no query or fragment"),
+        );
+    }
+    Some(p)
+}
+
+/// `rfc3339` (`None`), or a strftime pattern that formats a probe time to something.
+fn time_format(v: &mut Validator<'_>, at: &str, f: &str) -> Option<String> {
+    if f == "rfc3339" {
+        return None;
+    }
+    let probe = jiff::civil::date(2026, 1, 2)
+        .at(3, 4, 5, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .and_then(|z| jiff::fmt::strtime::format(f, &z).ok());
+    if probe.is_none_or(|p| p.is_empty()) {
+        v.err(
+            at,
+            format!("`{f}`: expected `rfc3339` or a strftime pattern"),
+        );
+    }
+    Some(f.to_string())
+}
+
+/// The signed string of a write: known placeholders only, and only on an HMAC-signed source.
+fn canonical(v: &mut Validator<'_>, at: &str, c: &str, r: &RawHttpSource) {
+    if let Some(bad) = unknown_placeholder(c) {
+        v.err(
+            at,
+            format!("unknown placeholder `{{{bad}}}` (known: {KNOWN_PLACEHOLDERS})"),
+        );
+    }
+    if r.auth.as_ref().is_none_or(|a| a.kind != "hmac") {
+        v.err(at, "only for HMAC-signed sources (auth.kind = \"hmac\")");
+    }
+}
+
+/// The upstream's words for the three states (blank: not written back; at least one is) and
+/// the body's field names (the state's is required; the due time's while `due` is written).
+fn states_and_fields(
+    v: &mut Validator<'_>,
+    at: &dyn Fn(&str) -> String,
+    w: &RawWriteback,
+) -> (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    WritebackFields,
+) {
     let word = |v: &str| (!v.trim().is_empty()).then(|| v.to_string());
     let states = &w.states;
     let (acknowledged, due, completed) = (
@@ -152,25 +195,7 @@ pub(super) fn writeback(
             "required while states.due is written back",
         );
     }
-    Some(WritebackConfig {
-        method,
-        path,
-        idempotency_header: w.idempotency_header.clone(),
-        due_clocks: w.due_clocks.clone().unwrap_or_default(),
-        completed_on,
-        time_format,
-        canonical: w.canonical.clone(),
-        max_attempts: w.max_attempts.max(1),
-        backoff_initial: Duration::from_millis(w.backoff_initial_ms),
-        backoff_max: Duration::from_millis(w.backoff_max_ms.max(w.backoff_initial_ms)),
-        request_timeout: Duration::from_millis(w.request_timeout_ms),
-        poll_interval: Duration::from_millis(w.poll_interval_ms),
-        requests_per_second: w.requests_per_second.max(1),
-        acknowledged,
-        due,
-        completed,
-        fields,
-    })
+    (acknowledged, due, completed, fields)
 }
 
 /// Resolves each source's write-back `due_clocks` against the validated clocks: named ones
