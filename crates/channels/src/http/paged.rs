@@ -44,62 +44,30 @@ pub(super) async fn poll(
     };
     let overlap = SignedDuration::try_from(ch.config.overlap).unwrap_or_default();
     let after = ctx.cursor.watermark - overlap;
-    let format_after = |t: jiff::Timestamp| match updated_after_format {
-        None => t.to_string(),
-        Some(fmt) => t.to_zoned(ch.tz.clone()).strftime(fmt).to_string(),
+    let mut walk = Walk {
+        pagination,
+        updated_after_param: updated_after_param.as_deref(),
+        format: updated_after_format.as_deref(),
+        tz: &ch.tz,
+        base: query.clone(),
+        anchor: after,
+        url: ch.url(path)?,
+        page_no: match pagination {
+            Pagination::Page { first_page, .. } => *first_page,
+            _ => 0,
+        },
+        token: None,
     };
-    let mut base: Vec<(String, String)> = query.clone();
     if let Some(p) = updated_after_param {
-        base.push((p.clone(), format_after(after)));
+        let a = walk.format_after(after);
+        walk.base.push((p.clone(), a));
     }
-    // Page numbers walk on time anchors where the API filters by time (see `next_page`).
-    let mut anchor = after;
-    let mut url = ch.url(path)?;
-    let mut page_no = match pagination {
-        Pagination::Page { first_page, .. } => *first_page,
-        _ => 0,
-    };
-    let mut token: Option<String> = None;
     let mut handed = 0;
     for n in 0..MAX_PAGES {
-        let mut q = base.clone();
-        match pagination {
-            Pagination::Page {
-                page_param,
-                size_param,
-                page_size,
-                ..
-            } => {
-                q.push((page_param.clone(), page_no.to_string()));
-                q.push((size_param.clone(), page_size.to_string()));
-            }
-            Pagination::Cursor {
-                cursor_param,
-                size_param,
-                page_size,
-                ..
-            } => {
-                if let Some(t) = &token {
-                    q.push((cursor_param.clone(), t.clone()));
-                }
-                q.push((size_param.clone(), page_size.to_string()));
-            }
-            Pagination::Link {
-                size_param,
-                page_size,
-            } => {
-                if n == 0 {
-                    q.push((size_param.clone(), page_size.to_string()));
-                } else {
-                    // The next link carries its own query (signed with it by the client).
-                    q.clear();
-                }
-            }
-        }
         let req = Req {
             method: method.clone(),
-            url: url.clone(),
-            query: q,
+            url: walk.url.clone(),
+            query: walk.query(n),
             purpose: Purpose::Page,
             max_body: ch.config.max_body_bytes,
             body: None,
@@ -114,7 +82,11 @@ pub(super) async fn poll(
             .await?;
         let count = records.len();
         handed += count;
-        let label = format!("{}{}", url.path(), page_label(pagination, page_no, n));
+        let label = format!(
+            "{}{}",
+            walk.url.path(),
+            page_label(pagination, walk.page_no, n)
+        );
         let result = ch
             .handle_page(f, stop, ctx, &label, records, TimeKey::Updated)
             .await?;
@@ -133,15 +105,93 @@ pub(super) async fn poll(
         if let Some(t) = result.latest {
             ch.advance(ctx, run, t).await?;
         }
-        // Where next?
-        match pagination {
+        if !walk.next(f, &resp, count, result.bounds)? {
+            break;
+        }
+    }
+    Ok(handed)
+}
+
+/// Where a walk over the pages stands: the query every page carries, the time anchor, the URL
+/// and the pagination's position (page number, cursor token, or the next link's URL).
+struct Walk<'a> {
+    pagination: &'a Pagination,
+    updated_after_param: Option<&'a str>,
+    format: Option<&'a str>,
+    tz: &'a jiff::tz::TimeZone,
+    base: Vec<(String, String)>,
+    anchor: jiff::Timestamp,
+    url: reqwest::Url,
+    page_no: u32,
+    token: Option<String>,
+}
+
+impl Walk<'_> {
+    /// `updated_after` as the API wants it: RFC 3339, or the configured strftime pattern in
+    /// the office's zone.
+    fn format_after(&self, t: jiff::Timestamp) -> String {
+        match self.format {
+            None => t.to_string(),
+            Some(fmt) => t.to_zoned(self.tz.clone()).strftime(fmt).to_string(),
+        }
+    }
+
+    /// The `n`th page's query: the base, and where the pagination stands.
+    fn query(&self, n: usize) -> Vec<(String, String)> {
+        let mut q = self.base.clone();
+        match self.pagination {
+            Pagination::Page {
+                page_param,
+                size_param,
+                page_size,
+                ..
+            } => {
+                q.push((page_param.clone(), self.page_no.to_string()));
+                q.push((size_param.clone(), page_size.to_string()));
+            }
+            Pagination::Cursor {
+                cursor_param,
+                size_param,
+                page_size,
+                ..
+            } => {
+                if let Some(t) = &self.token {
+                    q.push((cursor_param.clone(), t.clone()));
+                }
+                q.push((size_param.clone(), page_size.to_string()));
+            }
+            Pagination::Link {
+                size_param,
+                page_size,
+            } => {
+                if n == 0 {
+                    q.push((size_param.clone(), page_size.to_string()));
+                } else {
+                    // The next link carries its own query (signed with it by the client).
+                    q.clear();
+                }
+            }
+        }
+        q
+    }
+
+    /// Moves to the next page after one of `count` records (whose update times spanned
+    /// `bounds`); `false` when the walk is over.
+    fn next(
+        &mut self,
+        f: &Fetcher,
+        resp: &super::client::Resp,
+        count: usize,
+        bounds: Option<(jiff::Timestamp, jiff::Timestamp)>,
+    ) -> Result<bool, PollError> {
+        match self.pagination {
             Pagination::Page {
                 page_size,
                 first_page,
                 ..
             } => {
                 if count < *page_size as usize || count == 0 {
-                    break;
+                    return Ok(false);
                 }
                 // An offset is not a position: a record before it that is updated mid-walk
                 // moves to the end and every later one shifts back, so `page + 1` would
@@ -150,19 +200,19 @@ pub(super) async fn poll(
                 // latest time read (one second back: ties at it, and servers with
                 // one-second resolution, are read again and recognised). Only a page whose
                 // records all lie within that second steps to the next page number.
-                let re_anchor = result
-                    .bounds
+                let re_anchor = bounds
                     .map(|(_, hi)| hi - SignedDuration::from_secs(1))
-                    .filter(|a| *a > anchor);
-                match (updated_after_param, re_anchor) {
+                    .filter(|a| *a > self.anchor);
+                match (self.updated_after_param, re_anchor) {
                     (Some(p), Some(a)) => {
-                        anchor = a;
-                        if let Some(v) = base.iter_mut().find(|(k, _)| k == p) {
-                            v.1 = format_after(a);
+                        self.anchor = a;
+                        let formatted = self.format_after(a);
+                        if let Some(v) = self.base.iter_mut().find(|(k, _)| k == p) {
+                            v.1 = formatted;
                         }
-                        page_no = *first_page;
+                        self.page_no = *first_page;
                     }
-                    _ => page_no += 1,
+                    _ => self.page_no += 1,
                 }
             }
             Pagination::Cursor {
@@ -176,10 +226,10 @@ pub(super) async fn poll(
                     serde_json::Value::Number(n) => Some(n.to_string()),
                     _ => None,
                 });
-                if next.is_none() || next == token || count == 0 {
-                    break;
+                if next.is_none() || next == self.token || count == 0 {
+                    return Ok(false);
                 }
-                token = next;
+                self.token = next;
             }
             Pagination::Link { .. } => {
                 let next = resp
@@ -188,11 +238,13 @@ pub(super) async fn poll(
                     .iter()
                     .filter_map(|v| v.to_str().ok())
                     .find_map(next_link);
-                let Some(next) = next else { break };
+                let Some(next) = next else {
+                    return Ok(false);
+                };
                 if count == 0 {
-                    break;
+                    return Ok(false);
                 }
-                let Ok(next) = url.join(&next) else {
+                let Ok(next) = self.url.join(&next) else {
                     return Err(PollError::Other(anyhow::anyhow!(
                         "Link rel=\"next\" is not a URL"
                     )));
@@ -204,11 +256,11 @@ pub(super) async fn poll(
                     )));
                 }
                 // The next URL's query replaces ours.
-                url = next;
+                self.url = next;
             }
         }
+        Ok(true)
     }
-    Ok(handed)
 }
 
 fn page_label(p: &Pagination, page_no: u32, n: usize) -> String {
