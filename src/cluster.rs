@@ -246,12 +246,20 @@ impl Supervisor {
                         }
                     }
                     Some(LeaseChange::Revoking { units, stopped }) => {
+                        // Every revoked unit stops and the revocation is acknowledged even
+                        // when one of them failed; then the failure stops the rest.
+                        let mut failed = None;
                         for unit in &units {
-                            if let Some(r) = running.remove(unit) {
-                                self.stop(unit, r, "revoked").await?;
+                            if let Some(r) = running.remove(unit)
+                                && let Err(e) = self.stop(unit, r, "revoked").await
+                            {
+                                failed.get_or_insert(e);
                             }
                         }
                         let _ = stopped.send(());
+                        if let Some(e) = failed {
+                            break Err(e);
+                        }
                     }
                 },
                 _ = check.tick() => {
@@ -571,6 +579,63 @@ mod tests {
     }
 
     /// Any other unit failure is the daemon's: the supervisor stops every unit and returns it.
+    /// A unit that fails while it is revoked: the revocation is still acknowledged (the
+    /// group is not held up), the other revoked unit stops, and the supervisor then ends with
+    /// the failure after stopping the rest.
+    #[tokio::test]
+    async fn a_unit_failing_as_it_is_revoked_still_lets_the_revocation_complete() {
+        let (_d, store) = store();
+        let log: Log = Default::default();
+        let mut units = Units::default();
+        let l = log.clone();
+        units.add(
+            "hotline",
+            Box::new(move |_lease, stop| {
+                let l = l.clone();
+                Box::pin(async move {
+                    l.lock().unwrap().push("start hotline".into());
+                    stop.cancelled().await;
+                    Err(anyhow::anyhow!("flush failed"))
+                })
+            }),
+        );
+        units.add("portal", unit("portal", &log, None));
+        units.add("mailbox", unit("mailbox", &log, None));
+        let (sup, ownership, _metrics) = supervisor(store, units);
+        let (tx, rx) = unbounded_channel();
+        let run = tokio::spawn(sup.run(rx, CancellationToken::new()));
+        tx.send(LeaseChange::Acquired(vec![
+            "hotline".into(),
+            "portal".into(),
+            "mailbox".into(),
+        ]))
+        .unwrap();
+        eventually("all started", || log.lock().unwrap().len() == 3).await;
+        let (ack, acked) = std::sync::mpsc::sync_channel(1);
+        tx.send(LeaseChange::Revoking {
+            units: vec!["hotline".into(), "portal".into()],
+            stopped: ack,
+        })
+        .unwrap();
+        let acked = tokio::task::spawn_blocking(move || acked.recv_timeout(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(acked.is_ok(), "a failing unit held the revocation up");
+        let err = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the supervisor did not stop")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unit `hotline` failed"),
+            "{err:#}"
+        );
+        let log = log.lock().unwrap();
+        assert!(log.contains(&"stop portal".to_string()), "{log:?}");
+        assert!(log.contains(&"stop mailbox".to_string()), "{log:?}");
+        assert!(ownership.owned().is_empty());
+    }
+
     #[tokio::test]
     async fn a_failed_unit_stops_the_supervisor_with_its_error() {
         let (_d, store) = store();
