@@ -29,21 +29,8 @@ fn owners_table(out: &mut String, owners: &[OwnerView]) {
     out.push_str("</tbody></table></section>");
 }
 
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// HTML-escapes text for element content and quoted attribute values (the report's escaper).
+pub use crate::report::render::escape as esc;
 
 /// `2026-03-02T09:30:00+08:00` → `2026-03-02 09:30:00` (the zone is stated once on the page).
 fn shown(rfc3339: &str) -> String {
