@@ -1,10 +1,10 @@
-//! Opens the store the config names (`[store]`): SQLite with blobs in a directory (the
-//! embedded default), or PostgreSQL with blobs in the same database (several instances).
+//! Opens the store the config names (`[store]`): SQLite with raw records in its database and
+//! larger blobs in a directory (the embedded default), or PostgreSQL with blobs in the same database (several instances).
 //! The one place the daemon and every command open it.
 
 use crate::config::{StoreBackend, StoreConfig};
-use crate::store::blobs::{BlobStore, FsBlobStore};
-use crate::store::{PgBlobStore, PgStore, SqliteStore, Store};
+use crate::store::blobs::BlobStore;
+use crate::store::{PgBlobStore, PgStore, SqliteBlobStore, SqliteStore, Store};
 use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,14 +32,15 @@ fn open(config: &StoreConfig) -> anyhow::Result<Opened> {
     }
 }
 
-/// The store and the blob store of `config`; `blobs_dir` holds SQLite's blobs (files).
+/// The store and the blob store of `config`; `blobs_dir` holds SQLite's file blobs (scans,
+/// mails, quarantined bytes, large attachments; raw records are rows of the database).
 pub fn open_store(
     config: &StoreConfig,
     blobs_dir: &Path,
 ) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn BlobStore>)> {
     Ok(match open(config)? {
         Opened::Sqlite(store) => {
-            let blobs = FsBlobStore::open(blobs_dir)
+            let blobs = SqliteBlobStore::open(store.clone(), blobs_dir)
                 .with_context(|| format!("opening blob store {}", blobs_dir.display()))?;
             (store, Arc::new(blobs))
         }

@@ -13,7 +13,7 @@ pub use self::postgres::{PgBlobStore, PgStore};
 pub use board::{
     BoardAlert, BoardClock, BoardCount, BoardData, BoardQuery, BoardReview, ClockSummary, Summary,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteBlobStore, SqliteStore};
 
 use petitiond_core::envelope::Envelope;
 use petitiond_core::sla::clock::Clock;

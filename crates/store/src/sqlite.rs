@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod blobs;
 mod board;
 mod clocks;
 mod items;
@@ -27,6 +28,8 @@ mod report;
 mod status;
 mod writeback;
 
+pub use blobs::SqliteBlobStore;
+
 pub struct SqliteStore {
     // One connection: SQLite has one writer at a time; a pool would only add lock waits.
     conn: Mutex<Connection>,
@@ -35,6 +38,8 @@ pub struct SqliteStore {
     read: Mutex<Connection>,
     // Tells the checkpoint thread to stop when the store is dropped.
     stop: Arc<AtomicBool>,
+    // The database file (its `-wal` is fsynced by the blob store's `sync`).
+    path: PathBuf,
 }
 
 impl Drop for SqliteStore {
@@ -65,6 +70,9 @@ type SupplementRecords<'a> = dyn FnMut(&[Clock]) -> Vec<NewOutbox> + 'a;
 /// Each connection's page cache: up to 64 MiB (`PRAGMA cache_size` in KiB when negative).
 const CACHE_SIZE: i64 = -65536;
 
+/// Prepared statements each connection keeps.
+const STATEMENT_CACHE: usize = 128;
+
 impl SqliteStore {
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         let io = |e: std::io::Error| {
@@ -88,6 +96,10 @@ impl SqliteStore {
         // touches, more than SQLite's 64 KiB in-memory spill size) went to a temporary file
         // created, written and unlinked per item. Journals of one transaction fit in memory.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Every statement of an item's transaction is prepared once (`prepare_cached`): parsing
+        // them per item was a tenth of intake's instructions (BENCHMARKS.md). rusqlite keeps 16
+        // by default; the writer runs more distinct statements than that.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Migrations::from_slice(migrations::MIGRATIONS).to_latest(&mut conn)?;
         let read = Connection::open_with_flags(
             path,
@@ -109,6 +121,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             read: Mutex::new(read),
             stop,
+            path: path.to_path_buf(),
         })
     }
 

@@ -13,9 +13,8 @@ pub(super) fn insert_item(
 ) -> Result<Recorded, StoreError> {
     let e = &item.envelope;
     let envelope = serde_json::to_string(e)?;
-    let inserted = tx.execute(
-            "INSERT OR IGNORE INTO items (id, channel, upstream_id, source, received_at, category, stage, envelope, upstream_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    let inserted = tx.prepare_cached("INSERT OR IGNORE INTO items (id, channel, upstream_id, source, received_at, category, stage, envelope, upstream_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?.execute(
             params![
                 e.id.as_str(),
                 e.channel.as_str(),
@@ -38,9 +37,8 @@ pub(super) fn insert_item(
         .and_then(|r| r.classification.as_ref())
         .map(serde_json::to_string)
         .transpose()?;
-    tx.execute(
-            "INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at, classification)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    tx.prepare_cached("INSERT INTO routing_decisions (item_id, rule_id, rules_version, lead, assists, decided_at, classification)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
             params![
                 e.id.as_str(),
                 d.rule_id,
@@ -57,20 +55,19 @@ pub(super) fn insert_item(
         .and_then(|r| r.classification.as_ref())
         .filter(|c| c.needs_review)
     {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR REPLACE INTO review_queue (item_id, lead, decided_ms, classification)
                  VALUES (?1, ?2, ?3, ?4)",
-            params![
-                e.id.as_str(),
-                d.lead,
-                d.decided_at.as_millisecond(),
-                serde_json::to_string(c)?
-            ],
-        )?;
+        )?
+        .execute(params![
+            e.id.as_str(),
+            d.lead,
+            d.decided_at.as_millisecond(),
+            serde_json::to_string(c)?
+        ])?;
     }
     for o in &item.outbox {
-        tx.execute(
-                "INSERT INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        tx.prepare_cached("INSERT INTO outbox (item_id, topic, msg_key, ce_id, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(
                 params![e.id.as_str(), o.topic, o.key, o.ce_id, serde_json::to_string(&o.headers)?, o.payload],
             )?;
     }
@@ -231,11 +228,8 @@ pub(super) fn item_state(
 ) -> Result<Option<(Envelope, Option<String>)>, StoreError> {
     let row: Option<(String, Option<String>)> = store
         .conn()
-        .query_row(
-            "SELECT envelope, upstream_version FROM items WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT envelope, upstream_version FROM items WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(match row {
         Some((j, v)) => Some((serde_json::from_str(&j)?, v)),
@@ -246,11 +240,8 @@ pub(super) fn item_state(
 pub(super) fn item_version(store: &SqliteStore, id: &str) -> Result<Option<String>, StoreError> {
     Ok(store
         .conn()
-        .query_row(
-            "SELECT upstream_version FROM items WHERE id = ?1",
-            [id],
-            |r| r.get::<_, Option<String>>(0),
-        )
+        .prepare_cached("SELECT upstream_version FROM items WHERE id = ?1")?
+        .query_row([id], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
 }

@@ -338,4 +338,14 @@ CREATE TABLE leases (
 ALTER TABLE cursors ADD COLUMN epoch INTEGER;
 "#,
     ),
+    // v16: raw upstream records (and small attachments) as rows instead of a file each
+    // (`sqlite/blobs.rs`): the B-tree is the blobs' persisted index.
+    M::up(
+        r#"
+CREATE TABLE blobs (
+    sha256 TEXT PRIMARY KEY,
+    bytes BLOB NOT NULL
+);
+"#,
+    ),
 ];
