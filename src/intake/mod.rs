@@ -41,12 +41,12 @@ use crate::sla::SlaInputs;
 use crate::sla::config::SlaConfig;
 use crate::store::blobs::BlobStore;
 use crate::store::{
-    ItemUpdate, NewItem, Quarantined, Recorded, Store, Supplement, Timer, blocking,
+    ItemState, ItemUpdate, NewItem, Quarantined, Recorded, Store, Supplement, Timer, blocking,
 };
 use petitiond_core::envelope::Envelope;
 use petitiond_core::sla::clock::Clock;
 use petitiond_core::sla::policy::Trigger;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::Instrument;
@@ -62,11 +62,17 @@ type Reply = oneshot::Sender<anyhow::Result<Disposition>>;
 /// is answered before its commit. Items whose handling needs the store to know an item of the
 /// group (the same id again — an update or a re-read — or the same petitioner, for linking)
 /// flush the group first, so the store sees every earlier item, as one-at-a-time intake did.
+///
+/// `known`: the stored state of the batch's records read in one store call before the batch
+/// is handled ([`Intake::prefetch`]); each entry is taken once, by the one record of the
+/// batch with that id (ids seen twice in a batch are not prefetched: the second must see
+/// what the first did).
 #[derive(Default)]
 struct Group {
     staged: Vec<(Staged, Reply)>,
     ids: HashSet<String>,
     person_keys: HashSet<String>,
+    known: HashMap<String, Option<ItemState>>,
 }
 
 /// A new item ready to commit, and what to count and wake once it is durable.
@@ -179,22 +185,58 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Takes what is waiting (up to [`MAX_GROUP`] new items, never waiting for more: a lone
-    /// item is committed at once) and commits the group in one transaction.
+    /// Takes what is waiting (up to [`MAX_GROUP`] records, never waiting for more: a lone
+    /// item is committed at once), reads their stored states in one call and commits the
+    /// new items in one transaction.
     pub async fn run(self, mut rx: mpsc::Receiver<Incoming>) -> anyhow::Result<()> {
         let mut group = Group::default();
         while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            while let Some(inc) = next.take() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(inc) => batch.push(inc),
+                    Err(_) => break,
+                }
+            }
+            group.known = self.prefetch(&batch).await;
+            for inc in batch {
                 self.take(&mut group, inc).await;
-                if group.staged.len() < MAX_GROUP {
-                    next = rx.try_recv().ok();
+                if group.staged.len() >= MAX_GROUP {
+                    self.flush(&mut group).await;
                 }
             }
             self.flush(&mut group).await;
         }
         tracing::info!("intake drained");
         Ok(())
+    }
+
+    /// The stored state of every upstream record in `batch` whose id occurs once in it, in
+    /// one store call (one per record before). A failure reads nothing: each record then asks
+    /// on its own and meets the error there.
+    async fn prefetch(&self, batch: &[Incoming]) -> HashMap<String, Option<ItemState>> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for inc in batch {
+            if let Payload::Record { envelope, .. } = &inc.payload {
+                *seen.entry(envelope.id.to_string()).or_default() += 1;
+            }
+        }
+        let ids: Vec<String> = seen
+            .into_iter()
+            .filter(|(_, n)| *n == 1)
+            .map(|(id, _)| id)
+            .collect();
+        if ids.is_empty() {
+            return HashMap::new();
+        }
+        let read = ids.clone();
+        match blocking(&self.store, move |s| s.item_states(&read)).await {
+            Ok(states) => ids.into_iter().zip(states).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the batch's items at once; one by one");
+                HashMap::new()
+            }
+        }
     }
 
     /// One incoming record: answered now (quarantine, update, duplicate, error) or staged in
@@ -474,7 +516,10 @@ impl Intake {
             // Its earlier version is in the group: the store must know it to tell an update.
             self.flush(g).await;
         }
-        let known = blocking(&self.store, move |s| s.item_state(&id)).await?;
+        let known = match g.known.remove(&id) {
+            Some(state) => state,
+            None => blocking(&self.store, move |s| s.item_state(&id)).await?,
+        };
         let Some((old, old_version)) = known else {
             return self.record(g, env, Some(version)).await;
         };

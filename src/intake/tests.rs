@@ -1057,3 +1057,64 @@ async fn the_same_id_twice_in_one_group_is_recorded_once() {
         "{m}"
     );
 }
+
+/// The batch's stored states are read in one call; an id the batch holds twice is left out,
+/// so its second record reads what the first one wrote.
+#[tokio::test]
+async fn a_batch_reads_its_known_items_at_once_but_not_an_id_it_holds_twice() {
+    let h = harness(None, "");
+    let known = item(Channel::Portal, "known", 0, "13900004444", WAGES);
+    h.record(known.clone()).await;
+    let fresh = item(Channel::Portal, "fresh", 0, "13900005555", WAGES);
+    let twice = item(Channel::Portal, "twice", 0, "13900006666", WAGES);
+    let batch: Vec<Incoming> = [&known, &fresh, &twice, &twice]
+        .into_iter()
+        .map(|env| Incoming {
+            source: "test".into(),
+            reference: env.upstream.id.clone(),
+            payload: Payload::Record {
+                envelope: Box::new(env.clone()),
+                version: "v1".into(),
+            },
+            done: oneshot::channel().0,
+        })
+        .collect();
+    let states = h.intake.prefetch(&batch).await;
+    assert_eq!(states.len(), 2, "{:?}", states.keys().collect::<Vec<_>>());
+    let (stored, version) = states[known.id.as_str()].clone().expect("known");
+    assert_eq!(stored.id, known.id);
+    assert_eq!(version.as_deref(), Some("v1"));
+    assert!(states[fresh.id.as_str()].is_none(), "not stored yet");
+    assert!(!states.contains_key(twice.id.as_str()));
+}
+
+/// Prefetched states answer as the one-by-one reads did: a known item at its version is a
+/// duplicate, at a new version an update, a new one is recorded — all waiting in one batch.
+#[tokio::test]
+async fn known_items_in_a_batch_are_told_apart_by_their_prefetched_version() {
+    let h = harness(None, "");
+    let same = item(Channel::Portal, "same", 0, "13900007777", WAGES);
+    let moved = item(Channel::Portal, "moved", 0, "13900008888", WAGES);
+    h.record(same.clone()).await;
+    h.record(moved.clone()).await;
+    let mut changed = moved.clone();
+    changed.request.content = Personal::new(format!("{WAGES}补充：拖欠五个月。"));
+    let new = item(Channel::Portal, "new", 0, "13900009999", WAGES);
+    let ids = [
+        same.id.to_string(),
+        moved.id.to_string(),
+        new.id.to_string(),
+    ];
+    let (answers, _, rest) = run_queued(h, vec![(same, "v1"), (changed, "v2"), (new, "v1")]).await;
+    assert_eq!(
+        answers,
+        [
+            Disposition::Duplicate(ids[0].clone()),
+            Disposition::Updated(ids[1].clone()),
+            Disposition::Recorded(ids[2].clone()),
+        ]
+    );
+    let (stored, version) = rest.store.item_state(&ids[1]).unwrap().unwrap();
+    assert_eq!(version.as_deref(), Some("v2"));
+    assert!(stored.request.content.expose().contains("五个月"));
+}

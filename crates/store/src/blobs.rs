@@ -32,6 +32,14 @@ impl BlobRef {
     }
 }
 
+/// The reference `bytes` have in every blob store (their SHA-256), without storing them.
+pub fn reference(bytes: &[u8]) -> BlobRef {
+    BlobRef {
+        sha256: hex::encode(Sha256::digest(bytes)),
+        size: bytes.len() as u64,
+    }
+}
+
 pub trait BlobStore: Send + Sync + 'static {
     /// Writes a blob durably (fsynced before it returns).
     fn put(&self, bytes: &[u8]) -> std::io::Result<BlobRef>;
@@ -39,6 +47,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// reference to it must call `sync` first.
     fn put_unsynced(&self, bytes: &[u8]) -> std::io::Result<BlobRef> {
         self.put(bytes)
+    }
+    /// [`BlobStore::put_unsynced`] of each blob, in order: a page of records writes once.
+    fn put_unsynced_many(&self, blobs: &[Vec<u8>]) -> std::io::Result<Vec<BlobRef>> {
+        blobs.iter().map(|b| self.put_unsynced(b)).collect()
     }
     /// Makes every blob written before the call durable.
     fn sync(&self) -> std::io::Result<()> {
@@ -192,10 +204,7 @@ pub struct DryRunBlobStore;
 
 impl BlobStore for DryRunBlobStore {
     fn put(&self, bytes: &[u8]) -> std::io::Result<BlobRef> {
-        Ok(BlobRef {
-            sha256: hex::encode(Sha256::digest(bytes)),
-            size: bytes.len() as u64,
-        })
+        Ok(reference(bytes))
     }
 
     fn put_file(&self, path: &Path) -> std::io::Result<BlobRef> {

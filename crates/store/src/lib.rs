@@ -92,6 +92,9 @@ pub struct NewOutbox {
 
 pub use petitiond_core::routing::Decision;
 
+/// An item's stored envelope and upstream version ([`Store::item_state`]).
+pub type ItemState = (Envelope, Option<String>);
+
 /// An item with everything that must become durable with it, in one transaction.
 #[derive(Debug, Clone)]
 pub struct NewItem {
@@ -503,8 +506,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<String>, StoreError>;
     /// The stored envelope of an item and its upstream version.
     fn item_state(&self, id: &str) -> Result<Option<(Envelope, Option<String>)>, StoreError>;
+    /// [`Store::item_state`] of each id, in order: a batch of records asks once.
+    fn item_states(&self, ids: &[String]) -> Result<Vec<Option<ItemState>>, StoreError> {
+        ids.iter().map(|id| self.item_state(id)).collect()
+    }
     /// The upstream version of an item, if the item is known and has one.
     fn item_version(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// [`Store::item_version`] of each id, in order: a page of records asks once.
+    fn item_versions(&self, ids: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        ids.iter().map(|id| self.item_version(id)).collect()
+    }
     /// Records an upstream update (see [`ItemUpdate`]); `false` when the version moved meanwhile.
     fn record_update(&self, u: &ItemUpdate) -> Result<bool, StoreError>;
     /// Records an upstream update that supplied what an incomplete item lacked: as

@@ -178,8 +178,16 @@ impl Store for SqliteStore {
         items::item_state(self, id)
     }
 
+    fn item_states(&self, ids: &[String]) -> Result<Vec<Option<ItemState>>, StoreError> {
+        items::item_states(self, ids)
+    }
+
     fn item_version(&self, id: &str) -> Result<Option<String>, StoreError> {
         items::item_version(self, id)
+    }
+
+    fn item_versions(&self, ids: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        items::item_versions(self, ids)
     }
 
     fn record_update(&self, u: &ItemUpdate) -> Result<bool, StoreError> {

@@ -8,10 +8,10 @@ use jiff::Timestamp;
 use petitiond_channels::http::client::{FetchError, Fetcher, Req};
 use petitiond_channels::http::*;
 use petitiond_metrics::Metrics;
+use petitiond_store::SqliteBlobStore;
 use petitiond_store::SqliteStore;
 use petitiond_store::Store;
 use petitiond_store::blobs::BlobStore;
-use petitiond_store::blobs::FsBlobStore;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,7 +67,9 @@ impl H {
         );
         let db = dir.path().join("p.db");
         let store = Arc::new(SqliteStore::open(&db, Duration::from_secs(5)).unwrap());
-        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&dir.path().join("b")).unwrap());
+        // The daemon's blob store on SQLite: raw records are rows of the same database.
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(SqliteBlobStore::open(store.clone(), &dir.path().join("b")).unwrap());
         let metrics = Metrics::new();
         let (tx, rx) = mpsc::channel(64);
         let (timers, _timers_rx) = mpsc::unbounded_channel();
@@ -382,12 +384,22 @@ async fn an_upstream_change_is_an_update_not_a_new_item() {
     let env = h.store.item_envelope(id.as_str()).unwrap().unwrap();
     assert_eq!(env.upstream.status.as_deref(), Some("closed"));
     assert!(env.routing.is_some(), "routing kept");
-    // The same version again: nothing more.
+    // Every version's raw bytes are kept, written with their page, and readable by claim.
+    assert_eq!(
+        h.count("SELECT COUNT(*) FROM blobs"),
+        4,
+        "3 records + 1 new version"
+    );
+    let raw = env.upstream.raw_ref.strip_prefix("sha256:").unwrap();
+    let bytes: serde_json::Value = serde_json::from_slice(&h.ch.blobs.get(raw).unwrap()).unwrap();
+    assert_eq!(bytes["status"], "closed");
+    // The same version again: nothing more, not even its raw bytes.
     h.poll().await.unwrap();
     assert_eq!(
         h.count("SELECT COUNT(*) FROM outbox WHERE headers LIKE '%item.updated.v1%'"),
         1
     );
+    assert_eq!(h.count("SELECT COUNT(*) FROM blobs"), 4);
 }
 
 #[tokio::test]

@@ -5,20 +5,33 @@
 
 use super::*;
 
+/// A fetched record once mapped, before the store is asked anything about it.
+pub(super) enum Mapping {
+    /// Answered already (a rejection: it does not map).
+    Done(Prepared),
+    Mapped {
+        reference: String,
+        m: Box<Mapped>,
+        time: Option<Timestamp>,
+        bound: Option<Timestamp>,
+    },
+}
+
+impl Mapping {
+    /// The item id a mapped record will have.
+    pub(super) fn id(&self, channel: petitiond_core::envelope::Channel) -> Option<String> {
+        match self {
+            Mapping::Mapped { m, .. } => {
+                Some(petitiond_core::envelope::ItemId::derive(channel, &m.upstream_id).to_string())
+            }
+            Mapping::Done(_) => None,
+        }
+    }
+}
+
 impl HttpChannel {
-    /// One record → what intake gets (an envelope with its version, or a rejection), or held
-    /// back because an attachment failed for now.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn prepare(
-        &self,
-        f: &Fetcher,
-        stop: &CancellationToken,
-        ctx: &PollCtx,
-        page: &str,
-        i: usize,
-        raw: &RawValue,
-        key: TimeKey,
-    ) -> Result<Prepared, PollError> {
+    /// Maps one record (no I/O): a rejection is answered at once, with its reference.
+    pub(super) fn map(&self, page: &str, i: usize, raw: &RawValue, key: TimeKey) -> Mapping {
         // The item boundary (as in intake): a panic while mapping one record quarantines it.
         let (mapping, tz, max) = (&self.config.mapping, &self.tz, self.config.max_record_bytes);
         let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -26,7 +39,7 @@ impl HttpChannel {
         }));
         let Ok(mapped) = mapped else {
             let detail = "petitiond panicked while mapping the record (a bug: please report it with the quarantined bytes); the panic message is not kept";
-            return Ok(Prepared::Hand {
+            return Mapping::Done(Prepared::Hand {
                 reference: format!("{page}#{i}"),
                 payload: Payload::Rejected {
                     raw: raw.get().as_bytes().to_vec(),
@@ -35,23 +48,16 @@ impl HttpChannel {
                 },
                 time: None,
                 bound: None,
+                raw: None,
             });
         };
-        Ok(match mapped {
-            Ok(m) => {
-                let reference = format!("{page}#{i} id={}", m.upstream_id);
-                let time = key.cursor(&m);
-                let bound = key.bound(&m);
-                match self.envelope(f, stop, ctx, raw, m).await? {
-                    Some(payload) => Prepared::Hand {
-                        reference,
-                        payload,
-                        time,
-                        bound,
-                    },
-                    None => Prepared::Held(time, bound),
-                }
-            }
+        match mapped {
+            Ok(m) => Mapping::Mapped {
+                reference: format!("{page}#{i} id={}", m.upstream_id),
+                time: key.cursor(&m),
+                bound: key.bound(&m),
+                m: Box::new(m),
+            },
             Err(bad) => {
                 // Name the record by its id when it has one, so the operator can find it.
                 let id = serde_json::from_str::<serde_json::Value>(raw.get())
@@ -71,18 +77,55 @@ impl HttpChannel {
                     Some(id) => format!("{page}#{i} id={id}"),
                     None => format!("{page}#{i}"),
                 };
-                Prepared::Hand {
+                Mapping::Done(Prepared::Hand {
                     reference,
                     payload: rejected(raw, bad),
                     time: None,
                     bound: None,
-                }
+                    raw: None,
+                })
             }
+        }
+    }
+
+    /// One mapped record → what intake gets (an envelope with its version, or a rejection),
+    /// or held back because an attachment failed for now. `known`: the item's version in the
+    /// store, if it has one.
+    pub(super) async fn prepare(
+        &self,
+        f: &Fetcher,
+        stop: &CancellationToken,
+        ctx: &PollCtx,
+        raw: &RawValue,
+        mapping: Mapping,
+        known: Option<String>,
+    ) -> Result<Prepared, PollError> {
+        let (reference, m, time, bound) = match mapping {
+            Mapping::Done(p) => return Ok(p),
+            Mapping::Mapped {
+                reference,
+                m,
+                time,
+                bound,
+            } => (reference, m, time, bound),
+        };
+        Ok(match self.envelope(f, stop, ctx, raw, *m, known).await? {
+            Some((payload, raw)) => Prepared::Hand {
+                reference,
+                payload,
+                time,
+                bound,
+                raw,
+            },
+            None => Prepared::Held(time, bound),
         })
     }
 
-    /// Builds the envelope for a mapped record: raw bytes and attachments into the blob store.
-    /// `None`: an attachment failed for now and the item still has budget — held back.
+    /// Builds the envelope for a mapped record, its attachments fetched into the blob store,
+    /// and the raw bytes the caller must store (unsynced) before handing the envelope over —
+    /// `None` for a record already held at this version (intake will call it a duplicate and
+    /// commit nothing that refers to them). `None` as a whole: an attachment failed for now
+    /// and the item still has budget — held back.
     pub(super) async fn envelope(
         &self,
         f: &Fetcher,
@@ -90,16 +133,10 @@ impl HttpChannel {
         ctx: &PollCtx,
         raw: &RawValue,
         m: Mapped,
-    ) -> Result<Option<Payload>, PollError> {
-        let id = petitiond_core::envelope::ItemId::derive(self.config.channel, &m.upstream_id);
+        known: Option<String>,
+    ) -> Result<Option<(Payload, Option<Vec<u8>>)>, PollError> {
         // A record we already have at this version needs no attachment downloads: intake will
         // recognise it.
-        let known = {
-            let id = id.to_string();
-            blocking(&self.store, move |s| s.item_version(&id))
-                .await
-                .map_err(anyhow::Error::from)?
-        };
         let unchanged = known.as_deref() == Some(m.version.as_str());
         let mut attachments = Vec::new();
         let mut flags = Vec::new();
@@ -150,14 +187,15 @@ impl HttpChannel {
                         "failed in earlier polls".into(),
                     )
                 });
-                return Ok(Some(Payload::Rejected {
+                let rejected = Payload::Rejected {
                     raw: raw.get().as_bytes().to_vec(),
                     reason: ATTACHMENT_FAILED,
                     detail: format!(
                         "attachment {reference} failed in {n} polls (max_failed_polls = {}): {why}",
                         limits.max_failed_polls
                     ),
-                }));
+                };
+                return Ok(Some((rejected, None)));
             }
         }
         for field in &m.dropped {
@@ -174,12 +212,7 @@ impl HttpChannel {
             }
         }
         let bytes = raw.get().as_bytes().to_vec();
-        let blobs = Arc::clone(&self.blobs);
-        // Unsynced: intake syncs the blob store before it commits the item (group commit).
-        let raw_ref = tokio::task::spawn_blocking(move || blobs.put_unsynced(&bytes))
-            .await
-            .map_err(anyhow::Error::from)?
-            .map_err(anyhow::Error::from)?;
+        let raw_ref = petitiond_store::blobs::reference(&bytes);
         let mut env = build_envelope(
             self.config.channel,
             self.name(),
@@ -189,10 +222,11 @@ impl HttpChannel {
         );
         env.attachments = attachments;
         env.flags = flags;
-        Ok(Some(Payload::Record {
+        let payload = Payload::Record {
             envelope: Box::new(env),
             version: m.version,
-        }))
+        };
+        Ok(Some((payload, (!unchanged).then_some(bytes))))
     }
 
     /// The item's failed polls so far if it has a budget entry (marked as read now).

@@ -176,6 +176,28 @@ pub(super) fn item_version(store: &PgStore, id: &str) -> Result<Option<String>, 
     })
 }
 
+/// Every id's version in one query.
+pub(super) fn item_versions(
+    store: &PgStore,
+    ids: &[String],
+) -> Result<Vec<Option<String>>, StoreError> {
+    let rows = store.conn()?.query(
+        "SELECT id, upstream_version FROM items WHERE id = ANY($1)",
+        &[&ids],
+    )?;
+    let mut known = std::collections::HashMap::with_capacity(rows.len());
+    for r in rows {
+        known.insert(
+            r.try_get::<_, String>(0)?,
+            r.try_get::<_, Option<String>>(1)?,
+        );
+    }
+    Ok(ids
+        .iter()
+        .map(|id| known.get(id).cloned().flatten())
+        .collect())
+}
+
 pub(super) fn item_envelope(store: &PgStore, id: &str) -> Result<Option<Envelope>, StoreError> {
     let row = store
         .conn()?

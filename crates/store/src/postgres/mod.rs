@@ -341,6 +341,10 @@ impl Store for PgStore {
         items::item_version(self, id)
     }
 
+    fn item_versions(&self, ids: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        items::item_versions(self, ids)
+    }
+
     fn record_update(&self, u: &ItemUpdate) -> Result<bool, StoreError> {
         items::record_update(self, u)
     }

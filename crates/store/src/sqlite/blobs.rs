@@ -20,9 +20,8 @@
 
 use super::SqliteStore;
 use crate::StoreError;
-use crate::blobs::{BlobRef, BlobStore, FsBlobStore};
-use rusqlite::{OptionalExtension, params};
-use sha2::{Digest, Sha256};
+use crate::blobs::{BlobRef, BlobStore, FsBlobStore, reference};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,20 +55,36 @@ impl SqliteBlobStore {
         })
     }
 
-    /// Inserts the row (a no-op if the digest is there) and commits it without fsync.
-    fn insert(&self, hex: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let conn = self.store.conn();
+    /// Inserts the rows (a digest already there is a no-op) and commits them, in one
+    /// transaction, without fsync.
+    fn insert(&self, rows: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let mut conn = self.store.conn();
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let inserted = conn
-            .prepare_cached("INSERT OR IGNORE INTO blobs (sha256, bytes) VALUES (?1, ?2)")
-            .and_then(|mut st| st.execute(params![hex, bytes]));
+        let inserted = insert_rows(&mut conn, rows);
         // Whatever the insert did: every other commit on this connection stays FULL.
         let restored = conn.pragma_update(None, "synchronous", "FULL");
         inserted?;
         restored?;
-        // After the commit: a `sync` that sees the flag sees the row.
+        // After the commit: a `sync` that sees the flag sees the rows.
         self.dirty.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Small blobs as rows in one transaction, large ones as files; all durable at `sync`.
+    fn unsynced(&self, blobs: &[&[u8]]) -> std::io::Result<Vec<BlobRef>> {
+        let refs: Vec<BlobRef> = blobs.iter().map(|b| reference(b)).collect();
+        let mut rows = Vec::with_capacity(blobs.len());
+        for (b, r) in blobs.iter().zip(&refs) {
+            if b.len() > MAX_IN_DATABASE {
+                self.files.put_unsynced(b)?;
+            } else {
+                rows.push((r.sha256.as_str(), *b));
+            }
+        }
+        if !rows.is_empty() {
+            self.insert(&rows).map_err(io)?;
+        }
+        Ok(refs)
     }
 
     fn row(&self, hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -91,30 +106,36 @@ impl SqliteBlobStore {
     }
 }
 
+fn insert_rows(conn: &mut Connection, rows: &[(&str, &[u8])]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut st =
+            tx.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, bytes) VALUES (?1, ?2)")?;
+        for (hex, bytes) in rows {
+            st.execute(params![hex, bytes])?;
+        }
+    }
+    tx.commit()
+}
+
 impl BlobStore for SqliteBlobStore {
     fn put(&self, bytes: &[u8]) -> std::io::Result<BlobRef> {
-        let hex = hex::encode(Sha256::digest(bytes));
-        if self.has_row(&hex).map_err(io)? {
+        let r = reference(bytes);
+        if self.has_row(&r.sha256).map_err(io)? {
             // Written unsynced before (a record now quarantined): durable before answering.
             self.sync()?;
-            return Ok(BlobRef {
-                sha256: hex,
-                size: bytes.len() as u64,
-            });
+            return Ok(r);
         }
         self.files.put(bytes)
     }
 
     fn put_unsynced(&self, bytes: &[u8]) -> std::io::Result<BlobRef> {
-        if bytes.len() > MAX_IN_DATABASE {
-            return self.files.put_unsynced(bytes);
-        }
-        let hex = hex::encode(Sha256::digest(bytes));
-        self.insert(&hex, bytes).map_err(io)?;
-        Ok(BlobRef {
-            sha256: hex,
-            size: bytes.len() as u64,
-        })
+        Ok(self.unsynced(&[bytes])?.remove(0))
+    }
+
+    fn put_unsynced_many(&self, blobs: &[Vec<u8>]) -> std::io::Result<Vec<BlobRef>> {
+        let blobs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+        self.unsynced(&blobs)
     }
 
     fn sync(&self) -> std::io::Result<()> {
@@ -155,6 +176,7 @@ impl BlobStore for SqliteBlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use std::time::Duration;
 
     fn open(dir: &Path) -> SqliteBlobStore {
@@ -241,6 +263,32 @@ mod tests {
         assert_eq!(s.get(&streamed.sha256).unwrap(), b"streamed");
         assert!(s.get("../../etc/passwd").is_err());
         assert!(s.get(&"0".repeat(64)).is_err(), "unknown digest");
+    }
+
+    #[test]
+    fn a_page_of_records_is_written_in_one_call_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let big = vec![1u8; MAX_IN_DATABASE + 1];
+        let page = vec![
+            b"one".to_vec(),
+            big.clone(),
+            b"two".to_vec(),
+            b"one".to_vec(),
+        ];
+        let refs = s.put_unsynced_many(&page).unwrap();
+        assert_eq!(refs.len(), 4);
+        for (r, b) in refs.iter().zip(&page) {
+            assert_eq!(*r, reference(b));
+            assert_eq!(s.get(&r.sha256).unwrap(), *b);
+        }
+        assert!(s.has_row(&refs[0].sha256).unwrap() && !s.has_row(&refs[1].sha256).unwrap());
+        assert_eq!(
+            files_in(&dir.path().join("blobs")),
+            1,
+            "only the large one is a file"
+        );
+        s.sync().unwrap();
     }
 
     /// The quarantine's durable put of a record already written unsynced must leave it durable.

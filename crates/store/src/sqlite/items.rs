@@ -226,15 +226,28 @@ pub(super) fn item_state(
     store: &SqliteStore,
     id: &str,
 ) -> Result<Option<(Envelope, Option<String>)>, StoreError> {
-    let row: Option<(String, Option<String>)> = store
-        .conn()
-        .prepare_cached("SELECT envelope, upstream_version FROM items WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(match row {
-        Some((j, v)) => Some((serde_json::from_str(&j)?, v)),
-        None => None,
-    })
+    Ok(item_states(store, std::slice::from_ref(&id.to_string()))?.remove(0))
+}
+
+/// Every id's envelope and version under one lock, through one prepared statement.
+pub(super) fn item_states(
+    store: &SqliteStore,
+    ids: &[String],
+) -> Result<Vec<Option<ItemState>>, StoreError> {
+    let conn = store.conn();
+    let mut st =
+        conn.prepare_cached("SELECT envelope, upstream_version FROM items WHERE id = ?1")?;
+    ids.iter()
+        .map(|id| {
+            let row: Option<(String, Option<String>)> = st
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(match row {
+                Some((j, v)) => Some((serde_json::from_str(&j)?, v)),
+                None => None,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn item_version(store: &SqliteStore, id: &str) -> Result<Option<String>, StoreError> {
@@ -244,6 +257,23 @@ pub(super) fn item_version(store: &SqliteStore, id: &str) -> Result<Option<Strin
         .query_row([id], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
+}
+
+/// Every id's version under one lock, through one prepared statement.
+pub(super) fn item_versions(
+    store: &SqliteStore,
+    ids: &[String],
+) -> Result<Vec<Option<String>>, StoreError> {
+    let conn = store.conn();
+    let mut st = conn.prepare_cached("SELECT upstream_version FROM items WHERE id = ?1")?;
+    ids.iter()
+        .map(|id| {
+            Ok(st
+                .query_row([id], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+                .flatten())
+        })
+        .collect()
 }
 
 pub(super) fn record_update(store: &SqliteStore, u: &ItemUpdate) -> Result<bool, StoreError> {
