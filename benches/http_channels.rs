@@ -11,7 +11,8 @@
 //! headers, read from the run's outbox) to a fresh topic on the same broker — what the broker
 //! alone allows. The ratio to the latter is issue 16's goal (≥ 0.5). CPU seconds are the whole
 //! bench process's (simulators included) per 1,000 items; peak RSS is the process's high-water
-//! mark so far.
+//! mark so far; disk bytes per item are what the process sent to storage during the drain
+//! (`/proc/self/io` `write_bytes`: the store's WAL, its checkpoints and blob files).
 //!
 //! ```text
 //! cargo bench --bench http_channels
@@ -254,6 +255,17 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Bytes this process has caused to be written to storage (`/proc/self/io`, `write_bytes`:
+/// what reached the block layer — the store's WAL, checkpoints and blob files).
+fn disk_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// What a backlog run measured.
 struct Drained {
     rate: f64,
@@ -261,6 +273,8 @@ struct Drained {
     /// Mean payload + headers of the records sent.
     bytes: usize,
     cpu_per_1000: f64,
+    /// Bytes written to storage per item (store and blobs, checkpoints included).
+    disk_per_item: f64,
 }
 
 /// Backlog throughput: `n` records per channel waiting upstream when the daemon starts.
@@ -268,6 +282,7 @@ async fn throughput(which: Which, n: usize) -> Drained {
     let (h, p) = sims().await;
     let total = fill(which, &h, &p, n);
     let cpu0 = cpu_secs();
+    let disk0 = disk_written();
     let t0 = Instant::now();
     let run = start(which, &h, &p).await;
     let deadline = t0 + Duration::from_secs(600);
@@ -277,6 +292,8 @@ async fn throughput(which: Which, n: usize) -> Drained {
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
+    // Read before the bench's own queries and the shutdown's final checkpoint.
+    let disk = disk_written().saturating_sub(disk0);
     let bytes = rusqlite::Connection::open(&run.db)
         .and_then(|c| {
             c.query_row(
@@ -292,6 +309,7 @@ async fn throughput(which: Which, n: usize) -> Drained {
         records: total,
         bytes,
         cpu_per_1000: cpu * 1000.0 / total as f64,
+        disk_per_item: disk as f64 / total as f64,
     }
 }
 
@@ -532,7 +550,7 @@ fn main() {
     println!();
     println!("against a plain rdkafka producer (same broker, same settings, same count and size)");
     println!(
-        "{:<8} {:>8} {:>7} {:>12} {:>12} {:>7} {:>14} {:>14}",
+        "{:<8} {:>8} {:>7} {:>12} {:>12} {:>7} {:>14} {:>14} {:>12}",
         "channel",
         "records",
         "bytes",
@@ -540,7 +558,8 @@ fn main() {
         "raw kafka/s",
         "ratio",
         "CPU s/1k pd",
-        "CPU s/1k raw"
+        "CPU s/1k raw",
+        "disk B/item"
     );
     for (which, d) in &drained {
         let (raw, raw_cpu) = rt.block_on(raw_kafka(d.records, d.bytes));
@@ -556,12 +575,13 @@ fn main() {
                     "ratio": d.rate / raw,
                     "cpu_s_per_1000": d.cpu_per_1000,
                     "raw_cpu_s_per_1000": raw_cpu,
+                    "disk_bytes_per_item": d.disk_per_item,
                     "peak_rss_mb": peak_rss_mb(),
                 })
             );
         }
         println!(
-            "{:<8} {:>8} {:>7} {:>12.0} {:>12.0} {:>7.2} {:>14.3} {:>14.3}",
+            "{:<8} {:>8} {:>7} {:>12.0} {:>12.0} {:>7.3} {:>14.3} {:>14.3} {:>12.0}",
             which.name(),
             d.records,
             d.bytes,
@@ -569,7 +589,8 @@ fn main() {
             raw,
             d.rate / raw,
             d.cpu_per_1000,
-            raw_cpu
+            raw_cpu,
+            d.disk_per_item
         );
     }
     println!(
