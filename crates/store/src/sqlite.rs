@@ -36,6 +36,10 @@ pub struct SqliteStore {
     // Read-only connection for the SLA board: WAL lets it read a snapshot while the writer
     // commits, so an operator's refresh never holds the writers' mutex (alerts stay on time).
     read: Mutex<Connection>,
+    // Read-only connection for intake's and the channels' look-ups (a page's versions, a
+    // batch's stored items): committed state is what they need, and on their own connection
+    // they wait neither for a group's commit on the writer nor for a board query.
+    lookup: Mutex<Connection>,
     // Tells the checkpoint thread to stop when the store is dropped.
     stop: Arc<AtomicBool>,
     // The database file (its `-wal` is fsynced by the blob store's `sync`).
@@ -101,11 +105,17 @@ impl SqliteStore {
         // by default; the writer runs more distinct statements than that.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Migrations::from_slice(migrations::MIGRATIONS).to_latest(&mut conn)?;
-        let read = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        read.busy_timeout(busy_timeout)?;
+        let read_only = || -> Result<Connection, StoreError> {
+            let c = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(busy_timeout)?;
+            Ok(c)
+        };
+        let read = read_only()?;
+        let lookup = read_only()?;
         // The board's counts walk the open-clock index: keep its pages in this connection's
         // cache (up to 64 MiB; a million open clocks' index is about 40 MB).
         read.pragma_update(None, "cache_size", CACHE_SIZE)?;
@@ -120,9 +130,15 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             read: Mutex::new(read),
+            lookup: Mutex::new(lookup),
             stop,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The look-ups' read-only connection (see `lookup`).
+    pub(crate) fn lookup(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.lookup.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -229,12 +229,13 @@ pub(super) fn item_state(
     Ok(item_states(store, std::slice::from_ref(&id.to_string()))?.remove(0))
 }
 
-/// Every id's envelope and version under one lock, through one prepared statement.
+/// Every id's envelope and version under one lock, through one prepared statement, on the
+/// look-ups' connection.
 pub(super) fn item_states(
     store: &SqliteStore,
     ids: &[String],
 ) -> Result<Vec<Option<ItemState>>, StoreError> {
-    let conn = store.conn();
+    let conn = store.lookup();
     let mut st =
         conn.prepare_cached("SELECT envelope, upstream_version FROM items WHERE id = ?1")?;
     ids.iter()
@@ -259,12 +260,13 @@ pub(super) fn item_version(store: &SqliteStore, id: &str) -> Result<Option<Strin
         .flatten())
 }
 
-/// Every id's version under one lock, through one prepared statement.
+/// Every id's version under one lock, through one prepared statement, on the look-ups'
+/// connection.
 pub(super) fn item_versions(
     store: &SqliteStore,
     ids: &[String],
 ) -> Result<Vec<Option<String>>, StoreError> {
-    let conn = store.conn();
+    let conn = store.lookup();
     let mut st = conn.prepare_cached("SELECT upstream_version FROM items WHERE id = ?1")?;
     ids.iter()
         .map(|id| {

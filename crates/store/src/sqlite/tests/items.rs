@@ -297,3 +297,38 @@ fn interrupted_mail_is_not_sent_again() {
         assert!(s.pending_mail(10).unwrap().is_empty());
     });
 }
+
+/// A page's versions and a batch's stored items are read in one call each, in the order asked,
+/// `None` for an id the store does not have — on each backend, and what the one-id calls say.
+#[test]
+fn versions_and_states_are_read_for_many_ids_in_order() {
+    each_backend(|s| {
+        let mut a = item("many-a");
+        a.version = Some("v1".into());
+        let mut b = item("many-b");
+        b.version = None;
+        s.record_item(&a).unwrap();
+        s.record_item(&b).unwrap();
+        let (ia, ib) = (a.envelope.id.to_string(), b.envelope.id.to_string());
+        let ids = vec![ib.clone(), "unknown".to_string(), ia.clone(), ia.clone()];
+        assert_eq!(
+            s.item_versions(&ids).unwrap(),
+            [None, None, Some("v1".to_string()), Some("v1".to_string())]
+        );
+        let states = s.item_states(&ids).unwrap();
+        assert_eq!(states.len(), 4);
+        assert_eq!(states[0].as_ref().unwrap().0.id, b.envelope.id);
+        assert!(states[1].is_none());
+        let (env, version) = states[2].clone().unwrap();
+        assert_eq!(env.id, a.envelope.id);
+        assert_eq!(version.as_deref(), Some("v1"));
+        for (id, state) in ids.iter().zip(&states) {
+            assert_eq!(
+                s.item_state(id).unwrap().map(|x| x.1),
+                state.clone().map(|x| x.1)
+            );
+            assert_eq!(s.item_version(id).unwrap(), state.clone().and_then(|x| x.1));
+        }
+        assert!(s.item_versions(&[]).unwrap().is_empty());
+    });
+}
