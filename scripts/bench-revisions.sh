@@ -27,11 +27,21 @@ for r in before after; do
   args=()
   for b in "${benches[@]}"; do args+=(--bench "$b"); done
   # The executables cargo lists, one per bench, in the order asked.
+  # Copied out at once: cargo names a workspace member's bench by a hash that does not depend
+  # on the checkout's path, so both revisions build the same file name in the shared target
+  # directory and the second build overwrote the first (both rounds ran the AFTER binary).
+  mkdir -p "$work/bin/$r"
   while read -r name path; do
-    bin[$r.$name]=$path
+    cp "$path" "$work/bin/$r/$name"
+    bin[$r.$name]=$work/bin/$r/$name
   done < <(cd "$work/$r" && cargo bench --no-run --locked "${args[@]}" 2>&1 \
     | sed -n 's|.*Executable benches/\([a-z_]*\)\.rs (\(.*\))|\1 \2|p')
   echo "== built $r ($rev)"
+done
+for b in "${benches[@]}"; do
+  if cmp -s "${bin[before.$b]}" "${bin[after.$b]}"; then
+    echo "== warning: $b is the same executable in both revisions (nothing it links changed)"
+  fi
 done
 for i in $(seq 1 "$rounds"); do
   for b in "${benches[@]}"; do
