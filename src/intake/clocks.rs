@@ -83,12 +83,7 @@ pub fn start_clocks(
             Err(e @ petitiond_core::sla::calendar::CalendarError::YearNotLoaded(_)) => {
                 // Kept, not dropped: computed when petitiond starts with that year's calendar.
                 // The envelope says so (no due instant to carry yet).
-                metrics
-                    .clock_errors
-                    .get_or_create(&crate::metrics::ClockLabel {
-                        clock: policy.id.clone(),
-                    })
-                    .inc();
+                metrics.clock_error(&policy.id);
                 tracing::warn!(item = %env.id, clock = %policy.id, error = %e, "SLA clock pending: its due instant needs a calendar year that is not loaded");
                 let flag = format!("{SLA_PENDING_FLAG}{}", policy.id);
                 if !env.flags.contains(&flag) {
@@ -97,12 +92,7 @@ pub fn start_clocks(
                 out.push((Clock::pending(policy, env.id.as_str(), &lead, at), None));
             }
             Err(e) => {
-                metrics
-                    .clock_errors
-                    .get_or_create(&crate::metrics::ClockLabel {
-                        clock: policy.id.clone(),
-                    })
-                    .inc();
+                metrics.clock_error(&policy.id);
                 tracing::error!(item = %env.id, clock = %policy.id, error = %e, "cannot start SLA clock");
             }
         }

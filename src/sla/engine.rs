@@ -370,12 +370,7 @@ fn decide(
             }
             Ok((None, _)) => break,
             Err(e) => {
-                metrics
-                    .clock_errors
-                    .get_or_create(&crate::metrics::ClockLabel {
-                        clock: c.clock_id.clone(),
-                    })
-                    .inc();
+                metrics.clock_error(&c.clock_id);
                 fired.next = Some(retry_at(cal, &e, now));
                 tracing::error!(item = %c.item_id, clock = %c.clock_id, error = %e, retry_at = ?fired.next, "cannot compute the next SLA alert");
                 break;

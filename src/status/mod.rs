@@ -520,12 +520,7 @@ pub fn clock_writes(
                 writes.updated.push((i, next.map(|(_, t)| t)));
             }
             Err(e) => {
-                metrics
-                    .clock_errors
-                    .get_or_create(&crate::metrics::ClockLabel {
-                        clock: clock.clock_id.clone(),
-                    })
-                    .inc();
+                metrics.clock_error(&clock.clock_id);
                 tracing::error!(item = %clock.item_id, clock = %clock.clock_id, error = %e, "cannot apply status event to clock");
             }
         }

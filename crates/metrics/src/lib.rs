@@ -542,6 +542,15 @@ impl Metrics {
             .inc();
     }
 
+    /// An SLA clock that could not be started, moved or scheduled.
+    pub fn clock_error(&self, clock: &str) {
+        self.clock_errors
+            .get_or_create(&ClockLabel {
+                clock: clock.into(),
+            })
+            .inc();
+    }
+
     pub fn upstream_request(&self, source: &str, outcome: &str) {
         self.upstream_requests
             .get_or_create(&SourceOutcome {
