@@ -87,8 +87,10 @@ impl SqliteBlobStore {
         Ok(refs)
     }
 
+    /// Reads run on the look-ups' read-only connection: only committed rows are asked for,
+    /// and they need not wait for the writer.
     fn row(&self, hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let conn = self.store.conn();
+        let conn = self.store.lookup();
         let bytes = conn
             .prepare_cached("SELECT bytes FROM blobs WHERE sha256 = ?1")?
             .query_row([hex], |r| r.get(0))
@@ -97,7 +99,7 @@ impl SqliteBlobStore {
     }
 
     fn has_row(&self, hex: &str) -> Result<bool, StoreError> {
-        let conn = self.store.conn();
+        let conn = self.store.lookup();
         let found = conn
             .prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")?
             .query_row([hex], |_| Ok(()))
@@ -184,17 +186,14 @@ mod tests {
         SqliteBlobStore::open(Arc::new(store), &dir.join("blobs")).unwrap()
     }
 
+    /// Files under `dir`, recursively.
     fn files_in(dir: &Path) -> usize {
-        walk(dir)
-    }
-
-    fn walk(dir: &Path) -> usize {
         std::fs::read_dir(dir)
             .map(|rd| {
                 rd.flatten()
                     .map(|e| {
                         if e.path().is_dir() {
-                            walk(&e.path())
+                            files_in(&e.path())
                         } else {
                             1
                         }
